@@ -1,0 +1,235 @@
+// Command mailtls is a companion for Postfix: it answers smtp_tls_policy_maps
+// lookups (socketmap and tcp_table), records the TLS outcome of every outbound
+// delivery from the mail log, and reports TLS coverage.
+//
+// This package is flags and wiring only; the logic lives in policyd, logparse
+// and store.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the command ran and failed
+	exitUsage   = 2 // bad flags, arguments or input
+)
+
+// usageError marks errors caused by bad input; they exit with exitUsage.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usageErrorf(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// env is what a command sees of the outside world, so tests can drive the
+// whole CLI in-process.
+type env struct {
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	getenv func(string) string
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := Run(ctx, os.Args, env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv})
+	stop()
+	os.Exit(code)
+}
+
+// Run runs the CLI and returns the process exit code. Errors are printed as a
+// single line on stderr.
+func Run(ctx context.Context, args []string, e env) int {
+	app := newApp(e)
+	args = reorderArgs(app, args)
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return exitOK
+	}
+	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+	fmt.Fprintf(e.stderr, "mailtls: %s\n", msg)
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
+	}
+	return exitFailure
+}
+
+func newApp(e env) *cli.App {
+	app := &cli.App{
+		Name:  "mailtls",
+		Usage: "TLS policy daemon, delivery recorder and coverage reports for Postfix",
+		Description: "mailtls answers Postfix's smtp_tls_policy_maps lookups (socketmap and tcp_table),\n" +
+			"follows the mail log to record how every outbound delivery really went out, and\n" +
+			"reports TLS coverage. Start with `mailtls run`, then `mailtls postfix-config`.",
+		Reader:          e.stdin,
+		Writer:          e.stdout,
+		ErrWriter:       e.stderr,
+		HideHelpCommand: true,
+		Flags:           []cli.Flag{dbFlag(e)},
+		ExitErrHandler:  func(*cli.Context, error) {},
+		OnUsageError:    onUsageError,
+		CommandNotFound: func(c *cli.Context, cmd string) {},
+		Commands:        commands(e),
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return usageErrorf("unknown command %q (run `mailtls --help` for the list)", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
+		},
+	}
+	setUsageErrors(app.Commands)
+	return app
+}
+
+func onUsageError(_ *cli.Context, err error, _ bool) error {
+	return &usageError{msg: err.Error() + " (see --help)"}
+}
+
+func setUsageErrors(cmds []*cli.Command) {
+	for _, c := range cmds {
+		c.OnUsageError = onUsageError
+		if len(c.Subcommands) > 0 {
+			setUsageErrors(c.Subcommands)
+			name := c.Name
+			if c.Action == nil {
+				c.Action = func(cc *cli.Context) error {
+					if cc.Args().Present() {
+						return usageErrorf("unknown %s command %q (run `mailtls %s --help`)", name, cc.Args().First(), name)
+					}
+					return cli.ShowSubcommandHelp(cc)
+				}
+			}
+		}
+	}
+}
+
+func dbFlag(e env) cli.Flag {
+	def := "/var/lib/mailtls/mailtls.db"
+	if v := e.getenv("MAILTLS_DB"); v != "" {
+		def = v
+	}
+	return &cli.StringFlag{
+		Name:  "db",
+		Usage: "SQLite database `PATH` (created on first use; env MAILTLS_DB)",
+		Value: def,
+	}
+}
+
+func commands(e env) []*cli.Command {
+	return []*cli.Command{
+		runCommand(e),
+		serveCommand(e),
+		policyCommand(e),
+		lookupCommand(e),
+		importCommand(e),
+		followCommand(e),
+		deliveriesCommand(e),
+		reportCommand(e),
+		suggestCommand(e),
+		postfixConfigCommand(e),
+		benchLookupCommand(e),
+	}
+}
+
+// reorderArgs lets flags follow positional arguments, as in
+// `mailtls policy set example.com encrypt --note "x"`: urfave/cli v2 stops
+// parsing flags at the first positional argument, so flags found after it are
+// moved in front of it. A literal "--" ends flag processing.
+func reorderArgs(app *cli.App, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	out := []string{args[0]}
+	i := 1
+	cmds := app.Commands
+	flags := app.Flags
+	// Walk global flags and the command path.
+	for i < len(args) {
+		a := args[i]
+		if strings.HasPrefix(a, "-") {
+			out = append(out, a)
+			if takesValue(flags, a) && i+1 < len(args) {
+				out = append(out, args[i+1])
+				i++
+			}
+			i++
+			continue
+		}
+		var found *cli.Command
+		for _, c := range cmds {
+			if c.HasName(a) {
+				found = c
+			}
+		}
+		if found == nil {
+			break
+		}
+		out = append(out, a)
+		i++
+		cmds = found.Subcommands
+		flags = found.Flags
+		if len(cmds) == 0 {
+			break
+		}
+	}
+	var fl, pos []string
+	for ; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i:]...)
+			break
+		}
+		if strings.HasPrefix(a, "-") && a != "-" {
+			fl = append(fl, a)
+			if takesValue(flags, a) && i+1 < len(args) {
+				fl = append(fl, args[i+1])
+				i++
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	out = append(out, fl...)
+	return append(out, pos...)
+}
+
+// takesValue reports whether the flag named by arg ("--name", "-n", not
+// "--name=value") consumes the next argument.
+func takesValue(flags []cli.Flag, arg string) bool {
+	name := strings.TrimLeft(arg, "-")
+	if strings.Contains(name, "=") {
+		return false
+	}
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				switch f.(type) {
+				case *cli.BoolFlag:
+					return false
+				default:
+					return true
+				}
+			}
+		}
+	}
+	return false
+}

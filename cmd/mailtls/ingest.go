@@ -1,0 +1,304 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/mailtls/mailtls/logparse"
+	"github.com/mailtls/mailtls/store"
+)
+
+// toStore converts parsed deliveries to store rows.
+func toStore(ds []logparse.Delivery) []store.Delivery {
+	out := make([]store.Delivery, len(ds))
+	for i, d := range ds {
+		out[i] = store.Delivery{
+			Time: d.Time, Host: d.Host, Process: d.Process, PID: d.PID,
+			QueueID: d.QueueID, Recipient: d.Recipient, OrigTo: d.OrigTo, Domain: d.Domain,
+			Relay: d.Relay, Status: d.Status, DSN: d.DSN, Reason: d.Reason,
+			TLS: d.TLS, TLSTrust: d.TLSTrust, TLSProtocol: d.TLSProtocol, TLSCipher: d.TLSCipher,
+			Fallback: d.Fallback, TLSFailure: d.TLSFailure, Key: d.Key,
+		}
+	}
+	return out
+}
+
+const tlsLoggingHint = "no TLS summary lines found, so TLS of these deliveries is unknown; " +
+	"turn TLS logging on with: postconf -e smtp_tls_loglevel=1 && postfix reload"
+
+func importCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:      "import",
+		Usage:     "parse mail log files (plain, .gz or - for stdin) into the database",
+		ArgsUsage: "FILE...",
+		UsageText: "mailtls import /var/log/mail.log.2.gz /var/log/mail.log.1 /var/log/mail.log\n" +
+			"journalctl -u postfix@- -o json | mailtls import -\n\n" +
+			"Give rotated files oldest first. Importing the same lines twice adds nothing.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar and no summary"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return usageErrorf("import needs at least one FILE (or - for stdin)")
+			}
+			files := c.Args().Slice()
+			// Fail early on files that cannot be opened, before writing anything.
+			for _, f := range files {
+				if f == "-" {
+					continue
+				}
+				if fi, err := os.Stat(f); err != nil {
+					return usageErrorf("%v", err)
+				} else if fi.IsDir() {
+					return usageErrorf("%s is a directory (want a log file)", f)
+				}
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			show := !c.Bool("quiet") && isTerminal(e.stderr)
+			res, err := importFiles(c.Context, st, files, e.stdin, show, e)
+			if err != nil {
+				return err
+			}
+			if !c.Bool("quiet") {
+				fmt.Fprintf(e.stdout, "%d lines read, %d deliveries stored (%d already present), %d lines skipped as malformed\n",
+					res.stats.Lines, res.added, res.stats.Deliveries-int64(res.added), res.stats.Skipped)
+				if res.stats.TLSLines == 0 && res.stats.Deliveries > 0 {
+					fmt.Fprintln(e.stderr, "mailtls: note: "+tlsLoggingHint)
+				}
+			}
+			return nil
+		},
+	}
+}
+
+type importResult struct {
+	stats logparse.Stats
+	added int
+}
+
+// importFiles parses files in order through one correlator (a session may
+// span a rotation) and stores deliveries in batches. Parsing and writing run
+// concurrently.
+func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.Reader, progress bool, e env) (importResult, error) {
+	var res importResult
+	corr := logparse.NewCorrelator(logparse.Options{RefTime: time.Now()})
+	batches := make(chan []logparse.Delivery, 4)
+	werr := make(chan error, 1)
+	var added atomic.Int64
+	go func() {
+		var err error
+		for b := range batches {
+			if err != nil {
+				continue
+			}
+			var n int
+			n, err = st.AddDeliveries(ctx, toStore(b))
+			added.Add(int64(n))
+		}
+		werr <- err
+	}()
+	var total int64
+	for _, f := range files {
+		if f != "-" {
+			if fi, err := os.Stat(f); err == nil {
+				total += fi.Size()
+			}
+		}
+	}
+	var read atomic.Int64
+	stopBar := func() {}
+	if progress {
+		stopBar = startProgress(e.stderr, &read, total)
+	}
+	perr := func() error {
+		const batchSize = 4096
+		batch := make([]logparse.Delivery, 0, batchSize)
+		for _, name := range files {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			r, closeFn, ref, err := openLog(name, stdin)
+			if err != nil {
+				return err
+			}
+			corr.SetRefTime(ref)
+			br := bufio.NewReaderSize(&countingReader{r: r, n: &read}, 256<<10)
+			for {
+				line, err := readLine(br)
+				if len(line) > 0 || err == nil {
+					batch = append(batch, corr.Feed(line)...)
+					if len(batch) >= batchSize {
+						batches <- batch
+						batch = make([]logparse.Delivery, 0, batchSize)
+					}
+				}
+				if err != nil {
+					closeFn()
+					if err == io.EOF {
+						break
+					}
+					return fmt.Errorf("read %s: %w", name, err)
+				}
+			}
+		}
+		if len(batch) > 0 {
+			batches <- batch
+		}
+		return nil
+	}()
+	close(batches)
+	err := <-werr
+	stopBar()
+	res.stats = corr.Stats()
+	res.added = int(added.Load())
+	if perr != nil {
+		return res, perr
+	}
+	return res, err
+}
+
+// readLine returns the next line without its newline. A line longer than
+// the reader's buffer (256 KiB; Postfix lines are far shorter) is discarded
+// and returned as an empty line, which the parser counts as malformed; the
+// lines after it are still read.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		for err == bufio.ErrBufferFull {
+			_, err = br.ReadSlice('\n')
+		}
+		return []byte{}, err
+	}
+	line = bytes.TrimSuffix(line, []byte("\n"))
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	return line, err
+}
+
+// openLog opens a plain or gzip-compressed file (detected by its magic
+// bytes), or stdin for "-". ref is the time used to infer the year of
+// traditional syslog stamps: the file's mtime.
+func openLog(name string, stdin io.Reader) (io.Reader, func(), time.Time, error) {
+	var (
+		r   io.Reader
+		c   = func() {}
+		ref = time.Now()
+	)
+	if name == "-" {
+		r = stdin
+	} else {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, nil, ref, err
+		}
+		if fi, err := f.Stat(); err == nil {
+			ref = fi.ModTime()
+		}
+		r, c = f, func() { f.Close() }
+	}
+	br := bufio.NewReaderSize(r, 64<<10)
+	magic, _ := br.Peek(2)
+	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			c()
+			return nil, nil, ref, fmt.Errorf("%s: %w", name, err)
+		}
+		zr.Multistream(true)
+		return &gzipTolerant{zr: zr, name: name}, c, ref, nil
+	}
+	return br, c, ref, nil
+}
+
+// gzipTolerant reports a truncated .gz (a rotation caught mid-write) as EOF
+// after the last complete data, rather than failing the whole import.
+type gzipTolerant struct {
+	zr   *gzip.Reader
+	name string
+}
+
+func (g *gzipTolerant) Read(p []byte) (int, error) {
+	n, err := g.zr.Read(p)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return n, io.EOF
+	}
+	return n, err
+}
+
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// startProgress draws a progress bar on a terminal until stopped.
+func startProgress(w io.Writer, read *atomic.Int64, total int64) func() {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				fmt.Fprint(w, "\r\033[K")
+				return
+			case <-t.C:
+				n := read.Load()
+				if total > 0 {
+					frac := float64(n) / float64(total)
+					if frac > 1 {
+						frac = 1
+					}
+					const width = 30
+					full := int(frac * width)
+					fmt.Fprintf(w, "\r[%s%s] %3.0f%%  %s", bytes.Repeat([]byte("#"), full), bytes.Repeat([]byte("."), width-full), frac*100, humanBytes(n))
+				} else {
+					fmt.Fprintf(w, "\r%s read", humanBytes(n))
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -1,0 +1,328 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mailtls/mailtls/policyd"
+	"github.com/mailtls/mailtls/store"
+)
+
+func policyCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:  "policy",
+		Usage: "manage per-destination TLS policy overrides",
+		Description: "Overrides replace the default answer (may) for one destination.\n" +
+			"Keys: example.com (exact), .example.com (every subdomain, not example.com itself),\n" +
+			"[mx.example.com]:587 (a transport next-hop, exact).",
+		Subcommands: []*cli.Command{
+			policySetCommand(e),
+			{
+				Name:      "rm",
+				Usage:     "remove an override",
+				ArgsUsage: "KEY",
+				UsageText: "mailtls policy rm example.com",
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return usageErrorf("policy rm takes exactly one KEY (e.g. mailtls policy rm example.com)")
+					}
+					key, err := policyd.NormalizeKey(c.Args().First())
+					if err != nil {
+						return usageErrorf("%v", err)
+					}
+					st, err := openStore(c)
+					if err != nil {
+						return err
+					}
+					defer st.Close()
+					if err := st.RemoveOverride(c.Context, key, store.ActorFromEnv()); err != nil {
+						if errors.Is(err, store.ErrNotFound) {
+							return fmt.Errorf("no override for %q (see `mailtls policy list`)", key)
+						}
+						return err
+					}
+					fmt.Fprintf(e.stdout, "removed %s\n", key)
+					return nil
+				},
+			},
+			{
+				Name:      "list",
+				Usage:     "list overrides",
+				UsageText: "mailtls policy list [--format table|json|csv]",
+				Flags:     []cli.Flag{formatFlag("table", "table|json|csv")},
+				Action: func(c *cli.Context) error {
+					format := c.String("format")
+					if err := checkFormat(format, "table", "json", "csv"); err != nil {
+						return err
+					}
+					st, err := openStore(c)
+					if err != nil {
+						return err
+					}
+					defer st.Close()
+					ovs, err := st.Overrides(c.Context)
+					if err != nil {
+						return err
+					}
+					now := time.Now()
+					if format == "json" {
+						type jo struct {
+							Key     string  `json:"key"`
+							Policy  string  `json:"policy"`
+							Note    string  `json:"note"`
+							Created string  `json:"created"`
+							Updated string  `json:"updated"`
+							Expires *string `json:"expires"`
+							Expired bool    `json:"expired"`
+						}
+						out := make([]jo, 0, len(ovs))
+						for _, o := range ovs {
+							j := jo{Key: o.Key, Policy: o.Policy, Note: o.Note,
+								Created: o.Created.UTC().Format(time.RFC3339), Updated: o.Updated.UTC().Format(time.RFC3339)}
+							if !o.Expires.IsZero() {
+								s := o.Expires.UTC().Format(time.RFC3339)
+								j.Expires = &s
+								j.Expired = !o.Expires.After(now)
+							}
+							out = append(out, j)
+						}
+						return writeJSON(e.stdout, out)
+					}
+					if len(ovs) == 0 && format == "table" {
+						fmt.Fprintln(e.stdout, "no overrides: every destination gets the default (see `mailtls policy set --help`)")
+						return nil
+					}
+					t := newTable("KEY", "POLICY", "EXPIRES", "UPDATED", "NOTE")
+					for _, o := range ovs {
+						exp := "-"
+						if !o.Expires.IsZero() {
+							exp = fmtTime(o.Expires)
+							if !o.Expires.After(now) {
+								exp += " (expired)"
+							}
+						}
+						t.add(o.Key, o.Policy, exp, fmtTime(o.Updated), o.Note)
+					}
+					return t.write(e.stdout, format)
+				},
+			},
+			{
+				Name:      "history",
+				Usage:     "show the change history of overrides",
+				ArgsUsage: "[KEY]",
+				UsageText: "mailtls policy history [example.com]",
+				Flags:     []cli.Flag{formatFlag("table", "table|json|csv")},
+				Action: func(c *cli.Context) error {
+					format := c.String("format")
+					if err := checkFormat(format, "table", "json", "csv"); err != nil {
+						return err
+					}
+					key := ""
+					if c.NArg() > 1 {
+						return usageErrorf("policy history takes at most one KEY")
+					}
+					if c.NArg() == 1 {
+						k, err := policyd.NormalizeKey(c.Args().First())
+						if err != nil {
+							return usageErrorf("%v", err)
+						}
+						key = k
+					}
+					st, err := openStore(c)
+					if err != nil {
+						return err
+					}
+					defer st.Close()
+					hist, err := st.History(c.Context, key)
+					if err != nil {
+						return err
+					}
+					if format == "json" {
+						type jc struct {
+							At    string  `json:"at"`
+							Key   string  `json:"key"`
+							Old   *string `json:"old"`
+							New   *string `json:"new"`
+							Actor string  `json:"actor"`
+							Note  string  `json:"note"`
+						}
+						out := make([]jc, 0, len(hist))
+						for _, h := range hist {
+							j := jc{At: h.At.UTC().Format(time.RFC3339), Key: h.Key, Actor: h.Actor, Note: h.Note}
+							if h.Old != "" {
+								j.Old = &h.Old
+							}
+							if h.New != "" {
+								j.New = &h.New
+							}
+							out = append(out, j)
+						}
+						return writeJSON(e.stdout, out)
+					}
+					if len(hist) == 0 && format == "table" {
+						fmt.Fprintln(e.stdout, "no changes recorded")
+						return nil
+					}
+					t := newTable("WHEN", "KEY", "OLD", "NEW", "BY")
+					for _, h := range hist {
+						t.add(fmtTime(h.At), h.Key, dash(h.Old), dash(h.New), h.Actor)
+					}
+					return t.write(e.stdout, format)
+				},
+			},
+			{
+				Name:      "import",
+				Usage:     "import a Postfix smtp_tls_policy table (hash:/texthash: source format)",
+				ArgsUsage: "FILE",
+				UsageText: "mailtls policy import /etc/postfix/tls_policy\n\n" +
+					"Every line is validated first; any error rejects the whole file.",
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return usageErrorf("policy import takes one FILE (or - for stdin)")
+					}
+					var r io.Reader = e.stdin
+					name := c.Args().First()
+					if name != "-" {
+						f, err := os.Open(name)
+						if err != nil {
+							return usageErrorf("%v", err)
+						}
+						defer f.Close()
+						r = f
+					}
+					entries, err := policyd.ReadTable(r)
+					if err != nil {
+						return usageErrorf("%s: %v; nothing imported", name, err)
+					}
+					ovs := make([]store.Override, 0, len(entries))
+					for _, en := range entries {
+						ovs = append(ovs, store.Override{Key: en.Key, Policy: en.Value, Note: "imported from " + name})
+					}
+					st, err := openStore(c)
+					if err != nil {
+						return err
+					}
+					defer st.Close()
+					n, err := st.ImportOverrides(c.Context, ovs, store.ActorFromEnv())
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(e.stdout, "imported %d overrides from %s (%d changed)\n", len(ovs), name, n)
+					return nil
+				},
+			},
+			{
+				Name:      "export",
+				Usage:     "write the overrides as a Postfix table source file",
+				UsageText: "mailtls policy export > tls_policy",
+				Action: func(c *cli.Context) error {
+					st, err := openStore(c)
+					if err != nil {
+						return err
+					}
+					defer st.Close()
+					ovs, err := st.Overrides(c.Context)
+					if err != nil {
+						return err
+					}
+					now := time.Now()
+					var entries []policyd.TableEntry
+					for _, o := range ovs {
+						if !o.Expires.IsZero() && !o.Expires.After(now) {
+							continue
+						}
+						entries = append(entries, policyd.TableEntry{Key: o.Key, Value: o.Policy})
+					}
+					return policyd.WriteTable(e.stdout, entries,
+						fmt.Sprintf("smtp_tls_policy_maps table exported by mailtls on %s\n%d overrides (expired ones omitted)", now.UTC().Format(time.RFC3339), len(entries)))
+				},
+			},
+		},
+	}
+}
+
+func policySetCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:      "set",
+		Usage:     "create or change an override",
+		ArgsUsage: "KEY LEVEL [ATTR=VALUE ...]",
+		UsageText: "mailtls policy set example.com encrypt\n" +
+			"mailtls policy set .corp.example verify match=hostname:nexthop --note 'ticket 42'\n" +
+			"mailtls policy set '[mx.example.net]:587' encrypt protocols=>=TLSv1.2 --expires 30d\n" +
+			"mailtls policy set example.com encrypt --dry-run   # what would history say?\n\n" +
+			"LEVEL is one of none may encrypt dane dane-only fingerprint verify secure.\n" +
+			"Attributes: protocols ciphers exclude match servername tafile connection_reuse enable_rpk.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "note", Usage: "free-text `NOTE` stored with the override"},
+			&cli.StringFlag{Name: "expires", Usage: "expire the override after `DURATION` (e.g. 30d, 12h)"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "show what the delivery history says would have happened, change nothing"},
+			&cli.StringFlag{Name: "since", Value: "30d", Usage: "history window for --dry-run"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() < 2 {
+				return usageErrorf("policy set needs KEY and LEVEL (e.g. mailtls policy set example.com encrypt)")
+			}
+			key, err := policyd.NormalizeKey(c.Args().First())
+			if err != nil {
+				return usageErrorf("%v", err)
+			}
+			var fields []string
+			for _, a := range c.Args().Slice()[1:] {
+				if strings.ContainsAny(a, "\r\n") {
+					return usageErrorf("policy value contains a line break (not allowed)")
+				}
+				fields = append(fields, strings.Fields(a)...)
+			}
+			p, err := policyd.ParsePolicyFields(fields)
+			if err != nil {
+				return usageErrorf("%v", err)
+			}
+			if strings.ContainsAny(c.String("note"), "\r\n") {
+				return usageErrorf("--note must be a single line")
+			}
+			var expires time.Time
+			if s := c.String("expires"); s != "" {
+				d, err := parseDuration(s)
+				if err != nil || d <= 0 {
+					return usageErrorf("--expires: invalid duration %q (want e.g. 12h, 30d, 2w)", s)
+				}
+				expires = time.Now().Add(d)
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if c.Bool("dry-run") {
+				return policyDryRun(c, e, st, key, p)
+			}
+			o := store.Override{Key: key, Policy: p.String(), Note: c.String("note"), Expires: expires}
+			if err := st.SetOverride(c.Context, o, store.ActorFromEnv()); err != nil {
+				return err
+			}
+			msg := fmt.Sprintf("%s -> %s", key, p.String())
+			if !expires.IsZero() {
+				msg += fmt.Sprintf(" (expires %s)", fmtTime(expires))
+			}
+			fmt.Fprintln(e.stdout, msg)
+			return nil
+		},
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func formatFlag(def, accepted string) cli.Flag {
+	return &cli.StringFlag{Name: "format", Value: def, Usage: "output `FORMAT`: " + accepted}
+}

@@ -1,0 +1,572 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mailtls/mailtls/policyd"
+	"github.com/mailtls/mailtls/store"
+)
+
+// summaryJSON is the `report --format json` contract (DESIGN.md): keep the
+// field names exact.
+type summaryJSON struct {
+	Deliveries          int64            `json:"deliveries"`
+	Encrypted           int64            `json:"encrypted"`
+	Plaintext           int64            `json:"plaintext"`
+	Unknown             int64            `json:"unknown"`
+	Fallback            int64            `json:"fallback"`
+	Coverage            json.Number      `json:"coverage"`
+	ByTrust             map[string]int64 `json:"by_trust"`
+	ByProtocol          map[string]int64 `json:"by_protocol"`
+	Deferred            int64            `json:"deferred"`
+	TLSDeferred         int64            `json:"tls_deferred"`
+	Bounced             int64            `json:"bounced"`
+	Domains             int64            `json:"domains"`
+	DomainsAllTLS       int64            `json:"domains_all_tls"`
+	DomainsAnyPlaintext int64            `json:"domains_any_plaintext"`
+}
+
+type rowJSON struct {
+	Key        string      `json:"key"`
+	Deliveries int64       `json:"deliveries"`
+	Encrypted  int64       `json:"encrypted"`
+	Plaintext  int64       `json:"plaintext"`
+	Coverage   json.Number `json:"coverage"`
+}
+
+func coverage4(f float64) json.Number { return json.Number(fmt.Sprintf("%.4f", f)) }
+
+var byKeys = []string{"domain", "day", "hour", "relay", "protocol", "cipher", "trust", "status"}
+
+// domainFilter validates --domain: example.com or *.example.com.
+func domainFilter(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	wild := strings.HasPrefix(s, "*.")
+	k, err := policyd.NormalizeKey(strings.TrimPrefix(s, "*."))
+	if err != nil || strings.HasPrefix(k, ".") || strings.HasPrefix(k, "[") {
+		return "", usageErrorf("invalid --domain %q (want example.com, or *.example.com for it and its subdomains)", s)
+	}
+	if wild {
+		return "*." + k, nil
+	}
+	return k, nil
+}
+
+func reportWindow(c *cli.Context) (store.Window, error) {
+	since, until, err := window(c, "7d")
+	if err != nil {
+		return store.Window{}, err
+	}
+	dom, err := domainFilter(c.String("domain"))
+	if err != nil {
+		return store.Window{}, err
+	}
+	return store.Window{Since: since, Until: until, Domain: dom}, nil
+}
+
+func describeWindow(w store.Window) string {
+	s := fmt.Sprintf("%s to %s", fmtTime(w.Since), fmtTime(w.Until))
+	if w.Domain != "" {
+		s += ", domain " + w.Domain
+	}
+	return s
+}
+
+func reportCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:  "report",
+		Usage: "TLS coverage of outbound mail",
+		UsageText: "mailtls report                       # last 7 days\n" +
+			"mailtls report --since 24h --by domain --top 20\n" +
+			"mailtls report --since 2026-11-01 --until 2026-12-01 --format json\n" +
+			"mailtls report --domain '*.example.com' --by day\n" +
+			"mailtls report downgrades | overrides",
+		Flags: append(windowFlags("7d"),
+			&cli.StringFlag{Name: "by", Usage: "break down by `KEY`: " + strings.Join(byKeys, "|")},
+			&cli.IntFlag{Name: "top", Value: 0, Usage: "show only the first `N` rows of --by (0 = all)"},
+			formatFlag("table", "table|json|csv")),
+		Subcommands: []*cli.Command{downgradesCommand(e), overridesReportCommand(e)},
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return usageErrorf("unknown report %q (want downgrades or overrides, or flags only)", c.Args().First())
+			}
+			format := c.String("format")
+			if err := checkFormat(format, "table", "json", "csv"); err != nil {
+				return err
+			}
+			w, err := reportWindow(c)
+			if err != nil {
+				return err
+			}
+			if c.Int("top") < 0 {
+				return usageErrorf("--top must be 0 or more")
+			}
+			by := c.String("by")
+			if by != "" {
+				ok := false
+				for _, k := range byKeys {
+					ok = ok || k == by
+				}
+				if !ok {
+					return usageErrorf("invalid --by %q (want one of %s)", by, strings.Join(byKeys, ", "))
+				}
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if by != "" {
+				rows, err := st.ReportBy(c.Context, w, by, c.Int("top"))
+				if err != nil {
+					return err
+				}
+				return writeRows(e.stdout, format, by, w, rows)
+			}
+			s, err := st.Summary(c.Context, w)
+			if err != nil {
+				return err
+			}
+			return writeSummary(e.stdout, format, w, s)
+		},
+	}
+}
+
+func summaryToJSON(s store.Summary) summaryJSON {
+	j := summaryJSON{
+		Deliveries: s.Deliveries, Encrypted: s.Encrypted, Plaintext: s.Plaintext, Unknown: s.Unknown,
+		Fallback: s.Fallback, Coverage: coverage4(s.Coverage), ByTrust: s.ByTrust, ByProtocol: s.ByProtocol,
+		Deferred: s.Deferred, TLSDeferred: s.TLSDeferred, Bounced: s.Bounced, Domains: s.Domains,
+		DomainsAllTLS: s.DomainsAllTLS, DomainsAnyPlaintext: s.DomainsAnyPlaintext,
+	}
+	if j.ByTrust == nil {
+		j.ByTrust = map[string]int64{}
+	}
+	if j.ByProtocol == nil {
+		j.ByProtocol = map[string]int64{}
+	}
+	return j
+}
+
+func writeSummary(w io.Writer, format string, win store.Window, s store.Summary) error {
+	switch format {
+	case "json":
+		return writeJSON(w, summaryToJSON(s))
+	case "csv":
+		t := newTable("metric", "value")
+		j := summaryToJSON(s)
+		t.add("deliveries", itoa(j.Deliveries))
+		t.add("encrypted", itoa(j.Encrypted))
+		t.add("plaintext", itoa(j.Plaintext))
+		t.add("unknown", itoa(j.Unknown))
+		t.add("fallback", itoa(j.Fallback))
+		t.add("coverage", string(j.Coverage))
+		for _, k := range sortedKeys(j.ByTrust) {
+			t.add("by_trust."+k, itoa(j.ByTrust[k]))
+		}
+		for _, k := range sortedKeys(j.ByProtocol) {
+			t.add("by_protocol."+k, itoa(j.ByProtocol[k]))
+		}
+		t.add("deferred", itoa(j.Deferred))
+		t.add("tls_deferred", itoa(j.TLSDeferred))
+		t.add("bounced", itoa(j.Bounced))
+		t.add("domains", itoa(j.Domains))
+		t.add("domains_all_tls", itoa(j.DomainsAllTLS))
+		t.add("domains_any_plaintext", itoa(j.DomainsAnyPlaintext))
+		return t.writeCSV(w)
+	}
+	fmt.Fprintf(w, "TLS coverage, %s\n\n", describeWindow(win))
+	if s.Deliveries == 0 && s.Deferred == 0 && s.Bounced == 0 && s.Expired == 0 {
+		fmt.Fprintln(w, "No deliveries recorded in this window.")
+		fmt.Fprintln(w, "(Is `mailtls run` or `mailtls follow` reading the mail log? Try a wider --since.)")
+		return nil
+	}
+	t := newTable("", "", "").alignRight(1)
+	known := s.Encrypted + s.Plaintext
+	t.add("Delivered (sent)", num(s.Deliveries), "")
+	t.add("  encrypted", num(s.Encrypted), fmt.Sprintf("%s of known", pct(s.Coverage)))
+	t.add("  plaintext", num(s.Plaintext), share(s.Plaintext, known))
+	t.add("    no STARTTLS", num(s.PlaintextNoStartTLS), "receiver offered no TLS")
+	t.add("    fallback", num(s.Fallback), "TLS handshake failed, then sent in plaintext")
+	note := ""
+	if s.Unknown > 0 {
+		note = "no TLS log line (smtp_tls_loglevel = 0?)"
+	}
+	t.add("  unknown", num(s.Unknown), note)
+	t.add("Deferred", num(s.Deferred), "")
+	t.add("  caused by TLS", num(s.TLSDeferred), "4.7.x with a TLS reason")
+	t.add("Bounced", num(s.Bounced), "")
+	if s.Expired > 0 {
+		t.add("Expired", num(s.Expired), "")
+	}
+	var b strings.Builder
+	if err := t.writeText(&b); err != nil {
+		return err
+	}
+	// Drop the empty header line.
+	text := b.String()
+	if i := strings.IndexByte(text, '\n'); i >= 0 {
+		text = text[i+1:]
+	}
+	fmt.Fprint(w, text)
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "Trust      %s\n", splitLine(s.ByTrust, []string{"verified", "trusted", "untrusted", "anonymous"}))
+	fmt.Fprintf(w, "Protocol   %s\n", splitLine(s.ByProtocol, nil))
+	fmt.Fprintf(w, "Domains    %s total, %s all TLS, %s with plaintext\n", num(s.Domains), num(s.DomainsAllTLS), num(s.DomainsAnyPlaintext))
+	if s.DomainsAnyPlaintext > 0 {
+		fmt.Fprintln(w, "\nWho got plaintext: mailtls report --by domain --since ... then mailtls deliveries --domain D")
+	}
+	return nil
+}
+
+func share(n, of int64) string {
+	if of == 0 {
+		return ""
+	}
+	return pct(float64(n)/float64(of)) + " of known"
+}
+
+// num formats with thousands separators.
+func num(n int64) string {
+	s := fmt.Sprintf("%d", n)
+	if n < 0 {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func sortedKeys(m map[string]int64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if m[keys[i]] != m[keys[j]] {
+			return m[keys[i]] > m[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	return keys
+}
+
+// splitLine renders "verified 5,000  trusted 10" in the preferred order,
+// then any other keys by count.
+func splitLine(m map[string]int64, order []string) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	var parts []string
+	seen := map[string]bool{}
+	for _, k := range order {
+		if m[k] > 0 {
+			parts = append(parts, k+" "+num(m[k]))
+			seen[k] = true
+		}
+	}
+	for _, k := range sortedKeys(m) {
+		if !seen[k] {
+			parts = append(parts, k+" "+num(m[k]))
+		}
+	}
+	return strings.Join(parts, "  ")
+}
+
+func writeRows(w io.Writer, format, by string, win store.Window, rows []store.Row) error {
+	switch format {
+	case "json":
+		out := struct {
+			Rows []rowJSON `json:"rows"`
+		}{Rows: make([]rowJSON, 0, len(rows))}
+		for _, r := range rows {
+			out.Rows = append(out.Rows, rowJSON{Key: r.Key, Deliveries: r.Deliveries, Encrypted: r.Encrypted, Plaintext: r.Plaintext, Coverage: coverage4(r.Coverage)})
+		}
+		return writeJSON(w, out)
+	case "csv":
+		t := newTable("key", "deliveries", "encrypted", "plaintext", "coverage")
+		for _, r := range rows {
+			t.add(r.Key, itoa(r.Deliveries), itoa(r.Encrypted), itoa(r.Plaintext), string(coverage4(r.Coverage)))
+		}
+		return t.writeCSV(w)
+	}
+	if len(rows) == 0 {
+		fmt.Fprintf(w, "No deliveries recorded in this window (%s).\n", describeWindow(win))
+		return nil
+	}
+	fmt.Fprintf(w, "TLS coverage by %s, %s\n\n", by, describeWindow(win))
+	t := newTable(strings.ToUpper(by), "SENT", "ENCRYPTED", "PLAINTEXT", "COVERAGE").alignRight(1, 2, 3, 4)
+	for _, r := range rows {
+		cov := "-"
+		if r.Encrypted+r.Plaintext > 0 {
+			cov = pct(r.Coverage)
+		}
+		t.add(truncate(r.Key, 40), num(r.Deliveries), num(r.Encrypted), num(r.Plaintext), cov)
+	}
+	return t.writeText(w)
+}
+
+func truncate(s string, n int) string {
+	if len([]rune(s)) <= n {
+		return s
+	}
+	return string([]rune(s)[:n-1]) + "…"
+}
+
+func downgradesCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:  "downgrades",
+		Usage: "destinations that had TLS before and then got plaintext or failed TLS",
+		UsageText: "mailtls report downgrades --since 30d\n\n" +
+			"A downgrade can mean STARTTLS stripping on the path, or a broken receiver.",
+		Flags: append(windowFlags("7d"), formatFlag("table", "table|json|csv")),
+		Action: func(c *cli.Context) error {
+			format := c.String("format")
+			if err := checkFormat(format, "table", "json", "csv"); err != nil {
+				return err
+			}
+			w, err := reportWindow(c)
+			if err != nil {
+				return err
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			ds, err := st.Downgrades(c.Context, w)
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				type dj struct {
+					Domain          string `json:"domain"`
+					FirstSeen       string `json:"first_seen"`
+					LastSeen        string `json:"last_seen"`
+					Count           int64  `json:"count"`
+					LastTLSAt       string `json:"last_tls_at"`
+					LastTLSTrust    string `json:"last_tls_trust"`
+					LastTLSProtocol string `json:"last_tls_protocol"`
+					LastTLSCipher   string `json:"last_tls_cipher"`
+				}
+				out := make([]dj, 0, len(ds))
+				for _, d := range ds {
+					out = append(out, dj{d.Domain, rfc(d.FirstSeen), rfc(d.LastSeen), d.Count, rfc(d.LastTLSAt), d.LastTLSTrust, d.LastTLSProtocol, d.LastTLSCipher})
+				}
+				return writeJSON(e.stdout, map[string]any{"downgrades": out})
+			}
+			if len(ds) == 0 && format == "table" {
+				fmt.Fprintf(e.stdout, "No downgrades in this window (%s).\n", describeWindow(w))
+				return nil
+			}
+			t := newTable("DOMAIN", "FIRST SEEN", "LAST SEEN", "COUNT", "LAST TLS").alignRight(3)
+			for _, d := range ds {
+				last := fmt.Sprintf("%s %s %s", fmtTime(d.LastTLSAt), d.LastTLSProtocol, d.LastTLSTrust)
+				t.add(truncate(d.Domain, 28), fmtTime(d.FirstSeen), fmtTime(d.LastSeen), num(d.Count), last)
+			}
+			return t.write(e.stdout, format)
+		},
+	}
+}
+
+func rfc(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func overridesReportCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:      "overrides",
+		Usage:     "deliveries and deferrals under each override: which forced destinations fail?",
+		UsageText: "mailtls report overrides --since 7d",
+		Flags:     append(windowFlags("7d"), formatFlag("table", "table|json|csv")),
+		Action: func(c *cli.Context) error {
+			format := c.String("format")
+			if err := checkFormat(format, "table", "json", "csv"); err != nil {
+				return err
+			}
+			w, err := reportWindow(c)
+			if err != nil {
+				return err
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			ovs, err := st.Overrides(c.Context)
+			if err != nil {
+				return err
+			}
+			keys := make([]string, len(ovs))
+			policy := map[string]string{}
+			for i, o := range ovs {
+				keys[i] = o.Key
+				policy[o.Key] = o.Policy
+			}
+			stats, err := st.OverrideActivity(c.Context, w, keys)
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				type oj struct {
+					Key         string `json:"key"`
+					Policy      string `json:"policy"`
+					Sent        int64  `json:"sent"`
+					Deferred    int64  `json:"deferred"`
+					TLSDeferred int64  `json:"tls_deferred"`
+					Bounced     int64  `json:"bounced"`
+				}
+				out := make([]oj, 0, len(stats))
+				for _, s := range stats {
+					out = append(out, oj{s.Key, policy[s.Key], s.Sent, s.Deferred, s.TLSDeferred, s.Bounced})
+				}
+				return writeJSON(e.stdout, map[string]any{"overrides": out})
+			}
+			if len(stats) == 0 && format == "table" {
+				fmt.Fprintln(e.stdout, "No overrides set (see `mailtls policy set --help`).")
+				return nil
+			}
+			t := newTable("KEY", "POLICY", "SENT", "DEFERRED", "TLS-DEFERRED", "BOUNCED").alignRight(2, 3, 4, 5)
+			for _, s := range stats {
+				t.add(truncate(s.Key, 28), truncate(policy[s.Key], 24), num(s.Sent), num(s.Deferred), num(s.TLSDeferred), num(s.Bounced))
+			}
+			return t.write(e.stdout, format)
+		},
+	}
+}
+
+func suggestCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:  "suggest",
+		Usage: "destinations that could be forced to TLS safely, judged by history",
+		UsageText: "mailtls suggest\n" +
+			"mailtls suggest --min-deliveries 50 --min-days 14\n" +
+			"mailtls suggest --apply            # write them as overrides\n\n" +
+			"A destination qualifies when every delivery to it went out encrypted, over at\n" +
+			"least --min-deliveries deliveries on --min-days distinct days. verify is\n" +
+			"suggested when every session was Verified or Trusted, encrypt otherwise.",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "min-deliveries", Value: 20, Usage: "at least `N` deliveries"},
+			&cli.IntFlag{Name: "min-days", Value: 7, Usage: "spread over at least `D` distinct days"},
+			&cli.BoolFlag{Name: "apply", Usage: "write the suggestions as overrides (otherwise nothing changes)"},
+			formatFlag("table", "table|json|csv"),
+		},
+		Action: func(c *cli.Context) error {
+			format := c.String("format")
+			if err := checkFormat(format, "table", "json", "csv"); err != nil {
+				return err
+			}
+			if c.Int("min-deliveries") < 1 || c.Int("min-days") < 1 {
+				return usageErrorf("--min-deliveries and --min-days must be at least 1")
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			sugg, err := st.Suggest(c.Context, c.Int("min-deliveries"), c.Int("min-days"), time.Now())
+			if err != nil {
+				return err
+			}
+			ovs, err := st.Overrides(c.Context)
+			if err != nil {
+				return err
+			}
+			have := map[string]bool{}
+			for _, o := range ovs {
+				have[o.Key] = true
+			}
+			var todo []store.Suggestion
+			for _, s := range sugg {
+				if !have[s.Domain] {
+					todo = append(todo, s)
+				}
+			}
+			if format == "json" && !c.Bool("apply") {
+				type sj struct {
+					Domain     string `json:"domain"`
+					Level      string `json:"level"`
+					Deliveries int64  `json:"deliveries"`
+					Days       int64  `json:"days"`
+					FirstSeen  string `json:"first_seen"`
+					LastSeen   string `json:"last_seen"`
+				}
+				out := make([]sj, 0, len(todo))
+				for _, s := range todo {
+					out = append(out, sj{s.Domain, s.Level, s.Deliveries, s.Days, rfc(s.FirstSeen), rfc(s.LastSeen)})
+				}
+				return writeJSON(e.stdout, map[string]any{"suggestions": out})
+			}
+			if len(todo) == 0 {
+				fmt.Fprintf(e.stdout, "Nothing to suggest: no destination without an override has %d+ all-encrypted deliveries over %d+ days.\n",
+					c.Int("min-deliveries"), c.Int("min-days"))
+				return nil
+			}
+			t := newTable("DOMAIN", "SUGGEST", "DELIVERIES", "DAYS", "LAST SEEN").alignRight(2, 3)
+			for _, s := range todo {
+				t.add(s.Domain, s.Level, num(s.Deliveries), itoa(s.Days), fmtTime(s.LastSeen))
+			}
+			if err := t.write(e.stdout, format); err != nil {
+				return err
+			}
+			if !c.Bool("apply") {
+				if format == "table" {
+					fmt.Fprintln(e.stdout, "\nNothing changed. Re-run with --apply to set these overrides.")
+				}
+				return nil
+			}
+			actor := store.ActorFromEnv()
+			for _, s := range todo {
+				o := store.Override{Key: s.Domain, Policy: s.Level,
+					Note: fmt.Sprintf("suggested by mailtls: %d deliveries over %d days, all encrypted", s.Deliveries, s.Days)}
+				if err := st.SetOverride(c.Context, o, actor); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(e.stdout, "\nApplied %d overrides.\n", len(todo))
+			return nil
+		},
+	}
+}
+
+// policyDryRun answers "what would this override have done?" from history.
+func policyDryRun(c *cli.Context, e env, st *store.Store, key string, p policyd.Policy) error {
+	since, err := parseWhen(c.String("since"), time.Now())
+	if err != nil {
+		return usageErrorf("--since: %v", err)
+	}
+	r, err := st.DryRun(c.Context, key, p.Level, since)
+	if err != nil {
+		return err
+	}
+	days := int(time.Since(since).Hours()/24 + 0.5)
+	fmt.Fprintf(e.stdout, "In the last %d days, %s deliveries to %s", days, num(r.Deliveries), key)
+	switch p.Level {
+	case "encrypt", "dane-only", "fingerprint":
+		fmt.Fprintf(e.stdout, "; %s were plaintext and would have been deferred.\n", num(r.Plaintext))
+	case "verify", "secure":
+		fmt.Fprintf(e.stdout, "; %s were plaintext and %s used an unverified certificate: %s would have been deferred.\n",
+			num(r.Plaintext), num(r.Unverified), num(r.WouldDefer))
+	default:
+		fmt.Fprintf(e.stdout, "; %s would not defer any of them.\n", p.Level)
+	}
+	fmt.Fprintln(e.stdout, "Nothing changed (--dry-run).")
+	return nil
+}

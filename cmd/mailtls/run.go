@@ -1,0 +1,107 @@
+package main
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+func runCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:  "run",
+		Usage: "the main job: TLS policy daemon and mail log follower in one process",
+		UsageText: "mailtls run\n" +
+			"mailtls run --log /var/log/mail.log --db /var/lib/mailtls/mailtls.db\n" +
+			"mailtls run --journal                 # journald-only systems (Debian 12)\n" +
+			"mailtls run --config /etc/mailtls/mailtls.conf\n\n" +
+			"SIGTERM/SIGINT: graceful stop. SIGHUP: reopen the log, re-read the config file\n" +
+			"(default and log-level) and reload overrides.",
+		Flags: append(daemonFlags(), followFlags()...),
+		Action: func(c *cli.Context) error {
+			if err := loadConfig(c); err != nil {
+				return err
+			}
+			var level = new(slogLevelVar)
+			log, err := newLeveledLogger(c, e, level)
+			if err != nil {
+				return err
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			fol, err := newFollower(c, st, log)
+			if err != nil {
+				return err
+			}
+			d, err := startDaemon(c, st, log)
+			if err != nil {
+				return err
+			}
+			defer d.stop()
+			log.Info("mailtls run started", "listeners", strings.Join(d.addrs, " "), "db", c.String("db"),
+				"log", fol.source, "overrides", d.table.Load().Len(), "default", c.String("default"))
+
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			done := make(chan error, 1)
+			go func() { done <- fol.run(c.Context) }()
+			for {
+				select {
+				case <-hup:
+					log.Info("SIGHUP: reopening log and reloading configuration")
+					fol.reopen()
+					reloadConfig(c, d, level, log)
+				case err := <-done:
+					log.Info("shutting down")
+					serr := d.stop()
+					if err != nil {
+						return err
+					}
+					return serr
+				}
+			}
+		},
+	}
+}
+
+// reloadConfig re-reads the config file and applies the settings that can
+// change live: default and log-level. Other settings need a restart, which
+// is logged. A bad config file is logged and ignored: the running settings
+// stay.
+func reloadConfig(c *cli.Context, d *daemon, level *slogLevelVar, log interface {
+	Info(string, ...any)
+	Error(string, ...any)
+}) {
+	path, _ := configPath(c)
+	vals, err := readConfig(path, knownFlags(c))
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			log.Error("config reload failed; keeping current settings", "file", path, "err", err)
+		}
+		d.table.Reload()
+		return
+	}
+	if v, ok := vals["default"]; ok && !c.IsSet("default") {
+		def, err := parseDefault(v)
+		if err != nil {
+			log.Error("config reload: bad default; keeping current", "err", err)
+		} else {
+			d.table.SetDefault(def)
+			log.Info("default answer updated", "default", v)
+		}
+	}
+	if v, ok := vals["log-level"]; ok {
+		if err := level.UnmarshalText([]byte(v)); err != nil {
+			log.Error("config reload: bad log-level; keeping current", "err", err)
+		}
+	}
+	d.table.Reload()
+}

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mailtls/mailtls/policyd"
+	"github.com/mailtls/mailtls/store"
+)
+
+// daemonFlags are shared by `serve` and `run`.
+func daemonFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "socketmap", Value: "127.0.0.1:8470", Usage: "socketmap listener `ADDR` (empty disables)"},
+		&cli.StringFlag{Name: "tcp", Value: "127.0.0.1:8471", Usage: "tcp_table listener `ADDR` (empty disables)"},
+		&cli.StringFlag{Name: "unix", Usage: "also serve socketmap on this unix socket `PATH`"},
+		&cli.StringFlag{Name: "tcp-unix", Usage: "also serve tcp_table on this unix socket `PATH`"},
+		&cli.StringFlag{Name: "unix-mode", Value: "0666", Usage: "permission `MODE` of the unix sockets (octal)"},
+		&cli.StringFlag{Name: "map", Value: "tlspolicy", Usage: "socketmap map `NAME` to answer (others get PERM)"},
+		&cli.StringFlag{Name: "default", Value: "may", Usage: "answer for destinations without override: a policy `LEVEL`, or notfound to let main.cf decide"},
+		&cli.IntFlag{Name: "max-conns", Value: 2000, Usage: "maximum concurrent client connections per listener"},
+		&cli.DurationFlag{Name: "idle-timeout", Value: 2 * time.Minute, Usage: "close a client connection idle this long (Postfix closes after 10s idle)"},
+		&cli.DurationFlag{Name: "reload-every", Value: 500 * time.Millisecond, Usage: "how often to check the database for override changes"},
+		&cli.BoolFlag{Name: "allow-remote", Usage: "allow listening on non-loopback addresses"},
+		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log `LEVEL`: debug, info, warn, error"},
+		&cli.StringFlag{Name: "config", Usage: "config `FILE` with flag=value lines (default /etc/mailtls/mailtls.conf when present)"},
+	}
+}
+
+func serveCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "run only the TLS policy daemon (socketmap + tcp_table)",
+		UsageText: "mailtls serve\n" +
+			"mailtls serve --socketmap 127.0.0.1:8470 --tcp 127.0.0.1:8471 --unix /run/mailtls/policy.sock\n" +
+			"mailtls serve --default notfound   # let main.cf's smtp_tls_security_level apply\n\n" +
+			"Check it with: postmap -q example.com socketmap:inet:127.0.0.1:8470:tlspolicy",
+		Flags: daemonFlags(),
+		Action: func(c *cli.Context) error {
+			if err := loadConfig(c); err != nil {
+				return err
+			}
+			log, err := newLogger(c, e)
+			if err != nil {
+				return err
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			d, err := startDaemon(c, st, log)
+			if err != nil {
+				return err
+			}
+			log.Info("mailtls serve started", "listeners", strings.Join(d.addrs, " "), "db", c.String("db"), "overrides", d.table.Load().Len(), "default", c.String("default"))
+			<-c.Context.Done()
+			log.Info("shutting down")
+			return d.stop()
+		},
+	}
+}
+
+func newLogger(c *cli.Context, e env) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return nil, usageErrorf("invalid --log-level %q (want debug, info, warn or error)", c.String("log-level"))
+	}
+	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: lvl})), nil
+}
+
+// storeSource adapts the store to policyd.Source.
+type storeSource struct{ st *store.Store }
+
+func (s storeSource) Version(ctx context.Context) (uint64, error) { return s.st.OverridesVersion(ctx) }
+
+func (s storeSource) Overrides(ctx context.Context) ([]policyd.Override, error) {
+	ovs, err := s.st.Overrides(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]policyd.Override, len(ovs))
+	for i, o := range ovs {
+		out[i] = policyd.Override{Key: o.Key, Value: o.Policy, Expires: o.Expires}
+	}
+	return out, nil
+}
+
+// parseDefault validates --default: a policy value or "notfound" ("").
+func parseDefault(s string) (string, error) {
+	if strings.EqualFold(strings.TrimSpace(s), "notfound") {
+		return "", nil
+	}
+	p, err := policyd.ParsePolicy(s)
+	if err != nil {
+		return "", usageErrorf("--default: %v (or notfound)", err)
+	}
+	return p.String(), nil
+}
+
+type daemon struct {
+	table  *policyd.Table
+	srv    *policyd.Server
+	addrs  []string
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+	err    error
+}
+
+// startDaemon loads the overrides, opens every listener and starts serving.
+// The initial load must succeed: serving `may` while forced overrides are
+// unreadable would silently weaken them.
+func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, error) {
+	def, err := parseDefault(c.String("default"))
+	if err != nil {
+		return nil, err
+	}
+	src := storeSource{st}
+	ovs, err := src.Overrides(c.Context)
+	if err != nil {
+		return nil, fmt.Errorf("load overrides: %w", err)
+	}
+	table := policyd.NewTable(def)
+	table.Store(policyd.NewSnapshot(ovs, def))
+
+	ctx, cancel := context.WithCancel(context.WithoutCancel(c.Context))
+	d := &daemon{table: table, cancel: cancel}
+	d.srv = &policyd.Server{
+		Table:       table,
+		MapName:     c.String("map"),
+		MaxConns:    c.Int("max-conns"),
+		IdleTimeout: c.Duration("idle-timeout"),
+		Logger:      log,
+	}
+	mode, err := parseMode(c.String("unix-mode"))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	type lspec struct {
+		proto, network, addr string
+	}
+	var specs []lspec
+	for _, s := range []struct{ flag, proto, network string }{
+		{"socketmap", "socketmap", "tcp"}, {"tcp", "tcp_table", "tcp"},
+		{"unix", "socketmap", "unix"}, {"tcp-unix", "tcp_table", "unix"},
+	} {
+		if a := c.String(s.flag); a != "" {
+			if s.network == "tcp" && !c.Bool("allow-remote") {
+				if err := checkLoopback(s.flag, a); err != nil {
+					cancel()
+					return nil, err
+				}
+			}
+			specs = append(specs, lspec{s.proto, s.network, a})
+		}
+	}
+	if len(specs) == 0 {
+		cancel()
+		return nil, usageErrorf("no listener configured (set --socketmap, --tcp, --unix or --tcp-unix)")
+	}
+	var lns []net.Listener
+	for _, sp := range specs {
+		ln, err := policyd.Listen(sp.network, sp.addr, mode)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			cancel()
+			return nil, fmt.Errorf("listen %s %s:%s: %w", sp.proto, sp.network, sp.addr, err)
+		}
+		lns = append(lns, ln)
+		d.addrs = append(d.addrs, fmt.Sprintf("%s=%s:%s", sp.proto, sp.network, ln.Addr()))
+		serve := d.srv.ServeSocketmap
+		if sp.proto == "tcp_table" {
+			serve = d.srv.ServeTCPTable
+		}
+		d.wg.Add(1)
+		go func(ln net.Listener, proto string) {
+			defer d.wg.Done()
+			if err := serve(ctx, ln); err != nil && !errors.Is(err, net.ErrClosed) && ctx.Err() == nil {
+				log.Error("listener failed", "proto", proto, "addr", ln.Addr().String(), "err", err)
+			}
+		}(ln, sp.proto)
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		_ = table.Watch(ctx, src, c.Duration("reload-every"), log)
+	}()
+	return d, nil
+}
+
+// stop shuts the servers down gracefully: stop accepting, finish in-flight
+// requests, close. Safe to call twice.
+func (d *daemon) stop() error {
+	d.once.Do(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		d.err = d.srv.Shutdown(sctx)
+		d.cancel()
+		d.wg.Wait()
+	})
+	return d.err
+}
+
+func checkLoopback(flag, addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return usageErrorf("--%s %q: %v (want HOST:PORT, e.g. 127.0.0.1:8470)", flag, addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return usageErrorf("--%s %q is not a loopback address; Postfix policy needs no remote access (pass --allow-remote to override)", flag, addr)
+	}
+	return nil
+}
+
+func parseMode(s string) (uint32, error) {
+	var m uint32
+	if _, err := fmt.Sscanf(s, "%o", &m); err != nil || m > 0o777 {
+		return 0, usageErrorf("invalid --unix-mode %q (want an octal mode such as 0660)", s)
+	}
+	return m, nil
+}
