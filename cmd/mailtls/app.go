@@ -146,6 +146,7 @@ func commands(e env) []*cli.Command {
 		reportCommand(e),
 		suggestCommand(e),
 		postfixConfigCommand(e),
+		checkCommand(e),
 		benchLookupCommand(e),
 	}
 }

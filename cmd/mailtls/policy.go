@@ -41,7 +41,7 @@ func policyCommand(e env) *cli.Command {
 						return err
 					}
 					defer st.Close()
-					if err := st.RemoveOverride(c.Context, key, store.ActorFromEnv()); err != nil {
+					if err := st.RemoveOverride(c.Context, key, store.Actor(e.getenv)); err != nil {
 						if errors.Is(err, store.ErrNotFound) {
 							return fmt.Errorf("no override for %q (see `mailtls policy list`)", key)
 						}
@@ -209,7 +209,7 @@ func policyCommand(e env) *cli.Command {
 						return err
 					}
 					defer st.Close()
-					n, err := st.ImportOverrides(c.Context, ovs, store.ActorFromEnv())
+					n, err := st.ImportOverrides(c.Context, ovs, store.Actor(e.getenv))
 					if err != nil {
 						return err
 					}
@@ -303,7 +303,7 @@ func policySetCommand(e env) *cli.Command {
 				return policyDryRun(c, e, st, key, p)
 			}
 			o := store.Override{Key: key, Policy: p.String(), Note: c.String("note"), Expires: expires}
-			if err := st.SetOverride(c.Context, o, store.ActorFromEnv()); err != nil {
+			if err := st.SetOverride(c.Context, o, store.Actor(e.getenv)); err != nil {
 				return err
 			}
 			msg := fmt.Sprintf("%s -> %s", key, p.String())

@@ -532,7 +532,7 @@ func suggestCommand(e env) *cli.Command {
 				}
 				return nil
 			}
-			actor := store.ActorFromEnv()
+			actor := store.Actor(e.getenv)
 			for _, s := range todo {
 				o := store.Override{Key: s.Domain, Policy: s.Level,
 					Note: fmt.Sprintf("suggested by mailtls: %d deliveries over %d days, all encrypted", s.Deliveries, s.Days)}

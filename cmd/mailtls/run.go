@@ -86,7 +86,7 @@ func reloadConfig(c *cli.Context, d *daemon, level *slogLevelVar, log interface 
 		if !errors.Is(err, fs.ErrNotExist) {
 			log.Error("config reload failed; keeping current settings", "file", path, "err", err)
 		}
-		d.table.Reload()
+		reloadTable(c, d, log)
 		return
 	}
 	if v, ok := vals["default"]; ok && !c.IsSet("default") {
@@ -103,5 +103,11 @@ func reloadConfig(c *cli.Context, d *daemon, level *slogLevelVar, log interface 
 			log.Error("config reload: bad log-level; keeping current", "err", err)
 		}
 	}
-	d.table.Reload()
+	reloadTable(c, d, log)
+}
+
+func reloadTable(c *cli.Context, d *daemon, log interface{ Error(string, ...any) }) {
+	if _, err := d.table.Reload(c.Context, d.src); err != nil {
+		log.Error("reload overrides failed; serving the last good snapshot", "err", err)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"strings"
@@ -108,6 +109,7 @@ func parseDefault(s string) (string, error) {
 
 type daemon struct {
 	table  *policyd.Table
+	src    policyd.Source
 	srv    *policyd.Server
 	addrs  []string
 	cancel context.CancelFunc
@@ -133,7 +135,7 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 	table.Store(policyd.NewSnapshot(ovs, def))
 
 	ctx, cancel := context.WithCancel(context.WithoutCancel(c.Context))
-	d := &daemon{table: table, cancel: cancel}
+	d := &daemon{table: table, src: src, cancel: cancel}
 	d.srv = &policyd.Server{
 		Table:       table,
 		MapName:     c.String("map"),
@@ -170,7 +172,7 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 	}
 	var lns []net.Listener
 	for _, sp := range specs {
-		ln, err := policyd.Listen(sp.network, sp.addr, mode)
+		ln, err := policyd.Listen(c.Context, sp.network, sp.addr, fs.FileMode(mode))
 		if err != nil {
 			for _, l := range lns {
 				l.Close()

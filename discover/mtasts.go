@@ -1,0 +1,489 @@
+package discover
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Sentinel errors of the MTA-STS parsers and fetcher.
+var (
+	ErrSTSRecordSyntax = errors.New("discover: invalid MTA-STS TXT record")
+	ErrPolicySyntax    = errors.New("discover: invalid MTA-STS policy")
+	ErrPolicyFetch     = errors.New("discover: MTA-STS policy fetch failed")
+)
+
+// Mode is the MTA-STS policy mode (RFC 8461 §5).
+type Mode string
+
+// MTA-STS modes.
+const (
+	ModeEnforce Mode = "enforce"
+	ModeTesting Mode = "testing"
+	ModeNone    Mode = "none"
+)
+
+// MaxPolicyAge is the largest max_age a policy may carry (RFC 8461 §3.2):
+// about one year, in seconds.
+const MaxPolicyAge = 31557600
+
+// MaxPolicySize caps the policy body we read. RFC 8461 §3.3 says senders
+// may limit it; 64 KiB is what the RFC suggests.
+const MaxPolicySize = 64 << 10
+
+// Extension is an unknown key/value pair of a record or policy. Unknown
+// keys are ignored for the decision (RFC 8461 §3.1, §3.2) but reported.
+type Extension struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// STSRecord is a parsed _mta-sts TXT record (RFC 8461 §3.1).
+type STSRecord struct {
+	Version    string      `json:"version"`
+	ID         string      `json:"id"`
+	Extensions []Extension `json:"extensions,omitempty"`
+}
+
+// Policy is a parsed MTA-STS policy (RFC 8461 §3.2).
+type Policy struct {
+	Version string `json:"version"`
+	Mode    Mode   `json:"mode"`
+	// MX holds the patterns in lower case, as published: "mx1.example.com"
+	// or "*.example.net".
+	MX         []string    `json:"mx"`
+	MaxAge     int         `json:"max_age"`
+	Extensions []Extension `json:"extensions,omitempty"`
+}
+
+// isAlnum reports whether c is an ASCII letter or digit.
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// validExtName checks sts-ext-name / sts-policy-ext-name / tlsrpt-ext-name:
+// (ALPHA / DIGIT) *31(ALPHA / DIGIT / "_" / "-" / ".").
+func validExtName(s string) bool {
+	if s == "" || len(s) > 32 || !isAlnum(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !isAlnum(c) && c != '_' && c != '-' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// validTXTExtValue checks sts-ext-value / tlsrpt-ext-value:
+// 1*(%x21-3A / %x3C / %x3E-7E), printable ASCII except "=" and ";".
+func validTXTExtValue(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c > 0x7e || c == '=' || c == ';' {
+			return false
+		}
+	}
+	return true
+}
+
+// splitTXTFields splits a "k=v; k=v;" record at field-delim = *WSP ";" *WSP.
+// One trailing delimiter is allowed; empty fields elsewhere are not.
+func splitTXTFields(s string) ([]string, error) {
+	parts := strings.Split(s, ";")
+	if len(parts) > 1 && strings.Trim(parts[len(parts)-1], " \t") == "" {
+		parts = parts[:len(parts)-1]
+	}
+	for i, p := range parts {
+		p = strings.Trim(p, " \t")
+		if p == "" {
+			return nil, errors.New("empty field (two \";\" in a row, or a leading \";\")")
+		}
+		parts[i] = p
+	}
+	return parts, nil
+}
+
+// ParseSTSRecord parses the TXT record at _mta-sts.<domain>, such as
+// "v=STSv1; id=20160831085700Z;" (RFC 8461 §3.1). The record must start
+// with v=STSv1 and carry exactly one id of 1 to 32 letters and digits;
+// other well-formed fields are kept as extensions.
+func ParseSTSRecord(txt string) (STSRecord, error) {
+	bad := func(format string, args ...any) (STSRecord, error) {
+		return STSRecord{}, fmt.Errorf("%w: %s (record %q; want e.g. \"v=STSv1; id=20240101T000000;\")",
+			ErrSTSRecordSyntax, fmt.Sprintf(format, args...), shorten(txt, 100))
+	}
+	fields, err := splitTXTFields(txt)
+	// Key names are case-sensitive (%s in the ABNF).
+	if !strings.HasPrefix(txt, "v=STSv1") || err == nil && fields[0] != "v=STSv1" {
+		return bad("must start with v=STSv1")
+	}
+	if err != nil {
+		return bad("%v", err)
+	}
+	rec := STSRecord{Version: "STSv1"}
+	seen := map[string]bool{}
+	for _, f := range fields[1:] {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok || !validExtName(k) {
+			return bad("field %q is not key=value", shorten(f, 40))
+		}
+		dup := seen[k]
+		seen[k] = true
+		switch k {
+		case "id":
+			if len(v) < 1 || len(v) > 32 || strings.IndexFunc(v, func(r rune) bool { return r > 0x7f || !isAlnum(byte(r)) }) >= 0 {
+				return bad("id %q must be 1 to 32 letters and digits", shorten(v, 40))
+			}
+			if dup {
+				return bad("more than one id")
+			}
+			rec.ID = v
+		case "v":
+			return bad("v= must come first and only once")
+		default:
+			if !validTXTExtValue(v) {
+				return bad("value of %s has a space, \"=\" or a non-printable character", k)
+			}
+			rec.Extensions = append(rec.Extensions, Extension{k, v})
+		}
+	}
+	if rec.ID == "" {
+		return bad("missing id")
+	}
+	return rec, nil
+}
+
+// selectRecord applies the selection rule shared by MTA-STS (RFC 8461 §3.1)
+// and TLSRPT (RFC 8460 §3): TXT records not starting with the version tag
+// are discarded, and anything but exactly one remaining record means the
+// domain publishes no usable record. It returns "" when none remain.
+func selectRecord(txts []string, prefix string) (string, error) {
+	var found []string
+	for _, t := range txts {
+		if strings.HasPrefix(t, prefix) {
+			found = append(found, t)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", nil
+	case 1:
+		return found[0], nil
+	}
+	return found[0], fmt.Errorf("%d TXT records start with %s; exactly one is allowed, senders ignore them all", len(found), prefix)
+}
+
+// ParsePolicy parses an MTA-STS policy body (RFC 8461 §3.2). Lines end in
+// CRLF or LF; keys are case-sensitive; version, mode and max_age are
+// required, and mx too unless the mode is none. Of a repeated field other
+// than mx only the first counts, as the RFC says, but every value must
+// still be valid. Unknown keys are kept as extensions and otherwise
+// ignored.
+func ParsePolicy(body string) (*Policy, error) {
+	bad := func(line int, format string, args ...any) (*Policy, error) {
+		where := ""
+		if line > 0 {
+			where = fmt.Sprintf("line %d: ", line)
+		}
+		return nil, fmt.Errorf("%w: %s%s", ErrPolicySyntax, where, fmt.Sprintf(format, args...))
+	}
+	if len(body) > MaxPolicySize {
+		return bad(0, "larger than %d bytes", MaxPolicySize)
+	}
+	if body == "" {
+		return bad(0, "empty (want version, mode, mx and max_age lines)")
+	}
+	lines := strings.Split(body, "\n")
+	// sts-policy-record allows one terminating delimiter.
+	if lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+	p := &Policy{}
+	seen := map[string]bool{}
+	for i, line := range lines {
+		n := i + 1
+		line = strings.TrimSuffix(line, "\r")
+		if line == "" {
+			return bad(n, "empty line")
+		}
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			return bad(n, "%q is not key: value", shorten(line, 40))
+		}
+		if !validExtName(k) {
+			return bad(n, "invalid key %q", shorten(k, 40))
+		}
+		v = strings.Trim(v, " \t")
+		dup := seen[k]
+		seen[k] = true
+		switch k {
+		case "version":
+			if v != "STSv1" {
+				return bad(n, "version %q (want STSv1)", shorten(v, 40))
+			}
+			p.Version = v
+		case "mode":
+			m := Mode(v)
+			if m != ModeEnforce && m != ModeTesting && m != ModeNone {
+				return bad(n, "mode %q (want enforce, testing or none)", shorten(v, 40))
+			}
+			if !dup {
+				p.Mode = m
+			}
+		case "max_age":
+			age, err := parseMaxAge(v)
+			if err != nil {
+				return bad(n, "%v", err)
+			}
+			if !dup {
+				p.MaxAge = age
+			}
+		case "mx":
+			pat, err := parseMXPattern(v)
+			if err != nil {
+				return bad(n, "%v", err)
+			}
+			p.MX = append(p.MX, pat)
+		default:
+			if !validPolicyExtValue(v) {
+				return bad(n, "value of %s is empty or has control characters", k)
+			}
+			p.Extensions = append(p.Extensions, Extension{k, v})
+		}
+	}
+	for _, req := range []string{"version", "mode", "max_age"} {
+		if !seen[req] {
+			return bad(0, "missing %s", req)
+		}
+	}
+	if len(p.MX) == 0 && p.Mode != ModeNone {
+		return bad(0, "missing mx (required unless mode is none)")
+	}
+	return p, nil
+}
+
+// parseMaxAge checks sts-policy-max-age-value = 1*10DIGIT, at most
+// MaxPolicyAge.
+func parseMaxAge(v string) (int, error) {
+	if v == "" || len(v) > 10 || strings.Trim(v, "0123456789") != "" {
+		return 0, fmt.Errorf("max_age %q must be 1 to 10 digits", shorten(v, 40))
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n > MaxPolicyAge {
+		return 0, fmt.Errorf("max_age %s is larger than %d", v, MaxPolicyAge)
+	}
+	return int(n), nil
+}
+
+// validPolicyExtValue checks sts-policy-ext-value: visible characters
+// (ASCII or UTF-8) with inner spaces or tabs.
+func validPolicyExtValue(v string) bool {
+	if v == "" || !utf8.ValidString(v) {
+		return false
+	}
+	for _, r := range v {
+		if r < 0x20 && r != '\t' || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// parseMXPattern checks sts-policy-mx-value = ["*."] Domain, where Domain is
+// RFC 5321 dot-separated LDH labels in A-label form, and lowercases it. A
+// wildcard may only be the whole leftmost label.
+func parseMXPattern(v string) (string, error) {
+	name := strings.TrimPrefix(v, "*.")
+	if err := checkHostname(name); err != nil {
+		return "", fmt.Errorf("mx %q: %v (want a host name, or *.domain for one leftmost label)", shorten(v, 60), err)
+	}
+	return strings.ToLower(v), nil
+}
+
+// checkHostname validates an RFC 5321 Domain: LDH labels of 1 to 63
+// characters, not starting or ending with "-", at most 253 characters,
+// no trailing dot.
+func checkHostname(s string) error {
+	if s == "" {
+		return errors.New("empty name")
+	}
+	if len(s) > 253 {
+		return errors.New("longer than 253 characters")
+	}
+	for _, l := range strings.Split(s, ".") {
+		if l == "" {
+			return errors.New("empty label")
+		}
+		if len(l) > 63 {
+			return errors.New("label longer than 63 characters")
+		}
+		if l[0] == '-' || l[len(l)-1] == '-' {
+			return fmt.Errorf("label %q starts or ends with \"-\"", l)
+		}
+		for i := 0; i < len(l); i++ {
+			if !isAlnum(l[i]) && l[i] != '-' {
+				return fmt.Errorf("label %q has character %q (only letters, digits and \"-\")", shorten(l, 63), l[i])
+			}
+		}
+	}
+	return nil
+}
+
+// MatchMX reports whether the MX host name matches one of the policy's mx
+// patterns (RFC 8461 §4.1): equal ignoring case, or "*.suffix" where the
+// wildcard stands for exactly one leftmost label.
+func (p *Policy) MatchMX(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	for _, pat := range p.MX {
+		if rest, ok := strings.CutPrefix(pat, "*."); ok {
+			label, suffix, found := strings.Cut(host, ".")
+			if found && label != "" && suffix == rest {
+				return true
+			}
+			continue
+		}
+		if host == pat {
+			return true
+		}
+	}
+	return false
+}
+
+// PostfixMatch turns the mx patterns into a Postfix "match=" list for the
+// secure level: "*.example.net" becomes ".example.net" (Postfix's
+// subdomain form), names are joined with ":" and duplicates dropped.
+// Postfix's ".example.net" also matches deeper subdomains, which is a
+// little looser than the one-label MTA-STS wildcard.
+func (p *Policy) PostfixMatch() string {
+	var out []string
+	seen := map[string]bool{}
+	for _, pat := range p.MX {
+		m := pat
+		if rest, ok := strings.CutPrefix(pat, "*."); ok {
+			m = "." + rest
+		}
+		if !seen[m] {
+			seen[m] = true
+			out = append(out, m)
+		}
+	}
+	return strings.Join(out, ":")
+}
+
+// PolicyFetcher fetches MTA-STS policies over HTTPS (RFC 8461 §3.3): from
+// https://mta-sts.<domain>/.well-known/mta-sts.txt, with a certificate valid
+// for that host, no redirects, status 200, media type text/plain and a size
+// and time limit.
+type PolicyFetcher struct {
+	// Port of the policy host; 0 means 443. Tests point it at a local
+	// server.
+	Port int
+	// RootCAs verifies the policy host's certificate; nil means the system
+	// roots.
+	RootCAs *x509.CertPool
+	// DialContext connects to the policy host ("mta-sts.<domain>:port"); nil
+	// means a net.Dialer and the system resolver.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Timeout bounds the whole fetch; 0 means 10 s.
+	Timeout time.Duration
+	// Now is the clock for certificate validity; nil means time.Now.
+	Now func() time.Time
+}
+
+// URL returns the policy URL for domain.
+func (f *PolicyFetcher) URL(domain string) string {
+	host := "mta-sts." + domain
+	if f.Port != 0 && f.Port != 443 {
+		host = net.JoinHostPort(host, strconv.Itoa(f.Port))
+	}
+	return "https://" + host + "/.well-known/mta-sts.txt"
+}
+
+// Fetch downloads and parses the policy of domain. Errors wrap
+// ErrPolicyFetch (transport, status, media type, size) or ErrPolicySyntax.
+func (f *PolicyFetcher) Fetch(ctx context.Context, domain string) (*Policy, error) {
+	timeout := f.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	dial := f.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	tr := &http.Transport{
+		Proxy:       nil, // talk to the policy host itself
+		DialContext: dial,
+		TLSClientConfig: &tls.Config{
+			RootCAs:    f.RootCAs,
+			MinVersion: tls.VersionTLS12,
+			Time:       f.Now,
+		},
+		TLSHandshakeTimeout:    timeout,
+		ResponseHeaderTimeout:  timeout,
+		DisableKeepAlives:      true,
+		MaxResponseHeaderBytes: 16 << 10,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{
+		Transport: tr,
+		// RFC 8461 §3.3: "HTTP 3xx redirects MUST NOT be followed".
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	url := f.URL(domain)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrPolicyFetch, err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: GET %s: no answer within %s", ErrPolicyFetch, url, timeout)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrPolicyFetch, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return nil, fmt.Errorf("%w: GET %s: HTTP %d redirect to %q; MTA-STS forbids redirects (RFC 8461 §3.3)",
+			ErrPolicyFetch, url, resp.StatusCode, shorten(resp.Header.Get("Location"), 100))
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%w: GET %s: HTTP %s (want 200)", ErrPolicyFetch, url, resp.Status)
+	}
+	ct := resp.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "text/plain" {
+		return nil, fmt.Errorf("%w: GET %s: media type %q (want text/plain, RFC 8461 §3.2)", ErrPolicyFetch, url, shorten(ct, 60))
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxPolicySize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: GET %s: reading body: %v", ErrPolicyFetch, url, err)
+	}
+	if len(body) > MaxPolicySize {
+		return nil, fmt.Errorf("%w: GET %s: body larger than %d bytes", ErrPolicyFetch, url, MaxPolicySize)
+	}
+	return ParsePolicy(string(body))
+}
+
+// shorten truncates s for error messages.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,100 @@
+package discover
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// ErrTLSRPTSyntax is wrapped by every TLSRPT record parse error.
+var ErrTLSRPTSyntax = errors.New("discover: invalid TLSRPT TXT record")
+
+// TLSRPTRecord is a parsed _smtp._tls TXT record (RFC 8460 §3).
+type TLSRPTRecord struct {
+	Version string `json:"version"`
+	// RUA lists where reports go: mailto: and https: URIs.
+	RUA        []string    `json:"rua"`
+	Extensions []Extension `json:"extensions,omitempty"`
+}
+
+// ParseTLSRPTRecord parses a record such as
+// "v=TLSRPTv1; rua=mailto:tlsrpt@example.com,https://r.example.net/v1"
+// (RFC 8460 §3). It must start with v=TLSRPTv1 and have exactly one rua
+// field of one or more comma-separated mailto: or https: URIs.
+func ParseTLSRPTRecord(txt string) (TLSRPTRecord, error) {
+	bad := func(format string, args ...any) (TLSRPTRecord, error) {
+		return TLSRPTRecord{}, fmt.Errorf("%w: %s (record %q; want e.g. \"v=TLSRPTv1; rua=mailto:tlsrpt@example.com\")",
+			ErrTLSRPTSyntax, fmt.Sprintf(format, args...), shorten(txt, 100))
+	}
+	fields, err := splitTXTFields(txt)
+	if !strings.HasPrefix(txt, "v=TLSRPTv1") || err == nil && fields[0] != "v=TLSRPTv1" {
+		return bad("must start with v=TLSRPTv1")
+	}
+	if err != nil {
+		return bad("%v", err)
+	}
+	rec := TLSRPTRecord{Version: "TLSRPTv1"}
+	seenRUA := false
+	for _, f := range fields[1:] {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok || !validExtName(k) {
+			return bad("field %q is not key=value", shorten(f, 40))
+		}
+		switch k {
+		case "rua":
+			if seenRUA {
+				return bad("more than one rua field (list the URIs in one, separated by \",\")")
+			}
+			seenRUA = true
+			for _, u := range strings.Split(v, ",") {
+				u = strings.Trim(u, " \t")
+				if err := checkRUA(u); err != nil {
+					return bad("%v", err)
+				}
+				rec.RUA = append(rec.RUA, u)
+			}
+		case "v":
+			return bad("v= must come first and only once")
+		default:
+			if !validTXTExtValue(v) {
+				return bad("value of %s has a space, \"=\" or a non-printable character", k)
+			}
+			rec.Extensions = append(rec.Extensions, Extension{k, v})
+		}
+	}
+	if !seenRUA {
+		return bad("missing rua")
+	}
+	return rec, nil
+}
+
+// checkRUA validates one tlsrpt-uri. RFC 8460 §3 defines the mailto and
+// https schemes; a literal "," or "!" must be percent-encoded.
+func checkRUA(u string) error {
+	if u == "" {
+		return errors.New("empty rua URI")
+	}
+	for i := 0; i < len(u); i++ {
+		if u[i] <= ' ' || u[i] >= 0x7f || u[i] == '!' {
+			return fmt.Errorf("rua URI %q has a space, \"!\" or a non-printable character", shorten(u, 60))
+		}
+	}
+	p, err := url.Parse(u)
+	if err != nil {
+		return fmt.Errorf("rua URI %q: %v", shorten(u, 60), err)
+	}
+	switch strings.ToLower(p.Scheme) {
+	case "mailto":
+		if p.Opaque == "" || !strings.Contains(p.Opaque, "@") {
+			return fmt.Errorf("rua URI %q has no mail address", shorten(u, 60))
+		}
+	case "https":
+		if p.Host == "" {
+			return fmt.Errorf("rua URI %q has no host", shorten(u, 60))
+		}
+	default:
+		return fmt.Errorf("rua URI %q: scheme must be mailto or https", shorten(u, 60))
+	}
+	return nil
+}

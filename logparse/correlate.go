@@ -1,0 +1,519 @@
+package logparse
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// ErrBadState is returned by UnmarshalState for data it did not write.
+var ErrBadState = errors.New("logparse: invalid correlator state")
+
+// Bounds on correlator memory. An smtp process lives for at most
+// max_use deliveries or max_idle seconds, so only a few hundred process
+// sessions are live at any time; the caps only matter for pathological
+// input. When a map outgrows its cap, the least recently used half is
+// dropped.
+const (
+	defaultMaxProcs  = 10000
+	defaultMaxFailed = 100000
+)
+
+// stateVersion is written into MarshalState output.
+const stateVersion = 1
+
+// Correlator parses Postfix log lines and joins TLS summary lines to the
+// delivery records they belong to. It is not safe for concurrent use.
+//
+// Only lines of outbound clients (any "<prefix>/smtp[pid]" or
+// "<prefix>/lmtp[pid]" tag) are correlated, per process (tag and pid):
+//
+//   - A TLS summary line ("... TLS connection established to R: ..." or
+//     "... TLS connection reused to R: ...") opens a session to relay R.
+//   - The first delivery record after it binds the session to its queue id.
+//     Deliveries from the same process to relay R with that queue id (the
+//     recipients of one message) went out over TLS, with the session's
+//     trust level, protocol and cipher.
+//   - A delivery with another queue id or relay, a "connect to ..." line or
+//     an "SSL_connect error to ..." line ends the session.
+//   - A delivery with relay=none made no connection: its TLS is nil.
+//   - Any other delivery went out in plaintext, TLS=false, but only once a
+//     TLS summary line has been seen by this correlator (the fact is kept
+//     in the state). Before that, TLS logging may be off
+//     (smtp_tls_loglevel = 0), so TLS is nil: unknown. A record whose
+//     reason says that no TLS session was made ("Cannot start TLS", "TLS is
+//     required, but ...") is TLS=false either way.
+//   - After "SSL_connect error to R", a "QID: Cannot start TLS: handshake
+//     failure" line or a deferral with that reason, a plaintext "sent"
+//     record to the same relay host is a fallback (Fallback=true,
+//     TLS=false): either the same process directly after the error, for the
+//     same message, or any process later for the same queue id (a bounded
+//     map queue id+relay host -> failed). Hosts are compared without the
+//     address, so a retry to another address of the same MX host counts.
+//   - With Postfix >= 3.11, a "tls=" field on a record without a session
+//     fills in what it proves: a compliant "sent" at a mandatory level
+//     (encrypt, dane, verify, ...) was encrypted; level "none" was not.
+//   - TLSFailure is set on records that are not "sent" whose reason is
+//     about TLS (TLS, SSL, certificate, handshake) or whose "tls=" field
+//     reports a policy violation.
+//
+// tlsproxy(8) copies of TLS summary lines are ignored, as are lines of every
+// other program.
+type Correlator struct {
+	opts  Options
+	loc   *time.Location
+	stats Stats
+	seq   uint64 // lines fed; orders map entries for eviction
+
+	tlsSeen bool  // a client TLS summary line has been seen
+	year    int   // year of the last traditional stamp (0 = not yet known)
+	lastOrd int64 // ordinal of the latest traditional stamp in year
+
+	procs  map[string]*procState
+	failed map[string]uint64 // queue id + "\x00" + relay host -> last use
+
+	maxProcs, maxFailed int
+
+	hdr     header
+	scratch []byte
+	keyBuf  []byte
+}
+
+// procState is what the correlator remembers about one client process.
+// An entry without an open session or handshake failure is deleted.
+type procState struct {
+	Open   bool   `json:"open,omitempty"`
+	Relay  string `json:"relay,omitempty"`
+	Trust  string `json:"trust,omitempty"`
+	Proto  string `json:"proto,omitempty"`
+	Cipher string `json:"cipher,omitempty"`
+	QID    string `json:"qid,omitempty"` // bound by the first delivery of the session
+
+	FailRelay string `json:"fail_relay,omitempty"` // last "SSL_connect error to"
+	FailQID   string `json:"fail_qid,omitempty"`   // bound by the first delivery after it
+
+	Used uint64 `json:"used"`
+}
+
+func (p *procState) idle() bool { return !p.Open && p.FailRelay == "" }
+
+// NewCorrelator returns a Correlator with empty state.
+func NewCorrelator(opts Options) *Correlator {
+	c := &Correlator{
+		opts:      opts,
+		loc:       opts.Location,
+		procs:     make(map[string]*procState),
+		failed:    make(map[string]uint64),
+		maxProcs:  defaultMaxProcs,
+		maxFailed: defaultMaxFailed,
+	}
+	if c.loc == nil {
+		c.loc = time.Local
+	}
+	return c
+}
+
+// Stats returns counters since creation; UnmarshalState restores them.
+func (c *Correlator) Stats() Stats { return c.stats }
+
+// Feed parses one raw line (without trailing newline) and returns the
+// deliveries it completes: zero or one. Lines without a header the parser
+// understands are counted in Stats.Skipped. Feed never panics on any input.
+func (c *Correlator) Feed(line []byte) []Delivery {
+	c.stats.Lines++
+	c.seq++
+	h := &c.hdr
+	text := line
+	if n := len(text); n > 0 && text[n-1] == '\r' {
+		text = text[:n-1] // CRLF files
+	}
+	if !parseHeader(text, h, &c.scratch) {
+		c.stats.Skipped++
+		return nil
+	}
+	if h.kind == stampTraditional {
+		c.inferYear(h)
+	}
+	if !isClientTag(h.tag) || len(h.msg) == 0 {
+		return nil
+	}
+	msg := h.msg
+	switch msg[0] {
+	case 'A', 'U', 'T', 'V':
+		if t, ok := parseTLSLine(msg); ok {
+			c.onTLS(h, &t)
+			return nil
+		}
+	case 'S':
+		if r, ok := parseHandshakeError(msg); ok {
+			p := c.proc(h, true)
+			p.Open = false
+			p.FailRelay = string(r)
+			p.FailQID = ""
+			return nil
+		}
+	case 'c':
+		if _, ok := parseConnectError(msg); ok {
+			if p := c.proc(h, false); p != nil {
+				p.Open = false
+				c.dropIfIdle(h, p)
+			}
+			return nil
+		}
+	}
+	d, ok := parseDelivery(msg)
+	if !ok {
+		if qid, ok := parseHandshakeFailure(msg); ok {
+			if p := c.proc(h, false); p != nil && p.FailRelay != "" {
+				p.FailQID = string(qid)
+				c.failedPut(p.FailQID, relayHost(p.FailRelay))
+			}
+		}
+		return nil
+	}
+	status, ok := knownStatus(d.status)
+	if !ok {
+		return nil
+	}
+	del := c.onDelivery(line, h, &d, status)
+	c.stats.Deliveries++
+	return []Delivery{del}
+}
+
+func (c *Correlator) onTLS(h *header, t *tlsLine) {
+	c.stats.TLSLines++
+	c.tlsSeen = true
+	p := c.proc(h, true)
+	p.Open = true
+	setString(&p.Relay, t.relay)
+	setString(&p.Proto, t.proto)
+	setString(&p.Cipher, t.cipher)
+	p.Trust = t.trust
+	p.QID = ""
+	if p.FailRelay != "" && relayHost(p.FailRelay) == relayHost(p.Relay) {
+		// The retry with TLS succeeded.
+		p.FailRelay, p.FailQID = "", ""
+	}
+}
+
+func (c *Correlator) onDelivery(line []byte, h *header, d *deliveryLine, status string) Delivery {
+	p := c.proc(h, true)
+	relay := toString(d.relay)
+	qid := string(d.qid)
+	rcpt := toString(d.rcpt)
+	del := Delivery{
+		Time:      h.time(c.loc),
+		Host:      toString(h.host),
+		Process:   toString(h.tag),
+		PID:       h.pid,
+		QueueID:   qid,
+		Recipient: rcpt,
+		OrigTo:    toString(d.origTo),
+		Domain:    recipientDomain(rcpt),
+		Relay:     relay,
+		Status:    status,
+		DSN:       toString(d.dsn),
+		Reason:    toString(d.reason),
+		Key:       lineKey(line),
+	}
+	var feat tlsFeature
+	if len(d.tls) > 0 {
+		feat = parseTLSFeature(d.tls)
+	}
+
+	// Handshake failures: this process, directly before, for this message.
+	failed := false
+	failHost := ""
+	if p.FailRelay != "" {
+		if (p.FailQID == "" || p.FailQID == qid) && (relay == "none" || relayHost(p.FailRelay) == relayHost(relay)) {
+			p.FailQID = qid
+			failed = true
+			failHost = relayHost(p.FailRelay)
+		} else {
+			p.FailRelay, p.FailQID = "", ""
+		}
+	}
+	if relay != "none" {
+		failHost = relayHost(relay)
+		if c.failedHas(qid, failHost) {
+			failed = true
+		}
+	}
+	if failHost != "" && (failed || bytes.Contains(d.reason, reasonCannotStartTLS)) {
+		c.failedPut(qid, failHost)
+	}
+
+	yes, no := true, false
+	switch {
+	case relay == "none":
+		// No connection was made: TLS does not apply.
+		p.Open = false
+	case p.Open && p.Relay == relay && (p.QID == "" || p.QID == qid):
+		p.QID = qid
+		del.TLS = &yes
+		del.TLSTrust, del.TLSProtocol, del.TLSCipher = p.Trust, p.Proto, p.Cipher
+	default:
+		p.Open = false
+		switch {
+		case failed && status == StatusSent:
+			del.TLS = &no
+			del.Fallback = true
+		case reasonNoTLS(d.reason):
+			del.TLS = &no
+		case feat.present && !feat.undecided && !feat.violation && status == StatusSent && mandatoryTLS(feat.final):
+			del.TLS = &yes
+		case feat.present && !feat.undecided && feat.final == "none":
+			del.TLS = &no
+		case c.tlsSeen:
+			del.TLS = &no
+		}
+	}
+	if status != StatusSent && (feat.violation || reasonMentionsTLS(d.reason)) {
+		del.TLSFailure = true
+	}
+	c.dropIfIdle(h, p)
+	return del
+}
+
+// proc returns the state of the line's process, creating it if asked.
+func (c *Correlator) proc(h *header, create bool) *procState {
+	key := h.proc
+	if h.kind == stampUnixMicro {
+		c.keyBuf = append(c.keyBuf[:0], h.tag...)
+		c.keyBuf = append(c.keyBuf, '[')
+		c.keyBuf = strconv.AppendInt(c.keyBuf, int64(h.pid), 10)
+		c.keyBuf = append(c.keyBuf, ']')
+		key = c.keyBuf
+	}
+	if p, ok := c.procs[string(key)]; ok {
+		p.Used = c.seq
+		return p
+	}
+	if !create {
+		return nil
+	}
+	p := &procState{Used: c.seq}
+	c.procs[string(key)] = p
+	if len(c.procs) > c.maxProcs {
+		evict(c.procs, c.maxProcs, func(p *procState) uint64 { return p.Used })
+	}
+	return p
+}
+
+func (c *Correlator) dropIfIdle(h *header, p *procState) {
+	if !p.idle() {
+		return
+	}
+	key := h.proc
+	if h.kind == stampUnixMicro {
+		key = c.keyBuf // set by the proc call that returned p
+	}
+	delete(c.procs, string(key))
+}
+
+func failKey(qid, host string) string { return qid + "\x00" + host }
+
+func (c *Correlator) failedHas(qid, host string) bool {
+	k := failKey(qid, host)
+	if _, ok := c.failed[k]; ok {
+		c.failed[k] = c.seq
+		return true
+	}
+	return false
+}
+
+func (c *Correlator) failedPut(qid, host string) {
+	c.failed[failKey(qid, host)] = c.seq
+	if len(c.failed) > c.maxFailed {
+		evict(c.failed, c.maxFailed, func(u uint64) uint64 { return u })
+	}
+}
+
+// evict keeps the capacity/2 most recently used entries. Use stamps are line
+// numbers and each line touches at most one entry, so they are unique and
+// the result does not depend on map order.
+func evict[V any](m map[string]V, capacity int, used func(V) uint64) {
+	keep := capacity / 2
+	stamps := make([]uint64, 0, len(m))
+	for _, v := range m {
+		stamps = append(stamps, used(v))
+	}
+	slices.Sort(stamps)
+	cutoff := stamps[len(stamps)-keep]
+	for k, v := range m {
+		if used(v) < cutoff {
+			delete(m, k)
+		}
+	}
+}
+
+// Year inference for traditional stamps, which have no year. The first
+// stamp takes the year of Options.RefTime (the file's mtime, or now),
+// unless that would put it more than a day after RefTime: then it is from
+// the year before (a December line read in January). After that, lines
+// are in time order: a stamp more than half a year before the latest one
+// starts the next year; one more than half a year after it is a late
+// line from the year before.
+const halfYear = 183 * 86400
+
+func stampOrdinal(h *header) int64 {
+	return int64(((h.mon-1)*31+(h.day-1))*86400 + h.hour*3600 + h.min*60 + h.sec)
+}
+
+func (c *Correlator) inferYear(h *header) {
+	ord := stampOrdinal(h)
+	if c.year == 0 {
+		ref := c.opts.RefTime
+		if ref.IsZero() {
+			ref = time.Now()
+		}
+		ref = ref.In(c.loc)
+		y := ref.Year()
+		cand := time.Date(y, time.Month(h.mon), h.day, h.hour, h.min, h.sec, 0, c.loc)
+		if cand.Sub(ref) > 24*time.Hour {
+			y--
+		}
+		c.year, c.lastOrd = y, ord
+		h.year = y
+		return
+	}
+	switch {
+	case ord < c.lastOrd-halfYear:
+		c.year++
+		c.lastOrd = ord
+	case ord > c.lastOrd+halfYear:
+		h.year = c.year - 1
+		return
+	case ord > c.lastOrd:
+		c.lastOrd = ord
+	}
+	h.year = c.year
+}
+
+// setString updates *dst to b, allocating only when it changed.
+func setString(dst *string, b []byte) {
+	if *dst != string(b) {
+		*dst = toString(b)
+	}
+}
+
+// toString converts log bytes to a string, replacing invalid UTF-8.
+func toString(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD")
+}
+
+// recipientDomain returns the lowercased domain of an address.
+func recipientDomain(addr string) string {
+	i := strings.LastIndexByte(addr, '@')
+	if i < 0 {
+		return ""
+	}
+	d := addr[i+1:]
+	for j := 0; j < len(d); j++ {
+		if d[j] >= utf8.RuneSelf {
+			return strings.ToLower(d)
+		}
+	}
+	return lowerASCII(d)
+}
+
+// lineKey is the hex SHA-256 of the raw line.
+func lineKey(line []byte) string {
+	sum := sha256.Sum256(line)
+	return hex.EncodeToString(sum[:])
+}
+
+// savedState is the MarshalState format.
+type savedState struct {
+	Version int         `json:"v"`
+	Seq     uint64      `json:"seq"`
+	Stats   Stats       `json:"stats"`
+	TLSSeen bool        `json:"tls_seen,omitempty"`
+	Year    int         `json:"year,omitempty"`
+	LastOrd int64       `json:"last_ord,omitempty"`
+	Procs   []savedProc `json:"procs,omitempty"`
+	Failed  []savedFail `json:"failed,omitempty"`
+}
+
+type savedProc struct {
+	Key string `json:"key"`
+	procState
+}
+
+type savedFail struct {
+	QID  string `json:"qid"`
+	Host string `json:"host"`
+	Used uint64 `json:"used"`
+}
+
+// MarshalState serialises everything that later lines depend on (open
+// sessions, handshake failures, year inference, counters), so that a fresh
+// Correlator given this state continues exactly as this one would.
+func (c *Correlator) MarshalState() ([]byte, error) {
+	s := savedState{
+		Version: stateVersion,
+		Seq:     c.seq,
+		Stats:   c.stats,
+		TLSSeen: c.tlsSeen,
+		Year:    c.year,
+		LastOrd: c.lastOrd,
+	}
+	for k, p := range c.procs {
+		s.Procs = append(s.Procs, savedProc{Key: k, procState: *p})
+	}
+	slices.SortFunc(s.Procs, func(a, b savedProc) int { return strings.Compare(a.Key, b.Key) })
+	for k, u := range c.failed {
+		qid, host, _ := strings.Cut(k, "\x00")
+		s.Failed = append(s.Failed, savedFail{QID: qid, Host: host, Used: u})
+	}
+	slices.SortFunc(s.Failed, func(a, b savedFail) int {
+		return strings.Compare(failKey(a.QID, a.Host), failKey(b.QID, b.Host))
+	})
+	return json.Marshal(s)
+}
+
+// UnmarshalState replaces the correlator's state with one written by
+// MarshalState. Empty input resets it to the state of a new Correlator.
+func (c *Correlator) UnmarshalState(b []byte) error {
+	var s savedState
+	if len(b) > 0 {
+		if err := json.Unmarshal(b, &s); err != nil {
+			return fmt.Errorf("%w: %v", ErrBadState, err)
+		}
+		if s.Version != stateVersion {
+			return fmt.Errorf("%w: version %d, want %d", ErrBadState, s.Version, stateVersion)
+		}
+	}
+	procs := make(map[string]*procState, len(s.Procs))
+	for _, sp := range s.Procs {
+		p := sp.procState
+		procs[sp.Key] = &p
+	}
+	failed := make(map[string]uint64, len(s.Failed))
+	for _, f := range s.Failed {
+		failed[failKey(f.QID, f.Host)] = f.Used
+	}
+	c.seq, c.stats, c.tlsSeen, c.year, c.lastOrd = s.Seq, s.Stats, s.TLSSeen, s.Year, s.LastOrd
+	c.procs, c.failed = procs, failed
+	return nil
+}
+
+// SetRefTime changes Options.RefTime. It matters only until the first
+// traditional stamp has been read: after that the year follows from the
+// order of the lines, across rotated files too.
+func (c *Correlator) SetRefTime(t time.Time) {
+	if c.year == 0 {
+		c.opts.RefTime = t
+	}
+}

@@ -1,0 +1,874 @@
+package logparse
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Defaults of the Follower fields.
+const (
+	DefaultPoll       = 250 * time.Millisecond
+	DefaultBatchEvery = 500 * time.Millisecond
+	DefaultMaxBatch   = 5000
+	DefaultMaxLine    = MaxLineLen
+)
+
+const (
+	// readChunk is how much a follower reads from a file at a time.
+	readChunk = 64 << 10
+	// rotationGracePolls is how many polls a follower keeps reading a
+	// renamed file that is still growing before it switches to the new
+	// file at Path (see Follower).
+	rotationGracePolls = 8
+)
+
+// ErrNoPath is returned by Follower.Run when Path is empty.
+var ErrNoPath = errors.New("logparse: follower has no path")
+
+// ErrCommit wraps the error of a Commit, so callers can tell a storage
+// failure (retry from the last checkpoint) from a failure to read.
+var ErrCommit = errors.New("logparse: commit failed")
+
+// Follower follows a log file that other processes append to and rotate,
+// feeds each complete line to a Correlator, and hands the deliveries, with
+// a checkpoint of exactly how far it got, to a Commit.
+//
+// Lines. A line is the bytes up to and including "\n". The last line of a
+// file is held back until its newline arrives: it is never fed early and
+// never lost. A line longer than MaxLine is read and discarded without
+// being kept in memory, and fed to the correlator as an empty line, which it
+// counts once in Stats.Lines and Stats.Skipped, as it would the line itself;
+// the line after it is read normally. Memory is bounded by MaxLine, a read
+// buffer and MaxBatch deliveries.
+//
+// Batches. Commit receives the deliveries of a run of consecutive lines and
+// a Checkpoint taken just past the last of them: the file's identity, the
+// byte offset after that line's newline, and the correlator state after
+// feeding it. A restart from that checkpoint therefore continues as if the
+// follower had never stopped. Commit is called when MaxBatch deliveries are
+// pending, when lines have been pending for BatchEvery, when the follower
+// has read to the end of the file, before it switches to another file, and
+// when ctx is cancelled. If Commit fails, Run returns its error (wrapped in
+// ErrCommit) and nothing after the previous checkpoint counts as read.
+//
+// Polling. The follower reads to the end of the file, commits, and sleeps
+// until Waker wakes it (every Poll by default) or Reopen is called. Each poll
+// then reads new lines and compares the open file with what Path names now:
+//
+//   - Rotation by rename (or delete and recreate): Path names a file with
+//     another device or inode. The follower keeps reading the old file while
+//     it still grows, for up to 8 polls, because a syslog daemon writes to it
+//     until it is told to reopen. Then it reads the old file to its end,
+//     feeding a last line that has no newline (a rotated file is final),
+//     commits, and follows the new file from offset 0.
+//   - Path missing: the file was renamed or deleted and no new one exists
+//     yet. The follower logs this once, keeps the old file open and keeps
+//     reading it, and switches as above when a new file appears. A log that
+//     does not exist yet is waited for in the same way.
+//   - Truncation (copytruncate): the open file is smaller than the read
+//     position, or its first line is not the one it had (see
+//     Checkpoint.FirstLineHash; a truncated file that grew back past the old
+//     offset is recognised by this). Lines written between the follower's
+//     last read and the copy are in the copy, so the follower looks among
+//     the siblings of Path ("mail.log.1", "mail.log-20250101", any
+//     "mail.log.*" or "mail.log-*" that is not compressed) for a file with
+//     the old first line that is at least as long as the offset, reads it
+//     from the offset to its end, commits, and then reads the truncated file
+//     from offset 0. Without such a copy it logs a warning with the number of
+//     bytes known to be unread, and reads from 0.
+//
+// Restart. Run resumes from a Checkpoint. If the file at Path has the
+// checkpoint's device, inode and first line and is at least Offset long,
+// reading resumes at Offset. Otherwise the checkpointed file was rotated or
+// truncated while the follower was stopped: it is looked for among the
+// siblings, first by device and inode (with the same first line, so a reused
+// inode number is not mistaken for it), then by first line (a copytruncate
+// copy), read from Offset to its end, and then the file at Path is followed
+// from 0. If it is not found, a warning says that its unread lines are lost.
+// Only one rotation while stopped is recovered: files rotated out before the
+// checkpointed one's successor are not searched for.
+//
+// Reopen makes the next poll close the file and resolve Path again as on a
+// restart (for SIGHUP).
+//
+// A Follower must not run more than once at a time.
+type Follower struct {
+	// Path is the log file to follow. It need not exist yet.
+	Path string
+	// Poll is the interval between polls when Waker is nil (DefaultPoll).
+	Poll time.Duration
+	// BatchEvery bounds how long read lines wait for a commit while lines
+	// keep arriving (DefaultBatchEvery).
+	BatchEvery time.Duration
+	// MaxBatch is the number of pending deliveries that triggers a
+	// commit (DefaultMaxBatch).
+	MaxBatch int
+	// MaxLine is the longest line fed to the correlator, without its
+	// newline (DefaultMaxLine; at least 4096).
+	MaxLine int
+	// Logger receives rotation, truncation and recovery events; nil
+	// discards them.
+	Logger *slog.Logger
+	// NewCorrelator makes the correlator of a Run; nil means
+	// NewCorrelator(Options{}).
+	NewCorrelator func() *Correlator
+	// Waker wakes the idle follower; nil means TimedWaker{Poll}.
+	Waker Waker
+
+	reopen atomic.Bool
+	mu     sync.Mutex
+	kick   chan struct{}
+}
+
+// Reopen makes the follower close its file and look at Path afresh at its
+// next poll, which it starts at once. It is safe to call at any time, from
+// any goroutine.
+func (f *Follower) Reopen() {
+	f.reopen.Store(true)
+	select {
+	case f.kickChan() <- struct{}{}:
+	default:
+	}
+}
+
+func (f *Follower) kickChan() chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.kick == nil {
+		f.kick = make(chan struct{}, 1)
+	}
+	return f.kick
+}
+
+// Run follows Path, starting from the Checkpoint from (the zero Checkpoint
+// means the start of the file), until ctx is cancelled. It then commits what
+// it has read and returns nil. It returns early only for a Commit error, a
+// read error, or a checkpoint whose correlator state cannot be restored
+// (ErrBadCheckpoint).
+func (f *Follower) Run(ctx context.Context, from Checkpoint, commit Commit) error {
+	if f.Path == "" {
+		return ErrNoPath
+	}
+	if commit == nil {
+		return errors.New("logparse: Follower.Run needs a Commit")
+	}
+	r := newFileRun(f, commit)
+	defer r.close()
+	if err := r.restore(from); err != nil {
+		return err
+	}
+	waker := f.Waker
+	if waker == nil {
+		waker = TimedWaker{Interval: orDuration(f.Poll, DefaultPoll)}
+	}
+	kick := f.kickChan()
+	for {
+		if err := r.poll(ctx); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return r.commit(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return r.commit(ctx)
+		case <-waker.Wake():
+		case <-kick:
+		}
+	}
+}
+
+// fileState is a file being read, or (file == nil) one only remembered from
+// a checkpoint or a closed file.
+type fileState struct {
+	file     *os.File
+	name     string
+	dev, ino uint64
+	fp       string // see Checkpoint.FirstLineHash
+	offset   int64  // just past the last consumed line
+	pos      int64  // next byte to read: offset plus the held partial line
+	size     int64  // size at the last check
+}
+
+type fileRun struct {
+	f          *Follower
+	log        *slog.Logger
+	commitFn   Commit
+	corr       *Correlator
+	batchEvery time.Duration
+	maxBatch   int
+	maxLine    int
+
+	cur *fileState // the open file that Path named; nil while none
+	src *fileState // the file the next checkpoint describes
+	// unresolved: src is a remembered position (restart, Reopen) that
+	// the next successful open of Path must match or recover.
+	unresolved bool
+
+	buf        []byte
+	partial    []byte // the held line, while not discarding
+	discarding bool   // inside a line longer than maxLine
+
+	pending    []Delivery
+	dirty      bool // lines consumed since the last commit
+	dirtySince time.Time
+
+	rotWait     int    // polls spent waiting for a renamed file to go quiet
+	missing     bool   // "Path is gone" has been logged
+	lastOpenErr string // the last open error logged
+}
+
+func newFileRun(f *Follower, commit Commit) *fileRun {
+	log := f.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	mk := f.NewCorrelator
+	if mk == nil {
+		mk = func() *Correlator { return NewCorrelator(Options{}) }
+	}
+	maxLine := f.MaxLine
+	if maxLine <= 0 {
+		maxLine = DefaultMaxLine
+	}
+	maxLine = max(maxLine, fingerprintMax)
+	maxBatch := f.MaxBatch
+	if maxBatch <= 0 {
+		maxBatch = DefaultMaxBatch
+	}
+	return &fileRun{
+		f:          f,
+		log:        log.With("path", f.Path),
+		commitFn:   commit,
+		corr:       mk(),
+		batchEvery: orDuration(f.BatchEvery, DefaultBatchEvery),
+		maxBatch:   maxBatch,
+		maxLine:    maxLine,
+		buf:        make([]byte, readChunk),
+	}
+}
+
+func orDuration(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+func (r *fileRun) close() {
+	if r.cur != nil && r.cur.file != nil {
+		r.cur.file.Close()
+	}
+}
+
+func (r *fileRun) restore(cp Checkpoint) error {
+	if cp.IsZero() {
+		return nil
+	}
+	if cp.Path != r.f.Path {
+		r.log.Warn("checkpoint is for another log; following this one from its start", "checkpoint_path", cp.Path)
+		return nil
+	}
+	if len(cp.State) > 0 {
+		if err := r.corr.UnmarshalState(cp.State); err != nil {
+			return fmt.Errorf("%w: correlator state: %v", ErrBadCheckpoint, err)
+		}
+	}
+	r.src = &fileState{name: r.f.Path, dev: cp.Dev, ino: cp.Ino, fp: cp.FirstLineHash, offset: cp.Offset, pos: cp.Offset}
+	r.unresolved = true
+	return nil
+}
+
+// poll does one round: read, check Path, commit.
+func (r *fileRun) poll(ctx context.Context) error {
+	if r.f.reopen.Swap(false) && r.cur != nil {
+		if _, err := r.read(ctx, r.cur, false); err != nil && err != errReplaced || ctx.Err() != nil {
+			return err
+		}
+		r.log.Info("reopening log file")
+		r.cur.file.Close()
+		r.cur.file = nil
+		r.cur.pos = r.cur.offset
+		r.resetLine()
+		r.cur = nil
+		r.unresolved = true
+	}
+	if r.cur == nil {
+		if err := r.openPath(ctx); err != nil || r.cur == nil {
+			if err != nil {
+				return err
+			}
+			return r.commit(ctx)
+		}
+	}
+	grew, err := r.read(ctx, r.cur, false)
+	if err == errReplaced {
+		err = r.truncated(ctx, "first line changed")
+	}
+	if err != nil || ctx.Err() != nil {
+		return err
+	}
+	if err := r.checkPath(ctx, grew); err != nil {
+		return err
+	}
+	return r.commit(ctx)
+}
+
+// openPath opens Path when no file is open. If a remembered position is
+// unresolved, it resumes in the file at Path or recovers the remembered
+// file from the siblings first.
+func (r *fileRun) openPath(ctx context.Context) error {
+	file, err := os.Open(r.f.Path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			if !r.missing {
+				r.log.Info("log file does not exist; waiting for it to appear")
+				r.missing = true
+			}
+			if r.unresolved {
+				// Rotated away while we were stopped; read it now
+				// rather than when a new file appears.
+				r.unresolved = false
+				return r.recover(ctx, r.src, 0, 0)
+			}
+			return nil
+		}
+		if msg := err.Error(); msg != r.lastOpenErr {
+			r.log.Warn("cannot open log file; will retry", "err", err)
+			r.lastOpenErr = msg
+		}
+		return nil
+	}
+	r.missing, r.lastOpenErr = false, ""
+	live, err := newFileState(file, r.f.Path)
+	if err != nil {
+		file.Close()
+		return err
+	}
+	if r.unresolved {
+		r.unresolved = false
+		old := r.src
+		if sameFile(live, old) {
+			fp, err := fingerprint(live.file)
+			if err != nil {
+				live.file.Close()
+				return err
+			}
+			if (old.fp == "" || fp == old.fp) && live.size >= old.offset {
+				live.fp, live.offset, live.pos = old.fp, old.offset, old.offset
+				r.log.Info("resuming log file", "offset", old.offset)
+				r.cur, r.src = live, live
+				return nil
+			}
+			// Truncated while we were stopped: only a copy can hold
+			// the unread lines.
+			if err := r.recover(ctx, old, live.dev, live.ino); err != nil {
+				live.file.Close()
+				return err
+			}
+		} else if err := r.recover(ctx, old, live.dev, live.ino); err != nil {
+			live.file.Close()
+			return err
+		}
+	}
+	r.log.Info("following log file from its start", "inode", live.ino)
+	r.cur, r.src = live, live
+	return nil
+}
+
+// recover finds the file that old describes among Path's siblings (any but
+// the one with identity excludeDev/excludeIno), reads it from old.offset to
+// its end, and commits.
+func (r *fileRun) recover(ctx context.Context, old *fileState, excludeDev, excludeIno uint64) error {
+	if old.offset == 0 && old.fp == "" && old.ino == 0 {
+		return nil
+	}
+	sib, err := r.findSibling(old, excludeDev, excludeIno)
+	if err != nil {
+		return err
+	}
+	if sib == nil {
+		if old.offset > 0 || old.fp != "" {
+			r.log.Warn("checkpointed log file not found among rotated files; lines after its offset are lost",
+				"inode", old.ino, "offset", old.offset)
+		}
+		return nil
+	}
+	defer sib.file.Close()
+	r.log.Info("reading the rest of a rotated log file", "file", sib.name, "offset", old.offset, "size", sib.size)
+	sib.fp, sib.offset, sib.pos = old.fp, old.offset, old.offset
+	r.resetLine()
+	r.src = sib
+	if _, err := r.read(ctx, sib, true); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	err = r.commit(ctx)
+	sib.file = nil
+	return err
+}
+
+// findSibling returns the open sibling of Path that holds old's content:
+// the same device and inode (and first line, when known), else the same
+// first line; in both cases at least old.offset long.
+func (r *fileRun) findSibling(old *fileState, excludeDev, excludeIno uint64) (*fileState, error) {
+	dir, base := filepath.Split(r.f.Path)
+	if dir == "" {
+		dir = "."
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		r.log.Warn("cannot list rotated log files", "err", err)
+		return nil, nil
+	}
+	var byID, byFP *fileState
+	for _, e := range ents {
+		name := e.Name()
+		if !isRotatedName(base, name) {
+			continue
+		}
+		file, err := os.Open(filepath.Join(dir, name))
+		if err != nil {
+			continue
+		}
+		s, err := newFileState(file, file.Name())
+		keep := false
+		if err == nil && s.size >= old.offset && (s.dev != excludeDev || s.ino != excludeIno) {
+			fp, ferr := fingerprint(file)
+			switch {
+			case ferr != nil:
+			case s.dev == old.dev && s.ino == old.ino && (old.fp == "" || fp == old.fp):
+				if byID == nil {
+					byID, keep = s, true
+				}
+			case old.fp != "" && fp == old.fp:
+				// Of several copies, prefer the longest.
+				if byFP == nil || s.size > byFP.size {
+					if byFP != nil {
+						byFP.file.Close()
+					}
+					byFP, keep = s, true
+				}
+			}
+		}
+		if !keep {
+			file.Close()
+		}
+	}
+	if byID != nil {
+		if byFP != nil {
+			byFP.file.Close()
+		}
+		return byID, nil
+	}
+	return byFP, nil
+}
+
+// isRotatedName reports whether name looks like a rotated, uncompressed
+// copy of base: base.N, base-DATE, base.anything.
+func isRotatedName(base, name string) bool {
+	if name == base || !(strings.HasPrefix(name, base+".") || strings.HasPrefix(name, base+"-")) {
+		return false
+	}
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".gz", ".bz2", ".xz", ".zst", ".lz4", ".lzma", ".lz", ".z", ".zip", ".br", ".7z":
+		return false
+	}
+	return true
+}
+
+// checkPath compares the open file with what Path names now and handles
+// rotation and truncation.
+func (r *fileRun) checkPath(ctx context.Context, grew bool) error {
+	fi, err := os.Stat(r.f.Path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			if !r.missing {
+				r.log.Info("log file is gone; reading the open file until a new one appears")
+				r.missing = true
+			}
+			return r.checkTruncated(ctx)
+		}
+		if msg := err.Error(); msg != r.lastOpenErr {
+			r.log.Warn("cannot stat log file; will retry", "err", err)
+			r.lastOpenErr = msg
+		}
+		return nil
+	}
+	r.missing, r.lastOpenErr = false, ""
+	dev, ino := fileID(fi)
+	if dev == r.cur.dev && ino == r.cur.ino {
+		return r.checkTruncated(ctx)
+	}
+	// Rotated. A syslog daemon keeps writing to the old file until it
+	// reopens; give it a few polls.
+	if grew && r.rotWait < rotationGracePolls {
+		r.rotWait++
+		return nil
+	}
+	if grew {
+		r.log.Warn("rotated log file is still being written to; switching to the new one anyway")
+	}
+	r.rotWait = 0
+	if _, err := r.read(ctx, r.cur, true); err != nil || ctx.Err() != nil {
+		return err
+	}
+	if err := r.commit(ctx); err != nil {
+		return err
+	}
+	file, err := os.Open(r.f.Path)
+	if err != nil {
+		// Gone again; the next poll finds whatever comes next, and
+		// recovers nothing (the old file has been read to its end).
+		r.log.Info("log file rotated; new file not readable yet", "err", err)
+		r.cur.file.Close()
+		r.cur.file = nil
+		r.cur = nil
+		return nil
+	}
+	live, err := newFileState(file, r.f.Path)
+	if err != nil {
+		file.Close()
+		return err
+	}
+	r.log.Info("log file rotated; following the new file", "old_inode", r.cur.ino, "inode", live.ino)
+	r.cur.file.Close()
+	r.cur = live
+	r.src = live
+	return r.readLive(ctx, live)
+}
+
+// readLive reads the file at Path; content replaced meanwhile is left for
+// the next poll to handle.
+func (r *fileRun) readLive(ctx context.Context, s *fileState) error {
+	if _, err := r.read(ctx, s, false); err != errReplaced {
+		return err
+	}
+	return nil
+}
+
+// checkTruncated detects copytruncate (and any in-place rewrite) of the open
+// file, which read may not have noticed: it reads nothing when the file
+// shrank below the read position.
+func (r *fileRun) checkTruncated(ctx context.Context) error {
+	cur := r.cur
+	fi, err := cur.file.Stat()
+	if err != nil {
+		return fmt.Errorf("logparse: stat %s: %w", cur.name, err)
+	}
+	if fi.Size() < cur.pos {
+		return r.truncated(ctx, "smaller than the read position")
+	}
+	same, err := r.unchanged(cur)
+	if err != nil {
+		return err
+	}
+	if !same {
+		return r.truncated(ctx, "first line changed")
+	}
+	cur.size = fi.Size()
+	return nil
+}
+
+// unchanged reports whether the file at s still starts as it did when its
+// lines were read: the same first line, or the same held first bytes.
+func (r *fileRun) unchanged(s *fileState) (bool, error) {
+	switch {
+	case s.fp != "":
+		fp, err := fingerprint(s.file)
+		return fp == s.fp, err
+	case s.offset == 0 && len(r.partial) > 0:
+		b := make([]byte, len(r.partial))
+		n, err := s.file.ReadAt(b, 0)
+		if err != nil && err != io.EOF {
+			return false, fmt.Errorf("logparse: read %s: %w", s.name, err)
+		}
+		return n == len(b) && bytes.Equal(b, r.partial), nil
+	}
+	return true, nil
+}
+
+// truncated handles the truncation of the open file: the lines after the
+// offset that only a copy still holds are read from the copy, then the file
+// is read from 0.
+func (r *fileRun) truncated(ctx context.Context, why string) error {
+	cur := r.cur
+	size := int64(-1)
+	if fi, err := cur.file.Stat(); err == nil {
+		size = fi.Size()
+	}
+	r.log.Info("log file truncated", "reason", why, "offset", cur.offset, "size", size)
+	old := *cur
+	old.file = nil
+	known := max(old.size, old.pos) - old.offset // unread bytes we saw before
+	r.resetLine()
+	found := false
+	if old.fp != "" {
+		sib, err := r.findSibling(&old, cur.dev, cur.ino)
+		if err != nil {
+			return err
+		}
+		if sib != nil {
+			found = true
+			r.log.Info("reading the rest of the truncated log from its copy", "file", sib.name, "offset", old.offset)
+			sib.fp, sib.offset, sib.pos = old.fp, old.offset, old.offset
+			r.src = sib
+			_, err := r.read(ctx, sib, true)
+			sib.file.Close()
+			sib.file = nil
+			if err != nil || ctx.Err() != nil {
+				return err
+			}
+			if err := r.commit(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	if !found && (old.fp != "" || known > 0) {
+		r.log.Warn("log file truncated and no rotated copy with its first line found; lines written after the last read are lost",
+			"unread_bytes_at_least", known)
+	}
+	cur.fp, cur.offset, cur.pos, cur.size = "", 0, 0, max(size, 0)
+	r.src = cur
+	return r.readLive(ctx, cur)
+}
+
+// errReplaced reports that the file being read no longer holds the content
+// it had: it was truncated, and maybe rewritten, under the reader.
+var errReplaced = errors.New("logparse: file content replaced")
+
+// read reads s from s.pos to its end, feeding complete lines. With final,
+// a last line without newline is fed too: the file will not grow again.
+// Otherwise s is the live file, which may be truncated and rewritten at any
+// time: after each read, its start is compared with what was read before,
+// and if it changed, the bytes just read are dropped and read returns
+// errReplaced. It reports whether it read any bytes. It stops early,
+// returning nil, when ctx is done.
+func (r *fileRun) read(ctx context.Context, s *fileState, final bool) (bool, error) {
+	grew := false
+	for ctx.Err() == nil {
+		n, err := s.file.ReadAt(r.buf, s.pos)
+		if n > 0 && !final {
+			// Checked after reading: if the start is still the
+			// same now, the bytes read came from the same content.
+			same, uerr := r.unchanged(s)
+			if uerr != nil {
+				return grew, uerr
+			}
+			if !same {
+				return grew, errReplaced
+			}
+		}
+		if n > 0 {
+			grew = true
+			if cerr := r.consume(ctx, s, r.buf[:n]); cerr != nil {
+				return grew, cerr
+			}
+			if r.dirty && time.Since(r.dirtySince) >= r.batchEvery {
+				if cerr := r.commit(ctx); cerr != nil {
+					return grew, cerr
+				}
+			}
+		}
+		if err == io.EOF {
+			if final {
+				r.finish(s)
+			}
+			s.size = max(s.size, s.pos)
+			return grew, nil
+		}
+		if err != nil {
+			return grew, fmt.Errorf("logparse: read %s: %w", s.name, err)
+		}
+	}
+	return grew, nil
+}
+
+// consume splits data, which starts at s.pos, into lines.
+func (r *fileRun) consume(ctx context.Context, s *fileState, data []byte) error {
+	for len(data) > 0 {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			s.pos += int64(len(data))
+			switch {
+			case r.discarding:
+			case len(r.partial)+len(data) > r.maxLine:
+				r.noteFingerprint(s, data)
+				r.discarding = true
+				r.partial = r.partial[:0]
+			default:
+				r.partial = append(r.partial, data...)
+				r.noteFingerprint(s, nil)
+			}
+			return nil
+		}
+		s.pos += int64(i + 1)
+		switch {
+		case r.discarding:
+			r.skipLine()
+		case len(r.partial)+i > r.maxLine:
+			r.noteFingerprint(s, data[:i+1])
+			r.skipLine()
+		case len(r.partial) > 0:
+			r.partial = append(r.partial, data[:i+1]...)
+			r.noteFingerprint(s, nil)
+			r.feed(r.partial[:len(r.partial)-1])
+		default:
+			r.noteFingerprint(s, data[:i+1])
+			r.feed(data[:i])
+		}
+		s.offset = s.pos
+		r.discarding = false
+		r.partial = r.partial[:0]
+		data = data[i+1:]
+		if len(r.pending) >= r.maxBatch {
+			if err := r.commit(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// noteFingerprint sets s.fp, while it is unknown and the held line is the
+// file's first, from the held bytes followed by more, once they determine it.
+func (r *fileRun) noteFingerprint(s *fileState, more []byte) {
+	if s.fp != "" || s.offset != 0 || len(r.partial)+len(more) < 1 {
+		return
+	}
+	b := r.partial
+	if len(more) > 0 {
+		b = make([]byte, 0, min(len(r.partial)+len(more), fingerprintMax))
+		b = append(b, r.partial[:min(len(r.partial), fingerprintMax)]...)
+		b = append(b, more[:min(len(more), fingerprintMax-len(b))]...)
+	}
+	s.fp = fingerprintOf(b)
+}
+
+// finish feeds the held last line of a file that will not grow.
+func (r *fileRun) finish(s *fileState) {
+	switch {
+	case r.discarding:
+		r.skipLine()
+	case len(r.partial) > 0:
+		r.feed(r.partial)
+	default:
+		return
+	}
+	s.offset = s.pos
+	r.resetLine()
+}
+
+func (r *fileRun) resetLine() {
+	r.partial = r.partial[:0]
+	r.discarding = false
+}
+
+func (r *fileRun) feed(line []byte) {
+	r.pending = append(r.pending, r.corr.Feed(line)...)
+	r.markDirty()
+}
+
+// skipLine stands in for a line longer than maxLine.
+func (r *fileRun) skipLine() {
+	r.feed(nil)
+}
+
+func (r *fileRun) markDirty() {
+	if !r.dirty {
+		r.dirty = true
+		r.dirtySince = time.Now()
+	}
+}
+
+// commit hands the pending deliveries and the checkpoint after the last
+// consumed line to Commit. It is not interrupted by the cancellation of ctx:
+// the final commit happens after it.
+func (r *fileRun) commit(ctx context.Context) error {
+	if !r.dirty {
+		return nil
+	}
+	state, err := r.corr.MarshalState()
+	if err != nil {
+		return fmt.Errorf("logparse: correlator state: %w", err)
+	}
+	s := r.src
+	b := Batch{
+		Deliveries: r.pending,
+		Checkpoint: Checkpoint{
+			Path: r.f.Path, Dev: s.dev, Ino: s.ino, Offset: s.offset,
+			FirstLineHash: s.fp, State: state,
+		},
+		Stats: r.corr.Stats(),
+	}
+	if err := r.commitFn(context.WithoutCancel(ctx), b); err != nil {
+		return fmt.Errorf("%w: %w", ErrCommit, err)
+	}
+	r.pending = nil
+	r.dirty = false
+	return nil
+}
+
+func newFileState(file *os.File, name string) (*fileState, error) {
+	fi, err := file.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("logparse: stat %s: %w", name, err)
+	}
+	dev, ino := fileID(fi)
+	return &fileState{file: file, name: name, dev: dev, ino: ino, size: fi.Size()}, nil
+}
+
+func sameFile(a, b *fileState) bool {
+	return a.dev == b.dev && a.ino == b.ino
+}
+
+func fileID(fi os.FileInfo) (dev, ino uint64) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Dev), uint64(st.Ino)
+	}
+	return 0, 0
+}
+
+// fingerprint reads the start of file and returns its FirstLineHash ("" if
+// the file does not hold a complete first line or 4096 bytes yet).
+func fingerprint(file *os.File) (string, error) {
+	b := make([]byte, fingerprintMax)
+	n, err := file.ReadAt(b, 0)
+	if err != nil && err != io.EOF {
+		return "", fmt.Errorf("logparse: read %s: %w", file.Name(), err)
+	}
+	return fingerprintOf(b[:n]), nil
+}
+
+// fingerprintOf returns the FirstLineHash of a file that starts with b, or
+// "" if b does not determine it.
+func fingerprintOf(b []byte) string {
+	if i := bytes.IndexByte(b[:min(len(b), fingerprintMax)], '\n'); i >= 0 {
+		return hashHex(b[:i+1])
+	}
+	if len(b) >= fingerprintMax {
+		return hashHex(b[:fingerprintMax])
+	}
+	return ""
+}
+
+func hashHex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}

@@ -1,0 +1,478 @@
+package logparse
+
+import "bytes"
+
+// Messages of the Postfix smtp(8)/lmtp(8) client that matter for TLS
+// correlation. All parsers work on the message part of a line (after
+// "tag[pid]: ") and return slices of it; they never allocate.
+
+// isClientTag reports whether a syslog tag names an outbound SMTP or LMTP
+// client: any "<prefix>/smtp" or "<prefix>/lmtp", whatever the
+// syslog_name prefix ("postfix", "postfix-out", "postfix/relay", ...).
+// tlsproxy, local, virtual, pipe, smtpd and the rest are not.
+func isClientTag(tag []byte) bool {
+	n := len(tag)
+	if n < 6 || tag[n-5] != '/' {
+		return false
+	}
+	return string(tag[n-4:]) == "smtp" || string(tag[n-4:]) == "lmtp"
+}
+
+// Trust levels as they start a TLS summary line, lowercased for Delivery.
+const (
+	TrustAnonymous = "anonymous"
+	TrustUntrusted = "untrusted"
+	TrustTrusted   = "trusted"
+	TrustVerified  = "verified"
+)
+
+// tlsLine is a client TLS summary line (smtp_tls_loglevel >= 1):
+//
+//	Untrusted TLS connection established to mx.example.com[192.0.2.1]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA256
+//	Verified TLS connection reused to mx.example.com[192.0.2.1]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)
+type tlsLine struct {
+	trust  string // one of the Trust* constants
+	reused bool
+	relay  []byte // "host[addr]:port" as logged
+	proto  []byte
+	cipher []byte
+}
+
+var trustPrefixes = [...]struct {
+	prefix string
+	trust  string
+}{
+	{"Untrusted TLS connection ", TrustUntrusted},
+	{"Verified TLS connection ", TrustVerified},
+	{"Trusted TLS connection ", TrustTrusted},
+	{"Anonymous TLS connection ", TrustAnonymous},
+}
+
+// parseTLSLine parses a TLS summary line of an outbound connection
+// ("... to ..."; the server's "... from ..." lines are not accepted).
+func parseTLSLine(msg []byte) (tlsLine, bool) {
+	var t tlsLine
+	if len(msg) < 40 || msg[0] < 'A' || msg[0] > 'V' {
+		return t, false
+	}
+	rest := msg
+	for _, p := range trustPrefixes {
+		if bytes.HasPrefix(msg, []byte(p.prefix)) {
+			t.trust = p.trust
+			rest = msg[len(p.prefix):]
+			break
+		}
+	}
+	if t.trust == "" {
+		return t, false
+	}
+	switch {
+	case bytes.HasPrefix(rest, []byte("established to ")):
+		rest = rest[len("established to "):]
+	case bytes.HasPrefix(rest, []byte("reused to ")):
+		t.reused = true
+		rest = rest[len("reused to "):]
+	default:
+		return t, false
+	}
+	relay, rest, ok := cutRelay(rest)
+	if !ok {
+		return t, false
+	}
+	t.relay = relay
+	proto, cipher, found := bytes.Cut(rest, []byte(" with cipher "))
+	if !found || len(proto) == 0 || bytes.IndexByte(proto, ' ') >= 0 {
+		return t, false
+	}
+	t.proto = proto
+	if i := bytes.Index(cipher, []byte(" (")); i >= 0 {
+		cipher = cipher[:i]
+	} else if i := bytes.IndexByte(cipher, ' '); i >= 0 {
+		cipher = cipher[:i]
+	}
+	if len(cipher) == 0 {
+		return t, false
+	}
+	t.cipher = cipher
+	return t, true
+}
+
+// cutRelay splits "host[addr]:port: rest" into the relay and rest. The
+// address may be IPv6 ("mx[2001:db8::1]:25"), so the relay ends at the
+// first ": " after the closing bracket.
+func cutRelay(b []byte) (relay, rest []byte, ok bool) {
+	from := 0
+	if lb := bytes.IndexByte(b, '['); lb >= 0 {
+		if sp := bytes.IndexByte(b[:lb], ' '); sp >= 0 {
+			return nil, nil, false
+		}
+		rb := bytes.IndexByte(b[lb:], ']')
+		if rb < 0 {
+			return nil, nil, false
+		}
+		from = lb + rb
+	}
+	i := bytes.Index(b[from:], []byte(": "))
+	if i < 0 {
+		// "SSL_connect error to host[addr]:25:" may end the line.
+		if n := len(b); n > from && b[n-1] == ':' {
+			return b[:n-1], nil, n > 1
+		}
+		return nil, nil, false
+	}
+	relay = b[:from+i]
+	if len(relay) == 0 || bytes.IndexByte(relay, ' ') >= 0 {
+		return nil, nil, false
+	}
+	return relay, b[from+i+2:], true
+}
+
+// parseRelayPrefix matches "<prefix>host[addr]:port: ..." and returns the
+// relay: used for "SSL_connect error to ", "connect to " and certificate
+// verification failures.
+func parseRelayPrefix(msg []byte, prefix string) ([]byte, bool) {
+	if !bytes.HasPrefix(msg, []byte(prefix)) {
+		return nil, false
+	}
+	relay, _, ok := cutRelay(msg[len(prefix):])
+	return relay, ok
+}
+
+// Handshake and connection failures logged without a queue id:
+//
+//	SSL_connect error to mx.example.com[192.0.2.1]:25: -1
+//	connect to mx.example.com[192.0.2.1]:25: Connection refused
+//	server certificate verification failed for mx.example.com[192.0.2.1]:25: num=62:hostname mismatch
+func parseHandshakeError(msg []byte) ([]byte, bool) {
+	return parseRelayPrefix(msg, "SSL_connect error to ")
+}
+
+func parseConnectError(msg []byte) ([]byte, bool) {
+	return parseRelayPrefix(msg, "connect to ")
+}
+
+func parseVerifyFailure(msg []byte) ([]byte, bool) {
+	if r, ok := parseRelayPrefix(msg, "server certificate verification failed for "); ok {
+		return r, true
+	}
+	return parseRelayPrefix(msg, "certificate verification failed for ")
+}
+
+// deliveryLine is a delivery status record (log_adhoc.c):
+//
+//	QID: to=<rcpt>[, orig_to=<addr>], relay=host[addr]:port|none[, conn_use=N], delay=D, delays=a/b/c/d[, tls=FEATURES], dsn=X.Y.Z, status=STATUS (reason)
+//
+// Fields are matched by name, so older or newer versions that add, drop or
+// reorder fields still parse.
+type deliveryLine struct {
+	qid, rcpt, origTo, relay []byte
+	dsn, status, reason      []byte
+	tls                      []byte // Postfix >= 3.11 "tls=" feature status, raw
+}
+
+// Statuses of delivery records; others (e.g. "deliverable" from address
+// verification probes) are not deliveries.
+const (
+	StatusSent     = "sent"
+	StatusDeferred = "deferred"
+	StatusBounced  = "bounced"
+	StatusExpired  = "expired"
+)
+
+func knownStatus(b []byte) (string, bool) {
+	switch string(b) {
+	case StatusSent:
+		return StatusSent, true
+	case StatusDeferred:
+		return StatusDeferred, true
+	case StatusBounced:
+		return StatusBounced, true
+	case StatusExpired:
+		return StatusExpired, true
+	}
+	return "", false
+}
+
+// isQueueID accepts short hex ids ("3F2A81C0D2") and long ids
+// ("4Xk9Pq2Lz1z9abc", enable_long_queue_ids): 6 to 20 letters and digits.
+func isQueueID(b []byte) bool {
+	if len(b) < 6 || len(b) > 20 {
+		return false
+	}
+	for _, c := range b {
+		if !(isDigit(c) || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+			return false
+		}
+	}
+	return true
+}
+
+// cutQueueID splits "QID: rest".
+func cutQueueID(msg []byte) (qid, rest []byte, ok bool) {
+	i := bytes.IndexByte(msg, ':')
+	if i < 0 || i+1 >= len(msg) || msg[i+1] != ' ' || !isQueueID(msg[:i]) {
+		return nil, nil, false
+	}
+	return msg[:i], msg[i+2:], true
+}
+
+// parseDelivery parses a delivery status record.
+func parseDelivery(msg []byte) (deliveryLine, bool) {
+	var d deliveryLine
+	qid, rest, ok := cutQueueID(msg)
+	if !ok || !bytes.HasPrefix(rest, []byte("to=<")) {
+		return d, false
+	}
+	d.qid = qid
+	rcpt, rest, ok := cutAddr(rest[len("to="):])
+	if !ok {
+		return d, false
+	}
+	d.rcpt = rcpt
+	for len(rest) > 0 {
+		if !bytes.HasPrefix(rest, []byte(", ")) {
+			return d, false
+		}
+		rest = rest[2:]
+		eq := bytes.IndexByte(rest, '=')
+		if eq <= 0 {
+			return d, false
+		}
+		name := rest[:eq]
+		rest = rest[eq+1:]
+		if string(name) == "status" {
+			word := rest
+			if sp := bytes.IndexByte(rest, ' '); sp >= 0 {
+				word = rest[:sp]
+				r := rest[sp+1:]
+				if len(r) > 0 && r[0] == '(' {
+					r = r[1:]
+					if n := len(r); n > 0 && r[n-1] == ')' {
+						r = r[:n-1]
+					}
+					d.reason = r
+				}
+			}
+			d.status = word
+			break
+		}
+		var val []byte
+		if string(name) == "orig_to" && len(rest) > 0 && rest[0] == '<' {
+			val, rest, ok = cutAddr(rest)
+			if !ok {
+				return d, false
+			}
+		} else {
+			end := bytes.Index(rest, []byte(", "))
+			if end < 0 {
+				end = len(rest)
+			}
+			val, rest = rest[:end], rest[end:]
+		}
+		switch string(name) {
+		case "orig_to":
+			d.origTo = val
+		case "relay":
+			d.relay = val
+		case "dsn":
+			d.dsn = val
+		case "tls":
+			d.tls = val
+		}
+	}
+	if len(d.relay) == 0 || len(d.status) == 0 {
+		return d, false
+	}
+	return d, true
+}
+
+// cutAddr splits "<addr>, name=..." or "<addr>" at the end of the line.
+// The address ends at the first ">, " that is followed by a field name, so
+// that odd quoted local parts ("a>, b"@example.com) survive.
+func cutAddr(b []byte) (addr, rest []byte, ok bool) {
+	if len(b) == 0 || b[0] != '<' {
+		return nil, nil, false
+	}
+	for from := 1; from < len(b); {
+		i := bytes.Index(b[from:], []byte(">, "))
+		if i < 0 {
+			break
+		}
+		i += from
+		if isFieldStart(b[i+3:]) {
+			return b[1:i], b[i+1:], true
+		}
+		from = i + 1
+	}
+	if n := len(b); b[n-1] == '>' && n >= 2 {
+		return b[1 : n-1], nil, true
+	}
+	return nil, nil, false
+}
+
+// isFieldStart reports whether b starts with "name=" (lowercase, '_').
+func isFieldStart(b []byte) bool {
+	for i, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z' || c == '_':
+		case c == '=':
+			return i > 0
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+// parseHandshakeFailure matches the info line a client logs when it
+// retries in plaintext after a failed handshake (seen with Postfix 3.7):
+//
+//	C79CE985DD3: Cannot start TLS: handshake failure
+func parseHandshakeFailure(msg []byte) ([]byte, bool) {
+	qid, rest, ok := cutQueueID(msg)
+	if !ok || !bytes.HasPrefix(rest, reasonCannotStartTLS) {
+		return nil, false
+	}
+	return qid, true
+}
+
+// tlsFeature is the TLS security level part of the Postfix 3.11 "tls="
+// delivery status field (log_adhoc.c, tls_stats.c). The field lists up to
+// two features (the TLS level and REQUIRETLS), separated by "/". Each is
+// written as [!][(][disabled:]target[:final][)][?]: "!" marks a policy
+// violation, "?" a decision still pending when the record was written,
+// parentheses relaxed enforcement, and ":final" the level actually reached
+// when it differs from the target (a downgrade). A trailing "!" is also
+// read as a violation.
+type tlsFeature struct {
+	present   bool
+	target    string // e.g. "dane"
+	final     string // level reached; equals target without a downgrade
+	violation bool
+	undecided bool
+}
+
+// tlsLevels are the smtp_tls_security_level values.
+var tlsLevels = [...]string{"none", "may", "encrypt", "dane", "dane-only", "fingerprint", "verify", "secure"}
+
+func tlsLevel(b []byte) (string, bool) {
+	for _, l := range tlsLevels {
+		if string(b) == l {
+			return l, true
+		}
+	}
+	return "", false
+}
+
+// parseTLSFeature parses the value of "tls=" and returns the TLS level
+// feature (REQUIRETLS is ignored).
+func parseTLSFeature(v []byte) tlsFeature {
+	var f tlsFeature
+	for len(v) > 0 {
+		part := v
+		if i := bytes.IndexByte(v, '/'); i >= 0 {
+			part, v = v[:i], v[i+1:]
+		} else {
+			v = nil
+		}
+		var g tlsFeature
+		if len(part) > 0 && part[0] == '!' {
+			g.violation = true
+			part = part[1:]
+		}
+		for len(part) > 0 {
+			switch part[len(part)-1] {
+			case '?':
+				g.undecided = true
+			case '!':
+				g.violation = true
+			case ')':
+			default:
+				goto trimmed
+			}
+			part = part[:len(part)-1]
+		}
+	trimmed:
+		part = bytes.TrimPrefix(part, []byte("("))
+		part = bytes.TrimPrefix(part, []byte("disabled:"))
+		target, final, _ := bytes.Cut(part, []byte(":"))
+		t, ok := tlsLevel(target)
+		if !ok {
+			continue
+		}
+		g.present, g.target, g.final = true, t, t
+		if len(final) > 0 {
+			if fl, ok := tlsLevel(final); ok {
+				g.final = fl
+			}
+		}
+		if !f.present {
+			f = g
+		}
+	}
+	return f
+}
+
+// mandatoryTLS reports whether a delivery that complied with this level
+// must have been encrypted.
+func mandatoryTLS(level string) bool {
+	switch level {
+	case "encrypt", "dane", "dane-only", "fingerprint", "verify", "secure":
+		return true
+	}
+	return false
+}
+
+// Reason texts. Postfix writes these into the parenthesised reason of a
+// deferred or bounced record (smtp_proto.c, smtp_connect.c).
+var (
+	reasonCannotStartTLS = []byte("Cannot start TLS")     // handshake failure
+	reasonTLSRequired    = []byte("TLS is required, but") // not offered / refused
+	tlsReasonWords       = [...][]byte{[]byte("TLS"), []byte("SSL"), []byte("ertificate"), []byte("andshake")}
+)
+
+// reasonMentionsTLS reports whether a failure reason is about TLS.
+func reasonMentionsTLS(reason []byte) bool {
+	for _, w := range tlsReasonWords {
+		if bytes.Contains(reason, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// reasonNoTLS reports whether a failure reason says no TLS session was
+// established.
+func reasonNoTLS(reason []byte) bool {
+	return bytes.Contains(reason, reasonCannotStartTLS) || bytes.Contains(reason, reasonTLSRequired)
+}
+
+// relayHost returns the host part of "host[addr]:port", lowercased, or
+// the whole relay when it has no brackets or the host is "unknown".
+func relayHost(relay string) string {
+	for i := 0; i < len(relay); i++ {
+		if relay[i] == '[' {
+			if i == 0 || relay[:i] == "unknown" {
+				return relay
+			}
+			return lowerASCII(relay[:i])
+		}
+	}
+	return relay
+}
+
+// lowerASCII lowercases ASCII letters, allocating only when needed.
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if c := b[j]; c >= 'A' && c <= 'Z' {
+					b[j] = c + 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}

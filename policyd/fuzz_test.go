@@ -1,0 +1,162 @@
+package policyd
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+)
+
+func FuzzNetstring(f *testing.F) {
+	for _, seed := range []string{
+		"5:hello,", "0:,", "14:tlspolicy a.b,3:x", "10000:", "10001:", "99999999999999999999:",
+		"abc:", "-1:", "05:hello,", ":x,", "5:hello!", "5:hel", "5", "", "\x00\xff", "3:abc,3:def,",
+		"1:\x00,", strings.Repeat("9", 100),
+	} {
+		f.Add([]byte(seed), uint16(16))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, size uint16) {
+		// Small buffers exercise the scratch path.
+		br := bufio.NewReaderSize(bytes.NewReader(in), 16+int(size%5000))
+		var scratch []byte
+		consumed := 0
+		for {
+			p, err := readNetstring(br, maxQuery, &scratch)
+			if err != nil {
+				if err != io.EOF && err != io.ErrUnexpectedEOF && !errors.Is(err, errNetstring) {
+					t.Fatalf("unexpected error type %v", err)
+				}
+				if err == io.EOF && consumed != len(in) {
+					t.Fatalf("clean EOF after %d of %d bytes", consumed, len(in))
+				}
+				return
+			}
+			if len(p) > maxQuery {
+				t.Fatalf("payload of %d bytes", len(p))
+			}
+			// What was accepted is exactly a canonical netstring.
+			enc := fmt.Sprintf("%d:%s,", len(p), p)
+			if !bytes.HasPrefix(in[consumed:], []byte(enc)) {
+				t.Fatalf("accepted %q but input continues %q", enc, in[consumed:])
+			}
+			consumed += len(enc)
+		}
+	})
+}
+
+func FuzzTCPTableDecode(f *testing.F) {
+	for _, seed := range []string{
+		"get example.com", "get example%2Ecom", "get %", "get %4", "get %zz", "get a b", "get \x00",
+		"get b%C3%BCcher.example", "put a b", "", "get ", "get %%41", "get \xff", "get a\r",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		orig := bytes.Clone(in)
+		key, err := parseTCPRequest(in)
+		if err != nil {
+			if !errors.Is(err, errTCPTable) {
+				t.Fatalf("error %v does not wrap errTCPTable", err)
+			}
+			return
+		}
+		// Encoding the decoded key gives a wire form that decodes back to
+		// it and contains only bytes that need no encoding.
+		enc := appendTCPEncoded(nil, string(key))
+		for _, c := range enc {
+			if c != '%' && tcpNeedsEncoding(c) {
+				t.Fatalf("encoded %q contains raw %q", enc, c)
+			}
+		}
+		dec, err := decodeTCP(bytes.Clone(enc))
+		if err != nil || !bytes.Equal(dec, key) {
+			t.Fatalf("decode(encode(%q)) = %q, %v (input %q)", key, dec, err, orig)
+		}
+		if len(key) > len(orig) {
+			t.Fatalf("decoded key longer than the request")
+		}
+	})
+}
+
+func FuzzParsePolicy(f *testing.F) {
+	for _, seed := range []string{
+		"may", "encrypt protocols=>=TLSv1.2 ciphers=high", "verify match=hostname:nexthop:dot-nexthop",
+		"secure match=.example.com:example.com tafile=/etc/ta.pem",
+		"fingerprint match=3D:95:34:51:24:66:33:B9:D2:40:99:C0:C1:17:0B:D1|ec3c2e8a4ada9e8b48037fd7224892ba",
+		"encrypt exclude=3DES:aNULL servername=hostname connection_reuse=yes enable_rpk=no",
+		"encrpyt", "", "none protocols=TLSv1", "encrypt,protocols=TLSv1", "encrypt { protocols = TLSv1 }",
+		"encrypt protocols=TLSv1.2\nciphers=null", "encrypt\x00", "encrypt protocols=", "encrypt foo=bar",
+		"encrypt protocols=TLSv1 protocols=TLSv1", "encrypt match=hostname", "verify tafile=relative",
+		"may servername=bücher.example", "encrypt protocols=>=TLSv1.3:<=TLSv1.2", "  may  \t ",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		p, err := ParsePolicy(in)
+		if err != nil {
+			if !errors.Is(err, ErrBadPolicy) {
+				t.Fatalf("error %v does not wrap ErrBadPolicy", err)
+			}
+			if strings.ContainsAny(err.Error(), "\r\n") {
+				t.Fatalf("multi-line error %q", err)
+			}
+			return
+		}
+		s := p.String()
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			if c < 0x20 || c >= 0x7f || c == ',' || c == '{' || c == '}' {
+				t.Fatalf("normal form %q contains %q", s, c)
+			}
+		}
+		if strings.Contains(s, "  ") || strings.HasPrefix(s, " ") || strings.HasSuffix(s, " ") {
+			t.Fatalf("normal form %q has stray spaces", s)
+		}
+		// Postfix's tokenisation of the normal form yields exactly our tokens.
+		toks := strings.FieldsFunc(s, func(r rune) bool { return strings.ContainsRune(" \t\r\n,", r) })
+		if len(toks) != 1+len(p.Attrs) {
+			t.Fatalf("normal form %q splits into %d tokens, want %d", s, len(toks), 1+len(p.Attrs))
+		}
+		p2, err := ParsePolicy(s)
+		if err != nil {
+			t.Fatalf("normal form %q does not re-parse: %v", s, err)
+		}
+		if p2.String() != s || p2.Level != p.Level || len(p2.Attrs) != len(p.Attrs) {
+			t.Fatalf("re-parse of %q gives %q", s, p2.String())
+		}
+		for i := range p.Attrs {
+			if p.Attrs[i] != p2.Attrs[i] {
+				t.Fatalf("re-parse of %q changes attribute %d: %v vs %v", s, i, p.Attrs[i], p2.Attrs[i])
+			}
+		}
+	})
+}
+
+func FuzzNormalizeKey(f *testing.F) {
+	for _, seed := range []string{
+		"example.com", ".example.com", "[mx.example.com]:587", "[192.0.2.1]", "[ipv6:2001:db8::1]:25",
+		"bücher.example", "example.com:smtp", "", " ", "a..b", "[", "[]:", "xn--zz", "192.0.2.1", "a,b",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		k, err := NormalizeKey(in)
+		if err != nil {
+			if !errors.Is(err, ErrBadKey) || strings.ContainsAny(err.Error(), "\r\n") {
+				t.Fatalf("bad error %q", err)
+			}
+			return
+		}
+		for i := 0; i < len(k); i++ {
+			if c := k[i]; c <= ' ' || c >= 0x7f || c == ',' || c >= 'A' && c <= 'Z' {
+				t.Fatalf("normal key %q contains %q", k, c)
+			}
+		}
+		if k2, err := NormalizeKey(k); err != nil || k2 != k {
+			t.Fatalf("NormalizeKey(%q) = %q, %v; want it unchanged", k, k2, err)
+		}
+	})
+}

@@ -1,0 +1,273 @@
+package policyd
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"golang.org/x/net/idna"
+)
+
+// ErrBadKey is wrapped by every key validation error.
+var ErrBadKey = errors.New("policyd: invalid key")
+
+const keyHelp = "want example.com, .example.com, example.com:port, [host], [host]:port, [192.0.2.1]:25 or [ipv6:2001:db8::1]:25"
+
+// idnaProfile maps U-labels to A-labels for lookup (RFC 5891 section 5),
+// with non-transitional processing (UTS #46), as browsers and resolvers do.
+var idnaProfile = idna.New(
+	idna.MapForLookup(),
+	idna.Transitional(false),
+	idna.BidiRule(),
+)
+
+func badKey(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrBadKey}, args...)...)
+}
+
+// NormalizeKey validates an override key and returns its normal form, the
+// form Postfix uses as a lookup key (Postfix folds table keys to lowercase).
+//
+// Accepted forms, after trimming surrounding whitespace:
+//
+//	example.com           a recipient domain or next-hop domain
+//	.example.com          every subdomain of example.com, not example.com itself
+//	example.com:587       a next-hop domain with a port (transport(5))
+//	[mx.example.com]      a next-hop host without MX lookup
+//	[mx.example.com]:587  the same, with a port
+//	[192.0.2.1]:25        an IPv4 address literal
+//	[ipv6:2001:db8::1]:25 an IPv6 address literal; [2001:db8::1] is accepted too
+//
+// Postfix looks up bracketed and host:port next-hops exactly as written in
+// the transport table (smtp_tls_policy.c), so they are only lowercased:
+// address literals are checked but not rewritten, and ports may be numbers
+// (1-65535, no leading zeros) or service names (RFC 6335, section 5.1).
+// Domain names are converted to A-labels (xn--...) and a trailing dot is
+// dropped.
+func NormalizeKey(key string) (string, error) {
+	k := strings.TrimSpace(key)
+	if k == "" {
+		return "", badKey("empty key (%s)", keyHelp)
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c == ' ' || c == '\t':
+			return "", badKey("whitespace in key %q (%s)", key, keyHelp)
+		case c < 0x20 || c == 0x7f:
+			return "", badKey("control character %q in key %q (%s)", c, key, keyHelp)
+		case c == ',':
+			return "", badKey("comma in key %q (give one key at a time)", key)
+		}
+	}
+	if len(k) > 300 {
+		return "", badKey("key %q is %d bytes long (%s)", shorten(k), len(k), keyHelp)
+	}
+	switch {
+	case k[0] == '[':
+		return normBracketed(key, k)
+	case k[0] == '.':
+		d, err := normDomain(key, k[1:])
+		if err != nil {
+			return "", err
+		}
+		return "." + d, nil
+	}
+	if i := strings.LastIndexByte(k, ':'); i >= 0 {
+		if strings.IndexByte(k[:i], ':') >= 0 {
+			return "", badKey("key %q looks like an IPv6 address (want it bracketed: [ipv6:...] or [ipv6:...]:port)", key)
+		}
+		d, err := normDomain(key, k[:i])
+		if err != nil {
+			return "", err
+		}
+		p, err := normPort(key, k[i+1:])
+		if err != nil {
+			return "", err
+		}
+		return d + ":" + p, nil
+	}
+	return normDomain(key, k)
+}
+
+func normBracketed(orig, k string) (string, error) {
+	end := strings.IndexByte(k, ']')
+	if end < 0 {
+		return "", badKey("key %q has no closing bracket (%s)", orig, keyHelp)
+	}
+	inner, rest := strings.ToLower(k[1:end]), k[end+1:]
+	var host string
+	switch {
+	case inner == "":
+		return "", badKey("key %q has nothing inside the brackets (%s)", orig, keyHelp)
+	case strings.HasPrefix(inner, "ipv6:"):
+		a, err := netip.ParseAddr(inner[len("ipv6:"):])
+		if err != nil || !a.Is6() || a.Zone() != "" {
+			return "", badKey("key %q: %q is not an IPv6 address (%s)", orig, inner[len("ipv6:"):], keyHelp)
+		}
+		host = inner
+	case strings.IndexByte(inner, ':') >= 0:
+		a, err := netip.ParseAddr(inner)
+		if err != nil || !a.Is6() || a.Zone() != "" {
+			return "", badKey("key %q: %q is not an IPv6 address (%s)", orig, inner, keyHelp)
+		}
+		host = inner
+	case looksNumeric(inner):
+		a, err := netip.ParseAddr(inner)
+		if err != nil || !a.Is4() {
+			return "", badKey("key %q: %q is not an IPv4 address (%s)", orig, inner, keyHelp)
+		}
+		host = inner
+	default:
+		if inner[0] == '.' {
+			return "", badKey("key %q: a bracketed host cannot be a .parent wildcard (%s)", orig, keyHelp)
+		}
+		d, err := normDomain(orig, k[1:end])
+		if err != nil {
+			return "", err
+		}
+		host = d
+	}
+	switch {
+	case rest == "":
+		return "[" + host + "]", nil
+	case rest[0] == ':':
+		p, err := normPort(orig, rest[1:])
+		if err != nil {
+			return "", err
+		}
+		return "[" + host + "]:" + p, nil
+	}
+	return "", badKey("key %q has %q after the closing bracket (want nothing or :port)", orig, rest)
+}
+
+// looksNumeric reports whether s consists of digits and dots only, that is,
+// is meant as an IPv4 address rather than a host name.
+func looksNumeric(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if (s[i] < '0' || s[i] > '9') && s[i] != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+func normPort(orig, p string) (string, error) {
+	if p == "" {
+		return "", badKey("key %q has an empty port (want 1-65535 or a service name such as smtp)", orig)
+	}
+	if p[0] >= '0' && p[0] <= '9' {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 || p[0] == '0' {
+			return "", badKey("key %q has bad port %q (want 1-65535 without leading zeros, or a service name such as smtp)", orig, p)
+		}
+		return p, nil
+	}
+	// RFC 6335 section 5.1: 1-15 characters of letters, digits and
+	// hyphens, at least one letter, no hyphen at either end or twice in a row.
+	s := strings.ToLower(p)
+	ok := len(s) <= 15 && s[0] != '-' && s[len(s)-1] != '-' && !strings.Contains(s, "--")
+	for i := 0; ok && i < len(s); i++ {
+		c := s[i]
+		ok = c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-'
+	}
+	if !ok {
+		return "", badKey("key %q has bad port %q (want 1-65535 or a service name such as smtp)", orig, p)
+	}
+	return s, nil
+}
+
+// normDomain returns d as a lowercase A-label domain name.
+func normDomain(orig, d string) (string, error) {
+	d = strings.TrimSuffix(d, ".")
+	if d == "" {
+		return "", badKey("key %q has an empty domain name (%s)", orig, keyHelp)
+	}
+	ascii := true
+	for i := 0; i < len(d); i++ {
+		if d[i] >= 0x80 {
+			ascii = false
+			break
+		}
+	}
+	if !ascii {
+		a, err := idnaProfile.ToASCII(d)
+		if err != nil {
+			return "", badKey("key %q is not a valid internationalised domain name: %v", orig, err)
+		}
+		d = a
+	}
+	d = strings.ToLower(d)
+	if err := checkHostname(d); err != nil {
+		if looksNumeric(d) {
+			return "", badKey("key %q is an address, not a domain (want [%s] or [%s]:port)", orig, d, d)
+		}
+		return "", badKey("key %q: %v (%s)", orig, err, keyHelp)
+	}
+	return d, nil
+}
+
+// checkHostname checks a lowercase ASCII host name: labels of letters,
+// digits, hyphens and underscores (Postfix valid_hostname accepts "_"),
+// 1-63 bytes each, 253 bytes in all (RFC 1035 section 2.3.4), no hyphen at
+// either end of a label, and a last label that is not all digits
+// (RFC 3696 section 2). Labels starting "xn--" must be valid punycode.
+func checkHostname(d string) error {
+	if d == "" {
+		return errors.New("empty domain name")
+	}
+	if len(d) > 253 {
+		return fmt.Errorf("domain name is %d bytes long (want at most 253)", len(d))
+	}
+	var last string
+	for rest := d; ; {
+		label := rest
+		dot := strings.IndexByte(rest, '.')
+		if dot >= 0 {
+			label, rest = rest[:dot], rest[dot+1:]
+		}
+		if err := checkLabel(label); err != nil {
+			return err
+		}
+		last = label
+		if dot < 0 {
+			break
+		}
+	}
+	if looksNumeric(last) {
+		return fmt.Errorf("last label %q is all digits", last)
+	}
+	return nil
+}
+
+func checkLabel(l string) error {
+	switch {
+	case l == "":
+		return errors.New("empty label (two dots in a row, or a dot at the start)")
+	case len(l) > 63:
+		return fmt.Errorf("label %q is %d bytes long (want at most 63)", shorten(l), len(l))
+	case l[0] == '-' || l[len(l)-1] == '-':
+		return fmt.Errorf("label %q starts or ends with a hyphen", l)
+	}
+	for i := 0; i < len(l); i++ {
+		c := l[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return fmt.Errorf("character %q in label %q (want letters, digits, hyphens)", c, l)
+		}
+	}
+	if strings.HasPrefix(l, "xn--") {
+		if _, err := idnaProfile.ToUnicode(l); err != nil {
+			return fmt.Errorf("label %q is not valid punycode: %v", l, err)
+		}
+	}
+	return nil
+}
+
+func shorten(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}

@@ -1,0 +1,341 @@
+package policyd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Override is one operator-set policy for a key.
+type Override struct {
+	Key, Value string
+	Expires    time.Time // zero: never
+}
+
+// Result is the outcome of a lookup.
+type Result struct {
+	Value   string   // the policy to answer with; empty when !Found
+	Found   bool     // false: answer NOTFOUND
+	Rule    string   // "exact", "wildcard", "default" or "notfound"
+	Key     string   // the override key that matched; empty for default/notfound
+	Expired []string // keys of expired overrides that would have matched, nearest first
+}
+
+// Lookup rules reported in Result.Rule.
+const (
+	RuleExact    = "exact"
+	RuleWildcard = "wildcard"
+	RuleDefault  = "default"
+	RuleNotFound = "notfound"
+)
+
+type entry struct {
+	key, value string
+	expires    int64 // Unix nanoseconds; 0: never
+}
+
+// Snapshot is an immutable set of overrides plus a default, safe for
+// concurrent lookups. A nil *Snapshot finds nothing.
+type Snapshot struct {
+	m       map[string]entry
+	def     string
+	invalid []string
+}
+
+// NewSnapshot builds a snapshot. Keys are normalised with NormalizeKey and
+// values with ParsePolicy; when two overrides normalise to the same key the
+// later one wins. An override whose key is invalid is left out; one whose
+// value is invalid is kept verbatim, so that Postfix defers that
+// destination rather than silently using a weaker policy. Both are listed
+// by Invalid. def is the answer when nothing matches ("" means NOTFOUND).
+func NewSnapshot(ovs []Override, def string) *Snapshot {
+	s := &Snapshot{m: make(map[string]entry, len(ovs))}
+	norm := make(map[string]string) // raw value -> normal form; values repeat a lot
+	normValue := func(v string) (string, error) {
+		if n, ok := norm[v]; ok {
+			return n, nil
+		}
+		p, err := ParsePolicy(v)
+		if err != nil {
+			return v, err
+		}
+		n := p.String()
+		if n == v {
+			n = v // share the caller's string
+		}
+		norm[v] = n
+		return n, nil
+	}
+	if def != "" {
+		v, err := normValue(def)
+		if err != nil {
+			s.invalid = append(s.invalid, fmt.Sprintf("default: %v", err))
+		}
+		s.def = v
+	}
+	for _, o := range ovs {
+		k, err := NormalizeKey(o.Key)
+		if err != nil {
+			s.invalid = append(s.invalid, err.Error())
+			continue
+		}
+		v, err := normValue(o.Value)
+		if err != nil {
+			s.invalid = append(s.invalid, fmt.Sprintf("key %s: %v", k, err))
+		}
+		var exp int64
+		if !o.Expires.IsZero() {
+			exp = o.Expires.UnixNano()
+		}
+		s.m[k] = entry{key: k, value: v, expires: exp}
+	}
+	return s
+}
+
+// Len returns the number of overrides in s.
+func (s *Snapshot) Len() int {
+	if s == nil {
+		return 0
+	}
+	return len(s.m)
+}
+
+// Default returns the answer used when no override matches.
+func (s *Snapshot) Default() string {
+	if s == nil {
+		return ""
+	}
+	return s.def
+}
+
+// Invalid describes the overrides NewSnapshot left out or kept unvalidated.
+func (s *Snapshot) Invalid() []string {
+	if s == nil {
+		return nil
+	}
+	return s.invalid
+}
+
+// maxFastKey is the longest key Lookup lowercases on the stack: a 253-byte
+// name plus brackets and a port.
+const maxFastKey = 272
+
+// Lookup finds the policy for a next-hop key, as Postfix passes it:
+// first the key itself, then for a domain name each parent wildcard
+// (".b.c", ".c", nearest first), then the default. Bracketed and
+// host:port keys match exactly only, as in smtp_tls_policy.c.
+// Overrides whose expiry is at or before now are skipped and listed in
+// Result.Expired. Lookup allocates nothing for ASCII keys unless it finds
+// expired overrides.
+func (s *Snapshot) Lookup(key string, now time.Time) Result {
+	var buf [maxFastKey]byte
+	if len(key) > maxFastKey {
+		return s.lookupSlow(key, now.UnixNano())
+	}
+	b := buf[:len(key)]
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if c >= 0x80 {
+			return s.lookupSlow(key, now.UnixNano())
+		}
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b[i] = c
+	}
+	return s.lookupBytes(b, now.UnixNano())
+}
+
+// lookupSlow handles long and non-ASCII keys: IDN U-labels become A-labels.
+func (s *Snapshot) lookupSlow(key string, now int64) Result {
+	k, err := NormalizeKey(key)
+	if err != nil {
+		k = strings.ToLower(key)
+	}
+	return s.lookupBytes([]byte(k), now)
+}
+
+// lookupBytes looks up a lowercase key. It does not retain k, so callers may
+// pass a buffer they reuse. now is in Unix nanoseconds.
+func (s *Snapshot) lookupBytes(k []byte, now int64) Result {
+	var r Result
+	if s == nil {
+		r.Rule = RuleNotFound
+		return r
+	}
+	if e, ok := s.m[string(k)]; ok {
+		if e.expires == 0 || e.expires > now {
+			return Result{Value: e.value, Found: true, Rule: RuleExact, Key: e.key}
+		}
+		r.Expired = append(r.Expired, e.key)
+	}
+	if isDomainKey(k) {
+		for i := 1; i < len(k); i++ {
+			if k[i] != '.' {
+				continue
+			}
+			if e, ok := s.m[string(k[i:])]; ok {
+				if e.expires == 0 || e.expires > now {
+					return Result{Value: e.value, Found: true, Rule: RuleWildcard, Key: e.key, Expired: r.Expired}
+				}
+				r.Expired = append(r.Expired, e.key)
+			}
+		}
+	}
+	if s.def != "" {
+		r.Value, r.Found, r.Rule = s.def, true, RuleDefault
+		return r
+	}
+	r.Rule = RuleNotFound
+	return r
+}
+
+// isDomainKey reports whether parent wildcards apply to k: not a bracketed
+// next-hop, not host:port, not a UNIX-domain path.
+func isDomainKey(k []byte) bool {
+	if len(k) == 0 || k[0] == '[' {
+		return false
+	}
+	for _, c := range k {
+		if c == ':' || c == '/' {
+			return false
+		}
+	}
+	return true
+}
+
+// Source supplies overrides, typically from the store.
+type Source interface {
+	// Version is cheap and changes whenever the overrides may have changed.
+	Version(ctx context.Context) (uint64, error)
+	Overrides(ctx context.Context) ([]Override, error)
+}
+
+// Table holds the current snapshot. Lookups load it atomically; Watch or
+// Store swap in a new one.
+type Table struct {
+	def atomic.Pointer[string]
+	cur atomic.Pointer[Snapshot]
+
+	// newTicker is the clock seam for Watch; tests replace it.
+	newTicker func(d time.Duration) (<-chan time.Time, func())
+}
+
+// NewTable returns a table whose snapshots answer def when nothing matches.
+// Load returns nil until the first Store or successful load by Watch; the
+// servers answer TEMP until then, so that Postfix defers mail instead of
+// sending it under the default while the overrides are unknown.
+func NewTable(def string) *Table {
+	t := &Table{}
+	t.def.Store(&def)
+	return t
+}
+
+// SetDefault changes the answer for keys without an override, from the
+// next snapshot on (Reload builds one at once).
+func (t *Table) SetDefault(def string) { t.def.Store(&def) }
+
+// Load returns the current snapshot, or nil if none has been stored.
+func (t *Table) Load() *Snapshot { return t.cur.Load() }
+
+// Store replaces the current snapshot.
+func (t *Table) Store(s *Snapshot) { t.cur.Store(s) }
+
+// Reload builds a snapshot from src and stores it. It returns the version
+// it loaded.
+func (t *Table) Reload(ctx context.Context, src Source) (uint64, error) {
+	v, err := src.Version(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("policyd: reading overrides version: %w", err)
+	}
+	// Version before Overrides: a change in between bumps the version again
+	// and the next poll reloads.
+	ovs, err := src.Overrides(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("policyd: reading overrides: %w", err)
+	}
+	t.Store(NewSnapshot(ovs, *t.def.Load()))
+	return v, nil
+}
+
+// Watch loads src at once and then polls src.Version every interval,
+// reloading when it changes. On an error it logs, keeps serving the last
+// good snapshot and retries at the next poll; it logs the recovery too. It
+// returns nil when ctx is done.
+func (t *Table) Watch(ctx context.Context, src Source, every time.Duration, log *slog.Logger) error {
+	if every <= 0 {
+		return errors.New("policyd: watch interval must be positive")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	newTicker := t.newTicker
+	if newTicker == nil {
+		newTicker = func(d time.Duration) (<-chan time.Time, func()) {
+			tk := time.NewTicker(d)
+			return tk.C, tk.Stop
+		}
+	}
+	tick, stop := newTicker(every)
+	defer stop()
+
+	var (
+		loaded   bool
+		version  uint64
+		failures int
+		lastErr  string
+	)
+	recovered := func() {
+		if failures > 0 {
+			log.Info("policy source recovered", "failures", failures)
+			failures, lastErr = 0, ""
+		}
+	}
+	poll := func() {
+		v, err := src.Version(ctx)
+		if err == nil && loaded && v == version {
+			recovered()
+			return
+		}
+		var ovs []Override
+		if err != nil {
+			err = fmt.Errorf("policyd: reading overrides version: %w", err)
+		} else if ovs, err = src.Overrides(ctx); err != nil {
+			err = fmt.Errorf("policyd: reading overrides: %w", err)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			lvl := slog.LevelDebug // repeated failures: once is enough at Error
+			if msg := err.Error(); msg != lastErr {
+				lvl, lastErr = slog.LevelError, msg
+			}
+			log.Log(ctx, lvl, "policy reload failed; serving the last good snapshot",
+				"err", err, "failures", failures, "loaded", loaded)
+			return
+		}
+		s := NewSnapshot(ovs, *t.def.Load())
+		t.Store(s)
+		recovered()
+		log.Info("policy snapshot loaded", "version", v, "overrides", s.Len())
+		if inv := s.Invalid(); len(inv) > 0 {
+			log.Warn("policy snapshot has invalid overrides", "count", len(inv), "first", inv[0])
+		}
+		loaded, version = true, v
+	}
+	poll()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick:
+			poll()
+		}
+	}
+}

@@ -1,0 +1,206 @@
+package policyd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+)
+
+// maxQuery is Postfix's socketmap query limit (socketmap_table(5)).
+const maxQuery = 10000
+
+// maxReply is Postfix's socketmap reply limit (socketmap_table(5)).
+const maxReply = 100000
+
+// Netstring errors. After any of them the stream cannot be resynchronised.
+var (
+	errNetstring         = errors.New("policyd: malformed netstring")
+	errNetstringLength   = fmt.Errorf("%w: length is not a decimal number", errNetstring)
+	errNetstringZero     = fmt.Errorf("%w: length has a leading zero", errNetstring)
+	errNetstringTooLong  = fmt.Errorf("%w: longer than the limit", errNetstring)
+	errNetstringNoComma  = fmt.Errorf("%w: missing trailing comma", errNetstring)
+	errNetstringNoLength = fmt.Errorf("%w: missing length", errNetstring)
+)
+
+// readNetstring reads one netstring ("len:data,", https://cr.yp.to/proto/netstrings.txt)
+// of at most max data bytes. The length has no leading zeros, as the
+// specification requires. The returned slice aliases br's buffer or
+// *scratch and is valid until the next read; callers may modify it.
+// A clean end of stream before the first byte is io.EOF.
+func readNetstring(br *bufio.Reader, max int, scratch *[]byte) ([]byte, error) {
+	n, digits := 0, 0
+	for {
+		c, err := br.ReadByte()
+		if err != nil {
+			if err == io.EOF && digits > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		if c == ':' {
+			if digits == 0 {
+				return nil, errNetstringNoLength
+			}
+			break
+		}
+		if c < '0' || c > '9' {
+			return nil, errNetstringLength
+		}
+		if digits == 1 && n == 0 {
+			return nil, errNetstringZero
+		}
+		n = n*10 + int(c-'0')
+		digits++
+		if n > max {
+			return nil, errNetstringTooLong
+		}
+	}
+	if n < br.Size() {
+		p, err := br.Peek(n + 1)
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		if p[n] != ',' {
+			return nil, errNetstringNoComma
+		}
+		br.Discard(n + 1) // cannot fail: n+1 bytes are buffered
+		return p[:n:n], nil
+	}
+	if cap(*scratch) < n+1 {
+		*scratch = make([]byte, n+1)
+	}
+	buf := (*scratch)[:n+1]
+	if _, err := io.ReadFull(br, buf); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	if buf[n] != ',' {
+		return nil, errNetstringNoComma
+	}
+	return buf[:n:n], nil
+}
+
+// writeNetstring writes prefix+value as one netstring. It builds the reply
+// in bw's free buffer space, so it does not allocate unless bw is nearly full.
+func writeNetstring(bw *bufio.Writer, prefix, value string) error {
+	b := bw.AvailableBuffer()
+	b = strconv.AppendInt(b, int64(len(prefix)+len(value)), 10)
+	b = append(b, ':')
+	b = append(b, prefix...)
+	b = append(b, value...)
+	b = append(b, ',')
+	_, err := bw.Write(b)
+	return err
+}
+
+// socketmapConn serves socketmap_table(5) requests on one persistent
+// connection: "name key" in, "OK value", "NOTFOUND ", "TEMP reason" or
+// "PERM reason" out. A framing error gets a PERM reply and ends the
+// connection, as the stream cannot be resynchronised.
+func (s *Server) socketmapConn(ctx context.Context, c *srvConn) {
+	nc := c.nc
+	br := bufio.NewReaderSize(nc, readBufSize)
+	bw := bufio.NewWriterSize(nc, writeBufSize)
+	idle := s.idleTimeout()
+	mapName := s.mapName()
+	log := s.log()
+	var scratch []byte
+	for {
+		if br.Buffered() == 0 || s.closing.Load() {
+			// About to block: send pending replies (pipelined requests are
+			// answered in one write), then wait for the next request. When
+			// shutting down, goIdle ends the connection here, after the
+			// reply to the request in flight has been sent.
+			if bw.Buffered() > 0 {
+				if err := bw.Flush(); err != nil {
+					log.DebugContext(ctx, "socketmap write failed", "remote", nc.RemoteAddr().String(), "err", err)
+					return
+				}
+			}
+			if !s.goIdle(c) {
+				return
+			}
+			// One deadline for reading the next request and writing its reply.
+			nc.SetDeadline(s.now().Add(idle))
+		}
+		req, err := readNetstring(br, maxQuery, &scratch)
+		c.state.Store(stateActive)
+		if err != nil {
+			if errors.Is(err, errNetstring) {
+				log.DebugContext(ctx, "socketmap: closing connection after malformed request", "remote", nc.RemoteAddr().String(), "err", err)
+				writeNetstring(bw, "PERM ", err.Error())
+				bw.Flush()
+				return
+			}
+			if err != io.EOF {
+				log.DebugContext(ctx, "socketmap read ended", "remote", nc.RemoteAddr().String(), "err", err)
+			}
+			return
+		}
+		s.answerSocketmap(bw, req, mapName)
+	}
+}
+
+// answerSocketmap writes the reply to one request. req may be modified.
+func (s *Server) answerSocketmap(bw *bufio.Writer, req []byte, mapName string) {
+	sp := bytes.IndexByte(req, ' ')
+	if sp < 0 {
+		writeNetstring(bw, "PERM ", "malformed request (want \"name key\")")
+		return
+	}
+	name, key := req[:sp], req[sp+1:]
+	if string(name) != mapName {
+		writeNetstring(bw, "PERM ", "unknown map name (want "+mapName+")")
+		return
+	}
+	r, ok := s.lookup(key)
+	switch {
+	case !ok:
+		writeNetstring(bw, "TEMP ", "policy table not loaded yet")
+	case r.Found:
+		writeNetstring(bw, "OK ", r.Value)
+	default:
+		writeNetstring(bw, "NOTFOUND ", "")
+	}
+}
+
+// lookup lowercases key in place and looks it up in the current snapshot.
+// It reports false if there is no snapshot yet.
+func (s *Server) lookup(key []byte) (Result, bool) {
+	if s.Table == nil {
+		return Result{}, false
+	}
+	snap := s.Table.Load()
+	if snap == nil {
+		return Result{}, false
+	}
+	ascii := true
+	for i, c := range key {
+		if c >= 'A' && c <= 'Z' {
+			key[i] = c + 'a' - 'A'
+		} else if c >= 0x80 {
+			ascii = false
+		}
+	}
+	now := s.now().UnixNano()
+	var r Result
+	if ascii {
+		r = snap.lookupBytes(key, now)
+	} else {
+		r = snap.lookupSlow(string(key), now)
+	}
+	if len(r.Expired) > 0 && s.log().Enabled(context.Background(), slog.LevelDebug) {
+		s.log().Debug("lookup skipped expired overrides", "key", string(key), "expired", r.Expired, "rule", r.Rule)
+	}
+	return r, true
+}

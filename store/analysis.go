@@ -1,0 +1,328 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Downgrade is a destination that had encrypted deliveries and later, in
+// the window, plaintext deliveries or TLS failures: the pattern of a broken
+// server certificate or of STARTTLS being stripped on the path.
+type Downgrade struct {
+	Domain string
+	// FirstSeen and LastSeen bound the bad deliveries counted: those in the
+	// window that came after the domain's first encrypted delivery.
+	FirstSeen, LastSeen time.Time
+	Count               int64 // Plaintext + TLSFailures (a delivery is counted once)
+	Plaintext           int64 // plaintext sent deliveries
+	TLSFailures         int64 // deliveries deferred/bounced because of TLS
+	// The last encrypted delivery before FirstSeen: how TLS looked
+	// before the downgrade.
+	LastTLSAt       time.Time
+	LastTLSTrust    string
+	LastTLSProtocol string
+	LastTLSCipher   string
+}
+
+// badSQL must stay textually equal to the WHERE clause of the
+// deliveries_bad partial index so SQLite can use that index.
+const badSQL = `((status = 'sent' AND tls = 0) OR tls_failure = 1)`
+
+// Downgrades lists destinations (recipient domains) with plaintext sent
+// deliveries or TLS failures in w that had an encrypted sent delivery
+// before them, earlier in the window or at any time before. A domain that
+// was always plaintext is not listed. Results are ordered by LastSeen,
+// newest first. The work is proportional to the number of bad deliveries
+// (read through a partial index), not to all deliveries.
+func (s *Store) Downgrades(ctx context.Context, w Window) ([]Downgrade, error) {
+	p, err := newPlan(w)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.reader()
+	if err != nil {
+		return nil, err
+	}
+	dw, da := p.m.rawWhere()
+	var cands []string
+	err = s.query(ctx, "downgrade candidates", `SELECT DISTINCT domain FROM deliveries INDEXED BY deliveries_bad
+		WHERE `+badSQL+` AND time >= ? AND time < ? AND `+dw, cat([]any{p.lo, p.hi}, da), func(rows *sql.Rows) error {
+		var d string
+		if err := rows.Scan(&d); err != nil {
+			return err
+		}
+		cands = append(cands, d)
+		return nil
+	})
+	if err != nil || len(cands) == 0 {
+		return nil, err
+	}
+	conn, err := r.Conn(ctx) // one connection for the prepared statements below
+	if err != nil {
+		return nil, fmt.Errorf("store: downgrades: %w", err)
+	}
+	defer conn.Close()
+	firstEnc, err := conn.PrepareContext(ctx, `SELECT time FROM deliveries INDEXED BY deliveries_domain_time
+		WHERE domain = ? AND status = 'sent' AND tls = 1 ORDER BY time LIMIT 1`)
+	if err != nil {
+		return nil, fmt.Errorf("store: downgrades: %w", err)
+	}
+	defer firstEnc.Close()
+	bad, err := conn.PrepareContext(ctx, `SELECT count(*), coalesce(sum(status = 'sent' AND tls = 0), 0), coalesce(sum(tls_failure = 1 AND NOT (status = 'sent' AND tls = 0)), 0),
+		min(time), max(time) FROM deliveries INDEXED BY deliveries_bad WHERE domain = ? AND `+badSQL+` AND time > ? AND time >= ? AND time < ?`)
+	if err != nil {
+		return nil, fmt.Errorf("store: downgrades: %w", err)
+	}
+	defer bad.Close()
+	lastEnc, err := conn.PrepareContext(ctx, `SELECT time, tls_trust, tls_protocol, tls_cipher FROM deliveries INDEXED BY deliveries_domain_time
+		WHERE domain = ? AND time < ? AND status = 'sent' AND tls = 1 ORDER BY time DESC LIMIT 1`)
+	if err != nil {
+		return nil, fmt.Errorf("store: downgrades: %w", err)
+	}
+	defer lastEnc.Close()
+
+	var out []Downgrade
+	for _, d := range cands {
+		var first int64
+		err := firstEnc.QueryRowContext(ctx, d).Scan(&first)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue // never encrypted: not a downgrade
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store: downgrades %s: %w", d, err)
+		}
+		var (
+			dg         = Downgrade{Domain: d}
+			minT, maxT sql.NullInt64
+		)
+		if err := bad.QueryRowContext(ctx, d, first, p.lo, p.hi).Scan(&dg.Count, &dg.Plaintext, &dg.TLSFailures, &minT, &maxT); err != nil {
+			return nil, fmt.Errorf("store: downgrades %s: %w", d, err)
+		}
+		if dg.Count == 0 {
+			continue
+		}
+		dg.FirstSeen, dg.LastSeen = fromMicros(minT.Int64), fromMicros(maxT.Int64)
+		var at int64
+		if err := lastEnc.QueryRowContext(ctx, d, minT.Int64).Scan(&at, &dg.LastTLSTrust, &dg.LastTLSProtocol, &dg.LastTLSCipher); err != nil {
+			return nil, fmt.Errorf("store: downgrades %s: last TLS delivery: %w", d, err)
+		}
+		dg.LastTLSAt = fromMicros(at)
+		out = append(out, dg)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].LastSeen.Equal(out[j].LastSeen) {
+			return out[i].LastSeen.After(out[j].LastSeen)
+		}
+		return out[i].Domain < out[j].Domain
+	})
+	return out, nil
+}
+
+// OverrideStats is the traffic an override key covered in a window.
+type OverrideStats struct {
+	Key         string
+	Sent        int64
+	Encrypted   int64 // of Sent
+	Plaintext   int64 // of Sent
+	Deferred    int64
+	TLSDeferred int64 // of Deferred: caused by TLS
+	Bounced     int64
+	Expired     int64
+}
+
+// OverrideActivity counts, for each override key, the deliveries in w it
+// would apply to: "example.com" matches that recipient domain,
+// ".example.com" its subdomains only (as Postfix does), and "[host]:port"
+// (or "[host]", port 25) deliveries whose logged relay is host[addr]:port.
+// Matching by recipient domain approximates Postfix, which looks up the
+// next-hop (different when a transport map routes the domain elsewhere).
+// w.Domain, if set, further restricts the deliveries.
+func (s *Store) OverrideActivity(ctx context.Context, w Window, keys []string) ([]OverrideStats, error) {
+	p, err := newPlan(w)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]OverrideStats, 0, len(keys))
+	for _, key := range keys {
+		km, err := parseOverrideKey(key)
+		if err != nil {
+			return nil, err
+		}
+		kr, kra := km.rollWhere()
+		kd, kda := km.rawWhere()
+		src, args := p.dimsSource(kr, kd, kra, kda)
+		st := OverrideStats{Key: key}
+		err = s.query(ctx, "override activity "+key, `SELECT
+			coalesce(sum(CASE WHEN status = 'sent' THEN n END), 0),
+			coalesce(sum(CASE WHEN status = 'sent' AND tls = 1 THEN n END), 0),
+			coalesce(sum(CASE WHEN status = 'sent' AND tls = 0 THEN n END), 0),
+			coalesce(sum(CASE WHEN status = 'deferred' THEN n END), 0),
+			coalesce(sum(CASE WHEN status = 'deferred' AND tls_failure THEN n END), 0),
+			coalesce(sum(CASE WHEN status = 'bounced' THEN n END), 0),
+			coalesce(sum(CASE WHEN status = 'expired' THEN n END), 0)
+			FROM (`+src+`)`, args, func(rows *sql.Rows) error {
+			return rows.Scan(&st.Sent, &st.Encrypted, &st.Plaintext, &st.Deferred, &st.TLSDeferred, &st.Bounced, &st.Expired)
+		})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// Suggestion proposes an override for a destination whose deliveries
+// have all been encrypted.
+type Suggestion struct {
+	Domain string
+	// Level is "verify" when every encrypted session was Verified or
+	// Trusted, else "encrypt".
+	Level               string
+	Deliveries          int64 // sent deliveries
+	Days                int64 // distinct UTC days with a sent delivery
+	FirstSeen, LastSeen time.Time
+}
+
+// Suggest lists recipient domains whose stored history before now has at
+// least minDeliveries sent deliveries on at least minDays distinct UTC days,
+// all of them encrypted (no plaintext, no unknown TLS state) and no TLS
+// failure of any delivery. Ordered by Deliveries descending. It reads every
+// daily rollup row (all history), so its cost grows with the number of
+// distinct (domain, day) pairs stored.
+func (s *Store) Suggest(ctx context.Context, minDeliveries, minDays int, now time.Time) ([]Suggestion, error) {
+	if minDeliveries < 1 || minDays < 1 {
+		return nil, fmt.Errorf("%w: suggest needs at least 1 delivery on at least 1 day (got %d deliveries, %d days)", ErrBadInput, minDeliveries, minDays)
+	}
+	p := planFor(time.Time{}, now, matcher{kind: matchAll})
+	// Per domain: sent, encrypted, not clean (plaintext/unknown sent or
+	// any TLS failure), sent on verified/trusted sessions, distinct sent
+	// days. The rollup part (whole days) and the raw part (today so far)
+	// cover disjoint days, so their distinct-day counts add up.
+	q := `SELECT rd, sum(sent), sum(enc), sum(vt), sum(days) FROM (
+		SELECT rdomain AS rd,
+			sum(CASE WHEN status = 'sent' THEN n ELSE 0 END) AS sent,
+			sum(CASE WHEN status = 'sent' AND tls = 1 THEN n ELSE 0 END) AS enc,
+			sum(CASE WHEN (status = 'sent' AND tls <> 1) OR tls_failure THEN n ELSE 0 END) AS unclean,
+			sum(CASE WHEN status = 'sent' AND tls = 1 AND trust IN ('verified', 'trusted') THEN n ELSE 0 END) AS vt,
+			count(DISTINCT CASE WHEN status = 'sent' THEN day END) AS days
+		FROM rollup_day INDEXED BY rollup_day_domain WHERE day >= ? AND day < ? GROUP BY rdomain
+		UNION ALL
+		SELECT mailtls_rev(domain), count(CASE WHEN status = 'sent' THEN 1 END),
+			count(CASE WHEN status = 'sent' AND tls = 1 THEN 1 END),
+			count(CASE WHEN (status = 'sent' AND tls IS NOT 1) OR tls_failure THEN 1 END),
+			count(CASE WHEN status = 'sent' AND tls = 1 AND tls_trust IN ('verified', 'trusted') THEN 1 END),
+			count(DISTINCT CASE WHEN status = 'sent' THEN time / ` + fmt.Sprint(usPerDay) + ` END)
+		FROM deliveries WHERE ` + edgeSQL + ` GROUP BY domain
+	) GROUP BY rd HAVING sum(sent) >= ? AND sum(unclean) = 0 AND sum(enc) = sum(sent) AND sum(days) >= ?`
+	args := cat(p.day.wholeArgs(), p.day.edgeArgs(), []any{minDeliveries, minDays})
+	var out []Suggestion
+	err := s.query(ctx, "suggest", q, args, func(rows *sql.Rows) error {
+		var (
+			sg      Suggestion
+			rd      string
+			enc, vt int64
+		)
+		if err := rows.Scan(&rd, &sg.Deliveries, &enc, &vt, &sg.Days); err != nil {
+			return err
+		}
+		sg.Domain = reverse(rd)
+		sg.Level = "encrypt"
+		if vt == sg.Deliveries {
+			sg.Level = "verify"
+		}
+		out = append(out, sg)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Exact first and last delivery times for the suggested domains.
+	r, err := s.reader()
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		for _, t := range []struct {
+			q   string
+			dst *time.Time
+		}{
+			{`SELECT time FROM deliveries WHERE domain = ? AND status = 'sent' AND time < ? ORDER BY time LIMIT 1`, &out[i].FirstSeen},
+			{`SELECT time FROM deliveries WHERE domain = ? AND status = 'sent' AND time < ? ORDER BY time DESC LIMIT 1`, &out[i].LastSeen},
+		} {
+			var us int64
+			if err := r.QueryRowContext(ctx, t.q, out[i].Domain, p.hi).Scan(&us); err != nil {
+				return nil, fmt.Errorf("store: suggest %s: %w", out[i].Domain, err)
+			}
+			*t.dst = fromMicros(us)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Deliveries != out[j].Deliveries {
+			return out[i].Deliveries > out[j].Deliveries
+		}
+		return out[i].Domain < out[j].Domain
+	})
+	return out, nil
+}
+
+// DryRunResult is what a policy would have done to past deliveries.
+type DryRunResult struct {
+	Deliveries int64 // sent deliveries matching the key
+	Plaintext  int64 // of those, plaintext
+	Unverified int64 // of those, encrypted with an anonymous or untrusted peer
+	WouldDefer int64 // deliveries the level would have deferred instead
+}
+
+// DryRun estimates the effect of setting key to level on the deliveries
+// since since (up to now): "encrypt" defers plaintext deliveries; "verify",
+// "secure", "dane-only" and "fingerprint" also defer encrypted deliveries
+// whose peer was anonymous or untrusted (a lower bound for dane-only and
+// fingerprint); "none", "may" and "dane" (opportunistic without TLSA
+// records) defer nothing. Deliveries with unknown TLS state are counted in
+// Deliveries only. level may be a whole policy; its first word is used.
+func (s *Store) DryRun(ctx context.Context, key, level string, since time.Time) (DryRunResult, error) {
+	km, err := parseOverrideKey(key)
+	if err != nil {
+		return DryRunResult{}, err
+	}
+	var lv string
+	if f := strings.Fields(strings.ToLower(level)); len(f) > 0 {
+		lv = f[0]
+	}
+	var strict, auth bool
+	switch lv {
+	case "none", "may", "dane":
+	case "encrypt":
+		strict = true
+	case "verify", "secure", "dane-only", "fingerprint":
+		strict, auth = true, true
+	default:
+		return DryRunResult{}, fmt.Errorf("%w: TLS level %q; accepted: none, may, encrypt, dane, dane-only, fingerprint, verify, secure", ErrBadInput, level)
+	}
+	p := planFor(since, s.now(), matcher{kind: matchAll})
+	kr, kra := km.rollWhere()
+	kd, kda := km.rawWhere()
+	src, args := p.dimsSource(kr+" AND status = 'sent'", kd+" AND status = 'sent'", kra, kda)
+	var res DryRunResult
+	err = s.query(ctx, "dry run "+key, `SELECT coalesce(sum(n), 0),
+		coalesce(sum(CASE WHEN tls = 0 THEN n END), 0),
+		coalesce(sum(CASE WHEN tls = 1 AND trust IN ('anonymous', 'untrusted') THEN n END), 0)
+		FROM (`+src+`)`, args, func(rows *sql.Rows) error {
+		return rows.Scan(&res.Deliveries, &res.Plaintext, &res.Unverified)
+	})
+	if err != nil {
+		return DryRunResult{}, err
+	}
+	if strict {
+		res.WouldDefer += res.Plaintext
+	}
+	if auth {
+		res.WouldDefer += res.Unverified
+	}
+	return res, nil
+}

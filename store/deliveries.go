@@ -1,0 +1,392 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Delivery is one outbound delivery attempt as parsed from the mail log. It
+// mirrors logparse.Delivery; cmd/mailtls converts between the two.
+type Delivery struct {
+	Time        time.Time // stored in UTC with microsecond precision
+	Host        string
+	Process     string
+	PID         int
+	QueueID     string
+	Recipient   string
+	OrigTo      string
+	Domain      string // recipient domain, stored lowercased
+	Relay       string // as logged, "host[addr]:port" or "none"
+	Status      string // sent|deferred|bounced|expired
+	DSN         string
+	Reason      string
+	TLS         *bool // nil = unknown
+	TLSTrust    string
+	TLSProtocol string
+	TLSCipher   string
+	Fallback    bool
+	TLSFailure  bool
+	Key         string // hex sha256 of the log line; identity for idempotency
+}
+
+// Filter selects deliveries. Since is inclusive, Until exclusive; a zero
+// time means unbounded. Domain is "" (all), "example.com" (exactly that
+// domain), "*.example.com" (example.com and all its subdomains) or
+// ".example.com" (subdomains only, as in Postfix policy tables).
+type Filter struct {
+	Since, Until time.Time
+	Domain       string
+}
+
+// Status values.
+const (
+	StatusSent     = "sent"
+	StatusDeferred = "deferred"
+	StatusBounced  = "bounced"
+	StatusExpired  = "expired"
+)
+
+// tls column of the rollups: NULL (unknown) becomes 2 so it can be part of
+// a primary key.
+const (
+	tlsPlain   = 0
+	tlsEnc     = 1
+	tlsUnknown = 2
+)
+
+const (
+	usPerHour = int64(time.Hour / time.Microsecond)
+	usPerDay  = 24 * usPerHour
+)
+
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
+}
+
+// bounds converts a window to [lo, hi) in microseconds.
+func bounds(since, until time.Time) (int64, int64) {
+	lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
+	if !since.IsZero() {
+		lo = micros(since)
+	}
+	if !until.IsZero() {
+		hi = micros(until)
+	}
+	return lo, hi
+}
+
+// row is a delivery ready for insertion.
+type row struct {
+	d       *Delivery
+	us      int64
+	key     []byte
+	domain  string
+	status  string
+	tls     int
+	trust   string
+	relayH  string
+	relayP  int
+	tlsNull any
+}
+
+func prepare(ds []Delivery) ([]row, error) {
+	rows := make([]row, len(ds))
+	for i := range ds {
+		d := &ds[i]
+		k, err := hex.DecodeString(d.Key)
+		if err != nil || len(k) != 32 {
+			return nil, fmt.Errorf("%w: delivery %d (queue id %s): key %q is not 64 hex digits (sha256)", ErrBadInput, i, d.QueueID, d.Key)
+		}
+		st := strings.ToLower(d.Status)
+		switch st {
+		case StatusSent, StatusDeferred, StatusBounced, StatusExpired:
+		default:
+			return nil, fmt.Errorf("%w: delivery %d (queue id %s): status %q; accepted: sent, deferred, bounced, expired", ErrBadInput, i, d.QueueID, d.Status)
+		}
+		if d.Time.IsZero() {
+			return nil, fmt.Errorf("%w: delivery %d (queue id %s): zero time", ErrBadInput, i, d.QueueID)
+		}
+		r := row{d: d, us: micros(d.Time), key: k, domain: strings.ToLower(d.Domain), status: st,
+			tls: tlsUnknown, trust: strings.ToLower(d.TLSTrust)}
+		if d.TLS != nil {
+			if *d.TLS {
+				r.tls, r.tlsNull = tlsEnc, 1
+			} else {
+				r.tls, r.tlsNull = tlsPlain, 0
+			}
+		}
+		r.relayH, r.relayP = splitRelay(d.Relay)
+		rows[i] = r
+	}
+	return rows, nil
+}
+
+// splitRelay takes Postfix's relay field, "host[addr]:port", "host[addr]",
+// "host[/path]" or "none", and returns the lowercased host and the port
+// (0 when absent).
+func splitRelay(relay string) (string, int) {
+	r := strings.ToLower(relay)
+	i := strings.IndexByte(r, '[')
+	if i < 0 {
+		return r, 0
+	}
+	host, rest := r[:i], r[i:]
+	port := 0
+	if j := strings.LastIndex(rest, "]:"); j >= 0 {
+		if p, err := strconv.Atoi(rest[j+2:]); err == nil && p > 0 && p < 65536 {
+			port = p
+		}
+	}
+	return host, port
+}
+
+type dayKey struct {
+	day                     int64
+	rdomain, status         string
+	tls                     int
+	trust, protocol, cipher string
+	fallback, tlsFailure    bool
+	relayHost               string
+	relayPort               int
+}
+
+type hourKey struct {
+	hour                    int64
+	status                  string
+	tls                     int
+	trust, protocol, cipher string
+	fallback, tlsFailure    bool
+}
+
+// rollups accumulates the rollup increments for the rows of a batch that
+// were actually inserted, so each distinct key is written once.
+type rollups struct {
+	day  map[dayKey]int64
+	hour map[hourKey]int64
+}
+
+func newRollups() *rollups {
+	return &rollups{day: map[dayKey]int64{}, hour: map[hourKey]int64{}}
+}
+
+func (ru *rollups) add(r *row) {
+	d := r.d
+	ru.day[dayKey{
+		day: floorDiv(r.us, usPerDay), rdomain: reverse(r.domain), status: r.status, tls: r.tls,
+		trust: r.trust, protocol: d.TLSProtocol, cipher: d.TLSCipher, fallback: d.Fallback, tlsFailure: d.TLSFailure,
+		relayHost: r.relayH, relayPort: r.relayP,
+	}]++
+	ru.hour[hourKey{
+		hour: floorDiv(r.us, usPerHour), status: r.status, tls: r.tls,
+		trust: r.trust, protocol: d.TLSProtocol, cipher: d.TLSCipher, fallback: d.Fallback, tlsFailure: d.TLSFailure,
+	}]++
+}
+
+func (ru *rollups) write(ctx context.Context, tx *sql.Tx) error {
+	if len(ru.day) > 0 {
+		st, err := tx.PrepareContext(ctx, `INSERT INTO rollup_day(day, rdomain, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port, n)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT(day, rdomain, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port) DO UPDATE SET n = n + excluded.n`)
+		if err != nil {
+			return fmt.Errorf("store: prepare rollup_day: %w", err)
+		}
+		defer st.Close()
+		for k, n := range ru.day {
+			if _, err := st.ExecContext(ctx, k.day, k.rdomain, k.status, k.tls, k.trust, k.protocol, k.cipher,
+				k.fallback, k.tlsFailure, k.relayHost, k.relayPort, n); err != nil {
+				return fmt.Errorf("store: update rollup_day: %w", err)
+			}
+		}
+	}
+	if len(ru.hour) > 0 {
+		st, err := tx.PrepareContext(ctx, `INSERT INTO rollup_hour(hour, status, tls, trust, protocol, cipher, fallback, tls_failure, n)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT(hour, status, tls, trust, protocol, cipher, fallback, tls_failure) DO UPDATE SET n = n + excluded.n`)
+		if err != nil {
+			return fmt.Errorf("store: prepare rollup_hour: %w", err)
+		}
+		defer st.Close()
+		for k, n := range ru.hour {
+			if _, err := st.ExecContext(ctx, k.hour, k.status, k.tls, k.trust, k.protocol, k.cipher,
+				k.fallback, k.tlsFailure, n); err != nil {
+				return fmt.Errorf("store: update rollup_hour: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+const insertDelivery = `INSERT OR IGNORE INTO deliveries(time, queue_id, recipient, orig_to, domain, relay, status, dsn, reason,
+	tls, tls_trust, tls_protocol, tls_cipher, fallback, tls_failure, process, pid, host, key)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+// insertRows inserts rows, skipping those whose key is already stored, and
+// adds the inserted ones to ru. It returns how many were inserted.
+func insertRows(ctx context.Context, tx *sql.Tx, rows []row, ru *rollups) (int, error) {
+	if len(rows) == 0 {
+		return 0, nil
+	}
+	st, err := tx.PrepareContext(ctx, insertDelivery)
+	if err != nil {
+		return 0, fmt.Errorf("store: prepare insert: %w", err)
+	}
+	defer st.Close()
+	added := 0
+	for i := range rows {
+		r := &rows[i]
+		d := r.d
+		res, err := st.ExecContext(ctx, r.us, d.QueueID, d.Recipient, d.OrigTo, r.domain, d.Relay, r.status, d.DSN, d.Reason,
+			r.tlsNull, r.trust, d.TLSProtocol, d.TLSCipher, d.Fallback, d.TLSFailure, d.Process, d.PID, d.Host, r.key)
+		if err != nil {
+			return 0, fmt.Errorf("store: insert delivery (queue id %s): %w", d.QueueID, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, fmt.Errorf("store: insert delivery: %w", err)
+		}
+		if n == 1 {
+			added++
+			ru.add(r)
+		}
+	}
+	return added, nil
+}
+
+// CommitBatch stores deliveries and the follower checkpoint for source in
+// one transaction, so that after a crash the follower resumes exactly where
+// the stored rows end. Deliveries whose Key is already stored are skipped
+// (and do not count in the rollups). It returns how many rows were added.
+func (s *Store) CommitBatch(ctx context.Context, source string, ds []Delivery, checkpoint []byte) (int, error) {
+	if strings.TrimSpace(source) == "" {
+		return 0, fmt.Errorf("%w: empty checkpoint source", ErrBadInput)
+	}
+	return s.commit(ctx, ds, func(tx *sql.Tx) error {
+		if checkpoint == nil {
+			checkpoint = []byte{}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO checkpoints(source, data, updated) VALUES (?, ?, ?)
+			ON CONFLICT(source) DO UPDATE SET data = excluded.data, updated = excluded.updated`,
+			source, checkpoint, s.now().Unix()); err != nil {
+			return fmt.Errorf("store: save checkpoint %s: %w", source, err)
+		}
+		return nil
+	})
+}
+
+// AddDeliveries stores deliveries without a checkpoint (bulk import), with
+// the same idempotency as CommitBatch. It returns how many rows were added.
+func (s *Store) AddDeliveries(ctx context.Context, ds []Delivery) (int, error) {
+	return s.commit(ctx, ds, nil)
+}
+
+func (s *Store) commit(ctx context.Context, ds []Delivery, extra func(*sql.Tx) error) (int, error) {
+	rows, err := prepare(ds)
+	if err != nil {
+		return 0, err
+	}
+	added := 0
+	err = s.withTx(ctx, func(tx *sql.Tx) error {
+		ru := newRollups()
+		n, err := insertRows(ctx, tx, rows, ru)
+		if err != nil {
+			return err
+		}
+		if err := ru.write(ctx, tx); err != nil {
+			return err
+		}
+		if extra != nil {
+			if err := extra(tx); err != nil {
+				return err
+			}
+		}
+		added = n
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return added, nil
+}
+
+// Checkpoint returns the checkpoint last stored for source, or nil if none.
+func (s *Store) Checkpoint(ctx context.Context, source string) ([]byte, error) {
+	r, err := s.reader()
+	if err != nil {
+		return nil, err
+	}
+	var data []byte
+	err = r.QueryRowContext(ctx, `SELECT data FROM checkpoints WHERE source = ?`, source).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: read checkpoint %s: %w", source, err)
+	}
+	if data == nil {
+		data = []byte{}
+	}
+	return data, nil
+}
+
+// Deliveries calls fn for each delivery matching f, in time order (ties in
+// insertion order). It stops at and returns the first error from fn.
+func (s *Store) Deliveries(ctx context.Context, f Filter, fn func(Delivery) error) error {
+	m, err := parseDomainFilter(f.Domain)
+	if err != nil {
+		return err
+	}
+	r, err := s.reader()
+	if err != nil {
+		return err
+	}
+	lo, hi := bounds(f.Since, f.Until)
+	frag, args := m.rawWhere()
+	q := `SELECT time, queue_id, recipient, orig_to, domain, relay, status, dsn, reason, tls, tls_trust, tls_protocol,
+		tls_cipher, fallback, tls_failure, process, pid, host, key
+		FROM deliveries WHERE time >= ? AND time < ? AND ` + frag + ` ORDER BY time, id`
+	rows, err := r.QueryContext(ctx, q, append([]any{lo, hi}, args...)...)
+	if err != nil {
+		return fmt.Errorf("store: query deliveries: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			d   Delivery
+			us  int64
+			tls sql.NullBool
+			key []byte
+		)
+		if err := rows.Scan(&us, &d.QueueID, &d.Recipient, &d.OrigTo, &d.Domain, &d.Relay, &d.Status, &d.DSN, &d.Reason,
+			&tls, &d.TLSTrust, &d.TLSProtocol, &d.TLSCipher, &d.Fallback, &d.TLSFailure, &d.Process, &d.PID, &d.Host, &key); err != nil {
+			return fmt.Errorf("store: read delivery: %w", err)
+		}
+		d.Time = fromMicros(us)
+		if tls.Valid {
+			b := tls.Bool
+			d.TLS = &b
+		}
+		d.Key = hex.EncodeToString(key)
+		if err := fn(d); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: query deliveries: %w", err)
+	}
+	return nil
+}

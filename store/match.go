@@ -1,0 +1,129 @@
+package store
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// matcher selects deliveries by destination. It renders constant SQL
+// fragments; the user's values only travel as parameters.
+type matcher struct {
+	kind   matchKind
+	domain string // exact/tree/subs
+	host   string // relay
+	port   int    // relay
+}
+
+type matchKind int
+
+const (
+	matchAll   matchKind = iota
+	matchExact           // example.com
+	matchTree            // *.example.com: example.com and its subdomains
+	matchSubs            // .example.com: subdomains only (Postfix parent-domain key)
+	matchRelay           // [host]:port: deliveries whose relay is host, port
+)
+
+func validDomain(d string) bool {
+	if d == "" || len(d) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(d, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// parseDomainFilter parses Filter.Domain / Window.Domain.
+func parseDomainFilter(s string) (matcher, error) {
+	d := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(s)), ".")
+	switch {
+	case d == "":
+		return matcher{kind: matchAll}, nil
+	case strings.HasPrefix(d, "*.") && validDomain(d[2:]):
+		return matcher{kind: matchTree, domain: d[2:]}, nil
+	case strings.HasPrefix(d, ".") && validDomain(d[1:]):
+		return matcher{kind: matchSubs, domain: d[1:]}, nil
+	case validDomain(d):
+		return matcher{kind: matchExact, domain: d}, nil
+	}
+	return matcher{}, fmt.Errorf("%w: domain filter %q; accepted: example.com, *.example.com (with subdomains), .example.com (subdomains only)", ErrBadInput, s)
+}
+
+// parseOverrideKey parses a policy table key: "example.com" (exact),
+// ".example.com" (subdomains only) or "[host]:port" / "[host]" (port 25),
+// which matches deliveries whose logged relay is host[addr]:port.
+func parseOverrideKey(key string) (matcher, error) {
+	k := strings.ToLower(strings.TrimSpace(key))
+	if strings.HasPrefix(k, "[") {
+		end := strings.IndexByte(k, ']')
+		if end > 1 {
+			host, rest := k[1:end], k[end+1:]
+			host = strings.TrimPrefix(host, "ipv6:")
+			port := 25
+			ok := rest == ""
+			if strings.HasPrefix(rest, ":") {
+				p, err := strconv.Atoi(rest[1:])
+				ok = err == nil && p > 0 && p < 65536
+				port = p
+			}
+			if ok && host != "" && !strings.ContainsAny(host, " \t[]*?") {
+				return matcher{kind: matchRelay, host: host, port: port}, nil
+			}
+		}
+	} else if !strings.HasPrefix(k, "*") {
+		if m, err := parseDomainFilter(k); err == nil && m.kind != matchAll {
+			return m, nil
+		}
+	}
+	return matcher{}, fmt.Errorf("%w: override key %q; accepted: example.com, .example.com, [host]:port", ErrBadInput, key)
+}
+
+// globEscape quotes GLOB metacharacters.
+func globEscape(s string) string {
+	return strings.NewReplacer("[", "[[]", "*", "[*]", "?", "[?]").Replace(s)
+}
+
+// rawWhere is the condition over the deliveries table.
+func (m matcher) rawWhere() (string, []any) {
+	switch m.kind {
+	case matchExact:
+		return "domain = ?", []any{m.domain}
+	case matchTree:
+		return "(domain = ? OR domain GLOB ?)", []any{m.domain, "*." + globEscape(m.domain)}
+	case matchSubs:
+		return "domain GLOB ?", []any{"*." + globEscape(m.domain)}
+	case matchRelay:
+		return "lower(relay) GLOB ?", []any{globEscape(m.host) + "[[]*]:" + strconv.Itoa(m.port)}
+	}
+	return "1", nil
+}
+
+// rollWhere is the condition over rollup_day. Domains are stored reversed,
+// so "subdomains of example.com" is the range of rdomain starting with
+// "moc.elpmaxe.".
+func (m matcher) rollWhere() (string, []any) {
+	r := reverse(m.domain)
+	switch m.kind {
+	case matchExact:
+		return "rdomain = ?", []any{r}
+	case matchTree:
+		// [r, r+"/") holds r, r+".…" and also r+c… for c < '.', e.g.
+		// "x-example.com"; the last term drops those.
+		return "(rdomain >= ? AND rdomain < ? AND (rdomain = ? OR rdomain >= ?))", []any{r, r + "/", r, r + "."}
+	case matchSubs:
+		return "(rdomain >= ? AND rdomain < ?)", []any{r + ".", r + "/"}
+	case matchRelay:
+		return "(relay_host = ? AND relay_port = ?)", []any{m.host, m.port}
+	}
+	return "1", nil
+}

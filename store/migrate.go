@@ -1,0 +1,166 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// migrations are applied in order, each in its own transaction, and recorded
+// in schema_migrations. Never edit a released migration; append a new one.
+var migrations = []string{
+	// 1: initial schema.
+	`
+CREATE TABLE meta (
+	name  TEXT PRIMARY KEY,
+	value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO meta(name, value) VALUES ('overrides_generation', 0);
+
+CREATE TABLE overrides (
+	key     TEXT PRIMARY KEY,
+	policy  TEXT NOT NULL,
+	note    TEXT NOT NULL DEFAULT '',
+	created INTEGER NOT NULL,  -- unix seconds
+	updated INTEGER NOT NULL,
+	expires INTEGER            -- unix seconds, NULL = never
+);
+
+CREATE TABLE override_history (
+	id    INTEGER PRIMARY KEY,
+	key   TEXT NOT NULL,
+	old   TEXT,                -- NULL when the override was created
+	new   TEXT,                -- NULL when the override was removed
+	actor TEXT NOT NULL,
+	at    INTEGER NOT NULL,    -- unix seconds
+	note  TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX override_history_key ON override_history(key, id);
+
+CREATE TABLE checkpoints (
+	source  TEXT PRIMARY KEY,
+	data    BLOB NOT NULL,
+	updated INTEGER NOT NULL   -- unix seconds
+);
+
+CREATE TABLE deliveries (
+	id           INTEGER PRIMARY KEY,
+	time         INTEGER NOT NULL,  -- unix microseconds, UTC
+	queue_id     TEXT NOT NULL,
+	recipient    TEXT NOT NULL,
+	orig_to      TEXT NOT NULL,
+	domain       TEXT NOT NULL,
+	relay        TEXT NOT NULL,
+	status       TEXT NOT NULL,     -- sent|deferred|bounced|expired
+	dsn          TEXT NOT NULL,
+	reason       TEXT NOT NULL,
+	tls          INTEGER,           -- NULL unknown, 0 plaintext, 1 encrypted
+	tls_trust    TEXT NOT NULL,
+	tls_protocol TEXT NOT NULL,
+	tls_cipher   TEXT NOT NULL,
+	fallback     INTEGER NOT NULL,
+	tls_failure  INTEGER NOT NULL,
+	process      TEXT NOT NULL,
+	pid          INTEGER NOT NULL,
+	host         TEXT NOT NULL,
+	key          BLOB NOT NULL UNIQUE  -- sha256 of the log line
+);
+CREATE INDEX deliveries_time ON deliveries(time);
+CREATE INDEX deliveries_domain_time ON deliveries(domain, time);
+-- Small: only plaintext sent deliveries and TLS failures (downgrade report).
+CREATE INDEX deliveries_bad ON deliveries(domain, time)
+	WHERE (status = 'sent' AND tls = 0) OR tls_failure = 1;
+
+-- Daily rollup per destination. day = unix day (UTC); rdomain is the
+-- recipient domain spelled backwards so that subdomain queries are ranges;
+-- tls is 0 plaintext, 1 encrypted, 2 unknown; relay_host/relay_port come
+-- from relay "host[addr]:port".
+CREATE TABLE rollup_day (
+	day         INTEGER NOT NULL,
+	rdomain     TEXT NOT NULL,
+	status      TEXT NOT NULL,
+	tls         INTEGER NOT NULL,
+	trust       TEXT NOT NULL,
+	protocol    TEXT NOT NULL,
+	cipher      TEXT NOT NULL,
+	fallback    INTEGER NOT NULL,
+	tls_failure INTEGER NOT NULL,
+	relay_host  TEXT NOT NULL,
+	relay_port  INTEGER NOT NULL,
+	n           INTEGER NOT NULL,
+	PRIMARY KEY (day, rdomain, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port)
+) WITHOUT ROWID;
+-- n is in rollup_day_domain so that per-domain sums are answered from the
+-- index alone (a WITHOUT ROWID index also holds the primary key columns).
+-- rollup_day_relay leaves n out: relay queries are rarer, and an index
+-- without n needs no update when only n changes.
+CREATE INDEX rollup_day_domain ON rollup_day(rdomain, day, n);
+CREATE INDEX rollup_day_relay ON rollup_day(relay_host, relay_port, day);
+
+-- Hourly rollup over all destinations. hour = unix hour (UTC).
+CREATE TABLE rollup_hour (
+	hour        INTEGER NOT NULL,
+	status      TEXT NOT NULL,
+	tls         INTEGER NOT NULL,
+	trust       TEXT NOT NULL,
+	protocol    TEXT NOT NULL,
+	cipher      TEXT NOT NULL,
+	fallback    INTEGER NOT NULL,
+	tls_failure INTEGER NOT NULL,
+	n           INTEGER NOT NULL,
+	PRIMARY KEY (hour, status, tls, trust, protocol, cipher, fallback, tls_failure)
+) WITHOUT ROWID;
+`,
+}
+
+func migrate(ctx context.Context, w *sql.DB) error {
+	if _, err := w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version INTEGER PRIMARY KEY,
+	applied INTEGER NOT NULL
+)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	for {
+		applied, err := migrateOne(ctx, w)
+		if err != nil {
+			return err
+		}
+		if !applied {
+			return nil
+		}
+	}
+}
+
+// migrateOne applies the next pending migration, if any, in one
+// transaction. The version is read inside the (immediate) transaction so
+// two processes opening a new database at once do not both apply it.
+func migrateOne(ctx context.Context, w *sql.DB) (bool, error) {
+	tx, err := w.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("begin migration: %w", err)
+	}
+	var cur int
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&cur); err != nil {
+		return false, errors.Join(fmt.Errorf("read schema version: %w", err), rollback(tx))
+	}
+	if cur > len(migrations) {
+		return false, errors.Join(fmt.Errorf("%w: database has schema version %d, this binary knows up to %d; upgrade mailtls",
+			ErrSchemaTooNew, cur, len(migrations)), rollback(tx))
+	}
+	if cur == len(migrations) {
+		return false, rollback(tx)
+	}
+	next := cur + 1
+	if _, err := tx.ExecContext(ctx, migrations[cur]); err != nil {
+		return false, errors.Join(fmt.Errorf("migration %d: %w", next, err), rollback(tx))
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied) VALUES (?, ?)`, next, time.Now().Unix()); err != nil {
+		return false, errors.Join(fmt.Errorf("record migration %d: %w", next, err), rollback(tx))
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("commit migration %d: %w", next, err)
+	}
+	return true, nil
+}

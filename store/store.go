@@ -1,0 +1,356 @@
+// Package store keeps mailtls state in one SQLite database: TLS policy
+// overrides with their change history, the deliveries parsed from the mail
+// log together with the log follower's checkpoint, and the daily/hourly
+// rollups that make TLS coverage reports fast.
+//
+// The database runs in WAL mode (https://www.sqlite.org/wal.html) so that
+// readers (the policy daemon, reports) never block the single writer (the log
+// follower or the CLI). All SQL text is constant; user data only ever travels
+// as bound parameters.
+//
+// Times are stored as integers in UTC: deliveries in unix microseconds,
+// overrides, history and checkpoints in unix seconds.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"modernc.org/sqlite"
+)
+
+// Sentinel errors. Callers test them with errors.Is.
+var (
+	// ErrNotFound is returned when an override to change or remove does not exist.
+	ErrNotFound = errors.New("store: override not found")
+	// ErrSchemaTooNew is returned by Open when the database was written by a
+	// newer mailtls that knows schema versions this binary does not.
+	ErrSchemaTooNew = errors.New("store: database schema is newer than this mailtls")
+	// ErrBadInput is returned for invalid arguments (bad key, empty policy,
+	// unknown report dimension, ...). The wrapping message says what was wrong.
+	ErrBadInput = errors.New("store: invalid input")
+	// ErrUnavailable is returned by OverridesVersion when the database file
+	// can not be reached; the caller should keep its last snapshot.
+	ErrUnavailable = errors.New("store: database unavailable")
+)
+
+const (
+	dirMode  = 0o750
+	fileMode = 0o640
+	// busyTimeoutMS is how long a connection waits for a lock held by
+	// another connection or process before SQLITE_BUSY.
+	busyTimeoutMS = 5000
+	// maxReaders bounds the read pool. WAL readers run concurrently with
+	// the single writer; the machine this runs on is small.
+	maxReaders = 4
+)
+
+// Store is a handle on the mailtls database. It is safe for concurrent use.
+type Store struct {
+	path string
+
+	mu    sync.RWMutex
+	h     *handles
+	epoch uint64 // bumped each time the file is reopened after replacement
+
+	// now is the clock used for override timestamps; tests replace it.
+	now func() time.Time
+}
+
+// handles are the two connection pools on one database file.
+type handles struct {
+	w        *sql.DB // exactly one connection: SQLite has one writer
+	r        *sql.DB // WAL readers
+	dev, ino uint64  // identity of the file the pools were opened on
+}
+
+// drv is a private driver so that the helper function and the connection
+// hook below reach only mailtls connections.
+var drv = func() *sqlite.Driver {
+	d := &sqlite.Driver{}
+	// mailtls_rev reverses a string. Rollups key domains by their reversed
+	// spelling so that "all subdomains of example.com" is an index range;
+	// queries that combine rollups with raw rows use this to line them up.
+	// The schema itself does not reference the function, so the database
+	// stays usable from the sqlite3 shell.
+	d.MustRegisterDeterministicScalarFunction("mailtls_rev", 1, func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+		switch v := args[0].(type) {
+		case string:
+			return reverse(v), nil
+		case []byte:
+			return reverse(string(v)), nil
+		default:
+			return v, nil
+		}
+	})
+	d.RegisterConnectionHook(func(c sqlite.ExecQuerierContext, _ string) error {
+		// With persistent WAL, closing the last connection never unlinks
+		// the -wal/-shm files by name. Without it, a daemon still holding a
+		// database that was deleted and recreated under the same path would
+		// delete the new database's WAL on close.
+		fc, ok := c.(sqlite.FileControl)
+		if !ok {
+			return errors.New("sqlite connection lacks FileControl")
+		}
+		_, err := fc.FileControlPersistWAL("main", 1)
+		return err
+	})
+	return d
+}()
+
+type connector struct{ dsn string }
+
+func (c connector) Connect(context.Context) (driver.Conn, error) { return drv.Open(c.dsn) }
+func (c connector) Driver() driver.Driver                        { return drv }
+
+// Open opens (creating if needed) the database at path, applies pending
+// schema migrations and returns a Store. The parent directory is created
+// with mode 0750 and a new database file with mode 0640; SQLite gives the
+// -wal and -shm files the mode of the database file.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" {
+		return nil, fmt.Errorf("%w: empty database path", ErrBadInput)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), dirMode); err != nil {
+		return nil, fmt.Errorf("store: create directory for %s: %w", abs, err)
+	}
+	// Create the file ourselves so its mode does not depend on SQLite's
+	// default (0644 minus umask).
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE|os.O_EXCL, fileMode)
+	switch {
+	case err == nil:
+		chmodErr := f.Chmod(fileMode) // umask may have removed bits
+		if err := errors.Join(chmodErr, f.Close()); err != nil {
+			return nil, fmt.Errorf("store: create %s: %w", abs, err)
+		}
+	case errors.Is(err, os.ErrExist):
+	default:
+		return nil, fmt.Errorf("store: create %s: %w", abs, err)
+	}
+	s := &Store{path: abs, now: time.Now}
+	h, err := openHandles(ctx, abs)
+	if err != nil {
+		return nil, err
+	}
+	s.h = h
+	return s, nil
+}
+
+// dsn builds a SQLite URI for path. mode=rw makes SQLite fail instead of
+// silently creating an empty database when the file has gone away.
+func dsn(path string, reader bool) string {
+	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+	q := []string{
+		"mode=rw",
+		fmt.Sprintf("_pragma=busy_timeout(%d)", busyTimeoutMS),
+		"_pragma=foreign_keys(1)",
+		"_pragma=synchronous(NORMAL)",
+		"_pragma=temp_store(MEMORY)",
+		"_pragma=cache_size(-32768)", // 32 MiB per connection
+		"_pragma=mmap_size(268435456)",
+	}
+	if reader {
+		q = append(q, "_pragma=query_only(1)")
+	} else {
+		// Take the write lock at BEGIN so a transaction never fails
+		// half-way when upgrading from a read lock.
+		q = append(q, "_txlock=immediate", "_pragma=journal_size_limit(67108864)",
+			// Checkpoint every ~32 MiB of WAL rather than 4 MiB: hot
+			// pages (rollups, index tails) are then copied back once
+			// for many commits.
+			"_pragma=wal_autocheckpoint(8192)")
+	}
+	return "file:" + esc + "?" + strings.Join(q, "&")
+}
+
+func openHandles(ctx context.Context, path string) (*handles, error) {
+	dev, ino, err := fileID(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, path, err)
+	}
+	w := sql.OpenDB(connector{dsn(path, false)})
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxIdleTime(0)
+	w.SetConnMaxLifetime(0)
+	var mode string
+	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode=WAL").Scan(&mode); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		w.Close()
+		return nil, fmt.Errorf("store: open %s: could not enable WAL mode (journal_mode=%s)", path, mode)
+	}
+	if err := migrate(ctx, w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	r := sql.OpenDB(connector{dsn(path, true)})
+	r.SetMaxOpenConns(maxReaders)
+	r.SetMaxIdleConns(2)
+	r.SetConnMaxIdleTime(5 * time.Minute)
+	return &handles{w: w, r: r, dev: dev, ino: ino}, nil
+}
+
+func (h *handles) close() error {
+	return errors.Join(h.r.Close(), h.w.Close())
+}
+
+func fileID(path string) (dev, ino uint64, err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, 0, nil
+	}
+	return uint64(st.Dev), st.Ino, nil //nolint:unconvert // Dev is not uint64 everywhere
+}
+
+// Close closes the database. It is safe to call more than once.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.h == nil {
+		return nil
+	}
+	err := s.h.close()
+	s.h = nil
+	return err
+}
+
+// Path returns the absolute path of the database file.
+func (s *Store) Path() string { return s.path }
+
+var errClosed = errors.New("store: closed")
+
+func (s *Store) handles() (*handles, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.h == nil {
+		return nil, errClosed
+	}
+	return s.h, nil
+}
+
+func (s *Store) writer() (*sql.DB, error) {
+	h, err := s.handles()
+	if err != nil {
+		return nil, err
+	}
+	return h.w, nil
+}
+
+func (s *Store) reader() (*sql.DB, error) {
+	h, err := s.handles()
+	if err != nil {
+		return nil, err
+	}
+	return h.r, nil
+}
+
+// refresh reopens the pools when the file at s.path is no longer the one
+// they were opened on (deleted and recreated, or replaced by rename). It
+// returns the epoch in force afterwards.
+func (s *Store) refresh(ctx context.Context) (uint64, *handles, error) {
+	dev, ino, err := fileID(s.path)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, s.path, err)
+	}
+	s.mu.RLock()
+	h, epoch := s.h, s.epoch
+	s.mu.RUnlock()
+	if h == nil {
+		return 0, nil, errClosed
+	}
+	if h.dev == dev && h.ino == ino {
+		return epoch, h, nil
+	}
+	s.mu.Lock()
+	if s.h == nil {
+		s.mu.Unlock()
+		return 0, nil, errClosed
+	}
+	if s.h != h { // another goroutine already reopened
+		epoch, h = s.epoch, s.h
+		s.mu.Unlock()
+		return epoch, h, nil
+	}
+	nh, err := openHandles(ctx, s.path)
+	if err != nil {
+		s.mu.Unlock()
+		return 0, nil, fmt.Errorf("%w: reopen: %w", ErrUnavailable, err)
+	}
+	s.h = nh
+	s.epoch++
+	epoch = s.epoch
+	s.mu.Unlock()
+	// Close outside the lock: it waits for queries in flight on the old
+	// pools, and new callers already use the new ones.
+	_ = h.close()
+	return epoch, nh, nil
+}
+
+// withTx runs fn in a write transaction and commits it, or rolls back if fn
+// or the commit fails.
+func (s *Store) withTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	w, err := s.writer()
+	if err != nil {
+		return err
+	}
+	tx, err := w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		return errors.Join(err, rollback(tx))
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+func rollback(tx *sql.Tx) error {
+	if err := tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+		return fmt.Errorf("store: rollback: %w", err)
+	}
+	return nil
+}
+
+// ActorFromEnv names the person making a change, for the override history:
+// $SUDO_USER when run through sudo, else $USER, else "unknown".
+func ActorFromEnv() string { return Actor(os.Getenv) }
+
+// Actor is ActorFromEnv with the environment given as a function.
+func Actor(getenv func(string) string) string {
+	for _, v := range []string{"SUDO_USER", "USER"} {
+		if a := strings.TrimSpace(getenv(v)); a != "" {
+			return a
+		}
+	}
+	return "unknown"
+}
+
+func reverse(s string) string {
+	b := []byte(s)
+	for i, j := 0, len(b)-1; i < j; i, j = i+1, j-1 {
+		b[i], b[j] = b[j], b[i]
+	}
+	return string(b)
+}

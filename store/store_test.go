@@ -1,0 +1,137 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+
+// openTest opens a store in a temp dir with a fixed clock.
+func openTest(t *testing.T) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "db", "mailtls.db")
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	s.now = func() time.Time { return t0 }
+	return s, path
+}
+
+func TestOpenModes(t *testing.T) {
+	s, path := openTest(t)
+	// A write makes sure -wal and -shm exist.
+	if err := s.SetOverride(context.Background(), Override{Key: "example.com", Policy: "encrypt"}, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Mode().Perm(); got != dirMode {
+		t.Errorf("dir mode %o, want %o", got, dirMode)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != fileMode {
+			t.Errorf("%s mode %o, want %o", filepath.Base(p), got, fileMode)
+		}
+	}
+	w, _ := s.writer()
+	var mode string
+	if err := w.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
+	}
+	var fk, sync, busy int
+	if err := w.QueryRow("PRAGMA foreign_keys").Scan(&fk); err != nil || fk != 1 {
+		t.Errorf("foreign_keys = %d, %v", fk, err)
+	}
+	if err := w.QueryRow("PRAGMA synchronous").Scan(&sync); err != nil || sync != 1 {
+		t.Errorf("synchronous = %d, %v; want 1 (NORMAL)", sync, err)
+	}
+	r, _ := s.reader()
+	if err := r.QueryRow("PRAGMA busy_timeout").Scan(&busy); err != nil || busy != busyTimeoutMS {
+		t.Errorf("reader busy_timeout = %d, %v", busy, err)
+	}
+}
+
+func TestMigrationsIdempotent(t *testing.T) {
+	ctx := context.Background()
+	s, path := openTest(t)
+	if err := s.SetOverride(ctx, Override{Key: "example.com", Policy: "encrypt"}, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	for i := 0; i < 2; i++ {
+		s2, err := Open(ctx, path)
+		if err != nil {
+			t.Fatalf("reopen %d: %v", i, err)
+		}
+		r, _ := s2.reader()
+		var n, maxv int
+		if err := r.QueryRow("SELECT count(*), max(version) FROM schema_migrations").Scan(&n, &maxv); err != nil {
+			t.Fatal(err)
+		}
+		if n != len(migrations) || maxv != len(migrations) {
+			t.Errorf("schema_migrations has %d rows, max %d; want %d", n, maxv, len(migrations))
+		}
+		ovs, err := s2.Overrides(ctx)
+		if err != nil || len(ovs) != 1 {
+			t.Errorf("overrides after reopen: %v, %v", ovs, err)
+		}
+		s2.Close()
+	}
+}
+
+func TestSchemaTooNew(t *testing.T) {
+	ctx := context.Background()
+	s, path := openTest(t)
+	w, _ := s.writer()
+	if _, err := w.Exec("INSERT INTO schema_migrations(version, applied) VALUES (?, 0)", len(migrations)+1); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	_, err := Open(ctx, path)
+	if !errors.Is(err, ErrSchemaTooNew) {
+		t.Fatalf("Open on newer schema: err = %v, want ErrSchemaTooNew", err)
+	}
+}
+
+func TestOpenBadPath(t *testing.T) {
+	if _, err := Open(context.Background(), ""); !errors.Is(err, ErrBadInput) {
+		t.Errorf("empty path: %v", err)
+	}
+	// A regular file where the directory should be.
+	f := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(f, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(context.Background(), filepath.Join(f, "x.db")); err == nil {
+		t.Error("Open under a regular file succeeded")
+	}
+}
+
+func TestActorFromEnv(t *testing.T) {
+	t.Setenv("SUDO_USER", "")
+	t.Setenv("USER", "")
+	if got := ActorFromEnv(); got != "unknown" {
+		t.Errorf("no env: %q", got)
+	}
+	t.Setenv("USER", "bob")
+	if got := ActorFromEnv(); got != "bob" {
+		t.Errorf("USER: %q", got)
+	}
+	t.Setenv("SUDO_USER", "alice")
+	if got := ActorFromEnv(); got != "alice" {
+		t.Errorf("SUDO_USER: %q", got)
+	}
+}

@@ -1,0 +1,147 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math"
+	"time"
+)
+
+// Window selects deliveries for a report: Since inclusive, Until exclusive
+// (zero = unbounded), Domain as in Filter ("" = all, "example.com",
+// "*.example.com" = the domain and its subdomains, ".example.com" =
+// subdomains only).
+type Window struct {
+	Since, Until time.Time
+	Domain       string
+}
+
+// span splits a window [lo, hi) in microseconds into whole buckets of one
+// rollup granularity, b0 <= bucket < b1, answered from the rollup, and at
+// most two partial-bucket edges answered from raw rows through the time
+// index. Together they cover the window exactly.
+type span struct {
+	b0, b1 int64
+	edges  [2][2]int64 // unused edges are empty ranges [0, 0)
+}
+
+func ceilDiv(a, b int64) int64 { return -floorDiv(-a, b) }
+
+func splitWindow(lo, hi, unit int64) span {
+	var sp span
+	if lo >= hi {
+		return sp // empty: b0 == b1 == 0, no edges
+	}
+	b0, b1 := int64(math.MinInt64), int64(math.MaxInt64)
+	if lo != math.MinInt64 {
+		b0 = ceilDiv(lo, unit)
+	}
+	if hi != math.MaxInt64 {
+		b1 = floorDiv(hi, unit)
+	}
+	if b0 >= b1 {
+		sp.edges[0] = [2]int64{lo, hi}
+		return span{b0: 0, b1: 0, edges: sp.edges}
+	}
+	sp.b0, sp.b1 = b0, b1
+	if lo != math.MinInt64 && lo < b0*unit {
+		sp.edges[0] = [2]int64{lo, b0 * unit}
+	}
+	if hi != math.MaxInt64 && b1*unit < hi {
+		sp.edges[1] = [2]int64{b1 * unit, hi}
+	}
+	return sp
+}
+
+// edgeSQL is the raw-row condition for the partial buckets of a span.
+const edgeSQL = `((time >= ? AND time < ?) OR (time >= ? AND time < ?))`
+
+func (sp span) edgeArgs() []any {
+	return []any{sp.edges[0][0], sp.edges[0][1], sp.edges[1][0], sp.edges[1][1]}
+}
+
+func (sp span) wholeArgs() []any { return []any{sp.b0, sp.b1} }
+
+// plan is a window resolved against the rollups.
+type plan struct {
+	lo, hi int64
+	m      matcher
+	day    span
+	hour   span
+}
+
+func newPlan(w Window) (plan, error) {
+	m, err := parseDomainFilter(w.Domain)
+	if err != nil {
+		return plan{}, err
+	}
+	return planFor(w.Since, w.Until, m), nil
+}
+
+func planFor(since, until time.Time, m matcher) plan {
+	lo, hi := bounds(since, until)
+	return plan{lo: lo, hi: hi, m: m, day: splitWindow(lo, hi, usPerDay), hour: splitWindow(lo, hi, usPerHour)}
+}
+
+func cat(parts ...[]any) []any {
+	var out []any
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// relayHostSQL derives relay_host from the raw relay column the way
+// splitRelay does.
+const relayHostSQL = `lower(CASE WHEN instr(relay, '[') > 0 THEN substr(relay, 1, instr(relay, '[') - 1) ELSE relay END)`
+
+// dimsSource returns a subquery yielding (rdomain, day, status, tls, trust,
+// protocol, cipher, fallback, tls_failure, relay_host, n) for the window:
+// rollup_day rows for whole days plus one row per raw delivery on the
+// partial edge days. extraRoll/extraRaw are further constant conditions.
+func (p plan) dimsSource(extraRoll, extraRaw string, extraRollArgs, extraRawArgs []any) (string, []any) {
+	rw, ra := p.m.rollWhere()
+	dw, da := p.m.rawWhere()
+	q := `SELECT rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, n
+		FROM rollup_day WHERE day >= ? AND day < ? AND ` + rw + ` AND ` + extraRoll + `
+	UNION ALL
+	SELECT mailtls_rev(domain), time / ` + fmt.Sprint(usPerDay) + `, status, coalesce(tls, 2), tls_trust, tls_protocol, tls_cipher,
+		fallback, tls_failure, ` + relayHostSQL + `, 1
+		FROM deliveries WHERE ` + edgeSQL + ` AND ` + dw + ` AND ` + extraRaw
+	return q, cat(p.day.wholeArgs(), ra, extraRollArgs, p.day.edgeArgs(), da, extraRawArgs)
+}
+
+// hourSource is like dimsSource over all destinations at hour granularity
+// (rollup_hour). Columns: (hour, status, tls, trust, protocol, cipher,
+// fallback, tls_failure, n). Only valid for an unfiltered plan.
+func (p plan) hourSource() (string, []any) {
+	q := `SELECT hour, status, tls, trust, protocol, cipher, fallback, tls_failure, n
+		FROM rollup_hour WHERE hour >= ? AND hour < ?
+	UNION ALL
+	SELECT time / ` + fmt.Sprint(usPerHour) + `, status, coalesce(tls, 2), tls_trust, tls_protocol, tls_cipher, fallback, tls_failure, 1
+		FROM deliveries WHERE ` + edgeSQL
+	return q, cat(p.hour.wholeArgs(), p.hour.edgeArgs())
+}
+
+// query runs q on the read pool and calls fn for each row.
+func (s *Store) query(ctx context.Context, what, q string, args []any, fn func(*sql.Rows) error) error {
+	r, err := s.reader()
+	if err != nil {
+		return err
+	}
+	rows, err := r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", what, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return fmt.Errorf("store: %s: %w", what, err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: %s: %w", what, err)
+	}
+	return nil
+}
