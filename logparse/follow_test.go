@@ -920,7 +920,7 @@ func TestFollowCrashSafety(t *testing.T) {
 	// boundaries. Before a rotation it waits until the follower has moved
 	// to the current file, so at most one rotation is pending: see the
 	// Follower doc.
-	const maxPiece = 8192
+	const maxPiece = 32 << 10
 	rot1 := len(strings.Join(lines[:n/3], "\n")) + 1
 	rot2 := len(strings.Join(lines[:2*n/3], "\n")) + 1
 	ticks := make(chan struct{}, 1)
@@ -995,13 +995,14 @@ func TestFollowCrashSafety(t *testing.T) {
 	pollKillOdds := max(len(content)/(maxPiece/2)/crashes, 1)
 
 	// The driver: run, poll, and after a crash restart from the store.
+	lb, log := newLogBuffer()
 	deadline := time.Now().Add(3 * testTimeout)
 	writing := true
 	runs, pollKills := 0, 0
 	for {
 		cp := db.checkpoint(t)
 		w := NewTestWaker()
-		f := &Follower{Path: path, Waker: w, NewCorrelator: flNewCorrelator, MaxBatch: maxBatch, BatchEvery: 50 * time.Millisecond}
+		f := &Follower{Path: path, Waker: w, Logger: log, NewCorrelator: flNewCorrelator, MaxBatch: maxBatch, BatchEvery: 50 * time.Millisecond}
 		ctx, cancel := context.WithCancel(context.Background())
 		crashMu.Lock()
 		crashNow = cancel
@@ -1094,6 +1095,14 @@ func TestFollowCrashSafety(t *testing.T) {
 	flCompare(t, db.deliveries(), want)
 	if db.stats != wantStats {
 		t.Errorf("final stats %+v, want %+v", db.stats, wantStats)
+	}
+	if n := lb.count("level=WARN"); n > 0 {
+		t.Errorf("%d warnings; log:\n%s", n, lb.buf.String())
+	}
+	renamed := lb.count("log file rotated; following the new file") + lb.count("reading the rest of a rotated log file")
+	truncated := lb.count("log file truncated")
+	if renamed == 0 || truncated == 0 {
+		t.Errorf("rotations seen: %d by rename, %d by truncation; want both", renamed, truncated)
 	}
 }
 

@@ -84,7 +84,6 @@ func newApp(e env) *cli.App {
 		Writer:          e.stdout,
 		ErrWriter:       e.stderr,
 		HideHelpCommand: true,
-		Flags:           []cli.Flag{dbFlag(e)},
 		ExitErrHandler:  func(*cli.Context, error) {},
 		OnUsageError:    onUsageError,
 		CommandNotFound: func(c *cli.Context, cmd string) {},
@@ -97,6 +96,7 @@ func newApp(e env) *cli.App {
 		},
 	}
 	setUsageErrors(app.Commands)
+	addDBFlag(app.Commands, e)
 	return app
 }
 
@@ -151,86 +151,81 @@ func commands(e env) []*cli.Command {
 	}
 }
 
-// reorderArgs lets flags follow positional arguments, as in
-// `mailtls policy set example.com encrypt --note "x"`: urfave/cli v2 stops
-// parsing flags at the first positional argument, so flags found after it are
-// moved in front of it. A literal "--" ends flag processing.
+// reorderArgs lets flags go anywhere, as in
+// `mailtls policy set example.com encrypt --note "x"` or
+// `mailtls --db x.db report`: urfave/cli v2 stops parsing flags at the first
+// positional argument and knows a command's flags only after its name, so
+// every flag is moved right after the command path. A literal "--" ends
+// flag processing.
 func reorderArgs(app *cli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
 	}
-	out := []string{args[0]}
-	i := 1
-	cmds := app.Commands
-	flags := app.Flags
-	// Walk global flags and the command path.
-	for i < len(args) {
-		a := args[i]
-		if strings.HasPrefix(a, "-") {
-			out = append(out, a)
-			if takesValue(flags, a) && i+1 < len(args) {
-				out = append(out, args[i+1])
-				i++
-			}
-			i++
-			continue
-		}
-		var found *cli.Command
-		for _, c := range cmds {
-			if c.HasName(a) {
-				found = c
-			}
-		}
-		if found == nil {
-			break
-		}
-		out = append(out, a)
-		i++
-		cmds = found.Subcommands
-		flags = found.Flags
-		if len(cmds) == 0 {
-			break
-		}
+	valued := valueFlags(app.Commands, map[string]bool{})
+	for _, f := range app.Flags {
+		addValueFlag(valued, f)
 	}
-	var fl, pos []string
-	for ; i < len(args); i++ {
+	path := []string{args[0]}
+	var flags, pos []string
+	cmds := app.Commands
+	for i := 1; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
 			pos = append(pos, args[i:]...)
 			break
 		}
 		if strings.HasPrefix(a, "-") && a != "-" {
-			fl = append(fl, a)
-			if takesValue(flags, a) && i+1 < len(args) {
-				fl = append(fl, args[i+1])
+			flags = append(flags, a)
+			name := strings.TrimLeft(a, "-")
+			if !strings.Contains(name, "=") && valued[name] && i+1 < len(args) {
+				flags = append(flags, args[i+1])
 				i++
 			}
 			continue
 		}
-		pos = append(pos, a)
-	}
-	out = append(out, fl...)
-	return append(out, pos...)
-}
-
-// takesValue reports whether the flag named by arg ("--name", "-n", not
-// "--name=value") consumes the next argument.
-func takesValue(flags []cli.Flag, arg string) bool {
-	name := strings.TrimLeft(arg, "-")
-	if strings.Contains(name, "=") {
-		return false
-	}
-	for _, f := range flags {
-		for _, n := range f.Names() {
-			if n == name {
-				switch f.(type) {
-				case *cli.BoolFlag:
-					return false
-				default:
-					return true
+		if len(pos) == 0 {
+			var found *cli.Command
+			for _, c := range cmds {
+				if c.HasName(a) {
+					found = c
 				}
 			}
+			if found != nil {
+				path = append(path, a)
+				cmds = found.Subcommands
+				continue
+			}
 		}
+		pos = append(pos, a)
 	}
-	return false
+	return append(append(path, flags...), pos...)
+}
+
+// valueFlags collects the names of flags that take a value, in any command.
+func valueFlags(cmds []*cli.Command, out map[string]bool) map[string]bool {
+	for _, c := range cmds {
+		for _, f := range c.Flags {
+			addValueFlag(out, f)
+		}
+		valueFlags(c.Subcommands, out)
+	}
+	return out
+}
+
+func addValueFlag(out map[string]bool, f cli.Flag) {
+	if _, isBool := f.(*cli.BoolFlag); isBool {
+		return
+	}
+	for _, n := range f.Names() {
+		out[n] = true
+	}
+}
+
+// addDBFlag gives every command its own --db, so that it is accepted after
+// the command name as the contract says ("--db PATH on every command").
+func addDBFlag(cmds []*cli.Command, e env) {
+	for _, c := range cmds {
+		c.Flags = append(c.Flags, dbFlag(e))
+		addDBFlag(c.Subcommands, e)
+	}
 }

@@ -193,6 +193,25 @@ func TestReorderArgs(t *testing.T) {
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("got %q\nwant %q", got, want)
 	}
+	got = reorderArgs(app, []string{"mailtls", "--db", "x.db", "report", "--since", "7d", "downgrades", "--format", "json"})
+	want = []string{"mailtls", "report", "downgrades", "--db", "x.db", "--since", "7d", "--format", "json"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("got %q\nwant %q", got, want)
+	}
+}
+
+func TestDBFlagAnywhere(t *testing.T) {
+	c := newCLI(t)
+	other := filepath.Join(t.TempDir(), "other.db")
+	c.ok("policy", "set", "example.com", "encrypt", "--db", other)
+	c.ok("--db", other, "policy", "set", "example.org", "encrypt")
+	if got := c.overrides(); len(got) != 0 {
+		t.Fatalf("--db ignored: default database got %v", got)
+	}
+	out := c.ok("policy", "list", "--db", other)
+	if !strings.Contains(out, "example.com") || !strings.Contains(out, "example.org") {
+		t.Fatalf("--db %s: %q", other, out)
+	}
 }
 
 // daemonProc is `mailtls serve` running in-process.
