@@ -148,6 +148,8 @@ func commands(e env) []*cli.Command {
 		postfixConfigCommand(e),
 		checkCommand(e),
 		benchLookupCommand(e),
+		benchEchoCommand(e),
+		genLogCommand(e),
 	}
 }
 

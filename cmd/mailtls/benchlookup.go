@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mailtls/mailtls/logparse"
 	"github.com/mailtls/mailtls/policyd"
 )
 
@@ -58,6 +60,65 @@ func benchLookupCommand(e env) *cli.Command {
 			}
 			fmt.Fprintf(e.stdout, "%d lookups, %d errors, %.0f lookups/s, p50 %s, p99 %s, p99.9 %s, max %s\n",
 				res.Requests, res.Errors, res.PerSec, res.P50, res.P99, res.P999, res.Max)
+			return nil
+		},
+	}
+}
+
+// benchEchoCommand runs a no-op netstring server that answers "OK may" to
+// everything: the ceiling of this machine for the lookup benchmarks.
+func benchEchoCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:      "bench-echo",
+		Usage:     "no-op socketmap server (benchmark baseline)",
+		UsageText: "mailtls bench-echo --addr 127.0.0.1:8479",
+		Hidden:    true,
+		Flags:     []cli.Flag{&cli.StringFlag{Name: "addr", Value: "127.0.0.1:8479", Usage: "listen `ADDR`"}},
+		Action: func(c *cli.Context) error {
+			if err := checkLoopback("addr", c.String("addr")); err != nil {
+				return err
+			}
+			ln, err := policyd.Listen(c.Context, "tcp", c.String("addr"), 0)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stderr, "echo listening on %s\n", ln.Addr())
+			return policyd.ServeEcho(c.Context, ln)
+		},
+	}
+}
+
+// genLogCommand writes a deterministic synthetic Postfix log (benchmarks,
+// demos).
+func genLogCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:      "gen-log",
+		Usage:     "write a synthetic Postfix mail log (benchmarks and demos)",
+		UsageText: "mailtls gen-log --lines 1000000 --days 7 > mail.log",
+		Hidden:    true,
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "lines", Value: 100000, Usage: "approximate number of `N` lines"},
+			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "random seed"},
+			&cli.IntFlag{Name: "days", Value: 7, Usage: "span in days, ending now"},
+			&cli.IntFlag{Name: "domains", Value: 2000, Usage: "number of recipient domains"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.Int("lines") < 1 || c.Int("days") < 1 || c.Int("domains") < 1 {
+				return usageErrorf("--lines, --days and --domains must be at least 1")
+			}
+			span := time.Duration(c.Int("days")) * 24 * time.Hour
+			bw := bufio.NewWriterSize(e.stdout, 1<<20)
+			truth, err := logparse.GenerateLog(bw, logparse.GenConfig{
+				Seed: c.Uint64("seed"), Start: time.Now().Add(-span).UTC().Truncate(time.Second), Duration: span,
+				Lines: c.Int("lines"), Domains: c.Int("domains"),
+			})
+			if err != nil {
+				return err
+			}
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stderr, "%d lines, %d deliveries\n", truth.Lines, len(truth.Deliveries))
 			return nil
 		},
 	}

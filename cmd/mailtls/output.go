@@ -45,8 +45,14 @@ func (t *table) writeText(w io.Writer) error {
 	for _, r := range t.rows {
 		measure(r)
 	}
-	var b strings.Builder
+	var out strings.Builder
 	line := func(row []string) {
+		var b strings.Builder
+		defer func() {
+			// No trailing blanks when the last cells are empty.
+			out.WriteString(strings.TrimRight(b.String(), " "))
+			out.WriteString("\n")
+		}()
 		for i := range width {
 			c := ""
 			if i < len(row) {
@@ -67,13 +73,12 @@ func (t *table) writeText(w io.Writer) error {
 				b.WriteString("  ")
 			}
 		}
-		b.WriteString("\n")
 	}
 	line(t.header)
 	for _, r := range t.rows {
 		line(r)
 	}
-	_, err := io.WriteString(w, b.String())
+	_, err := io.WriteString(w, out.String())
 	return err
 }
 

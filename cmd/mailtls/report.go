@@ -223,7 +223,7 @@ func writeSummary(w io.Writer, format string, win store.Window, s store.Summary)
 	fmt.Fprintf(w, "Protocol   %s\n", splitLine(s.ByProtocol, nil))
 	fmt.Fprintf(w, "Domains    %s total, %s all TLS, %s with plaintext\n", num(s.Domains), num(s.DomainsAllTLS), num(s.DomainsAnyPlaintext))
 	if s.DomainsAnyPlaintext > 0 {
-		fmt.Fprintln(w, "\nWho got plaintext: mailtls report --by domain --since ... then mailtls deliveries --domain D")
+		fmt.Fprintln(w, "\nWho got plaintext: `mailtls report --by domain`, then `mailtls deliveries --domain D`.")
 	}
 	return nil
 }
