@@ -560,13 +560,24 @@ func policyDryRun(c *cli.Context, e env, st *store.Store, key string, p policyd.
 	fmt.Fprintf(e.stdout, "In the last %d days, %s deliveries to %s", days, num(r.Deliveries), key)
 	switch p.Level {
 	case "encrypt", "dane-only", "fingerprint":
-		fmt.Fprintf(e.stdout, "; %s were plaintext and would have been deferred.\n", num(r.Plaintext))
+		fmt.Fprintf(e.stdout, "; %s plaintext and would have been deferred.\n", wasWere(r.Plaintext))
 	case "verify", "secure":
-		fmt.Fprintf(e.stdout, "; %s were plaintext and %s used an unverified certificate: %s would have been deferred.\n",
-			num(r.Plaintext), num(r.Unverified), num(r.WouldDefer))
+		fmt.Fprintf(e.stdout, "; %s plaintext and %s an unverified certificate: %s would have been deferred.\n",
+			wasWere(r.Plaintext), usedN(r.Unverified), num(r.WouldDefer))
 	default:
 		fmt.Fprintf(e.stdout, "; %s would not defer any of them.\n", p.Level)
 	}
 	fmt.Fprintln(e.stdout, "Nothing changed (--dry-run).")
 	return nil
+}
+
+func wasWere(n int64) string {
+	if n == 1 {
+		return "1 was"
+	}
+	return num(n) + " were"
+}
+
+func usedN(n int64) string {
+	return num(n) + " used"
 }

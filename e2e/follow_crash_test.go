@@ -1,0 +1,215 @@
+//go:build linux
+
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mailtls/mailtls/logparse"
+)
+
+// TestFollowSurvivesSIGKILL kills the real `mailtls follow` process with
+// SIGKILL at 50 random moments while a writer appends 200,000 lines and
+// rotates the log twice, once by rename and once by copytruncate. After a
+// final restart the stored deliveries must equal those of one clean import
+// of the same content: nothing lost, nothing counted twice.
+func TestFollowSurvivesSIGKILL(t *testing.T) {
+	t.Parallel()
+	bin := mailtlsBin(t)
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "mail.log")
+	db := filepath.Join(dir, "follow.db")
+
+	var gen bytes.Buffer
+	truth, err := logparse.GenerateLog(&gen, logparse.GenConfig{Seed: 7, Lines: 200_000, Start: time.Now().Add(-48 * time.Hour).UTC().Truncate(time.Second), Duration: 47 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.SplitAfter(gen.Bytes(), []byte("\n"))
+	if len(lines[len(lines)-1]) == 0 {
+		lines = lines[:len(lines)-1]
+	}
+	if len(lines) < 190_000 || len(truth.Deliveries) == 0 {
+		t.Fatalf("generator wrote %d lines, %d deliveries", len(lines), len(truth.Deliveries))
+	}
+
+	// The writer appends in random chunks, rotating at 1/3 (rename) and
+	// 2/3 (copytruncate). It ends by leaving the last line without its
+	// newline for a moment, as a syslog daemon mid-write would.
+	rng := rand.New(rand.NewPCG(1, 2))
+	writerDone := make(chan error, 1)
+	go func() {
+		writerDone <- func() error {
+			f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+			if err != nil {
+				return err
+			}
+			defer func() { f.Close() }()
+			rotated := 0
+			for i := 0; i < len(lines); {
+				n := 200 + rng.IntN(2000)
+				if i+n > len(lines) {
+					n = len(lines) - i
+				}
+				if _, err := f.Write(bytes.Join(lines[i:i+n], nil)); err != nil {
+					return err
+				}
+				i += n
+				switch {
+				case rotated == 0 && i > len(lines)/3:
+					rotated++
+					f.Close()
+					if err := os.Rename(logPath, logPath+".1"); err != nil {
+						return err
+					}
+					if f, err = os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
+						return err
+					}
+				case rotated == 1 && i > 2*len(lines)/3:
+					rotated++
+					if err := os.Rename(logPath+".1", logPath+".2"); err != nil {
+						return err
+					}
+					data, err := os.ReadFile(logPath)
+					if err != nil {
+						return err
+					}
+					if err := os.WriteFile(logPath+".1", data, 0o644); err != nil {
+						return err
+					}
+					if err := f.Truncate(0); err != nil {
+						return err
+					}
+				}
+				time.Sleep(time.Duration(30+rng.IntN(60)) * time.Millisecond) // pacing the writer, not synchronisation
+			}
+			return nil
+		}()
+	}()
+
+	start := func() *exec.Cmd {
+		cmd := exec.Command(bin, "follow", "--log", logPath, "--db", db, "--poll", "20ms", "--config", "/dev/null", "--log-level", "error")
+		cmd.Stderr = io.Discard
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	kills := 0
+	writing := true
+	for kills < 50 {
+		cmd := start()
+		time.Sleep(time.Duration(30+rng.IntN(250)) * time.Millisecond) // a random moment to kill at
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+		kills++
+		if writing {
+			select {
+			case err := <-writerDone:
+				if err != nil {
+					t.Fatal(err)
+				}
+				writing = false
+			default:
+			}
+		}
+	}
+	if writing {
+		if err := <-writerDone; err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d SIGKILLs", kills)
+
+	// The reference: one clean import of the same content.
+	all := filepath.Join(dir, "all.log")
+	if err := os.WriteFile(all, gen.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	refDB := filepath.Join(dir, "ref.db")
+	if out, err := exec.Command(bin, "import", "--db", refDB, all).CombinedOutput(); err != nil {
+		t.Fatalf("import: %v: %s", err, out)
+	}
+	want := dump(t, bin, refDB)
+
+	final := start()
+	defer func() {
+		_ = final.Process.Signal(syscall.SIGTERM)
+		_ = final.Wait()
+	}()
+	var got []string
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		got = dump(t, bin, db)
+		if len(got) >= len(want) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond) // polling interval
+	}
+	lost, dup := diff(want, got)
+	if len(lost) > 0 || len(dup) > 0 || len(got) != len(want) {
+		t.Fatalf("after %d SIGKILLs: %d stored, %d expected; %d lost (e.g. %q), %d extra/duplicated (e.g. %q)",
+			kills, len(got), len(want), len(lost), first(lost), len(dup), first(dup))
+	}
+	if len(want) < len(truth.Deliveries)*9/10 {
+		t.Fatalf("reference import stored %d of %d generated deliveries", len(want), len(truth.Deliveries))
+	}
+}
+
+func dump(t *testing.T, bin, db string) []string {
+	t.Helper()
+	out, err := exec.Command(bin, "deliveries", "--db", db, "--format", "jsonl").Output()
+	if err != nil {
+		t.Fatalf("deliveries: %v", err)
+	}
+	var rows []string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		rows = append(rows, sc.Text())
+	}
+	sort.Strings(rows)
+	return rows
+}
+
+// diff returns rows of want missing from got, and rows of got beyond want
+// (extra or duplicated), comparing as multisets.
+func diff(want, got []string) (lost, extra []string) {
+	count := map[string]int{}
+	for _, w := range want {
+		count[w]++
+	}
+	for _, g := range got {
+		count[g]--
+	}
+	for k, n := range count {
+		for ; n > 0; n-- {
+			lost = append(lost, k)
+		}
+		for ; n < 0; n++ {
+			extra = append(extra, k)
+		}
+	}
+	return lost, extra
+}
+
+func first(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return strings.TrimSpace(fmt.Sprint(s[0]))
+}
