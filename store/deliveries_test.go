@@ -314,3 +314,67 @@ func TestDeliveriesRoundTripAndFilter(t *testing.T) {
 		t.Errorf("callback error: %v after %d", err, n)
 	}
 }
+
+func TestDeliveriesFilterMatchesRawRows(t *testing.T) {
+	s, ds := fixture(t)
+	// Make one domain sparse: only a few days have mail for it.
+	ctx := context.Background()
+	var b builder
+	sparse := []Delivery{
+		b.d(t0.Add(-9*24*time.Hour+time.Hour), "sparse.example", StatusSent, bptr(true), "trusted"),
+		b.d(t0.Add(-9*24*time.Hour+2*time.Hour), "sparse.example", StatusSent, bptr(true), "trusted"),
+		b.d(t0.Add(-5*24*time.Hour), "sparse.example", StatusSent, bptr(false), ""),
+		b.d(t0.Add(-4*24*time.Hour), "sparse.example", StatusDeferred, nil, ""),
+		b.d(t0.Add(-time.Minute), "sparse.example", StatusSent, bptr(true), "trusted"),
+	}
+	if _, err := s.AddDeliveries(ctx, sparse); err != nil {
+		t.Fatal(err)
+	}
+	ds = append(ds, sparse...)
+	sort.SliceStable(ds, func(i, j int) bool { return ds[i].Time.Before(ds[j].Time) })
+	for wi, w := range testWindows() {
+		for _, f := range append(testFilters, "sparse.example", "*.a.example.com") {
+			got := allDeliveries(t, s, Filter{Since: w.Since, Until: w.Until, Domain: f})
+			want := selectDs(ds, Window{Since: w.Since, Until: w.Until, Domain: f})
+			if len(got) != len(want) {
+				t.Errorf("window %d %q: %d deliveries, want %d", wi, f, len(got), len(want))
+				continue
+			}
+			for i := range got {
+				if got[i].Key != want[i].Key {
+					t.Errorf("window %d %q: delivery %d is %s, want %s", wi, f, i, got[i].QueueID, want[i].QueueID)
+					break
+				}
+			}
+		}
+	}
+}
+
+func TestDuplicateKeysWithinChunk(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	ds := randomDeliveries(3, 3*insertChunk, t0.Add(-time.Hour), time.Hour)
+	ds[insertChunk+9] = ds[insertChunk+2] // same key twice in the second chunk
+	ds[insertChunk+9].QueueID = "DUP"
+	n, err := s.AddDeliveries(ctx, ds)
+	if err != nil || n != len(ds)-1 {
+		t.Fatalf("added %d, %v; want %d", n, err, len(ds)-1)
+	}
+	for _, d := range allDeliveries(t, s, Filter{}) {
+		if d.QueueID == "DUP" {
+			t.Error("the second occurrence of a key was stored")
+		}
+	}
+	checkRollups(t, s)
+	// Half of these are stored already: every chunk is partly skipped.
+	more := randomDeliveries(4, 2*insertChunk, t0.Add(-time.Hour), time.Hour)
+	var mixed []Delivery
+	for i := range more {
+		mixed = append(mixed, more[i], ds[i])
+	}
+	n, err = s.AddDeliveries(ctx, mixed)
+	if err != nil || n != len(more) {
+		t.Fatalf("mixed batch added %d, %v; want %d", n, err, len(more))
+	}
+	checkRollups(t, s)
+}

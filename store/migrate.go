@@ -67,19 +67,31 @@ CREATE TABLE deliveries (
 	host         TEXT NOT NULL,
 	key          BLOB NOT NULL UNIQUE  -- sha256 of the log line
 );
-CREATE INDEX deliveries_time ON deliveries(time);
-CREATE INDEX deliveries_domain_time ON deliveries(domain, time);
+-- Time order for windows and streaming. domain, status and tls ride along
+-- so that scans of a time range filtered by domain (partial report days,
+-- --domain listings, "last TLS delivery before") skip non-matching rows
+-- without reading the table; there is no deliveries(domain) index, which
+-- would cost a third of the insert time.
+CREATE INDEX deliveries_time ON deliveries(time, domain, status, tls);
 -- Small: only plaintext sent deliveries and TLS failures (downgrade report).
 CREATE INDEX deliveries_bad ON deliveries(domain, time)
 	WHERE (status = 'sent' AND tls = 0) OR tls_failure = 1;
 
 -- Daily rollup per destination. day = unix day (UTC); rdomain is the
--- recipient domain spelled backwards so that subdomain queries are ranges;
--- tls is 0 plaintext, 1 encrypted, 2 unknown; relay_host/relay_port come
--- from relay "host[addr]:port".
+-- recipient domain spelled backwards so that "example.com and its
+-- subdomains" is a key range; tls is 0 plaintext, 1 encrypted, 2 unknown;
+-- relay_host/relay_port come from relay "host[addr]:port".
+-- first_time/last_time answer "when did this domain last/first ..." without
+-- an index on deliveries(domain), which would cost a third of the insert
+-- time.
+-- The primary key starts with rdomain: per-domain queries are key ranges
+-- and per-domain aggregation walks the table in order. No index holds n,
+-- so adding to an existing row rewrites one b-tree only. rollup_day_day
+-- (which also holds the key columns) serves short windows over all
+-- domains; rollup_day_relay serves [host]:port queries.
 CREATE TABLE rollup_day (
-	day         INTEGER NOT NULL,
 	rdomain     TEXT NOT NULL,
+	day         INTEGER NOT NULL,
 	status      TEXT NOT NULL,
 	tls         INTEGER NOT NULL,
 	trust       TEXT NOT NULL,
@@ -90,13 +102,13 @@ CREATE TABLE rollup_day (
 	relay_host  TEXT NOT NULL,
 	relay_port  INTEGER NOT NULL,
 	n           INTEGER NOT NULL,
-	PRIMARY KEY (day, rdomain, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port)
+	first_time  INTEGER NOT NULL,  -- unix microseconds of the first and last
+	last_time   INTEGER NOT NULL,  -- delivery counted in this row
+	PRIMARY KEY (rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port)
 ) WITHOUT ROWID;
--- n is in rollup_day_domain so that per-domain sums are answered from the
--- index alone (a WITHOUT ROWID index also holds the primary key columns).
--- rollup_day_relay leaves n out: relay queries are rarer, and an index
--- without n needs no update when only n changes.
-CREATE INDEX rollup_day_domain ON rollup_day(rdomain, day, n);
+CREATE INDEX rollup_day_day ON rollup_day(day);
+-- A domain's first encrypted delivery (downgrade report) in one seek.
+CREATE INDEX rollup_day_first_enc ON rollup_day(rdomain, first_time) WHERE status = 'sent' AND tls = 1;
 CREATE INDEX rollup_day_relay ON rollup_day(relay_host, relay_port, day);
 
 -- Hourly rollup over all destinations. hour = unix hour (UTC).

@@ -10,6 +10,20 @@
 //
 // Times are stored as integers in UTC: deliveries in unix microseconds,
 // overrides, history and checkpoints in unix seconds.
+//
+// Reports never scan every delivery. Each batch of deliveries updates, in
+// the same transaction, a daily rollup per recipient domain (rollup_day) and
+// an hourly rollup over all domains (rollup_hour), counting only the rows
+// the batch actually inserted. A report window is answered exactly: whole
+// days (or hours) from a rollup, and the partial first and last day (hour)
+// from the raw rows through the time index.
+//
+// Domain filters: "example.com" is that domain only, "*.example.com" is
+// example.com and all its subdomains, ".example.com" its subdomains only
+// (the Postfix policy-table meaning of a leading dot).
+//
+// To replace the database under a running daemon, delete or move the
+// -wal and -shm files together with the database file.
 package store
 
 import (
@@ -159,15 +173,21 @@ func dsn(path string, reader bool) string {
 		"_pragma=foreign_keys(1)",
 		"_pragma=synchronous(NORMAL)",
 		"_pragma=temp_store(MEMORY)",
-		"_pragma=cache_size(-32768)", // 32 MiB per connection
-		"_pragma=mmap_size(268435456)",
+		// Truncate the WAL when the last connection closes (persistent
+		// WAL, see drv), so no stale WAL outlives a deleted database.
+		"_pragma=journal_size_limit(67108864)",
 	}
 	if reader {
-		q = append(q, "_pragma=query_only(1)")
+		q = append(q, "_pragma=query_only(1)",
+			"_pragma=cache_size(-32768)", // 32 MiB per connection
+			"_pragma=mmap_size(268435456)")
 	} else {
+		// The writer keeps a smaller cache and no mmap, so that a bulk
+		// import stays well under 100 MB of memory.
+		q = append(q, "_pragma=cache_size(-16384)", "_pragma=mmap_size(0)")
 		// Take the write lock at BEGIN so a transaction never fails
 		// half-way when upgrading from a read lock.
-		q = append(q, "_txlock=immediate", "_pragma=journal_size_limit(67108864)",
+		q = append(q, "_txlock=immediate",
 			// Checkpoint every ~32 MiB of WAL rather than 4 MiB: hot
 			// pages (rollups, index tails) are then copied back once
 			// for many commits.

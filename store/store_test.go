@@ -135,3 +135,29 @@ func TestActorFromEnv(t *testing.T) {
 		t.Errorf("SUDO_USER: %q", got)
 	}
 }
+
+// After Close the WAL is empty, so deleting the database file alone can
+// not leave frames that a new database at the same path would replay.
+func TestCloseLeavesEmptyWAL(t *testing.T) {
+	ctx := context.Background()
+	s, path := openTest(t)
+	if err := s.SetOverride(ctx, Override{Key: "example.com", Policy: "encrypt"}, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Overrides(ctx); err != nil { // leave a reader connection open too
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	fi, err := os.Stat(path + "-wal")
+	if err == nil && fi.Size() != 0 {
+		t.Errorf("-wal has %d bytes after Close", fi.Size())
+	}
+	if _, err := s.Overrides(ctx); err == nil {
+		t.Error("Overrides after Close succeeded")
+	}
+}

@@ -124,13 +124,24 @@ func (p plan) hourSource() (string, []any) {
 	return q, cat(p.hour.wholeArgs(), p.hour.edgeArgs())
 }
 
-// query runs q on the read pool and calls fn for each row.
-func (s *Store) query(ctx context.Context, what, q string, args []any, fn func(*sql.Rows) error) error {
+// read runs fn in a read transaction, so that all its queries see the
+// same state of the database even while the follower commits.
+func (s *Store) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	r, err := s.reader()
 	if err != nil {
 		return err
 	}
-	rows, err := r.QueryContext(ctx, q, args...)
+	tx, err := r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("store: begin read: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only
+	return fn(tx)
+}
+
+// queryRows runs q and calls fn for each row.
+func queryRows(ctx context.Context, tx *sql.Tx, what, q string, args []any, fn func(*sql.Rows) error) error {
+	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("store: %s: %w", what, err)
 	}

@@ -66,6 +66,7 @@ type follower struct {
 	log    *slog.Logger
 	file   *logparse.Follower
 	jrnl   *logparse.JournalFollower
+	warned bool // the smtp_tls_loglevel hint was logged
 }
 
 func newFollower(c *cli.Context, st *store.Store, log *slog.Logger) (*follower, error) {
@@ -136,6 +137,10 @@ func (f *follower) runOnce(ctx context.Context) error {
 	}
 	commit := func(ctx context.Context, b logparse.Batch) error {
 		_, err := f.st.CommitBatch(ctx, f.source, toStore(b.Deliveries), b.Checkpoint.Marshal())
+		if err == nil && !f.warned && b.Stats.Deliveries >= 20 && b.Stats.TLSLines == 0 {
+			f.warned = true
+			f.log.Warn(tlsLoggingHint)
+		}
 		return err
 	}
 	if f.jrnl != nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -64,6 +65,11 @@ func importCommand(e env) *cli.Command {
 					return usageErrorf("%s is a directory (want a log file)", f)
 				}
 			}
+			// A soft heap limit keeps a bulk import of millions of lines
+			// well under 100 MB; GOMEMLIMIT in the environment wins.
+			if e.getenv("GOMEMLIMIT") == "" {
+				debug.SetMemoryLimit(48 << 20)
+			}
 			st, err := openStore(c)
 			if err != nil {
 				return err
@@ -97,7 +103,7 @@ type importResult struct {
 func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.Reader, progress bool, e env) (importResult, error) {
 	var res importResult
 	corr := logparse.NewCorrelator(logparse.Options{RefTime: time.Now()})
-	batches := make(chan []logparse.Delivery, 4)
+	batches := make(chan []logparse.Delivery, 1)
 	werr := make(chan error, 1)
 	var added atomic.Int64
 	go func() {
@@ -126,7 +132,7 @@ func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.
 		stopBar = startProgress(e.stderr, &read, total)
 	}
 	perr := func() error {
-		const batchSize = 4096
+		const batchSize = 10000
 		batch := make([]logparse.Delivery, 0, batchSize)
 		for _, name := range files {
 			if err := ctx.Err(); err != nil {
