@@ -61,6 +61,10 @@ func Run(ctx context.Context, args []string, e env) int {
 		return exitOK
 	}
 	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+	// Package prefixes of sentinel errors help in logs, not on a terminal.
+	for _, p := range []string{"policyd: ", "store: ", "logparse: ", "discover: "} {
+		msg = strings.ReplaceAll(msg, p, "")
+	}
 	fmt.Fprintf(e.stderr, "mailtls: %s\n", msg)
 	var ue *usageError
 	if errors.As(err, &ue) {

@@ -252,7 +252,8 @@ func policySetCommand(e env) *cli.Command {
 		Name:      "set",
 		Usage:     "create or change an override",
 		ArgsUsage: "KEY LEVEL [ATTR=VALUE ...]",
-		UsageText: "mailtls policy set example.com encrypt\n" +
+		UsageText: "mailtls policy set KEY LEVEL [ATTR=VALUE ...] [--note TEXT] [--expires 30d] [--dry-run]\n\n" +
+			"mailtls policy set example.com encrypt\n" +
 			"mailtls policy set .corp.example verify match=hostname:nexthop --note 'ticket 42'\n" +
 			"mailtls policy set '[mx.example.net]:587' encrypt protocols=>=TLSv1.2 --expires 30d\n" +
 			"mailtls policy set example.com encrypt --dry-run   # what would history say?\n\n" +
@@ -262,7 +263,7 @@ func policySetCommand(e env) *cli.Command {
 			&cli.StringFlag{Name: "note", Usage: "free-text `NOTE` stored with the override"},
 			&cli.StringFlag{Name: "expires", Usage: "expire the override after `DURATION` (e.g. 30d, 12h)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "show what the delivery history says would have happened, change nothing"},
-			&cli.StringFlag{Name: "since", Value: "30d", Usage: "history window for --dry-run"},
+			&cli.StringFlag{Name: "since", Value: "30d", Usage: "history window for --dry-run: a `DURATION` back from now, or a date"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() < 2 {
