@@ -176,7 +176,7 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, proto protocol) err
 	defer stop()
 
 	log := s.log().With("proto", proto.String(), "addr", ln.Addr().String())
-	log.Info("policy server listening")
+	log.Debug("policy server listening")
 	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()

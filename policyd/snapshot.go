@@ -323,7 +323,11 @@ func (t *Table) Watch(ctx context.Context, src Source, every time.Duration, log 
 		s := NewSnapshot(ovs, *t.def.Load())
 		t.Store(s)
 		recovered()
-		log.Info("policy snapshot loaded", "version", v, "overrides", s.Len())
+		lvl := slog.LevelInfo
+		if !loaded {
+			lvl = slog.LevelDebug // the caller logs the start-up line
+		}
+		log.Log(ctx, lvl, "policy snapshot loaded", "version", v, "overrides", s.Len())
 		if inv := s.Invalid(); len(inv) > 0 {
 			log.Warn("policy snapshot has invalid overrides", "count", len(inv), "first", inv[0])
 		}
