@@ -81,17 +81,23 @@ func (c Checkpoint) Marshal() []byte {
 		V: checkpointVersion, Path: c.Path, Dev: c.Dev, Ino: c.Ino, Offset: c.Offset,
 		FirstLineHash: c.FirstLineHash, Cursor: c.Cursor,
 	}
-	if len(c.State) > 0 {
-		if json.Valid(c.State) {
-			j.State = c.State // json.Marshal compacts it
-		} else {
-			j.StateBytes = c.State
-		}
+	inline := len(c.State) > 0 && json.Valid(c.State)
+	if len(c.State) > 0 && !inline {
+		j.StateBytes = c.State
 	}
 	b, err := json.Marshal(j)
 	if err != nil {
-		// Every field is a plain string, number, valid raw JSON or bytes.
+		// Every field is a plain string, number or bytes.
 		panic("logparse: marshal checkpoint: " + err.Error())
+	}
+	if inline {
+		// Spliced in rather than marshalled as a json.RawMessage, which
+		// would validate and compact the (large) state once more.
+		out := make([]byte, 0, len(b)+len(c.State)+16)
+		out = append(out, b[:len(b)-1]...)
+		out = append(out, `,"state":`...)
+		out = append(out, c.State...)
+		b = append(out, '}')
 	}
 	return b
 }

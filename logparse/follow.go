@@ -24,7 +24,7 @@ const (
 	DefaultPoll       = 250 * time.Millisecond
 	DefaultBatchEvery = 500 * time.Millisecond
 	DefaultMaxBatch   = 5000
-	DefaultMaxLine    = MaxLineLen
+	DefaultMaxLine    = 1 << 20 // as the parser's MaxLineLen
 )
 
 const (
@@ -89,18 +89,29 @@ var ErrCommit = errors.New("logparse: commit failed")
 //     the old first line that is at least as long as the offset, reads it
 //     from the offset to its end, commits, and then reads the truncated file
 //     from offset 0. Without such a copy it logs a warning with the number of
-//     bytes known to be unread, and reads from 0.
+//     bytes known to be unread, and reads from 0. As the file may be
+//     truncated and rewritten while it is being read, the first line is
+//     checked again after every read: bytes read from replaced content are
+//     dropped, never fed.
 //
 // Restart. Run resumes from a Checkpoint. If the file at Path has the
 // checkpoint's device, inode and first line and is at least Offset long,
 // reading resumes at Offset. Otherwise the checkpointed file was rotated or
-// truncated while the follower was stopped: it is looked for among the
-// siblings, first by device and inode (with the same first line, so a reused
-// inode number is not mistaken for it), then by first line (a copytruncate
-// copy), read from Offset to its end, and then the file at Path is followed
-// from 0. If it is not found, a warning says that its unread lines are lost.
-// Only one rotation while stopped is recovered: files rotated out before the
-// checkpointed one's successor are not searched for.
+// truncated while the follower was stopped, and is looked for among the
+// siblings. A file with the checkpoint's device and inode (and first line,
+// so that a reused inode number is not mistaken for it) was renamed: it is
+// read from Offset as if the rotation had just been seen, so lines that a
+// syslog daemon still writes to it are not lost, and the file at Path
+// follows. Else a file with the checkpoint's first line is a copytruncate
+// copy: it is read from Offset to its end, and then the file at Path from
+// 0. If neither is found, a warning says that the unread lines are lost.
+// A checkpoint of another Path is ignored, with a warning: the file is read
+// from its start with a new correlator.
+//
+// One rotation at a time. Between the file the follower reads and the file
+// at Path, at most one rotation is recovered: if Path was rotated again
+// before the follower moved on (it was stopped, or far behind), the files in
+// between are not read. Rotated names give no reliable order to find them by.
 //
 // Reopen makes the next poll close the file and resolve Path again as on a
 // restart (for SIGHUP).
@@ -296,7 +307,11 @@ func (r *fileRun) restore(cp Checkpoint) error {
 // poll does one round: read, check Path, commit.
 func (r *fileRun) poll(ctx context.Context) error {
 	if r.f.reopen.Swap(false) && r.cur != nil {
-		if _, err := r.read(ctx, r.cur, false); err != nil && err != errReplaced || ctx.Err() != nil {
+		_, err := r.read(ctx, r.cur, false)
+		if err == errReplaced {
+			err = nil // resolved below like any other change
+		}
+		if err != nil || ctx.Err() != nil {
 			return err
 		}
 		r.log.Info("reopening log file")
@@ -306,6 +321,7 @@ func (r *fileRun) poll(ctx context.Context) error {
 		r.resetLine()
 		r.cur = nil
 		r.unresolved = true
+		r.rotWait = 0
 	}
 	if r.cur == nil {
 		if err := r.openPath(ctx); err != nil || r.cur == nil {
@@ -329,8 +345,8 @@ func (r *fileRun) poll(ctx context.Context) error {
 }
 
 // openPath opens Path when no file is open. If a remembered position is
-// unresolved, it resumes in the file at Path or recovers the remembered
-// file from the siblings first.
+// unresolved, it resumes in the file at Path, or finds the remembered file
+// among the siblings first (see resolve).
 func (r *fileRun) openPath(ctx context.Context) error {
 	file, err := os.Open(r.f.Path)
 	if err != nil {
@@ -340,10 +356,8 @@ func (r *fileRun) openPath(ctx context.Context) error {
 				r.missing = true
 			}
 			if r.unresolved {
-				// Rotated away while we were stopped; read it now
-				// rather than when a new file appears.
 				r.unresolved = false
-				return r.recover(ctx, r.src, 0, 0)
+				return r.resolve(ctx, nil)
 			}
 			return nil
 		}
@@ -374,13 +388,11 @@ func (r *fileRun) openPath(ctx context.Context) error {
 				r.cur, r.src = live, live
 				return nil
 			}
-			// Truncated while we were stopped: only a copy can hold
-			// the unread lines.
-			if err := r.recover(ctx, old, live.dev, live.ino); err != nil {
-				live.file.Close()
-				return err
-			}
-		} else if err := r.recover(ctx, old, live.dev, live.ino); err != nil {
+		}
+		// Rotated or truncated while we were stopped.
+		if err := r.resolve(ctx, live); err != nil || r.cur != nil || ctx.Err() != nil {
+			// A renamed file was adopted, or reading a copy was
+			// cancelled (the checkpoint must go on describing it).
 			live.file.Close()
 			return err
 		}
@@ -390,14 +402,24 @@ func (r *fileRun) openPath(ctx context.Context) error {
 	return nil
 }
 
-// recover finds the file that old describes among Path's siblings (any but
-// the one with identity excludeDev/excludeIno), reads it from old.offset to
-// its end, and commits.
-func (r *fileRun) recover(ctx context.Context, old *fileState, excludeDev, excludeIno uint64) error {
+// resolve finds the remembered file r.src among Path's siblings (the file
+// at Path, live, may be nil). A file renamed by rotation becomes the current
+// file again: a syslog daemon may still be writing to it, so it is read as
+// on a rotation seen while running, and left for the file at Path once it
+// stops growing. A copy made by copytruncate is final: it is read from the
+// offset to its end, and committed.
+func (r *fileRun) resolve(ctx context.Context, live *fileState) error {
+	old := r.src
 	if old.offset == 0 && old.fp == "" && old.ino == 0 {
 		return nil
 	}
-	sib, err := r.findSibling(old, excludeDev, excludeIno)
+	var exDev, exIno uint64
+	if live != nil {
+		// When Path is still the old file, truncated, only a copy
+		// can hold the unread lines.
+		exDev, exIno = live.dev, live.ino
+	}
+	sib, byID, err := r.findSibling(old, exDev, exIno)
 	if err != nil {
 		return err
 	}
@@ -408,16 +430,20 @@ func (r *fileRun) recover(ctx context.Context, old *fileState, excludeDev, exclu
 		}
 		return nil
 	}
-	defer sib.file.Close()
-	r.log.Info("reading the rest of a rotated log file", "file", sib.name, "offset", old.offset, "size", sib.size)
 	sib.fp, sib.offset, sib.pos = old.fp, old.offset, old.offset
 	r.resetLine()
 	r.src = sib
-	if _, err := r.read(ctx, sib, true); err != nil {
-		return err
-	}
-	if ctx.Err() != nil {
+	if byID {
+		r.log.Info("resuming the rotated log file; the new one follows when it stops growing",
+			"file", sib.name, "offset", old.offset)
+		r.cur = sib
+		r.rotWait = 0
 		return nil
+	}
+	defer sib.file.Close()
+	r.log.Info("reading the rest of a rotated log file", "file", sib.name, "offset", old.offset, "size", sib.size)
+	if _, err := r.read(ctx, sib, true); err != nil || ctx.Err() != nil {
+		return err
 	}
 	err = r.commit(ctx)
 	sib.file = nil
@@ -425,9 +451,10 @@ func (r *fileRun) recover(ctx context.Context, old *fileState, excludeDev, exclu
 }
 
 // findSibling returns the open sibling of Path that holds old's content:
-// the same device and inode (and first line, when known), else the same
-// first line; in both cases at least old.offset long.
-func (r *fileRun) findSibling(old *fileState, excludeDev, excludeIno uint64) (*fileState, error) {
+// the same device and inode (and first line, when known; byID), else the
+// same first line; in both cases at least old.offset long. The file with
+// identity excludeDev, excludeIno is never returned.
+func (r *fileRun) findSibling(old *fileState, excludeDev, excludeIno uint64) (sib *fileState, byID bool, err error) {
 	dir, base := filepath.Split(r.f.Path)
 	if dir == "" {
 		dir = "."
@@ -435,9 +462,9 @@ func (r *fileRun) findSibling(old *fileState, excludeDev, excludeIno uint64) (*f
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		r.log.Warn("cannot list rotated log files", "err", err)
-		return nil, nil
+		return nil, false, nil
 	}
-	var byID, byFP *fileState
+	var withID, byFP *fileState
 	for _, e := range ents {
 		name := e.Name()
 		if !isRotatedName(base, name) {
@@ -454,8 +481,8 @@ func (r *fileRun) findSibling(old *fileState, excludeDev, excludeIno uint64) (*f
 			switch {
 			case ferr != nil:
 			case s.dev == old.dev && s.ino == old.ino && (old.fp == "" || fp == old.fp):
-				if byID == nil {
-					byID, keep = s, true
+				if withID == nil {
+					withID, keep = s, true
 				}
 			case old.fp != "" && fp == old.fp:
 				// Of several copies, prefer the longest.
@@ -471,13 +498,13 @@ func (r *fileRun) findSibling(old *fileState, excludeDev, excludeIno uint64) (*f
 			file.Close()
 		}
 	}
-	if byID != nil {
+	if withID != nil {
 		if byFP != nil {
 			byFP.file.Close()
 		}
-		return byID, nil
+		return withID, true, nil
 	}
-	return byFP, nil
+	return byFP, false, nil
 }
 
 // isRotatedName reports whether name looks like a rotated, uncompressed
@@ -620,7 +647,7 @@ func (r *fileRun) truncated(ctx context.Context, why string) error {
 	r.resetLine()
 	found := false
 	if old.fp != "" {
-		sib, err := r.findSibling(&old, cur.dev, cur.ino)
+		sib, _, err := r.findSibling(&old, cur.dev, cur.ino)
 		if err != nil {
 			return err
 		}

@@ -162,12 +162,12 @@ func (h *followRun) poll() {
 	}
 }
 
-// pollUntil polls until cond holds, at most max times.
-func (h *followRun) pollUntil(max int, what string, cond func() bool) {
+// pollUntil polls until cond holds, at most limit times.
+func (h *followRun) pollUntil(limit int, what string, cond func() bool) {
 	h.t.Helper()
 	for i := 0; !cond(); i++ {
-		if i == max {
-			h.t.Fatalf("after %d polls: still not %s", max, what)
+		if i == limit {
+			h.t.Fatalf("after %d polls: still not %s", limit, what)
 		}
 		h.poll()
 	}
@@ -330,14 +330,22 @@ func flCopy(t *testing.T, src, dst string) {
 
 // logBuffer collects a follower's log output.
 type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	notify chan struct{} // if set, signalled after each write
 }
 
 func (l *logBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
+	n, err := l.buf.Write(p)
+	l.mu.Unlock()
+	if l.notify != nil {
+		select {
+		case l.notify <- struct{}{}:
+		default:
+		}
+	}
+	return n, err
 }
 
 func (l *logBuffer) count(msg string) int {
@@ -571,9 +579,9 @@ func TestFollowRestart(t *testing.T) {
 			h2 := startFollow(t, path, db, cp, log, nil)
 			if tc.missing {
 				flAppend(t, path, b)
-				h2.poll()
 			}
 			want, wantStats := flCleanPass(tc.want)
+			h2.pollUntil(3, "caught up", func() bool { return len(db.deliveries()) >= len(want) })
 			flCompare(t, db.deliveries(), want)
 			if got := db.stats; got != wantStats {
 				t.Errorf("stats %+v, want %+v (restored with the state)", got, wantStats)
@@ -582,6 +590,37 @@ func TestFollowRestart(t *testing.T) {
 				t.Errorf("warnings about lost lines: %d, want them: %v; log:\n%s", got, tc.lost, lb.buf.String())
 			}
 		})
+	}
+}
+
+// TestFollowRestartWhileOldFileWritten restarts the follower just after a
+// rename rotation, while the syslog daemon has not reopened yet and keeps
+// appending to the renamed file: those lines must not be lost.
+func TestFollowRestartWhileOldFileWritten(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mail.log")
+	a, late1, late2, b := flLines(0, 3, true), flLines(3, 2, true), flLines(5, 2, true), flLines(7, 3, true)
+	flAppend(t, path, a)
+	db := newFollowDB()
+	h := startFollow(t, path, db, Checkpoint{}, nil, nil)
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	flAppend(t, path, "") // logrotate's "create"
+	flAppend(t, path+".1", late1)
+	lb, log := newLogBuffer()
+	h2 := startFollow(t, path, db, db.checkpoint(t), log, nil)
+	flAppend(t, path+".1", late2) // still not reopened
+	h2.poll()
+	flAppend(t, path, b) // reopened
+	h2.pollUntil(3, "caught up", func() bool { return len(db.deliveries()) == 10 })
+	want, _ := flCleanPass(a + late1 + late2 + b)
+	flCompare(t, db.deliveries(), want)
+	if lb.count("resuming the rotated log file") != 1 {
+		t.Errorf("log:\n%s", lb.buf.String())
 	}
 }
 
@@ -708,7 +747,9 @@ func TestFollowCommitError(t *testing.T) {
 	flAppend(t, path, flLines(0, 2, true))
 	boom := errors.New("database is locked")
 	f := &Follower{Path: path, Waker: NewTestWaker()}
-	err := f.Run(context.Background(), Checkpoint{}, func(context.Context, Batch) error { return boom })
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	err := f.Run(ctx, Checkpoint{}, func(context.Context, Batch) error { return boom })
 	if !errors.Is(err, boom) || !errors.Is(err, ErrCommit) {
 		t.Fatalf("Run = %v, want the commit error wrapped in ErrCommit", err)
 	}
@@ -716,7 +757,7 @@ func TestFollowCommitError(t *testing.T) {
 		t.Fatalf("Run without path = %v, want ErrNoPath", err)
 	}
 	bad := Checkpoint{Path: path, Offset: 10, State: []byte(`{not json`)}
-	if err := f.Run(context.Background(), bad, func(context.Context, Batch) error { return nil }); !errors.Is(err, ErrBadCheckpoint) {
+	if err := f.Run(ctx, bad, func(context.Context, Batch) error { return nil }); !errors.Is(err, ErrBadCheckpoint) {
 		t.Fatalf("Run with bad state = %v, want ErrBadCheckpoint", err)
 	}
 }
@@ -769,7 +810,7 @@ func FuzzCheckpoint(f *testing.F) {
 	})
 }
 
-func TestIsRotatedName(t *testing.T) {
+func TestFollowRotatedNames(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		want bool
@@ -784,7 +825,7 @@ func TestIsRotatedName(t *testing.T) {
 	}
 }
 
-func TestFingerprint(t *testing.T) {
+func TestCheckpointFingerprint(t *testing.T) {
 	long := strings.Repeat("a", fingerprintMax+10)
 	for _, tc := range []struct{ in, want string }{
 		{"", ""},
@@ -800,56 +841,10 @@ func TestFingerprint(t *testing.T) {
 	}
 }
 
-// flGenLog makes n lines of a realistic Postfix log: smtp client sessions
-// (TLS summary line, then one to three recipients of one queue ID), some
-// plaintext, deferred and bounced deliveries, handshake and connect
-// failures, and smtpd, cleanup and qmgr lines around them.
-func flGenLog(n int, seed uint64) []string {
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	lines := make([]string, 0, n+8)
-	i := 0
-	add := func(format string, args ...any) {
-		lines = append(lines, flStamp(i)+" mx1 "+fmt.Sprintf(format, args...))
-		i++
-	}
-	trusts := []string{"Trusted", "Untrusted", "Verified", "Anonymous"}
-	for len(lines) < n {
-		qid := fmt.Sprintf("4Q%010X", i)
-		pid := 2000 + rng.IntN(12)
-		dom := fmt.Sprintf("d%d.example", rng.IntN(300))
-		relay := fmt.Sprintf("mx%d.%s[192.0.2.%d]:25", rng.IntN(3), dom, 1+rng.IntN(250))
-		add("postfix/smtpd[%d]: %s: client=client%d.example.net[198.51.100.%d]", 1500+rng.IntN(4), qid, rng.IntN(50), rng.IntN(250))
-		add("postfix/cleanup[%d]: %s: message-id=<%d.%d@example.net>", 1600+rng.IntN(3), qid, i, rng.Int64())
-		nrcpt := 1 + rng.IntN(3)
-		add("postfix/qmgr[1003]: %s: from=<sender%d@example.net>, size=%d, nrcpt=%d (queue active)", qid, rng.IntN(100), 500+rng.IntN(90000), nrcpt)
-		switch k := rng.IntN(20); {
-		case k < 14: // TLS session
-			add("postfix/smtp[%d]: %s TLS connection established to %s: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA256", pid, trusts[rng.IntN(len(trusts))], relay)
-			for r := range nrcpt {
-				add("postfix/smtp[%d]: %s: to=<u%d@%s>, relay=%s, delay=0.%d, delays=0.01/0/0.2/0.1, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as %X)", pid, qid, r, dom, relay, rng.IntN(10), rng.Int32())
-			}
-		case k < 16: // plaintext
-			for r := range nrcpt {
-				add("postfix/smtp[%d]: %s: to=<u%d@%s>, relay=%s, delay=1.%d, delays=0.01/0/0.5/0.5, dsn=2.0.0, status=sent (250 Ok)", pid, qid, r, dom, relay, rng.IntN(10))
-			}
-		case k < 17: // handshake failure, then deferred
-			add("postfix/smtp[%d]: SSL_connect error to %s: -1", pid, relay)
-			add("postfix/smtp[%d]: %s: to=<u0@%s>, relay=%s, delay=2, delays=0.01/0/2/0, dsn=4.7.5, status=deferred (Cannot start TLS: handshake failure)", pid, qid, dom, relay)
-		case k < 18: // connect failure
-			add("postfix/smtp[%d]: connect to %s: Connection timed out", pid, relay)
-			add("postfix/smtp[%d]: %s: to=<u0@%s>, relay=none, delay=30, delays=0.01/0/30/0, dsn=4.4.1, status=deferred (connect to %s: Connection timed out)", pid, qid, dom, relay)
-		default: // bounce over TLS
-			add("postfix/smtp[%d]: Untrusted TLS connection established to %s: TLSv1.2 with cipher ECDHE-RSA-AES256-GCM-SHA384 (256/256 bits)", pid, relay)
-			add("postfix/smtp[%d]: %s: to=<nobody@%s>, relay=%s, delay=0.4, delays=0.01/0/0.2/0.2, dsn=5.1.1, status=bounced (host %s said: 550 5.1.1 User unknown (in reply to RCPT TO command))", pid, qid, dom, relay, relay)
-		}
-		add("postfix/qmgr[1003]: %s: removed", qid)
-	}
-	return lines[:n]
-}
-
 // TestFollowCrashSafety appends a realistic log while rotating it twice
-// (rename, then copytruncate) and kills the follower at 50 random points,
-// plus right after each rotation. A kill loses every batch not committed;
+// (rename, then copytruncate) and kills the follower at 50 random commits,
+// at up to 50 random moments between polls, and sometimes right after a
+// rotation. A kill loses every batch not committed;
 // the follower restarts from the stored checkpoint. In the end the store
 // must hold exactly the deliveries of one clean pass over the whole log.
 func TestFollowCrashSafety(t *testing.T) {
@@ -861,8 +856,13 @@ func TestFollowCrashSafety(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
-	lines := flGenLog(n, seed)
-	content := strings.Join(lines, "\n") + "\n"
+	var gen bytes.Buffer
+	if _, err := GenerateLog(&gen, GenConfig{Seed: seed, Lines: n}); err != nil {
+		t.Fatal(err)
+	}
+	content := gen.String()
+	lines := strings.Split(strings.TrimSuffix(content, "\n"), "\n")
+	n = len(lines)
 	want, wantStats := flCleanPass(content)
 
 	dir := t.TempDir()
@@ -876,10 +876,10 @@ func TestFollowCrashSafety(t *testing.T) {
 	// commit that crosses the point or right after storing it.
 	// One point in each of 50 equal stretches, more than a batch after
 	// the stretch starts, so that each point kills its own run.
-	const maxBatch = 64
 	points := make(map[int]bool) // point -> crash before storing
 	stretch := len(want) / crashes
-	if stretch <= 2*maxBatch {
+	maxBatch := min(256, stretch/3)
+	if maxBatch < 16 {
 		t.Fatalf("test bug: %d deliveries are too few for %d crash points", len(want), crashes)
 	}
 	for k := range crashes {
@@ -920,7 +920,7 @@ func TestFollowCrashSafety(t *testing.T) {
 	// boundaries. Before a rotation it waits until the follower has moved
 	// to the current file, so at most one rotation is pending: see the
 	// Follower doc.
-	const maxPiece = 32 << 10
+	const maxPiece = 128 << 10
 	rot1 := len(strings.Join(lines[:n/3], "\n")) + 1
 	rot2 := len(strings.Join(lines[:2*n/3], "\n")) + 1
 	ticks := make(chan struct{}, 1)
@@ -998,7 +998,7 @@ func TestFollowCrashSafety(t *testing.T) {
 	lb, log := newLogBuffer()
 	deadline := time.Now().Add(3 * testTimeout)
 	writing := true
-	runs, pollKills := 0, 0
+	runs, pollKills, rotationKills := 0, 0, 0
 	for {
 		cp := db.checkpoint(t)
 		w := NewTestWaker()
@@ -1018,10 +1018,14 @@ func TestFollowCrashSafety(t *testing.T) {
 			}
 			select {
 			case <-rotations:
-				// Kill it before it may have noticed.
-				db.mu.Lock()
-				crash(db)
-				db.mu.Unlock()
+				// Kill it before it may have noticed, or let it
+				// see the rotation while running.
+				if rng.IntN(2) == 0 {
+					rotationKills++
+					db.mu.Lock()
+					crash(db)
+					db.mu.Unlock()
+				}
 			default:
 			}
 			if writing {
@@ -1075,10 +1079,10 @@ func TestFollowCrashSafety(t *testing.T) {
 			break
 		}
 	}
-	if killed < crashes+2 {
-		t.Fatalf("only %d kills happened, want %d", killed, crashes+2)
+	if want := crashes + pollKills + rotationKills; killed != want {
+		t.Fatalf("%d kills happened, want %d", killed, want)
 	}
-	t.Logf("%d lines, %d deliveries, %d runs, %d kills between polls", n, len(want), runs, pollKills)
+	t.Logf("%d lines, %d deliveries, %d runs, %d kills between polls, %d after rotations", n, len(want), runs, pollKills, rotationKills)
 
 	// The rotated files and the live one, in order, are the whole log.
 	var all []byte
@@ -1099,11 +1103,15 @@ func TestFollowCrashSafety(t *testing.T) {
 	if n := lb.count("level=WARN"); n > 0 {
 		t.Errorf("%d warnings; log:\n%s", n, lb.buf.String())
 	}
-	renamed := lb.count("log file rotated; following the new file") + lb.count("reading the rest of a rotated log file")
+	// Each rotation is seen while running or, after the kill that
+	// follows it, on restart.
+	renamed := lb.count("log file rotated; following the new file")
 	truncated := lb.count("log file truncated")
-	if renamed == 0 || truncated == 0 {
-		t.Errorf("rotations seen: %d by rename, %d by truncation; want both", renamed, truncated)
+	recovered := lb.count("reading the rest of a rotated log file") + lb.count("resuming the rotated log file")
+	if renamed+truncated+recovered < 2 {
+		t.Errorf("rotations seen: %d by rename, %d by truncation, %d on restart; want 2", renamed, truncated, recovered)
 	}
+	t.Logf("rotations seen: %d by rename, %d by truncation, %d on restart", renamed, truncated, recovered)
 }
 
 // flCaughtUp reports whether the store's checkpoint is at the end of the

@@ -41,7 +41,8 @@ var ErrJournalctl = errors.New("logparse: cannot run journalctl")
 // restarted journalctl. When journalctl exits for any reason, the follower
 // commits and restarts it from the last cursor after Backoff, doubling the
 // wait up to MaxBackoff while it keeps exiting without output. A line longer
-// than MaxLine (the journal itself caps fields at much less) is dropped.
+// than MaxLine is dropped (journalctl prints fields longer than 4096 bytes
+// as null unless given --all, so entries are much shorter).
 type JournalFollower struct {
 	// Journalctl is the program to run ("journalctl", looked up in PATH).
 	Journalctl string
@@ -82,6 +83,10 @@ func (j *JournalFollower) Run(ctx context.Context, from Checkpoint, commit Commi
 		return errors.New("logparse: JournalFollower.Run needs a Commit")
 	}
 	r := newJournalRun(j, commit)
+	if from.Cursor == "" && from.Path != "" {
+		r.log.Warn("checkpoint is for a log file, not the journal; starting at the oldest entry", "checkpoint_path", from.Path)
+		from = Checkpoint{}
+	}
 	if len(from.State) > 0 {
 		if err := r.corr.UnmarshalState(from.State); err != nil {
 			return fmt.Errorf("%w: correlator state: %v", ErrBadCheckpoint, err)
@@ -128,10 +133,9 @@ type journalRun struct {
 	maxBatch   int
 	maxLine    int
 
-	cursor     string // of the last entry read
-	pending    []Delivery
-	dirty      bool
-	dirtySince time.Time
+	cursor  string // of the last entry read
+	pending []Delivery
+	dirty   bool
 }
 
 func newJournalRun(j *JournalFollower, commit Commit) *journalRun {
@@ -224,7 +228,7 @@ func (r *journalRun) runChild(ctx context.Context) (int, error) {
 			end()
 			return n, r.commit(ctx)
 		case <-tick.C:
-			if r.dirty && time.Since(r.dirtySince) >= r.batchEvery {
+			if r.dirty {
 				if err := r.commit(ctx); err != nil {
 					end()
 					return n, err
@@ -301,10 +305,7 @@ func (r *journalRun) entry(line []byte) bool {
 		r.pending = append(r.pending, r.corr.Feed(line)...)
 	}
 	r.cursor = cursor
-	if !r.dirty {
-		r.dirty = true
-		r.dirtySince = time.Now()
-	}
+	r.dirty = true
 	return true
 }
 
@@ -338,11 +339,12 @@ func (r *journalRun) commit(ctx context.Context) error {
 	return nil
 }
 
-// journalField returns the string value of a top-level field of a journald
-// JSON entry without decoding the whole object. It reports false if the
-// field is missing or not a string (journald writes non-UTF-8 values as
-// arrays of numbers). A field name inside a string value cannot match: its
-// quotes are escaped there.
+// journalField returns the string value of a field of a journald JSON
+// entry (a flat object) without decoding the whole object. It reports false
+// if the field is missing or not a string (journald writes non-UTF-8 values
+// as arrays of numbers). The name matches only as a key: after "{" or ","
+// and before ":". Inside a string every quote is escaped, so the name
+// cannot match there.
 func journalField(line []byte, name string) (string, bool) {
 	key := make([]byte, 0, len(name)+2)
 	key = append(append(append(key, '"'), name...), '"')
@@ -351,7 +353,15 @@ func journalField(line []byte, name string) (string, bool) {
 		if k < 0 {
 			return "", false
 		}
-		i += k + len(key)
+		start := i + k
+		i = start + len(key)
+		p := start - 1
+		for p >= 0 && isSpace(line[p]) {
+			p--
+		}
+		if p < 0 || line[p] != '{' && line[p] != ',' {
+			continue // inside a string, or a value
+		}
 		j := skipSpace(line, i)
 		if j >= len(line) || line[j] != ':' {
 			continue // a value, not a key
@@ -392,11 +402,13 @@ func jsonStringEnd(b []byte, i int) int {
 }
 
 func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+	for i < len(b) && isSpace(b[i]) {
 		i++
 	}
 	return i
 }
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
 func truncateForLog(b []byte) string {
 	if len(b) > 200 {
