@@ -39,7 +39,7 @@ func parseDuration(s string) (time.Duration, error) {
 	}{{'w', 7 * 24 * time.Hour}, {'d', 24 * time.Hour}} {
 		if i := strings.IndexByte(s, unit.suffix); i >= 0 {
 			n, err := strconv.Atoi(s[:i])
-			if err != nil || n < 0 {
+			if err != nil || n < 0 || n > 100_000 {
 				return 0, fmt.Errorf("invalid duration %q (want e.g. 24h, 7d, 2w)", orig)
 			}
 			total += time.Duration(n) * unit.d
@@ -48,7 +48,7 @@ func parseDuration(s string) (time.Duration, error) {
 	}
 	if s != "" {
 		d, err := time.ParseDuration(s)
-		if err != nil || d < 0 {
+		if err != nil || d < 0 || total+d < total {
 			return 0, fmt.Errorf("invalid duration %q (want e.g. 24h, 7d, 2w)", orig)
 		}
 		total += d

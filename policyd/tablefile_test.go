@@ -1,0 +1,86 @@
+package policyd
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestReadTable(t *testing.T) {
+	in := "# comment\n\nExample.COM\tencrypt\n.corp.example verify\n  match=hostname:nexthop\n   # indented comment\n[mx.example.net]:587 encrypt protocols=>=TLSv1.2\n"
+	got, err := ReadTable(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []TableEntry{
+		{Line: 3, Key: "example.com", Value: "encrypt"},
+		{Line: 4, Key: ".corp.example", Value: "verify match=hostname:nexthop"},
+		{Line: 7, Key: "[mx.example.net]:587", Value: "encrypt protocols=>=TLSv1.2"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %+v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("entry %d: got %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	var buf bytes.Buffer
+	if err := WriteTable(&buf, got, "header"); err != nil {
+		t.Fatal(err)
+	}
+	again, err := ReadTable(&buf)
+	if err != nil {
+		t.Fatalf("re-reading written table: %v", err)
+	}
+	for i := range got {
+		if again[i].Key != got[i].Key || again[i].Value != got[i].Value {
+			t.Errorf("round trip %d: %+v != %+v", i, again[i], got[i])
+		}
+	}
+}
+
+func TestReadTableErrors(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"  leading continuation\n", "line 1"},
+		{"example.com\n", "line 1"},
+		{"ok.example encrypt\nbad.example encrpyt\n", "line 2"},
+		{"a.example encrypt\nA.example may\n", "duplicate key"},
+		{"a b.example encrypt\n", "line 1"},
+		{"x.example encrypt protocols=TLSv1.2,ciphers=high\n", "line 1"},
+		{strings.Repeat("x", maxTableLine+10) + " may\n", "longer than"},
+	} {
+		_, err := ReadTable(strings.NewReader(tc.in))
+		if err == nil || !errors.Is(err, ErrBadTable) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ReadTable(%.40q): err %v, want %q", tc.in, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "\n") {
+			t.Errorf("multi-line error: %q", err)
+		}
+	}
+}
+
+func FuzzReadTable(f *testing.F) {
+	for _, s := range []string{"example.com encrypt\n", ".a.b verify\n match=hostname\n", "#c\n\n[x]:25 may\n", " x\n", "a\tb\tc\n", "\x00\xff encrypt\n", "a.example encrypt,may\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		entries, err := ReadTable(strings.NewReader(in))
+		if err != nil {
+			return
+		}
+		for _, e := range entries {
+			if _, err := NormalizeKey(e.Key); err != nil {
+				t.Fatalf("accepted bad key %q: %v", e.Key, err)
+			}
+			p, err := ParsePolicy(e.Value)
+			if err != nil || p.String() != e.Value {
+				t.Fatalf("accepted value %q does not re-parse to itself: %v", e.Value, err)
+			}
+			if strings.ContainsAny(e.Value, ",\n\t") {
+				t.Fatalf("value %q can smuggle attributes", e.Value)
+			}
+		}
+	})
+}
