@@ -5,12 +5,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -391,5 +395,29 @@ func TestServeExpiredAndNotfound(t *testing.T) {
 	out := c.ok("lookup", "soon.example")
 	if !strings.Contains(out, "expired") {
 		t.Errorf("lookup of expired override: %q", out)
+	}
+}
+
+func TestServeUnixSocket(t *testing.T) {
+	c := newCLI(t)
+	c.ok("policy", "set", "example.com", "encrypt")
+	sock := filepath.Join(t.TempDir(), "policy.sock")
+	startServe(t, c, "--unix", sock, "--unix-group", "postfix")
+	fi, err := os.Stat(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o660 {
+		t.Errorf("socket mode %o, want 660", perm)
+	}
+	g, err := user.LookupGroup("postfix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gid := fmt.Sprint(fi.Sys().(*syscall.Stat_t).Gid); gid != g.Gid {
+		t.Errorf("socket group %s, want postfix (%s)", gid, g.Gid)
+	}
+	if got, code := postmapQ(t, "Example.com", "socketmap:unix:"+sock+":tlspolicy"); code != 0 || got != "encrypt" {
+		t.Errorf("postmap over unix socket: %q exit %d", got, code)
 	}
 }

@@ -7,6 +7,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"os"
+	"os/user"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -24,7 +27,8 @@ func daemonFlags() []cli.Flag {
 		&cli.StringFlag{Name: "tcp", Value: "127.0.0.1:8471", Usage: "tcp_table listener `ADDR` (empty disables)"},
 		&cli.StringFlag{Name: "unix", Usage: "also serve socketmap on this unix socket `PATH`"},
 		&cli.StringFlag{Name: "tcp-unix", Usage: "also serve tcp_table on this unix socket `PATH`"},
-		&cli.StringFlag{Name: "unix-mode", Value: "0666", Usage: "permission `MODE` of the unix sockets (octal)"},
+		&cli.StringFlag{Name: "unix-mode", Value: "0660", Usage: "permission `MODE` of the unix sockets (octal)"},
+		&cli.StringFlag{Name: "unix-group", Usage: "group `NAME` of the unix sockets, e.g. postfix (mailtls must be a member)"},
 		&cli.StringFlag{Name: "map", Value: "tlspolicy", Usage: "socketmap map `NAME` to answer (others get PERM)"},
 		&cli.StringFlag{Name: "default", Value: "may", Usage: "answer for destinations without override: a policy `LEVEL`, or notfound to let main.cf decide"},
 		&cli.IntFlag{Name: "max-conns", Value: 2000, Usage: "maximum concurrent client connections per listener"},
@@ -181,6 +185,15 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 			return nil, fmt.Errorf("listen %s %s:%s: %w", sp.proto, sp.network, sp.addr, err)
 		}
 		lns = append(lns, ln)
+		if sp.network == "unix" && c.String("unix-group") != "" {
+			if err := chgrp(sp.addr, c.String("unix-group")); err != nil {
+				for _, l := range lns {
+					l.Close()
+				}
+				cancel()
+				return nil, err
+			}
+		}
 		d.addrs = append(d.addrs, fmt.Sprintf("%s=%s:%s", sp.proto, sp.network, ln.Addr()))
 		serve := d.srv.ServeSocketmap
 		if sp.proto == "tcp_table" {
@@ -236,4 +249,21 @@ func parseMode(s string) (uint32, error) {
 		return 0, usageErrorf("invalid --unix-mode %q (want an octal mode such as 0660)", s)
 	}
 	return m, nil
+}
+
+// chgrp gives a unix socket to a group, so that Postfix's smtp(8) (user
+// postfix) can connect to a 0660 socket.
+func chgrp(path, group string) error {
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		return usageErrorf("--unix-group %q: %v", group, err)
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return usageErrorf("--unix-group %q: bad gid %q", group, g.Gid)
+	}
+	if err := os.Chown(path, -1, gid); err != nil {
+		return fmt.Errorf("--unix-group %s: %w (is mailtls a member of the group?)", group, err)
+	}
+	return nil
 }
