@@ -176,11 +176,16 @@ func (c *Correlator) Feed(line []byte) []Delivery {
 				p.FailQID = string(qid)
 				c.failedPut(p.FailQID, relayHost(p.FailRelay))
 			}
+		} else if bytes.Contains(msg, []byte(": to=<")) {
+			// A delivery line we cannot read (truncated, mangled):
+			// malformed, not silently ignored.
+			c.stats.Skipped++
 		}
 		return nil
 	}
 	status, ok := knownStatus(d.status)
 	if !ok {
+		c.stats.Skipped++
 		return nil
 	}
 	del := c.onDelivery(line, h, &d, status)

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const (
+	tlsLine  = "2026-11-20T10:00:00.000000+00:00 mx1 postfix/smtp[100]: Verified TLS connection established to mx.a.example[192.0.2.10]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)\n"
+	sentLine = "2026-11-20T10:00:01.000000+00:00 mx1 postfix/smtp[100]: 1A2B3C4D5E: to=<u@a.example>, relay=mx.a.example[192.0.2.10]:25, delay=1, delays=0/0/0.5/0.5, dsn=2.0.0, status=sent (250 ok)\n"
+	plainOne = "2026-11-20T10:00:02.000000+00:00 mx1 postfix/smtp[101]: 2B3C4D5E6F: to=<v@b.example>, relay=mx.b.example[192.0.2.11]:25, delay=1, delays=0/0/0.5/0.5, dsn=2.0.0, status=sent (250 ok)\n"
+)
+
+// TestImportGarbage: garbage of every kind is counted as skipped, never
+// stops the lines after it, and a second import adds nothing.
+func TestImportGarbage(t *testing.T) {
+	c := newCLI(t)
+	var log bytes.Buffer
+	log.WriteString(tlsLine)
+	log.WriteString("\x00\x00\x00binary\xff\xfe garbage\n")
+	log.WriteString("Nov 20 10:00:0\n") // truncated header
+	log.WriteString("\xc3\x28 invalid utf-8 \xa0\xa1\n")
+	log.WriteString(strings.Repeat("x", 10<<20) + "\n") // a 10 MB line
+	log.WriteString(sentLine)
+	log.WriteString("2026-11-20T10:00:01.5+00:00 mx1 postfix/smtp[101]: 2B3C4D5E6F: to=<v@b.exa") // truncated line...
+	log.WriteString("\n")
+	log.WriteString(plainOne)
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "mail.log")
+	if err := os.WriteFile(plain, log.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := c.ok("import", plain)
+	if !strings.Contains(out, "8 lines read, 2 deliveries stored") || !strings.Contains(out, "5 lines skipped as malformed") {
+		t.Errorf("summary: %q", out)
+	}
+	if strings.Count(out, "\n") != 1 {
+		t.Errorf("want a one-line summary, got %q", out)
+	}
+	var rows []deliveryJSON
+	for _, l := range strings.Split(strings.TrimSpace(c.ok("deliveries")), "\n") {
+		var r deliveryJSON
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, r)
+	}
+	if len(rows) != 2 || rows[0].TLS == nil || !*rows[0].TLS || rows[1].TLS == nil || *rows[1].TLS {
+		t.Fatalf("rows: %+v", rows)
+	}
+
+	// The same lines again, gzip-compressed: nothing new.
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(log.Bytes())
+	zw.Close()
+	gzFile := filepath.Join(dir, "mail.log.1.gz")
+	if err := os.WriteFile(gzFile, gz.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out = c.ok("import", gzFile)
+	if !strings.Contains(out, "0 deliveries stored (2 already present)") {
+		t.Errorf("re-import of .gz: %q", out)
+	}
+	// And from stdin.
+	o, _, code := c.run(log.String(), "import", "-")
+	if code != 0 || !strings.Contains(o, "0 deliveries stored") {
+		t.Errorf("stdin import: %d %q", code, o)
+	}
+}
+
+// TestImportLoglevelZero: without TLS summary lines, TLS is unknown and
+// import says how to turn TLS logging on.
+func TestImportLoglevelZero(t *testing.T) {
+	c := newCLI(t)
+	out, errs, code := c.run(sentLine+plainOne, "import", "-")
+	if code != 0 || !strings.Contains(out, "2 deliveries stored") {
+		t.Fatalf("import: %d %q %q", code, out, errs)
+	}
+	if !strings.Contains(errs, "smtp_tls_loglevel=1") {
+		t.Errorf("no hint about TLS logging: %q", errs)
+	}
+	var s map[string]any
+	if err := json.Unmarshal([]byte(c.ok("report", "--format", "json", "--since", "2026-11-19", "--until", "2026-11-21")), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s["unknown"] != float64(2) || s["plaintext"] != float64(0) || s["encrypted"] != float64(0) {
+		t.Errorf("loglevel 0 report: %v", s)
+	}
+}
