@@ -48,9 +48,11 @@ func TestFollowSurvivesSIGKILL(t *testing.T) {
 	// The writer appends in random chunks, rotating at 1/3 (rename) and
 	// 2/3 (copytruncate). It ends by leaving the last line without its
 	// newline for a moment, as a syslog daemon mid-write would.
-	rng := rand.New(rand.NewPCG(1, 2))
+	rng := rand.New(rand.NewPCG(1, 2))  // the kill schedule
+	wrng := rand.New(rand.NewPCG(3, 4)) // the writer's own
 	writerDone := make(chan error, 1)
 	go func() {
+		rng := wrng
 		writerDone <- func() error {
 			f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 			if err != nil {

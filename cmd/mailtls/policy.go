@@ -95,7 +95,7 @@ func policyCommand(e env) *cli.Command {
 						return writeJSON(e.stdout, out)
 					}
 					if len(ovs) == 0 && format == "table" {
-						fmt.Fprintln(e.stdout, "no overrides: every destination gets the default (see `mailtls policy set --help`)")
+						fmt.Fprintln(e.stdout, "No overrides set: every destination gets the default answer (see `mailtls policy set --help`).")
 						return nil
 					}
 					t := newTable("KEY", "POLICY", "EXPIRES", "UPDATED", "NOTE")
@@ -166,7 +166,7 @@ func policyCommand(e env) *cli.Command {
 						return writeJSON(e.stdout, out)
 					}
 					if len(hist) == 0 && format == "table" {
-						fmt.Fprintln(e.stdout, "no changes recorded")
+						fmt.Fprintln(e.stdout, "No changes recorded.")
 						return nil
 					}
 					t := newTable("WHEN", "KEY", "OLD", "NEW", "BY")
