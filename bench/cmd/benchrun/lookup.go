@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/mailtls/mailtls/bench/internal/harness"
+)
+
+// Overrides of the lookup benchmark's database.
+const lookupTable = `[192.0.2.1]:25 encrypt
+.example.com verify match=hostname:nexthop
+example.org encrypt protocols=>=TLSv1.2
+.corp.example secure match=.corp.example
+mail.example.net dane
+`
+
+// commonKeys are answered by all three servers without DNS:
+// mta-sts-daemon answers NOTFOUND at once for IP literals and .parent keys
+// (responder.py: "Skip lookups for parent domain policies", is_ipaddr),
+// while a domain name would make it resolve _mta-sts TXT records.
+const commonKeys = "[192.0.2.1]:25,[198.51.100.7]:25,.example.com,.example.net"
+
+// mixKeys is what Postfix sends mailtls: domains (exact override,
+// .parent wildcard, default, mixed case) and a bracketed next-hop.
+const mixKeys = "example.org,mx1.a.corp.example,gmail.example,[192.0.2.1]:25,Example.ORG,b.example.com"
+
+type lookupStat struct {
+	Requests int64   `json:"requests"`
+	Errors   int64   `json:"errors"`
+	PerSec   float64 `json:"per_sec"`
+	P50      int64   `json:"p50_us"`
+	P99      int64   `json:"p99_us"`
+	P999     int64   `json:"p999_us"`
+	Max      int64   `json:"max_us"`
+}
+
+// series is one row of a lookup table: the same test repeated.
+type series struct {
+	server, proto, keys string
+	conns               int
+	runs                []lookupStat
+}
+
+func (s *series) med(f func(lookupStat) float64) float64 {
+	xs := make([]float64, len(s.runs))
+	for i, r := range s.runs {
+		xs[i] = f(r)
+	}
+	return harness.Median(xs)
+}
+
+type lookupResult struct {
+	addrs      map[string]string
+	mtsVersion string
+	uvloop     bool
+	rows       []*series // in table order
+	other      []*series // 32 connections with the other CPU placement
+	// ratios per connection count: median over runs of per-run ratios.
+	vsMTS, vsEcho map[int][]float64
+}
+
+// benchLookupFor is a socketmap test of length d.
+func benchLookupFor(cfg config, d time.Duration, addr string, conns int, keys string) (lookupStat, error) {
+	c := cfg
+	c.dur = d
+	return benchLookup(c, cfg.pin, "socketmap", addr, conns, keys)
+}
+
+func benchLookup(cfg config, pin bool, proto, addr string, conns int, keys string) (lookupStat, error) {
+	argv := []string{cfg.bin, "bench-lookup", "--proto", proto, "--addr", addr,
+		"--conns", strconv.Itoa(conns), "--duration", cfg.dur.String(), "--keys", keys, "--format", "json"}
+	if pin {
+		argv = append([]string{"taskset", "-c", "1"}, argv...)
+	}
+	r, err := harness.Run(cfg.dur+30*time.Second, false, argv...)
+	if err != nil {
+		return lookupStat{}, err
+	}
+	var st lookupStat
+	if err := json.Unmarshal(r.Stdout, &st); err != nil {
+		return lookupStat{}, fmt.Errorf("bench-lookup output %q: %w", r.Stdout, err)
+	}
+	return st, nil
+}
+
+type servers struct {
+	ours, mts, echo *harness.Proc
+	addr            map[string]string // "ours", "ours-tcp", "mts", "echo"
+}
+
+func startServers(cfg config, dir string, pin bool) (*servers, error) {
+	var pre []string
+	if pin {
+		pre = []string{"taskset", "-c", "0"}
+	}
+	s := &servers{addr: map[string]string{}}
+	po, pt, pm, pe := harness.MustFreePort(), harness.MustFreePort(), harness.MustFreePort(), harness.MustFreePort()
+	s.addr["ours"] = fmt.Sprintf("127.0.0.1:%d", po)
+	s.addr["ours-tcp"] = fmt.Sprintf("127.0.0.1:%d", pt)
+	s.addr["mts"] = fmt.Sprintf("127.0.0.1:%d", pm)
+	s.addr["echo"] = fmt.Sprintf("127.0.0.1:%d", pe)
+	db := filepath.Join(dir, "lookup.db")
+	var err error
+	s.ours, err = harness.Start(cfg.logs, "serve", append(pre, cfg.bin, "serve", "--db", db,
+		"--socketmap", s.addr["ours"], "--tcp", s.addr["ours-tcp"], "--log-level", "warn")...)
+	if err != nil {
+		return nil, err
+	}
+	yml := filepath.Join(dir, "mta-sts-daemon.yml")
+	if err := os.WriteFile(yml, []byte(fmt.Sprintf(mtsConfig, pm)), 0o644); err != nil {
+		return nil, err
+	}
+	s.mts, err = harness.Start(cfg.logs, "mta-sts-daemon", append(pre, "mta-sts-daemon", "-c", yml, "-v", "warn")...)
+	if err != nil {
+		return nil, err
+	}
+	s.echo, err = harness.Start(cfg.logs, "bench-echo", append(pre, cfg.bin, "bench-echo", "--addr", s.addr["echo"])...)
+	if err != nil {
+		return nil, err
+	}
+	for _, x := range []struct {
+		p *harness.Proc
+		a string
+	}{{s.ours, s.addr["ours"]}, {s.ours, s.addr["ours-tcp"]}, {s.mts, s.addr["mts"]}, {s.echo, s.addr["echo"]}} {
+		if err := harness.WaitDial(x.a, x.p, 20*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *servers) stop() {
+	for _, p := range []*harness.Proc{s.ours, s.mts, s.echo} {
+		if p != nil {
+			_ = p.Stop(10 * time.Second)
+		}
+	}
+}
+
+// mtsConfig is mta-sts-daemon.yml(5): listen on loopback, in-memory cache.
+const mtsConfig = `host: 127.0.0.1
+port: %d
+reuse_port: true
+shutdown_timeout: 2
+cache:
+  type: internal
+  options:
+    cache_size: 10000
+default_zone:
+  strict_testing: false
+  timeout: 4
+`
+
+func runLookup(_ context.Context, cfg config) *lookupResult {
+	logf("lookup: setting up")
+	dir := filepath.Join(cfg.dir, "lookup")
+	_ = os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		fatalf("%v", err)
+	}
+	tbl := filepath.Join(dir, "overrides.txt")
+	if err := os.WriteFile(tbl, []byte(lookupTable), 0o644); err != nil {
+		fatalf("%v", err)
+	}
+	if _, err := harness.Run(time.Minute, true, cfg.bin, "--db", filepath.Join(dir, "lookup.db"), "policy", "import", tbl); err != nil {
+		fatalf("lookup: %v", err)
+	}
+	res := &lookupResult{
+		mtsVersion: harness.DpkgVersion("postfix-mta-sts-resolver"),
+		vsMTS:      map[int][]float64{}, vsEcho: map[int][]float64{},
+	}
+	if _, err := harness.Run(10*time.Second, true, "/usr/bin/python3", "-c", "import uvloop"); err == nil {
+		res.uvloop = true
+	}
+	srv, err := startServers(cfg, dir, cfg.pin)
+	if err != nil {
+		fatalf("lookup: %v", err)
+	}
+	res.addrs = srv.addr
+	type spec struct{ name, proto, addrKey, keys string }
+	specs := []spec{
+		{"mailtls serve", "socketmap", "ours", commonKeys},
+		{"mta-sts-daemon", "socketmap", "mts", commonKeys},
+		{"mailtls bench-echo (no-op)", "socketmap", "echo", commonKeys},
+		{"mailtls serve", "tcp", "ours-tcp", commonKeys},
+		{"mailtls serve", "socketmap", "ours", mixKeys},
+	}
+	rows := map[string]*series{}
+	key := func(sp spec, c int) string { return fmt.Sprintf("%s|%s|%s|%d", sp.addrKey, sp.proto, sp.keys, c) }
+	for _, c := range cfg.conns {
+		for _, sp := range specs {
+			s := &series{server: sp.name, proto: sp.proto, keys: sp.keys, conns: c}
+			rows[key(sp, c)] = s
+			res.rows = append(res.rows, s)
+		}
+	}
+	for run := 0; run < cfg.runs; run++ {
+		for _, c := range cfg.conns {
+			got := map[string]lookupStat{}
+			// Rotate the order from run to run so that no server always
+			// goes first after a pause.
+			for i := range specs {
+				sp := specs[(i+run)%len(specs)]
+				st, err := benchLookup(cfg, cfg.pin, sp.proto, srv.addr[sp.addrKey], c, sp.keys)
+				if err != nil {
+					fatalf("lookup: %s: %v", sp.name, err)
+				}
+				rows[key(sp, c)].runs = append(rows[key(sp, c)].runs, st)
+				got[sp.addrKey+sp.proto+sp.keys] = st
+				logf("lookup run %d/%d conns=%d %-26s %-9s %.0f/s p99 %dus errors %d", run+1, cfg.runs, c, sp.name, sp.proto, st.PerSec, st.P99, st.Errors)
+			}
+			ours := got["ours"+"socketmap"+commonKeys].PerSec
+			if m := got["mts"+"socketmap"+commonKeys].PerSec; m > 0 {
+				res.vsMTS[c] = append(res.vsMTS[c], ours/m)
+			}
+			if e := got["echo"+"socketmap"+commonKeys].PerSec; e > 0 {
+				res.vsEcho[c] = append(res.vsEcho[c], ours/e)
+			}
+		}
+	}
+	srv.stop()
+
+	if cfg.pinCompare {
+		other := !cfg.pin
+		logf("lookup: 32 connections with the other CPU placement (pinned=%v)", other)
+		ps, err := startServers(cfg, dir, other)
+		if err != nil {
+			fatalf("lookup other placement: %v", err)
+		}
+		for _, sp := range specs[:3] {
+			s := &series{server: sp.name, proto: sp.proto, keys: sp.keys, conns: 32}
+			for run := 0; run < cfg.runs; run++ {
+				st, err := benchLookup(cfg, other, sp.proto, ps.addr[sp.addrKey], 32, sp.keys)
+				if err != nil {
+					fatalf("lookup other placement: %s: %v", sp.name, err)
+				}
+				s.runs = append(s.runs, st)
+				logf("lookup other placement run %d/%d %-26s %.0f/s p99 %dus", run+1, cfg.runs, sp.name, st.PerSec, st.P99)
+			}
+			res.other = append(res.other, s)
+		}
+		ps.stop()
+	}
+	return res
+}
