@@ -150,9 +150,10 @@ func (m *mailtlsRun) start() {
 		}
 		time.Sleep(50 * time.Millisecond) // polling interval
 	}
-	if !strings.Contains(m.log.String(), "mailtls run started") {
-		m.t.Errorf("no start-up line logged:\n%s", m.log.String())
-	}
+	// The listeners open just before the start-up line is logged.
+	waitFor(m.t, "start-up line logged", 10*time.Second, func() bool {
+		return strings.Contains(m.log.String(), "mailtls run started")
+	})
 }
 
 // stop sends SIGTERM and requires a clean exit within 5 s.
@@ -313,7 +314,7 @@ func testEndToEnd(t *testing.T, via string) {
 	// 3. The plaintext domain under `encrypt`: deferred with 4.7.4, recorded,
 	// and visible in `report overrides`.
 	m.cli("policy", "set", "plain.test", "encrypt")
-	waitFor(t, "encrypt served", 2*time.Second, func() bool { out, _ := pf.Postmap("plain.test", maps); return out == "encrypt" })
+	waitFor(t, "encrypt served", 5*time.Second, func() bool { out, _ := pf.Postmap("plain.test", maps); return out == "encrypt" })
 	q3 := pf.Send("sender@e2e.test", "carol@plain.test", "scenario 3")
 	r3 := m.waitRow("scenario 3", func(r row) bool { return r.QueueID == q3 && r.Status == "deferred" })
 	if r3.DSN != "4.7.4" {
@@ -336,7 +337,7 @@ func testEndToEnd(t *testing.T, via string) {
 
 	// 4. A .wildcard override applies to a subdomain, not to the parent.
 	m.cli("policy", "set", ".wild.test", "encrypt")
-	waitFor(t, "wildcard served", 2*time.Second, func() bool { out, _ := pf.Postmap("nots.wild.test", maps); return out == "encrypt" })
+	waitFor(t, "wildcard served", 5*time.Second, func() bool { out, _ := pf.Postmap("nots.wild.test", maps); return out == "encrypt" })
 	q4a := pf.Send("sender@e2e.test", "dave@nots.wild.test", "scenario 4a")
 	q4b := pf.Send("sender@e2e.test", "erin@wild.test", "scenario 4b")
 	r4a := m.waitRow("scenario 4a", func(r row) bool { return r.QueueID == q4a })
@@ -351,7 +352,7 @@ func testEndToEnd(t *testing.T, via string) {
 	// 5. TLSv1-only receiver under `may protocols=>=TLSv1.2`: deferred,
 	// then sent in plaintext after the backoff, recorded as fallback.
 	m.cli("policy", "set", "tls1.test", "may", "protocols=>=TLSv1.2")
-	waitFor(t, "tls1 policy served", 2*time.Second, func() bool {
+	waitFor(t, "tls1 policy served", 5*time.Second, func() bool {
 		out, _ := pf.Postmap("tls1.test", maps)
 		return out == "may protocols=>=TLSv1.2"
 	})
