@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -121,7 +122,8 @@ func prepare(ds []Delivery) ([]row, error) {
 		if d.Time.IsZero() {
 			return nil, fmt.Errorf("%w: delivery %d (queue id %s): zero time", ErrBadInput, i, d.QueueID)
 		}
-		r := row{d: d, us: micros(d.Time), key: k, domain: strings.ToLower(d.Domain), status: st,
+		us := micros(d.Time)
+		r := row{d: d, us: us, key: storedKey(us, k), domain: strings.ToLower(d.Domain), status: st,
 			tls: tlsUnknown, trust: strings.ToLower(d.TLSTrust)}
 		if d.TLS != nil {
 			if *d.TLS {
@@ -504,6 +506,9 @@ func streamDeliveries(ctx context.Context, tx *sql.Tx, q string, args []any, fn 
 			b := tls.Bool
 			d.TLS = &b
 		}
+		if len(key) == 40 {
+			key = key[8:] // see storedKey
+		}
 		d.Key = hex.EncodeToString(key)
 		if err := fn(d); err != nil {
 			return err
@@ -549,4 +554,16 @@ func dayRanges(ctx context.Context, tx *sql.Tx, m matcher, lo, hi int64) ([][2]i
 			return nil
 		})
 	return out, err
+}
+
+// storedKey is the identity stored for a delivery line: its time stamp
+// (unix microseconds, big-endian) followed by the line's SHA-256. The same
+// line always gives the same key, so re-reading is idempotent; and since
+// logs are written in time order, new keys land at the right edge of the
+// unique index instead of at random places, which keeps bulk imports fast
+// as the table grows.
+func storedKey(us int64, sum []byte) []byte {
+	k := make([]byte, 8, 8+len(sum))
+	binary.BigEndian.PutUint64(k, uint64(us))
+	return append(k, sum...)
 }

@@ -65,7 +65,7 @@ CREATE TABLE deliveries (
 	process      TEXT NOT NULL,
 	pid          INTEGER NOT NULL,
 	host         TEXT NOT NULL,
-	key          BLOB NOT NULL UNIQUE  -- sha256 of the log line
+	key          BLOB NOT NULL UNIQUE  -- time (8 bytes BE) + sha256 of the log line, see storedKey
 );
 -- Time order for windows and streaming. domain, status and tls ride along
 -- so that scans of a time range filtered by domain (partial report days,
