@@ -453,7 +453,10 @@ func (f *PolicyFetcher) Fetch(ctx context.Context, domain string) (*Policy, erro
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
+		// The context deadline and the transport's header timeout are
+		// the same limit: whichever fires first, say so plainly.
+		var ne net.Error
+		if ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()) {
 			return nil, fmt.Errorf("%w: GET %s: no answer within %s", ErrPolicyFetch, url, timeout)
 		}
 		return nil, fmt.Errorf("%w: %v", ErrPolicyFetch, err)
