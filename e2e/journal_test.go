@@ -57,14 +57,21 @@ func TestFollowJournalRestart(t *testing.T) {
 	// First run: journalctl dies after 7 entries, half-way through the 8th;
 	// mailtls restarts it from the last committed cursor.
 	cmd := run("FAKEJOURNALCTL_DIE_AFTER=7")
-	waitFor(t, "all deliveries stored", 30*time.Second, func() bool { return len(dump(t, bin, db)) >= len(want) })
+	// Generous: under `make check` every package runs at once with -race.
+	deadline := time.Now().Add(120 * time.Second)
+	for len(dump(t, bin, db)) < len(want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d deliveries stored after 120s; journalctl runs: %q", len(dump(t, bin, db)), len(want), runs())
+		}
+		time.Sleep(100 * time.Millisecond) // polling interval
+	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("follow exited with %v after SIGTERM", err)
 	}
 	// Second process: resumes after the stored cursor and adds nothing.
 	cmd = run()
-	waitFor(t, "second run started journalctl", 30*time.Second, func() bool { return len(runs()) >= 3 })
+	waitFor(t, "second run started journalctl", 120*time.Second, func() bool { return len(runs()) >= 3 })
 	last := runs()[len(runs())-1]
 	if !strings.Contains(last, "--after-cursor=") {
 		t.Errorf("restart did not resume from a cursor: %q", last)
