@@ -1,6 +1,7 @@
 package policyd
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -367,4 +368,28 @@ func Listen(ctx context.Context, network, addr string, mode fs.FileMode) (net.Li
 		return nil, fmt.Errorf("policyd: listen: %w", err)
 	}
 	return ln, nil
+}
+
+// awaitRequest runs before each request of a persistent connection. When
+// the client has nothing more buffered (or the server is closing), it is
+// about to block: it sends the pending replies (pipelined requests are
+// answered in one write), lets goIdle end the connection when shutting
+// down (after the reply in flight was sent), and arms one deadline for
+// reading the next request and writing its reply. It reports false when
+// the connection must end.
+func (s *Server) awaitRequest(ctx context.Context, c *srvConn, br *bufio.Reader, bw *bufio.Writer, idle time.Duration, log *slog.Logger, proto string) bool {
+	if br.Buffered() > 0 && !s.closing.Load() {
+		return true
+	}
+	if bw.Buffered() > 0 {
+		if err := bw.Flush(); err != nil {
+			log.DebugContext(ctx, proto+" write failed", "remote", c.nc.RemoteAddr().String(), "err", err)
+			return false
+		}
+	}
+	if !s.goIdle(c) {
+		return false
+	}
+	c.nc.SetDeadline(s.now().Add(idle))
+	return true
 }

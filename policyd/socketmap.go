@@ -116,22 +116,8 @@ func (s *Server) socketmapConn(ctx context.Context, c *srvConn) {
 	log := s.log()
 	var scratch []byte
 	for {
-		if br.Buffered() == 0 || s.closing.Load() {
-			// About to block: send pending replies (pipelined requests are
-			// answered in one write), then wait for the next request. When
-			// shutting down, goIdle ends the connection here, after the
-			// reply to the request in flight has been sent.
-			if bw.Buffered() > 0 {
-				if err := bw.Flush(); err != nil {
-					log.DebugContext(ctx, "socketmap write failed", "remote", nc.RemoteAddr().String(), "err", err)
-					return
-				}
-			}
-			if !s.goIdle(c) {
-				return
-			}
-			// One deadline for reading the next request and writing its reply.
-			nc.SetDeadline(s.now().Add(idle))
+		if !s.awaitRequest(ctx, c, br, bw, idle, log, "socketmap") {
+			return
 		}
 		req, err := readNetstring(br, maxQuery, &scratch)
 		c.state.Store(stateActive)

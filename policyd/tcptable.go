@@ -143,17 +143,8 @@ func (s *Server) tcpTableConn(ctx context.Context, c *srvConn) {
 	log := s.log()
 	var scratch []byte
 	for {
-		if br.Buffered() == 0 || s.closing.Load() {
-			if bw.Buffered() > 0 {
-				if err := bw.Flush(); err != nil {
-					log.DebugContext(ctx, "tcp_table write failed", "remote", nc.RemoteAddr().String(), "err", err)
-					return
-				}
-			}
-			if !s.goIdle(c) {
-				return
-			}
-			nc.SetDeadline(s.now().Add(idle))
+		if !s.awaitRequest(ctx, c, br, bw, idle, log, "tcp_table") {
+			return
 		}
 		line, err := readLine(br, maxTCPRequest, &scratch)
 		c.state.Store(stateActive)
