@@ -31,7 +31,7 @@ func daemonFlags() []cli.Flag {
 		&cli.StringFlag{Name: "unix-group", Usage: "group `NAME` of the unix sockets, e.g. postfix (mailtls must be a member)"},
 		&cli.StringFlag{Name: "map", Value: "tlspolicy", Usage: "socketmap map `NAME` to answer (others get PERM)"},
 		&cli.StringFlag{Name: "default", Value: "may", Usage: "answer for destinations without override: a policy `LEVEL`, or notfound to let main.cf decide"},
-		&cli.IntFlag{Name: "max-conns", Value: 2000, Usage: "maximum concurrent client connections per listener"},
+		&cli.IntFlag{Name: "max-conns", Value: 2000, Usage: "maximum concurrent client connections, all listeners together"},
 		&cli.DurationFlag{Name: "idle-timeout", Value: 2 * time.Minute, Usage: "close a client connection idle this long (Postfix closes after 10s idle)"},
 		&cli.DurationFlag{Name: "reload-every", Value: 500 * time.Millisecond, Usage: "how often to check the database for override changes"},
 		&cli.BoolFlag{Name: "allow-remote", Usage: "allow listening on non-loopback addresses"},
