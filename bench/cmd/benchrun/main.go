@@ -130,6 +130,7 @@ func main() {
 
 	harness.Source() // the tree as built, before it can change under a long run
 	rep := &report{cfg: cfg, start: time.Now(), loadStart: harness.LoadAvg()}
+	fw := harness.WatchForeign(5 * time.Second)
 	ctx := context.Background()
 	if cfg.sections["lookup"] {
 		rep.lookup = runLookup(ctx, cfg)
@@ -142,6 +143,7 @@ func main() {
 	}
 	rep.end = time.Now()
 	rep.loadEnd = harness.LoadAvg()
+	rep.foreign = fw.Stop()
 	if err := os.WriteFile(cfg.out, []byte(rep.markdown()), 0o644); err != nil {
 		fatalf("%v", err)
 	}

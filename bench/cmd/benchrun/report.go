@@ -12,6 +12,7 @@ type report struct {
 	cfg                config
 	start, end         time.Time
 	loadStart, loadEnd float64
+	foreign            string
 	lookup             *lookupResult
 	ingest             *ingestResult
 	growth             *growthResult
@@ -37,6 +38,7 @@ func (r *report) markdown() string {
 		w("- %s\n", f)
 	}
 	w("- Load average (1 min) at start %.2f, at end %.2f; the suite took %s.\n", r.loadStart, r.loadEnd, r.end.Sub(r.start).Round(time.Second))
+	w("- Quiet? During the suite %s.\n", r.foreign)
 	w("- Settings: %d runs per figure, lookup tests of %s, connections %v, work directory `%s`.\n\n", cfg.runs, cfg.dur, cfg.conns, cfg.dir)
 
 	r.targets(&b)

@@ -352,7 +352,7 @@ func followCaseRun(cfg config, dir string, fc *followCase, lines [][]byte, rate 
 	} else {
 		<-done
 	}
-	if n := len(killTimes); n > 0 {
+	if n := len(killTimes); n > 0 && fc.renames+fc.copies > 0 {
 		in := 0
 		for _, t := range killTimes {
 			if w.inWindow(t) {

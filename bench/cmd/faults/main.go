@@ -41,6 +41,7 @@ type suite struct {
 	abuse    *abuseResult
 	follower *followerResult
 	restart  *restartResult
+	foreign  string
 }
 
 func logf(format string, args ...any) {
@@ -79,6 +80,7 @@ func main() {
 	}
 	harness.Source() // the tree as built, before it can change under a long run
 	s := &suite{cfg: cfg, start: time.Now()}
+	fw := harness.WatchForeign(5 * time.Second)
 	if os.Geteuid() != 0 {
 		s.cfg.user = ""
 		s.cfg.tmpfs = false
@@ -121,6 +123,7 @@ func main() {
 	if cfg.phases["restart"] {
 		s.restart = runRestart(s.cfg)
 	}
+	s.foreign = fw.Stop()
 	if err := os.WriteFile(cfg.out, []byte(s.markdown()), 0o644); err != nil {
 		fatalf("%v", err)
 	}

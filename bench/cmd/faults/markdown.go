@@ -27,6 +27,7 @@ func (s *suite) markdown() string {
 	for _, f := range harness.Machine("go") {
 		w("- %s\n", f)
 	}
+	w("- During the suite %s.\n", s.foreign)
 	w("\n")
 	s.summary(&b)
 	if s.daemon != nil {
@@ -236,6 +237,10 @@ func (s *suite) followerSection(b *strings.Builder) {
 			w("`bench/repro/follow-restart-rename.sh restart` (loses rows) vs `bench/repro/follow-restart-rename.sh live` (does not).\n")
 		}
 	}
+	w("\nRegression check: `bench/repro/follow-restart-rename.sh` replays, deterministically, the case F3 caught in the\n")
+	w("in-progress follower before commit d6ae51c: a follower restarted while syslog is still writing the log it has just\n")
+	w("renamed read the renamed file to its end, switched to the new file at once and lost what was appended to the old one\n")
+	w("afterwards. `... restart` must record as many deliveries as a clean import (exit 0); `... live` is the same without the restart.\n")
 	for _, c := range f.cases {
 		if len(c.samples) > 0 {
 			w("\nSample differences in %s:\n\n", c.name)

@@ -481,3 +481,157 @@ func DpkgVersion(pkg string) string {
 	}
 	return strings.TrimSpace(string(out))
 }
+
+// Foreign watches the CPU time used by processes that are not this one or
+// its descendants, so that a report can say whether the machine was quiet.
+// It samples /proc every interval; processes that start and end between two
+// samples are not seen, so it can only under-count.
+type Foreign struct {
+	stop    chan struct{}
+	done    chan struct{}
+	mu      sync.Mutex
+	samples []float64 // CPUs busy with foreign work, per interval
+	top     map[string]float64
+}
+
+// WatchForeign starts a Foreign.
+func WatchForeign(interval time.Duration) *Foreign {
+	f := &Foreign{stop: make(chan struct{}), done: make(chan struct{}), top: map[string]float64{}}
+	go f.run(interval)
+	return f
+}
+
+type procTimes struct {
+	ppid  int
+	ticks int64
+	comm  string
+}
+
+func readProcs() map[int]procTimes {
+	out := map[int]procTimes{}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return out
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		lp, rp := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if lp < 0 || rp < lp {
+			continue
+		}
+		f := strings.Fields(s[rp+1:])
+		if len(f) < 13 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		out[pid] = procTimes{ppid: ppid, ticks: ut + st, comm: s[lp+1 : rp]}
+	}
+	return out
+}
+
+func (f *Foreign) run(interval time.Duration) {
+	defer close(f.done)
+	const hz = 100 // USER_HZ
+	self := os.Getpid()
+	prev := readProcs()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-t.C:
+		}
+		cur := readProcs()
+		now := time.Now()
+		mine := func(pid int) bool {
+			for i := 0; i < 64 && pid > 1; i++ {
+				if pid == self {
+					return true
+				}
+				p, ok := cur[pid]
+				if !ok {
+					return false
+				}
+				pid = p.ppid
+			}
+			return false
+		}
+		var busy float64
+		secs := now.Sub(last).Seconds()
+		for pid, p := range cur {
+			q, ok := prev[pid]
+			if !ok || mine(pid) || p.ticks <= q.ticks {
+				continue
+			}
+			c := float64(p.ticks-q.ticks) / hz / secs
+			busy += c
+			f.mu.Lock()
+			f.top[p.comm] += c * secs
+			f.mu.Unlock()
+		}
+		f.mu.Lock()
+		f.samples = append(f.samples, busy)
+		f.mu.Unlock()
+		prev, last = cur, now
+	}
+}
+
+// Stop ends the watch and summarises it: the mean and the largest number of
+// CPUs busy with other processes' work, and the three biggest users.
+func (f *Foreign) Stop() string {
+	close(f.stop)
+	<-f.done
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.samples) == 0 {
+		return "not measured"
+	}
+	var sum float64
+	for _, x := range f.samples {
+		sum += x
+	}
+	_, hi := MinMax(f.samples)
+	type kv struct {
+		k string
+		v float64
+	}
+	var top []kv
+	for k, v := range f.top {
+		if v >= 1 {
+			top = append(top, kv{k, v})
+		}
+	}
+	slices.SortFunc(top, func(a, b kv) int {
+		if a.v > b.v {
+			return -1
+		}
+		if a.v < b.v {
+			return 1
+		}
+		return 0
+	})
+	s := fmt.Sprintf("other processes used %.2f CPUs on average, %.2f at most (sampled every few seconds; short-lived processes are missed)", sum/float64(len(f.samples)), hi)
+	if len(top) > 0 {
+		var parts []string
+		for i, x := range top {
+			if i == 3 {
+				break
+			}
+			parts = append(parts, fmt.Sprintf("%s %.0f CPU·s", x.k, x.v))
+		}
+		s += "; biggest: " + strings.Join(parts, ", ")
+	}
+	return s
+}
