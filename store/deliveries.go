@@ -213,6 +213,22 @@ func (ru *rollups) add(r *row) {
 	}]++
 }
 
+// merge adds the increments of o to ru.
+func (ru *rollups) merge(o *rollups) {
+	for k, b := range o.day {
+		if a := ru.day[k]; a != nil {
+			a.n += b.n
+			a.first, a.last = min(a.first, b.first), max(a.last, b.last)
+		} else {
+			c := *b
+			ru.day[k] = &c
+		}
+	}
+	for k, n := range o.hour {
+		ru.hour[k] += n
+	}
+}
+
 func (ru *rollups) write(ctx context.Context, tx *sql.Tx) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -269,18 +285,52 @@ func (r *row) args(dst []any) []any {
 		r.tlsNull, r.trust, d.TLSProtocol, d.TLSCipher, d.Fallback, d.TLSFailure, d.Process, d.PID, d.Host, r.key)
 }
 
-// insertRows inserts rows with INSERT OR IGNORE, so keys already stored
-// are skipped, and adds the rows actually inserted to ru. It returns how
-// many were inserted.
+// insertCols is the number of arguments row.args appends.
+const insertCols = 19
+
+// Batch is a set of deliveries checked and converted for storage, with
+// their rollup increments. Making one does not touch the database, so a
+// bulk import prepares the next batch on one core while another writes the
+// current one.
+type Batch struct {
+	rows []row
+	args []any    // insert arguments, insertCols per row
+	ru   *rollups // increments as if every row were new
+}
+
+// PrepareBatch validates ds and prepares it for storage. It fails, naming
+// the first bad delivery, if any has a malformed key, an unknown status or
+// no time. ds must not change until the batch is stored.
+func PrepareBatch(ds []Delivery) (*Batch, error) {
+	rows, err := prepare(ds)
+	if err != nil {
+		return nil, err
+	}
+	b := &Batch{rows: rows, args: make([]any, 0, len(rows)*insertCols), ru: newRollups()}
+	for i := range rows {
+		b.ru.add(&rows[i])
+		b.args = rows[i].args(b.args)
+	}
+	return b, nil
+}
+
+// Len returns the number of deliveries in the batch.
+func (b *Batch) Len() int { return len(b.rows) }
+
+// insertBatch inserts the rows of b with INSERT OR IGNORE, so keys already
+// stored are skipped, and returns how many were inserted and the rollup
+// increments of exactly those rows.
 //
 // Rows go in chunks of insertChunk per statement. When a statement inserts
-// every row of its chunk (RowsAffected), all go to the rollups. When it
-// skips some, the inserted ones are exactly those with a rowid above the
-// table's maximum before the statement (new rowids are max+1 and this
-// transaction is the only writer); their keys tell which rows they were.
-func insertRows(ctx context.Context, tx *sql.Tx, rows []row, ru *rollups) (int, error) {
+// every row of its chunk (RowsAffected), there is nothing more to do.
+// When it skips some, the inserted ones are exactly those with a rowid
+// above the table's maximum before the statement (new rowids are max+1 and
+// this transaction is the only writer); their keys tell which rows were
+// skipped, and the rollups are then recounted from the rows inserted.
+func insertBatch(ctx context.Context, tx *sql.Tx, b *Batch) (int, *rollups, error) {
+	rows := b.rows
 	if len(rows) == 0 {
-		return 0, nil
+		return 0, b.ru, nil
 	}
 	// The statements run without the caller's cancellation: with a
 	// cancellable context the driver starts a watcher per statement.
@@ -288,68 +338,71 @@ func insertRows(ctx context.Context, tx *sql.Tx, rows []row, ru *rollups) (int, 
 	ectx := context.WithoutCancel(ctx)
 	var maxID int64
 	if err := tx.QueryRowContext(ectx, `SELECT coalesce(max(id), 0) FROM deliveries`).Scan(&maxID); err != nil {
-		return 0, fmt.Errorf("store: insert: %w", err)
+		return 0, nil, fmt.Errorf("store: insert: %w", err)
 	}
 	one, err := tx.PrepareContext(ectx, insertHead+insertTuple)
 	if err != nil {
-		return 0, fmt.Errorf("store: prepare insert: %w", err)
+		return 0, nil, fmt.Errorf("store: prepare insert: %w", err)
 	}
 	defer one.Close()
 	var multi *sql.Stmt
 	if len(rows) >= insertChunk {
 		if multi, err = tx.PrepareContext(ectx, insertMulti); err != nil {
-			return 0, fmt.Errorf("store: prepare insert: %w", err)
+			return 0, nil, fmt.Errorf("store: prepare insert: %w", err)
 		}
 		defer multi.Close()
 	}
 	added := 0
-	args := make([]any, 0, 19*insertChunk)
+	var skipped []bool // nil until a row is skipped
 	for i := 0; i < len(rows); {
 		if err := ctx.Err(); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
-		chunk := rows[i:min(i+insertChunk, len(rows))]
-		st := multi
-		if len(chunk) < insertChunk {
-			chunk, st = chunk[:1], one
+		n, st := insertChunk, multi
+		if len(rows)-i < insertChunk {
+			n, st = 1, one
 		}
-		i += len(chunk)
-		args = args[:0]
-		for j := range chunk {
-			args = chunk[j].args(args)
-		}
-		res, err := st.ExecContext(ectx, args...)
+		chunk := rows[i : i+n]
+		res, err := st.ExecContext(ectx, b.args[i*insertCols:(i+n)*insertCols]...)
 		if err != nil {
-			return 0, fmt.Errorf("store: insert deliveries (queue id %s...): %w", chunk[0].d.QueueID, err)
+			return 0, nil, fmt.Errorf("store: insert deliveries (queue id %s...): %w", chunk[0].d.QueueID, err)
 		}
-		n, err := res.RowsAffected()
+		ins, err := res.RowsAffected()
 		if err != nil {
-			return 0, fmt.Errorf("store: insert deliveries: %w", err)
+			return 0, nil, fmt.Errorf("store: insert deliveries: %w", err)
 		}
-		switch {
-		case n == int64(len(chunk)):
-			for j := range chunk {
-				ru.add(&chunk[j])
+		if ins < int64(n) {
+			if skipped == nil {
+				skipped = make([]bool, len(rows))
 			}
-		case n > 0:
-			if err := addInserted(ectx, tx, chunk, maxID, n, ru); err != nil {
-				return 0, err
+			if err := markSkipped(ectx, tx, chunk, maxID, ins, skipped[i:i+n]); err != nil {
+				return 0, nil, err
 			}
 		}
-		if n > 0 {
+		if ins > 0 {
 			if maxID, err = res.LastInsertId(); err != nil {
-				return 0, fmt.Errorf("store: insert deliveries: %w", err)
+				return 0, nil, fmt.Errorf("store: insert deliveries: %w", err)
 			}
 		}
-		added += int(n)
+		added += int(ins)
+		i += n
 	}
-	return added, nil
+	if skipped == nil {
+		return added, b.ru, nil
+	}
+	ru := newRollups()
+	for i := range rows {
+		if !skipped[i] {
+			ru.add(&rows[i])
+		}
+	}
+	return added, ru, nil
 }
 
-// addInserted adds to ru the rows of chunk that the last statement
-// inserted: those stored with a rowid above maxID. A key repeated within
-// the chunk was inserted from its first occurrence.
-func addInserted(ctx context.Context, tx *sql.Tx, chunk []row, maxID, n int64, ru *rollups) error {
+// markSkipped sets skipped[j] for the rows of chunk that the last statement
+// did not insert: all but those stored with a rowid above maxID. A key
+// repeated within the chunk was inserted from its first occurrence.
+func markSkipped(ctx context.Context, tx *sql.Tx, chunk []row, maxID, n int64, skipped []bool) error {
 	rs, err := tx.QueryContext(ctx, `SELECT key FROM deliveries WHERE id > ?`, maxID)
 	if err != nil {
 		return fmt.Errorf("store: insert deliveries: %w", err)
@@ -371,8 +424,9 @@ func addInserted(ctx context.Context, tx *sql.Tx, chunk []row, maxID, n int64, r
 	}
 	for j := range chunk {
 		if k := string(chunk[j].key); inserted[k] {
-			ru.add(&chunk[j])
 			delete(inserted, k)
+		} else {
+			skipped[j] = true
 		}
 	}
 	return nil
@@ -406,14 +460,13 @@ func (s *Store) AddDeliveries(ctx context.Context, ds []Delivery) (int, error) {
 }
 
 func (s *Store) commit(ctx context.Context, ds []Delivery, extra func(*sql.Tx) error) (int, error) {
-	rows, err := prepare(ds)
+	b, err := PrepareBatch(ds)
 	if err != nil {
 		return 0, err
 	}
 	added := 0
 	err = s.withTx(ctx, func(tx *sql.Tx) error {
-		ru := newRollups()
-		n, err := insertRows(ctx, tx, rows, ru)
+		n, ru, err := insertBatch(ctx, tx, b)
 		if err != nil {
 			return err
 		}

@@ -66,9 +66,14 @@ func importCommand(e env) *cli.Command {
 				}
 			}
 			// A soft heap limit keeps a bulk import of millions of lines
-			// well under 100 MB; GOMEMLIMIT in the environment wins.
+			// well under 100 MB; within it, collect less often than the
+			// default (the live heap is about 12 MB). GOMEMLIMIT and GOGC
+			// in the environment win.
 			if e.getenv("GOMEMLIMIT") == "" {
 				debug.SetMemoryLimit(48 << 20)
+			}
+			if e.getenv("GOGC") == "" {
+				debug.SetGCPercent(400)
 			}
 			st, err := openStore(c)
 			if err != nil {
@@ -77,6 +82,9 @@ func importCommand(e env) *cli.Command {
 			defer st.Close()
 			show := !c.Bool("quiet") && isTerminal(e.stderr)
 			res, err := importFiles(c.Context, st, files, e.stdin, show, e)
+			if errors.Is(err, context.Canceled) {
+				return fmt.Errorf("import interrupted after %d lines; %d deliveries are stored; run the same import again to add the rest (deliveries already stored are skipped)", res.stats.Lines, res.committed)
+			}
 			if err != nil {
 				return err
 			}
@@ -93,29 +101,41 @@ func importCommand(e env) *cli.Command {
 }
 
 type importResult struct {
-	stats logparse.Stats
-	added int
+	stats     logparse.Stats
+	added     int
+	committed int // of added, how many were committed (all, unless interrupted)
 }
 
 // importFiles parses files in order through one correlator (a session may
-// span a rotation) and stores deliveries in batches. Parsing and writing run
-// concurrently.
+// span a rotation) and stores deliveries in batches. Parsing (with the
+// preparation of each batch for storage) and writing run concurrently, on
+// different cores; the writer groups batches into large transactions
+// (store.Bulk), so an interrupted import keeps what was committed and a
+// rerun adds the rest.
 func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.Reader, progress bool, e env) (importResult, error) {
 	var res importResult
 	corr := logparse.NewCorrelator(logparse.Options{RefTime: time.Now()})
-	batches := make(chan []logparse.Delivery, 1)
+	batches := make(chan *store.Batch, 1)
 	werr := make(chan error, 1)
 	var added atomic.Int64
+	var committed int // set before werr is sent
 	go func() {
+		bk := st.Bulk()
 		var err error
 		for b := range batches {
 			if err != nil {
-				continue
+				continue // drain, so the parser never blocks
 			}
 			var n int
-			n, err = st.AddDeliveries(ctx, toStore(b))
+			n, err = bk.Add(ctx, b)
 			added.Add(int64(n))
 		}
+		if err == nil {
+			err = bk.Commit(ctx)
+		} else {
+			err = errors.Join(err, bk.Rollback())
+		}
+		committed = bk.Committed()
 		werr <- err
 	}()
 	var total int64
@@ -132,8 +152,20 @@ func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.
 		stopBar = startProgress(e.stderr, &read, total)
 	}
 	perr := func() error {
-		const batchSize = 10000
+		const batchSize = 2500
 		batch := make([]logparse.Delivery, 0, batchSize)
+		send := func() error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			b, err := store.PrepareBatch(toStore(batch))
+			if err != nil {
+				return err
+			}
+			batches <- b
+			batch = make([]logparse.Delivery, 0, batchSize)
+			return nil
+		}
 		for _, name := range files {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -149,8 +181,10 @@ func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.
 				if len(line) > 0 || err == nil {
 					batch = append(batch, corr.Feed(line)...)
 					if len(batch) >= batchSize {
-						batches <- batch
-						batch = make([]logparse.Delivery, 0, batchSize)
+						if err := send(); err != nil {
+							closeFn()
+							return err
+						}
 					}
 				}
 				if err != nil {
@@ -163,7 +197,7 @@ func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.
 			}
 		}
 		if len(batch) > 0 {
-			batches <- batch
+			return send()
 		}
 		return nil
 	}()
@@ -172,6 +206,7 @@ func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.
 	stopBar()
 	res.stats = corr.Stats()
 	res.added = int(added.Load())
+	res.committed = committed
 	if perr != nil {
 		return res, perr
 	}
