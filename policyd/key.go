@@ -271,3 +271,27 @@ func shorten(s string) string {
 	}
 	return s
 }
+
+// maxLookupKey bounds the keys the daemon looks up. Postfix asks for next-hop
+// destinations: a domain name is at most 253 characters, and brackets and a
+// port add a few more; 512 leaves room for UTF-8 domain names.
+const maxLookupKey = 512
+
+// checkLookupKey refuses request keys that no Postfix lookup produces: empty
+// ones, over-long ones, and ones with spaces or control characters. They are
+// answered with an error rather than the default policy, so a client that
+// sends them learns it is broken instead of receiving "may".
+func checkLookupKey(key []byte) error {
+	if len(key) == 0 {
+		return errors.New("invalid key: empty (want a next-hop destination such as example.com or [192.0.2.1]:25)")
+	}
+	if len(key) > maxLookupKey {
+		return fmt.Errorf("invalid key: %d bytes long (a destination is at most %d)", len(key), maxLookupKey)
+	}
+	for _, c := range key {
+		if c <= ' ' || c == 0x7f {
+			return fmt.Errorf("invalid key: contains byte 0x%02x (spaces and control characters are not allowed)", c)
+		}
+	}
+	return nil
+}

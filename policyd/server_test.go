@@ -168,7 +168,12 @@ func TestSocketmapPipe(t *testing.T) {
 		{"tlspolicy corp.example", "OK may"},
 		{"tlspolicy [mx.example.net]:587", "OK secure"},
 		{"tlspolicy bücher.example", "OK dane"},
-		{"tlspolicy ", "OK may"},
+		{"tlspolicy ", "PERM invalid key: empty (want a next-hop destination such as example.com or [192.0.2.1]:25)"},
+		{"tlspolicy a\x00b.example", "PERM invalid key: contains byte 0x00 (spaces and control characters are not allowed)"},
+		{"tlspolicy a.example\n", "PERM invalid key: contains byte 0x0a (spaces and control characters are not allowed)"},
+		{"tlspolicy a b.example", "PERM invalid key: contains byte 0x20 (spaces and control characters are not allowed)"},
+		{"tlspolicy " + strings.Repeat("a", 513), "PERM invalid key: 513 bytes long (a destination is at most 512)"},
+		{"tlspolicy " + strings.Repeat("a", 500) + ".example", "OK may"},
 		{"other example.com", "PERM unknown map name (want tlspolicy)"},
 		{"tlspolicy", "PERM malformed request (want \"name key\")"},
 		{"", "PERM malformed request (want \"name key\")"},
@@ -256,11 +261,15 @@ func TestSocketmapMalformed(t *testing.T) {
 			cl.closed(tt.want)
 		})
 	}
-	// A valid query of exactly 10000 bytes is answered.
+	// A well-framed query of exactly 10000 bytes gets an answer (its key
+	// is refused as too long for a destination) and the connection stays.
 	cl := dial(t, "tcp", addr)
 	q := "tlspolicy " + strings.Repeat("a", maxQuery-len("tlspolicy "))
-	if got := cl.query(q); got != "OK may" {
+	if got := cl.query(q); got != "PERM invalid key: 9990 bytes long (a destination is at most 512)" {
 		t.Errorf("10000-byte query: got %q", got)
+	}
+	if got := cl.query("tlspolicy example.com"); got != "OK encrypt protocols=>=TLSv1.2" {
+		t.Errorf("after a 10000-byte query, same connection: got %q", got)
 	}
 	// And the server still answers on a fresh connection.
 	if got := dial(t, "tcp", addr).query("tlspolicy example.com"); got != "OK encrypt protocols=>=TLSv1.2" {
@@ -610,5 +619,43 @@ func TestHotPathAllocs(t *testing.T) {
 		if allocs != 0 {
 			t.Errorf("tcp_table %q: %v allocations per request, want 0", q, allocs)
 		}
+	}
+}
+
+// TestRepliesOwedBeforeTruncatedRequest: complete requests pipelined
+// before a truncated one, followed by a half-close, are all answered
+// before the server closes the connection (socketmap and tcp_table).
+func TestRepliesOwedBeforeTruncatedRequest(t *testing.T) {
+	for _, tc := range []struct {
+		proto     protocol
+		req, tail string
+		reply     string
+	}{
+		{protoSocketmap, netstring("tlspolicy example.com"), "30:tlspolicy exa", netstring("OK encrypt protocols=>=TLSv1.2")},
+		{protoTCPTable, "get example.com\n", "get exa", "200 encrypt%20protocols=>=TLSv1.2\n"},
+	} {
+		t.Run(tc.proto.String(), func(t *testing.T) {
+			srv := newTestServer(t, "may")
+			_, addr := listen(t, srv, "tcp", tc.proto)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := io.WriteString(c, strings.Repeat(tc.req, 3)+tc.tail); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			got, err := io.ReadAll(c)
+			if err != nil && !isConnReset(err) {
+				t.Fatalf("read: %v (got %q)", err, got)
+			}
+			if want := strings.Repeat(tc.reply, 3); string(got) != want {
+				t.Errorf("got %q, want %q", got, want)
+			}
+		})
 	}
 }

@@ -131,6 +131,9 @@ func (s *Server) socketmapConn(ctx context.Context, c *srvConn) {
 			if err != io.EOF {
 				log.DebugContext(ctx, "socketmap read ended", "remote", nc.RemoteAddr().String(), "err", err)
 			}
+			// Replies to complete requests read before a truncated one
+			// (or before the client half-closed) are still owed.
+			bw.Flush()
 			return
 		}
 		s.answerSocketmap(bw, req, mapName)
@@ -147,6 +150,10 @@ func (s *Server) answerSocketmap(bw *bufio.Writer, req []byte, mapName string) {
 	name, key := req[:sp], req[sp+1:]
 	if string(name) != mapName {
 		writeNetstring(bw, "PERM ", "unknown map name (want "+mapName+")")
+		return
+	}
+	if err := checkLookupKey(key); err != nil {
+		writeNetstring(bw, "PERM ", err.Error())
 		return
 	}
 	r, ok := s.lookup(key)

@@ -151,11 +151,13 @@ func (s *Server) tcpTableConn(ctx context.Context, c *srvConn) {
 		if err != nil {
 			if errors.Is(err, errTCPTooLong) {
 				bw.WriteString("400 request-too-long\n")
-				bw.Flush()
 			}
 			if err != io.EOF {
 				log.DebugContext(ctx, "tcp_table read ended", "remote", nc.RemoteAddr().String(), "err", err)
 			}
+			// Replies to complete requests read before a truncated one
+			// (or before the client half-closed) are still owed.
+			bw.Flush()
 			return
 		}
 		s.answerTCPTable(bw, line)
@@ -171,6 +173,10 @@ func (s *Server) answerTCPTable(bw *bufio.Writer, line []byte) {
 		} else {
 			bw.WriteString("400 unknown-command-want-get\n")
 		}
+		return
+	}
+	if err := checkLookupKey(key); err != nil {
+		bw.WriteString("400 invalid-key\n")
 		return
 	}
 	r, ok := s.lookup(key)
