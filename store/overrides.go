@@ -92,7 +92,12 @@ func (s *Store) SetOverride(ctx context.Context, o Override, actor string) error
 	}
 	now := s.now()
 	return s.withTx(ctx, func(tx *sql.Tx) error {
-		changed, err := setOverrideTx(ctx, tx, o, normActor(actor), now)
+		st, err := prepareOverrideStmts(ctx, tx)
+		if err != nil {
+			return err
+		}
+		defer st.close()
+		changed, err := st.set(ctx, o, normActor(actor), now)
 		if err != nil || !changed {
 			return err
 		}
@@ -100,37 +105,69 @@ func (s *Store) SetOverride(ctx context.Context, o Override, actor string) error
 	})
 }
 
-func setOverrideTx(ctx context.Context, tx *sql.Tx, o Override, actor string, now time.Time) (bool, error) {
+// overrideStmts are the statements that set an override, prepared once
+// per transaction: an import of 100,000 overrides runs each 100,000 times.
+type overrideStmts struct {
+	sel, ins, upd, hist *sql.Stmt
+}
+
+func prepareOverrideStmts(ctx context.Context, tx *sql.Tx) (*overrideStmts, error) {
+	st := &overrideStmts{}
+	for _, p := range []struct {
+		dst **sql.Stmt
+		q   string
+	}{
+		{&st.sel, `SELECT policy, note, expires FROM overrides WHERE key = ?`},
+		{&st.ins, `INSERT INTO overrides(key, policy, note, created, updated, expires) VALUES (?, ?, ?, ?, ?, ?)`},
+		{&st.upd, `UPDATE overrides SET policy = ?, note = ?, updated = ?, expires = ? WHERE key = ?`},
+		{&st.hist, `INSERT INTO override_history(key, old, new, actor, at, note) VALUES (?, ?, ?, ?, ?, ?)`},
+	} {
+		var err error
+		if *p.dst, err = tx.PrepareContext(ctx, p.q); err != nil {
+			st.close()
+			return nil, fmt.Errorf("store: prepare: %w", err)
+		}
+	}
+	return st, nil
+}
+
+func (st *overrideStmts) close() {
+	for _, s := range []*sql.Stmt{st.sel, st.ins, st.upd, st.hist} {
+		if s != nil {
+			s.Close()
+		}
+	}
+}
+
+// set creates or replaces the override for o.Key and records the change;
+// it reports false, recording nothing, when o is what is stored already.
+func (st *overrideStmts) set(ctx context.Context, o Override, actor string, now time.Time) (bool, error) {
 	var (
 		oldPolicy, oldNote string
 		oldExpires         sql.NullInt64
 	)
-	err := tx.QueryRowContext(ctx, `SELECT policy, note, expires FROM overrides WHERE key = ?`, o.Key).
-		Scan(&oldPolicy, &oldNote, &oldExpires)
+	err := st.sel.QueryRowContext(ctx, o.Key).Scan(&oldPolicy, &oldNote, &oldExpires)
 	exp := nullUnix(o.Expires)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		if _, err := tx.ExecContext(ctx, `INSERT INTO overrides(key, policy, note, created, updated, expires) VALUES (?, ?, ?, ?, ?, ?)`,
-			o.Key, o.Policy, o.Note, now.Unix(), now.Unix(), exp); err != nil {
+		if _, err := st.ins.ExecContext(ctx, o.Key, o.Policy, o.Note, now.Unix(), now.Unix(), exp); err != nil {
 			return false, fmt.Errorf("store: insert override %s: %w", o.Key, err)
 		}
-		return true, addHistory(ctx, tx, o.Key, nil, o.Policy, actor, now, o.Note)
+		return true, st.addHistory(ctx, o.Key, nil, o.Policy, actor, now, o.Note)
 	case err != nil:
 		return false, fmt.Errorf("store: read override %s: %w", o.Key, err)
 	}
 	if oldPolicy == o.Policy && oldNote == o.Note && oldExpires == exp {
 		return false, nil
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE overrides SET policy = ?, note = ?, updated = ?, expires = ? WHERE key = ?`,
-		o.Policy, o.Note, now.Unix(), exp, o.Key); err != nil {
+	if _, err := st.upd.ExecContext(ctx, o.Policy, o.Note, now.Unix(), exp, o.Key); err != nil {
 		return false, fmt.Errorf("store: update override %s: %w", o.Key, err)
 	}
-	return true, addHistory(ctx, tx, o.Key, oldPolicy, o.Policy, actor, now, o.Note)
+	return true, st.addHistory(ctx, o.Key, oldPolicy, o.Policy, actor, now, o.Note)
 }
 
-func addHistory(ctx context.Context, tx *sql.Tx, key string, old, new any, actor string, at time.Time, note string) error {
-	if _, err := tx.ExecContext(ctx, `INSERT INTO override_history(key, old, new, actor, at, note) VALUES (?, ?, ?, ?, ?, ?)`,
-		key, old, new, actor, at.Unix(), note); err != nil {
+func (st *overrideStmts) addHistory(ctx context.Context, key string, old, new any, actor string, at time.Time, note string) error {
+	if _, err := st.hist.ExecContext(ctx, key, old, new, actor, at.Unix(), note); err != nil {
 		return fmt.Errorf("store: record history for %s: %w", key, err)
 	}
 	return nil
@@ -156,8 +193,9 @@ func (s *Store) RemoveOverride(ctx context.Context, key, actor string) error {
 		if err != nil {
 			return fmt.Errorf("store: remove override %s: %w", key, err)
 		}
-		if err := addHistory(ctx, tx, key, old, nil, normActor(actor), now, ""); err != nil {
-			return err
+		if _, err := tx.ExecContext(ctx, `INSERT INTO override_history(key, old, new, actor, at, note) VALUES (?, ?, ?, ?, ?, '')`,
+			key, old, nil, normActor(actor), now.Unix()); err != nil {
+			return fmt.Errorf("store: record history for %s: %w", key, err)
 		}
 		return bumpGeneration(ctx, tx)
 	})
@@ -182,13 +220,40 @@ func (s *Store) ImportOverrides(ctx context.Context, ovs []Override, actor strin
 	actor = normActor(actor)
 	n := 0
 	err := s.withTx(ctx, func(tx *sql.Tx) error {
-		for _, o := range ovs {
-			changed, err := setOverrideTx(ctx, tx, o, actor, now)
+		// Blocks of a few hundred overrides: read what is stored for
+		// them, then write the changed ones, many per statement.
+		const block = 512
+		set := make([]any, 0, block*6)
+		hist := make([]any, 0, block*6)
+		for i := 0; i < len(ovs); i += block {
+			part := ovs[i:min(i+block, len(ovs))]
+			old, err := storedOverrides(ctx, tx, part)
 			if err != nil {
 				return err
 			}
-			if changed {
+			set, hist = set[:0], hist[:0]
+			for _, o := range part {
+				exp := nullUnix(o.Expires)
+				var prev any // NULL in the history when the override is new
+				if e, ok := old[o.Key]; ok {
+					if e.policy == o.Policy && e.note == o.Note && e.expires == exp {
+						continue
+					}
+					prev = e.policy
+				}
+				set = append(set, o.Key, o.Policy, o.Note, now.Unix(), now.Unix(), exp)
+				hist = append(hist, o.Key, prev, o.Policy, actor, now.Unix(), o.Note)
 				n++
+			}
+			// created is kept for overrides that exist: only the other
+			// columns take the new values.
+			if err := execChunked(ctx, tx, `INSERT INTO overrides(key, policy, note, created, updated, expires) VALUES `,
+				` ON CONFLICT(key) DO UPDATE SET policy = excluded.policy, note = excluded.note, updated = excluded.updated, expires = excluded.expires`,
+				6, set); err != nil {
+				return fmt.Errorf("store: import overrides: %w", err)
+			}
+			if err := execChunked(ctx, tx, `INSERT INTO override_history(key, old, new, actor, at, note) VALUES `, ``, 6, hist); err != nil {
+				return fmt.Errorf("store: import overrides: record history: %w", err)
 			}
 		}
 		if n == 0 {
@@ -200,6 +265,80 @@ func (s *Store) ImportOverrides(ctx context.Context, ovs []Override, actor strin
 		return 0, err
 	}
 	return n, nil
+}
+
+type storedOverride struct {
+	policy, note string
+	expires      sql.NullInt64
+}
+
+// storedOverrides returns what is stored for the keys of ovs (at most a
+// few hundred: they go in one query).
+func storedOverrides(ctx context.Context, tx *sql.Tx, ovs []Override) (map[string]storedOverride, error) {
+	out := make(map[string]storedOverride, len(ovs))
+	if len(ovs) == 0 {
+		return out, nil
+	}
+	args := make([]any, 0, len(ovs))
+	for _, o := range ovs {
+		args = append(args, o.Key)
+	}
+	q := `SELECT key, policy, note, expires FROM overrides WHERE key IN (?` + strings.Repeat(`, ?`, len(ovs)-1) + `)`
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: read overrides: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k string
+		var e storedOverride
+		if err := rows.Scan(&k, &e.policy, &e.note, &e.expires); err != nil {
+			return nil, fmt.Errorf("store: read overrides: %w", err)
+		}
+		out[k] = e
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: read overrides: %w", err)
+	}
+	return out, nil
+}
+
+// execChunked runs head + "(?, ...), (?, ...)" + tail over args, cols
+// values per row, many rows per statement (a statement costs about as
+// much as a one-row insert in this SQLite).
+func execChunked(ctx context.Context, tx *sql.Tx, head, tail string, cols int, args []any) error {
+	const perStmt = 64
+	tuple := "(?" + strings.Repeat(", ?", cols-1) + ")"
+	stmtFor := func(rows int) string {
+		return head + strings.TrimSuffix(strings.Repeat(tuple+", ", rows), ", ") + tail
+	}
+	var full *sql.Stmt
+	defer func() {
+		if full != nil {
+			full.Close()
+		}
+	}()
+	rows := len(args) / cols
+	for i := 0; i < rows; i += perStmt {
+		k := min(perStmt, rows-i)
+		a := args[i*cols : (i+k)*cols]
+		if k < perStmt {
+			if _, err := tx.ExecContext(ctx, stmtFor(k), a...); err != nil {
+				return err
+			}
+			continue
+		}
+		if full == nil {
+			var err error
+			if full, err = tx.PrepareContext(ctx, stmtFor(perStmt)); err != nil {
+				return err
+			}
+		}
+		if _, err := full.ExecContext(ctx, a...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Overrides returns all overrides, expired ones included, ordered by key.

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -313,5 +314,70 @@ func TestConcurrentVersionAndWrites(t *testing.T) {
 			t.Fatalf("version went back: %d -> %d", last, v)
 		}
 		last = v
+	}
+}
+
+// TestImportOverridesBlocks imports more overrides than one block, some
+// already stored (unchanged, changed policy, changed expiry), and checks
+// counts, created/updated times and the history.
+func TestImportOverridesBlocks(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	exp := t0.Add(48 * time.Hour).Truncate(time.Second)
+	for _, o := range []Override{
+		{Key: "d7.example", Policy: "encrypt"},
+		{Key: "d600.example", Policy: "may"},
+		{Key: "d1299.example", Policy: "encrypt"},
+	} {
+		if err := s.SetOverride(ctx, o, "first"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t1 := t0.Add(time.Hour)
+	s.now = func() time.Time { return t1 }
+	var ovs []Override
+	for i := 0; i < 1300; i++ {
+		o := Override{Key: fmt.Sprintf("d%d.example", i), Policy: "encrypt"}
+		switch i {
+		case 600:
+			o.Policy = "verify"
+		case 1299:
+			o.Expires = exp
+		}
+		ovs = append(ovs, o)
+	}
+	n, err := s.ImportOverrides(ctx, ovs, "importer")
+	if err != nil || n != 1299 {
+		t.Fatalf("import: n=%d, %v; want 1299 (d7 is unchanged)", n, err)
+	}
+	got, _ := s.Overrides(ctx)
+	if len(got) != 1300 {
+		t.Fatalf("%d overrides stored, want 1300", len(got))
+	}
+	by := map[string]Override{}
+	for _, o := range got {
+		by[o.Key] = o
+	}
+	if o := by["d7.example"]; !o.Updated.Equal(t0.Truncate(time.Second)) {
+		t.Errorf("unchanged d7 was rewritten: %+v", o)
+	}
+	if o := by["d600.example"]; o.Policy != "verify" || !o.Created.Equal(t0.Truncate(time.Second)) || !o.Updated.Equal(t1.Truncate(time.Second)) {
+		t.Errorf("changed d600: %+v (want verify, created at t0, updated at t1)", o)
+	}
+	if o := by["d1299.example"]; !o.Expires.Equal(exp) || !o.Created.Equal(t0.Truncate(time.Second)) {
+		t.Errorf("d1299: %+v (want expiry %v, created at t0)", o, exp)
+	}
+	if o := by["d1000.example"]; o.Policy != "encrypt" || !o.Created.Equal(t1.Truncate(time.Second)) {
+		t.Errorf("new d1000: %+v", o)
+	}
+	h, _ := s.History(ctx, "d600.example")
+	if len(h) != 2 || h[0].Old != "may" || h[0].New != "verify" || h[0].Actor != "importer" {
+		t.Errorf("d600 history: %+v", h)
+	}
+	if h, _ := s.History(ctx, "d1000.example"); len(h) != 1 || h[0].Old != "" || h[0].New != "encrypt" {
+		t.Errorf("d1000 history: %+v", h)
+	}
+	if h, _ := s.History(ctx, ""); len(h) != 3+1299 {
+		t.Errorf("%d history rows, want %d", len(h), 3+1299)
 	}
 }
