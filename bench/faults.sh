@@ -4,7 +4,9 @@
 # be run as nobody (chmod 000 must mean something) and a tmpfs can be
 # mounted for the disk-full case. Takes about 5 minutes.
 # Knobs: FAULTS_DIR (/tmp/mailtls-faults), FAULTS_PHASES
-# (daemon,abuse,follower,restart), FAULTS_USER (nobody), FAULTS_SCALE (1).
+# (daemon,abuse,follower,restart), FAULTS_USER (nobody), FAULTS_SCALE (1),
+# FAULTS_OUT (RELIABILITY.md), FAULTS_CHECK (set: exit 1 when a correctness
+# check fails; CI uses it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -21,4 +23,4 @@ chmod 0755 "$dir.bin"
 
 exec "$dir.bin/faults" -bin "$dir.bin/mailtls" -dir "$dir" -out "${FAULTS_OUT:-RELIABILITY.md}" \
 	-phases "${FAULTS_PHASES:-daemon,abuse,follower,restart}" \
-	-user "${FAULTS_USER-nobody}" -scale "${FAULTS_SCALE:-1}"
+	-user "${FAULTS_USER-nobody}" -scale "${FAULTS_SCALE:-1}" ${FAULTS_CHECK:+-check}

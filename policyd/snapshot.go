@@ -53,46 +53,73 @@ type Snapshot struct {
 // destination rather than silently using a weaker policy. Both are listed
 // by Invalid. def is the answer when nothing matches ("" means NOTFOUND).
 func NewSnapshot(ovs []Override, def string) *Snapshot {
-	s := &Snapshot{m: make(map[string]entry, len(ovs))}
-	norm := make(map[string]string) // raw value -> normal form; values repeat a lot
-	normValue := func(v string) (string, error) {
-		if n, ok := norm[v]; ok {
-			return n, nil
-		}
-		p, err := ParsePolicy(v)
+	b := NewBuilder(def, len(ovs))
+	for _, o := range ovs {
+		b.Add(o)
+	}
+	return b.Snapshot()
+}
+
+// Builder builds a Snapshot one override at a time, with NewSnapshot's
+// rules, so that a large table need not be held twice while loading.
+type Builder struct {
+	s    *Snapshot
+	norm map[string]string // raw value -> normal form; values repeat a lot
+}
+
+// NewBuilder starts a snapshot answering def when nothing matches; size is
+// the expected number of overrides (a hint).
+func NewBuilder(def string, size int) *Builder {
+	b := &Builder{s: &Snapshot{m: make(map[string]entry, size)}, norm: make(map[string]string)}
+	if def != "" {
+		v, err := b.normValue(def)
 		if err != nil {
-			return v, err
+			b.s.invalid = append(b.s.invalid, fmt.Sprintf("default: %v", err))
 		}
-		n := p.String()
-		if n == v {
-			n = v // share the caller's string
-		}
-		norm[v] = n
+		b.s.def = v
+	}
+	return b
+}
+
+func (b *Builder) normValue(v string) (string, error) {
+	if n, ok := b.norm[v]; ok {
 		return n, nil
 	}
-	if def != "" {
-		v, err := normValue(def)
-		if err != nil {
-			s.invalid = append(s.invalid, fmt.Sprintf("default: %v", err))
-		}
-		s.def = v
+	p, err := ParsePolicy(v)
+	if err != nil {
+		return v, err
 	}
-	for _, o := range ovs {
-		k, err := NormalizeKey(o.Key)
-		if err != nil {
-			s.invalid = append(s.invalid, err.Error())
-			continue
-		}
-		v, err := normValue(o.Value)
-		if err != nil {
-			s.invalid = append(s.invalid, fmt.Sprintf("key %s: %v", k, err))
-		}
-		var exp int64
-		if !o.Expires.IsZero() {
-			exp = o.Expires.UnixNano()
-		}
-		s.m[k] = entry{key: k, value: v, expires: exp}
+	n := p.String()
+	if n == v {
+		n = v // share the caller's string
 	}
+	b.norm[v] = n
+	return n, nil
+}
+
+// Add adds one override; a later one for the same normal key wins.
+func (b *Builder) Add(o Override) {
+	k, err := NormalizeKey(o.Key)
+	if err != nil {
+		b.s.invalid = append(b.s.invalid, err.Error())
+		return
+	}
+	v, err := b.normValue(o.Value)
+	if err != nil {
+		b.s.invalid = append(b.s.invalid, fmt.Sprintf("key %s: %v", k, err))
+	}
+	var exp int64
+	if !o.Expires.IsZero() {
+		exp = o.Expires.UnixNano()
+	}
+	b.s.m[k] = entry{key: k, value: v, expires: exp}
+}
+
+// Snapshot returns the snapshot built so far. The Builder must not be
+// used afterwards.
+func (b *Builder) Snapshot() *Snapshot {
+	s := b.s
+	b.s, b.norm = nil, nil
 	return s
 }
 
@@ -212,7 +239,18 @@ func isDomainKey(k []byte) bool {
 type Source interface {
 	// Version is cheap and changes whenever the overrides may have changed.
 	Version(ctx context.Context) (uint64, error)
-	Overrides(ctx context.Context) ([]Override, error)
+	// Overrides calls add for every override. A snapshot is stored only
+	// if it returns nil.
+	Overrides(ctx context.Context, add func(Override)) error
+}
+
+// load builds a snapshot from src.
+func (t *Table) load(ctx context.Context, src Source) (*Snapshot, error) {
+	b := NewBuilder(*t.def.Load(), 0)
+	if err := src.Overrides(ctx, b.Add); err != nil {
+		return nil, err
+	}
+	return b.Snapshot(), nil
 }
 
 // Table holds the current snapshot. Lookups load it atomically; Watch or
@@ -220,6 +258,11 @@ type Source interface {
 type Table struct {
 	def atomic.Pointer[string]
 	cur atomic.Pointer[Snapshot]
+
+	// reloaded is the source version of the snapshot Reload stored last,
+	// so that a Watch started afterwards does not load the same again;
+	// Store clears it.
+	reloaded atomic.Pointer[uint64]
 
 	// newTicker is the clock seam for Watch; tests replace it.
 	newTicker func(d time.Duration) (<-chan time.Time, func())
@@ -243,7 +286,10 @@ func (t *Table) SetDefault(def string) { t.def.Store(&def) }
 func (t *Table) Load() *Snapshot { return t.cur.Load() }
 
 // Store replaces the current snapshot.
-func (t *Table) Store(s *Snapshot) { t.cur.Store(s) }
+func (t *Table) Store(s *Snapshot) {
+	t.cur.Store(s)
+	t.reloaded.Store(nil)
+}
 
 // Reload builds a snapshot from src and stores it. It returns the version
 // it loaded.
@@ -254,15 +300,17 @@ func (t *Table) Reload(ctx context.Context, src Source) (uint64, error) {
 	}
 	// Version before Overrides: a change in between bumps the version again
 	// and the next poll reloads.
-	ovs, err := src.Overrides(ctx)
+	snap, err := t.load(ctx, src)
 	if err != nil {
 		return 0, fmt.Errorf("policyd: reading overrides: %w", err)
 	}
-	t.Store(NewSnapshot(ovs, *t.def.Load()))
+	t.Store(snap)
+	t.reloaded.Store(&v)
 	return v, nil
 }
 
-// Watch loads src at once and then polls src.Version every interval,
+// Watch loads src at once (unless Reload has just loaded its current
+// version) and then polls src.Version every interval,
 // reloading when it changes. On an error it logs, keeps serving the last
 // good snapshot and retries at the next poll; it logs the recovery too. It
 // returns nil when ctx is done.
@@ -289,6 +337,9 @@ func (t *Table) Watch(ctx context.Context, src Source, every time.Duration, log 
 		failures int
 		lastErr  string
 	)
+	if v := t.reloaded.Load(); v != nil && t.Load() != nil {
+		loaded, version = true, *v
+	}
 	recovered := func() {
 		if failures > 0 {
 			log.Info("policy source recovered", "failures", failures)
@@ -301,10 +352,10 @@ func (t *Table) Watch(ctx context.Context, src Source, every time.Duration, log 
 			recovered()
 			return
 		}
-		var ovs []Override
+		var s *Snapshot
 		if err != nil {
 			err = fmt.Errorf("policyd: reading overrides version: %w", err)
-		} else if ovs, err = src.Overrides(ctx); err != nil {
+		} else if s, err = t.load(ctx, src); err != nil {
 			err = fmt.Errorf("policyd: reading overrides: %w", err)
 		}
 		if err != nil {
@@ -320,7 +371,6 @@ func (t *Table) Watch(ctx context.Context, src Source, every time.Duration, log 
 				"err", err, "failures", failures, "loaded", loaded)
 			return
 		}
-		s := NewSnapshot(ovs, *t.def.Load())
 		t.Store(s)
 		recovered()
 		lvl := slog.LevelInfo

@@ -183,11 +183,17 @@ func (f *fakeSource) Version(ctx context.Context) (uint64, error) {
 	return f.version, f.err
 }
 
-func (f *fakeSource) Overrides(ctx context.Context) ([]Override, error) {
+func (f *fakeSource) Overrides(ctx context.Context, add func(Override)) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.loads++
-	return slices.Clone(f.ovs), f.err
+	if f.err != nil {
+		return f.err
+	}
+	for _, o := range f.ovs {
+		add(o)
+	}
+	return nil
 }
 
 func (f *fakeSource) set(version uint64, ovs []Override, err error) {
@@ -372,4 +378,44 @@ func TestSnapshotConcurrentReload(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// TestTableWatchAfterReload: a Watch started after Reload (as the daemon
+// starts) does not load the same version again, and still follows
+// changes; after Store, Watch loads at once.
+func TestTableWatchAfterReload(t *testing.T) {
+	src := &fakeSource{}
+	src.set(7, []Override{{Key: "example.com", Value: "encrypt"}}, nil)
+	tab := NewTable("may")
+	if v, err := tab.Reload(context.Background(), src); err != nil || v != 7 {
+		t.Fatalf("Reload: %d, %v", v, err)
+	}
+	tick := make(chan time.Time)
+	tab.newTicker = func(time.Duration) (<-chan time.Time, func()) { return tick, func() {} }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tab.Watch(ctx, src, time.Second, nil) }()
+	tick <- time.Time{} // the initial poll has happened
+	if _, loads := src.counts(); loads != 1 {
+		t.Errorf("Overrides called %d times after Reload and Watch's first poll, want 1", loads)
+	}
+	src.set(8, []Override{{Key: "example.com", Value: "secure"}}, nil)
+	tick <- time.Time{}
+	tick <- time.Time{}
+	if got := tab.Load().Lookup("example.com", t0).Value; got != "secure" {
+		t.Errorf("after a change: %q", got)
+	}
+	cancel()
+	<-done
+
+	// Store (a snapshot from elsewhere) makes the next Watch load.
+	tab.Store(NewSnapshot(nil, "may"))
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() { done <- tab.Watch(ctx, src, time.Second, nil) }()
+	tick <- time.Time{}
+	if got := tab.Load().Lookup("example.com", t0).Value; got != "secure" {
+		t.Errorf("Watch after Store did not load: %q", got)
+	}
+	cancel()
+	<-done
 }

@@ -373,6 +373,43 @@ func (s *Store) Overrides(ctx context.Context) ([]Override, error) {
 	return out, nil
 }
 
+// OverridePolicies calls fn with the key, policy and expiry of every
+// override (the columns the policy daemon serves), in key order. Equal
+// policies are passed as the same string, so a daemon holding a million
+// overrides keeps one copy of each distinct policy.
+func (s *Store) OverridePolicies(ctx context.Context, fn func(key, policy string, expires time.Time)) error {
+	r, err := s.reader()
+	if err != nil {
+		return err
+	}
+	rows, err := r.QueryContext(ctx, `SELECT key, policy, expires FROM overrides ORDER BY key`)
+	if err != nil {
+		return fmt.Errorf("store: list overrides: %w", err)
+	}
+	defer rows.Close()
+	policies := map[string]string{}
+	for rows.Next() {
+		var (
+			key     string
+			policy  sql.RawBytes
+			expires sql.NullInt64
+		)
+		if err := rows.Scan(&key, &policy, &expires); err != nil {
+			return fmt.Errorf("store: list overrides: %w", err)
+		}
+		p, ok := policies[string(policy)]
+		if !ok {
+			p = string(policy)
+			policies[p] = p
+		}
+		fn(key, p, fromUnixNull(expires))
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: list overrides: %w", err)
+	}
+	return nil
+}
+
 // History returns the changes to key ("" = all keys), newest first.
 func (s *Store) History(ctx context.Context, key string) ([]Change, error) {
 	r, err := s.reader()

@@ -42,11 +42,11 @@ func lookupCommand(e env) *cli.Command {
 				return err
 			}
 			defer st.Close()
-			ovs, err := storeSource{st}.Overrides(c.Context)
-			if err != nil {
+			b := policyd.NewBuilder(def, 0)
+			if err := (storeSource{st}).Overrides(c.Context, b.Add); err != nil {
 				return err
 			}
-			snap := policyd.NewSnapshot(ovs, def)
+			snap := b.Snapshot()
 			r := snap.Lookup(key, time.Now())
 			rule := r.Rule
 			if r.Rule == "default" || r.Rule == "notfound" {

@@ -87,16 +87,10 @@ type storeSource struct{ st *store.Store }
 
 func (s storeSource) Version(ctx context.Context) (uint64, error) { return s.st.OverridesVersion(ctx) }
 
-func (s storeSource) Overrides(ctx context.Context) ([]policyd.Override, error) {
-	ovs, err := s.st.Overrides(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]policyd.Override, len(ovs))
-	for i, o := range ovs {
-		out[i] = policyd.Override{Key: o.Key, Value: o.Policy, Expires: o.Expires}
-	}
-	return out, nil
+func (s storeSource) Overrides(ctx context.Context, add func(policyd.Override)) error {
+	return s.st.OverridePolicies(ctx, func(key, policy string, expires time.Time) {
+		add(policyd.Override{Key: key, Value: policy, Expires: expires})
+	})
 }
 
 // parseDefault validates --default: a policy value or "notfound" ("").
@@ -131,12 +125,11 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 		return nil, err
 	}
 	src := storeSource{st}
-	ovs, err := src.Overrides(c.Context)
-	if err != nil {
+	table := policyd.NewTable(def)
+	// Watch starts from the version loaded here instead of loading again.
+	if _, err := table.Reload(c.Context, src); err != nil {
 		return nil, fmt.Errorf("load overrides: %w", err)
 	}
-	table := policyd.NewTable(def)
-	table.Store(policyd.NewSnapshot(ovs, def))
 
 	ctx, cancel := context.WithCancel(context.WithoutCancel(c.Context))
 	d := &daemon{table: table, src: src, cancel: cancel}

@@ -42,6 +42,7 @@ type suite struct {
 	follower *followerResult
 	restart  *restartResult
 	foreign  string
+	failed   []string // correctness checks that failed, set by summary
 }
 
 func logf(format string, args ...any) {
@@ -66,6 +67,7 @@ func main() {
 	flag.Float64Var(&cfg.scale, "scale", 1, "scale the follower's line counts")
 	flag.IntVar(&cfg.policySets, "policy-sets", 200, "length of the `policy set` loop")
 	flag.StringVar(&cfg.fcases, "follower-cases", "F1,F2,F3,F4,F5", "follower `cases` to run")
+	check := flag.Bool("check", false, "exit 1 if a correctness check failed (errors, wrong answers, lost or duplicated deliveries, a daemon that died); timing figures are reported, not checked")
 	flag.Parse()
 	cfg.phases = map[string]bool{}
 	for _, p := range strings.Split(phases, ",") {
@@ -128,6 +130,13 @@ func main() {
 		fatalf("%v", err)
 	}
 	logf("wrote %s (%s)", cfg.out, time.Since(s.start).Round(time.Second))
+	if *check && len(s.failed) > 0 {
+		fmt.Fprintf(os.Stderr, "faults: %d correctness checks failed (details in %s):\n", len(s.failed), cfg.out)
+		for _, f := range s.failed {
+			fmt.Fprintf(os.Stderr, "  %s\n", f)
+		}
+		os.Exit(1)
+	}
 }
 
 // as prefixes argv so that it runs as cfg.user.
