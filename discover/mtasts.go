@@ -127,45 +127,65 @@ func ParseSTSRecord(txt string) (STSRecord, error) {
 		return STSRecord{}, fmt.Errorf("%w: %s (record %q; want e.g. \"v=STSv1; id=20240101T000000;\")",
 			ErrSTSRecordSyntax, fmt.Sprintf(format, args...), shorten(txt, 100))
 	}
-	fields, err := splitTXTFields(txt)
-	// Key names are case-sensitive (%s in the ABNF).
-	if !strings.HasPrefix(txt, "v=STSv1") || err == nil && fields[0] != "v=STSv1" {
-		return bad("must start with v=STSv1")
-	}
+	rec := STSRecord{Version: "STSv1"}
+	ext, err := parseTagRecord(txt, "STSv1", func(k, v string) (bool, error) {
+		if k != "id" {
+			return false, nil
+		}
+		if len(v) < 1 || len(v) > 32 || strings.IndexFunc(v, func(r rune) bool { return r > 0x7f || !isAlnum(byte(r)) }) >= 0 {
+			return true, fmt.Errorf("id %q must be 1 to 32 letters and digits", shorten(v, 40))
+		}
+		if rec.ID != "" {
+			return true, errors.New("more than one id")
+		}
+		rec.ID = v
+		return true, nil
+	})
 	if err != nil {
 		return bad("%v", err)
 	}
-	rec := STSRecord{Version: "STSv1"}
-	seen := map[string]bool{}
-	for _, f := range fields[1:] {
-		k, v, ok := strings.Cut(f, "=")
-		if !ok || !validExtName(k) {
-			return bad("field %q is not key=value", shorten(f, 40))
-		}
-		dup := seen[k]
-		seen[k] = true
-		switch k {
-		case "id":
-			if len(v) < 1 || len(v) > 32 || strings.IndexFunc(v, func(r rune) bool { return r > 0x7f || !isAlnum(byte(r)) }) >= 0 {
-				return bad("id %q must be 1 to 32 letters and digits", shorten(v, 40))
-			}
-			if dup {
-				return bad("more than one id")
-			}
-			rec.ID = v
-		case "v":
-			return bad("v= must come first and only once")
-		default:
-			if !validTXTExtValue(v) {
-				return bad("value of %s has a space, \"=\" or a non-printable character", k)
-			}
-			rec.Extensions = append(rec.Extensions, Extension{k, v})
-		}
-	}
+	rec.Extensions = ext
 	if rec.ID == "" {
 		return bad("missing id")
 	}
 	return rec, nil
+}
+
+// parseTagRecord parses the tag list shared by MTA-STS (RFC 8461 §3.1) and
+// TLSRPT (RFC 8460 §3) TXT records: "v=<version>" first, then key=value
+// fields separated by ";". Key names are case-sensitive. field is called
+// for each field after the version and reports whether it knows the key;
+// the others must be well-formed extensions and are returned.
+func parseTagRecord(txt, version string, field func(k, v string) (bool, error)) ([]Extension, error) {
+	fields, err := splitTXTFields(txt)
+	if !strings.HasPrefix(txt, "v="+version) || err == nil && fields[0] != "v="+version {
+		return nil, fmt.Errorf("must start with v=%s", version)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var ext []Extension
+	for _, f := range fields[1:] {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok || !validExtName(k) {
+			return nil, fmt.Errorf("field %q is not key=value", shorten(f, 40))
+		}
+		if k == "v" {
+			return nil, errors.New("v= must come first and only once")
+		}
+		known, err := field(k, v)
+		if err != nil {
+			return nil, err
+		}
+		if known {
+			continue
+		}
+		if !validTXTExtValue(v) {
+			return nil, fmt.Errorf("value of %s has a space, \"=\" or a non-printable character", k)
+		}
+		ext = append(ext, Extension{k, v})
+	}
+	return ext, nil
 }
 
 // selectRecord applies the selection rule shared by MTA-STS (RFC 8461 §3.1)

@@ -27,42 +27,29 @@ func ParseTLSRPTRecord(txt string) (TLSRPTRecord, error) {
 		return TLSRPTRecord{}, fmt.Errorf("%w: %s (record %q; want e.g. \"v=TLSRPTv1; rua=mailto:tlsrpt@example.com\")",
 			ErrTLSRPTSyntax, fmt.Sprintf(format, args...), shorten(txt, 100))
 	}
-	fields, err := splitTXTFields(txt)
-	if !strings.HasPrefix(txt, "v=TLSRPTv1") || err == nil && fields[0] != "v=TLSRPTv1" {
-		return bad("must start with v=TLSRPTv1")
-	}
+	rec := TLSRPTRecord{Version: "TLSRPTv1"}
+	seenRUA := false
+	ext, err := parseTagRecord(txt, "TLSRPTv1", func(k, v string) (bool, error) {
+		if k != "rua" {
+			return false, nil
+		}
+		if seenRUA {
+			return true, errors.New("more than one rua field (list the URIs in one, separated by \",\")")
+		}
+		seenRUA = true
+		for _, u := range strings.Split(v, ",") {
+			u = strings.Trim(u, " \t")
+			if err := checkRUA(u); err != nil {
+				return true, err
+			}
+			rec.RUA = append(rec.RUA, u)
+		}
+		return true, nil
+	})
 	if err != nil {
 		return bad("%v", err)
 	}
-	rec := TLSRPTRecord{Version: "TLSRPTv1"}
-	seenRUA := false
-	for _, f := range fields[1:] {
-		k, v, ok := strings.Cut(f, "=")
-		if !ok || !validExtName(k) {
-			return bad("field %q is not key=value", shorten(f, 40))
-		}
-		switch k {
-		case "rua":
-			if seenRUA {
-				return bad("more than one rua field (list the URIs in one, separated by \",\")")
-			}
-			seenRUA = true
-			for _, u := range strings.Split(v, ",") {
-				u = strings.Trim(u, " \t")
-				if err := checkRUA(u); err != nil {
-					return bad("%v", err)
-				}
-				rec.RUA = append(rec.RUA, u)
-			}
-		case "v":
-			return bad("v= must come first and only once")
-		default:
-			if !validTXTExtValue(v) {
-				return bad("value of %s has a space, \"=\" or a non-printable character", k)
-			}
-			rec.Extensions = append(rec.Extensions, Extension{k, v})
-		}
-	}
+	rec.Extensions = ext
 	if !seenRUA {
 		return bad("missing rua")
 	}

@@ -215,14 +215,36 @@ type fileState struct {
 	size     int64  // size at the last check
 }
 
-type fileRun struct {
-	f          *Follower
+// settings are what the file and journal followers share: their options
+// with the defaults applied.
+type settings struct {
 	log        *slog.Logger
-	commitFn   Commit
 	corr       *Correlator
 	batchEvery time.Duration
 	maxBatch   int
 	maxLine    int
+}
+
+func newSettings(log *slog.Logger, mk func() *Correlator, batchEvery time.Duration, maxBatch, maxLine int) settings {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if mk == nil {
+		mk = func() *Correlator { return NewCorrelator(Options{}) }
+	}
+	if maxBatch <= 0 {
+		maxBatch = DefaultMaxBatch
+	}
+	if maxLine <= 0 {
+		maxLine = DefaultMaxLine
+	}
+	return settings{log: log, corr: mk(), batchEvery: orDuration(batchEvery, DefaultBatchEvery), maxBatch: maxBatch, maxLine: maxLine}
+}
+
+type fileRun struct {
+	settings
+	f        *Follower
+	commitFn Commit
 
 	cur *fileState // the open file that Path named; nil while none
 	src *fileState // the file the next checkpoint describes
@@ -244,33 +266,10 @@ type fileRun struct {
 }
 
 func newFileRun(f *Follower, commit Commit) *fileRun {
-	log := f.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	mk := f.NewCorrelator
-	if mk == nil {
-		mk = func() *Correlator { return NewCorrelator(Options{}) }
-	}
-	maxLine := f.MaxLine
-	if maxLine <= 0 {
-		maxLine = DefaultMaxLine
-	}
-	maxLine = max(maxLine, fingerprintMax)
-	maxBatch := f.MaxBatch
-	if maxBatch <= 0 {
-		maxBatch = DefaultMaxBatch
-	}
-	return &fileRun{
-		f:          f,
-		log:        log.With("path", f.Path),
-		commitFn:   commit,
-		corr:       mk(),
-		batchEvery: orDuration(f.BatchEvery, DefaultBatchEvery),
-		maxBatch:   maxBatch,
-		maxLine:    maxLine,
-		buf:        make([]byte, readChunk),
-	}
+	st := newSettings(f.Logger, f.NewCorrelator, f.BatchEvery, f.MaxBatch, f.MaxLine)
+	st.log = st.log.With("path", f.Path)
+	st.maxLine = max(st.maxLine, fingerprintMax)
+	return &fileRun{settings: st, f: f, commitFn: commit, buf: make([]byte, readChunk)}
 }
 
 func orDuration(d, def time.Duration) time.Duration {

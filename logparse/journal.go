@@ -124,14 +124,10 @@ func (j *JournalFollower) Run(ctx context.Context, from Checkpoint, commit Commi
 }
 
 type journalRun struct {
-	j          *JournalFollower
-	log        *slog.Logger
-	commitFn   Commit
-	corr       *Correlator
-	idents     []string
-	batchEvery time.Duration
-	maxBatch   int
-	maxLine    int
+	settings
+	j        *JournalFollower
+	commitFn Commit
+	idents   []string
 
 	cursor  string // of the last entry read
 	pending []Delivery
@@ -139,30 +135,13 @@ type journalRun struct {
 }
 
 func newJournalRun(j *JournalFollower, commit Commit) *journalRun {
-	log := j.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	mk := j.NewCorrelator
-	if mk == nil {
-		mk = func() *Correlator { return NewCorrelator(Options{}) }
-	}
+	st := newSettings(j.Logger, j.NewCorrelator, j.BatchEvery, j.MaxBatch, j.MaxLine)
+	st.log = st.log.With("source", "journal")
 	idents := j.Identifiers
 	if idents == nil {
 		idents = []string{"postfix"}
 	}
-	maxBatch := j.MaxBatch
-	if maxBatch <= 0 {
-		maxBatch = DefaultMaxBatch
-	}
-	maxLine := j.MaxLine
-	if maxLine <= 0 {
-		maxLine = DefaultMaxLine
-	}
-	return &journalRun{
-		j: j, log: log.With("source", "journal"), commitFn: commit, corr: mk(), idents: idents,
-		batchEvery: orDuration(j.BatchEvery, DefaultBatchEvery), maxBatch: maxBatch, maxLine: maxLine,
-	}
+	return &journalRun{settings: st, j: j, commitFn: commit, idents: idents}
 }
 
 // args returns journalctl's command line after the program name.
