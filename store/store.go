@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -354,7 +355,9 @@ func rollback(tx *sql.Tx) error {
 }
 
 // ActorFromEnv names the person making a change, for the override history:
-// $SUDO_USER when run through sudo, else $USER, else "unknown".
+// $SUDO_USER when run through sudo, else $USER, else the name of the
+// process's user (cron jobs and systemd units often have no $USER), else
+// "uid N".
 func ActorFromEnv() string { return Actor(os.Getenv) }
 
 // Actor is ActorFromEnv with the environment given as a function.
@@ -364,7 +367,10 @@ func Actor(getenv func(string) string) string {
 			return a
 		}
 	}
-	return "unknown"
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return fmt.Sprintf("uid %d", os.Getuid())
 }
 
 func reverse(s string) string {
