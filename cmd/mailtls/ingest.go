@@ -45,7 +45,8 @@ func importCommand(e env) *cli.Command {
 		ArgsUsage: "FILE...",
 		UsageText: "mailtls import /var/log/mail.log.2.gz /var/log/mail.log.1 /var/log/mail.log\n" +
 			"journalctl -u postfix@- -o json | mailtls import -\n\n" +
-			"Give rotated files oldest first. Importing the same lines twice adds nothing.",
+			"Give rotated files oldest first. Importing the same lines twice adds nothing, so\n" +
+			"after an interruption (Ctrl-C) run the same import again to add the rest.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar and no summary"},
 		},
