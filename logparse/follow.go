@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -112,6 +113,10 @@ var ErrCommit = errors.New("logparse: commit failed")
 // at Path, at most one rotation is recovered: if Path was rotated again
 // before the follower moved on (it was stopped, or far behind), the files in
 // between are not read. Rotated names give no reliable order to find them by.
+// On a restart it warns about them instead: the rotated siblings changed
+// after the checkpointed file (or, when that file is not found, typically
+// because a later rotation compressed it, all rotated siblings), oldest
+// first, in a ready "mailtls import ..." command; importing is idempotent.
 //
 // Reopen makes the next poll close the file and resolve Path again as on a
 // restart (for SIGHUP).
@@ -424,10 +429,24 @@ func (r *fileRun) resolve(ctx context.Context, live *fileState) error {
 	}
 	if sib == nil {
 		if old.offset > 0 || old.fp != "" {
-			r.log.Warn("checkpointed log file not found among rotated files; lines after its offset are lost",
-				"inode", old.ino, "offset", old.offset)
+			// Typically compressed by a later rotation. Re-importing
+			// every rotated file is safe: stored lines are skipped.
+			args := []any{"inode", old.ino, "offset", old.offset}
+			if names := r.rotatedSince(time.Time{}, exDev, exIno); len(names) > 0 {
+				args = append(args, "recover_with", "mailtls import "+strings.Join(names, " "))
+			}
+			r.log.Warn("checkpointed log file not found among uncompressed rotated files; lines after its offset are lost unless imported", args...)
 		}
 		return nil
+	}
+	if fi, err := sib.file.Stat(); err == nil {
+		// Rotations after the one that renamed or copied sib: the
+		// follower goes from sib to the file at Path, so these are
+		// not read.
+		if names := r.rotatedSince(fi.ModTime(), sib.dev, sib.ino); len(names) > 0 {
+			r.log.Warn("log was rotated more than once while the follower was stopped; the files in between are not read: import them (stored lines are skipped)",
+				"files", len(names), "recover_with", "mailtls import "+strings.Join(names, " "))
+		}
 	}
 	sib.fp, sib.offset, sib.pos = old.fp, old.offset, old.offset
 	r.resetLine()
@@ -504,6 +523,46 @@ func (r *fileRun) findSibling(old *fileState, excludeDev, excludeIno uint64) (si
 		return withID, true, nil
 	}
 	return byFP, false, nil
+}
+
+// rotatedSince returns the paths of Path's rotated siblings, compressed or
+// not, modified after since, oldest first; the file with identity
+// exDev/exIno and the file at Path are left out.
+func (r *fileRun) rotatedSince(since time.Time, exDev, exIno uint64) []string {
+	dir, base := filepath.Split(r.f.Path)
+	if dir == "" {
+		dir = "."
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	type rotated struct {
+		path string
+		mod  time.Time
+	}
+	var found []rotated
+	for _, e := range ents {
+		name := e.Name()
+		if name == base || !(strings.HasPrefix(name, base+".") || strings.HasPrefix(name, base+"-")) {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		fi, err := os.Stat(path)
+		if err != nil || !fi.Mode().IsRegular() || !fi.ModTime().After(since) {
+			continue
+		}
+		if dev, ino := fileID(fi); dev == exDev && ino == exIno {
+			continue
+		}
+		found = append(found, rotated{path, fi.ModTime()})
+	}
+	sort.SliceStable(found, func(i, j int) bool { return found[i].mod.Before(found[j].mod) })
+	out := make([]string, len(found))
+	for i, f := range found {
+		out[i] = f.path
+	}
+	return out
 }
 
 // isRotatedName reports whether name looks like a rotated, uncompressed

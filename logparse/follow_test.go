@@ -1127,3 +1127,82 @@ func flCaughtUp(t *testing.T, db *followDB, path string) bool {
 }
 
 var _ io.Writer = (*logBuffer)(nil)
+
+// TestFollowRestartAfterTwoRotations: while the follower was stopped the log
+// was rotated twice. The checkpointed file is found and finished, the file
+// at Path follows, and the file in between, which the follower cannot
+// place, is named in a warning with the import command that recovers it.
+// When a later rotation has compressed the checkpointed file, the warning
+// names every rotated file, oldest first.
+func TestFollowRestartAfterTwoRotations(t *testing.T) {
+	a1 := flLines(0, 3, true)
+	a2 := flLines(10, 2, true)
+	b := flLines(20, 3, true)
+	c := flLines(30, 2, true)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mail.log")
+	flAppend(t, path, a1)
+	db := newFollowDB()
+	h := startFollow(t, path, db, Checkpoint{}, nil, nil)
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	cp := db.checkpoint(t)
+
+	// Day 1: a2 written, rotated; b written. Day 2: rotated again; c.
+	base := time.Date(2025, 11, 20, 6, 25, 0, 0, time.UTC)
+	flAppend(t, path, a2)
+	os.Rename(path, path+".1")
+	flAppend(t, path, b)
+	os.Rename(path+".1", path+".2")
+	os.Rename(path, path+".1")
+	flAppend(t, path, c)
+	os.Chtimes(path+".2", base, base)
+	os.Chtimes(path+".1", base.Add(24*time.Hour), base.Add(24*time.Hour))
+
+	lb, log := newLogBuffer()
+	h2 := startFollow(t, path, db, cp, log, nil)
+	want, _ := flCleanPass(a1 + a2 + c)
+	h2.pollUntil(3, "caught up", func() bool { return len(db.deliveries()) >= len(want) })
+	flCompare(t, db.deliveries(), want)
+	out := lb.buf.String()
+	if !strings.Contains(out, "rotated more than once") || !strings.Contains(out, `recover_with="mailtls import `+path+`.1"`) {
+		t.Errorf("no warning naming %s.1 with the import command; log:\n%s", path, out)
+	}
+	if err := h2.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another stop, more lines in the checkpointed file, and a rotation
+	// that compresses it: the checkpointed file exists only compressed.
+	cp = db.checkpoint(t)
+	var cpFile string
+	for _, n := range []string{path, path + ".1", path + ".2"} {
+		if fi, err := os.Stat(n); err == nil {
+			if dev, ino := fileID(fi); dev == cp.Dev && ino == cp.Ino {
+				cpFile = n
+			}
+		}
+	}
+	if cpFile == "" {
+		t.Fatalf("checkpointed file (inode %d) not found", cp.Ino)
+	}
+	flAppend(t, cpFile, flLines(40, 2, true))
+	data, err := os.ReadFile(cpFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gzName := path + ".3.gz"
+	if err := os.WriteFile(gzName, data, 0o644); err != nil { // content need not really be gzip here
+		t.Fatal(err)
+	}
+	os.Remove(cpFile)
+	os.Chtimes(gzName, base.Add(48*time.Hour), base.Add(48*time.Hour))
+	lb3, log3 := newLogBuffer()
+	h3 := startFollow(t, path, db, cp, log3, nil)
+	h3.waitIdle()
+	out = lb3.buf.String()
+	if !strings.Contains(out, "not found among uncompressed rotated files") || !strings.Contains(out, gzName) {
+		t.Errorf("no warning naming %s; log:\n%s", gzName, out)
+	}
+}
