@@ -264,8 +264,11 @@ type Table struct {
 	// Store clears it.
 	reloaded atomic.Pointer[uint64]
 
-	// newTicker is the clock seam for Watch; tests replace it.
+	// newTicker is the clock seam for Watch; tests replace it. polled, if
+	// set, runs after each of Watch's polls, so that a test can step
+	// Watch one whole poll at a time.
 	newTicker func(d time.Duration) (<-chan time.Time, func())
+	polled    func()
 }
 
 // NewTable returns a table whose snapshots answer def when nothing matches.
@@ -383,13 +386,19 @@ func (t *Table) Watch(ctx context.Context, src Source, every time.Duration, log 
 		}
 		loaded, version = true, v
 	}
-	poll()
+	step := func() {
+		poll()
+		if t.polled != nil {
+			t.polled()
+		}
+	}
+	step()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick:
-			poll()
+			step()
 		}
 	}
 }

@@ -226,6 +226,17 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// stepWatch makes tab's Watch poll only when the returned step is called,
+// and step return only once that poll has finished; wait returns once
+// Watch's initial poll has finished. No sleeping.
+func stepWatch(tab *Table) (step, wait func()) {
+	tick := make(chan time.Time)
+	polled := make(chan struct{})
+	tab.newTicker = func(time.Duration) (<-chan time.Time, func()) { return tick, func() {} }
+	tab.polled = func() { polled <- struct{}{} }
+	return func() { tick <- time.Time{}; <-polled }, func() { <-polled }
+}
+
 func TestTableWatch(t *testing.T) {
 	src := &fakeSource{}
 	src.set(1, []Override{{Key: "example.com", Value: "encrypt"}}, nil)
@@ -233,19 +244,15 @@ func TestTableWatch(t *testing.T) {
 	if tab.Load() != nil {
 		t.Fatal("new table has a snapshot")
 	}
-	// An unbuffered tick channel: each send returns only once Watch is back
-	// in its select, so the previous poll has finished. No sleeping.
-	tick := make(chan time.Time)
-	tab.newTicker = func(time.Duration) (<-chan time.Time, func()) { return tick, func() {} }
+	poll, initial := stepWatch(tab)
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- tab.Watch(ctx, src, time.Second, log) }()
-	poll := func() { tick <- time.Time{} }
 	value := func(key string) string { return tab.Load().Lookup(key, t0).Value }
 
-	poll() // the initial load has happened
+	initial()
 	if got := value("example.com"); got != "encrypt" {
 		t.Fatalf("after initial load: %q", got)
 	}
@@ -260,7 +267,6 @@ func TestTableWatch(t *testing.T) {
 
 	src.set(2, []Override{{Key: "example.com", Value: "secure"}}, nil)
 	poll()
-	poll()
 	if got := value("example.com"); got != "secure" {
 		t.Errorf("after version change: %q", got)
 	}
@@ -274,7 +280,6 @@ func TestTableWatch(t *testing.T) {
 		t.Errorf("during outage: %q, want last good value", got)
 	}
 	src.set(3, []Override{{Key: "example.com", Value: "dane"}}, nil)
-	poll()
 	poll()
 	if got := value("example.com"); got != "dane" {
 		t.Errorf("after recovery: %q", got)
@@ -298,18 +303,17 @@ func TestTableWatchStartsBroken(t *testing.T) {
 	src := &fakeSource{}
 	src.set(1, nil, errors.New("no such table"))
 	tab := NewTable("may")
-	tick := make(chan time.Time)
-	tab.newTicker = func(time.Duration) (<-chan time.Time, func()) { return tick, func() {} }
+	poll, initial := stepWatch(tab)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- tab.Watch(ctx, src, time.Second, nil) }()
-	tick <- time.Time{}
+	initial()
+	poll()
 	if tab.Load() != nil {
 		t.Error("a snapshot appeared although loading failed")
 	}
 	src.set(1, []Override{{Key: "a.example", Value: "encrypt"}}, nil)
-	tick <- time.Time{}
-	tick <- time.Time{}
+	poll()
 	if r := tab.Load().Lookup("a.example", t0); r.Value != "encrypt" {
 		t.Errorf("after recovery: %+v", r)
 	}
@@ -390,18 +394,17 @@ func TestTableWatchAfterReload(t *testing.T) {
 	if v, err := tab.Reload(context.Background(), src); err != nil || v != 7 {
 		t.Fatalf("Reload: %d, %v", v, err)
 	}
-	tick := make(chan time.Time)
-	tab.newTicker = func(time.Duration) (<-chan time.Time, func()) { return tick, func() {} }
+	poll, initial := stepWatch(tab)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- tab.Watch(ctx, src, time.Second, nil) }()
-	tick <- time.Time{} // the initial poll has happened
+	initial()
+	poll()
 	if _, loads := src.counts(); loads != 1 {
-		t.Errorf("Overrides called %d times after Reload and Watch's first poll, want 1", loads)
+		t.Errorf("Overrides called %d times after Reload and two polls of Watch, want 1", loads)
 	}
 	src.set(8, []Override{{Key: "example.com", Value: "secure"}}, nil)
-	tick <- time.Time{}
-	tick <- time.Time{}
+	poll()
 	if got := tab.Load().Lookup("example.com", t0).Value; got != "secure" {
 		t.Errorf("after a change: %q", got)
 	}
@@ -412,7 +415,7 @@ func TestTableWatchAfterReload(t *testing.T) {
 	tab.Store(NewSnapshot(nil, "may"))
 	ctx, cancel = context.WithCancel(context.Background())
 	go func() { done <- tab.Watch(ctx, src, time.Second, nil) }()
-	tick <- time.Time{}
+	initial()
 	if got := tab.Load().Lookup("example.com", t0).Value; got != "secure" {
 		t.Errorf("Watch after Store did not load: %q", got)
 	}
