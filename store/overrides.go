@@ -92,12 +92,7 @@ func (s *Store) SetOverride(ctx context.Context, o Override, actor string) error
 	}
 	now := s.now()
 	return s.withTx(ctx, func(tx *sql.Tx) error {
-		st, err := prepareOverrideStmts(ctx, tx)
-		if err != nil {
-			return err
-		}
-		defer st.close()
-		changed, err := st.set(ctx, o, normActor(actor), now)
+		changed, err := setOverrideTx(ctx, tx, o, normActor(actor), now)
 		if err != nil || !changed {
 			return err
 		}
@@ -105,69 +100,37 @@ func (s *Store) SetOverride(ctx context.Context, o Override, actor string) error
 	})
 }
 
-// overrideStmts are the statements that set an override, prepared once
-// per transaction: an import of 100,000 overrides runs each 100,000 times.
-type overrideStmts struct {
-	sel, ins, upd, hist *sql.Stmt
-}
-
-func prepareOverrideStmts(ctx context.Context, tx *sql.Tx) (*overrideStmts, error) {
-	st := &overrideStmts{}
-	for _, p := range []struct {
-		dst **sql.Stmt
-		q   string
-	}{
-		{&st.sel, `SELECT policy, note, expires FROM overrides WHERE key = ?`},
-		{&st.ins, `INSERT INTO overrides(key, policy, note, created, updated, expires) VALUES (?, ?, ?, ?, ?, ?)`},
-		{&st.upd, `UPDATE overrides SET policy = ?, note = ?, updated = ?, expires = ? WHERE key = ?`},
-		{&st.hist, `INSERT INTO override_history(key, old, new, actor, at, note) VALUES (?, ?, ?, ?, ?, ?)`},
-	} {
-		var err error
-		if *p.dst, err = tx.PrepareContext(ctx, p.q); err != nil {
-			st.close()
-			return nil, fmt.Errorf("store: prepare: %w", err)
-		}
-	}
-	return st, nil
-}
-
-func (st *overrideStmts) close() {
-	for _, s := range []*sql.Stmt{st.sel, st.ins, st.upd, st.hist} {
-		if s != nil {
-			s.Close()
-		}
-	}
-}
-
-// set creates or replaces the override for o.Key and records the change;
-// it reports false, recording nothing, when o is what is stored already.
-func (st *overrideStmts) set(ctx context.Context, o Override, actor string, now time.Time) (bool, error) {
+func setOverrideTx(ctx context.Context, tx *sql.Tx, o Override, actor string, now time.Time) (bool, error) {
 	var (
 		oldPolicy, oldNote string
 		oldExpires         sql.NullInt64
 	)
-	err := st.sel.QueryRowContext(ctx, o.Key).Scan(&oldPolicy, &oldNote, &oldExpires)
+	err := tx.QueryRowContext(ctx, `SELECT policy, note, expires FROM overrides WHERE key = ?`, o.Key).
+		Scan(&oldPolicy, &oldNote, &oldExpires)
 	exp := nullUnix(o.Expires)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		if _, err := st.ins.ExecContext(ctx, o.Key, o.Policy, o.Note, now.Unix(), now.Unix(), exp); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO overrides(key, policy, note, created, updated, expires) VALUES (?, ?, ?, ?, ?, ?)`,
+			o.Key, o.Policy, o.Note, now.Unix(), now.Unix(), exp); err != nil {
 			return false, fmt.Errorf("store: insert override %s: %w", o.Key, err)
 		}
-		return true, st.addHistory(ctx, o.Key, nil, o.Policy, actor, now, o.Note)
+		return true, addHistory(ctx, tx, o.Key, nil, o.Policy, actor, now, o.Note)
 	case err != nil:
 		return false, fmt.Errorf("store: read override %s: %w", o.Key, err)
 	}
 	if oldPolicy == o.Policy && oldNote == o.Note && oldExpires == exp {
 		return false, nil
 	}
-	if _, err := st.upd.ExecContext(ctx, o.Policy, o.Note, now.Unix(), exp, o.Key); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE overrides SET policy = ?, note = ?, updated = ?, expires = ? WHERE key = ?`,
+		o.Policy, o.Note, now.Unix(), exp, o.Key); err != nil {
 		return false, fmt.Errorf("store: update override %s: %w", o.Key, err)
 	}
-	return true, st.addHistory(ctx, o.Key, oldPolicy, o.Policy, actor, now, o.Note)
+	return true, addHistory(ctx, tx, o.Key, oldPolicy, o.Policy, actor, now, o.Note)
 }
 
-func (st *overrideStmts) addHistory(ctx context.Context, key string, old, new any, actor string, at time.Time, note string) error {
-	if _, err := st.hist.ExecContext(ctx, key, old, new, actor, at.Unix(), note); err != nil {
+func addHistory(ctx context.Context, tx *sql.Tx, key string, old, new any, actor string, at time.Time, note string) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO override_history(key, old, new, actor, at, note) VALUES (?, ?, ?, ?, ?, ?)`,
+		key, old, new, actor, at.Unix(), note); err != nil {
 		return fmt.Errorf("store: record history for %s: %w", key, err)
 	}
 	return nil
@@ -193,9 +156,8 @@ func (s *Store) RemoveOverride(ctx context.Context, key, actor string) error {
 		if err != nil {
 			return fmt.Errorf("store: remove override %s: %w", key, err)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO override_history(key, old, new, actor, at, note) VALUES (?, ?, ?, ?, ?, '')`,
-			key, old, nil, normActor(actor), now.Unix()); err != nil {
-			return fmt.Errorf("store: record history for %s: %w", key, err)
+		if err := addHistory(ctx, tx, key, old, nil, normActor(actor), now, ""); err != nil {
+			return err
 		}
 		return bumpGeneration(ctx, tx)
 	})
