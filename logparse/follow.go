@@ -544,7 +544,7 @@ func (r *fileRun) rotatedSince(since time.Time, exDev, exIno uint64) []string {
 	var found []rotated
 	for _, e := range ents {
 		name := e.Name()
-		if name == base || !(strings.HasPrefix(name, base+".") || strings.HasPrefix(name, base+"-")) {
+		if !isRotatedAny(base, name) {
 			continue
 		}
 		path := filepath.Join(dir, name)
@@ -565,10 +565,16 @@ func (r *fileRun) rotatedSince(since time.Time, exDev, exIno uint64) []string {
 	return out
 }
 
+// isRotatedAny reports whether name looks like a rotated copy of base,
+// compressed or not: base.anything or base-anything.
+func isRotatedAny(base, name string) bool {
+	return name != base && (strings.HasPrefix(name, base+".") || strings.HasPrefix(name, base+"-"))
+}
+
 // isRotatedName reports whether name looks like a rotated, uncompressed
 // copy of base: base.N, base-DATE, base.anything.
 func isRotatedName(base, name string) bool {
-	if name == base || !(strings.HasPrefix(name, base+".") || strings.HasPrefix(name, base+"-")) {
+	if !isRotatedAny(base, name) {
 		return false
 	}
 	switch strings.ToLower(filepath.Ext(name)) {
