@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/binary"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -233,39 +235,67 @@ func (ru *rollups) write(ctx context.Context, tx *sql.Tx) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	ctx = context.WithoutCancel(ctx) // see insertRows
-	if len(ru.day) > 0 {
-		st, err := tx.PrepareContext(ctx, `INSERT INTO rollup_day(day, rdomain, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port, n, first_time, last_time)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT(rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port) DO UPDATE
-			SET n = n + excluded.n, first_time = min(first_time, excluded.first_time), last_time = max(last_time, excluded.last_time)`)
-		if err != nil {
-			return fmt.Errorf("store: prepare rollup_day: %w", err)
-		}
-		defer st.Close()
-		for k, a := range ru.day {
-			if _, err := st.ExecContext(ctx, k.day, k.rdomain, k.status, k.tls, k.trust, k.protocol, k.cipher,
-				k.fallback, k.tlsFailure, k.relayHost, k.relayPort, a.n, a.first, a.last); err != nil {
-				return fmt.Errorf("store: update rollup_day: %w", err)
-			}
-		}
+	ctx = context.WithoutCancel(ctx) // see insertBatch
+	// Rows go in primary-key order, many per statement: new rows then
+	// append to the b-trees and existing ones are visited in order.
+	days := make([]dayKey, 0, len(ru.day))
+	for k := range ru.day {
+		days = append(days, k)
 	}
-	if len(ru.hour) > 0 {
-		st, err := tx.PrepareContext(ctx, `INSERT INTO rollup_hour(hour, status, tls, trust, protocol, cipher, fallback, tls_failure, n)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT(hour, status, tls, trust, protocol, cipher, fallback, tls_failure) DO UPDATE SET n = n + excluded.n`)
-		if err != nil {
-			return fmt.Errorf("store: prepare rollup_hour: %w", err)
-		}
-		defer st.Close()
-		for k, n := range ru.hour {
-			if _, err := st.ExecContext(ctx, k.hour, k.status, k.tls, k.trust, k.protocol, k.cipher,
-				k.fallback, k.tlsFailure, n); err != nil {
-				return fmt.Errorf("store: update rollup_hour: %w", err)
-			}
-		}
+	slices.SortFunc(days, compareDayKeys)
+	args := make([]any, 0, len(days)*14)
+	for _, k := range days {
+		a := ru.day[k]
+		args = append(args, k.rdomain, k.day, k.status, k.tls, k.trust, k.protocol, k.cipher,
+			k.fallback, k.tlsFailure, k.relayHost, k.relayPort, a.n, a.first, a.last)
+	}
+	if err := execChunked(ctx, tx, `INSERT INTO rollup_day(rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port, n, first_time, last_time) VALUES `,
+		` ON CONFLICT(rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port) DO UPDATE
+			SET n = n + excluded.n, first_time = min(first_time, excluded.first_time), last_time = max(last_time, excluded.last_time)`,
+		14, args); err != nil {
+		return fmt.Errorf("store: update rollup_day: %w", err)
+	}
+	hours := make([]hourKey, 0, len(ru.hour))
+	for k := range ru.hour {
+		hours = append(hours, k)
+	}
+	slices.SortFunc(hours, compareHourKeys)
+	args = args[:0]
+	for _, k := range hours {
+		args = append(args, k.hour, k.status, k.tls, k.trust, k.protocol, k.cipher, k.fallback, k.tlsFailure, ru.hour[k])
+	}
+	if err := execChunked(ctx, tx, `INSERT INTO rollup_hour(hour, status, tls, trust, protocol, cipher, fallback, tls_failure, n) VALUES `,
+		` ON CONFLICT(hour, status, tls, trust, protocol, cipher, fallback, tls_failure) DO UPDATE SET n = n + excluded.n`,
+		9, args); err != nil {
+		return fmt.Errorf("store: update rollup_hour: %w", err)
 	}
 	return nil
+}
+
+// compareDayKeys orders day keys as rollup_day's primary key does (text by
+// bytes, false before true).
+func compareDayKeys(a, b dayKey) int {
+	return cmp.Or(strings.Compare(a.rdomain, b.rdomain), cmp.Compare(a.day, b.day), strings.Compare(a.status, b.status),
+		cmp.Compare(a.tls, b.tls), strings.Compare(a.trust, b.trust), strings.Compare(a.protocol, b.protocol),
+		strings.Compare(a.cipher, b.cipher), compareBool(a.fallback, b.fallback), compareBool(a.tlsFailure, b.tlsFailure),
+		strings.Compare(a.relayHost, b.relayHost), cmp.Compare(a.relayPort, b.relayPort))
+}
+
+// compareHourKeys orders hour keys as rollup_hour's primary key does.
+func compareHourKeys(a, b hourKey) int {
+	return cmp.Or(cmp.Compare(a.hour, b.hour), strings.Compare(a.status, b.status), cmp.Compare(a.tls, b.tls),
+		strings.Compare(a.trust, b.trust), strings.Compare(a.protocol, b.protocol), strings.Compare(a.cipher, b.cipher),
+		compareBool(a.fallback, b.fallback), compareBool(a.tlsFailure, b.tlsFailure))
+}
+
+func compareBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 const (
