@@ -169,18 +169,22 @@ type OverrideStats struct {
 // next-hop (different when a transport map routes the domain elsewhere).
 // w.Domain, if set, further restricts the deliveries.
 func (s *Store) OverrideActivity(ctx context.Context, w Window, keys []string) ([]OverrideStats, error) {
-	p, err := newPlan(w)
-	if err != nil {
+	if _, err := parseDomainFilter(w.Domain); err != nil {
 		return nil, err
 	}
 	kms := make([]matcher, len(keys))
 	for i, key := range keys {
+		var err error
 		if kms[i], err = parseOverrideKey(key); err != nil {
 			return nil, err
 		}
 	}
 	out := make([]OverrideStats, 0, len(keys))
-	err = s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		p, err := fittedPlan(ctx, tx, w)
+		if err != nil {
+			return err
+		}
 		for i, key := range keys {
 			st, err := overrideStats(ctx, tx, p, key, kms[i])
 			if err != nil {
@@ -330,12 +334,15 @@ func (s *Store) DryRun(ctx context.Context, key, level string, since time.Time) 
 	default:
 		return DryRunResult{}, fmt.Errorf("%w: TLS level %q; accepted: none, may, encrypt, dane, dane-only, fingerprint, verify, secure", ErrBadInput, level)
 	}
-	p := planFor(since, s.now(), matcher{kind: matchAll})
 	kr, kra := km.rollWhere()
 	kd, kda := km.rawWhere()
-	src, args := p.dimsSource(kr+" AND status = 'sent'", kd+" AND status = 'sent'", kra, kda)
 	var res DryRunResult
 	err = s.read(ctx, func(tx *sql.Tx) error {
+		p, err := fittedPlan(ctx, tx, Window{Since: since, Until: s.now()})
+		if err != nil {
+			return err
+		}
+		src, args := p.dimsSource(kr+" AND status = 'sent'", kd+" AND status = 'sent'", kra, kda)
 		return queryRows(ctx, tx, "dry run "+key, `SELECT coalesce(sum(n), 0),
 		coalesce(sum(CASE WHEN tls = 0 THEN n END), 0),
 		coalesce(sum(CASE WHEN tls = 1 AND trust IN ('anonymous', 'untrusted') THEN n END), 0)

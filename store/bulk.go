@@ -27,6 +27,7 @@ type Bulk struct {
 	began time.Time
 
 	pending, committed int // rows inserted: in the open transaction, and committed
+	old                int // rows left out as older than the pruning horizon
 }
 
 const (
@@ -52,10 +53,11 @@ func (bk *Bulk) Add(ctx context.Context, b *Batch) (int, error) {
 		}
 		bk.tx, bk.ru, bk.rows, bk.began = tx, newRollups(), 0, time.Now()
 	}
-	n, ru, err := insertBatch(ctx, bk.tx, b)
+	n, old, ru, err := insertBatch(ctx, bk.tx, b)
 	if err != nil {
 		return 0, errors.Join(err, bk.Rollback())
 	}
+	bk.old += old
 	bk.ru.merge(ru)
 	bk.rows += b.Len()
 	bk.pending += n
@@ -89,6 +91,10 @@ func (bk *Bulk) Commit(ctx context.Context) error {
 
 // Committed returns how many rows Add inserted that have been committed.
 func (bk *Bulk) Committed() int { return bk.committed }
+
+// Old returns how many rows Add left out because they are older than the
+// pruning horizon (see Store.Prune).
+func (bk *Bulk) Old() int { return bk.old }
 
 // Rollback drops the open transaction, if any.
 func (bk *Bulk) Rollback() error {

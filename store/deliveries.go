@@ -347,9 +347,33 @@ func PrepareBatch(ds []Delivery) (*Batch, error) {
 // Len returns the number of deliveries in the batch.
 func (b *Batch) Len() int { return len(b.rows) }
 
+// since returns b without the rows before h (unix microseconds) and how
+// many it left out; b itself when there are none.
+func (b *Batch) since(h int64) (*Batch, int) {
+	keep := 0
+	for i := range b.rows {
+		if b.rows[i].us >= h {
+			keep++
+		}
+	}
+	if keep == len(b.rows) {
+		return b, 0
+	}
+	nb := &Batch{rows: make([]row, 0, keep), args: make([]any, 0, keep*insertCols), ru: newRollups()}
+	for i := range b.rows {
+		if r := &b.rows[i]; r.us >= h {
+			nb.rows = append(nb.rows, *r)
+			nb.ru.add(r)
+			nb.args = append(nb.args, b.args[i*insertCols:(i+1)*insertCols]...)
+		}
+	}
+	return nb, len(b.rows) - keep
+}
+
 // insertBatch inserts the rows of b with INSERT OR IGNORE, so keys already
-// stored are skipped, and returns how many were inserted and the rollup
-// increments of exactly those rows.
+// stored are skipped, and returns how many were inserted, how many were
+// left out as older than the pruning horizon (see Prune), and the rollup
+// increments of exactly the rows inserted.
 //
 // Rows go in chunks of insertChunk per statement. When a statement inserts
 // every row of its chunk (RowsAffected), there is nothing more to do.
@@ -357,36 +381,43 @@ func (b *Batch) Len() int { return len(b.rows) }
 // above the table's maximum before the statement (new rowids are max+1 and
 // this transaction is the only writer); their keys tell which rows were
 // skipped, and the rollups are then recounted from the rows inserted.
-func insertBatch(ctx context.Context, tx *sql.Tx, b *Batch) (int, *rollups, error) {
-	rows := b.rows
-	if len(rows) == 0 {
-		return 0, b.ru, nil
+func insertBatch(ctx context.Context, tx *sql.Tx, b *Batch) (added, old int, _ *rollups, _ error) {
+	if len(b.rows) == 0 {
+		return 0, 0, b.ru, nil
 	}
 	// The statements run without the caller's cancellation: with a
 	// cancellable context the driver starts a watcher per statement.
 	// Cancellation is checked between chunks instead.
 	ectx := context.WithoutCancel(ctx)
+	h, err := horizon(ectx, tx)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	b, old = b.since(h)
+	rows := b.rows
+	if len(rows) == 0 {
+		return 0, old, b.ru, nil
+	}
 	var maxID int64
 	if err := tx.QueryRowContext(ectx, `SELECT coalesce(max(id), 0) FROM deliveries`).Scan(&maxID); err != nil {
-		return 0, nil, fmt.Errorf("store: insert: %w", err)
+		return 0, 0, nil, fmt.Errorf("store: insert: %w", err)
 	}
 	one, err := tx.PrepareContext(ectx, insertHead+insertTuple)
 	if err != nil {
-		return 0, nil, fmt.Errorf("store: prepare insert: %w", err)
+		return 0, 0, nil, fmt.Errorf("store: prepare insert: %w", err)
 	}
 	defer one.Close()
 	var multi *sql.Stmt
 	if len(rows) >= insertChunk {
 		if multi, err = tx.PrepareContext(ectx, insertMulti); err != nil {
-			return 0, nil, fmt.Errorf("store: prepare insert: %w", err)
+			return 0, 0, nil, fmt.Errorf("store: prepare insert: %w", err)
 		}
 		defer multi.Close()
 	}
-	added := 0
 	var skipped []bool // nil until a row is skipped
 	for i := 0; i < len(rows); {
 		if err := ctx.Err(); err != nil {
-			return 0, nil, err
+			return 0, 0, nil, err
 		}
 		n, st := insertChunk, multi
 		if len(rows)-i < insertChunk {
@@ -395,30 +426,30 @@ func insertBatch(ctx context.Context, tx *sql.Tx, b *Batch) (int, *rollups, erro
 		chunk := rows[i : i+n]
 		res, err := st.ExecContext(ectx, b.args[i*insertCols:(i+n)*insertCols]...)
 		if err != nil {
-			return 0, nil, fmt.Errorf("store: insert deliveries (queue id %s...): %w", chunk[0].d.QueueID, err)
+			return 0, 0, nil, fmt.Errorf("store: insert deliveries (queue id %s...): %w", chunk[0].d.QueueID, err)
 		}
 		ins, err := res.RowsAffected()
 		if err != nil {
-			return 0, nil, fmt.Errorf("store: insert deliveries: %w", err)
+			return 0, 0, nil, fmt.Errorf("store: insert deliveries: %w", err)
 		}
 		if ins < int64(n) {
 			if skipped == nil {
 				skipped = make([]bool, len(rows))
 			}
 			if err := markSkipped(ectx, tx, chunk, maxID, ins, skipped[i:i+n]); err != nil {
-				return 0, nil, err
+				return 0, 0, nil, err
 			}
 		}
 		if ins > 0 {
 			if maxID, err = res.LastInsertId(); err != nil {
-				return 0, nil, fmt.Errorf("store: insert deliveries: %w", err)
+				return 0, 0, nil, fmt.Errorf("store: insert deliveries: %w", err)
 			}
 		}
 		added += int(ins)
 		i += n
 	}
 	if skipped == nil {
-		return added, b.ru, nil
+		return added, old, b.ru, nil
 	}
 	ru := newRollups()
 	for i := range rows {
@@ -426,7 +457,7 @@ func insertBatch(ctx context.Context, tx *sql.Tx, b *Batch) (int, *rollups, erro
 			ru.add(&rows[i])
 		}
 	}
-	return added, ru, nil
+	return added, old, ru, nil
 }
 
 // markSkipped sets skipped[j] for the rows of chunk that the last statement
@@ -465,7 +496,8 @@ func markSkipped(ctx context.Context, tx *sql.Tx, chunk []row, maxID, n int64, s
 // CommitBatch stores deliveries and the follower checkpoint for source in
 // one transaction, so that after a crash the follower resumes exactly where
 // the stored rows end. Deliveries whose Key is already stored are skipped
-// (and do not count in the rollups). It returns how many rows were added.
+// (and do not count in the rollups), and so are deliveries older than the
+// pruning horizon. It returns how many rows were added.
 func (s *Store) CommitBatch(ctx context.Context, source string, ds []Delivery, checkpoint []byte) (int, error) {
 	if strings.TrimSpace(source) == "" {
 		return 0, fmt.Errorf("%w: empty checkpoint source", ErrBadInput)
@@ -496,7 +528,7 @@ func (s *Store) commit(ctx context.Context, ds []Delivery, extra func(*sql.Tx) e
 	}
 	added := 0
 	err = s.withTx(ctx, func(tx *sql.Tx) error {
-		n, ru, err := insertBatch(ctx, tx, b)
+		n, _, ru, err := insertBatch(ctx, tx, b)
 		if err != nil {
 			return err
 		}

@@ -54,12 +54,15 @@ func orUnknown(s string) string {
 // and the daily rollup (plus raw rows of the partial first and last day)
 // for the domain counts. Filtered windows read the daily rollup.
 func (s *Store) Summary(ctx context.Context, w Window) (Summary, error) {
-	p, err := newPlan(w)
-	if err != nil {
+	if _, err := parseDomainFilter(w.Domain); err != nil {
 		return Summary{}, err
 	}
 	sum := Summary{ByTrust: map[string]int64{}, ByProtocol: map[string]int64{}}
-	err = s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		p, err := fittedPlan(ctx, tx, w)
+		if err != nil {
+			return err
+		}
 		if err := totals(ctx, tx, p, &sum); err != nil {
 			return err
 		}
@@ -198,14 +201,42 @@ var ReportDimensions = []string{"domain", "day", "hour", "relay", "protocol", "c
 // filter reads the raw rows of the days on which the domain had mail (for a
 // domain with mail every day, every row in the window).
 func (s *Store) ReportBy(ctx context.Context, w Window, by string, top int) ([]Row, error) {
-	p, err := newPlan(w)
+	if _, err := parseDomainFilter(w.Domain); err != nil {
+		return nil, err
+	}
+	if _, _, err := reportQuery(planFor(w.Since, w.Until, matcher{kind: matchAll}), by); err != nil {
+		return nil, err
+	}
+	var out []Row
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		p, err := fittedPlan(ctx, tx, w)
+		if err != nil {
+			return err
+		}
+		q, args, err := reportQuery(p, by)
+		if err != nil {
+			return err
+		}
+		switch {
+		case by == "domain" || by == "relay":
+			q, args = keyedSent(ctx, tx, p, by)
+		case by == "hour" && p.m.kind != matchAll:
+			out, err = hoursFiltered(ctx, tx, p)
+			return err
+		}
+		out, err = reportRows(ctx, tx, by, q, args)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	var (
-		q    string
-		args []any
-	)
+	return finishRows(out, by, top), nil
+}
+
+// reportQuery returns the query of ReportBy for p and by, except for
+// domain and relay (set inside the read transaction by keyedSent) and hour
+// with a domain filter (hoursFiltered).
+func reportQuery(p plan, by string) (q string, args []any, err error) {
 	agg := func(src string, sentOnly bool) string {
 		cond := "status = 'sent'"
 		if !sentOnly {
@@ -226,7 +257,7 @@ func (s *Store) ReportBy(ctx context.Context, w Window, by string, top int) ([]R
 		}
 		q = agg(`SELECT `+col+` AS k, status, tls, n FROM (`+src+`)`, by != "status")
 	case "domain", "relay":
-		// q and args are set below, inside the read transaction.
+		// set by keyedSent, which chooses the access path
 	case "day":
 		if unfiltered {
 			src, a := p.hourSource()
@@ -241,31 +272,16 @@ func (s *Store) ReportBy(ctx context.Context, w Window, by string, top int) ([]R
 			q, args = agg(`SELECT hour AS k, status, tls, n FROM (`+src+`)`, true), a
 		}
 	default:
-		return nil, fmt.Errorf("%w: report dimension %q; accepted: domain, day, hour, relay, protocol, cipher, trust, status", ErrBadInput, by)
+		return "", nil, fmt.Errorf("%w: report dimension %q; accepted: domain, day, hour, relay, protocol, cipher, trust, status", ErrBadInput, by)
 	}
-	var out []Row
-	err = s.read(ctx, func(tx *sql.Tx) error {
-		var err error
-		switch {
-		case by == "domain" || by == "relay":
-			q, args = keyedSent(ctx, tx, p, by)
-		case by == "hour" && !unfiltered:
-			out, err = hoursFiltered(ctx, tx, p)
-			return err
-		}
-		out, err = reportRows(ctx, tx, by, q, args)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return finishRows(out, by, top), nil
+	return q, args, nil
 }
 
 // hoursFiltered is ReportBy(hour) with a domain filter: raw rows of the
-// days on which the filter has deliveries.
+// days on which the filter has deliveries. Hours before the pruning
+// horizon are not kept for single domains, so the rows start there.
 func hoursFiltered(ctx context.Context, tx *sql.Tx, p plan) ([]Row, error) {
-	ranges, err := dayRanges(ctx, tx, p.m, p.lo, p.hi)
+	ranges, err := dayRanges(ctx, tx, p.m, max(p.lo, p.horizon), p.hi)
 	if err != nil {
 		return nil, err
 	}
