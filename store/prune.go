@@ -38,14 +38,11 @@ type PruneResult struct {
 // finishes the job. Pruning to an earlier horizon than the recorded one
 // keeps the recorded one.
 func (s *Store) Prune(ctx context.Context, before time.Time) (PruneResult, error) {
-	if before.IsZero() {
-		return PruneResult{}, fmt.Errorf("%w: prune needs a time", ErrBadInput)
+	h, err := s.pruneHorizon(before)
+	if err != nil {
+		return PruneResult{}, err
 	}
-	if before.After(s.now()) {
-		return PruneResult{}, fmt.Errorf("%w: prune before %s: that is in the future", ErrBadInput, before.UTC().Format(time.RFC3339))
-	}
-	h := floorDiv(micros(before), usPerDay) * usPerDay
-	err := s.withTx(ctx, func(tx *sql.Tx) error {
+	err = s.withTx(ctx, func(tx *sql.Tx) error {
 		old, err := horizon(ctx, tx)
 		if err != nil {
 			return err
@@ -86,6 +83,39 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (PruneResult, error
 			return res, nil
 		}
 	}
+}
+
+// pruneHorizon is the UTC midnight at or before before.
+func (s *Store) pruneHorizon(before time.Time) (int64, error) {
+	if before.IsZero() {
+		return 0, fmt.Errorf("%w: prune needs a time", ErrBadInput)
+	}
+	if before.After(s.now()) {
+		return 0, fmt.Errorf("%w: prune before %s: that is in the future", ErrBadInput, before.UTC().Format(time.RFC3339))
+	}
+	return floorDiv(micros(before), usPerDay) * usPerDay, nil
+}
+
+// PruneDryRun returns what Prune(before) would do, changing nothing.
+func (s *Store) PruneDryRun(ctx context.Context, before time.Time) (PruneResult, error) {
+	h, err := s.pruneHorizon(before)
+	if err != nil {
+		return PruneResult{}, err
+	}
+	var res PruneResult
+	err = s.read(ctx, func(tx *sql.Tx) error {
+		old, err := horizon(ctx, tx)
+		if err != nil {
+			return err
+		}
+		h = max(h, old)
+		res.Horizon = fromMicros(h)
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM deliveries INDEXED BY deliveries_time WHERE time < ?`, h).Scan(&res.Deleted); err != nil {
+			return fmt.Errorf("store: prune: %w", err)
+		}
+		return nil
+	})
+	return res, err
 }
 
 // Horizon returns the time before which raw deliveries were pruned, or the
@@ -156,8 +186,10 @@ func fittedPlan(ctx context.Context, tx *sql.Tx, w Window) (plan, error) {
 	if h != math.MinInt64 {
 		since, until = FitWindow(since, until, fromMicros(h))
 		if w.Since.Before(w.Until) && !since.Before(until) {
-			return plan{}, fmt.Errorf("%w: the window %s to %s lies within one UTC day before %s, when deliveries were pruned; before then only whole days are kept",
-				ErrBadInput, w.Since.UTC().Format(time.RFC3339), w.Until.UTC().Format(time.RFC3339), fromMicros(h).Format(time.DateOnly))
+			day := w.Since.UTC().Truncate(24 * time.Hour)
+			return plan{}, fmt.Errorf("%w: the window %s to %s lies within one UTC day before %s, when deliveries were pruned, and only whole days are kept before then; ask for the whole day (%s to %s)",
+				ErrBadInput, w.Since.UTC().Format(time.RFC3339), w.Until.UTC().Format(time.RFC3339), fromMicros(h).Format(time.DateOnly),
+				day.Format(time.RFC3339), day.Add(24*time.Hour).Format(time.RFC3339))
 		}
 	}
 	p := planFor(since, until, m)

@@ -67,9 +67,9 @@ func (sp span) wholeArgs() []any { return []any{sp.b0, sp.b1} }
 type plan struct {
 	lo, hi  int64
 	horizon int64 // raw rows before it were pruned (fittedPlan), else math.MinInt64
-	m      matcher
-	day    span
-	hour   span
+	m       matcher
+	day     span
+	hour    span
 }
 
 func newPlan(w Window) (plan, error) {

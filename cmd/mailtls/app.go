@@ -17,6 +17,8 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/mailtls/mailtls/store"
 )
 
 // Exit codes.
@@ -67,7 +69,7 @@ func Run(ctx context.Context, args []string, e env) int {
 	}
 	fmt.Fprintf(e.stderr, "mailtls: %s\n", msg)
 	var ue *usageError
-	if errors.As(err, &ue) {
+	if errors.As(err, &ue) || errors.Is(err, store.ErrBadInput) {
 		return exitUsage
 	}
 	var ec cli.ExitCoder
@@ -149,6 +151,7 @@ func commands(e env) []*cli.Command {
 		deliveriesCommand(e),
 		reportCommand(e),
 		suggestCommand(e),
+		pruneCommand(e),
 		postfixConfigCommand(e),
 		checkCommand(e),
 		benchLookupCommand(e),

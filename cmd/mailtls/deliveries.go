@@ -76,6 +76,9 @@ func deliveriesCommand(e env) *cli.Command {
 				return err
 			}
 			defer st.Close()
+			if _, err := fitToHorizon(c.Context, e, st, store.Window{Since: since, Until: until}, true); err != nil {
+				return err
+			}
 			bw := bufio.NewWriterSize(e.stdout, 64<<10)
 			defer bw.Flush()
 			f := store.Filter{Since: since, Until: until, Domain: dom}

@@ -20,6 +20,7 @@ func followFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "journal", Usage: "follow journald through journalctl instead of a file"},
 		&cli.StringFlag{Name: "journalctl", Value: "journalctl", Usage: "journalctl `PROGRAM` to run with --journal"},
 		&cli.DurationFlag{Name: "poll", Value: 250 * time.Millisecond, Usage: "how often to check the log for new lines"},
+		&cli.StringFlag{Name: "keep", Usage: "delete deliveries older than `AGE` (e.g. 400d) at start and then daily; reports keep their daily totals (default: keep all)"},
 	}
 }
 
@@ -66,11 +67,18 @@ type follower struct {
 	log    *slog.Logger
 	file   *logparse.Follower
 	jrnl   *logparse.JournalFollower
-	warned bool // the smtp_tls_loglevel hint was logged
+	warned bool          // the smtp_tls_loglevel hint was logged
+	keep   time.Duration // --keep: delete deliveries older than this (0: keep all)
 }
 
 func newFollower(c *cli.Context, st *store.Store, log *slog.Logger) (*follower, error) {
 	f := &follower{st: st, log: log}
+	if k := c.String("keep"); k != "" {
+		var err error
+		if f.keep, err = parseRetention(k, "--keep"); err != nil {
+			return nil, err
+		}
+	}
 	newCorr := func() *logparse.Correlator {
 		return logparse.NewCorrelator(logparse.Options{RefTime: time.Now()})
 	}
@@ -103,6 +111,15 @@ func (f *follower) reopen() {
 // that is briefly locked or full must not end the follower; it resumes from
 // the last committed checkpoint, so nothing is lost or counted twice.
 func (f *follower) run(ctx context.Context) error {
+	if f.keep > 0 {
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			retain(rctx, f.st, f.keep, f.log)
+		}()
+		defer func() { cancel(); <-done }()
+	}
 	backoff := time.Second
 	for {
 		err := f.runOnce(ctx)

@@ -90,8 +90,13 @@ func importCommand(e env) *cli.Command {
 				return err
 			}
 			if !c.Bool("quiet") {
-				fmt.Fprintf(e.stdout, "%d lines read, %d deliveries stored (%d already present), %d lines skipped as malformed\n",
-					res.stats.Lines, res.added, res.stats.Deliveries-int64(res.added), res.stats.Skipped)
+				present := fmt.Sprintf("%d already present", res.stats.Deliveries-int64(res.added)-int64(res.old))
+				if res.old > 0 {
+					h, _ := st.Horizon(c.Context)
+					present += fmt.Sprintf(", %d older than %s, when deliveries were pruned", res.old, h.Format(time.DateOnly))
+				}
+				fmt.Fprintf(e.stdout, "%d lines read, %d deliveries stored (%s), %d lines skipped as malformed\n",
+					res.stats.Lines, res.added, present, res.stats.Skipped)
 				if res.stats.TLSLines == 0 && res.stats.Deliveries > 0 {
 					fmt.Fprintln(e.stderr, "mailtls: note: "+tlsLoggingHint)
 				}
@@ -105,6 +110,7 @@ type importResult struct {
 	stats     logparse.Stats
 	added     int
 	committed int // of added, how many were committed (all, unless interrupted)
+	old       int // left out as older than the pruning horizon
 }
 
 // importFiles parses files in order through one correlator (a session may
@@ -119,7 +125,7 @@ func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.
 	batches := make(chan *store.Batch, 1)
 	werr := make(chan error, 1)
 	var added atomic.Int64
-	var committed int // set before werr is sent
+	var committed, old int // set before werr is sent
 	go func() {
 		bk := st.Bulk()
 		var err error
@@ -136,7 +142,7 @@ func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.
 		} else {
 			err = errors.Join(err, bk.Rollback())
 		}
-		committed = bk.Committed()
+		committed, old = bk.Committed(), bk.Old()
 		werr <- err
 	}()
 	var total int64
@@ -207,7 +213,7 @@ func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.
 	stopBar()
 	res.stats = corr.Stats()
 	res.added = int(added.Load())
-	res.committed = committed
+	res.committed, res.old = committed, old
 	if perr != nil {
 		return res, perr
 	}

@@ -125,6 +125,9 @@ func reportCommand(e env) *cli.Command {
 				return err
 			}
 			defer st.Close()
+			if w, err = fitToHorizon(c.Context, e, st, w, by == "hour" && w.Domain != ""); err != nil {
+				return err
+			}
 			if by != "" {
 				rows, err := st.ReportBy(c.Context, w, by, c.Int("top"))
 				if err != nil {
@@ -348,6 +351,9 @@ func downgradesCommand(e env) *cli.Command {
 				return err
 			}
 			defer st.Close()
+			if w, err = fitToHorizon(c.Context, e, st, w, true); err != nil {
+				return err
+			}
 			ds, err := st.Downgrades(c.Context, w)
 			if err != nil {
 				return err
@@ -410,6 +416,9 @@ func overridesReportCommand(e env) *cli.Command {
 				return err
 			}
 			defer st.Close()
+			if w, err = fitToHorizon(c.Context, e, st, w, false); err != nil {
+				return err
+			}
 			ovs, err := st.Overrides(c.Context)
 			if err != nil {
 				return err

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailtls/mailtls/store"
+)
+
+// addAt stores one sent, encrypted delivery per time in ts.
+func addAt(t *testing.T, db string, ts ...time.Time) {
+	t.Helper()
+	st, err := store.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	yes := true
+	var ds []store.Delivery
+	for _, at := range ts {
+		n := at.UnixNano()
+		ds = append(ds, store.Delivery{Time: at, QueueID: fmt.Sprintf("Q%X", n), Recipient: "a@keep.example", Domain: "keep.example",
+			Relay: "mx.keep.example[127.0.0.1]:25", Status: "sent", DSN: "2.0.0", TLS: &yes, TLSTrust: "verified", TLSProtocol: "TLSv1.3",
+			Key: fmt.Sprintf("%064x", n)})
+	}
+	if n, err := st.AddDeliveries(context.Background(), ds); err != nil || n != len(ds) {
+		t.Fatalf("stored %d of %d: %v", n, len(ds), err)
+	}
+}
+
+func countLines(s string) int { return strings.Count(s, "\n") }
+
+func TestPruneCommand(t *testing.T) {
+	c := newCLI(t)
+	now := time.Now().UTC()
+	old := []time.Time{now.Add(-10 * 24 * time.Hour), now.Add(-9 * 24 * time.Hour), now.Add(-8 * 24 * time.Hour)}
+	addAt(t, c.db, append(old, now.Add(-2*time.Hour), now.Add(-time.Hour))...)
+
+	for _, args := range [][]string{{"prune"}, {"prune", "--older-than", "12h"}, {"prune", "--older-than", "soon"}} {
+		if _, errs, code := c.run("", args...); code != exitUsage || countLines(errs) != 1 {
+			t.Errorf("%v: exit %d, stderr %q; want a one-line usage error", args, code, errs)
+		}
+	}
+
+	out := c.ok("prune", "--older-than", "5d", "--dry-run")
+	if !strings.Contains(out, "Would delete 3 deliveries") {
+		t.Fatalf("dry run: %q", out)
+	}
+	if n := countLines(c.ok("deliveries")); n != 5 {
+		t.Fatalf("dry run deleted something: %d deliveries left", n)
+	}
+	out = c.ok("prune", "--older-than", "5d")
+	if !strings.Contains(out, "Deleted 3 deliveries") {
+		t.Fatalf("prune: %q", out)
+	}
+	out, errs, code := c.run("", "deliveries")
+	if code != 0 || countLines(out) != 2 || !strings.Contains(errs, "were deleted") {
+		t.Fatalf("deliveries after prune: exit %d, %d lines, stderr %q", code, countLines(out), errs)
+	}
+	// The report still counts the pruned days, from whole days.
+	out, errs, code = c.run("", "report", "--since", "30d", "--format", "json")
+	if code != 0 {
+		t.Fatalf("report: exit %d: %s", code, errs)
+	}
+	var sum struct {
+		Deliveries int64 `json:"deliveries"`
+		Encrypted  int64 `json:"encrypted"`
+	}
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatal(err)
+	}
+	if sum.Deliveries != 5 || sum.Encrypted != 5 || !strings.Contains(errs, "whole days") {
+		t.Fatalf("report after prune: %+v, stderr %q", sum, errs)
+	}
+	// Mail logged before the horizon is not stored again (these lines are
+	// from 2026-11-20, more than 5 days ago).
+	logPath := filepath.Join(t.TempDir(), "mail.log")
+	if err := os.WriteFile(logPath, []byte(tlsLine+sentLine+plainOne), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := c.ok("import", logPath); !strings.Contains(out, "0 deliveries stored (0 already present, 2 older than") {
+		t.Fatalf("import of pruned days: %q", out)
+	}
+	// Pruning less keeps the horizon; nothing more is deleted.
+	if out := c.ok("prune", "--older-than", "7d"); !strings.Contains(out, "Deleted 0 deliveries") {
+		t.Fatalf("second prune: %q", out)
+	}
+}
+
+func TestFollowKeep(t *testing.T) {
+	c := newCLI(t)
+	now := time.Now().UTC()
+	addAt(t, c.db, now.Add(-4*24*time.Hour), now.Add(-3*24*time.Hour), now.Add(-time.Hour))
+	logPath := filepath.Join(t.TempDir(), "mail.log")
+	if err := os.WriteFile(logPath, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := c.run("", "follow", "--log", logPath, "--keep", "1h"); code != exitUsage || countLines(errs) != 1 {
+		t.Fatalf("--keep 1h: exit %d, stderr %q", code, errs)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(ctx, []string{"mailtls", "follow", "--log", logPath, "--keep", "2d"},
+			env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: c.getenv})
+	}()
+	st, err := store.Open(context.Background(), c.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	eventually(t, 20*time.Second, "follow --keep 2d prunes", func() (bool, string) {
+		h, err := st.Horizon(context.Background())
+		return err == nil && !h.IsZero(), fmt.Sprint(h, err)
+	})
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("follow exited %d", code)
+	}
+	var n int
+	if err := st.Deliveries(context.Background(), store.Filter{}, func(store.Delivery) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Fatalf("%d deliveries left after follow --keep 2d, want 1", n)
+	}
+	h, _ := st.Horizon(context.Background())
+	if want := now.Add(-2 * 24 * time.Hour).Truncate(24 * time.Hour); !h.Equal(want) {
+		t.Fatalf("horizon %v, want %v", h, want)
+	}
+}
