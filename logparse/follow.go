@@ -2,6 +2,7 @@ package logparse
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -105,18 +106,25 @@ var ErrCommit = errors.New("logparse: commit failed")
 // syslog daemon still writes to it are not lost, and the file at Path
 // follows. Else a file with the checkpoint's first line is a copytruncate
 // copy: it is read from Offset to its end, and then the file at Path from
-// 0. If neither is found, a warning says that the unread lines are lost.
+// 0. Else a gzip-compressed sibling whose content starts with the
+// checkpoint's first line is the checkpointed file, compressed by a later
+// rotation: it is decompressed and read from Offset. If none is found, a
+// warning says that the unread lines are lost unless imported, with the
+// command that imports every rotated sibling.
 // A checkpoint of another Path is ignored, with a warning: the file is read
 // from its start with a new correlator.
 //
-// One rotation at a time. Between the file the follower reads and the file
-// at Path, at most one rotation is recovered: if Path was rotated again
-// before the follower moved on (it was stopped, or far behind), the files in
-// between are not read. Rotated names give no reliable order to find them by.
-// On a restart it warns about them instead: the rotated siblings changed
-// after the checkpointed file (or, when that file is not found, typically
-// because a later rotation compressed it, all rotated siblings), oldest
-// first, in a ready "mailtls import ..." command; importing is idempotent.
+// Several rotations while stopped. The siblings modified after the
+// checkpointed file (by modification time, oldest first; rotated names give
+// no reliable order) were rotated after it: on a restart they are read
+// whole, decompressing gzip, after the checkpointed file and before the
+// file at Path. While one is read, checkpoints describe it (a compressed
+// one by its first line and the offset in its decompressed content), so a
+// restart during this catch-up resumes inside it. Files in other
+// compression formats are skipped with a warning giving the command that
+// imports them. While running, one rotation at a time is recovered: if
+// Path is rotated twice between two polls, the file in between is not
+// read.
 //
 // Reopen makes the next poll close the file and resolve Path again as on a
 // restart (for SIGHUP).
@@ -428,44 +436,209 @@ func (r *fileRun) resolve(ctx context.Context, live *fileState) error {
 		return err
 	}
 	if sib == nil {
-		if old.offset > 0 || old.fp != "" {
-			// Typically compressed by a later rotation. Re-importing
-			// every rotated file is safe: stored lines are skipped.
-			args := []any{"inode", old.ino, "offset", old.offset}
-			if names := r.rotatedSince(time.Time{}, exDev, exIno); len(names) > 0 {
-				args = append(args, "recover_with", "mailtls import "+strings.Join(names, " "))
-			}
-			r.log.Warn("checkpointed log file not found among uncompressed rotated files; lines after its offset are lost unless imported", args...)
-		}
-		return nil
+		return r.resolveCompressed(ctx, old, exDev, exIno)
 	}
+	var between []string
 	if fi, err := sib.file.Stat(); err == nil {
-		// Rotations after the one that renamed or copied sib: the
-		// follower goes from sib to the file at Path, so these are
-		// not read.
-		if names := r.rotatedSince(fi.ModTime(), sib.dev, sib.ino); len(names) > 0 {
-			r.log.Warn("log was rotated more than once while the follower was stopped; the files in between are not read: import them (stored lines are skipped)",
-				"files", len(names), "recover_with", "mailtls import "+strings.Join(names, " "))
-		}
+		// Files rotated after the one that renamed or copied sib:
+		// read after it, before the file at Path.
+		between = r.rotatedSince(fi.ModTime(), sib.dev, sib.ino)
 	}
 	sib.fp, sib.offset, sib.pos = old.fp, old.offset, old.offset
 	r.resetLine()
 	r.src = sib
-	if byID {
+	if byID && len(between) == 0 {
 		r.log.Info("resuming the rotated log file; the new one follows when it stops growing",
 			"file", sib.name, "offset", old.offset)
 		r.cur = sib
 		r.rotWait = 0
 		return nil
 	}
+	// A copy, or a file rotated more than once since: final.
 	defer sib.file.Close()
 	r.log.Info("reading the rest of a rotated log file", "file", sib.name, "offset", old.offset, "size", sib.size)
 	if _, err := r.read(ctx, sib, true); err != nil || ctx.Err() != nil {
 		return err
 	}
-	err = r.commit(ctx)
+	if err := r.commit(ctx); err != nil {
+		return err
+	}
 	sib.file = nil
-	return err
+	return r.catchUp(ctx, between)
+}
+
+// resolveCompressed finds the remembered file old among Path's
+// gzip-compressed rotated siblings, by its first line, reads it from the
+// remembered offset, and then the files rotated after it (see catchUp).
+// When it is not there (or its first line was never known), the lines
+// after the offset cannot be placed: a warning names the rotated files and
+// the import command that recovers them.
+func (r *fileRun) resolveCompressed(ctx context.Context, old *fileState, exDev, exIno uint64) error {
+	if old.offset == 0 && old.fp == "" {
+		return nil
+	}
+	gz, err := r.findCompressed(old)
+	if err != nil {
+		return err
+	}
+	if gz == nil {
+		args := []any{"inode", old.ino, "offset", old.offset}
+		if names := r.rotatedSince(time.Time{}, exDev, exIno); len(names) > 0 {
+			args = append(args, "recover_with", recoverCommand(names))
+		}
+		r.log.Warn("checkpointed log file not found among rotated files; lines after its offset are lost unless imported", args...)
+		return nil
+	}
+	defer gz.file.Close()
+	fi, err := gz.file.Stat()
+	if err != nil {
+		return fmt.Errorf("logparse: stat %s: %w", gz.name, err)
+	}
+	between := r.rotatedSince(fi.ModTime(), gz.dev, gz.ino)
+	gz.fp, gz.offset, gz.pos = old.fp, old.offset, old.offset
+	r.resetLine()
+	r.src = gz
+	r.log.Info("reading the rest of a compressed rotated log file", "file", gz.name, "offset", old.offset)
+	if err := r.readCompressed(ctx, gz, old.offset); err != nil || ctx.Err() != nil {
+		return err
+	}
+	if err := r.commit(ctx); err != nil {
+		return err
+	}
+	return r.catchUp(ctx, between)
+}
+
+// catchUp reads whole files that were rotated while the follower was
+// stopped, oldest first, before it goes on with the file at Path; gzip
+// files are decompressed. Each becomes the file that checkpoints describe
+// while it is read, so a restart resumes inside it. Other compressed files
+// are skipped with a warning naming them.
+func (r *fileRun) catchUp(ctx context.Context, names []string) error {
+	for _, name := range names {
+		if ctx.Err() != nil {
+			return nil
+		}
+		file, err := os.Open(name)
+		if err != nil {
+			r.log.Warn("cannot open a log file rotated while the follower was stopped; its lines are lost unless imported",
+				"file", name, "err", err, "recover_with", recoverCommand([]string{name}))
+			continue
+		}
+		s, err := newFileState(file, name)
+		if err != nil {
+			file.Close()
+			return err
+		}
+		r.resetLine()
+		r.src = s
+		r.log.Info("reading a log file rotated while the follower was stopped", "file", name)
+		if compressed, ok := isGzip(file); !ok {
+			r.log.Warn("cannot read this compressed log file; decompress it and import it",
+				"file", name, "recover_with", recoverCommand([]string{name}))
+		} else if compressed {
+			err = r.readCompressed(ctx, s, 0)
+		} else {
+			_, err = r.read(ctx, s, true)
+		}
+		file.Close()
+		s.file = nil
+		if err != nil || ctx.Err() != nil {
+			return err
+		}
+		if err := r.commit(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readCompressed reads the gzip file s to its end from offset skip of the
+// decompressed content, as read does for a final plain file.
+func (r *fileRun) readCompressed(ctx context.Context, s *fileState, skip int64) error {
+	if _, err := s.file.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("logparse: read %s: %w", s.name, err)
+	}
+	zr, err := gzip.NewReader(s.file)
+	if err != nil {
+		return fmt.Errorf("logparse: read %s: %w", s.name, err)
+	}
+	if n, err := io.CopyN(io.Discard, zr, skip); err != nil {
+		return fmt.Errorf("logparse: read %s: only %d of the %d bytes already read: %w", s.name, n, skip, err)
+	}
+	s.pos, s.offset = skip, skip
+	for ctx.Err() == nil {
+		n, err := zr.Read(r.buf)
+		if n > 0 {
+			if cerr := r.consume(ctx, s, r.buf[:n]); cerr != nil {
+				return cerr
+			}
+			if r.dirty && time.Since(r.dirtySince) >= r.batchEvery {
+				if cerr := r.commit(ctx); cerr != nil {
+					return cerr
+				}
+			}
+		}
+		if err == io.EOF {
+			r.finish(s)
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("logparse: read %s: %w", s.name, err)
+		}
+	}
+	return nil
+}
+
+// isGzip reports whether file starts with the gzip magic (compressed), and
+// false for ok when it has the name of another compression format.
+func isGzip(file *os.File) (compressed, ok bool) {
+	var magic [2]byte
+	if n, _ := file.ReadAt(magic[:], 0); n == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		return true, true
+	}
+	return false, !isCompressedName(file.Name())
+}
+
+// findCompressed returns the open gzip-compressed rotated sibling of Path
+// whose decompressed content starts with old's first line.
+func (r *fileRun) findCompressed(old *fileState) (*fileState, error) {
+	if old.fp == "" {
+		return nil, nil
+	}
+	dir, base := filepath.Split(r.f.Path)
+	if dir == "" {
+		dir = "."
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		r.log.Warn("cannot list rotated log files", "err", err)
+		return nil, nil
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if !isRotatedAny(base, name) || isRotatedName(base, name) {
+			continue
+		}
+		file, err := os.Open(filepath.Join(dir, name))
+		if err != nil {
+			continue
+		}
+		if compressed, _ := isGzip(file); compressed {
+			if zr, err := gzip.NewReader(file); err == nil {
+				b := make([]byte, fingerprintMax)
+				n, _ := io.ReadFull(zr, b)
+				if fingerprintOf(b[:n]) == old.fp {
+					s, err := newFileState(file, file.Name())
+					if err != nil {
+						file.Close()
+					}
+					return s, err
+				}
+			}
+		}
+		file.Close()
+	}
+	return nil, nil
 }
 
 // findSibling returns the open sibling of Path that holds old's content:
@@ -574,14 +747,42 @@ func isRotatedAny(base, name string) bool {
 // isRotatedName reports whether name looks like a rotated, uncompressed
 // copy of base: base.N, base-DATE, base.anything.
 func isRotatedName(base, name string) bool {
-	if !isRotatedAny(base, name) {
-		return false
+	return isRotatedAny(base, name) && !isCompressedName(name)
+}
+
+// recoverCommand is the shell command that imports files in order:
+// mailtls import reads plain and gzip files; others are piped through
+// their decompressor.
+func recoverCommand(files []string) string {
+	var cmds, run []string
+	flush := func() {
+		if len(run) > 0 {
+			cmds = append(cmds, "mailtls import "+strings.Join(run, " "))
+			run = nil
+		}
 	}
+	for _, f := range files {
+		ext := strings.ToLower(filepath.Ext(f))
+		if ext == ".gz" || !isCompressedName(f) {
+			run = append(run, f)
+			continue
+		}
+		flush()
+		cat := map[string]string{".xz": "xzcat", ".lzma": "xzcat", ".bz2": "bzcat", ".zst": "zstdcat", ".lz4": "lz4cat",
+			".lz": "lzip -dc", ".z": "uncompress -c", ".zip": "unzip -p", ".br": "brotli -dc", ".7z": "7z x -so"}[ext]
+		cmds = append(cmds, cat+" "+f+" | mailtls import -")
+	}
+	flush()
+	return strings.Join(cmds, " && ")
+}
+
+// isCompressedName reports whether name ends like a compressed file's.
+func isCompressedName(name string) bool {
 	switch strings.ToLower(filepath.Ext(name)) {
 	case ".gz", ".bz2", ".xz", ".zst", ".lz4", ".lzma", ".lz", ".z", ".zip", ".br", ".7z":
-		return false
+		return true
 	}
-	return true
+	return false
 }
 
 // checkPath compares the open file with what Path names now and handles

@@ -2,6 +2,7 @@ package logparse
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -1129,11 +1130,12 @@ func flCaughtUp(t *testing.T, db *followDB, path string) bool {
 var _ io.Writer = (*logBuffer)(nil)
 
 // TestFollowRestartAfterTwoRotations: while the follower was stopped the log
-// was rotated twice. The checkpointed file is found and finished, the file
-// at Path follows, and the file in between, which the follower cannot
-// place, is named in a warning with the import command that recovers it.
-// When a later rotation has compressed the checkpointed file, the warning
-// names every rotated file, oldest first.
+// was rotated twice. The checkpointed file is found and finished, then the
+// file rotated after it, then the file at Path: nothing is lost. When a
+// later rotation has compressed the checkpointed file (gzip), it is found
+// by its first line and read from the offset, and so are the files rotated
+// after it, compressed or not. A file in a format the follower cannot read
+// is named in a warning with the command that recovers it.
 func TestFollowRestartAfterTwoRotations(t *testing.T) {
 	a1 := flLines(0, 3, true)
 	a2 := flLines(10, 2, true)
@@ -1162,47 +1164,181 @@ func TestFollowRestartAfterTwoRotations(t *testing.T) {
 
 	lb, log := newLogBuffer()
 	h2 := startFollow(t, path, db, cp, log, nil)
-	want, _ := flCleanPass(a1 + a2 + c)
+	want, _ := flCleanPass(a1 + a2 + b + c)
 	h2.pollUntil(3, "caught up", func() bool { return len(db.deliveries()) >= len(want) })
 	flCompare(t, db.deliveries(), want)
-	out := lb.buf.String()
-	if !strings.Contains(out, "rotated more than once") || !strings.Contains(out, `recover_with="mailtls import `+path+`.1"`) {
-		t.Errorf("no warning naming %s.1 with the import command; log:\n%s", path, out)
+	if n := lb.count("level=WARN"); n > 0 {
+		t.Errorf("%d warnings; log:\n%s", n, lb.buf.String())
+	}
+	if !strings.Contains(lb.buf.String(), "rotated while the follower was stopped") {
+		t.Errorf("the file in between was not read as such; log:\n%s", lb.buf.String())
 	}
 	if err := h2.stop(); err != nil {
 		t.Fatal(err)
 	}
 
-	// Another stop, more lines in the checkpointed file, and a rotation
-	// that compresses it: the checkpointed file exists only compressed.
+	// Another stop; more lines in the checkpointed file (the one at Path),
+	// which is rotated and compressed; another file, d, is rotated and
+	// compressed after it; e is at Path.
 	cp = db.checkpoint(t)
-	var cpFile string
-	for _, n := range []string{path, path + ".1", path + ".2"} {
-		if fi, err := os.Stat(n); err == nil {
-			if dev, ino := fileID(fi); dev == cp.Dev && ino == cp.Ino {
-				cpFile = n
-			}
+	if fi, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	} else if dev, ino := fileID(fi); dev != cp.Dev || ino != cp.Ino {
+		t.Fatalf("checkpoint is not at %s", path)
+	}
+	c2 := flLines(40, 2, true)
+	d := flLines(50, 3, true)
+	e := flLines(60, 2, true)
+	flAppend(t, path, c2)
+	gzipTo := func(from, to string, mod time.Time) {
+		t.Helper()
+		data, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
 		}
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		zw.Write(data)
+		zw.Close()
+		if err := os.WriteFile(to, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(from)
+		os.Chtimes(to, mod, mod)
 	}
-	if cpFile == "" {
-		t.Fatalf("checkpointed file (inode %d) not found", cp.Ino)
+	gzipTo(path, path+".3.gz", base.Add(48*time.Hour))
+	flAppend(t, path, d)
+	gzipTo(path, path+".4.gz", base.Add(72*time.Hour))
+	flAppend(t, path, e)
+	lb3, log3 := newLogBuffer()
+	h3 := startFollow(t, path, db, cp, log3, nil)
+	want, _ = flCleanPass(a1 + a2 + b + c + c2 + d + e)
+	h3.pollUntil(3, "caught up", func() bool { return len(db.deliveries()) >= len(want) })
+	flCompare(t, db.deliveries(), want)
+	if n := lb3.count("level=WARN"); n > 0 {
+		t.Errorf("%d warnings; log:\n%s", n, lb3.buf.String())
 	}
-	flAppend(t, cpFile, flLines(40, 2, true))
-	data, err := os.ReadFile(cpFile)
+	if err := h3.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The checkpointed file compressed with something else (here: only by
+	// name): it cannot be placed, and the warning names every rotated file.
+	cp = db.checkpoint(t)
+	flAppend(t, path, flLines(70, 2, true))
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gzName := path + ".3.gz"
-	if err := os.WriteFile(gzName, data, 0o644); err != nil { // content need not really be gzip here
+	xzName := path + ".5.xz"
+	if err := os.WriteFile(xzName, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	os.Remove(cpFile)
-	os.Chtimes(gzName, base.Add(48*time.Hour), base.Add(48*time.Hour))
-	lb3, log3 := newLogBuffer()
-	h3 := startFollow(t, path, db, cp, log3, nil)
-	h3.waitIdle()
-	out = lb3.buf.String()
-	if !strings.Contains(out, "not found among uncompressed rotated files") || !strings.Contains(out, gzName) {
-		t.Errorf("no warning naming %s; log:\n%s", gzName, out)
+	os.Remove(path)
+	os.Chtimes(xzName, base.Add(96*time.Hour), base.Add(96*time.Hour))
+	lb4, log4 := newLogBuffer()
+	h4 := startFollow(t, path, db, cp, log4, nil)
+	h4.waitIdle()
+	out := lb4.buf.String()
+	if !strings.Contains(out, "not found among rotated files") || !strings.Contains(out, "xzcat "+xzName+" | mailtls import -") || !strings.Contains(out, path+".3.gz") {
+		t.Errorf("no warning naming %s and the other rotated files; log:\n%s", xzName, out)
+	}
+}
+
+// TestFollowCatchUpCrashes: the follower crashes (its commit is lost) after
+// every commit while it recovers rotated files on restart: the rest of the
+// compressed checkpointed file, a plain file, a compressed one, then the
+// file at Path. Each restart resumes from the last stored checkpoint; in
+// the end every delivery is stored exactly once.
+func TestFollowCatchUpCrashes(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mail.log")
+	a := flLines(0, 6, true)
+	flAppend(t, path, a)
+	db := newFollowDB()
+	h := startFollow(t, path, db, Checkpoint{}, nil, nil)
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2025, 11, 20, 6, 25, 0, 0, time.UTC)
+	rotate := func(to string, gz bool, mod time.Time) {
+		t.Helper()
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gz {
+			var buf bytes.Buffer
+			zw := gzip.NewWriter(&buf)
+			zw.Write(data)
+			zw.Close()
+			data = buf.Bytes()
+		}
+		if err := os.WriteFile(to, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(path)
+		os.Chtimes(to, mod, mod)
+	}
+	a2, b, c, d := flLines(10, 7, true), flLines(20, 8, false), flLines(30, 9, true), flLines(40, 5, true)
+	flAppend(t, path, a2)
+	rotate(path+".3.gz", true, base)
+	flAppend(t, path, b)
+	rotate(path+".2", false, base.Add(time.Hour))
+	flAppend(t, path, c)
+	rotate(path+".1.gz", true, base.Add(2*time.Hour))
+	flAppend(t, path, d)
+	want, _ := flCleanPass(a + a2 + b + c + d)
+
+	restarts := 0
+	for ; restarts < 100 && len(db.deliveries()) < len(want); restarts++ {
+		db.mu.Lock()
+		db.dead, db.hook = false, func(db *followDB, b Batch) (bool, error) {
+			db.dead = true // this commit is stored; every later one is lost
+			return true, nil
+		}
+		db.mu.Unlock()
+		w := NewTestWaker()
+		f := &Follower{Path: path, Waker: w, BatchEvery: time.Hour, MaxBatch: 2, NewCorrelator: flNewCorrelator}
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		done := make(chan error, 1)
+		go func() { done <- f.Run(ctx, db.checkpoint(t), db.commit) }()
+		idle := make(chan error, 1)
+		go func() { idle <- w.WaitIdle(ctx) }()
+		var err error
+		select {
+		case err = <-done: // crashed
+			cancel()
+			<-idle
+		case ierr := <-idle: // caught up
+			if ierr != nil {
+				t.Fatalf("restart %d: never idle: %v", restarts, ierr)
+			}
+			cancel()
+			err = <-done
+		}
+		if err != nil && !errors.Is(err, errCrashed) {
+			t.Fatalf("restart %d: %v", restarts, err)
+		}
+	}
+	if restarts < 5 {
+		t.Fatalf("caught up after %d restarts; the test wants crashes in every file", restarts)
+	}
+	flCompare(t, db.deliveries(), want)
+	t.Logf("%d restarts", restarts)
+}
+
+func TestRecoverCommand(t *testing.T) {
+	for _, c := range []struct {
+		files []string
+		want  string
+	}{
+		{[]string{"/l/m.2.gz", "/l/m.1"}, "mailtls import /l/m.2.gz /l/m.1"},
+		{[]string{"/l/m.3.xz", "/l/m.2.gz", "/l/m.1"}, "xzcat /l/m.3.xz | mailtls import - && mailtls import /l/m.2.gz /l/m.1"},
+		{[]string{"/l/m.2.bz2", "/l/m.1.ZST"}, "bzcat /l/m.2.bz2 | mailtls import - && zstdcat /l/m.1.ZST | mailtls import -"},
+	} {
+		if got := recoverCommand(c.files); got != c.want {
+			t.Errorf("recoverCommand(%q) = %q, want %q", c.files, got, c.want)
+		}
 	}
 }
