@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,6 +26,7 @@ type followCase struct {
 	lines              int
 	renames, copies    int
 	deletes            int
+	compressed         int
 	kills              int
 	expected, recorded int
 	lost, dup, differ  int
@@ -65,6 +67,14 @@ type logWriter struct {
 	mu      sync.Mutex
 	windows [][2]time.Time
 	rotated chan string // receives each rotation's kind, if not nil
+	// control receives "stop" and "start" events for the runner, which
+	// acknowledges each once done.
+	control chan control
+}
+
+type control struct {
+	kind string
+	done chan struct{}
 }
 
 func (w *logWriter) window(from, to time.Time) {
@@ -99,10 +109,30 @@ func (w *logWriter) open() {
 }
 
 func (w *logWriter) shift() {
-	_ = os.Remove(fmt.Sprintf("%s.%d", w.path, w.keep+1))
-	for i := w.keep; i >= 1; i-- {
-		_ = os.Rename(fmt.Sprintf("%s.%d", w.path, i), fmt.Sprintf("%s.%d", w.path, i+1))
+	for _, sfx := range []string{"", ".gz"} {
+		_ = os.Remove(fmt.Sprintf("%s.%d%s", w.path, w.keep+1, sfx))
+		for i := w.keep; i >= 1; i-- {
+			_ = os.Rename(fmt.Sprintf("%s.%d%s", w.path, i, sfx), fmt.Sprintf("%s.%d%s", w.path, i+1, sfx))
+		}
 	}
+}
+
+// compress gzips path.2 into path.2.gz as logrotate's delaycompress does,
+// keeping its modification time.
+func (w *logWriter) compress() {
+	from := w.path + ".2"
+	fi, err := os.Stat(from)
+	must(err)
+	data, err := os.ReadFile(from)
+	must(err)
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	_, err = zw.Write(data)
+	must(err)
+	must(zw.Close())
+	must(os.WriteFile(from+".gz", buf.Bytes(), 0o644))
+	must(os.Chtimes(from+".gz", fi.ModTime(), fi.ModTime()))
+	must(os.Remove(from))
 }
 
 func (w *logWriter) do(kind string) {
@@ -149,6 +179,13 @@ func (w *logWriter) do(kind string) {
 		w.f.Close()
 		w.open()
 		w.fc.deletes++
+	case "compress":
+		w.compress()
+		w.fc.compressed++
+	case "stop", "start":
+		c := control{kind, make(chan struct{})}
+		w.control <- c
+		<-c.done
 	}
 }
 
@@ -264,6 +301,15 @@ func runFollower(cfg config) *followerResult {
 		followCaseRun(cfg, filepath.Join(dir, "f5"), fc, lines[:m], max(m/12, 1), evs, false, false)
 		res.cases = append(res.cases, fc)
 	}
+	// F6: several rotations while the follower is down.
+	if want("F6") {
+		m := min(len(lines), int(60_000*cfg.scale))
+		evs := []event{{2 * time.Second, "stop"}, {3 * time.Second, "rename"}, {5 * time.Second, "rename"}, {5500 * time.Millisecond, "compress"},
+			{7 * time.Second, "copytruncate"}, {8 * time.Second, "rename"}, {8500 * time.Millisecond, "compress"}, {10 * time.Second, "start"}}
+		fc := &followCase{name: "F6. rotations while stopped", what: "`mailtls follow` is SIGKILLed, then the log is rotated 4 times (rename, rename, copytruncate, rename; the file two back gzip-compressed after two of them, the checkpointed one included) before it is restarted"}
+		followCaseRun(cfg, filepath.Join(dir, "f6"), fc, lines[:m], max(m/12, 1), evs, false, false)
+		res.cases = append(res.cases, fc)
+	}
 	return res
 }
 
@@ -317,6 +363,11 @@ func followCaseRun(cfg config, dir string, fc *followCase, lines [][]byte, rate 
 	if kill {
 		w.rotated = make(chan string, 4)
 	}
+	for _, e := range evs {
+		if e.kind == "stop" {
+			w.control = make(chan control)
+		}
+	}
 	done := make(chan struct{})
 	go func() {
 		w.write(lines, rate, evs)
@@ -348,6 +399,25 @@ func followCaseRun(cfg config, dir string, fc *followCase, lines [][]byte, rate 
 				fmt.Fprintf(evlog, "%s SIGKILL\n", time.Now().Format("15:04:05.000"))
 			}
 			p = start()
+		}
+	} else if w.control != nil {
+	ctl:
+		for {
+			select {
+			case <-done:
+				break ctl
+			case c := <-w.control:
+				switch c.kind {
+				case "stop":
+					_ = p.Signal(syscall.SIGKILL)
+					<-p.Done()
+					fc.kills++
+				case "start":
+					p = start()
+				}
+				fmt.Fprintf(evlog, "%s follower %s\n", time.Now().Format("15:04:05.000"), c.kind)
+				close(c.done)
+			}
 		}
 	} else {
 		<-done

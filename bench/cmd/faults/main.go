@@ -66,7 +66,7 @@ func main() {
 	flag.StringVar(&phases, "phases", "daemon,abuse,follower,restart", "comma-separated `phases` to run")
 	flag.Float64Var(&cfg.scale, "scale", 1, "scale the follower's line counts")
 	flag.IntVar(&cfg.policySets, "policy-sets", 200, "length of the `policy set` loop")
-	flag.StringVar(&cfg.fcases, "follower-cases", "F1,F2,F3,F4,F5", "follower `cases` to run")
+	flag.StringVar(&cfg.fcases, "follower-cases", "F1,F2,F3,F4,F5,F6", "follower `cases` to run")
 	check := flag.Bool("check", false, "exit 1 if a correctness check failed (errors, wrong answers, lost or duplicated deliveries, a daemon that died); timing figures are reported, not checked")
 	flag.Parse()
 	cfg.phases = map[string]bool{}

@@ -216,7 +216,7 @@ func (s *suite) followerSection(b *strings.Builder) {
 	w("delivery by delivery (a delivery is named by its time, queue ID, recipient and status): **lost** = deliveries of\n")
 	w("the clean import missing from the follower's database, **duplicated** = extra rows, **wrong fields** = deliveries\n")
 	w("present in both whose other fields differ (e.g. `tls` unknown instead of `true`: the TLS session was not carried over).\n\n")
-	t := harness.Table{Head: []string{"case", "fault", "lines", "rename / copytruncate / delete", "SIGKILLs", "expected rows", "recorded", "lost", "duplicated", "wrong fields", "notes"}}
+	t := harness.Table{Head: []string{"case", "fault", "lines", "rename / copytruncate / delete / gzip", "SIGKILLs", "expected rows", "recorded", "lost", "duplicated", "wrong fields", "notes"}}
 	for _, c := range f.cases {
 		notes := append([]string{}, c.notes...)
 		if c.caughtUp != "" {
@@ -229,7 +229,7 @@ func (s *suite) followerSection(b *strings.Builder) {
 			t.Add(c.name, c.what, "—", "—", "—", "—", "—", "—", "—", "—", orDash(strings.Join(notes, "; ")))
 			continue
 		}
-		t.Add(c.name, c.what, harness.Int(int64(c.lines)), fmt.Sprintf("%d / %d / %d", c.renames, c.copies, c.deletes), fmt.Sprint(c.kills),
+		t.Add(c.name, c.what, harness.Int(int64(c.lines)), fmt.Sprintf("%d / %d / %d / %d", c.renames, c.copies, c.deletes, c.compressed), fmt.Sprint(c.kills),
 			harness.Int(int64(c.expected)), harness.Int(int64(c.recorded)), harness.Int(int64(c.lost)), harness.Int(int64(c.dup)), harness.Int(int64(c.differ)), orDash(strings.Join(notes, "; ")))
 	}
 	b.WriteString(t.String())
