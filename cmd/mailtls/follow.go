@@ -35,7 +35,8 @@ func followCommand(e env) *cli.Command {
 		UsageText: "mailtls follow --log /var/log/mail.log\n" +
 			"mailtls follow --journal          # Debian 12 and other journald-only systems\n\n" +
 			"Survives rotation by rename and copytruncate, and resumes exactly where it\n" +
-			"stopped after a crash: rows and position are committed together.",
+			"stopped after a crash: rows and position are committed together. Rotations\n" +
+			"made while it was stopped are caught up on start (gzip-compressed files too).",
 		Flags: flags,
 		Action: func(c *cli.Context) error {
 			if err := loadConfig(c); err != nil {

@@ -108,7 +108,7 @@ func fitToHorizon(ctx context.Context, e env, st *store.Store, w store.Window, l
 	day := h.Format(time.DateOnly)
 	if listing {
 		if w.Since.Before(h) {
-			fmt.Fprintf(e.stderr, "mailtls: note: deliveries before %s (UTC) were deleted (mailtls prune); the list starts there\n", day)
+			fmt.Fprintf(e.stderr, "mailtls: note: deliveries before %s (UTC) were deleted (mailtls prune); this output starts there\n", day)
 			w.Since = h
 		}
 		return w, nil
