@@ -605,15 +605,7 @@ func (r *fileRun) findCompressed(old *fileState) (*fileState, error) {
 	if old.fp == "" {
 		return nil, nil
 	}
-	dir, base := filepath.Split(r.f.Path)
-	if dir == "" {
-		dir = "."
-	}
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		r.log.Warn("cannot list rotated log files", "err", err)
-		return nil, nil
-	}
+	dir, base, ents := r.siblings()
 	for _, e := range ents {
 		name := e.Name()
 		if !isRotatedAny(base, name) || isRotatedName(base, name) {
@@ -646,15 +638,7 @@ func (r *fileRun) findCompressed(old *fileState) (*fileState, error) {
 // same first line; in both cases at least old.offset long. The file with
 // identity excludeDev, excludeIno is never returned.
 func (r *fileRun) findSibling(old *fileState, excludeDev, excludeIno uint64) (sib *fileState, byID bool, err error) {
-	dir, base := filepath.Split(r.f.Path)
-	if dir == "" {
-		dir = "."
-	}
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		r.log.Warn("cannot list rotated log files", "err", err)
-		return nil, false, nil
-	}
+	dir, base, ents := r.siblings()
 	var withID, byFP *fileState
 	for _, e := range ents {
 		name := e.Name()
@@ -702,14 +686,7 @@ func (r *fileRun) findSibling(old *fileState, excludeDev, excludeIno uint64) (si
 // not, modified after since, oldest first; the file with identity
 // exDev/exIno and the file at Path are left out.
 func (r *fileRun) rotatedSince(since time.Time, exDev, exIno uint64) []string {
-	dir, base := filepath.Split(r.f.Path)
-	if dir == "" {
-		dir = "."
-	}
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil
-	}
+	dir, base, ents := r.siblings()
 	type rotated struct {
 		path string
 		mod  time.Time
@@ -736,6 +713,20 @@ func (r *fileRun) rotatedSince(since time.Time, exDev, exIno uint64) []string {
 		out[i] = f.path
 	}
 	return out
+}
+
+// siblings lists the directory of Path: the directory, Path's base name and
+// the entries. A listing error is logged and leaves no entries.
+func (r *fileRun) siblings() (dir, base string, ents []os.DirEntry) {
+	dir, base = filepath.Split(r.f.Path)
+	if dir == "" {
+		dir = "."
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		r.log.Warn("cannot list rotated log files", "err", err)
+	}
+	return dir, base, ents
 }
 
 // isRotatedAny reports whether name looks like a rotated copy of base,
