@@ -499,7 +499,7 @@ func (r *fileRun) resolveCompressed(ctx context.Context, old *fileState, exDev, 
 	r.resetLine()
 	r.src = gz
 	r.log.Info("reading the rest of a compressed rotated log file", "file", gz.name, "offset", old.offset)
-	if err := r.readCompressed(ctx, gz, old.offset); err != nil || ctx.Err() != nil {
+	if err := r.skipUnreadable(gz, r.readCompressed(ctx, gz, old.offset)); err != nil || ctx.Err() != nil {
 		return err
 	}
 	if err := r.commit(ctx); err != nil {
@@ -511,10 +511,14 @@ func (r *fileRun) resolveCompressed(ctx context.Context, old *fileState, exDev, 
 // catchUp reads whole files that were rotated while the follower was
 // stopped, oldest first, before it goes on with the file at Path; gzip
 // files are decompressed. Each becomes the file that checkpoints describe
-// while it is read, so a restart resumes inside it. Other compressed files
-// are skipped with a warning naming them.
+// while it is read, so a restart resumes inside it. The last one, if plain,
+// is followed like a file renamed by a rotation seen while running (a
+// syslog daemon may still be writing to it), and the file at Path follows
+// once it stops growing. A file that cannot be read (another compression
+// format, a corrupt gzip stream) is skipped with a warning giving the
+// command that imports it: it must not keep the follower from the live log.
 func (r *fileRun) catchUp(ctx context.Context, names []string) error {
-	for _, name := range names {
+	for i, name := range names {
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -524,6 +528,13 @@ func (r *fileRun) catchUp(ctx context.Context, names []string) error {
 				"file", name, "err", err, "recover_with", recoverCommand([]string{name}))
 			continue
 		}
+		compressed, ok := isGzip(file)
+		if !ok {
+			file.Close()
+			r.log.Warn("cannot read this compressed log file; decompress it and import it",
+				"file", name, "recover_with", recoverCommand([]string{name}))
+			continue
+		}
 		s, err := newFileState(file, name)
 		if err != nil {
 			file.Close()
@@ -531,24 +542,40 @@ func (r *fileRun) catchUp(ctx context.Context, names []string) error {
 		}
 		r.resetLine()
 		r.src = s
+		if !compressed && i == len(names)-1 {
+			r.log.Info("following the last log file rotated while the follower was stopped; the new one follows when it stops growing", "file", name)
+			r.cur = s
+			r.rotWait = 0
+			return nil
+		}
 		r.log.Info("reading a log file rotated while the follower was stopped", "file", name)
-		if compressed, ok := isGzip(file); !ok {
-			r.log.Warn("cannot read this compressed log file; decompress it and import it",
-				"file", name, "recover_with", recoverCommand([]string{name}))
-		} else if compressed {
+		if compressed {
 			err = r.readCompressed(ctx, s, 0)
 		} else {
 			_, err = r.read(ctx, s, true)
 		}
 		file.Close()
 		s.file = nil
-		if err != nil || ctx.Err() != nil {
+		if err = r.skipUnreadable(s, err); err != nil || ctx.Err() != nil {
 			return err
 		}
 		if err := r.commit(ctx); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// skipUnreadable turns an error reading rotated file s (not a failed
+// commit) into a warning: the lines read so far stay pending, the rest of
+// the file is named with the command that imports it.
+func (r *fileRun) skipUnreadable(s *fileState, err error) error {
+	if err == nil || errors.Is(err, ErrCommit) {
+		return err
+	}
+	r.log.Warn("cannot read the rest of a rotated log file; its remaining lines are lost unless imported (lines already stored are skipped)",
+		"file", s.name, "err", err, "recover_with", recoverCommand([]string{s.name}))
+	r.resetLine()
 	return nil
 }
 

@@ -1342,3 +1342,68 @@ func TestRecoverCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestFollowCatchUpSkipsCorruptGzip: a rotated gzip file cut short (a full
+// disk during compression) must not keep the follower from the files after
+// it and the live log; what it could not read is named in a warning with
+// the import command.
+func TestFollowCatchUpSkipsCorruptGzip(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mail.log")
+	a := flLines(0, 3, true)
+	flAppend(t, path, a)
+	db := newFollowDB()
+	h := startFollow(t, path, db, Checkpoint{}, nil, nil)
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	cp := db.checkpoint(t)
+	base := time.Date(2025, 11, 20, 6, 25, 0, 0, time.UTC)
+	os.Rename(path, path+".3")
+	os.Chtimes(path+".3", base, base)
+	b := flLines(10, 40, true)
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write([]byte(b))
+	zw.Close()
+	cut := buf.Bytes()[:buf.Len()/2]
+	if err := os.WriteFile(path+".2.gz", cut, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(path+".2.gz", base.Add(time.Hour), base.Add(time.Hour))
+	c := flLines(60, 3, true)
+	flAppend(t, path+".1", c)
+	os.Chtimes(path+".1", base.Add(2*time.Hour), base.Add(2*time.Hour))
+	d := flLines(70, 2, true)
+	flAppend(t, path, d)
+
+	lb, log := newLogBuffer()
+	h2 := startFollow(t, path, db, cp, log, nil)
+	wantC, _ := flCleanPass(c)
+	wantD, _ := flCleanPass(d)
+	has := func(ws []Delivery) bool {
+		got := map[string]bool{}
+		for _, g := range db.deliveries() {
+			got[g.Key] = true
+		}
+		for _, w := range ws {
+			if !got[w.Key] {
+				return false
+			}
+		}
+		return true
+	}
+	h2.pollUntil(20, "past the corrupt file", func() bool { return has(wantC) && has(wantD) })
+	out := lb.buf.String()
+	if !strings.Contains(out, "cannot read the rest of a rotated log file") || !strings.Contains(out, "mailtls import "+path+".2.gz") {
+		t.Errorf("no warning naming %s.2.gz; log:\n%s", path, out)
+	}
+	// Nothing twice: every key once.
+	seen := map[string]bool{}
+	for _, g := range db.deliveries() {
+		if seen[g.Key] {
+			t.Fatalf("delivery %s stored twice", g.QueueID)
+		}
+		seen[g.Key] = true
+	}
+}
