@@ -41,6 +41,27 @@ type rowJSON struct {
 	Coverage   json.Number `json:"coverage"`
 }
 
+// sortRows orders report rows: "sent" keeps the store's order (most sent
+// first), "plaintext" puts the most plaintext first, "coverage" the lowest
+// coverage first (rows with no known TLS state last), "key" sorts by key;
+// ties keep the store's order.
+func sortRows(rows []store.Row, order string) {
+	switch order {
+	case "plaintext":
+		sort.SliceStable(rows, func(i, j int) bool { return rows[i].Plaintext > rows[j].Plaintext })
+	case "coverage":
+		known := func(r store.Row) bool { return r.Encrypted+r.Plaintext > 0 }
+		sort.SliceStable(rows, func(i, j int) bool {
+			if known(rows[i]) != known(rows[j]) {
+				return known(rows[i])
+			}
+			return rows[i].Coverage < rows[j].Coverage
+		})
+	case "key":
+		sort.SliceStable(rows, func(i, j int) bool { return rows[i].Key < rows[j].Key })
+	}
+}
+
 func coverage4(f float64) json.Number { return json.Number(fmt.Sprintf("%.4f", f)) }
 
 var byKeys = []string{"domain", "day", "hour", "relay", "protocol", "cipher", "trust", "status"}
@@ -87,12 +108,14 @@ func reportCommand(e env) *cli.Command {
 		Usage: "TLS coverage of outbound mail",
 		UsageText: "mailtls report                       # last 7 days\n" +
 			"mailtls report --since 24h --by domain --top 20\n" +
+			"mailtls report --by domain --sort plaintext --top 20   # who got plaintext\n" +
 			"mailtls report --since 2026-11-01 --until 2026-12-01 --format json\n" +
 			"mailtls report --domain '*.example.com' --by day\n" +
 			"mailtls report downgrades | overrides",
 		Flags: append(windowFlags("7d"),
 			&cli.StringFlag{Name: "by", Usage: "break down by `KEY`: " + strings.Join(byKeys, "|")},
 			&cli.IntFlag{Name: "top", Value: 0, Usage: "show only the first `N` rows of --by (0 = all)"},
+			&cli.StringFlag{Name: "sort", Value: "sent", Usage: "order the rows of --by (not day or hour) by `ORDER`: sent, plaintext (most first), coverage (worst first) or key"},
 			formatFlag("table", "table|json|csv")),
 		Subcommands: []*cli.Command{downgradesCommand(e), overridesReportCommand(e)},
 		Action: func(c *cli.Context) error {
@@ -120,6 +143,14 @@ func reportCommand(e env) *cli.Command {
 					return usageErrorf("invalid --by %q (want one of %s)", by, strings.Join(byKeys, ", "))
 				}
 			}
+			switch order := c.String("sort"); {
+			case order != "sent" && order != "plaintext" && order != "coverage" && order != "key":
+				return usageErrorf("invalid --sort %q (want sent, plaintext, coverage or key)", order)
+			case c.IsSet("sort") && by == "":
+				return usageErrorf("--sort orders the rows of --by; add e.g. --by domain")
+			case order != "sent" && (by == "day" || by == "hour"):
+				return usageErrorf("--sort does not apply to --by %s: its rows are in time order", by)
+			}
 			st, err := openStore(c)
 			if err != nil {
 				return err
@@ -129,9 +160,18 @@ func reportCommand(e env) *cli.Command {
 				return err
 			}
 			if by != "" {
-				rows, err := st.ReportBy(c.Context, w, by, c.Int("top"))
+				order := c.String("sort")
+				top := c.Int("top")
+				if order != "sent" {
+					top = 0 // the store trims by sent; trim after sorting
+				}
+				rows, err := st.ReportBy(c.Context, w, by, top)
 				if err != nil {
 					return err
+				}
+				sortRows(rows, order)
+				if t := c.Int("top"); t > 0 && len(rows) > t {
+					rows = rows[:t]
 				}
 				return writeRows(e.stdout, format, by, w, rows)
 			}
@@ -226,7 +266,7 @@ func writeSummary(w io.Writer, format string, win store.Window, s store.Summary)
 	fmt.Fprintf(w, "Protocol   %s\n", splitLine(s.ByProtocol, nil))
 	fmt.Fprintf(w, "Domains    %s total, %s all TLS, %s with plaintext\n", num(s.Domains), num(s.DomainsAllTLS), num(s.DomainsAnyPlaintext))
 	if s.DomainsAnyPlaintext > 0 {
-		fmt.Fprintln(w, "\nWho got plaintext: `mailtls report --by domain`, then `mailtls deliveries --domain D`.")
+		fmt.Fprintln(w, "\nWho got plaintext: `mailtls report --by domain --sort plaintext`, then `mailtls deliveries --domain D`.")
 	}
 	return nil
 }

@@ -144,6 +144,32 @@ func TestReportMatchesGeneratorTruth(t *testing.T) {
 		return names[i] < names[j]
 	})
 	checkRow(t, c, append([]string{"report", "--format", "json", "--by", "domain"}, win...), names[0], domains[names[0]])
+	// --sort plaintext --top 5: the five domains that got the most
+	// plaintext (ties: most sent, then name), with the truth's counts.
+	byPlain := append([]string(nil), names...)
+	sort.SliceStable(byPlain, func(i, j int) bool { return domains[byPlain[i]].plain > domains[byPlain[j]].plain })
+	var top struct {
+		Rows []struct {
+			Key       string `json:"key"`
+			Plaintext int    `json:"plaintext"`
+		} `json:"rows"`
+	}
+	if err := json.Unmarshal([]byte(c.ok(append([]string{"report", "--format", "json", "--by", "domain", "--sort", "plaintext", "--top", "5"}, win...)...)), &top); err != nil {
+		t.Fatal(err)
+	}
+	if len(top.Rows) != 5 || domains[byPlain[0]].plain == 0 {
+		t.Fatalf("--sort plaintext --top 5: %+v", top.Rows)
+	}
+	for i, r := range top.Rows {
+		if r.Key != byPlain[i] || r.Plaintext != domains[byPlain[i]].plain {
+			t.Errorf("--sort plaintext row %d = %+v, truth %s with %d plaintext", i, r, byPlain[i], domains[byPlain[i]].plain)
+		}
+	}
+	for _, bad := range [][]string{{"--by", "domain", "--sort", "worst"}, {"--sort", "plaintext"}, {"--by", "day", "--sort", "coverage"}} {
+		if _, errs, code := c.run("", append([]string{"report"}, bad...)...); code != exitUsage || strings.Count(errs, "\n") != 1 {
+			t.Errorf("report %v: exit %d, stderr %q; want a one-line usage error", bad, code, errs)
+		}
+	}
 	// One --by day row: a whole day inside the window.
 	day := since.Add(48 * time.Hour).UTC().Format("2006-01-02")
 	checkRow(t, c, append([]string{"report", "--format", "json", "--by", "day"}, win...), day, days[day])
