@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 )
 
 // ErrBadCheckpoint is returned by UnmarshalCheckpoint for bytes that are not
@@ -167,3 +168,21 @@ type Batch struct {
 // one transaction: if it returns an error, neither may be visible. The
 // follower does not retain b.Deliveries after Commit returns.
 type Commit func(ctx context.Context, b Batch) error
+
+// Unread returns how many bytes of the file at cp.Path lie past the
+// checkpoint, when that file is still the one checkpointed (same device and
+// inode). ok is false for a journald checkpoint and for a file rotated
+// since; err reports a file that cannot be examined.
+func (cp Checkpoint) Unread() (n int64, ok bool, err error) {
+	if cp.Cursor != "" || cp.Path == "" {
+		return 0, false, nil
+	}
+	fi, err := os.Stat(cp.Path)
+	if err != nil {
+		return 0, false, err
+	}
+	if dev, ino := fileID(fi); dev != cp.Dev || ino != cp.Ino {
+		return 0, false, nil
+	}
+	return max(fi.Size()-cp.Offset, 0), true, nil
+}

@@ -22,6 +22,9 @@ import (
 
 const horizonName = "deliveries_horizon"
 
+// horizonNone is the horizon of a database never pruned.
+const horizonNone = math.MinInt64
+
 // pruneChunk rows are deleted per transaction, so the follower and policy
 // changes never wait long for the write lock.
 var pruneChunk = 5000
@@ -127,18 +130,18 @@ func (s *Store) Horizon(ctx context.Context) (time.Time, error) {
 		h, err = horizon(ctx, tx)
 		return err
 	})
-	if err != nil || h == math.MinInt64 {
+	if err != nil || h == horizonNone {
 		return time.Time{}, err
 	}
 	return fromMicros(h), nil
 }
 
-// horizon reads the horizon in tx; math.MinInt64 when there is none.
+// horizon reads the horizon in tx; horizonNone when there is none.
 func horizon(ctx context.Context, tx *sql.Tx) (int64, error) {
 	var h int64
 	err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE name = ?`, horizonName).Scan(&h)
 	if errors.Is(err, sql.ErrNoRows) {
-		return math.MinInt64, nil
+		return horizonNone, nil
 	}
 	if err != nil {
 		return 0, fmt.Errorf("store: read pruning horizon: %w", err)
@@ -183,7 +186,7 @@ func fittedPlan(ctx context.Context, tx *sql.Tx, w Window) (plan, error) {
 		return plan{}, err
 	}
 	since, until := w.Since, w.Until
-	if h != math.MinInt64 {
+	if h != horizonNone {
 		since, until = FitWindow(since, until, fromMicros(h))
 		if w.Since.Before(w.Until) && !since.Before(until) {
 			day := w.Since.UTC().Truncate(24 * time.Hour)

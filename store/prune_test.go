@@ -164,3 +164,59 @@ func TestPrune(t *testing.T) {
 		t.Fatalf("DryRun deliveries %d, want %d", got.Deliveries, want)
 	}
 }
+
+func TestStatus(t *testing.T) {
+	ctx := context.Background()
+	s, ds := fixture(t)
+	st, err := s.Status(ctx, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, last := ds[0].Time, ds[0].Time
+	for _, d := range ds {
+		first, last = minTime(first, d.Time), maxTime(last, d.Time)
+	}
+	if st.Counted != int64(len(ds)) || st.Stored != int64(len(ds)) || !st.First.Equal(first) || !st.Last.Equal(last) || !st.PrunedBefore.IsZero() {
+		t.Fatalf("before prune: %+v; want %d counted and stored, %v to %v", st, len(ds), first, last)
+	}
+	if st.Bytes == 0 || st.Overrides != 0 {
+		t.Fatalf("before prune: %+v", st)
+	}
+	res, err := s.Prune(ctx, t0.Add(-4*24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err = s.Status(ctx, t0); err != nil {
+		t.Fatal(err)
+	}
+	if st.Counted != int64(len(ds)) || st.Stored != int64(len(ds))-res.Deleted || !st.PrunedBefore.Equal(res.Horizon) || st.First.Before(res.Horizon) {
+		t.Fatalf("after prune (%+v): %+v", res, st)
+	}
+	exp := t0.Add(-time.Hour)
+	if err := s.SetOverride(ctx, Override{Key: "old.example", Policy: "encrypt", Expires: exp}, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetOverride(ctx, Override{Key: "new.example", Policy: "verify"}, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = s.Status(ctx, t0); err != nil {
+		t.Fatal(err)
+	}
+	if st.Overrides != 2 || st.Expired != 1 || st.LastActor != "bob" {
+		t.Fatalf("overrides: %+v", st)
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}

@@ -66,7 +66,7 @@ func (sp span) wholeArgs() []any { return []any{sp.b0, sp.b1} }
 // plan is a window resolved against the rollups.
 type plan struct {
 	lo, hi  int64
-	horizon int64 // raw rows before it were pruned (fittedPlan), else math.MinInt64
+	horizon int64 // raw rows before it were pruned (fittedPlan), else horizonNone
 	m       matcher
 	day     span
 	hour    span
@@ -82,7 +82,7 @@ func newPlan(w Window) (plan, error) {
 
 func planFor(since, until time.Time, m matcher) plan {
 	lo, hi := bounds(since, until)
-	return plan{lo: lo, hi: hi, horizon: math.MinInt64, m: m, day: splitWindow(lo, hi, usPerDay), hour: splitWindow(lo, hi, usPerHour)}
+	return plan{lo: lo, hi: hi, horizon: horizonNone, m: m, day: splitWindow(lo, hi, usPerDay), hour: splitWindow(lo, hi, usPerHour)}
 }
 
 func cat(parts ...[]any) []any {

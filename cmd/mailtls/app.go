@@ -152,6 +152,7 @@ func commands(e env) []*cli.Command {
 		reportCommand(e),
 		suggestCommand(e),
 		pruneCommand(e),
+		statusCommand(e),
 		postfixConfigCommand(e),
 		checkCommand(e),
 		benchLookupCommand(e),

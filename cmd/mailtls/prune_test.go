@@ -136,3 +136,53 @@ func TestFollowKeep(t *testing.T) {
 		t.Fatalf("horizon %v, want %v", h, want)
 	}
 }
+
+// TestStatusStale: status reports the follower's unread bytes, and exits 1
+// with a one-line error when it has unread lines and nothing recorded for
+// --stale.
+func TestStatusStale(t *testing.T) {
+	c := newCLI(t)
+	if out := c.ok("status"); !strings.Contains(out, "none recorded yet") || !strings.Contains(out, "none has run") {
+		t.Fatalf("empty database: %q", out)
+	}
+	logPath := filepath.Join(t.TempDir(), "mail.log")
+	if err := os.WriteFile(logPath, []byte(tlsLine+sentLine), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(ctx, []string{"mailtls", "follow", "--log", logPath, "--poll", "20ms"},
+			env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: c.getenv})
+	}()
+	eventually(t, 20*time.Second, "the follower records the delivery", func() (bool, string) {
+		out, _, _ := c.run("", "deliveries")
+		return countLines(out) == 1, out
+	})
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("follow exited %d", code)
+	}
+	// Caught up: not stale, whatever --stale says.
+	if _, errs, code := c.run("", "status", "--stale", "1ns"); code != 0 {
+		t.Fatalf("caught-up follower: exit %d, %q", code, errs)
+	}
+	// A line the stopped follower has not read.
+	f, err := os.OpenFile(logPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(plainOne)
+	f.Close()
+	var st statusJSON
+	if err := json.Unmarshal([]byte(c.ok("status", "--format", "json", "--stale", "1h")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Followers) != 1 || st.Followers[0].Behind != int64(len(plainOne)) || st.Followers[0].Stale || st.Stored != 1 || st.Counted != 1 {
+		t.Fatalf("status: %+v", st)
+	}
+	out, errs, code := c.run("", "status", "--stale", "1ns")
+	if code != exitFailure || countLines(errs) != 1 || !strings.Contains(errs, "stale") || !strings.Contains(out, "STALE") {
+		t.Fatalf("stale follower: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mailtls/mailtls/logparse"
+	"github.com/mailtls/mailtls/store"
+)
+
+// followerStatus is how far a follower got, from its stored checkpoint.
+type followerStatus struct {
+	Source  string `json:"source"`
+	Updated string `json:"updated"` // last commit, RFC 3339
+	// Behind is the number of bytes of the followed file not yet recorded,
+	// or -1 when unknown (journald, or the file was rotated since).
+	Behind int64  `json:"behind_bytes"`
+	Stale  bool   `json:"stale"`
+	Note   string `json:"note,omitempty"`
+}
+
+type statusJSON struct {
+	DB               string           `json:"db"`
+	DBBytes          int64            `json:"db_bytes"`
+	Overrides        int64            `json:"overrides"`
+	OverridesExpired int64            `json:"overrides_expired"`
+	LastOverrideEdit string           `json:"last_override_change"`
+	LastOverrideBy   string           `json:"last_override_change_by"`
+	Counted          int64            `json:"deliveries_counted"`
+	Stored           int64            `json:"deliveries_stored"`
+	First            string           `json:"first_delivery"`
+	Last             string           `json:"last_delivery"`
+	PrunedBefore     string           `json:"pruned_before"`
+	Followers        []followerStatus `json:"followers"`
+}
+
+func statusCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "what the database holds, and whether the log follower keeps up (for monitoring)",
+		UsageText: "mailtls status\n" +
+			"mailtls status --format json\n" +
+			"mailtls status --stale 10m    # exit 1 if the follower has stopped recording\n\n" +
+			"A follower is stale when its log file has lines it has not recorded and it has\n" +
+			"recorded nothing for --stale: it is stopped or stuck. Exit 1 then, 0 otherwise.",
+		Flags: []cli.Flag{
+			&cli.DurationFlag{Name: "stale", Value: 5 * time.Minute, Usage: "a follower with unrecorded lines and no commit for `DURATION` is stale (exit 1)"},
+			formatFlag("table", "table|json"),
+		},
+		Action: func(c *cli.Context) error {
+			format := c.String("format")
+			if err := checkFormat(format, "table", "json"); err != nil {
+				return err
+			}
+			if c.Duration("stale") <= 0 {
+				return usageErrorf("--stale must be more than 0 (e.g. 5m)")
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			now := time.Now()
+			s, err := st.Status(c.Context, now)
+			if err != nil {
+				return err
+			}
+			fs := followers(s.Checkpoints, now, c.Duration("stale"))
+			if format == "json" {
+				err = writeJSON(e.stdout, statusJSON{
+					DB: s.Path, DBBytes: s.Bytes, Overrides: s.Overrides, OverridesExpired: s.Expired,
+					LastOverrideEdit: rfc(s.LastEdit), LastOverrideBy: s.LastActor,
+					Counted: s.Counted, Stored: s.Stored, First: rfc(s.First), Last: rfc(s.Last),
+					PrunedBefore: rfc(s.PrunedBefore), Followers: fs,
+				})
+			} else {
+				err = writeStatus(e, s, fs)
+			}
+			if err != nil {
+				return err
+			}
+			for _, f := range fs {
+				if f.Stale {
+					return fmt.Errorf("follower %s is stale: %s behind, nothing recorded since %s (more than --stale %s)",
+						f.Source, humanBytes(f.Behind), f.Updated, c.Duration("stale"))
+				}
+			}
+			return nil
+		},
+	}
+}
+
+// followers compares each file checkpoint with the file it names now.
+func followers(cps []store.CheckpointInfo, now time.Time, stale time.Duration) []followerStatus {
+	out := []followerStatus{}
+	for _, c := range cps {
+		f := followerStatus{Source: c.Source, Updated: rfc(c.Updated), Behind: -1}
+		cp, err := logparse.UnmarshalCheckpoint(c.Data)
+		if err != nil {
+			f.Note = "checkpoint unreadable: " + err.Error()
+			out = append(out, f)
+			continue
+		}
+		n, ok, err := cp.Unread()
+		switch {
+		case err != nil:
+			f.Note = err.Error()
+		case !ok && cp.Cursor != "":
+			f.Note = "journald: position is a cursor"
+		case !ok:
+			f.Note = "the log was rotated since the last commit"
+		default:
+			f.Behind = n
+			f.Stale = n > 0 && now.Sub(c.Updated) > stale
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+func writeStatus(e env, s store.Status, fs []followerStatus) error {
+	w := e.stdout
+	fmt.Fprintf(w, "Database    %s (%s)\n", s.Path, humanBytes(s.Bytes))
+	ov := num(s.Overrides)
+	if s.Expired > 0 {
+		ov += fmt.Sprintf(" (%s expired)", num(s.Expired))
+	}
+	if !s.LastEdit.IsZero() {
+		ov += fmt.Sprintf("; last change %s by %s", fmtTime(s.LastEdit), s.LastActor)
+	}
+	fmt.Fprintf(w, "Overrides   %s\n", ov)
+	if s.Counted == 0 {
+		fmt.Fprintln(w, "Deliveries  none recorded yet")
+	} else {
+		line := fmt.Sprintf("%s stored", num(s.Stored))
+		if !s.First.IsZero() {
+			line += fmt.Sprintf(", %s to %s", fmtTime(s.First), fmtTime(s.Last))
+		}
+		if s.Counted != s.Stored {
+			line += fmt.Sprintf("; %s counted in reports", num(s.Counted))
+		}
+		fmt.Fprintf(w, "Deliveries  %s\n", line)
+	}
+	if !s.PrunedBefore.IsZero() {
+		fmt.Fprintf(w, "Pruned      before %s (UTC); daily totals kept\n", s.PrunedBefore.Format(time.DateOnly))
+	}
+	if len(fs) == 0 {
+		fmt.Fprintln(w, "Follower    none has run on this database (mailtls run, or mailtls follow)")
+	}
+	for _, f := range fs {
+		var state []string
+		state = append(state, "last commit "+fmtTime(parseRFC(f.Updated)))
+		if f.Behind >= 0 {
+			state = append(state, humanBytes(f.Behind)+" behind")
+		}
+		if f.Note != "" {
+			state = append(state, f.Note)
+		}
+		if f.Stale {
+			state = append(state, "STALE")
+		}
+		fmt.Fprintf(w, "Follower    %s: %s\n", f.Source, strings.Join(state, ", "))
+	}
+	return nil
+}
+
+func parseRFC(s string) time.Time {
+	t, _ := time.Parse(time.RFC3339, s)
+	return t
+}

@@ -1,0 +1,93 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Status is what the database holds, for `mailtls status`. Every figure
+// comes from an index or the rollups, so it is cheap on a large database.
+type Status struct {
+	Path      string
+	Bytes     int64 // database file plus its WAL
+	Overrides int64
+	Expired   int64     // of Overrides, expired (still stored)
+	LastEdit  time.Time // last override change (zero: none)
+	LastActor string
+	// Counted is every delivery ever stored, as the reports count them;
+	// Stored those whose rows are still kept (not pruned).
+	Counted, Stored int64
+	First, Last     time.Time // oldest and newest stored delivery (zero: none)
+	PrunedBefore    time.Time // zero: never pruned
+	Checkpoints     []CheckpointInfo
+}
+
+// CheckpointInfo is one follower's stored position.
+type CheckpointInfo struct {
+	Source  string
+	Data    []byte
+	Updated time.Time
+}
+
+// Status reports what the database holds; now decides which overrides have
+// expired.
+func (s *Store) Status(ctx context.Context, now time.Time) (Status, error) {
+	st := Status{Path: s.path}
+	for _, p := range []string{s.path, s.path + "-wal"} {
+		if fi, err := os.Stat(p); err == nil {
+			st.Bytes += fi.Size()
+		}
+	}
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		var (
+			first, last, edit sql.NullInt64
+			actor             sql.NullString
+		)
+		h, err := horizon(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT count(*), count(CASE WHEN expires IS NOT NULL AND expires <= ? THEN 1 END) FROM overrides`,
+			now.Unix()).Scan(&st.Overrides, &st.Expired); err != nil {
+			return fmt.Errorf("store: status: overrides: %w", err)
+		}
+		err = tx.QueryRowContext(ctx, `SELECT at, actor FROM override_history ORDER BY id DESC LIMIT 1`).Scan(&edit, &actor)
+		if err != nil && err != sql.ErrNoRows {
+			return fmt.Errorf("store: status: override history: %w", err)
+		}
+		// Rows are kept for every delivery from the horizon (a UTC
+		// midnight, so a whole hour) on, and the hourly rollup counts
+		// every delivery ever stored.
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce(sum(n), 0), coalesce(sum(CASE WHEN hour >= ? THEN n END), 0) FROM rollup_hour`,
+			floorDiv(h, usPerHour)).Scan(&st.Counted, &st.Stored); err != nil {
+			return fmt.Errorf("store: status: deliveries: %w", err)
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT (SELECT min(time) FROM deliveries), (SELECT max(time) FROM deliveries)`).Scan(&first, &last); err != nil {
+			return fmt.Errorf("store: status: deliveries: %w", err)
+		}
+		if first.Valid {
+			st.First, st.Last = fromMicros(first.Int64), fromMicros(last.Int64)
+		}
+		if edit.Valid {
+			st.LastEdit, st.LastActor = time.Unix(edit.Int64, 0).UTC(), actor.String
+		}
+		if h != horizonNone {
+			st.PrunedBefore = fromMicros(h)
+		}
+		return queryRows(ctx, tx, "status: checkpoints", `SELECT source, data, updated FROM checkpoints ORDER BY source`, nil,
+			func(rows *sql.Rows) error {
+				var c CheckpointInfo
+				var at int64
+				if err := rows.Scan(&c.Source, &c.Data, &at); err != nil {
+					return err
+				}
+				c.Updated = time.Unix(at, 0).UTC()
+				st.Checkpoints = append(st.Checkpoints, c)
+				return nil
+			})
+	})
+	return st, err
+}
