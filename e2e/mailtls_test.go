@@ -401,6 +401,22 @@ func testEndToEnd(t *testing.T, via string) {
 		t.Errorf("by_protocol = %v, want {%s: 1}", sum["by_protocol"], mt[3])
 	}
 
+	// 6b. status: the follower of the real log is known, on the current
+	// file, and every recorded row is counted.
+	var status struct {
+		Stored    int `json:"deliveries_stored"`
+		Followers []struct {
+			Source string `json:"source"`
+			Behind int64  `json:"behind_bytes"`
+		} `json:"followers"`
+	}
+	if err := json.Unmarshal([]byte(m.cli("status", "--format", "json")), &status); err != nil {
+		t.Fatal(err)
+	}
+	if status.Stored != len(rows) || len(status.Followers) != 1 || !strings.HasPrefix(status.Followers[0].Source, "file:") || status.Followers[0].Behind < 0 {
+		t.Errorf("status = %+v, want %d deliveries stored and one file follower on the current log", status, len(rows))
+	}
+
 	// 7. mailtls stopped: Postfix defers instead of sending without policy;
 	// after a restart the queue drains.
 	m.cli("policy", "rm", "plain.test")
