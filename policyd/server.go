@@ -204,8 +204,8 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, proto protocol) err
 		backoff = 0
 		if n := s.open.Add(1); n > s.maxConns() {
 			s.open.Add(-1)
+			s.noteRefused(log) // before Close: whoever sees the close sees the count
 			nc.Close()
-			s.noteRefused(log)
 			continue
 		}
 		s.wg.Add(1)
