@@ -128,6 +128,48 @@ func startFollow(t *testing.T, path string, db *followDB, cp Checkpoint, log *sl
 	return h
 }
 
+// flRunOnce runs a follower of path from scratch until its first poll is
+// done, stops it, and returns the checkpoint it stored in db.
+func flRunOnce(t *testing.T, path string, db *followDB) Checkpoint {
+	t.Helper()
+	h := startFollow(t, path, db, Checkpoint{}, nil, nil)
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	return db.checkpoint(t)
+}
+
+// flGzip returns b gzip-compressed.
+func flGzip(b []byte) []byte {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(b)
+	zw.Close()
+	return buf.Bytes()
+}
+
+// flRotate moves the file at path to to, gzip-compressed when gz, and
+// gives it modification time mod, as logrotate leaves a rotated file.
+func flRotate(t *testing.T, path, to string, gz bool, mod time.Time) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gz {
+		data = flGzip(data)
+	}
+	if err := os.WriteFile(to, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(to, mod, mod); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func flNewCorrelator() *Correlator {
 	return NewCorrelator(Options{RefTime: time.Date(2025, 11, 28, 0, 0, 0, 0, time.UTC), Location: time.UTC})
 }
@@ -567,11 +609,7 @@ func TestFollowRestart(t *testing.T) {
 			path := filepath.Join(dir, "mail.log")
 			flAppend(t, path, a1)
 			db := newFollowDB()
-			h := startFollow(t, path, db, Checkpoint{}, nil, nil)
-			if err := h.stop(); err != nil {
-				t.Fatal(err)
-			}
-			cp := db.checkpoint(t)
+			cp := flRunOnce(t, path, db)
 			if cp.Offset != int64(len(a1)) {
 				t.Fatalf("first run checkpoint offset %d, want %d", cp.Offset, len(a1))
 			}
@@ -603,10 +641,7 @@ func TestFollowRestartWhileOldFileWritten(t *testing.T) {
 	a, late1, late2, b := flLines(0, 3, true), flLines(3, 2, true), flLines(5, 2, true), flLines(7, 3, true)
 	flAppend(t, path, a)
 	db := newFollowDB()
-	h := startFollow(t, path, db, Checkpoint{}, nil, nil)
-	if err := h.stop(); err != nil {
-		t.Fatal(err)
-	}
+	flRunOnce(t, path, db)
 	if err := os.Rename(path, path+".1"); err != nil {
 		t.Fatal(err)
 	}
@@ -1145,11 +1180,7 @@ func TestFollowRestartAfterTwoRotations(t *testing.T) {
 	path := filepath.Join(dir, "mail.log")
 	flAppend(t, path, a1)
 	db := newFollowDB()
-	h := startFollow(t, path, db, Checkpoint{}, nil, nil)
-	if err := h.stop(); err != nil {
-		t.Fatal(err)
-	}
-	cp := db.checkpoint(t)
+	cp := flRunOnce(t, path, db)
 
 	// Day 1: a2 written, rotated; b written. Day 2: rotated again; c.
 	base := time.Date(2025, 11, 20, 6, 25, 0, 0, time.UTC)
@@ -1190,25 +1221,9 @@ func TestFollowRestartAfterTwoRotations(t *testing.T) {
 	d := flLines(50, 3, true)
 	e := flLines(60, 2, true)
 	flAppend(t, path, c2)
-	gzipTo := func(from, to string, mod time.Time) {
-		t.Helper()
-		data, err := os.ReadFile(from)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var buf bytes.Buffer
-		zw := gzip.NewWriter(&buf)
-		zw.Write(data)
-		zw.Close()
-		if err := os.WriteFile(to, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		os.Remove(from)
-		os.Chtimes(to, mod, mod)
-	}
-	gzipTo(path, path+".3.gz", base.Add(48*time.Hour))
+	flRotate(t, path, path+".3.gz", true, base.Add(48*time.Hour))
 	flAppend(t, path, d)
-	gzipTo(path, path+".4.gz", base.Add(72*time.Hour))
+	flRotate(t, path, path+".4.gz", true, base.Add(72*time.Hour))
 	flAppend(t, path, e)
 	lb3, log3 := newLogBuffer()
 	h3 := startFollow(t, path, db, cp, log3, nil)
@@ -1226,16 +1241,8 @@ func TestFollowRestartAfterTwoRotations(t *testing.T) {
 	// name): it cannot be placed, and the warning names every rotated file.
 	cp = db.checkpoint(t)
 	flAppend(t, path, flLines(70, 2, true))
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	xzName := path + ".5.xz"
-	if err := os.WriteFile(xzName, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	os.Remove(path)
-	os.Chtimes(xzName, base.Add(96*time.Hour), base.Add(96*time.Hour))
+	flRotate(t, path, xzName, false, base.Add(96*time.Hour))
 	lb4, log4 := newLogBuffer()
 	h4 := startFollow(t, path, db, cp, log4, nil)
 	h4.waitIdle()
@@ -1256,37 +1263,15 @@ func TestFollowCatchUpCrashes(t *testing.T) {
 	a := flLines(0, 6, true)
 	flAppend(t, path, a)
 	db := newFollowDB()
-	h := startFollow(t, path, db, Checkpoint{}, nil, nil)
-	if err := h.stop(); err != nil {
-		t.Fatal(err)
-	}
+	flRunOnce(t, path, db)
 	base := time.Date(2025, 11, 20, 6, 25, 0, 0, time.UTC)
-	rotate := func(to string, gz bool, mod time.Time) {
-		t.Helper()
-		data, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if gz {
-			var buf bytes.Buffer
-			zw := gzip.NewWriter(&buf)
-			zw.Write(data)
-			zw.Close()
-			data = buf.Bytes()
-		}
-		if err := os.WriteFile(to, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		os.Remove(path)
-		os.Chtimes(to, mod, mod)
-	}
 	a2, b, c, d := flLines(10, 7, true), flLines(20, 8, false), flLines(30, 9, true), flLines(40, 5, true)
 	flAppend(t, path, a2)
-	rotate(path+".3.gz", true, base)
+	flRotate(t, path, path+".3.gz", true, base)
 	flAppend(t, path, b)
-	rotate(path+".2", false, base.Add(time.Hour))
+	flRotate(t, path, path+".2", false, base.Add(time.Hour))
 	flAppend(t, path, c)
-	rotate(path+".1.gz", true, base.Add(2*time.Hour))
+	flRotate(t, path, path+".1.gz", true, base.Add(2*time.Hour))
 	flAppend(t, path, d)
 	want, _ := flCleanPass(a + a2 + b + c + d)
 
@@ -1353,20 +1338,13 @@ func TestFollowCatchUpSkipsCorruptGzip(t *testing.T) {
 	a := flLines(0, 3, true)
 	flAppend(t, path, a)
 	db := newFollowDB()
-	h := startFollow(t, path, db, Checkpoint{}, nil, nil)
-	if err := h.stop(); err != nil {
-		t.Fatal(err)
-	}
-	cp := db.checkpoint(t)
+	cp := flRunOnce(t, path, db)
 	base := time.Date(2025, 11, 20, 6, 25, 0, 0, time.UTC)
 	os.Rename(path, path+".3")
 	os.Chtimes(path+".3", base, base)
 	b := flLines(10, 40, true)
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	zw.Write([]byte(b))
-	zw.Close()
-	cut := buf.Bytes()[:buf.Len()/2]
+	gz := flGzip([]byte(b))
+	cut := gz[:len(gz)/2]
 	if err := os.WriteFile(path+".2.gz", cut, 0o644); err != nil {
 		t.Fatal(err)
 	}
