@@ -336,12 +336,17 @@ func PrepareBatch(ds []Delivery) (*Batch, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newBatch(rows), nil
+}
+
+// newBatch computes the insert arguments and rollup increments of rows.
+func newBatch(rows []row) *Batch {
 	b := &Batch{rows: rows, args: make([]any, 0, len(rows)*insertCols), ru: newRollups()}
 	for i := range rows {
 		b.ru.add(&rows[i])
 		b.args = rows[i].args(b.args)
 	}
-	return b, nil
+	return b
 }
 
 // Len returns the number of deliveries in the batch.
@@ -350,24 +355,22 @@ func (b *Batch) Len() int { return len(b.rows) }
 // since returns b without the rows before h (unix microseconds) and how
 // many it left out; b itself when there are none.
 func (b *Batch) since(h int64) (*Batch, int) {
-	keep := 0
+	old := 0
+	for i := range b.rows {
+		if b.rows[i].us < h {
+			old++
+		}
+	}
+	if old == 0 {
+		return b, 0 // the usual case: no copy
+	}
+	kept := make([]row, 0, len(b.rows)-old)
 	for i := range b.rows {
 		if b.rows[i].us >= h {
-			keep++
+			kept = append(kept, b.rows[i])
 		}
 	}
-	if keep == len(b.rows) {
-		return b, 0
-	}
-	nb := &Batch{rows: make([]row, 0, keep), args: make([]any, 0, keep*insertCols), ru: newRollups()}
-	for i := range b.rows {
-		if r := &b.rows[i]; r.us >= h {
-			nb.rows = append(nb.rows, *r)
-			nb.ru.add(r)
-			nb.args = append(nb.args, b.args[i*insertCols:(i+1)*insertCols]...)
-		}
-	}
-	return nb, len(b.rows) - keep
+	return newBatch(kept), old
 }
 
 // insertBatch inserts the rows of b with INSERT OR IGNORE, so keys already
