@@ -169,19 +169,19 @@ type OverrideStats struct {
 // next-hop (different when a transport map routes the domain elsewhere).
 // w.Domain, if set, further restricts the deliveries.
 func (s *Store) OverrideActivity(ctx context.Context, w Window, keys []string) ([]OverrideStats, error) {
-	if _, err := parseDomainFilter(w.Domain); err != nil {
+	m, err := parseDomainFilter(w.Domain)
+	if err != nil {
 		return nil, err
 	}
 	kms := make([]matcher, len(keys))
 	for i, key := range keys {
-		var err error
 		if kms[i], err = parseOverrideKey(key); err != nil {
 			return nil, err
 		}
 	}
 	out := make([]OverrideStats, 0, len(keys))
-	err := s.read(ctx, func(tx *sql.Tx) error {
-		p, err := fittedPlan(ctx, tx, w)
+	err = s.read(ctx, func(tx *sql.Tx) error {
+		p, err := fittedPlan(ctx, tx, w.Since, w.Until, m)
 		if err != nil {
 			return err
 		}
@@ -338,7 +338,7 @@ func (s *Store) DryRun(ctx context.Context, key, level string, since time.Time) 
 	kd, kda := km.rawWhere()
 	var res DryRunResult
 	err = s.read(ctx, func(tx *sql.Tx) error {
-		p, err := fittedPlan(ctx, tx, Window{Since: since, Until: s.now()})
+		p, err := fittedPlan(ctx, tx, since, s.now(), matcher{kind: matchAll})
 		if err != nil {
 			return err
 		}

@@ -173,29 +173,25 @@ func FitWindow(since, until, horizon time.Time) (time.Time, time.Time) {
 	return since, until
 }
 
-// fittedPlan is newPlan for reports from the rollups, with the window
+// fittedPlan is planFor for reports from the rollups, with [since, until)
 // fitted to the horizon read in tx. A window that lies within one day
 // before the horizon cannot be answered and is an error.
-func fittedPlan(ctx context.Context, tx *sql.Tx, w Window) (plan, error) {
-	m, err := parseDomainFilter(w.Domain)
-	if err != nil {
-		return plan{}, err
-	}
+func fittedPlan(ctx context.Context, tx *sql.Tx, since, until time.Time, m matcher) (plan, error) {
 	h, err := horizon(ctx, tx)
 	if err != nil {
 		return plan{}, err
 	}
-	since, until := w.Since, w.Until
+	fs, fu := since, until
 	if h != horizonNone {
-		since, until = FitWindow(since, until, fromMicros(h))
-		if w.Since.Before(w.Until) && !since.Before(until) {
-			day := w.Since.UTC().Truncate(24 * time.Hour)
+		fs, fu = FitWindow(since, until, fromMicros(h))
+		if since.Before(until) && !fs.Before(fu) {
+			day := since.UTC().Truncate(24 * time.Hour)
 			return plan{}, fmt.Errorf("%w: the window %s to %s lies within one UTC day before %s, when deliveries were pruned, and only whole days are kept before then; ask for the whole day (%s to %s)",
-				ErrBadInput, w.Since.UTC().Format(time.RFC3339), w.Until.UTC().Format(time.RFC3339), fromMicros(h).Format(time.DateOnly),
+				ErrBadInput, since.UTC().Format(time.RFC3339), until.UTC().Format(time.RFC3339), fromMicros(h).Format(time.DateOnly),
 				day.Format(time.RFC3339), day.Add(24*time.Hour).Format(time.RFC3339))
 		}
 	}
-	p := planFor(since, until, m)
+	p := planFor(fs, fu, m)
 	p.horizon = h
 	return p, nil
 }
