@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -64,8 +65,6 @@ func sortRows(rows []store.Row, order string) {
 
 func coverage4(f float64) json.Number { return json.Number(fmt.Sprintf("%.4f", f)) }
 
-var byKeys = []string{"domain", "day", "hour", "relay", "protocol", "cipher", "trust", "status"}
-
 // domainFilter validates --domain: example.com or *.example.com.
 func domainFilter(s string) (string, error) {
 	if s == "" {
@@ -113,7 +112,7 @@ func reportCommand(e env) *cli.Command {
 			"mailtls report --domain '*.example.com' --by day\n" +
 			"mailtls report downgrades | overrides",
 		Flags: append(windowFlags("7d"),
-			&cli.StringFlag{Name: "by", Usage: "break down by `KEY`: " + strings.Join(byKeys, "|")},
+			&cli.StringFlag{Name: "by", Usage: "break down by `KEY`: " + strings.Join(store.ReportDimensions, "|")},
 			&cli.IntFlag{Name: "top", Value: 0, Usage: "show only the first `N` rows of --by (0 = all)"},
 			&cli.StringFlag{Name: "sort", Value: "sent", Usage: "order the rows of --by (not day or hour) by `ORDER`: sent, plaintext (most first), coverage (worst first) or key"},
 			formatFlag("table", "table|json|csv")),
@@ -135,12 +134,8 @@ func reportCommand(e env) *cli.Command {
 			}
 			by := c.String("by")
 			if by != "" {
-				ok := false
-				for _, k := range byKeys {
-					ok = ok || k == by
-				}
-				if !ok {
-					return usageErrorf("invalid --by %q (want one of %s)", by, strings.Join(byKeys, ", "))
+				if !slices.Contains(store.ReportDimensions, by) {
+					return usageErrorf("invalid --by %q (want one of %s)", by, strings.Join(store.ReportDimensions, ", "))
 				}
 			}
 			switch order := c.String("sort"); {
