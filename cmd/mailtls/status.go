@@ -13,8 +13,8 @@ import (
 
 // followerStatus is how far a follower got, from its stored checkpoint.
 type followerStatus struct {
-	Source  string `json:"source"`
-	Updated string `json:"updated"` // last commit, RFC 3339
+	Source  string    `json:"source"`
+	Updated time.Time `json:"updated"` // last commit (UTC, whole seconds)
 	// Behind is the number of bytes of the followed file not yet recorded,
 	// or -1 when unknown (journald, or the file was rotated since).
 	Behind int64  `json:"behind_bytes"`
@@ -85,7 +85,7 @@ func statusCommand(e env) *cli.Command {
 			for _, f := range fs {
 				if f.Stale {
 					return fmt.Errorf("follower %s is stale: %s behind, nothing recorded since %s (more than --stale %s)",
-						f.Source, humanBytes(f.Behind), f.Updated, c.Duration("stale"))
+						f.Source, humanBytes(f.Behind), rfc(f.Updated), c.Duration("stale"))
 				}
 			}
 			return nil
@@ -97,7 +97,7 @@ func statusCommand(e env) *cli.Command {
 func followers(cps []store.CheckpointInfo, now time.Time, stale time.Duration) []followerStatus {
 	out := []followerStatus{}
 	for _, c := range cps {
-		f := followerStatus{Source: c.Source, Updated: rfc(c.Updated), Behind: -1}
+		f := followerStatus{Source: c.Source, Updated: c.Updated, Behind: -1}
 		cp, err := logparse.UnmarshalCheckpoint(c.Data)
 		if err != nil {
 			f.Note = "checkpoint unreadable: " + err.Error()
@@ -152,7 +152,7 @@ func writeStatus(e env, s store.Status, fs []followerStatus) error {
 	}
 	for _, f := range fs {
 		var state []string
-		state = append(state, "last commit "+fmtTime(parseRFC(f.Updated)))
+		state = append(state, "last commit "+fmtTime(f.Updated))
 		if f.Behind >= 0 {
 			state = append(state, humanBytes(f.Behind)+" behind")
 		}
@@ -165,9 +165,4 @@ func writeStatus(e env, s store.Status, fs []followerStatus) error {
 		fmt.Fprintf(w, "Follower    %s: %s\n", f.Source, strings.Join(state, ", "))
 	}
 	return nil
-}
-
-func parseRFC(s string) time.Time {
-	t, _ := time.Parse(time.RFC3339, s)
-	return t
 }
