@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -18,16 +17,34 @@ import (
 // it; Add reports the rows it inserted before that. While a transaction is
 // open, other writers (the follower, policy changes) wait for it, at most
 // bulkMaxAge plus one batch; readers, such as the policy daemon, do not.
-// A Bulk is not safe for concurrent use.
+//
+// The writing goroutine does only the inserts. Two helpers take work off
+// it, onto another core: one counts the inserted rows into the rollups
+// while the next batch is inserted, and one copies the WAL back into the
+// database (a checkpoint) after each commit, which the writer's connection
+// would otherwise do itself inside a commit.
+//
+// A Bulk is not safe for concurrent use. Call Close when done.
 type Bulk struct {
 	s     *Store
-	tx    *sql.Tx
-	ru    *rollups
-	rows  int // rows offered in the open transaction
+	t     *wtx
+	count chan counted  // rows for the counting goroutine
+	ru    *rollups      // its result, when count is closed and done is
+	done  chan struct{} // closed when the counting goroutine has finished
+	rows  int           // rows offered in the open transaction
 	began time.Time
 
 	pending, committed int // rows inserted: in the open transaction, and committed
 	old                int // rows left out as older than the pruning horizon
+
+	ckpt     chan struct{} // wakes the checkpointing goroutine; nil until the first commit
+	ckptDone chan error
+}
+
+// counted is a batch's rows after insertion, with those skipped marked.
+type counted struct {
+	rows    []row
+	skipped []bool
 }
 
 const (
@@ -36,29 +53,32 @@ const (
 )
 
 // Bulk returns a bulk writer on s. Call Commit when done, or Rollback to
-// drop what was added since the last commit.
+// drop what was added since the last commit, then Close.
 func (s *Store) Bulk() *Bulk { return &Bulk{s: s} }
 
 // Add inserts the rows of b that are not already stored and returns how
 // many it inserted. It commits when the transaction is due.
 func (bk *Bulk) Add(ctx context.Context, b *Batch) (int, error) {
-	if bk.tx == nil {
-		w, err := bk.s.writer()
+	if bk.t == nil {
+		t, err := bk.s.begin(ctx, true)
 		if err != nil {
 			return 0, err
 		}
-		tx, err := w.BeginTx(ctx, nil)
-		if err != nil {
-			return 0, fmt.Errorf("store: begin: %w", err)
-		}
-		bk.tx, bk.ru, bk.rows, bk.began = tx, newRollups(), 0, time.Now()
+		bk.t, bk.rows, bk.began = t, 0, time.Now()
+		bk.ru, bk.count, bk.done = newRollups(), make(chan counted, 16), make(chan struct{})
+		go func(ru *rollups, in <-chan counted, done chan<- struct{}) {
+			for c := range in {
+				ru.countInserted(c.rows, c.skipped)
+			}
+			close(done)
+		}(bk.ru, bk.count, bk.done)
 	}
-	n, old, ru, err := insertBatch(ctx, bk.tx, b)
+	rows, skipped, n, old, err := insertBatch(ctx, bk.t, b)
 	if err != nil {
 		return 0, errors.Join(err, bk.Rollback())
 	}
+	bk.count <- counted{rows, skipped}
 	bk.old += old
-	bk.ru.merge(ru)
 	bk.rows += b.Len()
 	bk.pending += n
 	if bk.rows >= bulkMaxRows || time.Since(bk.began) >= bulkMaxAge {
@@ -69,24 +89,66 @@ func (bk *Bulk) Add(ctx context.Context, b *Batch) (int, error) {
 	return n, nil
 }
 
+// counts stops the counting goroutine and returns the rollups of the open
+// transaction.
+func (bk *Bulk) counts() *rollups {
+	if bk.count == nil {
+		return nil
+	}
+	close(bk.count)
+	<-bk.done
+	ru := bk.ru
+	bk.count, bk.done, bk.ru = nil, nil, nil
+	return ru
+}
+
 // Commit writes the rollups of the open transaction and commits it. It does
 // nothing when no transaction is open.
 func (bk *Bulk) Commit(ctx context.Context) error {
-	if bk.tx == nil {
+	if bk.t == nil {
 		return nil
 	}
-	if err := bk.ru.write(ctx, bk.tx); err != nil {
+	if err := bk.counts().write(ctx, bk.t.Tx); err != nil {
 		return errors.Join(err, bk.Rollback())
 	}
-	err := bk.tx.Commit()
-	bk.tx, bk.ru = nil, nil
+	err := bk.t.commit()
+	bk.t = nil
 	if err != nil {
 		bk.pending = 0
-		return fmt.Errorf("store: commit: %w", err)
+		return err
 	}
 	bk.committed += bk.pending
 	bk.pending = 0
+	bk.checkpoint()
 	return nil
+}
+
+// checkpoint has the WAL copied back into the database in the background,
+// on a connection of the read pool (a checkpoint is not a write
+// transaction and readers may run one). Wake-ups while one runs are
+// merged.
+func (bk *Bulk) checkpoint() {
+	if bk.ckpt == nil {
+		r, err := bk.s.reader()
+		if err != nil {
+			return // closed; its writer checkpoints on close
+		}
+		bk.ckpt, bk.ckptDone = make(chan struct{}, 1), make(chan error, 1)
+		go func(wake <-chan struct{}, done chan<- error) {
+			var errs []error
+			for range wake {
+				var busy, logged, copied int
+				if err := r.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &logged, &copied); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			done <- errors.Join(errs...)
+		}(bk.ckpt, bk.ckptDone)
+	}
+	select {
+	case bk.ckpt <- struct{}{}:
+	default: // one is already due
+	}
 }
 
 // Committed returns how many rows Add inserted that have been committed.
@@ -98,10 +160,27 @@ func (bk *Bulk) Old() int { return bk.old }
 
 // Rollback drops the open transaction, if any.
 func (bk *Bulk) Rollback() error {
-	if bk.tx == nil {
+	if bk.t == nil {
 		return nil
 	}
-	err := rollback(bk.tx)
-	bk.tx, bk.ru, bk.pending = nil, nil, 0
+	bk.counts()
+	err := bk.t.rollback()
+	bk.t, bk.pending = nil, 0
+	return err
+}
+
+// Close rolls back a transaction still open and waits for the background
+// checkpoints to finish. A failed checkpoint loses nothing (the WAL keeps
+// the rows, and the next checkpoint copies them); Close reports it all the
+// same.
+func (bk *Bulk) Close() error {
+	err := bk.Rollback()
+	if bk.ckpt != nil {
+		close(bk.ckpt)
+		if cerr := <-bk.ckptDone; cerr != nil {
+			err = errors.Join(err, fmt.Errorf("store: checkpoint: %w", cerr))
+		}
+		bk.ckpt = nil
+	}
 	return err
 }

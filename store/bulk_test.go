@@ -71,6 +71,22 @@ func countDeliveries(t *testing.T, s *Store) int {
 	return n
 }
 
+// checkAutocheckpoint fails unless the writer connection checkpoints the
+// WAL by itself again: a Bulk turns that off for its transactions only, and
+// a writer left without it (the follower, after an import in the same
+// process) would grow the WAL without bound.
+func checkAutocheckpoint(t *testing.T, s *Store) {
+	t.Helper()
+	w, _ := s.writer()
+	var pages int
+	if err := w.QueryRow(`PRAGMA wal_autocheckpoint`).Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if pages != walAutocheckpointPages {
+		t.Errorf("writer's wal_autocheckpoint is %d, want %d", pages, walAutocheckpointPages)
+	}
+}
+
 // TestBulk stores overlapping batches in one transaction, and rows already
 // stored with different TLS details (a line first read without its TLS
 // line), and checks counts, rollups (including first/last times) and
@@ -114,6 +130,7 @@ func TestBulk(t *testing.T) {
 	if err := bk.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
+	checkAutocheckpoint(t, s)
 	if n := countDeliveries(t, s); n != 1000 || bk.Committed() != 900 {
 		t.Errorf("after Commit: %d deliveries, want 1000; Committed() = %d, want 900", n, bk.Committed())
 	}
@@ -137,6 +154,10 @@ func TestBulk(t *testing.T) {
 	if bk.Committed() != 900 {
 		t.Errorf("Committed() = %d after a rollback, want 900", bk.Committed())
 	}
+	if err := bk.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkAutocheckpoint(t, s)
 	day2, hour2 := dumpRollups(t, s)
 	if n := countDeliveries(t, s); n != 1000 || !reflect.DeepEqual(day1, day2) || !reflect.DeepEqual(hour1, hour2) {
 		t.Errorf("after Rollback: %d deliveries (want 1000), rollups unchanged: %v", n, reflect.DeepEqual(day1, day2) && reflect.DeepEqual(hour1, hour2))
@@ -166,8 +187,11 @@ func TestBulkCommitsWhenDue(t *testing.T) {
 	if n := countDeliveries(t, s); n != 3010 {
 		t.Errorf("after reaching the row limit: %d rows visible, want 3010", n)
 	}
-	if bk.tx != nil {
+	if bk.t != nil {
 		t.Error("transaction still open after a due commit")
+	}
+	if err := bk.Close(); err != nil {
+		t.Fatal(err)
 	}
 	checkRollups(t, s)
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -104,7 +105,7 @@ type row struct {
 	trust   string
 	relayH  string
 	relayP  int
-	tlsNull any
+	tlsNull any // nil (unknown), or int64 0 or 1
 }
 
 func prepare(ds []Delivery) ([]row, error) {
@@ -129,9 +130,9 @@ func prepare(ds []Delivery) ([]row, error) {
 			tls: tlsUnknown, trust: strings.ToLower(d.TLSTrust)}
 		if d.TLS != nil {
 			if *d.TLS {
-				r.tls, r.tlsNull = tlsEnc, 1
+				r.tls, r.tlsNull = tlsEnc, int64(1)
 			} else {
-				r.tls, r.tlsNull = tlsPlain, 0
+				r.tls, r.tlsNull = tlsPlain, int64(0)
 			}
 		}
 		r.relayH, r.relayP = splitRelay(d.Relay)
@@ -179,8 +180,8 @@ type hourKey struct {
 
 type dayAgg struct{ n, first, last int64 }
 
-// rollups accumulates the rollup increments for the rows of a batch that
-// were actually inserted, so each distinct key is written once.
+// rollups accumulates the rollup increments for the rows a transaction
+// actually inserted, so each distinct key is written once.
 type rollups struct {
 	day  map[dayKey]*dayAgg
 	hour map[hourKey]int64
@@ -213,22 +214,6 @@ func (ru *rollups) add(r *row) {
 		hour: floorDiv(r.us, usPerHour), status: r.status, tls: r.tls,
 		trust: r.trust, protocol: d.TLSProtocol, cipher: d.TLSCipher, fallback: d.Fallback, tlsFailure: d.TLSFailure,
 	}]++
-}
-
-// merge adds the increments of o to ru.
-func (ru *rollups) merge(o *rollups) {
-	for k, b := range o.day {
-		if a := ru.day[k]; a != nil {
-			a.n += b.n
-			a.first, a.last = min(a.first, b.first), max(a.last, b.last)
-		} else {
-			c := *b
-			ru.day[k] = &c
-		}
-	}
-	for k, n := range o.hour {
-		ru.hour[k] += n
-	}
 }
 
 func (ru *rollups) write(ctx context.Context, tx *sql.Tx) error {
@@ -307,25 +292,31 @@ const (
 	insertChunk = 32
 )
 
-var insertMulti = insertHead + strings.TrimSuffix(strings.Repeat(insertTuple+", ", insertChunk), ", ")
+var (
+	insertOne   = insertHead + insertTuple
+	insertMulti = insertHead + strings.TrimSuffix(strings.Repeat(insertTuple+", ", insertChunk), ", ")
+)
 
-func (r *row) args(dst []any) []any {
+// values appends the insert arguments of r, in the types the driver binds
+// without conversion.
+func (r *row) values(dst []driver.NamedValue) []driver.NamedValue {
 	d := r.d
-	return append(dst, r.us, d.QueueID, d.Recipient, d.OrigTo, r.domain, d.Relay, r.status, d.DSN, d.Reason,
-		r.tlsNull, r.trust, d.TLSProtocol, d.TLSCipher, d.Fallback, d.TLSFailure, d.Process, d.PID, d.Host, r.key)
+	for _, v := range [...]any{r.us, d.QueueID, d.Recipient, d.OrigTo, r.domain, d.Relay, r.status, d.DSN, d.Reason,
+		r.tlsNull, r.trust, d.TLSProtocol, d.TLSCipher, d.Fallback, d.TLSFailure, d.Process, int64(d.PID), d.Host, r.key} {
+		dst = append(dst, driver.NamedValue{Value: v})
+	}
+	return dst
 }
 
-// insertCols is the number of arguments row.args appends.
+// insertCols is the number of arguments row.values appends.
 const insertCols = 19
 
-// Batch is a set of deliveries checked and converted for storage, with
-// their rollup increments. Making one does not touch the database, so a
-// bulk import prepares the next batch on one core while another writes the
-// current one.
+// Batch is a set of deliveries checked and converted for storage. Making
+// one does not touch the database, so a bulk import prepares the next batch
+// on one core while another writes the current one.
 type Batch struct {
 	rows []row
-	args []any    // insert arguments, insertCols per row
-	ru   *rollups // increments as if every row were new
+	vals []driver.NamedValue // insert arguments, insertCols per row
 }
 
 // PrepareBatch validates ds and prepares it for storage. It fails, naming
@@ -339,12 +330,11 @@ func PrepareBatch(ds []Delivery) (*Batch, error) {
 	return newBatch(rows), nil
 }
 
-// newBatch computes the insert arguments and rollup increments of rows.
+// newBatch computes the insert arguments of rows.
 func newBatch(rows []row) *Batch {
-	b := &Batch{rows: rows, args: make([]any, 0, len(rows)*insertCols), ru: newRollups()}
+	b := &Batch{rows: rows, vals: make([]driver.NamedValue, 0, len(rows)*insertCols)}
 	for i := range rows {
-		b.ru.add(&rows[i])
-		b.args = rows[i].args(b.args)
+		b.vals = rows[i].values(b.vals)
 	}
 	return b
 }
@@ -374,93 +364,80 @@ func (b *Batch) since(h int64) (*Batch, int) {
 }
 
 // insertBatch inserts the rows of b with INSERT OR IGNORE, so keys already
-// stored are skipped, and returns how many were inserted, how many were
-// left out as older than the pruning horizon (see Prune), and the rollup
-// increments of exactly the rows inserted.
+// stored are skipped. It returns the rows it offered (those of b from the
+// pruning horizon on, see Prune), which of them it skipped (nil when none),
+// how many it inserted, and how many it left out as older than the horizon.
 //
 // Rows go in chunks of insertChunk per statement. When a statement inserts
 // every row of its chunk (RowsAffected), there is nothing more to do.
 // When it skips some, the inserted ones are exactly those with a rowid
 // above the table's maximum before the statement (new rowids are max+1 and
 // this transaction is the only writer); their keys tell which rows were
-// skipped, and the rollups are then recounted from the rows inserted.
-func insertBatch(ctx context.Context, tx *sql.Tx, b *Batch) (added, old int, _ *rollups, _ error) {
+// skipped.
+func insertBatch(ctx context.Context, t *wtx, b *Batch) (rows []row, skipped []bool, added, old int, _ error) {
 	if len(b.rows) == 0 {
-		return 0, 0, b.ru, nil
+		return nil, nil, 0, 0, nil
 	}
 	// The statements run without the caller's cancellation: with a
 	// cancellable context the driver starts a watcher per statement.
 	// Cancellation is checked between chunks instead.
 	ectx := context.WithoutCancel(ctx)
-	h, err := horizon(ectx, tx)
+	h, err := horizon(ectx, t.Tx)
 	if err != nil {
-		return 0, 0, nil, err
+		return nil, nil, 0, 0, err
 	}
 	b, old = b.since(h)
-	rows := b.rows
+	rows = b.rows
 	if len(rows) == 0 {
-		return 0, old, b.ru, nil
+		return nil, nil, 0, old, nil
 	}
 	var maxID int64
-	if err := tx.QueryRowContext(ectx, `SELECT coalesce(max(id), 0) FROM deliveries`).Scan(&maxID); err != nil {
-		return 0, 0, nil, fmt.Errorf("store: insert: %w", err)
+	if err := t.QueryRowContext(ectx, `SELECT coalesce(max(id), 0) FROM deliveries`).Scan(&maxID); err != nil {
+		return nil, nil, 0, 0, fmt.Errorf("store: insert: %w", err)
 	}
-	one, err := tx.PrepareContext(ectx, insertHead+insertTuple)
-	if err != nil {
-		return 0, 0, nil, fmt.Errorf("store: prepare insert: %w", err)
-	}
-	defer one.Close()
-	var multi *sql.Stmt
-	if len(rows) >= insertChunk {
-		if multi, err = tx.PrepareContext(ectx, insertMulti); err != nil {
-			return 0, 0, nil, fmt.Errorf("store: prepare insert: %w", err)
-		}
-		defer multi.Close()
-	}
-	var skipped []bool // nil until a row is skipped
 	for i := 0; i < len(rows); {
 		if err := ctx.Err(); err != nil {
-			return 0, 0, nil, err
+			return nil, nil, 0, 0, err
 		}
-		n, st := insertChunk, multi
+		n, q := insertChunk, insertMulti
 		if len(rows)-i < insertChunk {
-			n, st = 1, one
+			n, q = 1, insertOne
 		}
 		chunk := rows[i : i+n]
-		res, err := st.ExecContext(ectx, b.args[i*insertCols:(i+n)*insertCols]...)
+		res, err := t.exec(ectx, q, b.vals[i*insertCols:(i+n)*insertCols])
 		if err != nil {
-			return 0, 0, nil, fmt.Errorf("store: insert deliveries (queue id %s...): %w", chunk[0].d.QueueID, err)
+			return nil, nil, 0, 0, fmt.Errorf("store: insert deliveries (queue id %s...): %w", chunk[0].d.QueueID, err)
 		}
 		ins, err := res.RowsAffected()
 		if err != nil {
-			return 0, 0, nil, fmt.Errorf("store: insert deliveries: %w", err)
+			return nil, nil, 0, 0, fmt.Errorf("store: insert deliveries: %w", err)
 		}
 		if ins < int64(n) {
 			if skipped == nil {
 				skipped = make([]bool, len(rows))
 			}
-			if err := markSkipped(ectx, tx, chunk, maxID, ins, skipped[i:i+n]); err != nil {
-				return 0, 0, nil, err
+			if err := markSkipped(ectx, t.Tx, chunk, maxID, ins, skipped[i:i+n]); err != nil {
+				return nil, nil, 0, 0, err
 			}
 		}
 		if ins > 0 {
 			if maxID, err = res.LastInsertId(); err != nil {
-				return 0, 0, nil, fmt.Errorf("store: insert deliveries: %w", err)
+				return nil, nil, 0, 0, fmt.Errorf("store: insert deliveries: %w", err)
 			}
 		}
 		added += int(ins)
 		i += n
 	}
-	if skipped == nil {
-		return added, old, b.ru, nil
-	}
-	ru := newRollups()
+	return rows, skipped, added, old, nil
+}
+
+// countInserted adds to ru the rows that insertBatch did not skip.
+func (ru *rollups) countInserted(rows []row, skipped []bool) {
 	for i := range rows {
-		if !skipped[i] {
+		if skipped == nil || !skipped[i] {
 			ru.add(&rows[i])
 		}
 	}
-	return added, old, ru, nil
 }
 
 // markSkipped sets skipped[j] for the rows of chunk that the last statement
@@ -529,24 +506,23 @@ func (s *Store) commit(ctx context.Context, ds []Delivery, extra func(*sql.Tx) e
 	if err != nil {
 		return 0, err
 	}
-	added := 0
-	err = s.withTx(ctx, func(tx *sql.Tx) error {
-		n, _, ru, err := insertBatch(ctx, tx, b)
-		if err != nil {
-			return err
-		}
-		if err := ru.write(ctx, tx); err != nil {
-			return err
-		}
-		if extra != nil {
-			if err := extra(tx); err != nil {
-				return err
-			}
-		}
-		added = n
-		return nil
-	})
+	t, err := s.begin(ctx, false)
 	if err != nil {
+		return 0, err
+	}
+	rows, skipped, added, _, err := insertBatch(ctx, t, b)
+	if err == nil {
+		ru := newRollups()
+		ru.countInserted(rows, skipped)
+		err = ru.write(ctx, t.Tx)
+	}
+	if err == nil && extra != nil {
+		err = extra(t.Tx)
+	}
+	if err != nil {
+		return 0, errors.Join(err, t.rollback())
+	}
+	if err := t.commit(); err != nil {
 		return 0, err
 	}
 	return added, nil

@@ -67,7 +67,13 @@ const (
 	// maxReaders bounds the read pool. WAL readers run concurrently with
 	// the single writer; the machine this runs on is small.
 	maxReaders = 4
+	// walAutocheckpointPages: the writer checkpoints every ~32 MiB of WAL
+	// rather than 4 MiB, so hot pages (rollups, index tails) are copied
+	// back once for many commits.
+	walAutocheckpointPages = 8192
 )
+
+var walAutocheckpoint = fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", walAutocheckpointPages)
 
 // Store is a handle on the mailtls database. It is safe for concurrent use.
 type Store struct {
@@ -189,10 +195,7 @@ func dsn(path string, reader bool) string {
 		// Take the write lock at BEGIN so a transaction never fails
 		// half-way when upgrading from a read lock.
 		q = append(q, "_txlock=immediate",
-			// Checkpoint every ~32 MiB of WAL rather than 4 MiB: hot
-			// pages (rollups, index tails) are then copied back once
-			// for many commits.
-			"_pragma=wal_autocheckpoint(8192)")
+			fmt.Sprintf("_pragma=wal_autocheckpoint(%d)", walAutocheckpointPages))
 	}
 	return "file:" + esc + "?" + strings.Join(q, "&")
 }

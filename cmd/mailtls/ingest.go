@@ -139,9 +139,8 @@ func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.
 		}
 		if err == nil {
 			err = bk.Commit(ctx)
-		} else {
-			err = errors.Join(err, bk.Rollback())
 		}
+		err = errors.Join(err, bk.Close())
 		committed, old = bk.Committed(), bk.Old()
 		werr <- err
 	}()

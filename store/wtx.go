@@ -1,0 +1,114 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+)
+
+// wtx is a write transaction on the writer connection, pinned for its
+// duration so that delivery inserts can run as driver statements: through
+// database/sql every argument of every call is checked and converted again,
+// a tenth of a bulk import's writer time.
+type wtx struct {
+	*sql.Tx
+	conn  *sql.Conn
+	stmts map[string]driver.Stmt
+	bulk  bool // the writer's automatic checkpoints are off (see Bulk)
+}
+
+// begin starts a write transaction. With bulk, the connection does not
+// checkpoint the WAL when committing; the caller does that elsewhere.
+func (s *Store) begin(ctx context.Context, bulk bool) (*wtx, error) {
+	w, err := s.writer()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := w.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: begin: %w", err)
+	}
+	t := &wtx{conn: conn, bulk: bulk}
+	if bulk {
+		if _, err := conn.ExecContext(ctx, `PRAGMA wal_autocheckpoint = 0`); err != nil {
+			return nil, errors.Join(fmt.Errorf("store: begin: %w", err), conn.Close())
+		}
+	}
+	if t.Tx, err = conn.BeginTx(ctx, nil); err != nil {
+		return nil, errors.Join(fmt.Errorf("store: begin: %w", err), t.release())
+	}
+	return t, nil
+}
+
+// exec runs query, prepared once per transaction, with args. It numbers
+// args itself (1, 2, ...), which the driver needs to bind them in order.
+func (t *wtx) exec(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	for j := range args {
+		args[j].Ordinal = j + 1
+	}
+	var res driver.Result
+	err := t.conn.Raw(func(dc any) error {
+		st := t.stmts[query]
+		if st == nil {
+			p, ok := dc.(driver.ConnPrepareContext)
+			if !ok {
+				return errors.New("the SQLite driver cannot prepare statements")
+			}
+			var err error
+			if st, err = p.PrepareContext(ctx, query); err != nil {
+				return err
+			}
+			if t.stmts == nil {
+				t.stmts = map[string]driver.Stmt{}
+			}
+			t.stmts[query] = st
+		}
+		ex, ok := st.(driver.StmtExecContext)
+		if !ok {
+			return errors.New("the SQLite driver cannot execute statements with a context")
+		}
+		var err error
+		res, err = ex.ExecContext(ctx, args)
+		return err
+	})
+	return res, err
+}
+
+// commit commits the transaction and gives the connection back.
+func (t *wtx) commit() error {
+	err := t.Commit()
+	if err != nil {
+		err = fmt.Errorf("store: commit: %w", err)
+	}
+	return errors.Join(err, t.release())
+}
+
+// rollback rolls the transaction back and gives the connection back.
+func (t *wtx) rollback() error {
+	return errors.Join(rollback(t.Tx), t.release())
+}
+
+// release closes the statements, restores automatic checkpoints and gives
+// the connection back to the pool.
+func (t *wtx) release() error {
+	var errs []error
+	if len(t.stmts) > 0 {
+		errs = append(errs, t.conn.Raw(func(any) error {
+			var errs []error
+			for _, st := range t.stmts {
+				errs = append(errs, st.Close())
+			}
+			return errors.Join(errs...)
+		}))
+		t.stmts = nil
+	}
+	if t.bulk {
+		if _, err := t.conn.ExecContext(context.Background(), walAutocheckpoint); err != nil {
+			errs = append(errs, fmt.Errorf("store: restore automatic checkpoints: %w", err))
+		}
+	}
+	errs = append(errs, t.conn.Close())
+	return errors.Join(errs...)
+}
