@@ -105,11 +105,13 @@ type row struct {
 	trust   string
 	relayH  string
 	relayP  int
-	tlsNull any // nil (unknown), or int64 0 or 1
+	tlsNull any    // nil (unknown), or int64 0 or 1
+	detail  string // see detail.go
 }
 
 func prepare(ds []Delivery) ([]row, error) {
 	rows := make([]row, len(ds))
+	var buf []byte
 	for i := range ds {
 		d := &ds[i]
 		k, err := hex.DecodeString(d.Key)
@@ -136,6 +138,8 @@ func prepare(ds []Delivery) ([]row, error) {
 			}
 		}
 		r.relayH, r.relayP = splitRelay(d.Relay)
+		buf = appendDetail(buf[:0], d)
+		r.detail = string(buf)
 		rows[i] = r
 	}
 	return rows, nil
@@ -284,9 +288,11 @@ func compareBool(a, b bool) int {
 }
 
 const (
-	insertHead = `INSERT OR IGNORE INTO deliveries(time, queue_id, recipient, orig_to, domain, relay, status, dsn, reason,
-	tls, tls_trust, tls_protocol, tls_cipher, fallback, tls_failure, process, pid, host, key) VALUES `
-	insertTuple = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	// The columns detail replaces get constants, which cost nothing to
+	// bind (see migration 2).
+	insertHead = `INSERT OR IGNORE INTO deliveries(time, domain, relay, status, tls, tls_trust, tls_protocol, tls_cipher,
+	fallback, tls_failure, key, detail, queue_id, recipient, orig_to, dsn, reason, process, pid, host) VALUES `
+	insertTuple = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', '', '', '', '', 0, '')`
 	// insertChunk rows go in one statement: in this SQLite (pure Go) the
 	// per-statement cost is about a third of a one-row insert.
 	insertChunk = 32
@@ -301,15 +307,15 @@ var (
 // without conversion.
 func (r *row) values(dst []driver.NamedValue) []driver.NamedValue {
 	d := r.d
-	for _, v := range [...]any{r.us, d.QueueID, d.Recipient, d.OrigTo, r.domain, d.Relay, r.status, d.DSN, d.Reason,
-		r.tlsNull, r.trust, d.TLSProtocol, d.TLSCipher, d.Fallback, d.TLSFailure, d.Process, int64(d.PID), d.Host, r.key} {
+	for _, v := range [...]any{r.us, r.domain, d.Relay, r.status, r.tlsNull, r.trust, d.TLSProtocol, d.TLSCipher,
+		d.Fallback, d.TLSFailure, r.key, r.detail} {
 		dst = append(dst, driver.NamedValue{Value: v})
 	}
 	return dst
 }
 
 // insertCols is the number of arguments row.values appends.
-const insertCols = 19
+const insertCols = 12
 
 // Batch is a set of deliveries checked and converted for storage. Making
 // one does not touch the database, so a bulk import prepares the next batch
@@ -562,7 +568,7 @@ func (s *Store) Deliveries(ctx context.Context, f Filter, fn func(Delivery) erro
 	lo, hi := bounds(f.Since, f.Until)
 	frag, args := m.rawWhere()
 	q := `SELECT time, queue_id, recipient, orig_to, domain, relay, status, dsn, reason, tls, tls_trust, tls_protocol,
-		tls_cipher, fallback, tls_failure, process, pid, host, key
+		tls_cipher, fallback, tls_failure, process, pid, host, key, id, detail
 		FROM deliveries WHERE time >= ? AND time < ? AND ` + frag + ` ORDER BY time, id`
 	return s.read(ctx, func(tx *sql.Tx) error {
 		ranges, err := dayRanges(ctx, tx, m, lo, hi)
@@ -586,14 +592,20 @@ func streamDeliveries(ctx context.Context, tx *sql.Tx, q string, args []any, fn 
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			d   Delivery
-			us  int64
-			tls sql.NullBool
-			key []byte
+			d      Delivery
+			us, id int64
+			tls    sql.NullBool
+			key    []byte
+			detail sql.NullString
 		)
 		if err := rows.Scan(&us, &d.QueueID, &d.Recipient, &d.OrigTo, &d.Domain, &d.Relay, &d.Status, &d.DSN, &d.Reason,
-			&tls, &d.TLSTrust, &d.TLSProtocol, &d.TLSCipher, &d.Fallback, &d.TLSFailure, &d.Process, &d.PID, &d.Host, &key); err != nil {
+			&tls, &d.TLSTrust, &d.TLSProtocol, &d.TLSCipher, &d.Fallback, &d.TLSFailure, &d.Process, &d.PID, &d.Host, &key, &id, &detail); err != nil {
 			return fmt.Errorf("store: read delivery: %w", err)
+		}
+		if detail.Valid {
+			if err := decodeDetail(detail.String, &d); err != nil {
+				return fmt.Errorf("store: read delivery %d: detail column: %w", id, err)
+			}
 		}
 		d.Time = fromMicros(us)
 		if tls.Valid {

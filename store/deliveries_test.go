@@ -199,7 +199,7 @@ func TestCheckpointAtomic(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Failing a row must keep the old checkpoint.
-	if _, err := w.Exec(`CREATE TEMP TRIGGER fail_row BEFORE INSERT ON deliveries WHEN NEW.queue_id = '` + ds[30].QueueID + `' BEGIN SELECT RAISE(ABORT, 'boom'); END`); err != nil {
+	if _, err := w.Exec(`CREATE TEMP TRIGGER fail_row BEFORE INSERT ON deliveries WHEN json_extract(NEW.detail, '$[0]') = '` + ds[30].QueueID + `' BEGIN SELECT RAISE(ABORT, 'boom'); END`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.CommitBatch(ctx, "journal", ds[20:], []byte("c2")); err == nil {

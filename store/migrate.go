@@ -125,6 +125,30 @@ CREATE TABLE rollup_hour (
 	PRIMARY KEY (hour, status, tls, trust, protocol, cipher, fallback, tls_failure)
 ) WITHOUT ROWID;
 `,
+	// 2: deliveries keep the fields no query filters or groups on in one
+	// JSON array (see detail.go), which halves the values bound per row.
+	// Rows stored from now on have detail set, and '' (pid 0) in the
+	// columns it replaces; rows stored before keep those columns and a
+	// NULL detail. Adding a column rewrites nothing, so the upgrade is
+	// instant whatever the size of the table. delivery_log shows every row
+	// with these fields in columns, for the sqlite3 shell.
+	`
+ALTER TABLE deliveries ADD COLUMN detail TEXT;
+CREATE VIEW delivery_log AS
+SELECT id, time,
+	CASE WHEN detail IS NULL THEN queue_id  ELSE json_extract(detail, '$[0]') END AS queue_id,
+	CASE WHEN detail IS NULL THEN recipient ELSE json_extract(detail, '$[1]') END AS recipient,
+	CASE WHEN detail IS NULL THEN orig_to   ELSE json_extract(detail, '$[2]') END AS orig_to,
+	domain, relay, status,
+	CASE WHEN detail IS NULL THEN dsn       ELSE json_extract(detail, '$[3]') END AS dsn,
+	CASE WHEN detail IS NULL THEN reason    ELSE json_extract(detail, '$[4]') END AS reason,
+	tls, tls_trust, tls_protocol, tls_cipher, fallback, tls_failure,
+	CASE WHEN detail IS NULL THEN process   ELSE json_extract(detail, '$[5]') END AS process,
+	CASE WHEN detail IS NULL THEN pid       ELSE json_extract(detail, '$[6]') END AS pid,
+	CASE WHEN detail IS NULL THEN host      ELSE json_extract(detail, '$[7]') END AS host,
+	key
+FROM deliveries;
+`,
 }
 
 func migrate(ctx context.Context, w *sql.DB) error {

@@ -1,0 +1,175 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func detailOf(qid, rcpt, orig, dsn, reason, proc string, pid int, host string) Delivery {
+	return Delivery{QueueID: qid, Recipient: rcpt, OrigTo: orig, DSN: dsn, Reason: reason, Process: proc, PID: pid, Host: host}
+}
+
+func TestDetailRoundTrip(t *testing.T) {
+	for _, d := range []Delivery{
+		{},
+		detailOf("4ABC", "u@example.com", "", "2.0.0", "250 2.0.0 Ok: queued as 5DEF", "postfix/smtp", 1234, "mx1"),
+		detailOf(`a"b\c`, "tab\there", "nl\nx\r", "\x00\x01\x1f", "caf\xc3\xa9 \xff\xfe invalid UTF-8", "\u2028", -1, "]["),
+		detailOf("", "", "", "", strings.Repeat(`\"`, 100), "", 1<<31-1, ""),
+	} {
+		enc := string(appendDetail(nil, &d))
+		var got Delivery
+		if err := decodeDetail(enc, &got); err != nil {
+			t.Errorf("decode %q: %v", enc, err)
+			continue
+		}
+		if !reflect.DeepEqual(got, d) {
+			t.Errorf("round trip of %q:\n got %#v\nwant %#v", enc, got, d)
+		}
+	}
+}
+
+func TestDetailDecodeStandardJSON(t *testing.T) {
+	// What another JSON writer (sqlite3's json_array) may produce.
+	var d Delivery
+	err := decodeDetail(` [ "q\/1" , "\u00e9\ud83d\ude00" ,"","\b\f","r","p", 42 , "h" ] `, &d)
+	want := detailOf("q/1", "é😀", "", "\b\f", "r", "p", 42, "h")
+	if err != nil || !reflect.DeepEqual(d, want) {
+		t.Errorf("got %#v, %v; want %#v", d, err, want)
+	}
+	for _, bad := range []string{
+		``, `[]`, `["a","b","c","d","e","f",1]`, `["a","b","c","d","e","f",1,"h",2]`,
+		`["a","b","c","d","e","f","1","h"]`, `["a","b","c","d","e","f",1,"h"`, `["a","b","c","d","e","f",1,"h"]x`,
+		`["a\x","b","c","d","e","f",1,"h"]`, "[\"a\nb\",\"b\",\"c\",\"d\",\"e\",\"f\",1,\"h\"]",
+		`["a","b","c","d","e","f",99999999999,"h"]`, `["\u12","b","c","d","e","f",1,"h"]`,
+	} {
+		if err := decodeDetail(bad, &d); err == nil {
+			t.Errorf("decodeDetail(%q) accepted it", bad)
+		}
+	}
+}
+
+func FuzzDetail(f *testing.F) {
+	f.Add("4ABC", "u@example.com", "2.0.0", "250 ok", 1234, `["a","b","c","d","e","f",1,"h"]`)
+	f.Add(`"\`, "\x00\xff", "\u2028", "", -5, `["\ud800","","","","","",0,""]`)
+	f.Fuzz(func(t *testing.T, qid, rcpt, dsn, reason string, pid int, raw string) {
+		pid = int(int32(pid))
+		d := detailOf(qid, rcpt, rcpt+qid, dsn, reason, dsn+reason, pid, qid)
+		var got Delivery
+		if err := decodeDetail(string(appendDetail(nil, &d)), &got); err != nil || !reflect.DeepEqual(got, d) {
+			t.Fatalf("round trip: got %#v, %v; want %#v", got, err, d)
+		}
+		_ = decodeDetail(raw, &got) // must not panic
+	})
+}
+
+// insertV1 is how schema 1 stored a delivery: every field in its column.
+const insertV1 = `INSERT INTO deliveries(time, queue_id, recipient, orig_to, domain, relay, status, dsn, reason,
+	tls, tls_trust, tls_protocol, tls_cipher, fallback, tls_failure, process, pid, host, key) VALUES
+	(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+// TestMigrationDetail opens a database written by schema 1, with
+// deliveries in its columns, and checks that they read back unchanged next
+// to deliveries stored in the detail column, that storing them again adds
+// nothing, and that the delivery_log view shows both kinds alike.
+func TestMigrationDetail(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "v1.db")
+	ds := randomDeliveries(21, 400, t0.Add(-48*time.Hour), 48*time.Hour)
+	for i := range ds { // every field distinct, so that a mixed-up column shows
+		ds[i].OrigTo, ds[i].DSN, ds[i].Reason = fmt.Sprintf("orig%d@x", i), fmt.Sprintf("2.0.%d", i), fmt.Sprintf("250 ok %d", i)
+	}
+	ds[0].Reason = "caf\xc3\xa9 \"quoted\" \\ \x01"
+	old, neu := ds[:250], ds[200:]
+
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`PRAGMA journal_mode=WAL`, `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)`,
+		migrations[0], `INSERT INTO schema_migrations VALUES (1, 0)`} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, err := prepare(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		d := r.d
+		if _, err := db.Exec(insertV1, r.us, d.QueueID, d.Recipient, d.OrigTo, r.domain, d.Relay, r.status, d.DSN, d.Reason,
+			r.tlsNull, r.trust, d.TLSProtocol, d.TLSCipher, d.Fallback, d.TLSFailure, d.Process, d.PID, d.Host, r.key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	n, err := s.AddDeliveries(ctx, neu)
+	if err != nil || n != len(ds)-len(old) {
+		t.Fatalf("AddDeliveries after the upgrade: %d, %v; want %d (the 50 already stored by schema 1 skipped)", n, err, len(ds)-len(old))
+	}
+	r, _ := s.reader()
+	var nOld, nNew int
+	if err := r.QueryRow(`SELECT count(*) FILTER (WHERE detail IS NULL), count(*) FILTER (WHERE detail IS NOT NULL) FROM deliveries`).Scan(&nOld, &nNew); err != nil {
+		t.Fatal(err)
+	}
+	if nOld != len(old) || nNew != len(ds)-len(old) {
+		t.Fatalf("%d rows in columns and %d in detail, want %d and %d", nOld, nNew, len(old), len(ds)-len(old))
+	}
+
+	got := allDeliveries(t, s, Filter{})
+	want := expectStored(t, ds)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("deliveries after the upgrade differ:\n got %v\nwant %v", got, want)
+	}
+
+	// The view: the same fields, whichever way a row is stored.
+	vr, err := r.Query(`SELECT queue_id, recipient, orig_to, dsn, reason, process, pid, host FROM delivery_log ORDER BY time, id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vr.Close()
+	i := 0
+	for ; vr.Next(); i++ {
+		var v Delivery
+		if err := vr.Scan(&v.QueueID, &v.Recipient, &v.OrigTo, &v.DSN, &v.Reason, &v.Process, &v.PID, &v.Host); err != nil {
+			t.Fatal(err)
+		}
+		w := want[i]
+		if v != detailOf(w.QueueID, w.Recipient, w.OrigTo, w.DSN, w.Reason, w.Process, w.PID, w.Host) {
+			t.Errorf("delivery_log row %d: %#v, want the fields of %#v", i, v, w)
+		}
+	}
+	if err := vr.Err(); err != nil || i != len(want) {
+		t.Errorf("delivery_log: %d rows, %v; want %d", i, err, len(want))
+	}
+}
+
+// expectStored returns ds as Deliveries gives them back: in time order
+// (ties in insertion order, which is the order of ds here), times in UTC
+// to the microsecond, domain, status and trust lowercased.
+func expectStored(t *testing.T, ds []Delivery) []Delivery {
+	t.Helper()
+	out := make([]Delivery, len(ds))
+	for i, d := range ds {
+		d.Time = d.Time.Truncate(time.Microsecond).UTC()
+		d.Domain, d.Status, d.TLSTrust = strings.ToLower(d.Domain), strings.ToLower(d.Status), strings.ToLower(d.TLSTrust)
+		out[i] = d
+	}
+	slices.SortStableFunc(out, func(a, b Delivery) int { return a.Time.Compare(b.Time) })
+	return out
+}
