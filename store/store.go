@@ -189,9 +189,11 @@ func dsn(path string, reader bool) string {
 			"_pragma=cache_size(-32768)", // 32 MiB per connection
 			"_pragma=mmap_size(268435456)")
 	} else {
-		// The writer keeps a smaller cache and no mmap, so that a bulk
-		// import stays well under 100 MB of memory.
-		q = append(q, "_pragma=cache_size(-16384)", "_pragma=mmap_size(0)")
+		// The writer keeps a small cache and no mmap, so that a bulk
+		// import stays well under 100 MB of memory. A 1M-line import
+		// measured no faster with 16 MiB than with 8; the Go heap makes
+		// better use of the memory (see import).
+		q = append(q, "_pragma=cache_size(-8192)", "_pragma=mmap_size(0)")
 		// Take the write lock at BEGIN so a transaction never fails
 		// half-way when upgrading from a read lock.
 		q = append(q, "_txlock=immediate",
