@@ -82,8 +82,8 @@ func checkAutocheckpoint(t *testing.T, s *Store) {
 	if err := w.QueryRow(`PRAGMA wal_autocheckpoint`).Scan(&pages); err != nil {
 		t.Fatal(err)
 	}
-	if pages != walAutocheckpointPages {
-		t.Errorf("writer's wal_autocheckpoint is %d, want %d", pages, walAutocheckpointPages)
+	if want := walAutocheckpointBytes / pageSize; pages != want {
+		t.Errorf("writer's wal_autocheckpoint is %d, want %d", pages, want)
 	}
 }
 

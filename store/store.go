@@ -30,8 +30,10 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -67,13 +69,15 @@ const (
 	// maxReaders bounds the read pool. WAL readers run concurrently with
 	// the single writer; the machine this runs on is small.
 	maxReaders = 4
-	// walAutocheckpointPages: the writer checkpoints every ~32 MiB of WAL
-	// rather than 4 MiB, so hot pages (rollups, index tails) are copied
-	// back once for many commits.
-	walAutocheckpointPages = 8192
+	// walAutocheckpointBytes: the writer checkpoints every 32 MiB of WAL
+	// rather than SQLite's 1000 pages, so hot pages (rollups, index
+	// tails) are copied back once for many commits.
+	walAutocheckpointBytes = 32 << 20
+	// pageSize is the page size of new databases (see openHandles).
+	pageSize = 16384
+	// writerCacheKiB is the writer's page cache.
+	writerCacheKiB = 8192
 )
-
-var walAutocheckpoint = fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", walAutocheckpointPages)
 
 // Store is a handle on the mailtls database. It is safe for concurrent use.
 type Store struct {
@@ -172,7 +176,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 
 // dsn builds a SQLite URI for path. mode=rw makes SQLite fail instead of
 // silently creating an empty database when the file has gone away.
-func dsn(path string, reader bool) string {
+func dsn(path string, reader bool, ckptPages int) string {
 	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
 	q := []string{
 		"mode=rw",
@@ -193,11 +197,11 @@ func dsn(path string, reader bool) string {
 		// import stays well under 100 MB of memory. A 1M-line import
 		// measured no faster with 16 MiB than with 8; the Go heap makes
 		// better use of the memory (see import).
-		q = append(q, "_pragma=cache_size(-8192)", "_pragma=mmap_size(0)")
+		q = append(q, fmt.Sprintf("_pragma=cache_size(-%d)", writerCacheKiB), "_pragma=mmap_size(0)")
 		// Take the write lock at BEGIN so a transaction never fails
 		// half-way when upgrading from a read lock.
 		q = append(q, "_txlock=immediate",
-			fmt.Sprintf("_pragma=wal_autocheckpoint(%d)", walAutocheckpointPages))
+			fmt.Sprintf("_pragma=wal_autocheckpoint(%d)", ckptPages))
 	}
 	return "file:" + esc + "?" + strings.Join(q, "&")
 }
@@ -207,11 +211,34 @@ func openHandles(ctx context.Context, path string) (*handles, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, path, err)
 	}
-	w := sql.OpenDB(connector{dsn(path, false)})
+	ps, err := filePageSize(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, path, err)
+	}
+	w := sql.OpenDB(connector{dsn(path, false, walAutocheckpointBytes/ps)})
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxIdleTime(0)
 	w.SetConnMaxLifetime(0)
+	// A new database gets larger pages than SQLite's 4 KiB default: a
+	// bulk import then makes a quarter of the system calls (each page is
+	// written to the WAL and copied back), and takes a fifth less time. A
+	// small commit (the follower's) writes 2.7 times the bytes. The page
+	// size can only be chosen while the database is empty.
+	var pages int
+	if err := w.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if pages == 0 {
+		// The cache was sized in pages of the old size: size it again.
+		for _, q := range []string{fmt.Sprintf("PRAGMA page_size = %d", pageSize), fmt.Sprintf("PRAGMA cache_size = -%d", writerCacheKiB)} {
+			if _, err := w.ExecContext(ctx, q); err != nil {
+				w.Close()
+				return nil, fmt.Errorf("store: open %s: %w", path, err)
+			}
+		}
+	}
 	var mode string
 	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode=WAL").Scan(&mode); err != nil {
 		w.Close()
@@ -225,11 +252,35 @@ func openHandles(ctx context.Context, path string) (*handles, error) {
 		w.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	r := sql.OpenDB(connector{dsn(path, true)})
+	r := sql.OpenDB(connector{dsn(path, true, 0)})
 	r.SetMaxOpenConns(maxReaders)
 	r.SetMaxIdleConns(2)
 	r.SetConnMaxIdleTime(5 * time.Minute)
 	return &handles{w: w, r: r, dev: dev, ino: ino}, nil
+}
+
+// filePageSize returns the page size recorded in the header of the
+// database file at path, or pageSize when the file is still empty.
+func filePageSize(path string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var hdr [18]byte
+	if _, err := io.ReadFull(f, hdr[:]); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return pageSize, nil // new; anything else short fails in SQLite
+		}
+		return 0, err
+	}
+	switch ps := int(binary.BigEndian.Uint16(hdr[16:])); {
+	case ps == 1:
+		return 65536, nil
+	case ps >= 512 && ps&(ps-1) == 0:
+		return ps, nil
+	}
+	return pageSize, nil // not a database: SQLite will say so
 }
 
 func (h *handles) close() error {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -105,6 +106,46 @@ func TestSchemaTooNew(t *testing.T) {
 	_, err := Open(ctx, path)
 	if !errors.Is(err, ErrSchemaTooNew) {
 		t.Fatalf("Open on newer schema: err = %v, want ErrSchemaTooNew", err)
+	}
+}
+
+// TestOpenPageSize checks that a new database gets pageSize pages and an
+// existing one keeps its own, each with a 32 MiB automatic checkpoint.
+func TestOpenPageSize(t *testing.T) {
+	ctx := context.Background()
+	old := filepath.Join(t.TempDir(), "old.db")
+	db, err := sql.Open("sqlite", "file:"+old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`PRAGMA page_size = 4096`, `PRAGMA journal_mode = WAL`, `CREATE TABLE t(x)`} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	s, _ := openTest(t)
+	o, err := Open(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	for _, c := range []struct {
+		name string
+		s    *Store
+		want int
+	}{{"new", s, pageSize}, {"existing", o, 4096}} {
+		w, _ := c.s.writer()
+		var ps, ckpt int
+		if err := w.QueryRow(`PRAGMA page_size`).Scan(&ps); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.QueryRow(`PRAGMA wal_autocheckpoint`).Scan(&ckpt); err != nil {
+			t.Fatal(err)
+		}
+		if ps != c.want || ckpt*ps != walAutocheckpointBytes {
+			t.Errorf("%s database: page size %d, automatic checkpoint every %d pages; want %d and %d", c.name, ps, ckpt, c.want, walAutocheckpointBytes/c.want)
+		}
 	}
 }
 

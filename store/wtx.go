@@ -16,7 +16,9 @@ type wtx struct {
 	*sql.Tx
 	conn  *sql.Conn
 	stmts map[string]driver.Stmt
-	bulk  bool // the writer's automatic checkpoints are off (see Bulk)
+	// ckpt is the connection's automatic checkpoint interval (pages),
+	// when begin turned it off for a bulk transaction; 0 otherwise.
+	ckpt int
 }
 
 // begin starts a write transaction. With bulk, the connection does not
@@ -30,11 +32,16 @@ func (s *Store) begin(ctx context.Context, bulk bool) (*wtx, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: begin: %w", err)
 	}
-	t := &wtx{conn: conn, bulk: bulk}
+	t := &wtx{conn: conn}
 	if bulk {
+		var pages int
+		if err := conn.QueryRowContext(ctx, `PRAGMA wal_autocheckpoint`).Scan(&pages); err != nil {
+			return nil, errors.Join(fmt.Errorf("store: begin: %w", err), conn.Close())
+		}
 		if _, err := conn.ExecContext(ctx, `PRAGMA wal_autocheckpoint = 0`); err != nil {
 			return nil, errors.Join(fmt.Errorf("store: begin: %w", err), conn.Close())
 		}
+		t.ckpt = pages
 	}
 	if t.Tx, err = conn.BeginTx(ctx, nil); err != nil {
 		return nil, errors.Join(fmt.Errorf("store: begin: %w", err), t.release())
@@ -104,8 +111,8 @@ func (t *wtx) release() error {
 		}))
 		t.stmts = nil
 	}
-	if t.bulk {
-		if _, err := t.conn.ExecContext(context.Background(), walAutocheckpoint); err != nil {
+	if t.ckpt > 0 {
+		if _, err := t.conn.ExecContext(context.Background(), fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", t.ckpt)); err != nil {
 			errs = append(errs, fmt.Errorf("store: restore automatic checkpoints: %w", err))
 		}
 	}
