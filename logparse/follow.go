@@ -63,8 +63,8 @@ var ErrCommit = errors.New("logparse: commit failed")
 // feeding it. A restart from that checkpoint therefore continues as if the
 // follower had never stopped. Commit is called when MaxBatch deliveries are
 // pending, when lines have been pending for BatchEvery, when the follower
-// has read to the end of the file, before it switches to another file, and
-// when ctx is cancelled. If Commit fails, Run returns its error (wrapped in
+// has read to the end of the file (after SettleFor), before it switches to
+// another file, and when ctx is cancelled. If Commit fails, Run returns its error (wrapped in
 // ErrCommit) and nothing after the previous checkpoint counts as read.
 //
 // Polling. The follower reads to the end of the file, commits, and sleeps
@@ -138,6 +138,13 @@ type Follower struct {
 	// BatchEvery bounds how long read lines wait for a commit while lines
 	// keep arriving (DefaultBatchEvery).
 	BatchEvery time.Duration
+	// SettleFor delays the commit at the end of the file: it happens at
+	// the first end of file reached once the oldest uncommitted line has
+	// waited SettleFor (zero: at every end of file). A busy log, which
+	// reaches its end at every poll, then makes one commit per SettleFor
+	// instead of one per poll; each commit rewrites the database pages it
+	// touches, whatever the number of lines.
+	SettleFor time.Duration
 	// MaxBatch is the number of pending deliveries that triggers a
 	// commit (DefaultMaxBatch).
 	MaxBatch int
@@ -352,6 +359,9 @@ func (r *fileRun) poll(ctx context.Context) error {
 	}
 	if err := r.checkPath(ctx, grew); err != nil {
 		return err
+	}
+	if r.dirty && time.Since(r.dirtySince) < r.f.SettleFor {
+		return nil // a later poll commits, or Run's end
 	}
 	return r.commit(ctx)
 }

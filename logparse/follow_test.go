@@ -753,6 +753,39 @@ func TestFollowBatchEvery(t *testing.T) {
 	}
 }
 
+// TestFollowSettle checks that with SettleFor the end of the file no longer
+// commits at once, and that nothing read waits past a file switch or the
+// end of Run.
+func TestFollowSettle(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mail.log")
+	a, b, c := flLines(0, 3, false), flLines(3, 3, false), flLines(6, 3, false)
+	flAppend(t, path, a)
+	db := newFollowDB()
+	h := startFollow(t, path, db, Checkpoint{}, nil, func(f *Follower) { f.SettleFor = time.Hour })
+	flAppend(t, path, b)
+	h.poll()
+	h.poll()
+	if n := len(db.deliveries()); n != 0 {
+		t.Fatalf("%d deliveries committed at the end of the file before SettleFor", n)
+	}
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	flAppend(t, path, c)
+	ab, _ := flCleanPass(a + b)
+	h.pollUntil(10, "switched to the new file", func() bool { return len(db.deliveries()) == len(ab) })
+	flCompare(t, db.deliveries(), ab)
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	all, _ := flCleanPass(a + b + c)
+	flCompare(t, db.deliveries(), all)
+	if cp := db.checkpoint(t); cp.Offset != int64(len(c)) {
+		t.Errorf("final checkpoint at offset %d, want the end of the new file (%d)", cp.Offset, len(c))
+	}
+}
+
 func TestFollowReopen(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "mail.log")

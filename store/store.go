@@ -74,7 +74,7 @@ const (
 	// tails) are copied back once for many commits.
 	walAutocheckpointBytes = 32 << 20
 	// pageSize is the page size of new databases (see openHandles).
-	pageSize = 16384
+	pageSize = 32768
 	// writerCacheKiB is the writer's page cache.
 	writerCacheKiB = 8192
 )
@@ -220,11 +220,15 @@ func openHandles(ctx context.Context, path string) (*handles, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxIdleTime(0)
 	w.SetConnMaxLifetime(0)
-	// A new database gets larger pages than SQLite's 4 KiB default: a
-	// bulk import then makes a quarter of the system calls (each page is
-	// written to the WAL and copied back), and takes a fifth less time. A
-	// small commit (the follower's) writes 2.7 times the bytes. The page
-	// size can only be chosen while the database is empty.
+	// A new database gets larger pages than SQLite's 4 KiB default: each
+	// page is written to the WAL and copied back with its own system
+	// calls, and a bulk import of 1M log lines takes 1.19 s with 32 KiB
+	// pages, 1.27 s with 16 KiB and 1.49 s with 4 KiB. A small commit
+	// writes more bytes: 645 KB for five deliveries into a 200k-row
+	// database, against 374 KB (16 KiB) and 136 KB (4 KiB); the log
+	// follower therefore commits at most once a second (SettleFor), where
+	// it committed at every poll, four times a second. The page size can
+	// only be chosen while the database is empty.
 	var pages int
 	if err := w.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
 		w.Close()
