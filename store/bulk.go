@@ -108,7 +108,7 @@ func (bk *Bulk) Commit(ctx context.Context) error {
 	if bk.t == nil {
 		return nil
 	}
-	if err := bk.counts().write(ctx, bk.t.Tx); err != nil {
+	if err := bk.counts().write(ctx, bk.t); err != nil {
 		return errors.Join(err, bk.Rollback())
 	}
 	err := bk.t.commit()

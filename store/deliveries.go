@@ -220,7 +220,7 @@ func (ru *rollups) add(r *row) {
 	}]++
 }
 
-func (ru *rollups) write(ctx context.Context, tx *sql.Tx) error {
+func (ru *rollups) write(ctx context.Context, t *wtx) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -232,16 +232,16 @@ func (ru *rollups) write(ctx context.Context, tx *sql.Tx) error {
 		days = append(days, k)
 	}
 	slices.SortFunc(days, compareDayKeys)
-	args := make([]any, 0, len(days)*14)
+	vals := make([]driver.NamedValue, 0, len(days)*14)
 	for _, k := range days {
 		a := ru.day[k]
-		args = append(args, k.rdomain, k.day, k.status, k.tls, k.trust, k.protocol, k.cipher,
-			k.fallback, k.tlsFailure, k.relayHost, k.relayPort, a.n, a.first, a.last)
+		vals = appendValues(vals, k.rdomain, k.day, k.status, int64(k.tls), k.trust, k.protocol, k.cipher,
+			k.fallback, k.tlsFailure, k.relayHost, int64(k.relayPort), a.n, a.first, a.last)
 	}
-	if err := execChunked(ctx, tx, `INSERT INTO rollup_day(rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port, n, first_time, last_time) VALUES `,
+	if err := t.execChunked(ctx, `INSERT INTO rollup_day(rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port, n, first_time, last_time) VALUES `,
 		` ON CONFLICT(rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port) DO UPDATE
 			SET n = n + excluded.n, first_time = min(first_time, excluded.first_time), last_time = max(last_time, excluded.last_time)`,
-		14, args); err != nil {
+		14, vals); err != nil {
 		return fmt.Errorf("store: update rollup_day: %w", err)
 	}
 	hours := make([]hourKey, 0, len(ru.hour))
@@ -249,16 +249,25 @@ func (ru *rollups) write(ctx context.Context, tx *sql.Tx) error {
 		hours = append(hours, k)
 	}
 	slices.SortFunc(hours, compareHourKeys)
-	args = args[:0]
+	vals = vals[:0]
 	for _, k := range hours {
-		args = append(args, k.hour, k.status, k.tls, k.trust, k.protocol, k.cipher, k.fallback, k.tlsFailure, ru.hour[k])
+		vals = appendValues(vals, k.hour, k.status, int64(k.tls), k.trust, k.protocol, k.cipher, k.fallback, k.tlsFailure, ru.hour[k])
 	}
-	if err := execChunked(ctx, tx, `INSERT INTO rollup_hour(hour, status, tls, trust, protocol, cipher, fallback, tls_failure, n) VALUES `,
+	if err := t.execChunked(ctx, `INSERT INTO rollup_hour(hour, status, tls, trust, protocol, cipher, fallback, tls_failure, n) VALUES `,
 		` ON CONFLICT(hour, status, tls, trust, protocol, cipher, fallback, tls_failure) DO UPDATE SET n = n + excluded.n`,
-		9, args); err != nil {
+		9, vals); err != nil {
 		return fmt.Errorf("store: update rollup_hour: %w", err)
 	}
 	return nil
+}
+
+// appendValues appends vs as driver arguments; they must be of the types
+// the driver binds as they are (int64, string, []byte, bool, nil).
+func appendValues(dst []driver.NamedValue, vs ...any) []driver.NamedValue {
+	for _, v := range vs {
+		dst = append(dst, driver.NamedValue{Value: v})
+	}
+	return dst
 }
 
 // compareDayKeys orders day keys as rollup_day's primary key does (text by
@@ -307,11 +316,8 @@ var (
 // without conversion.
 func (r *row) values(dst []driver.NamedValue) []driver.NamedValue {
 	d := r.d
-	for _, v := range [...]any{r.us, r.domain, d.Relay, r.status, r.tlsNull, r.trust, d.TLSProtocol, d.TLSCipher,
-		d.Fallback, d.TLSFailure, r.key, r.detail} {
-		dst = append(dst, driver.NamedValue{Value: v})
-	}
-	return dst
+	return appendValues(dst, r.us, r.domain, d.Relay, r.status, r.tlsNull, r.trust, d.TLSProtocol, d.TLSCipher,
+		d.Fallback, d.TLSFailure, r.key, r.detail)
 }
 
 // insertCols is the number of arguments row.values appends.
@@ -520,7 +526,7 @@ func (s *Store) commit(ctx context.Context, ds []Delivery, extra func(*sql.Tx) e
 	if err == nil {
 		ru := newRollups()
 		ru.countInserted(rows, skipped)
-		err = ru.write(ctx, t.Tx)
+		err = ru.write(ctx, t)
 	}
 	if err == nil && extra != nil {
 		err = extra(t.Tx)

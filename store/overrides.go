@@ -269,34 +269,52 @@ func storedOverrides(ctx context.Context, tx *sql.Tx, ovs []Override) (map[strin
 // values per row, many rows per statement (a statement costs about as
 // much as a one-row insert in this SQLite).
 func execChunked(ctx context.Context, tx *sql.Tx, head, tail string, cols int, args []any) error {
-	const perStmt = 64
-	tuple := "(?" + strings.Repeat(", ?", cols-1) + ")"
-	stmtFor := func(rows int) string {
-		return head + strings.TrimSuffix(strings.Repeat(tuple+", ", rows), ", ") + tail
-	}
 	var full *sql.Stmt
 	defer func() {
 		if full != nil {
 			full.Close()
 		}
 	}()
-	rows := len(args) / cols
-	for i := 0; i < rows; i += perStmt {
-		k := min(perStmt, rows-i)
-		a := args[i*cols : (i+k)*cols]
-		if k < perStmt {
-			if _, err := tx.ExecContext(ctx, stmtFor(k), a...); err != nil {
-				return err
-			}
-			continue
+	return chunked(head, tail, cols, args, func(q string, whole bool, a []any) error {
+		if !whole {
+			_, err := tx.ExecContext(ctx, q, a...)
+			return err
 		}
 		if full == nil {
 			var err error
-			if full, err = tx.PrepareContext(ctx, stmtFor(perStmt)); err != nil {
+			if full, err = tx.PrepareContext(ctx, q); err != nil {
 				return err
 			}
 		}
-		if _, err := full.ExecContext(ctx, a...); err != nil {
+		_, err := full.ExecContext(ctx, a...)
+		return err
+	})
+}
+
+// rowsPerStmt is how many rows chunked puts in a statement.
+const rowsPerStmt = 64
+
+// chunked calls exec for each run of up to rowsPerStmt rows of vals (cols
+// values per row) with the statement head + "(?, ...), (?, ...)" + tail
+// for that many rows; whole is true when the run has rowsPerStmt rows,
+// which all but the last do.
+func chunked[T any](head, tail string, cols int, vals []T, exec func(query string, whole bool, v []T) error) error {
+	tuple := "(?" + strings.Repeat(", ?", cols-1) + ")"
+	stmtFor := func(rows int) string {
+		return head + strings.TrimSuffix(strings.Repeat(tuple+", ", rows), ", ") + tail
+	}
+	var full string
+	rows := len(vals) / cols
+	for i := 0; i < rows; i += rowsPerStmt {
+		k := min(rowsPerStmt, rows-i)
+		q := full
+		if k < rowsPerStmt {
+			q = stmtFor(k)
+		} else if q == "" {
+			full = stmtFor(k)
+			q = full
+		}
+		if err := exec(q, k == rowsPerStmt, vals[i*cols:(i+k)*cols]); err != nil {
 			return err
 		}
 	}

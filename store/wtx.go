@@ -83,6 +83,14 @@ func (t *wtx) exec(ctx context.Context, query string, args []driver.NamedValue) 
 	return res, err
 }
 
+// execChunked is the package's execChunked as driver statements.
+func (t *wtx) execChunked(ctx context.Context, head, tail string, cols int, vals []driver.NamedValue) error {
+	return chunked(head, tail, cols, vals, func(q string, _ bool, v []driver.NamedValue) error {
+		_, err := t.exec(ctx, q, v)
+		return err
+	})
+}
+
 // commit commits the transaction and gives the connection back.
 func (t *wtx) commit() error {
 	err := t.Commit()

@@ -170,7 +170,7 @@ func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.
 				return err
 			}
 			batches <- b
-			batch = make([]logparse.Delivery, 0, batchSize)
+			batch = batch[:0] // toStore copied the deliveries
 			return nil
 		}
 		for _, name := range files {
