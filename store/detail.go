@@ -1,9 +1,9 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
 	"strconv"
-	"unicode/utf8"
 )
 
 // The detail column holds the fields of a delivery that no query filters or
@@ -65,54 +65,79 @@ func appendJSONString(dst []byte, s string) []byte {
 
 var errDetail = errors.New("not a detail array")
 
-// decodeDetail fills the detail fields of d from a detail array. It
-// accepts any JSON array of five strings, an integer and a string (as the
-// sqlite3 shell might write one), not only what appendDetail writes.
+// errOtherJSON: valid JSON, maybe, but not as appendDetail writes it.
+var errOtherJSON = errors.New("not written by appendDetail")
+
+// decodeDetail fills the detail fields of d from a detail array. It reads
+// what appendDetail writes itself; any other JSON array of five strings,
+// an integer and a string (as the sqlite3 shell might write one) it leaves
+// to encoding/json.
 func decodeDetail(s string, d *Delivery) error {
-	p := jsonScanner{s: s}
-	p.space()
-	if !p.byte('[') {
-		return errDetail
-	}
 	var strs [detailFields]string
 	var pid int64
-	for i := range detailFields {
-		if i > 0 && !p.byte(',') {
-			return errDetail
-		}
-		p.space()
-		var err error
-		if i == 6 {
-			pid, err = p.integer()
-		} else {
-			strs[i], err = p.str()
-		}
-		if err != nil {
-			return err
-		}
-		p.space()
+	err := scanDetail(s, &strs, &pid)
+	if errors.Is(err, errOtherJSON) {
+		err = decodeDetailJSON(s, &strs, &pid)
 	}
-	if !p.byte(']') {
-		return errDetail
-	}
-	p.space()
-	if p.i != len(s) {
-		return errDetail
+	if err != nil {
+		return err
 	}
 	d.QueueID, d.Recipient, d.OrigTo, d.DSN, d.Reason, d.Process, d.Host = strs[0], strs[1], strs[2], strs[3], strs[4], strs[5], strs[7]
 	d.PID = int(pid)
 	return nil
 }
 
+func decodeDetailJSON(s string, strs *[detailFields]string, pid *int64) error {
+	var raw []json.RawMessage
+	if err := json.Unmarshal([]byte(s), &raw); err != nil || len(raw) != detailFields {
+		return errDetail
+	}
+	for i, r := range raw {
+		var err error
+		if i == 6 {
+			err = json.Unmarshal(r, pid)
+		} else {
+			err = json.Unmarshal(r, &strs[i])
+		}
+		if err != nil || r[0] == 'n' { // null is not a value here
+			return errDetail
+		}
+	}
+	if *pid < -1<<31 || *pid > 1<<31-1 {
+		return errDetail
+	}
+	return nil
+}
+
+// scanDetail reads a detail array as appendDetail writes it.
+func scanDetail(s string, strs *[detailFields]string, pid *int64) error {
+	p := jsonScanner{s: s}
+	if !p.byte('[') {
+		return errOtherJSON
+	}
+	for i := range detailFields {
+		if i > 0 && !p.byte(',') {
+			return errOtherJSON
+		}
+		var err error
+		if i == 6 {
+			*pid, err = p.integer()
+		} else {
+			strs[i], err = p.str()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if !p.byte(']') || p.i != len(s) {
+		return errOtherJSON
+	}
+	return nil
+}
+
 type jsonScanner struct {
 	s string
 	i int
-}
-
-func (p *jsonScanner) space() {
-	for p.i < len(p.s) && (p.s[p.i] == ' ' || p.s[p.i] == '\t' || p.s[p.i] == '\n' || p.s[p.i] == '\r') {
-		p.i++
-	}
 }
 
 func (p *jsonScanner) byte(c byte) bool {
@@ -131,98 +156,65 @@ func (p *jsonScanner) integer() (int64, error) {
 	for j < len(p.s) && p.s[j] >= '0' && p.s[j] <= '9' {
 		j++
 	}
-	n, err := strconv.ParseInt(p.s[p.i:j], 10, 64)
-	if err != nil || n < -1<<31 || n > 1<<31-1 {
-		return 0, errDetail
+	n, err := strconv.ParseInt(p.s[p.i:j], 10, 32)
+	if err != nil {
+		return 0, errOtherJSON
 	}
 	p.i = j
 	return n, nil
 }
 
-// str reads a JSON string. Bytes other than '"', '\' and control bytes are
-// taken as they are, so invalid UTF-8 written by appendJSONString comes
-// back unchanged.
+// str reads a JSON string with the escapes appendJSONString writes. Other
+// bytes are taken as they are, so invalid UTF-8 comes back unchanged.
 func (p *jsonScanner) str() (string, error) {
 	if !p.byte('"') {
-		return "", errDetail
+		return "", errOtherJSON
 	}
 	start := p.i
-	for p.i < len(p.s) && p.s[p.i] != '"' && p.s[p.i] != '\\' {
-		if p.s[p.i] < 0x20 {
-			return "", errDetail
-		}
+	for p.i < len(p.s) && p.s[p.i] != '"' && p.s[p.i] != '\\' && p.s[p.i] >= 0x20 {
 		p.i++
 	}
 	if p.i < len(p.s) && p.s[p.i] == '"' { // no escapes: no copy
-		out := p.s[start:p.i]
 		p.i++
-		return out, nil
+		return p.s[start : p.i-1], nil
 	}
 	buf := []byte(p.s[start:p.i])
 	for p.i < len(p.s) {
 		c := p.s[p.i]
-		switch {
-		case c == '"':
+		if c == '"' {
 			p.i++
 			return string(buf), nil
-		case c < 0x20:
-			return "", errDetail
-		case c != '\\':
+		}
+		p.i++
+		if c < 0x20 {
+			return "", errOtherJSON // appendJSONString escapes them
+		}
+		if c != '\\' {
 			buf = append(buf, c)
-			p.i++
 			continue
 		}
-		if p.i+1 >= len(p.s) {
+		if p.i >= len(p.s) {
 			return "", errDetail
 		}
-		e := p.s[p.i+1]
-		p.i += 2
-		switch e {
-		case '"', '\\', '/':
+		e := p.s[p.i]
+		p.i++
+		switch {
+		case e == '"' || e == '\\':
 			buf = append(buf, e)
-		case 'b':
-			buf = append(buf, '\b')
-		case 'f':
-			buf = append(buf, '\f')
-		case 'n':
+		case e == 'n':
 			buf = append(buf, '\n')
-		case 'r':
-			buf = append(buf, '\r')
-		case 't':
+		case e == 't':
 			buf = append(buf, '\t')
-		case 'u':
-			r, ok := p.hex4()
-			if !ok {
-				return "", errDetail
-			}
-			if utf16IsHigh(r) && p.i+1 < len(p.s) && p.s[p.i] == '\\' && p.s[p.i+1] == 'u' {
-				save := p.i
-				p.i += 2
-				if r2, ok := p.hex4(); ok && utf16IsLow(r2) {
-					r = (r-0xd800)<<10 + (r2 - 0xdc00) + 0x10000
-				} else {
-					p.i = save
-				}
-			}
-			buf = utf8.AppendRune(buf, r)
+		case e == 'u' && p.i+4 <= len(p.s) && p.s[p.i:p.i+2] == "00" && (p.s[p.i+2] == '0' || p.s[p.i+2] == '1') && isLowerHex(p.s[p.i+3]):
+			// A control byte: U+0000 to U+001F, one byte in UTF-8.
+			n, _ := strconv.ParseUint(p.s[p.i+2:p.i+4], 16, 8)
+			buf = append(buf, byte(n))
+			p.i += 4
 		default:
-			return "", errDetail
+			return "", errOtherJSON
 		}
 	}
 	return "", errDetail
 }
 
-func (p *jsonScanner) hex4() (rune, bool) {
-	if p.i+4 > len(p.s) {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(p.s[p.i:p.i+4], 16, 32)
-	if err != nil {
-		return 0, false
-	}
-	p.i += 4
-	return rune(n), true
-}
-
-func utf16IsHigh(r rune) bool { return r >= 0xd800 && r < 0xdc00 }
-func utf16IsLow(r rune) bool  { return r >= 0xdc00 && r < 0xe000 }
+func isLowerHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' }

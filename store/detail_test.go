@@ -43,6 +43,10 @@ func TestDetailDecodeStandardJSON(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(d, want) {
 		t.Errorf("got %#v, %v; want %#v", d, err, want)
 	}
+	// \u00e9 is é (two bytes in UTF-8), not the byte 0xe9.
+	if err := decodeDetail(`["\u00e9","\u001f","","","","",1,""]`, &d); err != nil || d.QueueID != "é" || d.Recipient != "\x1f" {
+		t.Errorf(`decode \u00e9 and \u001f: %q, %q, %v`, d.QueueID, d.Recipient, err)
+	}
 	for _, bad := range []string{
 		``, `[]`, `["a","b","c","d","e","f",1]`, `["a","b","c","d","e","f",1,"h",2]`,
 		`["a","b","c","d","e","f","1","h"]`, `["a","b","c","d","e","f",1,"h"`, `["a","b","c","d","e","f",1,"h"]x`,
