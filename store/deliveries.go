@@ -333,7 +333,8 @@ type Batch struct {
 
 // PrepareBatch validates ds and prepares it for storage. It fails, naming
 // the first bad delivery, if any has a malformed key, an unknown status or
-// no time. ds must not change until the batch is stored.
+// no time. ds must not change until the transaction that stores the batch has
+// ended (a Bulk counts the rows into the rollups after Add returns).
 func PrepareBatch(ds []Delivery) (*Batch, error) {
 	rows, err := prepare(ds)
 	if err != nil {
