@@ -107,9 +107,42 @@ func TestDowngrades(t *testing.T) {
 
 // The downgrade rule checked against an independent computation over
 // random data.
+// oldBadIndex is deliveries_bad as databases that held deliveries before
+// schema 3 keep it (see rekeyBadIndex).
+const oldBadIndex = `DROP INDEX deliveries_bad;
+CREATE INDEX deliveries_bad ON deliveries(domain, time) WHERE (status = 'sent' AND tls = 0) OR tls_failure = 1`
+
 func TestDowngradesMatchRawRows(t *testing.T) {
-	ctx := context.Background()
 	s, ds := fixture(t)
+	// A domain that got plaintext before its first encrypted delivery
+	// (not a downgrade) and after it (one).
+	var late []Delivery
+	for i, back := range []time.Duration{200, 150, 100, 60, 30, 5} {
+		d := testDelivery(900_000+i, t0.Add(-back*time.Hour), "late-tls.example")
+		if back != 100 {
+			d.TLS, d.TLSTrust, d.TLSProtocol, d.TLSCipher = bptr(false), "", "", ""
+		}
+		late = append(late, d)
+	}
+	if _, err := s.AddDeliveries(context.Background(), late); err != nil {
+		t.Fatal(err)
+	}
+	ds = append(ds, late...)
+	for _, layout := range []string{"new", "old"} {
+		if layout == "old" {
+			w, _ := s.writer()
+			if _, err := w.Exec(oldBadIndex); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Run(layout, func(t *testing.T) { checkDowngrades(t, s, ds) })
+	}
+}
+
+// checkDowngrades compares Downgrades over testWindows with what the raw
+// deliveries ds say.
+func checkDowngrades(t *testing.T, s *Store, ds []Delivery) {
+	ctx := context.Background()
 	for wi, w := range testWindows() {
 		got, err := s.Downgrades(ctx, w)
 		if err != nil {

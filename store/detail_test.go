@@ -97,7 +97,7 @@ func TestMigrationDetail(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []string{`PRAGMA journal_mode=WAL`, `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)`,
-		migrations[0], `INSERT INTO schema_migrations VALUES (1, 0)`} {
+		migrations[0].sql, `INSERT INTO schema_migrations VALUES (1, 0)`} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatal(err)
 		}
@@ -133,6 +133,11 @@ func TestMigrationDetail(t *testing.T) {
 	}
 	if nOld != len(old) || nNew != len(ds)-len(old) {
 		t.Fatalf("%d rows in columns and %d in detail, want %d and %d", nOld, nNew, len(old), len(ds)-len(old))
+	}
+
+	// Schema 3 left the index of a table that held rows as it was.
+	if got := badIndexSQL(t, s); !strings.Contains(got, "(domain, time)") {
+		t.Errorf("deliveries_bad after upgrading a database with deliveries: %s; want it keyed (domain, time) still", got)
 	}
 
 	got := allDeliveries(t, s, Filter{})
@@ -176,4 +181,27 @@ func expectStored(t *testing.T, ds []Delivery) []Delivery {
 	}
 	slices.SortStableFunc(out, func(a, b Delivery) int { return a.Time.Compare(b.Time) })
 	return out
+}
+
+func badIndexSQL(t *testing.T, s *Store) string {
+	t.Helper()
+	r, _ := s.reader()
+	var q string
+	if err := r.QueryRow(`SELECT sql FROM sqlite_master WHERE name = 'deliveries_bad'`).Scan(&q); err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+// TestNewBadIndex checks that a new database gets deliveries_bad keyed by
+// time (see rekeyBadIndex), and that SQLite uses it for the downgrade
+// queries.
+func TestNewBadIndex(t *testing.T) {
+	s, _ := openTest(t)
+	if got := badIndexSQL(t, s); !strings.Contains(got, "(time, domain, status, tls)") {
+		t.Errorf("deliveries_bad of a new database: %s; want it keyed (time, domain, status, tls)", got)
+	}
+	if _, err := s.Downgrades(context.Background(), Window{}); err != nil {
+		t.Fatal(err) // INDEXED BY fails if the index cannot serve the query
+	}
 }

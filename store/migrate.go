@@ -8,11 +8,18 @@ import (
 	"time"
 )
 
+// migration is one schema step: SQL, or a function for a step that
+// depends on what the database holds.
+type migration struct {
+	sql string
+	fn  func(context.Context, *sql.Tx) error
+}
+
 // migrations are applied in order, each in its own transaction, and recorded
 // in schema_migrations. Never edit a released migration; append a new one.
-var migrations = []string{
+var migrations = []migration{
 	// 1: initial schema.
-	`
+	{sql: `
 CREATE TABLE meta (
 	name  TEXT PRIMARY KEY,
 	value INTEGER NOT NULL
@@ -124,7 +131,7 @@ CREATE TABLE rollup_hour (
 	n           INTEGER NOT NULL,
 	PRIMARY KEY (hour, status, tls, trust, protocol, cipher, fallback, tls_failure)
 ) WITHOUT ROWID;
-`,
+`},
 	// 2: deliveries keep the fields no query filters or groups on in one
 	// JSON array (see detail.go), which halves the values bound per row.
 	// Rows stored from now on have detail set, and '' (pid 0) in the
@@ -132,7 +139,7 @@ CREATE TABLE rollup_hour (
 	// NULL detail. Adding a column rewrites nothing, so the upgrade is
 	// instant whatever the size of the table. delivery_log shows every row
 	// with these fields in columns, for the sqlite3 shell.
-	`
+	{sql: `
 ALTER TABLE deliveries ADD COLUMN detail TEXT;
 CREATE VIEW delivery_log AS
 SELECT id, time,
@@ -148,7 +155,26 @@ SELECT id, time,
 	CASE WHEN detail IS NULL THEN host      ELSE json_extract(detail, '$[7]') END AS host,
 	key
 FROM deliveries;
-`,
+`},
+	// 3: see rekeyBadIndex.
+	{fn: rekeyBadIndex},
+}
+
+// rekeyBadIndex keys deliveries_bad by time first, on a database that holds
+// no deliveries yet (a new one): rows then go in at its end, where with the
+// (domain, time) key each lands at a random place and, with 32 KiB pages,
+// moves half a page (a 1M-line import: 0.065 s of 1.3 s). A database that
+// already holds deliveries keeps its (domain, time) index: rebuilding it
+// would hold up the upgrade for minutes on a large table, and the 4 KiB
+// pages those databases have make random inserts cheap. Downgrades reads
+// the index either way; the new one also holds the columns it reads.
+func rekeyBadIndex(ctx context.Context, tx *sql.Tx) error {
+	var stored bool
+	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM deliveries)`).Scan(&stored); err != nil || stored {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `DROP INDEX deliveries_bad; CREATE INDEX deliveries_bad ON deliveries(time, domain, status, tls) WHERE `+badSQL)
+	return err
 }
 
 func migrate(ctx context.Context, w *sql.DB) error {
@@ -189,7 +215,13 @@ func migrateOne(ctx context.Context, w *sql.DB) (bool, error) {
 		return false, rollback(tx)
 	}
 	next := cur + 1
-	if _, err := tx.ExecContext(ctx, migrations[cur]); err != nil {
+	m := migrations[cur]
+	if m.fn != nil {
+		err = m.fn(ctx, tx)
+	} else {
+		_, err = tx.ExecContext(ctx, m.sql)
+	}
+	if err != nil {
 		return false, errors.Join(fmt.Errorf("migration %d: %w", next, err), rollback(tx))
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied) VALUES (?, ?)`, next, time.Now().Unix()); err != nil {
