@@ -315,7 +315,8 @@ func (r *report) ingestSection(b *strings.Builder) {
 	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	w("## 2. Log ingestion\n\n")
 	w("Input: `mailtls gen-log --lines N --days 7 --seed 1 > log-N.log` (synthetic Postfix log, RFC 3339 time stamps,\n")
-	w("~20%% delivery lines, ~13%% TLS lines), cached in the work directory; every tool reads the same file from the page cache.\n\n")
+	w("~20%% delivery lines, ~13%% TLS lines), cached in the work directory; every tool reads the same file from the page cache.\n")
+	w("Each timed run starts after `sync`, so that no tool pays for the disk writes of the one before.\n\n")
 	w("- `mailtls --db ingest.db import log-N.log` into a **fresh** database each run (parse, correlate TLS, store).\n")
 	w("- `pflogsumm log-N.log > /dev/null` (pflogsumm %s, Perl).\n", in.versions["pflogsumm"])
 	w("- `prometheus-postfix-exporter --postfix.logfile_path=F` (%s). It tails F from its end, so it is started on an\n", in.versions["prometheus-postfix-exporter"])
