@@ -105,12 +105,7 @@ func TestFollowKeep(t *testing.T) {
 	if _, errs, code := c.run("", "follow", "--log", logPath, "--keep", "1h"); code != exitUsage || countLines(errs) != 1 {
 		t.Fatalf("--keep 1h: exit %d, stderr %q", code, errs)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() {
-		done <- Run(ctx, []string{"mailtls", "follow", "--log", logPath, "--keep", "2d"},
-			env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: c.getenv})
-	}()
+	stopFollow := c.background("follow", "--log", logPath, "--keep", "2d")
 	st, err := store.Open(context.Background(), c.db)
 	if err != nil {
 		t.Fatal(err)
@@ -121,10 +116,7 @@ func TestFollowKeep(t *testing.T) {
 		s, err := st.Status(context.Background(), time.Now())
 		return err == nil && !s.PrunedBefore.IsZero() && s.Stored == 1 && !s.First.Before(s.PrunedBefore), fmt.Sprintf("%+v %v", s, err)
 	})
-	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("follow exited %d", code)
-	}
+	stopFollow()
 	var n int
 	if err := st.Deliveries(context.Background(), store.Filter{}, func(store.Delivery) error { n++; return nil }); err != nil {
 		t.Fatal(err)
@@ -150,12 +142,7 @@ func TestStatusStale(t *testing.T) {
 	if err := os.WriteFile(logPath, []byte(tlsLine+sentLine), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() {
-		done <- Run(ctx, []string{"mailtls", "follow", "--log", logPath, "--poll", "20ms"},
-			env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: c.getenv})
-	}()
+	stopFollow := c.background("follow", "--log", logPath, "--poll", "20ms")
 	// Polled through the store: a second in-process Run while follow
 	// parses its flags would race on urfave/cli's globals.
 	st, err := store.Open(context.Background(), c.db)
@@ -167,10 +154,7 @@ func TestStatusStale(t *testing.T) {
 		return err == nil && s.Stored == 1, fmt.Sprint(s.Stored, err)
 	})
 	st.Close()
-	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("follow exited %d", code)
-	}
+	stopFollow()
 	// Caught up: not stale, whatever --stale says.
 	if _, errs, code := c.run("", "status", "--stale", "1ns"); code != 0 {
 		t.Fatalf("caught-up follower: exit %d, %q", code, errs)
@@ -192,5 +176,28 @@ func TestStatusStale(t *testing.T) {
 	out, errs, code := c.run("", "status", "--stale", "1ns")
 	if code != exitFailure || countLines(errs) != 1 || !strings.Contains(errs, "stale") || !strings.Contains(out, "STALE") {
 		t.Fatalf("stale follower: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
+// background runs mailtls with args until the returned function is
+// called, which stops it and fails the test unless it exited 0. Only one
+// in-process Run may parse its flags at a time (urfave/cli's globals), so
+// the test watches the database meanwhile, not the CLI.
+func (c *cliT) background(args ...string) (stop func()) {
+	t := c.t
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel) // if the test fails before calling stop
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(ctx, append([]string{"mailtls"}, args...),
+			env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: c.getenv})
+	}()
+	return func() {
+		t.Helper()
+		cancel()
+		if code := <-done; code != 0 {
+			t.Fatalf("%s exited %d", args[0], code)
+		}
 	}
 }
