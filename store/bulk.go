@@ -18,11 +18,12 @@ import (
 // open, other writers (the follower, policy changes) wait for it, at most
 // bulkMaxAge plus one batch; readers, such as the policy daemon, do not.
 //
-// The writing goroutine does only the inserts. Two helpers take work off
-// it, onto another core: one counts the inserted rows into the rollups
-// while the next batch is inserted, and one copies the WAL back into the
-// database (a checkpoint) after each commit, which the writer's connection
-// would otherwise do itself inside a commit.
+// The writing goroutine does only the inserts. Helpers take work off it,
+// onto another core: one counts the inserted rows into the rollups while
+// the next batch is inserted, one copies the WAL back into the database (a
+// checkpoint) after each commit, which the writer's connection would
+// otherwise do itself inside a commit, and one has the kernel write the
+// files out as they grow (see writeback).
 //
 // A Bulk is not safe for concurrent use. Call Close when done.
 type Bulk struct {
@@ -39,6 +40,7 @@ type Bulk struct {
 
 	ckpt     chan struct{} // wakes the checkpointing goroutine; nil until the first commit
 	ckptDone chan error
+	wb       *writeback // nil until the first Add
 }
 
 // counted is a batch's rows after insertion, with those skipped marked.
@@ -65,6 +67,9 @@ func (bk *Bulk) Add(ctx context.Context, b *Batch) (int, error) {
 			return 0, err
 		}
 		bk.t, bk.rows, bk.began = t, 0, time.Now()
+		if bk.wb == nil {
+			bk.wb = newWriteback(bk.s.path)
+		}
 		bk.ru, bk.count, bk.done = newRollups(), make(chan counted, 16), make(chan struct{})
 		go func(ru *rollups, in <-chan counted, done chan<- struct{}) {
 			for c := range in {
@@ -78,6 +83,7 @@ func (bk *Bulk) Add(ctx context.Context, b *Batch) (int, error) {
 		return 0, errors.Join(err, bk.Rollback())
 	}
 	bk.count <- counted{rows, skipped}
+	bk.wb.poke()
 	bk.old += old
 	bk.rows += b.Len()
 	bk.pending += n
@@ -175,6 +181,10 @@ func (bk *Bulk) Rollback() error {
 // same.
 func (bk *Bulk) Close() error {
 	err := bk.Rollback()
+	if bk.wb != nil {
+		bk.wb.stop()
+		bk.wb = nil
+	}
 	if bk.ckpt != nil {
 		close(bk.ckpt)
 		if cerr := <-bk.ckptDone; cerr != nil {

@@ -123,7 +123,7 @@ func TestPrune(t *testing.T) {
 	// than the horizon, the others are stored.
 	bk := s.Bulk()
 	n, err := bk.Add(ctx, mustBatch(t, ds))
-	if err != nil || bk.Commit(ctx) != nil {
+	if err != nil || bk.Commit(ctx) != nil || bk.Close() != nil {
 		t.Fatal(err)
 	}
 	if n != 0 || bk.Old() != len(gone) {
