@@ -164,60 +164,128 @@ func splitRelay(relay string) (string, int) {
 	return host, port
 }
 
+// dayKey is rollup_day's primary key; hourKey is rollup_hour's.
 type dayKey struct {
-	day                     int64
-	rdomain, status         string
-	tls                     int
-	trust, protocol, cipher string
-	fallback, tlsFailure    bool
-	relayHost               string
-	relayPort               int
+	day     int64
+	rdomain string
+	tlsOutcome
+	relayAt
 }
 
 type hourKey struct {
-	hour                    int64
-	status                  string
-	tls                     int
-	trust, protocol, cipher string
-	fallback, tlsFailure    bool
+	hour int64
+	tlsOutcome
 }
 
 type dayAgg struct{ n, first, last int64 }
 
 // rollups accumulates the rollup increments for the rows a transaction
 // actually inserted, so each distinct key is written once.
+//
+// Counting is a map update per row for each rollup, and a rollup key holds
+// up to six strings. So that the maps hash small keys, the parts of a key
+// are interned first: the domain, its relay and the row's TLS outcome each
+// become a pointer, and a domain remembers its last relay and TLS outcome,
+// which the next delivery to it usually shares, so most rows intern with
+// string comparisons only.
 type rollups struct {
-	day  map[dayKey]*dayAgg
-	hour map[hourKey]int64
-	rev  map[string]string // domain -> reversed, to spare allocations
+	day  map[dayID]*dayCount
+	hour map[hourID]*int64
+	doms map[string]*domClass
+	tlss map[tlsOutcome]*tlsOutcome
+	rels map[relayAt]*relayAt
+}
+
+// tlsOutcome is what a rollup row records of a delivery besides its
+// domain, relay and time.
+type tlsOutcome struct {
+	status                  string
+	tls                     int
+	trust, protocol, cipher string
+	fallback, tlsFailure    bool
+}
+
+type relayAt struct {
+	host string
+	port int
+}
+
+// domClass is a recipient domain while counting, with the last relay and
+// TLS outcome of its deliveries.
+type domClass struct {
+	rdomain   string
+	lastTLS   *tlsOutcome
+	lastRelay *relayAt
+}
+
+type dayID struct {
+	day   int64
+	dom   *domClass
+	tls   *tlsOutcome
+	relay *relayAt
+}
+
+type hourID struct {
+	hour int64
+	tls  *tlsOutcome
+}
+
+type dayCount struct {
+	key dayKey
+	dayAgg
 }
 
 func newRollups() *rollups {
-	return &rollups{day: map[dayKey]*dayAgg{}, hour: map[hourKey]int64{}, rev: map[string]string{}}
+	return &rollups{day: map[dayID]*dayCount{}, hour: map[hourID]*int64{}, doms: map[string]*domClass{},
+		tlss: map[tlsOutcome]*tlsOutcome{}, rels: map[relayAt]*relayAt{}}
 }
 
 func (ru *rollups) add(r *row) {
 	d := r.d
-	rd, ok := ru.rev[r.domain]
-	if !ok {
-		rd = reverse(r.domain)
-		ru.rev[r.domain] = rd
+	dc := ru.doms[r.domain]
+	if dc == nil {
+		dc = &domClass{rdomain: reverse(r.domain)}
+		ru.doms[r.domain] = dc
 	}
-	k := dayKey{
-		day: floorDiv(r.us, usPerDay), rdomain: rd, status: r.status, tls: r.tls,
-		trust: r.trust, protocol: d.TLSProtocol, cipher: d.TLSCipher, fallback: d.Fallback, tlsFailure: d.TLSFailure,
-		relayHost: r.relayH, relayPort: r.relayP,
+	o := tlsOutcome{status: r.status, tls: r.tls, trust: r.trust, protocol: d.TLSProtocol, cipher: d.TLSCipher,
+		fallback: d.Fallback, tlsFailure: d.TLSFailure}
+	tc := dc.lastTLS
+	if tc == nil || *tc != o {
+		if tc = ru.tlss[o]; tc == nil {
+			tc = new(tlsOutcome) // not &o, which would put every o on the heap
+			*tc = o
+			ru.tlss[o] = tc
+		}
+		dc.lastTLS = tc
 	}
-	if a := ru.day[k]; a != nil {
+	rel := relayAt{r.relayH, r.relayP}
+	rc := dc.lastRelay
+	if rc == nil || *rc != rel {
+		if rc = ru.rels[rel]; rc == nil {
+			rc = new(relayAt)
+			*rc = rel
+			ru.rels[rel] = rc
+		}
+		dc.lastRelay = rc
+	}
+	id := dayID{day: floorDiv(r.us, usPerDay), dom: dc, tls: tc, relay: rc}
+	if a := ru.day[id]; a != nil {
 		a.n++
 		a.first, a.last = min(a.first, r.us), max(a.last, r.us)
 	} else {
-		ru.day[k] = &dayAgg{n: 1, first: r.us, last: r.us}
+		ru.day[id] = &dayCount{
+			key:    dayKey{day: id.day, rdomain: dc.rdomain, tlsOutcome: *tc, relayAt: *rc},
+			dayAgg: dayAgg{n: 1, first: r.us, last: r.us},
+		}
 	}
-	ru.hour[hourKey{
-		hour: floorDiv(r.us, usPerHour), status: r.status, tls: r.tls,
-		trust: r.trust, protocol: d.TLSProtocol, cipher: d.TLSCipher, fallback: d.Fallback, tlsFailure: d.TLSFailure,
-	}]++
+	hid := hourID{hour: floorDiv(r.us, usPerHour), tls: tc}
+	if n := ru.hour[hid]; n != nil {
+		*n++
+	} else {
+		n = new(int64)
+		*n = 1
+		ru.hour[hid] = n
+	}
 }
 
 func (ru *rollups) write(ctx context.Context, t *wtx) error {
@@ -227,16 +295,16 @@ func (ru *rollups) write(ctx context.Context, t *wtx) error {
 	ctx = context.WithoutCancel(ctx) // see insertBatch
 	// Rows go in primary-key order, many per statement: new rows then
 	// append to the b-trees and existing ones are visited in order.
-	days := make([]dayKey, 0, len(ru.day))
-	for k := range ru.day {
-		days = append(days, k)
+	days := make([]*dayCount, 0, len(ru.day))
+	for _, c := range ru.day {
+		days = append(days, c)
 	}
-	slices.SortFunc(days, compareDayKeys)
+	slices.SortFunc(days, func(a, b *dayCount) int { return compareDayKeys(&a.key, &b.key) })
 	vals := make([]driver.NamedValue, 0, len(days)*14)
-	for _, k := range days {
-		a := ru.day[k]
+	for _, c := range days {
+		k := &c.key
 		vals = appendValues(vals, k.rdomain, k.day, k.status, int64(k.tls), k.trust, k.protocol, k.cipher,
-			k.fallback, k.tlsFailure, k.relayHost, int64(k.relayPort), a.n, a.first, a.last)
+			k.fallback, k.tlsFailure, k.host, int64(k.port), c.n, c.first, c.last)
 	}
 	if err := t.execChunked(ctx, `INSERT INTO rollup_day(rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port, n, first_time, last_time) VALUES `,
 		` ON CONFLICT(rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port) DO UPDATE
@@ -244,14 +312,19 @@ func (ru *rollups) write(ctx context.Context, t *wtx) error {
 		14, vals); err != nil {
 		return fmt.Errorf("store: update rollup_day: %w", err)
 	}
-	hours := make([]hourKey, 0, len(ru.hour))
-	for k := range ru.hour {
-		hours = append(hours, k)
+	type hourCount struct {
+		key hourKey
+		n   int64
 	}
-	slices.SortFunc(hours, compareHourKeys)
+	hours := make([]hourCount, 0, len(ru.hour))
+	for id, n := range ru.hour {
+		hours = append(hours, hourCount{hourKey{id.hour, *id.tls}, *n})
+	}
+	slices.SortFunc(hours, func(a, b hourCount) int { return compareHourKeys(&a.key, &b.key) })
 	vals = vals[:0]
-	for _, k := range hours {
-		vals = appendValues(vals, k.hour, k.status, int64(k.tls), k.trust, k.protocol, k.cipher, k.fallback, k.tlsFailure, ru.hour[k])
+	for _, h := range hours {
+		k := &h.key
+		vals = appendValues(vals, k.hour, k.status, int64(k.tls), k.trust, k.protocol, k.cipher, k.fallback, k.tlsFailure, h.n)
 	}
 	if err := t.execChunked(ctx, `INSERT INTO rollup_hour(hour, status, tls, trust, protocol, cipher, fallback, tls_failure, n) VALUES `,
 		` ON CONFLICT(hour, status, tls, trust, protocol, cipher, fallback, tls_failure) DO UPDATE SET n = n + excluded.n`,
@@ -272,18 +345,52 @@ func appendValues(dst []driver.NamedValue, vs ...any) []driver.NamedValue {
 
 // compareDayKeys orders day keys as rollup_day's primary key does (text by
 // bytes, false before true).
-func compareDayKeys(a, b dayKey) int {
-	return cmp.Or(strings.Compare(a.rdomain, b.rdomain), cmp.Compare(a.day, b.day), strings.Compare(a.status, b.status),
-		cmp.Compare(a.tls, b.tls), strings.Compare(a.trust, b.trust), strings.Compare(a.protocol, b.protocol),
-		strings.Compare(a.cipher, b.cipher), compareBool(a.fallback, b.fallback), compareBool(a.tlsFailure, b.tlsFailure),
-		strings.Compare(a.relayHost, b.relayHost), cmp.Compare(a.relayPort, b.relayPort))
+func compareDayKeys(a, b *dayKey) int {
+	if c := strings.Compare(a.rdomain, b.rdomain); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.day, b.day); c != 0 {
+		return c
+	}
+	if c := compareOutcomes(&a.tlsOutcome, &b.tlsOutcome); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.host, b.host); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.port, b.port)
 }
 
 // compareHourKeys orders hour keys as rollup_hour's primary key does.
-func compareHourKeys(a, b hourKey) int {
-	return cmp.Or(cmp.Compare(a.hour, b.hour), strings.Compare(a.status, b.status), cmp.Compare(a.tls, b.tls),
-		strings.Compare(a.trust, b.trust), strings.Compare(a.protocol, b.protocol), strings.Compare(a.cipher, b.cipher),
-		compareBool(a.fallback, b.fallback), compareBool(a.tlsFailure, b.tlsFailure))
+func compareHourKeys(a, b *hourKey) int {
+	if c := cmp.Compare(a.hour, b.hour); c != 0 {
+		return c
+	}
+	return compareOutcomes(&a.tlsOutcome, &b.tlsOutcome)
+}
+
+// compareOutcomes orders the TLS outcome columns, which both rollups' keys
+// hold in this order.
+func compareOutcomes(a, b *tlsOutcome) int {
+	if c := strings.Compare(a.status, b.status); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.tls, b.tls); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.trust, b.trust); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.protocol, b.protocol); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.cipher, b.cipher); c != 0 {
+		return c
+	}
+	if c := compareBool(a.fallback, b.fallback); c != 0 {
+		return c
+	}
+	return compareBool(a.tlsFailure, b.tlsFailure)
 }
 
 func compareBool(a, b bool) int {
