@@ -2,6 +2,7 @@ package logparse
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -78,14 +79,18 @@ type Correlator struct {
 	lastOrd int64 // ordinal of the latest traditional stamp in year
 
 	procs  map[string]*procState
-	failed map[string]uint64 // queue id + "\x00" + relay host -> last use
+	failed map[failID]uint64 // -> last use
 
 	maxProcs, maxFailed int
 
 	hdr     header
 	scratch []byte
 	keyBuf  []byte
+	out     [1]Delivery // Feed's result
 }
+
+// failID is a message's handshake failure with a relay host.
+type failID struct{ qid, host string }
 
 // procState is what the correlator remembers about one client process.
 // An entry without an open session or handshake failure is deleted.
@@ -111,7 +116,7 @@ func NewCorrelator(opts Options) *Correlator {
 		opts:      opts,
 		loc:       opts.Location,
 		procs:     make(map[string]*procState),
-		failed:    make(map[string]uint64),
+		failed:    make(map[failID]uint64),
 		maxProcs:  defaultMaxProcs,
 		maxFailed: defaultMaxFailed,
 	}
@@ -127,6 +132,8 @@ func (c *Correlator) Stats() Stats { return c.stats }
 // Feed parses one raw line (without trailing newline) and returns the
 // deliveries it completes: zero or one. Lines without a header the parser
 // understands are counted in Stats.Skipped. Feed never panics on any input.
+//
+// The result is valid until the next call: callers copy it (append).
 func (c *Correlator) Feed(line []byte) []Delivery {
 	c.stats.Lines++
 	c.seq++
@@ -188,9 +195,9 @@ func (c *Correlator) Feed(line []byte) []Delivery {
 		c.stats.Skipped++
 		return nil
 	}
-	del := c.onDelivery(line, h, &d, status)
+	c.out[0] = c.onDelivery(line, h, &d, status)
 	c.stats.Deliveries++
-	return []Delivery{del}
+	return c.out[:]
 }
 
 func (c *Correlator) onTLS(h *header, t *tlsLine) {
@@ -324,10 +331,8 @@ func (c *Correlator) dropIfIdle(h *header, p *procState) {
 	delete(c.procs, string(key))
 }
 
-func failKey(qid, host string) string { return qid + "\x00" + host }
-
 func (c *Correlator) failedHas(qid, host string) bool {
-	k := failKey(qid, host)
+	k := failID{qid, host}
 	if _, ok := c.failed[k]; ok {
 		c.failed[k] = c.seq
 		return true
@@ -336,7 +341,7 @@ func (c *Correlator) failedHas(qid, host string) bool {
 }
 
 func (c *Correlator) failedPut(qid, host string) {
-	c.failed[failKey(qid, host)] = c.seq
+	c.failed[failID{qid, host}] = c.seq
 	if len(c.failed) > c.maxFailed {
 		evict(c.failed, c.maxFailed, func(u uint64) uint64 { return u })
 	}
@@ -345,7 +350,7 @@ func (c *Correlator) failedPut(qid, host string) {
 // evict keeps the capacity/2 most recently used entries. Use stamps are line
 // numbers and each line touches at most one entry, so they are unique and
 // the result does not depend on map order.
-func evict[V any](m map[string]V, capacity int, used func(V) uint64) {
+func evict[K comparable, V any](m map[K]V, capacity int, used func(V) uint64) {
 	keep := capacity / 2
 	stamps := make([]uint64, 0, len(m))
 	for _, v := range m {
@@ -479,11 +484,10 @@ func (c *Correlator) MarshalState() ([]byte, error) {
 	}
 	slices.SortFunc(s.Procs, func(a, b savedProc) int { return strings.Compare(a.Key, b.Key) })
 	for k, u := range c.failed {
-		qid, host, _ := strings.Cut(k, "\x00")
-		s.Failed = append(s.Failed, savedFail{QID: qid, Host: host, Used: u})
+		s.Failed = append(s.Failed, savedFail{QID: k.qid, Host: k.host, Used: u})
 	}
 	slices.SortFunc(s.Failed, func(a, b savedFail) int {
-		return strings.Compare(failKey(a.QID, a.Host), failKey(b.QID, b.Host))
+		return cmp.Or(strings.Compare(a.QID, b.QID), strings.Compare(a.Host, b.Host))
 	})
 	return json.Marshal(s)
 }
@@ -505,9 +509,9 @@ func (c *Correlator) UnmarshalState(b []byte) error {
 		p := sp.procState
 		procs[sp.Key] = &p
 	}
-	failed := make(map[string]uint64, len(s.Failed))
+	failed := make(map[failID]uint64, len(s.Failed))
 	for _, f := range s.Failed {
-		failed[failKey(f.QID, f.Host)] = f.Used
+		failed[failID{f.QID, f.Host}] = f.Used
 	}
 	c.seq, c.stats, c.tlsSeen, c.year, c.lastOrd = s.Seq, s.Stats, s.TLSSeen, s.Year, s.LastOrd
 	c.procs, c.failed = procs, failed
