@@ -85,7 +85,10 @@ func newFollower(c *cli.Context, st *store.Store, log *slog.Logger) (*follower, 
 	}
 	if c.Bool("journal") {
 		f.source = "journal"
-		f.jrnl = &logparse.JournalFollower{Journalctl: c.String("journalctl"), Logger: log, NewCorrelator: newCorr}
+		// One commit a second at most, as the file follower's SettleFor:
+		// each commit rewrites whole pages (32 KiB) whatever it adds.
+		f.jrnl = &logparse.JournalFollower{Journalctl: c.String("journalctl"), BatchEvery: time.Second,
+			Logger: log, NewCorrelator: newCorr}
 		return f, nil
 	}
 	p := c.String("log")
