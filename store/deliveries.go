@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -409,15 +410,23 @@ const (
 	insertHead = `INSERT OR IGNORE INTO deliveries(time, domain, relay, status, tls, tls_trust, tls_protocol, tls_cipher,
 	fallback, tls_failure, key, detail, queue_id, recipient, orig_to, dsn, reason, process, pid, host) VALUES `
 	insertTuple = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', '', '', '', '', 0, '')`
-	// insertChunk rows go in one statement: in this SQLite (pure Go) the
-	// per-statement cost is about a third of a one-row insert.
-	insertChunk = 32
+	// Up to insertChunk rows (a power of two) go in one statement: in this
+	// SQLite (pure Go) the per-statement cost is about a third of a one-row
+	// insert. A 1M-line import measured 1-3% faster with 128 than with 32
+	// (256: no better).
+	insertChunk = 128
 )
 
-var (
-	insertOne   = insertHead + insertTuple
-	insertMulti = insertHead + strings.TrimSuffix(strings.Repeat(insertTuple+", ", insertChunk), ", ")
-)
+// insertStmts[k] inserts 1<<k rows. A batch goes in chunks of insertChunk
+// rows, and its rest in chunks of decreasing powers of two, so a
+// transaction prepares at most one statement per size.
+var insertStmts = func() []string {
+	var out []string
+	for n := 1; n <= insertChunk; n *= 2 {
+		out = append(out, insertHead+strings.TrimSuffix(strings.Repeat(insertTuple+", ", n), ", "))
+	}
+	return out
+}()
 
 // values appends the insert arguments of r, in the types the driver binds
 // without conversion.
@@ -488,7 +497,7 @@ func (b *Batch) since(h int64) (*Batch, int) {
 // pruning horizon on, see Prune), which of them it skipped (nil when none),
 // how many it inserted, and how many it left out as older than the horizon.
 //
-// Rows go in chunks of insertChunk per statement. When a statement inserts
+// Rows go in chunks of up to insertChunk per statement. When a statement inserts
 // every row of its chunk (RowsAffected), there is nothing more to do.
 // When it skips some, the inserted ones are exactly those with a rowid
 // above the table's maximum before the statement (new rowids are max+1 and
@@ -519,10 +528,8 @@ func insertBatch(ctx context.Context, t *wtx, b *Batch) (rows []row, skipped []b
 		if err := ctx.Err(); err != nil {
 			return nil, nil, 0, 0, err
 		}
-		n, q := insertChunk, insertMulti
-		if len(rows)-i < insertChunk {
-			n, q = 1, insertOne
-		}
+		k := bits.Len(uint(min(insertChunk, len(rows)-i))) - 1
+		n, q := 1<<k, insertStmts[k]
 		chunk := rows[i : i+n]
 		res, err := t.exec(ectx, q, b.vals[i*insertCols:(i+n)*insertCols])
 		if err != nil {

@@ -377,4 +377,15 @@ func TestDuplicateKeysWithinChunk(t *testing.T) {
 		t.Fatalf("mixed batch added %d, %v; want %d", n, err, len(more))
 	}
 	checkRollups(t, s)
+	// A batch that is not a multiple of insertChunk ends in smaller
+	// chunks (here 64, 8, 4 and 1 rows): a key twice within one of them,
+	// and one repeating an earlier chunk of the batch.
+	odd := randomDeliveries(5, insertChunk+77, t0.Add(-time.Hour), time.Hour)
+	odd[insertChunk+40] = odd[insertChunk+3]
+	odd[insertChunk+70] = odd[10]
+	n, err = s.AddDeliveries(ctx, odd)
+	if err != nil || n != len(odd)-2 {
+		t.Fatalf("batch of %d added %d, %v; want %d", len(odd), n, err, len(odd)-2)
+	}
+	checkRollups(t, s)
 }
