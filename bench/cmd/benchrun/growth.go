@@ -136,6 +136,7 @@ func growthOverrides(cfg config, dir string, n int) *overrideRow {
 	}
 	for i := 0; i < runs; i++ {
 		rmDB(db)
+		settle() // as for ingestion: the run does not pay for earlier disk writes
 		r, err := harness.Run(30*time.Minute, true, cfg.bin, "--db", db, "policy", "import", tbl)
 		if err != nil {
 			fatalf("policy import: %v", err)
