@@ -633,23 +633,26 @@ func (s *Store) commit(ctx context.Context, ds []Delivery, extra func(*sql.Tx) e
 	if err != nil {
 		return 0, err
 	}
-	t, err := s.begin(ctx, false)
-	if err != nil {
-		return 0, err
-	}
-	rows, skipped, added, _, err := insertBatch(ctx, t, b)
-	if err == nil {
+	var added int
+	err = s.withWtx(ctx, func(t *wtx) error {
+		rows, skipped, n, _, err := insertBatch(ctx, t, b)
+		if err != nil {
+			return err
+		}
 		ru := newRollups()
 		ru.countInserted(rows, skipped)
-		err = ru.write(ctx, t)
-	}
-	if err == nil && extra != nil {
-		err = extra(t.Tx)
-	}
+		if err := ru.write(ctx, t); err != nil {
+			return err
+		}
+		if extra != nil {
+			if err := extra(t.Tx); err != nil {
+				return err
+			}
+		}
+		added = n
+		return nil
+	})
 	if err != nil {
-		return 0, errors.Join(err, t.rollback())
-	}
-	if err := t.commit(); err != nil {
 		return 0, err
 	}
 	return added, nil

@@ -49,6 +49,20 @@ func (s *Store) begin(ctx context.Context, bulk bool) (*wtx, error) {
 	return t, nil
 }
 
+// withWtx runs fn in a write transaction (see begin, not bulk) and commits
+// it, or rolls it back if fn fails: withTx for code that writes through
+// driver statements.
+func (s *Store) withWtx(ctx context.Context, fn func(t *wtx) error) error {
+	t, err := s.begin(ctx, false)
+	if err != nil {
+		return err
+	}
+	if err := fn(t); err != nil {
+		return errors.Join(err, t.rollback())
+	}
+	return t.commit()
+}
+
 // exec runs query, prepared once per transaction, with args. It numbers
 // args itself (1, 2, ...), which the driver needs to bind them in order.
 func (t *wtx) exec(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
