@@ -423,7 +423,7 @@ const (
 var insertStmts = func() []string {
 	var out []string
 	for n := 1; n <= insertChunk; n *= 2 {
-		out = append(out, insertHead+strings.TrimSuffix(strings.Repeat(insertTuple+", ", n), ", "))
+		out = append(out, insertHead+valuesList(insertTuple, n))
 	}
 	return out
 }()

@@ -273,35 +273,6 @@ func storedOverrides(ctx context.Context, tx *sql.Tx, ovs []Override) (map[strin
 	return out, nil
 }
 
-// rowsPerStmt is how many rows chunked puts in a statement.
-const rowsPerStmt = 64
-
-// chunked calls exec for each run of up to rowsPerStmt rows of vals (cols
-// values per row) with the statement head + "(?, ...), (?, ...)" + tail
-// for that many rows.
-func chunked[T any](head, tail string, cols int, vals []T, exec func(query string, v []T) error) error {
-	tuple := "(?" + strings.Repeat(", ?", cols-1) + ")"
-	stmtFor := func(rows int) string {
-		return head + strings.TrimSuffix(strings.Repeat(tuple+", ", rows), ", ") + tail
-	}
-	var full string
-	rows := len(vals) / cols
-	for i := 0; i < rows; i += rowsPerStmt {
-		k := min(rowsPerStmt, rows-i)
-		q := full
-		if k < rowsPerStmt {
-			q = stmtFor(k)
-		} else if q == "" {
-			full = stmtFor(k)
-			q = full
-		}
-		if err := exec(q, vals[i*cols:(i+k)*cols]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // Overrides returns all overrides, expired ones included, ordered by key.
 func (s *Store) Overrides(ctx context.Context) ([]Override, error) {
 	r, err := s.reader()

@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // wtx is a write transaction on the writer connection, pinned for its
@@ -97,14 +98,36 @@ func (t *wtx) exec(ctx context.Context, query string, args []driver.NamedValue) 
 	return res, err
 }
 
+// rowsPerStmt is how many rows execChunked puts in a statement.
+const rowsPerStmt = 64
+
 // execChunked runs head + "(?, ...), (?, ...)" + tail over vals, cols
-// values per row, many rows per statement (a statement costs about as much
-// as a one-row insert in this SQLite).
+// values per row, up to rowsPerStmt rows per statement (a statement costs
+// about as much as a one-row insert in this SQLite).
 func (t *wtx) execChunked(ctx context.Context, head, tail string, cols int, vals []driver.NamedValue) error {
-	return chunked(head, tail, cols, vals, func(q string, v []driver.NamedValue) error {
-		_, err := t.exec(ctx, q, v)
-		return err
-	})
+	tuple := "(?" + strings.Repeat(", ?", cols-1) + ")"
+	var full string
+	rows := len(vals) / cols
+	for i := 0; i < rows; i += rowsPerStmt {
+		k := min(rowsPerStmt, rows-i)
+		q := full
+		if k < rowsPerStmt {
+			q = head + valuesList(tuple, k) + tail
+		} else if q == "" {
+			full = head + valuesList(tuple, k) + tail
+			q = full
+		}
+		if _, err := t.exec(ctx, q, vals[i*cols:(i+k)*cols]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// valuesList returns rows copies of tuple, comma-separated: the VALUES
+// list of a multi-row insert.
+func valuesList(tuple string, rows int) string {
+	return strings.TrimSuffix(strings.Repeat(tuple+", ", rows), ", ")
 }
 
 // commit commits the transaction and gives the connection back.
