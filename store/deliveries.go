@@ -190,7 +190,7 @@ type dayAgg struct{ n, first, last int64 }
 // which the next delivery to it usually shares, so most rows intern with
 // string comparisons only.
 type rollups struct {
-	day  map[dayID]*dayCount
+	day  map[dayID]*dayAgg
 	hour map[hourID]*int64
 	doms map[string]*domClass
 	tlss map[tlsOutcome]*tlsOutcome
@@ -231,13 +231,8 @@ type hourID struct {
 	tls  *tlsOutcome
 }
 
-type dayCount struct {
-	key dayKey
-	dayAgg
-}
-
 func newRollups() *rollups {
-	return &rollups{day: map[dayID]*dayCount{}, hour: map[hourID]*int64{}, doms: map[string]*domClass{},
+	return &rollups{day: map[dayID]*dayAgg{}, hour: map[hourID]*int64{}, doms: map[string]*domClass{},
 		tlss: map[tlsOutcome]*tlsOutcome{}, rels: map[relayAt]*relayAt{}}
 }
 
@@ -274,10 +269,7 @@ func (ru *rollups) add(r *row) {
 		a.n++
 		a.first, a.last = min(a.first, r.us), max(a.last, r.us)
 	} else {
-		ru.day[id] = &dayCount{
-			key:    dayKey{day: id.day, rdomain: dc.rdomain, tlsOutcome: *tc, relayAt: *rc},
-			dayAgg: dayAgg{n: 1, first: r.us, last: r.us},
-		}
+		ru.day[id] = &dayAgg{n: 1, first: r.us, last: r.us}
 	}
 	hid := hourID{hour: floorDiv(r.us, usPerHour), tls: tc}
 	if n := ru.hour[hid]; n != nil {
@@ -296,11 +288,15 @@ func (ru *rollups) write(ctx context.Context, t *wtx) error {
 	ctx = context.WithoutCancel(ctx) // see insertBatch
 	// Rows go in primary-key order, many per statement: new rows then
 	// append to the b-trees and existing ones are visited in order.
-	days := make([]*dayCount, 0, len(ru.day))
-	for _, c := range ru.day {
-		days = append(days, c)
+	type dayCount struct {
+		key dayKey
+		*dayAgg
 	}
-	slices.SortFunc(days, func(a, b *dayCount) int { return compareDayKeys(&a.key, &b.key) })
+	days := make([]dayCount, 0, len(ru.day))
+	for id, a := range ru.day {
+		days = append(days, dayCount{dayKey{id.day, id.dom.rdomain, *id.tls, *id.relay}, a})
+	}
+	slices.SortFunc(days, func(a, b dayCount) int { return compareDayKeys(&a.key, &b.key) })
 	vals := make([]driver.NamedValue, 0, len(days)*14)
 	for _, c := range days {
 		k := &c.key
