@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -176,6 +177,10 @@ func dump(t *testing.T, bin, db string) []string {
 	t.Helper()
 	out, err := exec.Command(bin, "deliveries", "--db", db, "--format", "jsonl").Output()
 	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("deliveries: %v: %s", err, ee.Stderr)
+		}
 		t.Fatalf("deliveries: %v", err)
 	}
 	var rows []string

@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Sentinel errors. Callers test them with errors.Is.
@@ -229,38 +230,64 @@ func openHandles(ctx context.Context, path string) (*handles, error) {
 	// follower therefore commits at most once a second (SettleFor), where
 	// it committed at every poll, four times a second. The page size can
 	// only be chosen while the database is empty.
-	var pages int
-	if err := w.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
-	if pages == 0 {
-		// The cache was sized in pages of the old size: size it again.
-		for _, q := range []string{fmt.Sprintf("PRAGMA page_size = %d", pageSize), fmt.Sprintf("PRAGMA cache_size = -%d", writerCacheKiB)} {
-			if _, err := w.ExecContext(ctx, q); err != nil {
-				w.Close()
-				return nil, fmt.Errorf("store: open %s: %w", path, err)
-			}
+	// A new database is set up under locks that SQLite does not wait for
+	// (its busy handler gives up at once where waiting could deadlock), so
+	// a second process opening it at the same moment (`mailtls status`
+	// beside a starting `mailtls run`) can get SQLITE_BUSY: each step is
+	// idempotent, so the setup is tried again until busyTimeoutMS.
+	deadline := time.Now().Add(busyTimeoutMS * time.Millisecond)
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		err := setUp(ctx, w)
+		if err == nil {
+			break
 		}
-	}
-	var mode string
-	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode=WAL").Scan(&mode); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
-	if !strings.EqualFold(mode, "wal") {
-		w.Close()
-		return nil, fmt.Errorf("store: open %s: could not enable WAL mode (journal_mode=%s)", path, mode)
-	}
-	if err := migrate(ctx, w); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+		if !isBusy(err) || time.Now().After(deadline) {
+			w.Close()
+			return nil, fmt.Errorf("store: open %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			w.Close()
+			return nil, fmt.Errorf("store: open %s: %w", path, errors.Join(err, ctx.Err()))
+		case <-time.After(wait):
+		}
 	}
 	r := sql.OpenDB(connector{dsn(path, true, 0)})
 	r.SetMaxOpenConns(maxReaders)
 	r.SetMaxIdleConns(2)
 	r.SetConnMaxIdleTime(5 * time.Minute)
 	return &handles{w: w, r: r, dev: dev, ino: ino}, nil
+}
+
+// setUp gives a new database its page size, puts the database in WAL mode
+// and applies pending migrations.
+func setUp(ctx context.Context, w *sql.DB) error {
+	var pages int
+	if err := w.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		return err
+	}
+	if pages == 0 {
+		// The cache was sized in pages of the old size: size it again.
+		for _, q := range []string{fmt.Sprintf("PRAGMA page_size = %d", pageSize), fmt.Sprintf("PRAGMA cache_size = -%d", writerCacheKiB)} {
+			if _, err := w.ExecContext(ctx, q); err != nil {
+				return err
+			}
+		}
+	}
+	var mode string
+	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode=WAL").Scan(&mode); err != nil {
+		return err
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("could not enable WAL mode (journal_mode=%s)", mode)
+	}
+	return migrate(ctx, w)
+}
+
+// isBusy reports whether err is SQLite's SQLITE_BUSY (any extended code).
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 // filePageSize returns the page size recorded in the header of the

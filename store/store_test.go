@@ -214,3 +214,30 @@ func TestCloseLeavesEmptyWAL(t *testing.T) {
 		t.Error("Overrides after Close succeeded")
 	}
 }
+
+// TestOpenConcurrentNew opens a database that does not exist yet from
+// several stores at once, as `mailtls run` and a `mailtls status` started
+// beside it do: every open succeeds (the setup of a new database takes
+// locks that SQLite's busy handler does not wait for).
+func TestOpenConcurrentNew(t *testing.T) {
+	ctx := context.Background()
+	for round := 0; round < 20; round++ {
+		path := filepath.Join(t.TempDir(), "mailtls.db")
+		errs := make(chan error, 4)
+		for range 4 {
+			go func() {
+				s, err := Open(ctx, path)
+				if err == nil {
+					_, err = s.Overrides(ctx)
+					err = errors.Join(err, s.Close())
+				}
+				errs <- err
+			}()
+		}
+		for range 4 {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+	}
+}
