@@ -29,6 +29,14 @@ type Delivery struct {
 	Fallback    bool // plaintext after a failed handshake to the same relay
 	TLSFailure  bool // deferral/bounce caused by TLS
 
+	// TLSFeature is Postfix 3.11's tls= field as logged (for example
+	// "may:none", "dane:halfdane", "!encrypt"), or "" when absent.
+	TLSFeature string
+	// Internal marks a hop inside the host (content filter, local LMTP):
+	// the relay is a loopback address, a unix socket or a configured
+	// internal relay. Reports leave these out of the outbound coverage.
+	Internal bool
+
 	// Key is the hex SHA-256 of the raw line (header+message): the same
 	// input line always yields the same key, so re-reading is idempotent.
 	Key string

@@ -38,6 +38,8 @@ type Delivery struct {
 	TLSCipher   string
 	Fallback    bool
 	TLSFailure  bool
+	TLSFeature  string // Postfix 3.11's tls= field, or ""
+	Internal    bool   // hop inside the host (content filter, local LMTP)
 	Key         string // hex sha256 of the log line; identity for idempotency
 }
 
