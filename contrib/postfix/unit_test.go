@@ -27,15 +27,19 @@ import (
 )
 
 // The units in this directory and the commands they run, as an operator
-// would install them. The extra arguments are the documented variants
-// (README "The daemon", mailtls.service comments): the unix socket with
-// --unix-group needs chown.
+// would install them: the unit's ExecStart plus the documented variants
+// (mailtls.service comments: a unix socket with --unix-group, which needs
+// chown; README.operators.md: --journal instead of --log on journald-only
+// systems, which runs journalctl under the same sandbox).
 var units = []struct {
-	file  string
-	extra []string
+	name, file string
+	journal    bool
 }{
-	{"mailtls.service", []string{"--unix", "/run/mailtls/policy.sock", "--unix-group", "postfix"}},
+	{"mail.log", "mailtls.service", false},
+	{"journal", "mailtls.service", true},
 }
+
+var unixArgs = []string{"--unix", "/run/mailtls/policy.sock", "--unix-group", "postfix"}
 
 // unit is the part of a [Service] section the test reads: every value of
 // every key, in order.
@@ -338,7 +342,7 @@ func TestUnitSandboxAllowsDaemon(t *testing.T) {
 		t.Fatalf("group postfix (the group --unix-group gives the socket to; installed with Postfix): %v", err)
 	}
 	for _, uc := range units {
-		t.Run(uc.file, func(t *testing.T) {
+		t.Run(uc.name, func(t *testing.T) {
 			u := readUnit(t, uc.file)
 			allowed := syscallFilter(t, groups, u["SystemCallFilter"])
 			for _, n := range []string{"fchownat", "openat", "bind", "accept4"} {
@@ -352,21 +356,30 @@ func TestUnitSandboxAllowsDaemon(t *testing.T) {
 					t.Errorf("%s: the filter allows %s", uc.file, n)
 				}
 			}
-			checkUnitRun(t, u, uc.extra, allowed, straceBin, postmap, grp)
+			checkUnitRun(t, u, uc.journal, allowed, straceBin, postmap, grp)
 		})
 	}
 }
 
-// checkUnitRun runs the unit's ExecStart, plus extra, under strace with
+// checkUnitRun runs the unit's ExecStart with a unix socket under strace,
 // every path moved under a temporary root: a lookup over each listener with
-// Postfix's own client, a delivery in the log for the follower, SIGHUP,
-// then SIGTERM. Then it checks what the process did against the unit.
-func checkUnitRun(t *testing.T, u unit, extra []string, allowed func(string) bool, straceBin, postmap string, grp *user.Group) {
+// Postfix's own client, a delivery in the log for the follower (or the real
+// journalctl with journal), SIGHUP, then SIGTERM. Then it checks what the
+// processes did against the unit.
+func checkUnitRun(t *testing.T, u unit, journal bool, allowed func(string) bool, straceBin, postmap string, grp *user.Group) {
 	root := t.TempDir()
 	bin := buildMailtls(t)
 	under := func(p string) string { return filepath.Join(root, p) }
 
-	args := append(strings.Fields(u.one(t, "ExecStart"))[1:], extra...)
+	args := append(strings.Fields(u.one(t, "ExecStart"))[1:], unixArgs...)
+	if journal {
+		need(t, "journalctl", "systemd")
+		i := slices.Index(args, "--log")
+		if i < 0 || i+1 >= len(args) {
+			t.Fatalf("ExecStart has no --log to replace by --journal: %v", args)
+		}
+		args = slices.Replace(args, i, i+2, "--journal")
+	}
 	paths := map[string]string{}
 	for i, a := range args {
 		if strings.HasPrefix(a, "/") {
@@ -375,7 +388,7 @@ func checkUnitRun(t *testing.T, u unit, extra []string, allowed func(string) boo
 		}
 	}
 	// Loopback ports of our own instead of the fixed 8470/8471.
-	args = append(args, "--socketmap", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--config", os.DevNull)
+	args = append(args, "--socketmap", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--config", os.DevNull, "--log-level", "debug")
 	for _, d := range []string{"/var/log", "/run", "/var/lib"} {
 		if err := os.MkdirAll(under(d), 0o755); err != nil {
 			t.Fatal(err)
@@ -389,19 +402,23 @@ func checkUnitRun(t *testing.T, u unit, extra []string, allowed func(string) boo
 		os.MkdirAll(under("/run/"+d), 0o755)
 	}
 	logPath := paths["/var/log/mail.log"]
-	if logPath == "" {
+	if logPath == "" && !journal {
 		t.Fatalf("ExecStart does not follow /var/log/mail.log: %v", args)
 	}
 	const delivery = "Nov 28 18:20:05 myhostname postfix/smtp[8020]: Trusted TLS connection established to mx.unit.test[192.0.2.7]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)\n" +
 		"Nov 28 18:20:05 myhostname postfix/smtp[8020]: 7C41E1C0D9: to=<bob@unit.test>, relay=mx.unit.test[192.0.2.7]:25, delay=4.1, delays=4/0.01/0.06/0.03, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 8D52F1C0DA)\n"
-	if err := os.WriteFile(logPath, []byte(delivery), 0o640); err != nil {
-		t.Fatal(err)
+	if !journal {
+		if err := os.WriteFile(logPath, []byte(delivery), 0o640); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	traceFile := filepath.Join(t.TempDir(), "strace.out")
 	d := &daemon{lines: make(chan string, 100)}
 	d.cmd = exec.Command(straceBin, append([]string{"-f", "-qq", "-e", "trace=all", "-o", traceFile, "--", bin}, args...)...)
-	d.cmd.Env = append(os.Environ(), "MAILTLS_DB=")
+	// The environment systemd gives a system service (systemd.exec(5),
+	// "Environment variables in spawned processes"), not ours.
+	d.cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin", "LANG=C.UTF-8"}
 	pr, pw := io.Pipe()
 	d.cmd.Stderr = io.MultiWriter(pw, &d.stderr)
 	if err := d.cmd.Start(); err != nil {
@@ -422,7 +439,11 @@ func checkUnitRun(t *testing.T, u unit, extra []string, allowed func(string) boo
 	})
 
 	started := d.waitLog(t, "mailtls run started")
-	d.waitLog(t, "following log file from its start")
+	if journal {
+		d.waitLog(t, "journalctl started")
+	} else {
+		d.waitLog(t, "following log file from its start")
+	}
 	pid := tracee(t, d.cmd.Process.Pid)
 	sockPath := paths["/run/mailtls/policy.sock"]
 	if sockPath == "" {
@@ -458,14 +479,21 @@ func checkUnitRun(t *testing.T, u unit, extra []string, allowed func(string) boo
 	}
 
 	// The follower did its work too: the delivery is in the database.
-	out, err := exec.Command(bin, "deliveries", "--db", paths["/var/lib/mailtls/mailtls.db"], "--format", "jsonl").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), `"queue_id":"7C41E1C0D9"`) {
-		t.Errorf("deliveries after the run: %v\n%s", err, out)
+	if !journal {
+		out, err := exec.Command(bin, "deliveries", "--db", paths["/var/lib/mailtls/mailtls.db"], "--format", "jsonl").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), `"queue_id":"7C41E1C0D9"`) {
+			t.Errorf("deliveries after the run: %v\n%s", err, out)
+		}
 	}
 
 	calls := readStrace(t, traceFile)
 	if len(calls) < 100 {
 		t.Fatalf("only %d system calls traced", len(calls))
+	}
+	if journal && !slices.ContainsFunc(calls, func(c straceCall) bool {
+		return c.name == "execve" && strings.Contains(c.args, "journalctl")
+	}) {
+		t.Error("journalctl was not run")
 	}
 	checkCalls(t, u, calls, allowed, root)
 }
