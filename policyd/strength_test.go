@@ -94,3 +94,35 @@ func TestLevelAbove(t *testing.T) {
 		t.Error("unknown level placed in the order")
 	}
 }
+
+// FuzzLowers checks the order on any two valid policies: no policy lowers
+// itself, and two different policies never both fail to lower each other
+// (at most one direction is a raise).
+func FuzzLowers(f *testing.F) {
+	for _, s := range [][2]string{
+		{"secure match=.example.com", "encrypt"},
+		{"encrypt", "verify"},
+		{"dane", "encrypt"},
+		{"encrypt protocols=>=TLSv1.2", "verify protocols=>=TLSv1.2"},
+		{"may", "may ciphers=high"},
+		{"none", "dane-only"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		pa, err := ParsePolicy(a)
+		if err != nil {
+			return
+		}
+		pb, err := ParsePolicy(b)
+		if err != nil {
+			return
+		}
+		if Lowers(pa, pa) {
+			t.Errorf("%q lowers itself", pa)
+		}
+		if pa.String() != pb.String() && !Lowers(pa, pb) && !Lowers(pb, pa) {
+			t.Errorf("%q and %q each raise the other", pa, pb)
+		}
+	})
+}
