@@ -95,6 +95,14 @@ var (
 	binErr    error
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
 // buildMailtls builds the binary once for all tests, as make build does.
 func buildMailtls(t *testing.T) string {
 	t.Helper()
