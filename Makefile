@@ -6,7 +6,7 @@ LOG         ?= /var/log/mail.log
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PKGS        := ./...
 
-.PHONY: all build run test check bench faults fmt vet staticcheck deps clean
+.PHONY: all build run test check large-files bench faults fmt vet staticcheck deps clean
 
 all: build
 
@@ -27,11 +27,18 @@ test: deps
 deps:
 	@bash .ci/deps
 
-check: deps
+check: deps large-files
 	@echo "gofmt"; out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) run $(STATICCHECK) $(PKGS)
 	$(GO) test -race -count=1 -timeout 40m $(PKGS)
+
+# No build output or other big blobs in the repository: every tracked file
+# outside a testdata/ directory must be at most 1 MB (1,048,576 bytes).
+large-files:
+	@echo "large files"; if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then echo "not a git checkout: large-files skipped"; exit 0; fi; \
+	git ls-files -z | xargs -0 -r stat -c '%s %n' -- 2>/dev/null | \
+	awk '{ n = substr($$0, length($$1) + 2) } $$1 > 1048576 && n !~ /(^|\/)testdata\// { printf "tracked file %s is %d bytes, over 1 MB: build output? (git rm --cached it; test data goes under testdata/)\n", n, $$1; bad = 1 } END { exit bad }'
 
 bench: build
 	@bash bench/run.sh

@@ -54,6 +54,11 @@ type Checker struct {
 	// DialHTTPS connects to the MTA-STS policy host; nil resolves it
 	// through Resolver and dials the first address that answers.
 	DialHTTPS func(ctx context.Context, network, addr string) (net.Conn, error)
+	// AllowPrivate lets the check connect to addresses that are not
+	// public (loopback, private, link-local, documentation, ...: see
+	// NonPublic). Without it such addresses are never contacted, so that
+	// a domain's DNS cannot make the check probe our own network.
+	AllowPrivate bool
 	// Now is the clock for certificate validity; nil means time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -90,6 +95,9 @@ type MXReport struct {
 	Addresses       []string `json:"addresses"`
 	AddressesDNSSEC bool     `json:"addresses_dnssec"`
 	AddressError    string   `json:"address_error,omitempty"`
+	// NotProbed are the addresses left out because they are not public,
+	// as "addr (kind)"; see Checker.AllowPrivate.
+	NotProbed []string `json:"not_probed,omitempty"`
 	// TLSA are the records at _25._tcp.<host> (RFC 7672 §2.2).
 	TLSA       []TLSARecord `json:"tlsa"`
 	TLSADNSSEC bool         `json:"tlsa_dnssec"`
@@ -359,8 +367,17 @@ func (r *run) examine(ctx context.Context, h mxHost) MXReport {
 		}
 	}
 
-	hostports := make([]string, len(addrs))
-	for i, ip := range addrs {
+	probe := addrs
+	if !r.c.AllowPrivate {
+		probe, m.NotProbed = splitPublic(addrs)
+	}
+	if len(addrs) > 0 && len(probe) == 0 {
+		m.Probe = Probe{FailedStep: StepAddress, Error: notPublicError(m.NotProbed)}
+		r.log.Debug("mx not probed", "mx", h.name, "error", m.Probe.Error)
+		return m
+	}
+	hostports := make([]string, len(probe))
+	for i, ip := range probe {
 		hostports[i] = net.JoinHostPort(ip, strconv.Itoa(r.port))
 	}
 	p := Prober{HELO: r.helo, Timeouts: r.steps, Dial: r.c.DialSMTP, RootCAs: r.c.RootCAs, Now: r.c.Now}
@@ -510,6 +527,12 @@ func (r *run) dialResolved(ctx context.Context, network, addr string) (net.Conn,
 	}
 	if len(ips) == 0 {
 		return nil, fmt.Errorf("%s has no A or AAAA records", host)
+	}
+	if !r.c.AllowPrivate {
+		var skipped []string
+		if ips, skipped = splitPublic(ips); len(ips) == 0 {
+			return nil, fmt.Errorf("%s not fetched: none of its addresses is public: %s", host, strings.Join(skipped, ", "))
+		}
 	}
 	var errs []error
 	for _, ip := range ips {

@@ -176,6 +176,8 @@ func tlsBlocker(mx MXReport, level string) string {
 	case p.TLS != nil || len(mx.Addresses) == 0:
 		// Postfix skips a host without addresses at every level.
 		return ""
+	case p.FailedStep == StepAddress:
+		return fmt.Sprintf("%s was %s: cannot tell whether %s would work", mx.Host, p.Error, level)
 	case !p.Connected || p.FailedStep == StepGreeting || p.FailedStep == StepEHLO && !strings.HasPrefix(p.Error, "EHLO rejected"):
 		return fmt.Sprintf("%s could not be probed (%s: %s): cannot tell whether %s would work; re-run when it answers", mx.Host, p.FailedStep, p.Error, level)
 	case !p.STARTTLS:

@@ -61,7 +61,7 @@ func TestCheckProbesRealReceivers(t *testing.T) {
 		},
 		"plain.test": func(l string) bool { return l == "may" },
 	} {
-		out, err := exec.Command(bin, "check", domain, "--resolver", resolver, "--timeout", "20s", "--format", "json", "--db", db).Output()
+		out, err := exec.Command(bin, "check", domain, "--allow-private", "--resolver", resolver, "--timeout", "20s", "--format", "json", "--db", db).Output()
 		if err != nil {
 			t.Fatalf("mailtls check %s: %v\n%s", domain, err, out)
 		}

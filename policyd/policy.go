@@ -26,7 +26,8 @@ type Policy struct {
 // bytes after %XX-encoding, and a policy is a few dozen bytes in practice.
 const maxPolicyLen = 2048
 
-// Security levels, weakest first (postconf(5), smtp_tls_security_level).
+// Security levels in the order of postconf(5) smtp_tls_security_level; see
+// strongerThan for which is stronger than which.
 var levels = []string{"none", "may", "encrypt", "dane", "dane-only", "fingerprint", "verify", "secure"}
 
 const levelList = "none, may, encrypt, dane, dane-only, fingerprint, verify, secure"

@@ -53,7 +53,8 @@ func checkCommand(e env) *cli.Command {
 		UsageText: "mailtls check example.com\n" +
 			"mailtls check example.com --format json | jq .recommendation\n" +
 			"mailtls check example.com --resolver 127.0.0.1:53 --timeout 60s\n" +
-			"mailtls check example.com --apply     # set the recommended policy as an override",
+			"mailtls check example.com --apply     # set the recommended policy as an override\n" +
+			"mailtls check example.com --apply --force   # also when that lowers the current override",
 		Description: "check looks up the MX hosts of DOMAIN with their DANE TLSA records, the MTA-STS\n" +
 			"and TLSRPT records and the MTA-STS policy, then connects to every MX on port 25:\n" +
 			"greeting, EHLO, STARTTLS, TLS handshake, QUIT. It never sends MAIL FROM.\n" +
@@ -61,7 +62,14 @@ func checkCommand(e env) *cli.Command {
 			"(dane-only, secure match=..., verify, encrypt, dane or may) and says why,\n" +
 			"and shows what our own delivery records say about the domain.\n" +
 			"DNSSEC status comes from the AD bit of the resolver: use a validating resolver\n" +
-			"on localhost. Outbound port 25 must be open for the probe.",
+			"on localhost. Outbound port 25 must be open for the probe.\n" +
+			"Only public addresses are probed: an MX (or MTA-STS host) that resolves to loopback,\n" +
+			"private, link-local, CGNAT or documentation addresses is reported as not probed,\n" +
+			"unless --allow-private.\n" +
+			"--apply never lowers an override without --force: it replaces the current one only\n" +
+			"with a strictly stronger level that keeps all its attributes (none < may < encrypt <\n" +
+			"fingerprint, verify, secure, dane-only; may < dane < dane-only). Any other change,\n" +
+			"also secure match=A to secure match=B, needs --force.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "resolver", Usage: "DNS resolver `ADDR` (host:port); default: the nameservers of /etc/resolv.conf, else 127.0.0.1:53"},
 			&cli.IntFlag{Name: "port", Value: 25, Usage: "SMTP `PORT` to probe on every MX"},
@@ -69,6 +77,8 @@ func checkCommand(e env) *cli.Command {
 			&cli.StringFlag{Name: "helo", Usage: "`NAME` to send in EHLO (default: this host's name)"},
 			formatFlag("table", "table|json"),
 			&cli.BoolFlag{Name: "apply", Usage: "set the recommended policy as an override for DOMAIN after printing it"},
+			&cli.BoolFlag{Name: "force", Usage: "with --apply: replace the override even when the recommendation is not stronger"},
+			&cli.BoolFlag{Name: "allow-private", Usage: "also probe loopback, private, link-local and other non-public addresses"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -98,12 +108,15 @@ func checkCommand(e env) *cli.Command {
 			if helo != "" && (strings.ContainsAny(helo, " \t\r\n") || len(helo) > 255) {
 				return usageErrorf("invalid --helo %q (want a host name without spaces)", helo)
 			}
+			if c.Bool("force") && !c.Bool("apply") {
+				return usageErrorf("--force only goes with --apply (mailtls check DOMAIN --apply --force)")
+			}
 			res, err := discover.NewResolver(c.String("resolver"), "")
 			if err != nil {
 				return usageErrorf("%v", err)
 			}
 
-			chk := &discover.Checker{Resolver: res, Timeout: timeout, Port: port, HELO: helo}
+			chk := &discover.Checker{Resolver: res, Timeout: timeout, Port: port, HELO: helo, AllowPrivate: c.Bool("allow-private")}
 			configureChecker(chk)
 			rep, err := chk.Check(c.Context, domain)
 			if err != nil {
@@ -130,8 +143,9 @@ func checkCommand(e env) *cli.Command {
 			}
 
 			var applyErr error
+			lowered := false
 			if c.Bool("apply") {
-				out.Applied, applyErr = applyRecommendation(c.Context, st, store.Actor(e.getenv), key, rep.Recommendation, out.CurrentOverride)
+				out.Applied, lowered, applyErr = applyRecommendation(c.Context, st, store.Actor(e.getenv), key, rep.Recommendation, out.CurrentOverride, c.Bool("force"))
 			}
 			if format == "json" {
 				if err := writeJSON(e.stdout, out); err != nil {
@@ -145,12 +159,22 @@ func checkCommand(e env) *cli.Command {
 			}
 			if format == "table" {
 				switch {
-				case out.Applied:
+				case out.Applied && out.CurrentOverride == nil:
 					fmt.Fprintf(e.stdout, "\nApplied: override %s -> %s\n", key, rep.Recommendation.Policy)
+				case out.Applied:
+					how := ""
+					if lowered {
+						how = " (lowered: --force)"
+					}
+					fmt.Fprintf(e.stdout, "\nApplied: override %s %s -> %s%s\n", key, *out.CurrentOverride, rep.Recommendation.Policy, how)
 				case c.Bool("apply"):
 					fmt.Fprintf(e.stdout, "\nNothing applied: %s\n", notApplied(rep.Recommendation, out.CurrentOverride))
 				case rep.Recommendation.Level != "" && rep.Recommendation.Level != "may":
-					fmt.Fprintf(e.stdout, "\nTo apply: mailtls policy set %s %s   (or re-run with --apply)\n", key, rep.Recommendation.Policy)
+					if p, err := policyd.ParsePolicy(rep.Recommendation.Policy); err == nil && lowers(out.CurrentOverride, p) {
+						fmt.Fprintf(e.stdout, "\nThe override %s stays: %s could weaken TLS (re-run with --apply --force to replace it anyway)\n", *out.CurrentOverride, p)
+					} else if out.CurrentOverride == nil || *out.CurrentOverride != p.String() {
+						fmt.Fprintf(e.stdout, "\nTo apply: mailtls policy set %s %s   (or re-run with --apply)\n", key, rep.Recommendation.Policy)
+					}
 				}
 			}
 			return nil
@@ -204,21 +228,39 @@ func currentOverride(ctx context.Context, st *store.Store, key string) (*string,
 
 // applyRecommendation sets the recommended policy as the override for key.
 // may is the default answer and no recommendation means nothing to force:
-// both leave the overrides alone.
-func applyRecommendation(ctx context.Context, st *store.Store, actor, key string, rec discover.Recommendation, cur *string) (bool, error) {
+// both leave the overrides alone. A current override is replaced only by
+// a policy that does not lower it (policyd.Lowers), unless force; lowered
+// tells that force was needed.
+func applyRecommendation(ctx context.Context, st *store.Store, actor, key string, rec discover.Recommendation, cur *string, force bool) (applied, lowered bool, err error) {
 	if rec.Level == "" || rec.Level == "may" || cur != nil && *cur == rec.Policy {
-		return false, nil
+		return false, false, nil
 	}
 	p, err := policyd.ParsePolicy(rec.Policy)
 	if err != nil {
-		return false, fmt.Errorf("recommended policy %q is not valid, not applied: %w", rec.Policy, err)
+		return false, false, fmt.Errorf("recommended policy %q is not valid, not applied: %w", rec.Policy, err)
+	}
+	lowered = lowers(cur, p)
+	if lowered && !force {
+		return false, true, fmt.Errorf("not applied: %s could weaken TLS for %s: the override is %s (to replace it: --force, or mailtls policy set %s %s)",
+			p, key, *cur, key, p)
 	}
 	o := store.Override{Key: key, Policy: p.String(),
 		Note: fmt.Sprintf("set by mailtls check on %s: %s", time.Now().UTC().Format("2006-01-02"), rec.Level)}
 	if err := st.SetOverride(ctx, o, actor); err != nil {
-		return false, err
+		return false, lowered, err
 	}
-	return true, nil
+	return true, lowered, nil
+}
+
+// lowers reports whether p would lower the current override cur. A current
+// value that does not parse (written by another tool) is not known to be
+// weaker, so it counts as stronger.
+func lowers(cur *string, p policyd.Policy) bool {
+	if cur == nil {
+		return false
+	}
+	old, err := policyd.ParsePolicy(*cur)
+	return err != nil || policyd.Lowers(old, p)
 }
 
 func notApplied(rec discover.Recommendation, cur *string) string {
@@ -297,7 +339,13 @@ func writeCheckText(w io.Writer, out checkJSON) error {
 			if m.AddressError != "" {
 				problems = append(problems, fmt.Sprintf("%s: %s", m.Host, m.AddressError))
 			}
-			if p.Error != "" {
+			switch {
+			case p.FailedStep == discover.StepAddress:
+				problems = append(problems, fmt.Sprintf("%s: %s (--allow-private probes it)", m.Host, p.Error))
+			case len(m.NotProbed) > 0:
+				problems = append(problems, fmt.Sprintf("%s: not probed at %s: not public (--allow-private probes them)", m.Host, strings.Join(m.NotProbed, ", ")))
+			}
+			if p.Error != "" && p.FailedStep != discover.StepAddress {
 				problems = append(problems, fmt.Sprintf("%s: %s: %s", m.Host, p.FailedStep, p.Error))
 			}
 			if p.TLS != nil && p.TLS.VerifyError != "" {

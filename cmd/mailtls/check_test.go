@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -156,7 +157,7 @@ func TestCheckCommand(t *testing.T) {
 	resolver := checkDNS(t)
 	port := strconv.Itoa(checkSMTP(t, true))
 	db := filepath.Join(t.TempDir(), "mailtls.db")
-	common := []string{"--resolver", resolver, "--port", port, "--timeout", "5s", "--helo", "test.mailtls"}
+	common := []string{"--resolver", resolver, "--port", port, "--timeout", "5s", "--helo", "test.mailtls", "--allow-private"}
 
 	// Our history: one encrypted and one plaintext delivery in the window.
 	st, err := store.Open(context.Background(), db)
@@ -253,11 +254,117 @@ func TestCheckCommandNoSTARTTLS(t *testing.T) {
 	resolver := checkDNS(t)
 	port := strconv.Itoa(checkSMTP(t, false))
 	db := filepath.Join(t.TempDir(), "mailtls.db")
-	out, errs, code := runCheckCLI(t, db, "--resolver", resolver, "--port", port, "--timeout", "5s", "--apply", "plain.example")
+	out, errs, code := runCheckCLI(t, db, "--resolver", resolver, "--port", port, "--timeout", "5s", "--allow-private", "--apply", "plain.example")
 	if code != 0 || !strings.Contains(out, "Recommendation: may") ||
 		!strings.Contains(out, "mx1.plain.example does not offer STARTTLS: encrypt would defer mail routed to it") ||
 		!strings.Contains(out, "Nothing applied: may is the default") {
 		t.Errorf("exit %d, %s:\n%s", code, errs, out)
+	}
+}
+
+func setOverride(t *testing.T, db, key, policy string) {
+	t.Helper()
+	st, err := store.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.SetOverride(context.Background(), store.Override{Key: key, Policy: policy}, "test"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func overridePolicy(t *testing.T, db, key string) string {
+	t.Helper()
+	st, err := store.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ovs, err := st.Overrides(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range ovs {
+		if o.Key == key {
+			return o.Policy
+		}
+	}
+	return ""
+}
+
+// issue #14: a probe that sees a weaker server (a transient certificate
+// problem, or someone on the path) must not replace a stronger override
+// unless the operator says --force.
+func TestCheckApplyNeverLowers(t *testing.T) {
+	resolver := checkDNS(t)
+	port := strconv.Itoa(checkSMTP(t, true)) // self-signed: recommends encrypt
+	common := []string{"--resolver", resolver, "--port", port, "--timeout", "5s", "--helo", "test.mailtls", "--allow-private", "--apply"}
+	for _, tc := range []struct {
+		current string
+		lowers  bool
+	}{
+		{"secure match=.check.example", true},
+		{"verify", true},
+		{"dane-only", true},
+		{"dane", true}, // not above encrypt, not below: unsure, so --force
+		{"encrypt protocols=>=TLSv1.3", true},
+		{"may", false},
+		{"none", false},
+	} {
+		db := filepath.Join(t.TempDir(), "mailtls.db")
+		setOverride(t, db, "check.example", tc.current)
+		out, errs, code := runCheckCLI(t, db, append(common, "check.example")...)
+		if !tc.lowers {
+			want := "Applied: override check.example " + tc.current + " -> encrypt"
+			if code != 0 || !strings.Contains(out, want) || overridePolicy(t, db, "check.example") != "encrypt" {
+				t.Errorf("raise from %q: exit %d, stderr %q, want %q in:\n%s", tc.current, code, errs, want, out)
+			}
+			continue
+		}
+		want := "not applied: encrypt could weaken TLS for check.example: the override is " + tc.current +
+			" (to replace it: --force, or mailtls policy set check.example encrypt)"
+		if code != exitFailure || strings.TrimSpace(errs) != "mailtls: "+want || strings.Count(errs, "\n") != 1 ||
+			!strings.Contains(out, "Recommendation: encrypt") || strings.Contains(out, "Applied") {
+			t.Errorf("lower from %q: exit %d, stderr %q (want %q), stdout:\n%s", tc.current, code, errs, want, out)
+		}
+		if got := overridePolicy(t, db, "check.example"); got != tc.current {
+			t.Errorf("lower from %q without --force: override is now %q", tc.current, got)
+		}
+		// Without --apply, check does not suggest re-running with it.
+		out, _, code = runCheckCLI(t, db, append(slices.Clone(common[:len(common)-1]), "check.example")...)
+		if hint := "The override " + tc.current + " stays: encrypt could weaken TLS (re-run with --apply --force to replace it anyway)"; code != 0 ||
+			!strings.Contains(out, hint) || strings.Contains(out, "To apply") {
+			t.Errorf("no --apply, override %q: exit %d, want %q in:\n%s", tc.current, code, hint, out)
+		}
+		// JSON says applied: false and fails the same way.
+		out, errs, code = runCheckCLI(t, db, append(common, "--format", "json", "check.example")...)
+		if code != exitFailure || !strings.Contains(errs, want) || !strings.Contains(out, `"applied": false`) {
+			t.Errorf("json lower from %q: exit %d, stderr %q:\n%s", tc.current, code, errs, out)
+		}
+		out, errs, code = runCheckCLI(t, db, append(common, "--force", "check.example")...)
+		want = "Applied: override check.example " + tc.current + " -> encrypt (lowered: --force)"
+		if code != 0 || !strings.Contains(out, want) || overridePolicy(t, db, "check.example") != "encrypt" {
+			t.Errorf("--force from %q: exit %d, stderr %q, want %q in:\n%s", tc.current, code, errs, want, out)
+		}
+	}
+	_, errs, code := runCheckCLI(t, filepath.Join(t.TempDir(), "mailtls.db"), "--resolver", resolver, "--force", "check.example")
+	if code != exitUsage || !strings.Contains(errs, "--force only goes with --apply") {
+		t.Errorf("--force without --apply: exit %d, %q", code, errs)
+	}
+}
+
+// Without --allow-private, check does not connect to the fake MX on
+// 127.0.0.1 and says why in one line.
+func TestCheckCommandPublicOnly(t *testing.T) {
+	resolver := checkDNS(t)
+	port := strconv.Itoa(checkSMTP(t, true))
+	db := filepath.Join(t.TempDir(), "mailtls.db")
+	out, errs, code := runCheckCLI(t, db, "--resolver", resolver, "--port", port, "--timeout", "5s", "--apply", "check.example")
+	want := "  ! mx1.check.example: not probed: its only address 127.0.0.1 (loopback) is not public (--allow-private probes it)\n"
+	if code != 0 || !strings.Contains(out, want) || !strings.Contains(out, "Recommendation: may") ||
+		strings.Contains(out, "self-signed") || overridePolicy(t, db, "check.example") != "" {
+		t.Errorf("exit %d, stderr %q, want %q in:\n%s", code, errs, want, out)
 	}
 }
 
