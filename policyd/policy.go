@@ -31,6 +31,19 @@ var levels = []string{"none", "may", "encrypt", "dane", "dane-only", "fingerprin
 
 const levelList = "none, may, encrypt, dane, dane-only, fingerprint, verify, secure"
 
+// AboveMay reports whether a security level, as main.cf's
+// smtp_tls_security_level or a policy's first word, demands more than
+// opportunistic TLS. Empty, none and may do not; every other level does, and
+// so does a word that is no level at all, so that callers err towards
+// leaving the decision to Postfix.
+func AboveMay(level string) bool {
+	switch strings.ToLower(strings.TrimSpace(level)) {
+	case "", "none", "may":
+		return false
+	}
+	return true
+}
+
 // attrSpec describes one policy table attribute: the levels it is valid at
 // and how its value is validated and normalised.
 type attrSpec struct {
