@@ -92,6 +92,10 @@ func FuzzParsePolicy(f *testing.F) {
 		"encrypt protocols=TLSv1.2\nciphers=null", "encrypt\x00", "encrypt protocols=", "encrypt foo=bar",
 		"encrypt protocols=TLSv1 protocols=TLSv1", "encrypt match=hostname", "verify tafile=relative",
 		"may servername=bücher.example", "encrypt protocols=>=TLSv1.3:<=TLSv1.2", "  may  \t ",
+		"encrypt exclude=!aNULL", "encrypt exclude=aNULL:+RC4", "may exclude=@STRENGTH", "may ciphers=null",
+		"encrypt protocols=!SSLv2:!SSLv3:!TLSv1:!TLSv1.1:!TLSv1.2:!TLSv1.3", "may protocols=SSLv3", "fingerprint",
+		"may exclude=ALL", "encrypt exclude=aRSA:aECDSA:aDSS", "encrypt exclude=kRSA+AES:ECDHE+SHA1",
+		"may protocols=TLSv1:!TLSv1:>=TLSv1.2", "encrypt exclude=CHACHA20:AES:CAMELLIA:ARIA",
 	} {
 		f.Add(seed)
 	}
