@@ -272,7 +272,7 @@ func splitMaps(v string) []string {
 	var out []string
 	depth, start := 0, -1
 	for i, r := range v {
-		sep := depth == 0 && (r == ',' || r == ' ' || r == '\t' || r == '\n')
+		sep := depth == 0 && strings.ContainsRune(", \t\r\n", r) // CHARS_COMMA_SP
 		switch {
 		case sep:
 			if start >= 0 {
@@ -289,8 +289,10 @@ func splitMaps(v string) []string {
 			start = i
 		}
 	}
-	if start >= 0 {
-		out = append(out, v[start:])
+	if start >= 0 { // an unbalanced "{" runs to the end
+		if tail := strings.TrimRight(v[start:], ", \t\r\n"); tail != "" {
+			out = append(out, tail)
+		}
 	}
 	return out
 }

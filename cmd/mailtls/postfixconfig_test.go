@@ -151,3 +151,65 @@ func TestSetConfigValue(t *testing.T) {
 		}
 	}
 }
+
+func FuzzSplitMaps(f *testing.F) {
+	for _, s := range []string{"", "hash:/a, texthash:/b", "a,,b", " , ", "inline:{ a=b, c=d }, x", "inline:{ {a} }", "}{,", "{", "{ ", "a\tb\nc"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := splitMaps(s)
+		total := 0
+		for _, m := range got {
+			if m == "" || strings.Trim(m, ", \t\r\n") != m && !strings.ContainsAny(m, "{}") {
+				t.Fatalf("splitMaps(%q) has item %q", s, m)
+			}
+			if !strings.ContainsAny(m, "{}") && strings.ContainsAny(m, ", \t\r\n") {
+				t.Fatalf("splitMaps(%q) has unsplit item %q", s, m)
+			}
+			total += len(m)
+		}
+		if total > len(s) {
+			t.Fatalf("splitMaps(%q) = %q: longer than the input", s, got)
+		}
+		// Splitting the joined list again gives the same items.
+		if again := splitMaps(strings.Join(got, ", ")); !slices.Equal(again, got) && !strings.ContainsAny(s, "{}") {
+			t.Fatalf("splitMaps(join(%q)) = %q", got, again)
+		}
+	})
+}
+
+func FuzzSetConfigValue(f *testing.F) {
+	for _, s := range []string{"", "default = may\n", "# default = x\ndb=/x", "default\n", "default = 'may'\nkeep 4d", "\x00", "default=a\ndefault=b\n"} {
+		f.Add(s)
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, s string) {
+		p := filepath.Join(dir, "c.conf")
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := setConfigValue(p, "default", "notfound"); err != nil {
+			t.Fatal(err)
+		}
+		if v, ok, err := configValue(p, "default"); err != nil || !ok || v != "notfound" {
+			t.Fatalf("after set on %q: %q %v %v", s, v, ok, err)
+		}
+		b, _ := os.ReadFile(p)
+		// Every line that does not set default is kept, in order.
+		var kept []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if n, _ := splitConfigLine(strings.TrimSpace(l)); n != "default" || strings.HasPrefix(strings.TrimSpace(l), "#") {
+				kept = append(kept, strings.TrimRight(l, "\r"))
+			}
+		}
+		var want []string
+		for _, l := range strings.Split(s, "\n") {
+			if n, _ := splitConfigLine(strings.TrimSpace(l)); n != "default" || strings.HasPrefix(strings.TrimSpace(l), "#") {
+				want = append(want, strings.TrimRight(l, "\r"))
+			}
+		}
+		if strings.Join(kept, "\n") != strings.Join(want, "\n") && strings.Join(kept, "\n") != strings.Join(want, "\n")+"\n" && strings.TrimSuffix(strings.Join(kept, "\n"), "\n") != strings.TrimSuffix(strings.Join(want, "\n"), "\n") {
+			t.Fatalf("set on %q gave %q", s, b)
+		}
+	})
+}
