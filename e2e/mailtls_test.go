@@ -76,6 +76,7 @@ type mailtlsRun struct {
 	t    *testing.T
 	bin  string
 	args []string
+	env  []string // nil: this process's environment
 	cmd  *exec.Cmd
 	done chan error
 	log  *syncBuffer
@@ -126,6 +127,7 @@ func newMailtlsRun(t *testing.T, logPath string) *mailtlsRun {
 func (m *mailtlsRun) start() {
 	m.t.Helper()
 	m.cmd = exec.Command(m.bin, m.args...)
+	m.cmd.Env = m.env
 	m.cmd.Stdout = m.log
 	m.cmd.Stderr = m.log
 	if err := m.cmd.Start(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 )
 
 func FuzzNetstring(f *testing.F) {
@@ -91,6 +92,10 @@ func FuzzParsePolicy(f *testing.F) {
 		"encrypt protocols=TLSv1.2\nciphers=null", "encrypt\x00", "encrypt protocols=", "encrypt foo=bar",
 		"encrypt protocols=TLSv1 protocols=TLSv1", "encrypt match=hostname", "verify tafile=relative",
 		"may servername=bücher.example", "encrypt protocols=>=TLSv1.3:<=TLSv1.2", "  may  \t ",
+		"encrypt exclude=!aNULL", "encrypt exclude=aNULL:+RC4", "may exclude=@STRENGTH", "may ciphers=null",
+		"encrypt protocols=!SSLv2:!SSLv3:!TLSv1:!TLSv1.1:!TLSv1.2:!TLSv1.3", "may protocols=SSLv3", "fingerprint",
+		"may exclude=ALL", "encrypt exclude=aRSA:aECDSA:aDSS", "encrypt exclude=kRSA+AES:ECDHE+SHA1",
+		"may protocols=TLSv1:!TLSv1:>=TLSv1.2", "encrypt exclude=CHACHA20:AES:CAMELLIA:ARIA",
 	} {
 		f.Add(seed)
 	}
@@ -139,10 +144,17 @@ func FuzzNormalizeKey(f *testing.F) {
 	for _, seed := range []string{
 		"example.com", ".example.com", "[mx.example.com]:587", "[192.0.2.1]", "[ipv6:2001:db8::1]:25",
 		"bücher.example", "example.com:smtp", "", " ", "a..b", "[", "[]:", "xn--zz", "192.0.2.1", "a,b",
+		"bank.example.", "[bank.example.]:25", "[bank.example.]", "relay.example.:2525", ".corp.example.",
+		"bücher.example.", "bücher.example。", "a..", ".", "[.]", "[.]:25", "\xff.example", "b\xfccher.example",
+		"bank.example\xc3", "[ipv6:2001:db8::1.]:25",
 	} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
+		// The lookup path's dot trimming never grows a key nor panics.
+		if tk := trimKeyDot([]byte(in)); len(tk) != len(in) && len(tk) != len(in)-1 {
+			t.Fatalf("trimKeyDot(%q) = %q", in, tk)
+		}
 		k, err := NormalizeKey(in)
 		if err != nil {
 			if !errors.Is(err, ErrBadKey) || strings.ContainsAny(err.Error(), "\r\n") {
@@ -157,6 +169,23 @@ func FuzzNormalizeKey(f *testing.F) {
 		}
 		if k2, err := NormalizeKey(k); err != nil || k2 != k {
 			t.Fatalf("NormalizeKey(%q) = %q, %v; want it unchanged", k, k2, err)
+		}
+		// One trailing dot on the host name changes nothing, when stored
+		// or looked up.
+		dotted := k + "."
+		if i := strings.IndexByte(k, ']'); k[0] == '[' && i > 0 {
+			dotted = k[:i] + "." + k[i:]
+		} else if i := strings.IndexByte(k, ':'); i > 0 {
+			dotted = k[:i] + "." + k[i:]
+		}
+		if inner := strings.TrimPrefix(k, "["); !strings.ContainsAny(inner[:1], "0123456789") && !strings.HasPrefix(inner, "ipv6:") && !strings.Contains(k, "::") {
+			if k2, err := NormalizeKey(dotted); err != nil || k2 != k {
+				t.Fatalf("NormalizeKey(%q) = %q, %v; want %q", dotted, k2, err, k)
+			}
+		}
+		snap := NewSnapshot([]Override{{Key: k, Value: "secure"}}, "may")
+		if r := snap.Lookup(dotted, time.Time{}); r.Value != "secure" || r.Rule != RuleExact {
+			t.Fatalf("Lookup(%q) with override %q = %+v", dotted, k, r)
 		}
 	})
 }

@@ -1,11 +1,13 @@
 package policyd
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -179,12 +181,10 @@ func normPort(orig, p string) (string, error) {
 	return s, nil
 }
 
-// normDomain returns d as a lowercase A-label domain name.
+// normDomain returns d as a lowercase A-label domain name, without one
+// trailing dot (an absolute name, RFC 1034 section 3.1). The dot is dropped
+// after IDNA mapping, so that an ideographic full stop (U+3002) counts too.
 func normDomain(orig, d string) (string, error) {
-	d = strings.TrimSuffix(d, ".")
-	if d == "" {
-		return "", badKey("key %q has an empty domain name (%s)", orig, keyHelp)
-	}
 	ascii := true
 	for i := 0; i < len(d); i++ {
 		if d[i] >= 0x80 {
@@ -198,6 +198,10 @@ func normDomain(orig, d string) (string, error) {
 			return "", badKey("key %q is not a valid internationalised domain name: %v", orig, err)
 		}
 		d = a
+	}
+	d = strings.TrimSuffix(d, ".")
+	if d == "" {
+		return "", badKey("key %q has an empty domain name (%s)", orig, keyHelp)
 	}
 	d = strings.ToLower(d)
 	if err := checkHostname(d); err != nil {
@@ -288,10 +292,44 @@ func checkLookupKey(key []byte) error {
 	if len(key) > maxLookupKey {
 		return fmt.Errorf("invalid key: %d bytes long (a destination is at most %d)", len(key), maxLookupKey)
 	}
+	ascii := true
 	for _, c := range key {
 		if c <= ' ' || c == 0x7f {
 			return fmt.Errorf("invalid key: contains byte 0x%02x (spaces and control characters are not allowed)", c)
 		}
+		if c >= 0x80 {
+			ascii = false
+		}
+	}
+	// Postfix sends domain names as ASCII or, with SMTPUTF8, as UTF-8;
+	// anything else is a broken client, not a destination to answer for.
+	if !ascii && !utf8.Valid(key) {
+		return errors.New("invalid key: not UTF-8 (want a next-hop destination such as example.com or [192.0.2.1]:25)")
 	}
 	return nil
+}
+
+// trimKeyDot drops one trailing dot from the host name of a lowercase
+// lookup key, in place: "bank.example." "[bank.example.]:25" and
+// "relay.example.:2525" become what NormalizeKey makes of them. Keys with a
+// "/" (UNIX-domain next-hops) are left alone.
+func trimKeyDot(k []byte) []byte {
+	n := len(k)
+	if n < 2 || bytes.IndexByte(k, '/') >= 0 {
+		return k
+	}
+	if k[n-1] == '.' {
+		return k[:n-1]
+	}
+	end := -1 // index of the byte after the host name
+	if k[0] == '[' {
+		end = bytes.IndexByte(k, ']')
+	} else if i := bytes.IndexByte(k, ':'); i > 0 && bytes.IndexByte(k[i+1:], ':') < 0 {
+		end = i
+	}
+	if end < 2 || k[end-1] != '.' || k[end-2] == '[' {
+		return k
+	}
+	copy(k[end-1:], k[end:])
+	return k[:n-1]
 }

@@ -32,6 +32,19 @@ var levels = []string{"none", "may", "encrypt", "dane", "dane-only", "fingerprin
 
 const levelList = "none, may, encrypt, dane, dane-only, fingerprint, verify, secure"
 
+// AboveMay reports whether a security level, as main.cf's
+// smtp_tls_security_level or a policy's first word, demands more than
+// opportunistic TLS. Empty, none and may do not; every other level does, and
+// so does a word that is no level at all, so that callers err towards
+// leaving the decision to Postfix.
+func AboveMay(level string) bool {
+	switch strings.ToLower(strings.TrimSpace(level)) {
+	case "", "none", "may":
+		return false
+	}
+	return true
+}
+
 // attrSpec describes one policy table attribute: the levels it is valid at
 // and how its value is validated and normalised.
 type attrSpec struct {
@@ -145,7 +158,22 @@ func parseTokens(toks []string) (Policy, error) {
 		}
 		p.Attrs = append(p.Attrs, Attr{Name: name, Value: v})
 	}
+	if level == "fingerprint" && !p.has("match") {
+		// smtp_tls_fingerprint_cert_match may supply them, but a policy
+		// that relies on main.cf for its only check defers every message
+		// when main.cf has none ("no fingerprints to match").
+		return Policy{}, badPolicy("level fingerprint needs match=DIGEST (Postfix defers with \"no fingerprints to match\"; want e.g. fingerprint match=AB:CD:...:EF)")
+	}
 	return p, nil
+}
+
+func (p Policy) has(name string) bool {
+	for _, a := range p.Attrs {
+		if a.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // String returns the normal form of p, as Postfix receives it: the level,
@@ -239,7 +267,35 @@ func normProtocols(_, val string) (string, error) {
 	if lo != unset && hi != unset && lo > hi {
 		return "", badPolicy("protocols=%s: lower bound %s is above upper bound %s", val, protoNames[lo], protoNames[hi])
 	}
+	if !anyProtocolLeft(state, lo, hi) {
+		return "", badPolicy("protocols=%s enables none of TLSv1, TLSv1.1, TLSv1.2, TLSv1.3 (OpenSSL has no SSLv2 or SSLv3; Postfix would fail every handshake)", val)
+	}
 	return strings.Join(parts, ":"), nil
+}
+
+// firstUsableProto is the index of TLSv1 in protoNames: OpenSSL 1.1 and
+// later have no SSLv2, and Debian's none of SSLv3 either.
+const firstUsableProto = 2
+
+// anyProtocolLeft applies Postfix's protocol rules (tls_protocol_mask): a
+// list that names protocols enables only those, "!" removes one, and the
+// bounds cut the rest. It reports whether a usable protocol remains.
+func anyProtocolLeft(state []byte, lo, hi int) bool {
+	include := false
+	for _, m := range state {
+		if m == '+' {
+			include = true
+		}
+	}
+	for i := firstUsableProto; i < len(protoNames); i++ {
+		switch {
+		case include && state[i] != '+', state[i] == '!':
+		case lo >= 0 && i < lo, hi >= 0 && i > hi:
+		default:
+			return true
+		}
+	}
+	return false
 }
 
 func protoIndex(s string) int {
@@ -255,18 +311,30 @@ func protoIndex(s string) int {
 func normCiphers(_, val string) (string, error) {
 	v := strings.ToLower(val)
 	switch v {
-	case "export", "low", "medium", "high", "null":
+	case "export", "low", "medium", "high":
 		return v, nil
+	case "null":
+		// tls_null_cipherlist is eNULL: authentication without encryption.
+		// Postfix refuses it at mandatory levels ("error setting cipher
+		// grade"); elsewhere a TLS 1.2 peer would get cleartext.
+		return "", badPolicy("ciphers=null: NULL ciphers do not encrypt (Postfix defers mandatory TLS with them; want export, low, medium or high)")
 	}
-	return "", badPolicy("ciphers=%s: unknown cipher grade (want one of export, low, medium, high, null)", val)
+	return "", badPolicy("ciphers=%s: unknown cipher grade (want one of export, low, medium, high)", val)
 }
 
 // normExclude validates a colon-separated list of OpenSSL cipher names or
 // aliases. OpenSSL names are case-sensitive ("aNULL"), so case is kept.
 func normExclude(_, val string) (string, error) {
-	for _, p := range strings.Split(val, ":") {
+	toks := strings.Split(val, ":")
+	for _, p := range toks {
 		if p == "" {
 			return "", badPolicy("exclude=%s has an empty list item (want OpenSSL cipher names separated by \":\")", val)
+		}
+		// Postfix prefixes each item with "!" itself and refuses any
+		// other unary (tls_misc.c: "invalid unary '!+-@' in cipher
+		// exclusion"), which fails every TLS session to the destination.
+		if strings.ContainsRune("!+-@", rune(p[0])) {
+			return "", badPolicy("exclude=%s: item %q starts with %q (Postfix refuses a unary !, +, - or @ in exclusions; list plain names such as aNULL:3DES)", val, p, p[:1])
 		}
 		for i := 0; i < len(p); i++ {
 			c := p[i]
@@ -274,6 +342,9 @@ func normExclude(_, val string) (string, error) {
 				return "", badPolicy("exclude=%s: character %q is not allowed (want OpenSSL cipher names of A-Z a-z 0-9 + _ ! - . @, separated by \":\")", val, c)
 			}
 		}
+	}
+	if excludesEveryCipher(toks) {
+		return "", badPolicy("exclude=%s rules out every cipher before TLS 1.3 (Postfix then fails to start TLS at all; under may the mail goes out in plaintext)", val)
 	}
 	return val, nil
 }

@@ -151,8 +151,8 @@ func (s *Snapshot) Invalid() []string {
 // name plus brackets and a port.
 const maxFastKey = 272
 
-// Lookup finds the policy for a next-hop key, as Postfix passes it:
-// first the key itself, then for a domain name each parent wildcard
+// Lookup finds the policy for a next-hop key, as Postfix passes it, less
+// one trailing dot on its host name: first the key itself, then for a domain name each parent wildcard
 // (".b.c", ".c", nearest first), then the default. Bracketed and
 // host:port keys match exactly only, as in smtp_tls_policy.c.
 // Overrides whose expiry is at or before now are skipped and listed in
@@ -186,9 +186,11 @@ func (s *Snapshot) lookupSlow(key string, now int64) Result {
 	return s.lookupBytes([]byte(k), now)
 }
 
-// lookupBytes looks up a lowercase key. It does not retain k, so callers may
-// pass a buffer they reuse. now is in Unix nanoseconds.
+// lookupBytes looks up a lowercase key, after dropping one trailing dot
+// from its host name (trimKeyDot, in place). It does not retain k, so
+// callers may pass a buffer they reuse. now is in Unix nanoseconds.
 func (s *Snapshot) lookupBytes(k []byte, now int64) Result {
+	k = trimKeyDot(k)
 	var r Result
 	if s == nil {
 		r.Rule = RuleNotFound

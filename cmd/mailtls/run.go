@@ -45,6 +45,7 @@ func runCommand(e env) *cli.Command {
 				return err
 			}
 			defer d.stop()
+			warnIfWeaker(c, log)
 			log.Info("mailtls run started", "listeners", strings.Join(d.addrs, " "), "db", c.String("db"),
 				"log", fol.source, "overrides", d.table.Load().Len(), "default", c.String("default"))
 

@@ -66,6 +66,7 @@ func serveCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			warnIfWeaker(c, log)
 			log.Info("mailtls serve started", "listeners", strings.Join(d.addrs, " "), "db", c.String("db"), "overrides", d.table.Load().Len(), "default", c.String("default"))
 			<-c.Context.Done()
 			log.Info("shutting down")
@@ -206,6 +207,46 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 		_ = table.Watch(ctx, src, c.Duration("reload-every"), log)
 	}()
 	return d, nil
+}
+
+// warnIfWeaker logs a warning, where postconf can read main.cf, when the
+// default answer makes destinations without an override weaker than
+// Postfix alone would: a default of may or none under a stronger
+// smtp_tls_security_level, or any default in front of other policy tables
+// (Postfix stops at the first table that answers). postconf reads
+// MAIL_CONFIG, as every Postfix command does.
+func warnIfWeaker(c *cli.Context, log *slog.Logger) {
+	def, err := parseDefault(c.String("default"))
+	if err != nil || def == "" {
+		return
+	}
+	st, ok := postconf{bin: "postconf"}.state(c.Context)
+	if !ok {
+		log.Debug("postconf not available: not comparing the default answer with main.cf")
+		return
+	}
+	defLevel, _, _ := strings.Cut(def, " ")
+	if !policyd.AboveMay(defLevel) && policyd.AboveMay(st.level) {
+		log.Warn(fmt.Sprintf("default answer %s is weaker than main.cf smtp_tls_security_level = %s: destinations without an override get %s instead of %s; set default = notfound (mailtls postfix-config --apply)", defLevel, st.level, defLevel, st.level),
+			"default", def, "smtp_tls_security_level", st.level)
+	}
+	ours := map[string]bool{}
+	for _, m := range []string{
+		"socketmap:inet:" + c.String("socketmap") + ":" + c.String("map"), "tcp:" + c.String("tcp"),
+		"socketmap:unix:" + c.String("unix") + ":" + c.String("map"), "tcp:unix:" + c.String("tcp-unix"),
+	} {
+		ours[m] = true
+	}
+	var others []string
+	for _, m := range st.maps {
+		if !ours[m] {
+			others = append(others, m)
+		}
+	}
+	if len(others) > 0 {
+		log.Warn(fmt.Sprintf("smtp_tls_policy_maps also lists %s: with default %s mailtls answers every key, so Postfix skips what those tables say for parent domains (or, with mailtls first, altogether); set default = notfound (mailtls postfix-config --apply)", strings.Join(others, ", "), defLevel),
+			"default", def, "smtp_tls_policy_maps", strings.Join(st.maps, ", "))
+	}
 }
 
 // stop shuts the servers down gracefully: stop accepting, finish in-flight
