@@ -219,7 +219,6 @@ const TopPlaintext = 10
 // Downgrades `report downgrades`, Overrides `report overrides`.
 type Data struct {
 	Window     store.Window
-	Generated  time.Time
 	Summary    Summary
 	Days       []Row
 	Plaintext  []Row
@@ -228,8 +227,8 @@ type Data struct {
 }
 
 // Load reads the page's data for w.
-func Load(ctx context.Context, src Source, w store.Window, now time.Time) (*Data, error) {
-	d := &Data{Window: w, Generated: now}
+func Load(ctx context.Context, src Source, w store.Window) (*Data, error) {
+	d := &Data{Window: w}
 	s, err := src.Summary(ctx, w)
 	if err != nil {
 		return nil, err

@@ -42,24 +42,28 @@ func reportCommand(e env) *cli.Command {
 			"mailtls report --by domain --sort plaintext --top 20   # who got plaintext\n" +
 			"mailtls report --since 2026-11-01 --until 2026-12-01 --format json\n" +
 			"mailtls report --domain '*.example.com' --by day\n" +
+			"mailtls report --since 30d --format html > tls.html   # one self-contained page with charts\n" +
 			"mailtls report downgrades | overrides",
 		Flags: append(windowFlags("7d"),
 			&cli.StringFlag{Name: "by", Usage: "break down by `KEY`: " + strings.Join(store.ReportDimensions, "|")},
 			&cli.IntFlag{Name: "top", Value: 0, Usage: "show only the first `N` rows of --by (0 = all)"},
 			&cli.StringFlag{Name: "sort", Value: "sent", Usage: "order the rows of --by (not day or hour) by `ORDER`: sent, plaintext (most first), coverage (worst first) or key"},
-			formatFlag("table", "table|json|csv")),
+			formatFlag("table", "table|json|csv|html")),
 		Subcommands: []*cli.Command{downgradesCommand(e), overridesReportCommand(e)},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
 				return usageErrorf("unknown report %q (want downgrades or overrides, or flags only)", c.Args().First())
 			}
 			format := c.String("format")
-			if err := checkFormat(format, "table", "json", "csv"); err != nil {
+			if err := checkFormat(format, "table", "json", "csv", "html"); err != nil {
 				return err
 			}
 			w, err := reportWindow(c)
 			if err != nil {
 				return err
+			}
+			if format == "html" && (c.IsSet("by") || c.IsSet("top") || c.IsSet("sort")) {
+				return usageErrorf("--format html is the whole report on one page; drop --by, --top and --sort")
 			}
 			if c.Int("top") < 0 {
 				return usageErrorf("--top must be 0 or more")
@@ -92,6 +96,13 @@ func reportCommand(e env) *cli.Command {
 					return err
 				}
 				return writeRows(e.stdout, format, by, w, rows)
+			}
+			if format == "html" {
+				d, err := report.Load(c.Context, st, w)
+				if err != nil {
+					return err
+				}
+				return report.WriteHTML(e.stdout, d)
 			}
 			s, err := st.Summary(c.Context, w)
 			if err != nil {
