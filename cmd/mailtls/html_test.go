@@ -498,4 +498,3 @@ func sameNumber(t *testing.T, what, page, js string) {
 		t.Errorf("%s: page shows %q, JSON %s", what, page, js)
 	}
 }
-
