@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,8 +51,11 @@ func Handler(src Source, now func() time.Time, log *slog.Logger) http.Handler {
 				h.Set("Content-Security-Policy", ContentSecurityPolicy)
 				h.Set("X-Content-Type-Options", "nosniff")
 				h.Set("Cache-Control", "no-store")
+				h.Set("Content-Length", strconv.Itoa(b.Len()))
 				w.WriteHeader(http.StatusOK)
-				w.Write(b.Bytes()) //nolint:errcheck // the client went away
+				if r.Method != http.MethodHead {
+					w.Write(b.Bytes()) //nolint:errcheck // the client went away
+				}
 				return
 			}
 		}

@@ -195,6 +195,9 @@ func ordered(m map[string]int64, prefer []string) []countRow {
 
 func f1(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) }
 
+// r1 rounds a coordinate to 0.1 unit, which is all the page needs.
+func r1(f float64) float64 { return math.Round(f*10) / 10 }
+
 // newDayChart draws the share of sent deliveries per UTC day, stacked
 // from the bottom: encrypted, plaintext, unknown. A day is placed by its
 // date, so days without mail leave a gap in the points (not a zero).
@@ -272,8 +275,11 @@ func newDayChart(days []Row) dayChart {
 		lower = upper
 	}
 	spreadLabels(c.Bands, 14, c.Y0+4, c.Y1)
+	for i := range c.Bands {
+		c.Bands[i].LabelY = r1(c.Bands[i].LabelY)
+	}
 	for i, d := range days {
-		c.Points = append(c.Points, dayPoint{X: xs[i], Y: y(cum[0][i]), Day: d.Key,
+		c.Points = append(c.Points, dayPoint{X: r1(xs[i]), Y: r1(y(cum[0][i])), Day: d.Key,
 			Title: fmt.Sprintf("%s: %s sent, %s encrypted, %s plaintext, %s unknown; coverage %s",
 				d.Key, Num(d.Deliveries), Num(d.Encrypted), Num(d.Plaintext), Num(d.Unknown()), pctOf(d.Coverage))})
 	}
@@ -331,8 +337,8 @@ func newBarChart(name string, rows []countRow, what string) barChart {
 			w = float64(r.Count) / float64(top) * span
 		}
 		y := float64(i*barRowH) + 4
-		c.Bars = append(c.Bars, bar{Key: r.Key, Value: r.Count, Y: y, W: math.Max(w, 1), TextY: y + 13,
-			ValueX: barLabelW + w + 6, Label: Num(r.Count), Title: r.Key + ": " + Num(r.Count) + " " + what})
+		c.Bars = append(c.Bars, bar{Key: r.Key, Value: r.Count, Y: y, W: r1(math.Max(w, 1)), TextY: y + 13,
+			ValueX: r1(barLabelW + w + 6), Label: Num(r.Count), Title: r.Key + ": " + Num(r.Count) + " " + what})
 	}
 	return c
 }

@@ -293,30 +293,7 @@ func TestHTMLReportInBrowser(t *testing.T) {
 			len(want.Days.Rows), len(want.Plaintext), len(want.Downgrades.Downgrades), len(want.Overrides.Overrides))
 	}
 
-	file := filepath.Join(t.TempDir(), "tls.html")
-	html := c.ok(append([]string{"report", "--format", "html"}, win...)...)
-	if err := os.WriteFile(file, []byte(html), 0o644); err != nil {
-		t.Fatal(err)
-	}
-
-	st, err := store.Open(context.Background(), c.db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	srv := httptest.NewServer(report.Handler(st, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil))))
-	defer srv.Close()
-	u := srv.URL + "/?" + url.Values{"since": {win[1]}, "until": {win[3]}}.Encode()
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	served, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || string(served) != html {
-		t.Fatalf("GET %s: %s, %d bytes; want the CLI's %d bytes", u, resp.Status, len(served), len(html))
-	}
-
+	file, u := htmlOutputs(t, c, win)
 	shots := os.Getenv("MAILTLS_SCREENSHOTS")
 	for _, load := range []struct{ name, url, shot string }{{"file", "file://" + file, ""}, {"http", u, shots}} {
 		t.Run(load.name, func(t *testing.T) {
@@ -336,6 +313,61 @@ func TestHTMLReportInBrowser(t *testing.T) {
 	}
 	if shots != "" {
 		openPage(t, bctx, u, filepath.Join(shots, "report-narrow.png"), 480)
+	}
+}
+
+// htmlOutputs writes the CLI's HTML report for win to a file, serves
+// report.Handler on 127.0.0.1 for the same database, and checks that the
+// handler answers the URL for the same window with the same bytes.
+func htmlOutputs(t *testing.T, c *cliT, win []string) (file, u string) {
+	t.Helper()
+	file = filepath.Join(t.TempDir(), "tls.html")
+	html := c.ok(append([]string{"report", "--format", "html"}, win...)...)
+	if err := os.WriteFile(file, []byte(html), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err := store.Open(context.Background(), c.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	srv := httptest.NewServer(report.Handler(st, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	t.Cleanup(srv.Close)
+	u = srv.URL + "/?" + url.Values{"since": {win[1]}, "until": {win[3]}}.Encode()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(served) != html {
+		t.Fatalf("GET %s: %s, %d bytes; want the CLI's %d bytes", u, resp.Status, len(served), len(html))
+	}
+
+	return file, u
+}
+
+// TestHTMLReportCLIAndHandler needs no browser: the CLI's page and the
+// handler's are the same bytes, and --format html refuses the flags of a
+// breakdown.
+func TestHTMLReportCLIAndHandler(t *testing.T) {
+	c := newCLI(t)
+	since, until := htmlFixture(t, c)
+	win := []string{"--since", since.Format(time.RFC3339), "--until", until.Format(time.RFC3339)}
+	file, _ := htmlOutputs(t, c, win)
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte("&lt;script&gt;alert(1)&lt;/script&gt;")) || bytes.Contains(b, []byte("<script")) {
+		t.Errorf("the hostile domain is not escaped in the page")
+	}
+	for _, bad := range [][]string{{"--by", "day"}, {"--top", "3"}, {"--sort", "plaintext"}} {
+		args := append([]string{"report", "--format", "html"}, bad...)
+		if out, errs, code := c.run("", args...); code != exitUsage || out != "" || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, "--format html") {
+			t.Errorf("%v: exit %d, stdout %d bytes, stderr %q; want a one-line usage error", args, code, len(out), errs)
+		}
 	}
 }
 
