@@ -74,6 +74,20 @@ func htmlFixture(t *testing.T, c *cliT) (since, until time.Time) {
 	if err := os.WriteFile(planted, []byte(p.b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Deliveries imported before any TLS summary line was seen: TLS unknown
+	// (as with smtp_tls_loglevel = 0).
+	var legacy plantedLog
+	legacy.pid, legacy.qid = 50_000, 50_000
+	for d := 0; d < 9; d++ {
+		for i := 0; i < 6+3*(d%3); i++ {
+			legacy.deliver(start.Add(time.Duration(d)*24*time.Hour+time.Duration(9+i)*time.Hour), "legacy.example", "")
+		}
+	}
+	unknown := filepath.Join(dir, "legacy.log")
+	if err := os.WriteFile(unknown, []byte(legacy.b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.ok("import", "--quiet", unknown)
 	c.ok("import", "--quiet", gen)
 	c.ok("import", "--quiet", planted)
 	c.ok("policy", "set", ".example.com", "encrypt")
@@ -288,6 +302,10 @@ func TestHTMLReportInBrowser(t *testing.T) {
 	since, until := htmlFixture(t, c)
 	win := []string{"--since", since.Format(time.RFC3339), "--until", until.Format(time.RFC3339)}
 	want := loadJSONReport(t, c, win)
+	var unk int64
+	if err := json.Unmarshal(want.Summary["unknown"], &unk); err != nil || unk == 0 {
+		t.Fatalf("fixture has no delivery with unknown TLS (%s)", want.Summary["unknown"])
+	}
 	if len(want.Days.Rows) < 5 || len(want.Plaintext) < 3 || len(want.Downgrades.Downgrades) < 2 || len(want.Overrides.Overrides) != 2 {
 		t.Fatalf("fixture too thin: %d days, %d plaintext rows, %d downgrades, %d overrides",
 			len(want.Days.Rows), len(want.Plaintext), len(want.Downgrades.Downgrades), len(want.Overrides.Overrides))
