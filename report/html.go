@@ -130,6 +130,7 @@ type countRow struct {
 type pageView struct {
 	*Data
 	Since, Until string
+	PrunedBefore string
 	Empty        bool
 	DayChart     dayChart
 	Known        int64
@@ -143,6 +144,9 @@ type pageView struct {
 // WriteHTML renders d as one self-contained HTML page.
 func WriteHTML(w io.Writer, d *Data) error {
 	v := pageView{Data: d, Since: RFC3339(d.Window.Since), Until: RFC3339(d.Window.Until)}
+	if !d.PrunedBefore.IsZero() {
+		v.PrunedBefore = d.PrunedBefore.UTC().Format(time.DateOnly)
+	}
 	s := d.Summary
 	v.Empty = s.Deliveries == 0 && s.Deferred == 0 && s.Bounced == 0
 	v.Known = s.Encrypted + s.Plaintext
@@ -338,7 +342,7 @@ func newBarChart(name string, rows []countRow, what string) barChart {
 		}
 		y := float64(i*barRowH) + 4
 		c.Bars = append(c.Bars, bar{Key: r.Key, Value: r.Count, Y: y, W: r1(math.Max(w, 1)), TextY: y + 13,
-			ValueX: r1(barLabelW + w + 6), Label: Num(r.Count), Title: r.Key + ": " + Num(r.Count) + " " + what})
+			ValueX: r1(barLabelW + w + 6), Label: Num(r.Count), Title: r.Key + ", " + what + ": " + Num(r.Count)})
 	}
 	return c
 }

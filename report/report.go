@@ -24,6 +24,7 @@ type Source interface {
 	Downgrades(ctx context.Context, w store.Window) ([]store.Downgrade, error)
 	Overrides(ctx context.Context) ([]store.Override, error)
 	OverrideActivity(ctx context.Context, w store.Window, keys []string) ([]store.OverrideStats, error)
+	Horizon(ctx context.Context) (time.Time, error)
 }
 
 var _ Source = (*store.Store)(nil)
@@ -218,7 +219,10 @@ const TopPlaintext = 10
 // `--by domain --sort plaintext --top 10` (rows with plaintext only),
 // Downgrades `report downgrades`, Overrides `report overrides`.
 type Data struct {
-	Window     store.Window
+	Window store.Window
+	// PrunedBefore is the pruning horizon when it narrowed the window
+	// asked for to whole days (see store.FitWindow), else zero.
+	PrunedBefore time.Time
 	Summary    Summary
 	Days       []Row
 	Plaintext  []Row
@@ -226,9 +230,18 @@ type Data struct {
 	Overrides  []Override
 }
 
-// Load reads the page's data for w.
+// Load reads the page's data for w, narrowed as the store answers it
+// after pruning.
 func Load(ctx context.Context, src Source, w store.Window) (*Data, error) {
 	d := &Data{Window: w}
+	h, err := src.Horizon(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if s, u := store.FitWindow(w.Since, w.Until, h); s.Before(u) && (!s.Equal(w.Since) || !u.Equal(w.Until)) {
+		w.Since, w.Until = s, u
+		d.Window, d.PrunedBefore = w, h
+	}
 	s, err := src.Summary(ctx, w)
 	if err != nil {
 		return nil, err

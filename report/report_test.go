@@ -183,6 +183,10 @@ func TestHandler(t *testing.T) {
 	if resp.StatusCode != 400 || !strings.Contains(body, "lies within one UTC day") || strings.Count(body, "\n") != 1 || strings.Contains(body, "store:") {
 		t.Errorf("window inside a pruned day: %s %q", resp.Status, body)
 	}
+	resp, body = get(t, h, "GET", "/?since=2026-11-23T01:00:00Z")
+	if resp.StatusCode != 200 || !strings.Contains(body, `id="pruned"`) || !strings.Contains(body, `data-since="2026-11-24T00:00:00Z"`) {
+		t.Errorf("window from mid-day before the horizon: %s, pruned note %v", resp.Status, strings.Contains(body, `id="pruned"`))
+	}
 }
 
 // TestDayChart: one point per day with mail, placed by date; a single

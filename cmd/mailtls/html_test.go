@@ -381,6 +381,17 @@ func TestHTMLReportCLIAndHandler(t *testing.T) {
 	if !bytes.Contains(b, []byte("&lt;script&gt;alert(1)&lt;/script&gt;")) || bytes.Contains(b, []byte("<script")) {
 		t.Errorf("the hostile domain is not escaped in the page")
 	}
+	// After pruning, a window that starts mid-day before the horizon is
+	// narrowed to whole days, in the CLI's page as in the handler's.
+	c.ok("prune", "--older-than", "5d")
+	file, _ = htmlOutputs(t, c, win)
+	if b, err = os.ReadFile(file); err != nil {
+		t.Fatal(err)
+	}
+	fitted := since.UTC().Truncate(24*time.Hour).Add(24 * time.Hour).Format(time.RFC3339)
+	if !bytes.Contains(b, []byte(`id="pruned"`)) || !bytes.Contains(b, []byte(`data-since="`+fitted+`"`)) {
+		t.Errorf("after prune: the page does not say it covers from %s", fitted)
+	}
 	for _, bad := range [][]string{{"--by", "day"}, {"--top", "3"}, {"--sort", "plaintext"}} {
 		args := append([]string{"report", "--format", "html"}, bad...)
 		if out, errs, code := c.run("", args...); code != exitUsage || out != "" || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, "--format html") {

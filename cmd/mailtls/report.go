@@ -87,6 +87,7 @@ func reportCommand(e env) *cli.Command {
 				return err
 			}
 			defer st.Close()
+			asked := w
 			if w, err = fitToHorizon(c.Context, e, st, w, by == "hour" && w.Domain != ""); err != nil {
 				return err
 			}
@@ -98,7 +99,7 @@ func reportCommand(e env) *cli.Command {
 				return writeRows(e.stdout, format, by, w, rows)
 			}
 			if format == "html" {
-				d, err := report.Load(c.Context, st, w)
+				d, err := report.Load(c.Context, st, asked) // narrows it as fitToHorizon did, and says so on the page
 				if err != nil {
 					return err
 				}
