@@ -223,11 +223,11 @@ type Data struct {
 	// PrunedBefore is the pruning horizon when it narrowed the window
 	// asked for to whole days (see store.FitWindow), else zero.
 	PrunedBefore time.Time
-	Summary    Summary
-	Days       []Row
-	Plaintext  []Row
-	Downgrades []Downgrade
-	Overrides  []Override
+	Summary      Summary
+	Days         []Row
+	Plaintext    []Row
+	Downgrades   []Downgrade
+	Overrides    []Override
 }
 
 // Load reads the page's data for w, narrowed as the store answers it

@@ -388,7 +388,7 @@ func TestHTMLReportCLIAndHandler(t *testing.T) {
 	if b, err = os.ReadFile(file); err != nil {
 		t.Fatal(err)
 	}
-	fitted := since.UTC().Truncate(24*time.Hour).Add(24 * time.Hour).Format(time.RFC3339)
+	fitted := since.UTC().Truncate(24 * time.Hour).Add(24 * time.Hour).Format(time.RFC3339)
 	if !bytes.Contains(b, []byte(`id="pruned"`)) || !bytes.Contains(b, []byte(`data-since="`+fitted+`"`)) {
 		t.Errorf("after prune: the page does not say it covers from %s", fitted)
 	}
