@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -137,6 +138,7 @@ type domView struct {
 	Metrics  map[string]string            `json:"metrics"`
 	Tables   map[string][]domRow          `json:"tables"`
 	Points   []string                     `json:"points"`
+	PTitles  []string                     `json:"pointTitles"`
 	Series   map[string]int               `json:"series"`
 	Bars     map[string][]domBar          `json:"bars"`
 	Scripts  int                          `json:"scripts"`
@@ -155,6 +157,7 @@ type domRow struct {
 type domBar struct {
 	Key   string  `json:"key"`
 	Value string  `json:"value"`
+	Label string  `json:"label"`
 	Width float64 `json:"width"`
 }
 
@@ -171,9 +174,11 @@ const readDOM = `(() => {
     });
   });
   out.points = [...document.querySelectorAll('#day-chart circle.point')].map(c => c.dataset.day);
+  out.pointTitles = [...document.querySelectorAll('#day-chart circle.point title')].map(e => e.textContent);
   document.querySelectorAll('#day-chart polyline[data-series]').forEach(p => out.series[p.dataset.series] = p.points.numberOfItems);
   document.querySelectorAll('svg.bars').forEach(s => out.bars[s.dataset.chart] =
-    [...s.querySelectorAll('g.barrow')].map(g => ({key: g.dataset.key, value: g.dataset.value, width: g.querySelector('rect').getBBox().width})));
+    [...s.querySelectorAll('g.barrow')].map(g => ({key: g.dataset.key, value: g.dataset.value,
+      label: g.querySelector('text.label').textContent, width: g.querySelector('rect').getBBox().width})));
   const ch = document.getElementById('day-chart');
   if (ch) out.chartWidth = ch.getBoundingClientRect().width;
   document.querySelectorAll('main section[id]').forEach(s => out.sections[s.id] = true);
@@ -465,6 +470,7 @@ func checkPage(t *testing.T, d domView, j jsonReport) {
 		}
 		for _, b := range bars {
 			sameNumber(t, name+" bar "+b.Key, b.Value, strconv.FormatInt(m[b.Key], 10))
+			sameNumber(t, name+" bar label "+b.Key, b.Label, strconv.FormatInt(m[b.Key], 10))
 			if b.Width < 1 {
 				t.Errorf("%s bar %s is %.1f wide", name, b.Key, b.Width)
 			}
@@ -489,6 +495,21 @@ func checkPage(t *testing.T, d domView, j jsonReport) {
 	if strings.Join(d.Points, " ") != strings.Join(keys, " ") {
 		t.Errorf("chart points %v, days with mail %v", d.Points, keys)
 	}
+	// Each point's tooltip: "DAY: N sent, N encrypted, N plaintext, N unknown; coverage N%".
+	tip := regexp.MustCompile(`^(\S+): ([\d,]+) sent, ([\d,]+) encrypted, ([\d,]+) plaintext, ([\d,]+) unknown; coverage ([\d.]+%)$`)
+	for i, r := range j.Days.Rows {
+		var m []string
+		if i < len(d.PTitles) {
+			m = tip.FindStringSubmatch(d.PTitles[i])
+		}
+		if m == nil || m[1] != r.Key {
+			t.Errorf("point %d (%s): tooltip %q", i, r.Key, d.PTitles[i:min(i+1, len(d.PTitles))])
+			continue
+		}
+		for k, want := range []string{itoa(r.Deliveries), itoa(r.Encrypted), itoa(r.Plaintext), itoa(r.Deliveries - r.Encrypted - r.Plaintext), string(r.Coverage)} {
+			sameNumber(t, "point "+r.Key+" tooltip", m[k+2], want)
+		}
+	}
 	for _, s := range []string{"encrypted", "plaintext", "unknown"} {
 		if d.Series[s] != len(keys) {
 			t.Errorf("chart series %s has %d points, want %d (days with mail)", s, d.Series[s], len(keys))
@@ -500,6 +521,13 @@ func checkPage(t *testing.T, d domView, j jsonReport) {
 		t.Errorf("plaintext: %d rows and %d bars, JSON %d rows", len(plain), len(d.Bars["plaintext"]), len(j.Plaintext))
 	}
 	for i, r := range j.Plaintext {
+		if i < len(d.Bars["plaintext"]) {
+			b := d.Bars["plaintext"][i]
+			if want := fmt.Sprintf("%s plaintext of %s sent", report.Num(r.Plaintext), report.Num(r.Deliveries)); b.Key != r.Key || b.Label != want {
+				t.Errorf("plaintext bar %d: %q %q, JSON %q %q", i, b.Key, b.Label, r.Key, want)
+			}
+			sameNumber(t, "plaintext bar "+r.Key, b.Value, itoa(r.Plaintext))
+		}
 		if i >= len(plain) {
 			break
 		}
