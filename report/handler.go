@@ -25,8 +25,12 @@ const maxQuery = 2048
 // --format html` writes, for the window of the URL parameters since,
 // until and domain (the syntax of --since, --until and --domain). A bad
 // parameter gets 400 with a one-line reason; only GET and HEAD are
-// allowed. now is the clock that relative windows ("7d") count back from.
+// allowed. now is the clock that relative windows ("7d") count back from;
+// log (nil for none) gets the errors of the store.
 func Handler(src Source, now func() time.Time, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)
@@ -48,7 +52,9 @@ func Handler(src Source, now func() time.Time, log *slog.Logger) http.Handler {
 			if err = WriteHTML(&b, d); err == nil {
 				h := w.Header()
 				h.Set("Content-Type", "text/html; charset=utf-8")
-				h.Set("Content-Security-Policy", ContentSecurityPolicy)
+				// frame-ancestors works only in the header, not in <meta>.
+				h.Set("Content-Security-Policy", ContentSecurityPolicy+"; frame-ancestors 'none'")
+				h.Set("Referrer-Policy", "no-referrer")
 				h.Set("X-Content-Type-Options", "nosniff")
 				h.Set("Cache-Control", "no-store")
 				h.Set("Content-Length", strconv.Itoa(b.Len()))

@@ -132,7 +132,7 @@ func TestHandler(t *testing.T) {
 	} {
 		resp, body := get(t, h, "GET", target)
 		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/html; charset=utf-8" ||
-			resp.Header.Get("Content-Security-Policy") != ContentSecurityPolicy {
+			resp.Header.Get("Content-Security-Policy") != ContentSecurityPolicy+"; frame-ancestors 'none'" {
 			t.Errorf("GET %s: %s %v", target, resp.Status, resp.Header)
 		}
 		if want := string(render(t, st, w)); body != want {
