@@ -29,6 +29,7 @@ var (
 	parseDuration = report.ParseDuration
 	parseWhen     = report.ParseWhen
 	rfc           = report.RFC3339
+	num           = report.Num // thousands separators, as on the HTML page
 )
 
 // window resolves --since/--until into [since, until).

@@ -75,7 +75,7 @@ func reportCommand(e env) *cli.Command {
 				}
 			}
 			switch order := c.String("sort"); {
-			case order != "sent" && order != "plaintext" && order != "coverage" && order != "key":
+			case !slices.Contains(report.SortOrders, order):
 				return usageErrorf("invalid --sort %q (want sent, plaintext, coverage or key)", order)
 			case c.IsSet("sort") && by == "":
 				return usageErrorf("--sort orders the rows of --by; add e.g. --by domain")
@@ -190,22 +190,6 @@ func share(n, of int64) string {
 		return ""
 	}
 	return pct(float64(n)/float64(of)) + " of known"
-}
-
-// num formats with thousands separators.
-func num(n int64) string {
-	s := fmt.Sprintf("%d", n)
-	if n < 0 {
-		return s
-	}
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }
 
 func sortedKeys(m map[string]int64) []string {
