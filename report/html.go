@@ -31,8 +31,8 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 	"csp": func() string { return ContentSecurityPolicy },
 	"utc": func(s string) string { return strings.Replace(strings.TrimSuffix(s, "Z"), "T", " ", 1) },
 	"short": func(s string) string {
-		if r := []rune(s); len(r) > 30 {
-			return string(r[:29]) + "…"
+		if r := []rune(s); len(r) > 28 {
+			return string(r[:27]) + "…"
 		}
 		return s
 	},
@@ -116,7 +116,9 @@ type bar struct {
 
 type barChart struct {
 	Name    string // trust, protocol or plaintext
+	Title   string
 	W, H    int
+	AxisY   float64 // baseline of the axis label
 	X0      float64
 	Bars    []bar
 	Caption string
@@ -153,13 +155,13 @@ func WriteHTML(w io.Writer, d *Data) error {
 	v.Trust = ordered(s.ByTrust, []string{"verified", "trusted", "untrusted", "anonymous"})
 	v.Protocol = ordered(s.ByProtocol, nil)
 	v.DayChart = newDayChart(d.Days)
-	v.TrustChart = newBarChart("trust", v.Trust, "encrypted deliveries")
-	v.ProtoChart = newBarChart("protocol", v.Protocol, "encrypted deliveries")
+	v.TrustChart = newBarChart("trust", "Trust of encrypted deliveries", v.Trust, "encrypted deliveries")
+	v.ProtoChart = newBarChart("protocol", "Protocol of encrypted deliveries", v.Protocol, "encrypted deliveries")
 	plain := make([]countRow, len(d.Plaintext))
 	for i, r := range d.Plaintext {
 		plain[i] = countRow{r.Key, r.Plaintext}
 	}
-	v.PlainChart = newBarChart("plaintext", plain, "plaintext deliveries")
+	v.PlainChart = newBarChart("plaintext", "Destinations that got the most plaintext", plain, "plaintext deliveries")
 	for i, r := range d.Plaintext {
 		v.PlainChart.Bars[i].Label = fmt.Sprintf("%s plaintext of %s sent", Num(r.Plaintext), Num(r.Deliveries))
 	}
@@ -328,8 +330,8 @@ func spreadLabels(bs []band, gap, lo, hi float64) {
 
 // newBarChart draws one horizontal bar per row, labelled with its key and
 // its count, so no colour is needed to read it.
-func newBarChart(name string, rows []countRow, what string) barChart {
-	c := barChart{Name: name, W: barW, H: len(rows)*barRowH + 8, X0: barLabelW, Caption: what}
+func newBarChart(name, title string, rows []countRow, what string) barChart {
+	c := barChart{Name: name, Title: title, W: barW, H: len(rows)*barRowH + 30, AxisY: float64(len(rows)*barRowH + 22), X0: barLabelW, Caption: what}
 	var top int64
 	for _, r := range rows {
 		top = max(top, r.Count)
