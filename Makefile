@@ -19,7 +19,7 @@ run: build
 	@mkdir -p $(dir $(DB))
 	./$(BIN) run --db $(DB) --log $(LOG)
 
-# Installs what the tests need (Postfix, swaks) when missing, then runs every test,
+# Installs what the tests need (Postfix, swaks, chromium) when missing, then runs every test,
 # including the end-to-end suite against a real Postfix.
 test: deps
 	$(GO) test -count=1 -timeout 30m $(PKGS)

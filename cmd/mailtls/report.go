@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -12,85 +11,18 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailtls/mailtls/policyd"
+	"github.com/mailtls/mailtls/report"
 	"github.com/mailtls/mailtls/store"
 )
 
-// summaryJSON is the `report --format json` contract (DESIGN.md): keep the
-// field names exact.
-type summaryJSON struct {
-	Deliveries          int64            `json:"deliveries"`
-	Encrypted           int64            `json:"encrypted"`
-	Plaintext           int64            `json:"plaintext"`
-	Unknown             int64            `json:"unknown"`
-	Fallback            int64            `json:"fallback"`
-	Coverage            json.Number      `json:"coverage"`
-	ByTrust             map[string]int64 `json:"by_trust"`
-	ByProtocol          map[string]int64 `json:"by_protocol"`
-	Deferred            int64            `json:"deferred"`
-	TLSDeferred         int64            `json:"tls_deferred"`
-	Bounced             int64            `json:"bounced"`
-	Domains             int64            `json:"domains"`
-	DomainsAllTLS       int64            `json:"domains_all_tls"`
-	DomainsAnyPlaintext int64            `json:"domains_any_plaintext"`
-}
-
-type rowJSON struct {
-	Key        string      `json:"key"`
-	Deliveries int64       `json:"deliveries"`
-	Encrypted  int64       `json:"encrypted"`
-	Plaintext  int64       `json:"plaintext"`
-	Coverage   json.Number `json:"coverage"`
-}
-
-// sortRows orders report rows: "sent" keeps the store's order (most sent
-// first), "plaintext" puts the most plaintext first, "coverage" the lowest
-// coverage first (rows with no known TLS state last), "key" sorts by key;
-// ties keep the store's order.
-func sortRows(rows []store.Row, order string) {
-	switch order {
-	case "plaintext":
-		sort.SliceStable(rows, func(i, j int) bool { return rows[i].Plaintext > rows[j].Plaintext })
-	case "coverage":
-		known := func(r store.Row) bool { return r.Encrypted+r.Plaintext > 0 }
-		sort.SliceStable(rows, func(i, j int) bool {
-			if known(rows[i]) != known(rows[j]) {
-				return known(rows[i])
-			}
-			return rows[i].Coverage < rows[j].Coverage
-		})
-	case "key":
-		sort.SliceStable(rows, func(i, j int) bool { return rows[i].Key < rows[j].Key })
-	}
-}
-
-func coverage4(f float64) json.Number { return json.Number(fmt.Sprintf("%.4f", f)) }
-
 // domainFilter validates --domain: example.com or *.example.com.
 func domainFilter(s string) (string, error) {
-	if s == "" {
-		return "", nil
-	}
-	wild := strings.HasPrefix(s, "*.")
-	k, err := policyd.NormalizeKey(strings.TrimPrefix(s, "*."))
-	if err != nil || strings.HasPrefix(k, ".") || strings.HasPrefix(k, "[") {
-		return "", usageErrorf("invalid --domain %q (want example.com, or *.example.com for it and its subdomains)", s)
-	}
-	if wild {
-		return "*." + k, nil
-	}
-	return k, nil
+	return report.Query{Domain: s}.DomainFilter("--")
 }
 
 func reportWindow(c *cli.Context) (store.Window, error) {
-	since, until, err := window(c, "7d")
-	if err != nil {
-		return store.Window{}, err
-	}
-	dom, err := domainFilter(c.String("domain"))
-	if err != nil {
-		return store.Window{}, err
-	}
-	return store.Window{Since: since, Until: until, Domain: dom}, nil
+	q := report.Query{Since: c.String("since"), Until: c.String("until"), Domain: c.String("domain")}
+	return q.Window(time.Now(), "7d", "--")
 }
 
 func describeWindow(w store.Window) string {
@@ -110,24 +42,28 @@ func reportCommand(e env) *cli.Command {
 			"mailtls report --by domain --sort plaintext --top 20   # who got plaintext\n" +
 			"mailtls report --since 2026-11-01 --until 2026-12-01 --format json\n" +
 			"mailtls report --domain '*.example.com' --by day\n" +
+			"mailtls report --since 30d --format html > tls.html   # one self-contained page with charts\n" +
 			"mailtls report downgrades | overrides",
 		Flags: append(windowFlags("7d"),
 			&cli.StringFlag{Name: "by", Usage: "break down by `KEY`: " + strings.Join(store.ReportDimensions, "|")},
 			&cli.IntFlag{Name: "top", Value: 0, Usage: "show only the first `N` rows of --by (0 = all)"},
 			&cli.StringFlag{Name: "sort", Value: "sent", Usage: "order the rows of --by (not day or hour) by `ORDER`: sent, plaintext (most first), coverage (worst first) or key"},
-			formatFlag("table", "table|json|csv")),
+			formatFlag("table", "table|json|csv|html")),
 		Subcommands: []*cli.Command{downgradesCommand(e), overridesReportCommand(e)},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
 				return usageErrorf("unknown report %q (want downgrades or overrides, or flags only)", c.Args().First())
 			}
 			format := c.String("format")
-			if err := checkFormat(format, "table", "json", "csv"); err != nil {
+			if err := checkFormat(format, "table", "json", "csv", "html"); err != nil {
 				return err
 			}
 			w, err := reportWindow(c)
 			if err != nil {
 				return err
+			}
+			if format == "html" && (c.IsSet("by") || c.IsSet("top") || c.IsSet("sort")) {
+				return usageErrorf("--format html is the whole report on one page; drop --by, --top and --sort")
 			}
 			if c.Int("top") < 0 {
 				return usageErrorf("--top must be 0 or more")
@@ -139,7 +75,7 @@ func reportCommand(e env) *cli.Command {
 				}
 			}
 			switch order := c.String("sort"); {
-			case order != "sent" && order != "plaintext" && order != "coverage" && order != "key":
+			case !slices.Contains(report.SortOrders, order):
 				return usageErrorf("invalid --sort %q (want sent, plaintext, coverage or key)", order)
 			case c.IsSet("sort") && by == "":
 				return usageErrorf("--sort orders the rows of --by; add e.g. --by domain")
@@ -151,24 +87,23 @@ func reportCommand(e env) *cli.Command {
 				return err
 			}
 			defer st.Close()
+			asked := w
 			if w, err = fitToHorizon(c.Context, e, st, w, by == "hour" && w.Domain != ""); err != nil {
 				return err
 			}
 			if by != "" {
-				order := c.String("sort")
-				top := c.Int("top")
-				if order != "sent" {
-					top = 0 // the store trims by sent; trim after sorting
-				}
-				rows, err := st.ReportBy(c.Context, w, by, top)
+				rows, err := report.LoadRows(c.Context, st, w, by, c.String("sort"), c.Int("top"))
 				if err != nil {
 					return err
 				}
-				sortRows(rows, order)
-				if t := c.Int("top"); t > 0 && len(rows) > t {
-					rows = rows[:t]
-				}
 				return writeRows(e.stdout, format, by, w, rows)
+			}
+			if format == "html" {
+				d, err := report.Load(c.Context, st, asked) // narrows it as fitToHorizon did, and says so on the page
+				if err != nil {
+					return err
+				}
+				return report.WriteHTML(e.stdout, d)
 			}
 			s, err := st.Summary(c.Context, w)
 			if err != nil {
@@ -179,29 +114,13 @@ func reportCommand(e env) *cli.Command {
 	}
 }
 
-func summaryToJSON(s store.Summary) summaryJSON {
-	j := summaryJSON{
-		Deliveries: s.Deliveries, Encrypted: s.Encrypted, Plaintext: s.Plaintext, Unknown: s.Unknown,
-		Fallback: s.Fallback, Coverage: coverage4(s.Coverage), ByTrust: s.ByTrust, ByProtocol: s.ByProtocol,
-		Deferred: s.Deferred, TLSDeferred: s.TLSDeferred, Bounced: s.Bounced, Domains: s.Domains,
-		DomainsAllTLS: s.DomainsAllTLS, DomainsAnyPlaintext: s.DomainsAnyPlaintext,
-	}
-	if j.ByTrust == nil {
-		j.ByTrust = map[string]int64{}
-	}
-	if j.ByProtocol == nil {
-		j.ByProtocol = map[string]int64{}
-	}
-	return j
-}
-
 func writeSummary(w io.Writer, format string, win store.Window, s store.Summary) error {
 	switch format {
 	case "json":
-		return writeJSON(w, summaryToJSON(s))
+		return writeJSON(w, report.NewSummary(s))
 	case "csv":
 		t := newTable("metric", "value")
-		j := summaryToJSON(s)
+		j := report.NewSummary(s)
 		t.add("deliveries", itoa(j.Deliveries))
 		t.add("encrypted", itoa(j.Encrypted))
 		t.add("plaintext", itoa(j.Plaintext))
@@ -273,22 +192,6 @@ func share(n, of int64) string {
 	return pct(float64(n)/float64(of)) + " of known"
 }
 
-// num formats with thousands separators.
-func num(n int64) string {
-	s := fmt.Sprintf("%d", n)
-	if n < 0 {
-		return s
-	}
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
-
 func sortedKeys(m map[string]int64) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -328,17 +231,11 @@ func splitLine(m map[string]int64, order []string) string {
 func writeRows(w io.Writer, format, by string, win store.Window, rows []store.Row) error {
 	switch format {
 	case "json":
-		out := struct {
-			Rows []rowJSON `json:"rows"`
-		}{Rows: make([]rowJSON, 0, len(rows))}
-		for _, r := range rows {
-			out.Rows = append(out.Rows, rowJSON{Key: r.Key, Deliveries: r.Deliveries, Encrypted: r.Encrypted, Plaintext: r.Plaintext, Coverage: coverage4(r.Coverage)})
-		}
-		return writeJSON(w, out)
+		return writeJSON(w, report.NewRows(rows))
 	case "csv":
 		t := newTable("key", "deliveries", "encrypted", "plaintext", "coverage")
-		for _, r := range rows {
-			t.add(r.Key, itoa(r.Deliveries), itoa(r.Encrypted), itoa(r.Plaintext), string(coverage4(r.Coverage)))
+		for _, r := range report.NewRows(rows).Rows {
+			t.add(r.Key, itoa(r.Deliveries), itoa(r.Encrypted), itoa(r.Plaintext), string(r.Coverage))
 		}
 		return t.writeCSV(w)
 	}
@@ -394,21 +291,7 @@ func downgradesCommand(e env) *cli.Command {
 				return err
 			}
 			if format == "json" {
-				type dj struct {
-					Domain          string `json:"domain"`
-					FirstSeen       string `json:"first_seen"`
-					LastSeen        string `json:"last_seen"`
-					Count           int64  `json:"count"`
-					LastTLSAt       string `json:"last_tls_at"`
-					LastTLSTrust    string `json:"last_tls_trust"`
-					LastTLSProtocol string `json:"last_tls_protocol"`
-					LastTLSCipher   string `json:"last_tls_cipher"`
-				}
-				out := make([]dj, 0, len(ds))
-				for _, d := range ds {
-					out = append(out, dj{d.Domain, rfc(d.FirstSeen), rfc(d.LastSeen), d.Count, rfc(d.LastTLSAt), d.LastTLSTrust, d.LastTLSProtocol, d.LastTLSCipher})
-				}
-				return writeJSON(e.stdout, map[string]any{"downgrades": out})
+				return writeJSON(e.stdout, report.NewDowngrades(ds))
 			}
 			if len(ds) == 0 && format == "table" {
 				fmt.Fprintf(e.stdout, "No downgrades in this window (%s).\n", describeWindow(w))
@@ -422,13 +305,6 @@ func downgradesCommand(e env) *cli.Command {
 			return t.write(e.stdout, format)
 		},
 	}
-}
-
-func rfc(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(time.RFC3339)
 }
 
 func overridesReportCommand(e env) *cli.Command {
@@ -454,42 +330,20 @@ func overridesReportCommand(e env) *cli.Command {
 			if w, err = fitToHorizon(c.Context, e, st, w, false); err != nil {
 				return err
 			}
-			ovs, err := st.Overrides(c.Context)
-			if err != nil {
-				return err
-			}
-			keys := make([]string, len(ovs))
-			policy := map[string]string{}
-			for i, o := range ovs {
-				keys[i] = o.Key
-				policy[o.Key] = o.Policy
-			}
-			stats, err := st.OverrideActivity(c.Context, w, keys)
+			ovs, err := report.LoadOverrides(c.Context, st, w)
 			if err != nil {
 				return err
 			}
 			if format == "json" {
-				type oj struct {
-					Key         string `json:"key"`
-					Policy      string `json:"policy"`
-					Sent        int64  `json:"sent"`
-					Deferred    int64  `json:"deferred"`
-					TLSDeferred int64  `json:"tls_deferred"`
-					Bounced     int64  `json:"bounced"`
-				}
-				out := make([]oj, 0, len(stats))
-				for _, s := range stats {
-					out = append(out, oj{s.Key, policy[s.Key], s.Sent, s.Deferred, s.TLSDeferred, s.Bounced})
-				}
-				return writeJSON(e.stdout, map[string]any{"overrides": out})
+				return writeJSON(e.stdout, ovs)
 			}
-			if len(stats) == 0 && format == "table" {
+			if len(ovs.Overrides) == 0 && format == "table" {
 				fmt.Fprintln(e.stdout, "No overrides set (see `mailtls policy set --help`).")
 				return nil
 			}
 			t := newTable("KEY", "POLICY", "SENT", "DEFERRED", "TLS-DEFERRED", "BOUNCED").alignRight(2, 3, 4, 5)
-			for _, s := range stats {
-				t.add(truncate(s.Key, 28), truncate(policy[s.Key], 24), num(s.Sent), num(s.Deferred), num(s.TLSDeferred), num(s.Bounced))
+			for _, s := range ovs.Overrides {
+				t.add(truncate(s.Key, 28), truncate(s.Policy, 24), num(s.Sent), num(s.Deferred), num(s.TLSDeferred), num(s.Bounced))
 			}
 			return t.write(e.stdout, format)
 		},
@@ -554,7 +408,7 @@ func suggestCommand(e env) *cli.Command {
 				}
 				out := make([]sj, 0, len(todo))
 				for _, s := range todo {
-					out = append(out, sj{s.Domain, s.Level, s.Deliveries, s.Days, rfc(s.FirstSeen), rfc(s.LastSeen)})
+					out = append(out, sj{s.Domain, s.Level, s.Deliveries, s.Days, report.RFC3339(s.FirstSeen), report.RFC3339(s.LastSeen)})
 				}
 				return writeJSON(e.stdout, map[string]any{"suggestions": out})
 			}
