@@ -229,7 +229,7 @@ func (c *Correlator) onDelivery(line []byte, h *header, d *deliveryLine, status 
 		QueueID:   qid,
 		Recipient: rcpt,
 		OrigTo:    toString(d.origTo),
-		Domain:    recipientDomain(rcpt),
+		Domain:    addrDomain(d.rcpt, d.rcptAt),
 		Relay:     relay,
 		Status:    status,
 		DSN:       toString(d.dsn),
@@ -423,13 +423,14 @@ func toString(b []byte) string {
 	return strings.ToValidUTF8(string(b), "\uFFFD")
 }
 
-// recipientDomain returns the lowercased domain of an address.
-func recipientDomain(addr string) string {
-	i := strings.LastIndexByte(addr, '@')
-	if i < 0 {
+// addrDomain returns the lowercased domain of an address: what follows
+// the '@' at index at (the last one outside quotes, see cutAddr), or ""
+// when at is -1.
+func addrDomain(addr []byte, at int) string {
+	if at < 0 || at >= len(addr) {
 		return ""
 	}
-	d := addr[i+1:]
+	d := toString(addr[at+1:])
 	for j := 0; j < len(d); j++ {
 		if d[j] >= utf8.RuneSelf {
 			return strings.ToLower(d)

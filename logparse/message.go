@@ -166,6 +166,7 @@ func parseVerifyFailure(msg []byte) ([]byte, bool) {
 // reorder fields still parse.
 type deliveryLine struct {
 	qid, rcpt, origTo, relay []byte
+	rcptAt                   int // index of the domain's '@' in rcpt, or -1
 	dsn, status, reason      []byte
 	tls                      []byte // Postfix >= 3.11 "tls=" feature status, raw
 }
@@ -224,11 +225,11 @@ func parseDelivery(msg []byte) (deliveryLine, bool) {
 		return d, false
 	}
 	d.qid = qid
-	rcpt, rest, ok := cutAddr(rest[len("to="):])
+	rcpt, at, rest, ok := cutAddr(rest[len("to="):])
 	if !ok {
 		return d, false
 	}
-	d.rcpt = rcpt
+	d.rcpt, d.rcptAt = rcpt, at
 	for len(rest) > 0 {
 		if !bytes.HasPrefix(rest, []byte(", ")) {
 			return d, false
@@ -258,7 +259,7 @@ func parseDelivery(msg []byte) (deliveryLine, bool) {
 		}
 		var val []byte
 		if string(name) == "orig_to" && len(rest) > 0 && rest[0] == '<' {
-			val, rest, ok = cutAddr(rest)
+			val, _, rest, ok = cutAddr(rest)
 			if !ok {
 				return d, false
 			}
@@ -286,42 +287,43 @@ func parseDelivery(msg []byte) (deliveryLine, bool) {
 	return d, true
 }
 
-// cutAddr splits "<addr>, name=..." or "<addr>" at the end of the line.
-// The address ends at the first ">, " that is followed by a field name, so
-// that odd quoted local parts ("a>, b"@example.com) survive.
-func cutAddr(b []byte) (addr, rest []byte, ok bool) {
+// cutAddr splits "<addr>, name=..." or "<addr>" at the end of the line,
+// reading the address as Postfix writes it (quote_822_local(), with
+// info_log_address_format = external, the default since Postfix 3.5): a
+// local part that is not a dot-atom is in double quotes, and inside quotes
+// a backslash escapes the next byte ('"', '\\'). The address ends at the
+// first '>' outside quotes, which must end the line or be followed by ", ":
+// whatever a quoted local part holds (">", ", relay=...", "status=sent")
+// stays in the address. at is the index in addr of the last '@' outside
+// quotes (the one before the domain), or -1.
+//
+// With info_log_address_format = internal, Postfix logs local parts
+// unquoted, and a record with a hostile address cannot be read without
+// ambiguity; see SECURITY.md.
+func cutAddr(b []byte) (addr []byte, at int, rest []byte, ok bool) {
 	if len(b) == 0 || b[0] != '<' {
-		return nil, nil, false
+		return nil, -1, nil, false
 	}
-	for from := 1; from < len(b); {
-		i := bytes.Index(b[from:], []byte(">, "))
-		if i < 0 {
-			break
-		}
-		i += from
-		if isFieldStart(b[i+3:]) {
-			return b[1:i], b[i+1:], true
-		}
-		from = i + 1
-	}
-	if n := len(b); b[n-1] == '>' && n >= 2 {
-		return b[1 : n-1], nil, true
-	}
-	return nil, nil, false
-}
-
-// isFieldStart reports whether b starts with "name=" (lowercase, '_').
-func isFieldStart(b []byte) bool {
-	for i, c := range b {
-		switch {
-		case c >= 'a' && c <= 'z' || c == '_':
-		case c == '=':
-			return i > 0
-		default:
-			return false
+	at = -1
+	quoted := false
+	for i := 1; i < len(b); i++ {
+		switch c := b[i]; {
+		case quoted && c == '\\':
+			i++ // the escaped byte, whatever it is
+		case c == '"':
+			quoted = !quoted
+		case quoted:
+		case c == '@':
+			at = i - 1
+		case c == '>':
+			rest = b[i+1:]
+			if len(rest) > 0 && !bytes.HasPrefix(rest, []byte(", ")) {
+				return nil, -1, nil, false
+			}
+			return b[1:i], at, rest, true
 		}
 	}
-	return false
+	return nil, -1, nil, false
 }
 
 // parseHandshakeFailure matches the info line a client logs when it

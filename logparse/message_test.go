@@ -202,9 +202,12 @@ func TestRelayHostAndDomain(t *testing.T) {
 		"a@b@C.example":         "c.example",
 		"root":                  "",
 		"j@ÖRG.example":         "örg.example",
+		`"a@b"`:                 "",
+		`"a@b"@C.example`:       "c.example",
 	} {
-		if got := recipientDomain(in); got != want {
-			t.Errorf("recipientDomain(%q) = %q, want %q", in, got, want)
+		addr, at, _, ok := cutAddr([]byte("<" + in + ">"))
+		if got := addrDomain(addr, at); !ok || got != want {
+			t.Errorf("addrDomain(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
