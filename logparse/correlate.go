@@ -28,6 +28,21 @@ const (
 	defaultMaxFailed = 100000
 )
 
+// Bounds on the state's size, so that a checkpoint stays under 1 MiB
+// whatever the log holds (issue #14). Every string kept in the state is
+// stateSafe and capped (maxRelayLen, ...), so an entry's JSON size is at
+// most its cost: the lengths of its strings plus a fixed overhead for the
+// field names and the use stamp. When the costs of a map's entries exceed
+// its budget, the least recently used entries are dropped until at most
+// half of it is used. Typical entries cost about 250 (sessions) and 80
+// (failures) bytes: some 1,500 sessions and 7,000 failures fit.
+const (
+	procBudget   = 384 << 10
+	failBudget   = 576 << 10
+	procOverhead = 140 // {"key":"","open":true,"relay":"",... "used":N},
+	failOverhead = 50  // {"qid":"","host":"","used":N},
+)
+
 // stateVersion is written into MarshalState output.
 const stateVersion = 1
 
@@ -83,6 +98,13 @@ type Correlator struct {
 
 	maxProcs, maxFailed int
 
+	// Costs (see procBudget) of the entries of procs and failed. The
+	// entry the current line touched (touched, returned by proc) is
+	// counted with its cost before the line, touchedCost, until settle.
+	procBytes, failBytes int
+	touched              *procState
+	touchedCost          int
+
 	hdr     header
 	scratch []byte
 	keyBuf  []byte
@@ -106,9 +128,19 @@ type procState struct {
 	FailQID   string `json:"fail_qid,omitempty"`   // bound by the first delivery after it
 
 	Used uint64 `json:"used"`
+
+	key string // its key in Correlator.procs
 }
 
 func (p *procState) idle() bool { return !p.Open && p.FailRelay == "" }
+
+// cost bounds the size of the entry in MarshalState's output.
+func (p *procState) cost() int {
+	return procOverhead + len(p.key) + len(p.Relay) + len(p.Trust) + len(p.Proto) + len(p.Cipher) +
+		len(p.QID) + len(p.FailRelay) + len(p.FailQID)
+}
+
+func (f failID) cost() int { return failOverhead + len(f.qid) + len(f.host) }
 
 // NewCorrelator returns a Correlator with empty state.
 func NewCorrelator(opts Options) *Correlator {
@@ -135,6 +167,12 @@ func (c *Correlator) Stats() Stats { return c.stats }
 //
 // The result is valid until the next call: callers copy it (append).
 func (c *Correlator) Feed(line []byte) []Delivery {
+	out := c.feed(line)
+	c.settle()
+	return out
+}
+
+func (c *Correlator) feed(line []byte) []Delivery {
 	c.stats.Lines++
 	c.seq++
 	h := &c.hdr
@@ -307,28 +345,60 @@ func (c *Correlator) proc(h *header, create bool) *procState {
 	}
 	if p, ok := c.procs[string(key)]; ok {
 		p.Used = c.seq
+		c.touched, c.touchedCost = p, p.cost()
 		return p
 	}
 	if !create {
 		return nil
 	}
-	p := &procState{Used: c.seq}
-	c.procs[string(key)] = p
+	p := &procState{Used: c.seq, key: string(key)}
+	c.procs[p.key] = p
+	c.touched, c.touchedCost = p, 0
 	if len(c.procs) > c.maxProcs {
-		evict(c.procs, c.maxProcs, func(p *procState) uint64 { return p.Used })
+		evict(c.procs, c.maxProcs, 0, func(p *procState) (uint64, int) { return p.Used, 0 })
+		c.recountProcs()
 	}
 	return p
+}
+
+// settle adds the change in cost of the entry the line touched, and
+// enforces procBudget.
+func (c *Correlator) settle() {
+	if c.touched == nil {
+		return
+	}
+	c.procBytes += c.touched.cost() - c.touchedCost
+	c.touched = nil
+	if c.procBytes > procBudget {
+		evict(c.procs, 0, procBudget/2, func(p *procState) (uint64, int) { return p.Used, p.cost() })
+		c.recountProcs()
+	}
+}
+
+// recountProcs sets procBytes from the entries, the touched one at its
+// current cost.
+func (c *Correlator) recountProcs() {
+	c.procBytes = 0
+	for _, p := range c.procs {
+		c.procBytes += p.cost()
+	}
+	if c.touched != nil {
+		c.procBytes -= c.touched.cost() - c.touchedCost
+		if _, ok := c.procs[c.touched.key]; !ok {
+			c.touched = nil
+		}
+	}
 }
 
 func (c *Correlator) dropIfIdle(h *header, p *procState) {
 	if !p.idle() {
 		return
 	}
-	key := h.proc
-	if h.kind == stampUnixMicro {
-		key = c.keyBuf // set by the proc call that returned p
+	delete(c.procs, p.key)
+	if c.touched == p {
+		c.procBytes -= c.touchedCost
+		c.touched = nil
 	}
-	delete(c.procs, string(key))
 }
 
 func (c *Correlator) failedHas(qid, host string) bool {
@@ -341,25 +411,74 @@ func (c *Correlator) failedHas(qid, host string) bool {
 }
 
 func (c *Correlator) failedPut(qid, host string) {
-	c.failed[failID{qid, host}] = c.seq
-	if len(c.failed) > c.maxFailed {
-		evict(c.failed, c.maxFailed, func(u uint64) uint64 { return u })
+	if !stateSafe([]byte(host), maxRelayLen) {
+		return // not from Postfix; never kept (see stateSafe)
+	}
+	k := failID{qid, host}
+	if _, ok := c.failed[k]; !ok {
+		c.failBytes += k.cost()
+	}
+	c.failed[k] = c.seq
+	if len(c.failed) > c.maxFailed || c.failBytes > failBudget {
+		capacity, budget := 0, 0
+		if len(c.failed) > c.maxFailed {
+			capacity = c.maxFailed
+		} else {
+			budget = failBudget / 2
+		}
+		evict(c.failed, capacity, budget, func(u uint64) (uint64, int) { return u, 0 })
+		c.failBytes = 0
+		for k := range c.failed {
+			c.failBytes += k.cost()
+		}
 	}
 }
 
-// evict keeps the capacity/2 most recently used entries. Use stamps are line
-// numbers and each line touches at most one entry, so they are unique and
-// the result does not depend on map order.
-func evict[K comparable, V any](m map[K]V, capacity int, used func(V) uint64) {
-	keep := capacity / 2
-	stamps := make([]uint64, 0, len(m))
-	for _, v := range m {
-		stamps = append(stamps, used(v))
+// evict keeps the capacity/2 most recently used entries of m or, when
+// capacity is 0, the most recently used entries whose costs add up to at
+// most budget. Use stamps are line numbers and each line touches at most
+// one entry, so they are unique and the result does not depend on map
+// order. used returns an entry's stamp and cost; a cost of 0 is replaced
+// by the key's, for failID keys.
+func evict[K comparable, V any](m map[K]V, capacity, budget int, used func(V) (uint64, int)) {
+	type entry struct {
+		stamp uint64
+		cost  int
 	}
-	slices.Sort(stamps)
-	cutoff := stamps[len(stamps)-keep]
+	es := make([]entry, 0, len(m))
 	for k, v := range m {
-		if used(v) < cutoff {
+		stamp, cost := used(v)
+		if cost == 0 {
+			if f, ok := any(k).(failID); ok {
+				cost = f.cost()
+			}
+		}
+		es = append(es, entry{stamp, cost})
+	}
+	slices.SortFunc(es, func(a, b entry) int { return cmp.Compare(b.stamp, a.stamp) })
+	keep := len(es)
+	if capacity > 0 {
+		keep = min(keep, capacity/2)
+	} else {
+		sum := 0
+		for i, e := range es {
+			if sum += e.cost; sum > budget {
+				keep = i
+				break
+			}
+		}
+	}
+	if keep == len(es) {
+		return
+	}
+	cutoff := uint64(0)
+	if keep > 0 {
+		cutoff = es[keep-1].stamp
+	} else {
+		cutoff = es[0].stamp + 1
+	}
+	for k, v := range m {
+		if stamp, _ := used(v); stamp < cutoff {
 			delete(m, k)
 		}
 	}
@@ -506,16 +625,33 @@ func (c *Correlator) UnmarshalState(b []byte) error {
 		}
 	}
 	procs := make(map[string]*procState, len(s.Procs))
+	c.procBytes, c.failBytes, c.touched = 0, 0, nil
 	for _, sp := range s.Procs {
 		p := sp.procState
+		p.key = sp.Key
 		procs[sp.Key] = &p
+		c.procBytes += p.cost()
 	}
 	failed := make(map[failID]uint64, len(s.Failed))
 	for _, f := range s.Failed {
-		failed[failID{f.QID, f.Host}] = f.Used
+		k := failID{f.QID, f.Host}
+		failed[k] = f.Used
+		c.failBytes += k.cost()
 	}
 	c.seq, c.stats, c.tlsSeen, c.year, c.lastOrd = s.Seq, s.Stats, s.TLSSeen, s.Year, s.LastOrd
 	c.procs, c.failed = procs, failed
+	// A state written before the budgets existed may exceed them.
+	if c.procBytes > procBudget {
+		evict(c.procs, 0, procBudget/2, func(p *procState) (uint64, int) { return p.Used, p.cost() })
+		c.recountProcs()
+	}
+	if c.failBytes > failBudget {
+		evict(c.failed, 0, failBudget/2, func(u uint64) (uint64, int) { return u, 0 })
+		c.failBytes = 0
+		for k := range c.failed {
+			c.failBytes += k.cost()
+		}
+	}
 	return nil
 }
 

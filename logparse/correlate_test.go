@@ -292,6 +292,7 @@ func FuzzFeed(f *testing.F) {
 		for _, d := range all {
 			checkDelivery(t, d)
 		}
+		checkStateCost(t, c)
 		// Restart at the midpoint gives the same result.
 		half := len(lines) / 2
 		a := NewCorrelator(opts)
@@ -309,6 +310,29 @@ func FuzzFeed(f *testing.F) {
 			t.Fatalf("restart at line %d changed the result", half)
 		}
 	})
+}
+
+// checkStateCost checks the state size accounting: the running costs match
+// the entries, and bound the size of MarshalState's output.
+func checkStateCost(t *testing.T, c *Correlator) {
+	t.Helper()
+	pb, fb := 0, 0
+	for _, p := range c.procs {
+		pb += p.cost()
+	}
+	for k := range c.failed {
+		fb += k.cost()
+	}
+	if pb != c.procBytes || fb != c.failBytes || pb > procBudget || fb > failBudget {
+		t.Fatalf("state costs %d/%d, counted %d/%d", pb, fb, c.procBytes, c.failBytes)
+	}
+	state, err := c.MarshalState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(state) > pb+fb+400 {
+		t.Fatalf("state of %d bytes, costs %d+%d", len(state), pb, fb)
+	}
 }
 
 func checkDelivery(t *testing.T, d Delivery) {

@@ -10,12 +10,42 @@ import "bytes"
 // client: any "<prefix>/smtp" or "<prefix>/lmtp", whatever the
 // syslog_name prefix ("postfix", "postfix-out", "postfix/relay", ...).
 // tlsproxy, local, virtual, pipe, smtpd and the rest are not.
+// The tag is at most maxTagLen bytes of printable ASCII, as a
+// syslog_name is: it becomes a key of the correlator state.
 func isClientTag(tag []byte) bool {
 	n := len(tag)
-	if n < 6 || tag[n-5] != '/' {
+	if n < 6 || tag[n-5] != '/' || !stateSafe(tag, maxTagLen) {
 		return false
 	}
 	return string(tag[n-4:]) == "smtp" || string(tag[n-4:]) == "lmtp"
+}
+
+// Caps on what the correlator keeps in its state (and so in every
+// checkpoint), per field. A relay is "host[addr]:port": a host name of at
+// most 255 bytes (RFC 1035) and at most 64 for the rest. Longer fields are
+// not from Postfix, and a line holding one is not read as a TLS summary,
+// handshake failure or delivery record.
+const (
+	maxRelayLen  = 255 + 64
+	maxProtoLen  = 128
+	maxCipherLen = 128
+	maxTagLen    = 64
+)
+
+// stateSafe reports whether b may be kept in the correlator state: at most
+// max bytes, each printable ASCII that JSON writes as it is (no space, '"',
+// '\\', '<', '>' or '&'), so that the state's size is the sum of its
+// fields' lengths (see Correlator).
+func stateSafe(b []byte, max int) bool {
+	if len(b) > max {
+		return false
+	}
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // Trust levels as they start a TLS summary line, lowercased for Delivery.
@@ -81,7 +111,7 @@ func parseTLSLine(msg []byte) (tlsLine, bool) {
 	}
 	t.relay = relay
 	proto, cipher, found := bytes.Cut(rest, []byte(" with cipher "))
-	if !found || len(proto) == 0 || bytes.IndexByte(proto, ' ') >= 0 {
+	if !found || len(proto) == 0 || !stateSafe(proto, maxProtoLen) {
 		return t, false
 	}
 	t.proto = proto
@@ -90,7 +120,7 @@ func parseTLSLine(msg []byte) (tlsLine, bool) {
 	} else if i := bytes.IndexByte(cipher, ' '); i >= 0 {
 		cipher = cipher[:i]
 	}
-	if len(cipher) == 0 {
+	if len(cipher) == 0 || !stateSafe(cipher, maxCipherLen) {
 		return t, false
 	}
 	t.cipher = cipher
@@ -99,8 +129,16 @@ func parseTLSLine(msg []byte) (tlsLine, bool) {
 
 // cutRelay splits "host[addr]:port: rest" into the relay and rest. The
 // address may be IPv6 ("mx[2001:db8::1]:25"), so the relay ends at the
-// first ": " after the closing bracket.
+// first ": " after the closing bracket. The relay must be stateSafe.
 func cutRelay(b []byte) (relay, rest []byte, ok bool) {
+	relay, rest, ok = cutRelayAny(b)
+	if ok && !stateSafe(relay, maxRelayLen) {
+		return nil, nil, false
+	}
+	return relay, rest, ok
+}
+
+func cutRelayAny(b []byte) (relay, rest []byte, ok bool) {
 	from := 0
 	if lb := bytes.IndexByte(b, '['); lb >= 0 {
 		if sp := bytes.IndexByte(b[:lb], ' '); sp >= 0 {
@@ -274,6 +312,9 @@ func parseDelivery(msg []byte) (deliveryLine, bool) {
 		case "orig_to":
 			d.origTo = val
 		case "relay":
+			if len(val) > maxRelayLen {
+				return d, false
+			}
 			d.relay = val
 		case "dsn":
 			d.dsn = val
