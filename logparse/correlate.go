@@ -105,6 +105,12 @@ type Correlator struct {
 	touched              *procState
 	touchedCost          int
 
+	// firstSkipped is the start of the first line counted as skipped
+	// since the Correlator was made (not part of the state).
+	firstSkipped     []byte
+	haveSkipped      bool
+	firstSkippedLong bool
+
 	hdr     header
 	scratch []byte
 	keyBuf  []byte
@@ -181,7 +187,7 @@ func (c *Correlator) feed(line []byte) []Delivery {
 		text = text[:n-1] // CRLF files
 	}
 	if !parseHeader(text, h, &c.scratch) {
-		c.stats.Skipped++
+		c.skip(line, false)
 		return nil
 	}
 	if h.kind == stampTraditional {
@@ -224,18 +230,48 @@ func (c *Correlator) feed(line []byte) []Delivery {
 		} else if bytes.Contains(msg, []byte(": to=<")) {
 			// A delivery line we cannot read (truncated, mangled):
 			// malformed, not silently ignored.
-			c.stats.Skipped++
+			c.skip(line, false)
 		}
 		return nil
 	}
 	status, ok := knownStatus(d.status)
 	if !ok {
-		c.stats.Skipped++
+		c.skip(line, false)
 		return nil
 	}
 	c.out[0] = c.onDelivery(line, h, &d, status)
 	c.stats.Deliveries++
 	return c.out[:]
+}
+
+// SkipLine counts a line that was too long to read (see LineReader) as
+// read and skipped; head is its start, for FirstSkipped.
+func (c *Correlator) SkipLine(head []byte) {
+	c.stats.Lines++
+	c.seq++
+	c.skip(head, true)
+}
+
+func (c *Correlator) skip(line []byte, tooLong bool) {
+	c.stats.Skipped++
+	if !c.haveSkipped {
+		c.haveSkipped, c.firstSkippedLong = true, tooLong
+		c.firstSkipped = bytes.Clone(line[:min(len(line), quoteMax+1)])
+	}
+}
+
+// FirstSkipped describes the first line counted as skipped since the
+// Correlator was made (QuoteLine of its start), so that a user sees why;
+// ok is false when none was.
+func (c *Correlator) FirstSkipped() (quoted string, ok bool) {
+	if !c.haveSkipped {
+		return "", false
+	}
+	q := QuoteLine(c.firstSkipped)
+	if c.firstSkippedLong {
+		q += " (longer than " + strconv.Itoa(MaxLineLen) + " bytes)"
+	}
+	return q, true
 }
 
 func (c *Correlator) onTLS(h *header, t *tlsLine) {

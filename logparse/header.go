@@ -18,11 +18,14 @@ const (
 	stampUnixMicro             // journald __REALTIME_TIMESTAMP
 )
 
-// MaxLineLen is the longest line the parser looks at; longer lines are
-// counted as skipped. Postfix truncates its own records at about 2000 bytes
-// (msg_logger.c) and syslog daemons at a few KiB, so a longer line is not a
-// Postfix record, and refusing it keeps the work per line bounded.
-const MaxLineLen = 1 << 20
+// MaxLineLen is the longest line read, without its newline: by import
+// (LineReader), by the file follower (its default MaxLine) and by the
+// parser; longer lines are counted as skipped. Postfix truncates its own
+// records at about 2000 bytes (msg_logger.c), rsyslog at 8 KiB
+// (maxMessageSize) and journald at 48 KiB (LineMax), so a longer line is
+// not a Postfix record, even with a container prefix, and refusing it
+// keeps the memory and work per line bounded.
+const MaxLineLen = 64 << 10
 
 // header is the parsed envelope of one log line. Byte slices point into
 // the line (or into the correlator's scratch buffer for journald lines)

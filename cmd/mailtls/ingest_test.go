@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -153,5 +154,74 @@ func TestImportInterrupted(t *testing.T) {
 	}
 	if len(lines) != len(truth.Deliveries) || len(keys) != len(lines) {
 		t.Errorf("after an interrupted import and a rerun: %d deliveries stored (%d distinct), the log has %d (%s)", len(lines), len(keys), len(truth.Deliveries), out2)
+	}
+}
+
+// TestImportFollowSameLines: import and follow read a log with the same
+// line reader (logparse.LineReader's rules, one cap): the same lines are
+// read, skipped and stored, CRLF lines included, and import's summary
+// quotes the first skipped line with control characters escaped.
+func TestImportFollowSameLines(t *testing.T) {
+	var log bytes.Buffer
+	log.WriteString(tlsLine)
+	log.WriteString("\x1b[2Jgarbage\x00 \xff\n")
+	// A 300 KiB delivery line: longer than any Postfix record.
+	log.WriteString(strings.TrimSuffix(sentLine, "(250 ok)\n") + "(250 " + strings.Repeat("k", 300<<10) + ")\n")
+	log.WriteString(strings.Replace(sentLine, "\n", "\r\n", 1))
+	log.WriteString(strings.Repeat("y", 2<<20) + "\n")
+	log.WriteString(strings.TrimSuffix(plainOne, "\n")) // no newline at the end
+	path := filepath.Join(t.TempDir(), "mail.log")
+	if err := os.WriteFile(path, log.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	c := newCLI(t)
+	out := c.ok("import", path)
+	var lines, stored, present, skipped int
+	if _, err := fmt.Sscanf(out, "%d lines read, %d deliveries stored (%d already present), %d lines skipped as malformed", &lines, &stored, &present, &skipped); err != nil {
+		t.Fatalf("summary %q: %v", out, err)
+	}
+	if want := `the first: "\x1b[2Jgarbage\x00 \xff"`; !strings.Contains(out, want) {
+		t.Errorf("summary %q does not quote the first skipped line as %s", out, want)
+	}
+
+	// The follower, on the same file (it is final: read to its end).
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var st logparse.Stats
+	var keys []string
+	f := &logparse.Follower{Path: path, NewCorrelator: func() *logparse.Correlator {
+		return logparse.NewCorrelator(logparse.Options{})
+	}}
+	err := f.Run(ctx, logparse.Checkpoint{}, func(_ context.Context, b logparse.Batch) error {
+		st = b.Stats
+		for _, d := range b.Deliveries {
+			keys = append(keys, d.Key)
+		}
+		if st.Lines >= 5 {
+			cancel()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The follower holds the last line back until its newline arrives.
+	if int64(lines) != st.Lines+1 || int64(skipped) != st.Skipped || stored != len(keys)+1 {
+		t.Errorf("import read %d lines, skipped %d, stored %d; follow read %d, skipped %d, stored %d (+1 held line)",
+			lines, skipped, stored, st.Lines, st.Skipped, len(keys))
+	}
+	if lines != 6 || skipped != 3 || stored != 2 {
+		t.Errorf("import: %q", out)
+	}
+	// Same keys: a CRLF line is one line, whoever reads it.
+	rows := strings.Split(strings.TrimSpace(c.ok("deliveries", "--format", "jsonl", "--since", "2000-01-01")), "\n")
+	if len(rows) != 2 || len(keys) != 1 {
+		t.Fatalf("rows %q, follower keys %q", rows, keys)
+	}
+	cr := bytes.Index(log.Bytes(), []byte("\r\n"))
+	start := bytes.LastIndexByte(log.Bytes()[:cr], '\n') + 1
+	if want := fmt.Sprintf("%x", sha256.Sum256(log.Bytes()[start:cr])); keys[0] != want {
+		t.Errorf("follower key %s, want the hash of the line without CR %s", keys[0], want)
 	}
 }
