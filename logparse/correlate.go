@@ -50,7 +50,9 @@ const stateVersion = 1
 // delivery records they belong to. It is not safe for concurrent use.
 //
 // Only lines of outbound clients (any "<prefix>/smtp[pid]" or
-// "<prefix>/lmtp[pid]" tag) are correlated, per process (tag and pid):
+// "<prefix>/lmtp[pid]" tag) are correlated, per process (tag and pid);
+// the delivery records of error(8) ("<prefix>/error[pid]") are deliveries
+// too, with relay=none (see feedError):
 //
 //   - A TLS summary line ("... TLS connection established to R: ..." or
 //     "... TLS connection reused to R: ...") opens a session to relay R.
@@ -193,7 +195,13 @@ func (c *Correlator) feed(line []byte) []Delivery {
 	if h.kind == stampTraditional {
 		c.inferYear(h)
 	}
-	if !isClientTag(h.tag) || len(h.msg) == 0 {
+	if len(h.msg) == 0 {
+		return nil
+	}
+	if !isClientTag(h.tag) {
+		if isErrorTag(h.tag) {
+			return c.feedError(line, h)
+		}
 		return nil
 	}
 	msg := h.msg
@@ -272,6 +280,29 @@ func (c *Correlator) FirstSkipped() (quoted string, ok bool) {
 		q += " (longer than " + strconv.Itoa(MaxLineLen) + " bytes)"
 	}
 	return q, true
+}
+
+// feedError reads a line of error(8), which Postfix uses for the
+// messages to a destination it has suspended after a failure ("delivery
+// temporarily suspended: REASON OF THE FAILURE") and for error: transports.
+// Its delivery records are deliveries with relay=none (TLS unknown): TLS
+// failures when the reason names TLS.
+func (c *Correlator) feedError(line []byte, h *header) []Delivery {
+	d, ok := parseDelivery(h.msg)
+	if !ok {
+		if bytes.Contains(h.msg, []byte(": to=<")) {
+			c.skip(line, false)
+		}
+		return nil
+	}
+	status, ok := knownStatus(d.status)
+	if !ok {
+		c.skip(line, false)
+		return nil
+	}
+	c.out[0] = c.onDelivery(line, h, &d, status)
+	c.stats.Deliveries++
+	return c.out[:]
 }
 
 func (c *Correlator) onTLS(h *header, t *tlsLine) {

@@ -351,7 +351,7 @@ func checkDelivery(t *testing.T, d Delivery) {
 	if len(d.Key) != 64 || strings.Trim(d.Key, "0123456789abcdef") != "" {
 		t.Fatalf("key %q", d.Key)
 	}
-	if !isQueueID([]byte(d.QueueID)) || d.Relay == "" || !strings.HasSuffix(d.Process, "mtp") {
+	if !isQueueID([]byte(d.QueueID)) || d.Relay == "" || !(strings.HasSuffix(d.Process, "mtp") || strings.HasSuffix(d.Process, "/error") && d.Relay == "none") {
 		t.Fatalf("bad delivery %+v", d)
 	}
 	switch d.TLSTrust {

@@ -20,6 +20,14 @@ func isClientTag(tag []byte) bool {
 	return string(tag[n-4:]) == "smtp" || string(tag[n-4:]) == "lmtp"
 }
 
+// isErrorTag reports whether a syslog tag names error(8) ("postfix/error",
+// "postfix-out/error"), whose records defer or bounce the messages to a
+// suspended destination or an error: transport without connecting.
+func isErrorTag(tag []byte) bool {
+	n := len(tag)
+	return n >= 7 && tag[n-6] == '/' && string(tag[n-5:]) == "error" && stateSafe(tag, maxTagLen)
+}
+
 // Caps on what the correlator keeps in its state (and so in every
 // checkpoint), per field. A relay is "host[addr]:port": a host name of at
 // most 255 bytes (RFC 1035) and at most 64 for the rest. Longer fields are
