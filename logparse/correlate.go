@@ -76,9 +76,11 @@ const stateVersion = 1
 //     same message, or any process later for the same queue id (a bounded
 //     map queue id+relay host -> failed). Hosts are compared without the
 //     address, so a retry to another address of the same MX host counts.
-//   - With Postfix >= 3.11, a "tls=" field on a record without a session
-//     fills in what it proves: a compliant "sent" at a mandatory level
-//     (encrypt, dane, verify, ...) was encrypted; level "none" was not.
+//   - With Postfix >= 3.11, a "tls=" field decides where it says so, over
+//     the above: a compliant "sent" at a mandatory level (encrypt, dane,
+//     verify, ...) was encrypted; a reached level "none" was not, and is a
+//     fallback when another level was in force. See tlsFeature for the
+//     forms read.
 //   - TLSFailure is set on records that are not "sent" whose reason is
 //     about TLS (TLS, SSL, certificate, handshake) or whose "tls=" field
 //     reports a policy violation.
@@ -385,12 +387,24 @@ func (c *Correlator) onDelivery(line []byte, h *header, d *deliveryLine, status 
 			del.Fallback = true
 		case reasonNoTLS(d.reason):
 			del.TLS = &no
-		case feat.present && !feat.undecided && !feat.violation && status == StatusSent && mandatoryTLS(feat.final):
-			del.TLS = &yes
-		case feat.present && !feat.undecided && feat.final == "none":
-			del.TLS = &no
 		case c.tlsSeen:
 			del.TLS = &no
+		}
+	}
+	// Postfix >= 3.11: the tls= field, where it says so, is the truth
+	// (see tlsFeature).
+	if len(d.tls) > 0 {
+		del.TLSFeature = toString(d.tls)
+	}
+	if feat.present && !feat.undecided && relay != "none" {
+		switch {
+		case feat.final == "none":
+			del.TLS = &no
+			del.TLSTrust, del.TLSProtocol, del.TLSCipher = "", "", ""
+			del.Fallback = status == StatusSent && feat.target != "none"
+		case status == StatusSent && !feat.violation && mandatoryTLS(feat.final):
+			del.TLS = &yes
+			del.Fallback = false
 		}
 	}
 	if status != StatusSent && (feat.violation || reasonMentionsTLS(d.reason)) {

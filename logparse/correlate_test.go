@@ -39,6 +39,7 @@ type goldenRecord struct {
 	TLSCipher   string `json:"tls_cipher"`
 	Fallback    bool   `json:"fallback"`
 	TLSFailure  bool   `json:"tls_failure"`
+	TLSFeature  string `json:"tls_feature,omitempty"`
 }
 
 func toGolden(d Delivery) goldenRecord {
@@ -47,7 +48,7 @@ func toGolden(d Delivery) goldenRecord {
 		QueueID: d.QueueID, Recipient: d.Recipient, OrigTo: d.OrigTo, Domain: d.Domain,
 		Relay: d.Relay, Status: d.Status, DSN: d.DSN, Reason: d.Reason,
 		TLS: d.TLS, TLSTrust: d.TLSTrust, TLSProtocol: d.TLSProtocol, TLSCipher: d.TLSCipher,
-		Fallback: d.Fallback, TLSFailure: d.TLSFailure,
+		Fallback: d.Fallback, TLSFailure: d.TLSFailure, TLSFeature: d.TLSFeature,
 	}
 }
 
@@ -351,7 +352,7 @@ func checkDelivery(t *testing.T, d Delivery) {
 	if len(d.Key) != 64 || strings.Trim(d.Key, "0123456789abcdef") != "" {
 		t.Fatalf("key %q", d.Key)
 	}
-	if !isQueueID([]byte(d.QueueID)) || d.Relay == "" || !(strings.HasSuffix(d.Process, "mtp") || strings.HasSuffix(d.Process, "/error") && d.Relay == "none") {
+	if !isQueueID([]byte(d.QueueID)) || d.Relay == "" || !(strings.HasSuffix(d.Process, "mtp") || (strings.HasSuffix(d.Process, "/error") || strings.HasSuffix(d.Process, "/retry")) && d.Relay == "none") {
 		t.Fatalf("bad delivery %+v", d)
 	}
 	switch d.TLSTrust {

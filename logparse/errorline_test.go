@@ -13,10 +13,11 @@ func TestErrorDeliveries(t *testing.T) {
 		"2026-11-28T07:00:01.000000+00:00 edge postfix/error[4404]: 2B3C4D5E6F: to=<b@enc.example>, relay=none, delay=0.01, delays=0/0/0/0.01, dsn=4.7.4, status=deferred (delivery temporarily suspended: TLS is required, but was not offered by host mx.enc.example[192.0.2.40])",
 		"2026-11-28T07:00:02.000000+00:00 edge postfix/error[4404]: 3C4D5E6F70: to=<c@down.example>, relay=none, delay=0.01, delays=0/0/0/0.01, dsn=4.4.1, status=deferred (delivery temporarily suspended: connect to mx.down.example[192.0.2.41]:25: Connection refused)",
 		"2026-11-28T07:00:03.000000+00:00 edge postfix-out/error[4405]: 4D5E6F7081: to=<d@gone.example>, relay=none, delay=0.01, delays=0/0/0/0.01, dsn=5.0.0, status=bounced (mail for gone.example is not accepted)",
+		"2026-11-28T07:00:03.500000+00:00 edge postfix/retry[4407]: 4D5E6F7082: to=<f@enc.example>, relay=none, delay=0.01, delays=0/0/0/0.01, dsn=4.7.4, status=deferred (delivery temporarily suspended: TLS is required, but was not offered by host mx.enc.example[192.0.2.40])",
 		"2026-11-28T07:00:04.000000+00:00 edge postfix/errorx[4406]: 5E6F708192: to=<e@x.example>, relay=none, delay=0.01, delays=0/0/0/0.01, dsn=5.0.0, status=bounced (x)",
 	)
-	if len(ds) != 4 {
-		t.Fatalf("%d deliveries, want 4: %+v", len(ds), ds)
+	if len(ds) != 5 {
+		t.Fatalf("%d deliveries, want 5: %+v", len(ds), ds)
 	}
 	for i, want := range []struct {
 		process, rcpt string
@@ -26,6 +27,7 @@ func TestErrorDeliveries(t *testing.T) {
 		{"postfix/error", "b@enc.example", true},
 		{"postfix/error", "c@down.example", false},
 		{"postfix-out/error", "d@gone.example", false},
+		{"postfix/retry", "f@enc.example", true},
 	} {
 		d := ds[i]
 		if d.Process != want.process || d.Recipient != want.rcpt || d.TLSFailure != want.tlsFailure {

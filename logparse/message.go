@@ -20,12 +20,17 @@ func isClientTag(tag []byte) bool {
 	return string(tag[n-4:]) == "smtp" || string(tag[n-4:]) == "lmtp"
 }
 
-// isErrorTag reports whether a syslog tag names error(8) ("postfix/error",
-// "postfix-out/error"), whose records defer or bounce the messages to a
-// suspended destination or an error: transport without connecting.
+// isErrorTag reports whether a syslog tag names error(8), which runs as
+// the "error" and "retry" services of master.cf ("postfix/error",
+// "postfix/retry", "postfix-out/error"): its records defer or bounce the
+// messages to a suspended destination or an error: transport without
+// connecting.
 func isErrorTag(tag []byte) bool {
-	n := len(tag)
-	return n >= 7 && tag[n-6] == '/' && string(tag[n-5:]) == "error" && stateSafe(tag, maxTagLen)
+	if !stateSafe(tag, maxTagLen) {
+		return false
+	}
+	i := bytes.LastIndexByte(tag, '/')
+	return i > 0 && (string(tag[i+1:]) == "error" || string(tag[i+1:]) == "retry")
 }
 
 // Caps on what the correlator keeps in its state (and so in every
@@ -388,17 +393,35 @@ func parseHandshakeFailure(msg []byte) ([]byte, bool) {
 }
 
 // tlsFeature is the TLS security level part of the Postfix 3.11 "tls="
-// delivery status field (log_adhoc.c, tls_stats.c). The field lists up to
-// two features (the TLS level and REQUIRETLS), separated by "/". Each is
-// written as [!][(][disabled:]target[:final][)][?]: "!" marks a policy
-// violation, "?" a decision still pending when the record was written,
-// parentheses relaxed enforcement, and ":final" the level actually reached
-// when it differs from the target (a downgrade). A trailing "!" is also
-// read as a violation.
+// delivery status field (smtp_log_tls_feature_status = yes; log_adhoc.c,
+// tls_stats.c). The field lists up to two features, the TLS level and
+// REQUIRETLS, separated by "/" ("secure/requiretls"). Each is written
+// [!][(][disabled:]LEVEL[:STATUS][)][?]. The forms read, and what mailtls
+// takes each to mean:
+//
+//	LEVEL          the level in force, met: "dane", "verify", "encrypt", "may", "none"
+//	LEVEL:LEVEL2   a downgrade: LEVEL was in force, LEVEL2 is what the session
+//	               reached ("dane:may": no usable TLSA records; "may:none":
+//	               opportunistic TLS given up, plaintext)
+//	LEVEL:OTHER    a feature status that is not a level ("dane:halfdane"): the
+//	               level in force is LEVEL, what was reached is not known
+//	!LEVEL, LEVEL! the level was enforced and this record is its failure
+//	LEVEL?         not decided (not enforced) when the record was written
+//	(LEVEL...)     relaxed enforcement; read as without the parentheses
+//
+// What it decides (Correlator.onDelivery), over what the TLS summary lines
+// and handshake failures suggest: a decided (no "?") record whose reached
+// level is "none" went out in plaintext, and a "sent" one whose level in
+// force was not "none" is a fallback (the policy's TLS was given up); a
+// decided "sent" without "!" whose reached level is mandatory (encrypt,
+// dane, dane-only, fingerprint, verify, secure) was encrypted, and is no
+// fallback. Any other form ("may", an unknown status, "?") leaves TLS to
+// the correlator. A "!" on a record that is not "sent" makes it a TLS
+// failure. The raw value is kept in Delivery.TLSFeature.
 type tlsFeature struct {
 	present   bool
 	target    string // e.g. "dane"
-	final     string // level reached; equals target without a downgrade
+	final     string // level reached; equals target without a downgrade, "" if not known
 	violation bool
 	undecided bool
 }
@@ -453,9 +476,7 @@ func parseTLSFeature(v []byte) tlsFeature {
 		}
 		g.present, g.target, g.final = true, t, t
 		if len(final) > 0 {
-			if fl, ok := tlsLevel(final); ok {
-				g.final = fl
-			}
+			g.final, _ = tlsLevel(final) // "" for a feature status
 		}
 		if !f.present {
 			f = g
