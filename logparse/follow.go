@@ -51,11 +51,13 @@ var ErrCommit = errors.New("logparse: commit failed")
 //
 // Lines. A line is the bytes up to and including "\n". The last line of a
 // file is held back until its newline arrives: it is never fed early and
-// never lost. A line longer than MaxLine is read and discarded without
-// being kept in memory, and fed to the correlator as an empty line, which it
-// counts once in Stats.Lines and Stats.Skipped, as it would the line itself;
-// the line after it is read normally. Memory is bounded by MaxLine, a read
-// buffer and MaxBatch deliveries.
+// never lost. Lines are split as LineReader splits them for import (one
+// line reader, lineSplitter): a CR before the newline is dropped, and a
+// line longer than MaxLine is read and discarded without being kept in
+// memory, and counted once in Stats.Lines and Stats.Skipped
+// (Correlator.SkipLine); the line after it is read normally, never merged
+// with it. The first line the correlator skips is logged once, quoted.
+// Memory is bounded by MaxLine, a read buffer and MaxBatch deliveries.
 //
 // Batches. Commit receives the deliveries of a run of consecutive lines and
 // a Checkpoint taken just past the last of them: the file's identity, the
@@ -1088,11 +1090,14 @@ func (r *fileRun) feed(line []byte, kind splitKind) {
 	} else {
 		r.pending = append(r.pending, r.corr.Feed(trimCR(line))...)
 	}
-	if !r.skipLogged {
-		if q, ok := r.corr.FirstSkipped(); ok {
-			r.skipLogged = true
-			r.log.Warn("a log line was not understood and is skipped; further ones are only counted", "line", q)
+	if !r.skipLogged && r.corr.haveSkipped {
+		// The handler quotes the value, escaping control characters.
+		r.skipLogged = true
+		args := []any{"line", toString(r.corr.firstSkipped[:min(len(r.corr.firstSkipped), quoteMax)])}
+		if r.corr.firstSkippedLong {
+			args = append(args, "longer_than_bytes", r.maxLine)
 		}
+		r.log.Warn("a log line was not understood and is skipped; further ones are only counted", args...)
 	}
 	r.markDirty()
 }

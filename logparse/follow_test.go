@@ -1436,7 +1436,7 @@ func TestFollowLogsFirstSkipped(t *testing.T) {
 	if n := lb.count("was not understood"); n != 1 {
 		t.Errorf("logged %d times:\n%s", n, lb.buf.String())
 	}
-	if want := `"\"\\x1b[2Jnot a log line\\x00\""`; lb.count(want) != 1 {
+	if want := `line="\x1b[2Jnot a log line\x00"`; lb.count(want) != 1 {
 		t.Errorf("log does not quote the line as %s:\n%s", want, lb.buf.String())
 	}
 }

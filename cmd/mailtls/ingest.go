@@ -44,7 +44,8 @@ func importCommand(e env) *cli.Command {
 		Usage:     "parse mail log files (plain, .gz or - for stdin) into the database",
 		ArgsUsage: "FILE...",
 		UsageText: "mailtls import /var/log/mail.log.2.gz /var/log/mail.log.1 /var/log/mail.log\n" +
-			"journalctl -u postfix@- -o json | mailtls import -\n\n" +
+			"journalctl -u postfix@- -o json | mailtls import -\n" +
+			"docker compose logs --timestamps postfix | mailtls import -   # kubectl logs too\n\n" +
 			"Give rotated files oldest first. Importing the same lines twice adds nothing, so\n" +
 			"after an interruption (Ctrl-C) run the same import again to add the rest.",
 		Flags: []cli.Flag{
