@@ -336,7 +336,7 @@ func (c *Correlator) onDelivery(line []byte, h *header, d *deliveryLine, status 
 		QueueID:   qid,
 		Recipient: rcpt,
 		OrigTo:    toString(d.origTo),
-		Domain:    addrDomain(d.rcpt, d.rcptAt),
+		Domain:    addrDomain(rcpt, d.rcpt, d.rcptAt),
 		Relay:     relay,
 		Status:    status,
 		DSN:       toString(d.dsn),
@@ -492,7 +492,7 @@ func (c *Correlator) failedHas(qid, host string) bool {
 }
 
 func (c *Correlator) failedPut(qid, host string) {
-	if !stateSafe([]byte(host), maxRelayLen) {
+	if !stateSafe(host, maxRelayLen) {
 		return // not from Postfix; never kept (see stateSafe)
 	}
 	k := failID{qid, host}
@@ -624,13 +624,18 @@ func toString(b []byte) string {
 }
 
 // addrDomain returns the lowercased domain of an address: what follows
-// the '@' at index at (the last one outside quotes, see cutAddr), or ""
-// when at is -1.
-func addrDomain(addr []byte, at int) string {
-	if at < 0 || at >= len(addr) {
+// the '@' at index at of raw (the last one outside quotes, see cutAddr),
+// or "" when at is -1. s is toString(raw), sliced when it is raw unchanged.
+func addrDomain(s string, raw []byte, at int) string {
+	if at < 0 || at >= len(raw) {
 		return ""
 	}
-	d := toString(addr[at+1:])
+	var d string
+	if len(s) == len(raw) && utf8.Valid(raw) {
+		d = s[at+1:]
+	} else {
+		d = toString(raw[at+1:])
+	}
 	for j := 0; j < len(d); j++ {
 		if d[j] >= utf8.RuneSelf {
 			return strings.ToLower(d)

@@ -49,12 +49,12 @@ const (
 // max bytes, each printable ASCII that JSON writes as it is (no space, '"',
 // '\\', '<', '>' or '&'), so that the state's size is the sum of its
 // fields' lengths (see Correlator).
-func stateSafe(b []byte, max int) bool {
+func stateSafe[T string | []byte](b T, max int) bool {
 	if len(b) > max {
 		return false
 	}
-	for _, c := range b {
-		if c <= ' ' || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+	for i := 0; i < len(b); i++ {
+		if c := b[i]; c <= ' ' || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
 			return false
 		}
 	}

@@ -211,7 +211,7 @@ func TestRelayHostAndDomain(t *testing.T) {
 		`"a@b"@C.example`:       "c.example",
 	} {
 		addr, at, _, ok := cutAddr([]byte("<" + in + ">"))
-		if got := addrDomain(addr, at); !ok || got != want {
+		if got := addrDomain(toString(addr), addr, at); !ok || got != want {
 			t.Errorf("addrDomain(%q) = %q, want %q", in, got, want)
 		}
 	}
