@@ -91,3 +91,37 @@ func maxInt(a, b int) int {
 	}
 	return b
 }
+
+// TestOversizedStateShrinks: a state saved before the budgets existed, far
+// over them, is cut down to them when it is restored, newest entries kept.
+func TestOversizedStateShrinks(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"v":1,"seq":100000,"stats":{"Lines":0,"Deliveries":0,"Skipped":0,"TLSLines":0},"procs":[`)
+	for i := 0; i < 4000; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"key":"postfix/smtp[%d]","open":true,"relay":"%s","trust":"trusted","proto":"TLSv1.3","cipher":"X","used":%d}`, i, strings.Repeat("r", 300), i+1)
+	}
+	b.WriteString(`],"failed":[`)
+	for i := 0; i < 8000; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"qid":"%010d","host":"%s","used":%d}`, i, strings.Repeat("h", 200), 50000+i)
+	}
+	b.WriteString(`]}`)
+	c := NewCorrelator(goldenOptions(""))
+	if err := c.UnmarshalState([]byte(b.String())); err != nil {
+		t.Fatal(err)
+	}
+	if n := checkpointSize(t, c); n >= 1<<20 {
+		t.Errorf("restored %d-byte state marshals to a %d-byte checkpoint", b.Len(), n)
+	}
+	if _, ok := c.procs["postfix/smtp[3999]"]; !ok {
+		t.Error("the newest session was dropped")
+	}
+	if _, ok := c.failed[failID{"0000007999", strings.Repeat("h", 200)}]; !ok {
+		t.Error("the newest failure was dropped")
+	}
+}
