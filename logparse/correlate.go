@@ -298,8 +298,8 @@ func (c *Correlator) feedError(line []byte, h *header) []Delivery {
 		return nil
 	}
 	status, ok := knownStatus(d.status)
-	if !ok {
-		c.skip(line, false)
+	if !ok || string(d.relay) != "none" {
+		c.skip(line, false) // error(8) makes no connection
 		return nil
 	}
 	c.out[0] = c.onDelivery(line, h, &d, status)
