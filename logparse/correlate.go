@@ -28,6 +28,21 @@ const (
 	defaultMaxFailed = 100000
 )
 
+// Bounds on the state's size, so that a checkpoint stays under 1 MiB
+// whatever the log holds (issue #14). Every string kept in the state is
+// stateSafe and capped (maxRelayLen, ...), so an entry's JSON size is at
+// most its cost: the lengths of its strings plus a fixed overhead for the
+// field names and the use stamp. When the costs of a map's entries exceed
+// its budget, the least recently used entries are dropped until at most
+// half of it is used. Typical entries cost about 250 (sessions) and 80
+// (failures) bytes: some 1,500 sessions and 7,000 failures fit.
+const (
+	procBudget   = 384 << 10
+	failBudget   = 576 << 10
+	procOverhead = 140 // {"key":"","open":true,"relay":"",... "used":N},
+	failOverhead = 50  // {"qid":"","host":"","used":N},
+)
+
 // stateVersion is written into MarshalState output.
 const stateVersion = 1
 
@@ -35,7 +50,9 @@ const stateVersion = 1
 // delivery records they belong to. It is not safe for concurrent use.
 //
 // Only lines of outbound clients (any "<prefix>/smtp[pid]" or
-// "<prefix>/lmtp[pid]" tag) are correlated, per process (tag and pid):
+// "<prefix>/lmtp[pid]" tag) are correlated, per process (tag and pid);
+// the delivery records of error(8) ("<prefix>/error[pid]") are deliveries
+// too, with relay=none (see feedError):
 //
 //   - A TLS summary line ("... TLS connection established to R: ..." or
 //     "... TLS connection reused to R: ...") opens a session to relay R.
@@ -59,9 +76,11 @@ const stateVersion = 1
 //     same message, or any process later for the same queue id (a bounded
 //     map queue id+relay host -> failed). Hosts are compared without the
 //     address, so a retry to another address of the same MX host counts.
-//   - With Postfix >= 3.11, a "tls=" field on a record without a session
-//     fills in what it proves: a compliant "sent" at a mandatory level
-//     (encrypt, dane, verify, ...) was encrypted; level "none" was not.
+//   - With Postfix >= 3.11, a "tls=" field decides where it says so, over
+//     the above: a compliant "sent" at a mandatory level (encrypt, dane,
+//     verify, ...) was encrypted; a reached level "none" was not, and is a
+//     fallback when another level was in force. See tlsFeature for the
+//     forms read.
 //   - TLSFailure is set on records that are not "sent" whose reason is
 //     about TLS (TLS, SSL, certificate, handshake) or whose "tls=" field
 //     reports a policy violation.
@@ -82,6 +101,19 @@ type Correlator struct {
 	failed map[failID]uint64 // -> last use
 
 	maxProcs, maxFailed int
+
+	// Costs (see procBudget) of the entries of procs and failed. The
+	// entry the current line touched (touched, returned by proc) is
+	// counted with its cost before the line, touchedCost, until settle.
+	procBytes, failBytes int
+	touched              *procState
+	touchedCost          int
+
+	// firstSkipped is the start of the first line counted as skipped
+	// since the Correlator was made (not part of the state).
+	firstSkipped     []byte
+	haveSkipped      bool
+	firstSkippedLong bool
 
 	hdr     header
 	scratch []byte
@@ -106,9 +138,19 @@ type procState struct {
 	FailQID   string `json:"fail_qid,omitempty"`   // bound by the first delivery after it
 
 	Used uint64 `json:"used"`
+
+	key string // its key in Correlator.procs
 }
 
 func (p *procState) idle() bool { return !p.Open && p.FailRelay == "" }
+
+// cost bounds the size of the entry in MarshalState's output.
+func (p *procState) cost() int {
+	return procOverhead + len(p.key) + len(p.Relay) + len(p.Trust) + len(p.Proto) + len(p.Cipher) +
+		len(p.QID) + len(p.FailRelay) + len(p.FailQID)
+}
+
+func (f failID) cost() int { return failOverhead + len(f.qid) + len(f.host) }
 
 // NewCorrelator returns a Correlator with empty state.
 func NewCorrelator(opts Options) *Correlator {
@@ -135,6 +177,12 @@ func (c *Correlator) Stats() Stats { return c.stats }
 //
 // The result is valid until the next call: callers copy it (append).
 func (c *Correlator) Feed(line []byte) []Delivery {
+	out := c.feed(line)
+	c.settle()
+	return out
+}
+
+func (c *Correlator) feed(line []byte) []Delivery {
 	c.stats.Lines++
 	c.seq++
 	h := &c.hdr
@@ -143,13 +191,19 @@ func (c *Correlator) Feed(line []byte) []Delivery {
 		text = text[:n-1] // CRLF files
 	}
 	if !parseHeader(text, h, &c.scratch) {
-		c.stats.Skipped++
+		c.skip(line, false)
 		return nil
 	}
 	if h.kind == stampTraditional {
 		c.inferYear(h)
 	}
-	if !isClientTag(h.tag) || len(h.msg) == 0 {
+	if len(h.msg) == 0 {
+		return nil
+	}
+	if !isClientTag(h.tag) {
+		if isErrorTag(h.tag) {
+			return c.feedError(line, h)
+		}
 		return nil
 	}
 	msg := h.msg
@@ -186,13 +240,66 @@ func (c *Correlator) Feed(line []byte) []Delivery {
 		} else if bytes.Contains(msg, []byte(": to=<")) {
 			// A delivery line we cannot read (truncated, mangled):
 			// malformed, not silently ignored.
-			c.stats.Skipped++
+			c.skip(line, false)
 		}
 		return nil
 	}
 	status, ok := knownStatus(d.status)
 	if !ok {
-		c.stats.Skipped++
+		c.skip(line, false)
+		return nil
+	}
+	c.out[0] = c.onDelivery(line, h, &d, status)
+	c.stats.Deliveries++
+	return c.out[:]
+}
+
+// SkipLine counts a line that was too long to read (see LineReader) as
+// read and skipped; head is its start, for FirstSkipped.
+func (c *Correlator) SkipLine(head []byte) {
+	c.stats.Lines++
+	c.seq++
+	c.skip(head, true)
+}
+
+func (c *Correlator) skip(line []byte, tooLong bool) {
+	c.stats.Skipped++
+	if !c.haveSkipped {
+		c.haveSkipped, c.firstSkippedLong = true, tooLong
+		c.firstSkipped = bytes.Clone(line[:min(len(line), quoteMax+1)])
+	}
+}
+
+// FirstSkipped describes the first line counted as skipped since the
+// Correlator was made (QuoteLine of its start), so that a user sees why;
+// ok is false when none was.
+func (c *Correlator) FirstSkipped() (quoted string, ok bool) {
+	if !c.haveSkipped {
+		return "", false
+	}
+	q := QuoteLine(c.firstSkipped)
+	if c.firstSkippedLong {
+		q += " (longer than " + strconv.Itoa(MaxLineLen) + " bytes)"
+	}
+	return q, true
+}
+
+// feedError reads a line of error(8), which Postfix uses for the
+// messages to a destination it has suspended after a failure ("delivery
+// temporarily suspended: REASON OF THE FAILURE") and for error: transports.
+// Its delivery records are deliveries with relay=none (TLS unknown): TLS
+// failures when the reason names TLS.
+func (c *Correlator) feedError(line []byte, h *header) []Delivery {
+	d, ok := parseDelivery(h.msg)
+	if !ok {
+		if bytes.Contains(h.msg, []byte(": to=<")) {
+			c.skip(line, false)
+		}
+		return nil
+	}
+	status, ok := knownStatus(d.status)
+	if !ok || string(d.relay) != "none" {
+		c.skip(line, false) // error(8) makes no connection
 		return nil
 	}
 	c.out[0] = c.onDelivery(line, h, &d, status)
@@ -229,7 +336,7 @@ func (c *Correlator) onDelivery(line []byte, h *header, d *deliveryLine, status 
 		QueueID:   qid,
 		Recipient: rcpt,
 		OrigTo:    toString(d.origTo),
-		Domain:    recipientDomain(rcpt),
+		Domain:    addrDomain(rcpt, d.rcpt, d.rcptAt),
 		Relay:     relay,
 		Status:    status,
 		DSN:       toString(d.dsn),
@@ -280,12 +387,24 @@ func (c *Correlator) onDelivery(line []byte, h *header, d *deliveryLine, status 
 			del.Fallback = true
 		case reasonNoTLS(d.reason):
 			del.TLS = &no
-		case feat.present && !feat.undecided && !feat.violation && status == StatusSent && mandatoryTLS(feat.final):
-			del.TLS = &yes
-		case feat.present && !feat.undecided && feat.final == "none":
-			del.TLS = &no
 		case c.tlsSeen:
 			del.TLS = &no
+		}
+	}
+	// Postfix >= 3.11: the tls= field, where it says so, is the truth
+	// (see tlsFeature).
+	if len(d.tls) > 0 {
+		del.TLSFeature = toString(d.tls)
+	}
+	if feat.present && !feat.undecided && relay != "none" {
+		switch {
+		case feat.final == "none":
+			del.TLS = &no
+			del.TLSTrust, del.TLSProtocol, del.TLSCipher = "", "", ""
+			del.Fallback = status == StatusSent && feat.target != "none"
+		case status == StatusSent && !feat.violation && mandatoryTLS(feat.final):
+			del.TLS = &yes
+			del.Fallback = false
 		}
 	}
 	if status != StatusSent && (feat.violation || reasonMentionsTLS(d.reason)) {
@@ -307,28 +426,60 @@ func (c *Correlator) proc(h *header, create bool) *procState {
 	}
 	if p, ok := c.procs[string(key)]; ok {
 		p.Used = c.seq
+		c.touched, c.touchedCost = p, p.cost()
 		return p
 	}
 	if !create {
 		return nil
 	}
-	p := &procState{Used: c.seq}
-	c.procs[string(key)] = p
+	p := &procState{Used: c.seq, key: string(key)}
+	c.procs[p.key] = p
+	c.touched, c.touchedCost = p, 0
 	if len(c.procs) > c.maxProcs {
-		evict(c.procs, c.maxProcs, func(p *procState) uint64 { return p.Used })
+		evict(c.procs, c.maxProcs, 0, func(p *procState) (uint64, int) { return p.Used, 0 })
+		c.recountProcs()
 	}
 	return p
+}
+
+// settle adds the change in cost of the entry the line touched, and
+// enforces procBudget.
+func (c *Correlator) settle() {
+	if c.touched == nil {
+		return
+	}
+	c.procBytes += c.touched.cost() - c.touchedCost
+	c.touched = nil
+	if c.procBytes > procBudget {
+		evict(c.procs, 0, procBudget/2, func(p *procState) (uint64, int) { return p.Used, p.cost() })
+		c.recountProcs()
+	}
+}
+
+// recountProcs sets procBytes from the entries, the touched one at its
+// current cost.
+func (c *Correlator) recountProcs() {
+	c.procBytes = 0
+	for _, p := range c.procs {
+		c.procBytes += p.cost()
+	}
+	if c.touched != nil {
+		c.procBytes -= c.touched.cost() - c.touchedCost
+		if _, ok := c.procs[c.touched.key]; !ok {
+			c.touched = nil
+		}
+	}
 }
 
 func (c *Correlator) dropIfIdle(h *header, p *procState) {
 	if !p.idle() {
 		return
 	}
-	key := h.proc
-	if h.kind == stampUnixMicro {
-		key = c.keyBuf // set by the proc call that returned p
+	delete(c.procs, p.key)
+	if c.touched == p {
+		c.procBytes -= c.touchedCost
+		c.touched = nil
 	}
-	delete(c.procs, string(key))
 }
 
 func (c *Correlator) failedHas(qid, host string) bool {
@@ -341,25 +492,74 @@ func (c *Correlator) failedHas(qid, host string) bool {
 }
 
 func (c *Correlator) failedPut(qid, host string) {
-	c.failed[failID{qid, host}] = c.seq
-	if len(c.failed) > c.maxFailed {
-		evict(c.failed, c.maxFailed, func(u uint64) uint64 { return u })
+	if !stateSafe(host, maxRelayLen) {
+		return // not from Postfix; never kept (see stateSafe)
+	}
+	k := failID{qid, host}
+	if _, ok := c.failed[k]; !ok {
+		c.failBytes += k.cost()
+	}
+	c.failed[k] = c.seq
+	if len(c.failed) > c.maxFailed || c.failBytes > failBudget {
+		capacity, budget := 0, 0
+		if len(c.failed) > c.maxFailed {
+			capacity = c.maxFailed
+		} else {
+			budget = failBudget / 2
+		}
+		evict(c.failed, capacity, budget, func(u uint64) (uint64, int) { return u, 0 })
+		c.failBytes = 0
+		for k := range c.failed {
+			c.failBytes += k.cost()
+		}
 	}
 }
 
-// evict keeps the capacity/2 most recently used entries. Use stamps are line
-// numbers and each line touches at most one entry, so they are unique and
-// the result does not depend on map order.
-func evict[K comparable, V any](m map[K]V, capacity int, used func(V) uint64) {
-	keep := capacity / 2
-	stamps := make([]uint64, 0, len(m))
-	for _, v := range m {
-		stamps = append(stamps, used(v))
+// evict keeps the capacity/2 most recently used entries of m or, when
+// capacity is 0, the most recently used entries whose costs add up to at
+// most budget. Use stamps are line numbers and each line touches at most
+// one entry, so they are unique and the result does not depend on map
+// order. used returns an entry's stamp and cost; a cost of 0 is replaced
+// by the key's, for failID keys.
+func evict[K comparable, V any](m map[K]V, capacity, budget int, used func(V) (uint64, int)) {
+	type entry struct {
+		stamp uint64
+		cost  int
 	}
-	slices.Sort(stamps)
-	cutoff := stamps[len(stamps)-keep]
+	es := make([]entry, 0, len(m))
 	for k, v := range m {
-		if used(v) < cutoff {
+		stamp, cost := used(v)
+		if cost == 0 {
+			if f, ok := any(k).(failID); ok {
+				cost = f.cost()
+			}
+		}
+		es = append(es, entry{stamp, cost})
+	}
+	slices.SortFunc(es, func(a, b entry) int { return cmp.Compare(b.stamp, a.stamp) })
+	keep := len(es)
+	if capacity > 0 {
+		keep = min(keep, capacity/2)
+	} else {
+		sum := 0
+		for i, e := range es {
+			if sum += e.cost; sum > budget {
+				keep = i
+				break
+			}
+		}
+	}
+	if keep == len(es) {
+		return
+	}
+	cutoff := uint64(0)
+	if keep > 0 {
+		cutoff = es[keep-1].stamp
+	} else {
+		cutoff = es[0].stamp + 1
+	}
+	for k, v := range m {
+		if stamp, _ := used(v); stamp < cutoff {
 			delete(m, k)
 		}
 	}
@@ -423,13 +623,19 @@ func toString(b []byte) string {
 	return strings.ToValidUTF8(string(b), "\uFFFD")
 }
 
-// recipientDomain returns the lowercased domain of an address.
-func recipientDomain(addr string) string {
-	i := strings.LastIndexByte(addr, '@')
-	if i < 0 {
+// addrDomain returns the lowercased domain of an address: what follows
+// the '@' at index at of raw (the last one outside quotes, see cutAddr),
+// or "" when at is -1. s is toString(raw), sliced when it is raw unchanged.
+func addrDomain(s string, raw []byte, at int) string {
+	if at < 0 || at >= len(raw) {
 		return ""
 	}
-	d := addr[i+1:]
+	var d string
+	if len(s) == len(raw) && utf8.Valid(raw) {
+		d = s[at+1:]
+	} else {
+		d = toString(raw[at+1:])
+	}
 	for j := 0; j < len(d); j++ {
 		if d[j] >= utf8.RuneSelf {
 			return strings.ToLower(d)
@@ -505,16 +711,33 @@ func (c *Correlator) UnmarshalState(b []byte) error {
 		}
 	}
 	procs := make(map[string]*procState, len(s.Procs))
+	c.procBytes, c.failBytes, c.touched = 0, 0, nil
 	for _, sp := range s.Procs {
 		p := sp.procState
+		p.key = sp.Key
 		procs[sp.Key] = &p
+		c.procBytes += p.cost()
 	}
 	failed := make(map[failID]uint64, len(s.Failed))
 	for _, f := range s.Failed {
-		failed[failID{f.QID, f.Host}] = f.Used
+		k := failID{f.QID, f.Host}
+		failed[k] = f.Used
+		c.failBytes += k.cost()
 	}
 	c.seq, c.stats, c.tlsSeen, c.year, c.lastOrd = s.Seq, s.Stats, s.TLSSeen, s.Year, s.LastOrd
 	c.procs, c.failed = procs, failed
+	// A state written before the budgets existed may exceed them.
+	if c.procBytes > procBudget {
+		evict(c.procs, 0, procBudget/2, func(p *procState) (uint64, int) { return p.Used, p.cost() })
+		c.recountProcs()
+	}
+	if c.failBytes > failBudget {
+		evict(c.failed, 0, failBudget/2, func(u uint64) (uint64, int) { return u, 0 })
+		c.failBytes = 0
+		for k := range c.failed {
+			c.failBytes += k.cost()
+		}
+	}
 	return nil
 }
 

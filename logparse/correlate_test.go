@@ -39,6 +39,7 @@ type goldenRecord struct {
 	TLSCipher   string `json:"tls_cipher"`
 	Fallback    bool   `json:"fallback"`
 	TLSFailure  bool   `json:"tls_failure"`
+	TLSFeature  string `json:"tls_feature,omitempty"`
 }
 
 func toGolden(d Delivery) goldenRecord {
@@ -47,7 +48,7 @@ func toGolden(d Delivery) goldenRecord {
 		QueueID: d.QueueID, Recipient: d.Recipient, OrigTo: d.OrigTo, Domain: d.Domain,
 		Relay: d.Relay, Status: d.Status, DSN: d.DSN, Reason: d.Reason,
 		TLS: d.TLS, TLSTrust: d.TLSTrust, TLSProtocol: d.TLSProtocol, TLSCipher: d.TLSCipher,
-		Fallback: d.Fallback, TLSFailure: d.TLSFailure,
+		Fallback: d.Fallback, TLSFailure: d.TLSFailure, TLSFeature: d.TLSFeature,
 	}
 }
 
@@ -292,6 +293,7 @@ func FuzzFeed(f *testing.F) {
 		for _, d := range all {
 			checkDelivery(t, d)
 		}
+		checkStateCost(t, c)
 		// Restart at the midpoint gives the same result.
 		half := len(lines) / 2
 		a := NewCorrelator(opts)
@@ -311,6 +313,29 @@ func FuzzFeed(f *testing.F) {
 	})
 }
 
+// checkStateCost checks the state size accounting: the running costs match
+// the entries, and bound the size of MarshalState's output.
+func checkStateCost(t *testing.T, c *Correlator) {
+	t.Helper()
+	pb, fb := 0, 0
+	for _, p := range c.procs {
+		pb += p.cost()
+	}
+	for k := range c.failed {
+		fb += k.cost()
+	}
+	if pb != c.procBytes || fb != c.failBytes || pb > procBudget || fb > failBudget {
+		t.Fatalf("state costs %d/%d, counted %d/%d", pb, fb, c.procBytes, c.failBytes)
+	}
+	state, err := c.MarshalState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(state) > pb+fb+400 {
+		t.Fatalf("state of %d bytes, costs %d+%d", len(state), pb, fb)
+	}
+}
+
 func checkDelivery(t *testing.T, d Delivery) {
 	t.Helper()
 	switch d.Status {
@@ -327,7 +352,7 @@ func checkDelivery(t *testing.T, d Delivery) {
 	if len(d.Key) != 64 || strings.Trim(d.Key, "0123456789abcdef") != "" {
 		t.Fatalf("key %q", d.Key)
 	}
-	if !isQueueID([]byte(d.QueueID)) || d.Relay == "" || !strings.HasSuffix(d.Process, "mtp") {
+	if !isQueueID([]byte(d.QueueID)) || d.Relay == "" || !(strings.HasSuffix(d.Process, "mtp") || (strings.HasSuffix(d.Process, "/error") || strings.HasSuffix(d.Process, "/retry")) && d.Relay == "none") {
 		t.Fatalf("bad delivery %+v", d)
 	}
 	switch d.TLSTrust {

@@ -12,6 +12,12 @@
 //     "2026-11-28T18:17:00.475607+00:00 host postfix/smtp[123]: ...";
 //   - journald export objects, one per line, as printed by "journalctl -o json".
 //
+// Either of the first two may follow a container tool's prefix: the
+// "docker compose logs" service name ("postfix-mailcow_1    | "), "kubectl
+// logs --prefix" ("[pod/NAME/CONTAINER] "), a runtime's RFC 3339 stamp
+// ("--timestamps", CRI "STAMP stdout F "), and some images print a
+// severity in place of the host ("... INFO    postfix/smtp[138]: ...").
+//
 // Postfix writes the facts about one delivery on several lines of the same
 // client process: a TLS summary line ("Untrusted TLS connection established
 // to ...", only with smtp_tls_loglevel >= 1), then one "to=<...>, relay=...,

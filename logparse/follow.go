@@ -26,7 +26,7 @@ const (
 	DefaultPoll       = 250 * time.Millisecond
 	DefaultBatchEvery = 500 * time.Millisecond
 	DefaultMaxBatch   = 5000
-	DefaultMaxLine    = 1 << 20 // as the parser's MaxLineLen
+	DefaultMaxLine    = MaxLineLen
 )
 
 const (
@@ -51,11 +51,13 @@ var ErrCommit = errors.New("logparse: commit failed")
 //
 // Lines. A line is the bytes up to and including "\n". The last line of a
 // file is held back until its newline arrives: it is never fed early and
-// never lost. A line longer than MaxLine is read and discarded without
-// being kept in memory, and fed to the correlator as an empty line, which it
-// counts once in Stats.Lines and Stats.Skipped, as it would the line itself;
-// the line after it is read normally. Memory is bounded by MaxLine, a read
-// buffer and MaxBatch deliveries.
+// never lost. Lines are split as LineReader splits them for import (one
+// line reader, lineSplitter): a CR before the newline is dropped, and a
+// line longer than MaxLine is read and discarded without being kept in
+// memory, and counted once in Stats.Lines and Stats.Skipped
+// (Correlator.SkipLine); the line after it is read normally, never merged
+// with it. The first line the correlator skips is logged once, quoted.
+// Memory is bounded by MaxLine, a read buffer and MaxBatch deliveries.
 //
 // Batches. Commit receives the deliveries of a run of consecutive lines and
 // a Checkpoint taken just past the last of them: the file's identity, the
@@ -272,9 +274,10 @@ type fileRun struct {
 	// the next successful open of Path must match or recover.
 	unresolved bool
 
-	buf        []byte
-	partial    []byte // the held line, while not discarding
-	discarding bool   // inside a line longer than maxLine
+	buf   []byte
+	lines lineSplitter // holds the start of an incomplete line
+
+	skipLogged bool // the first skipped line has been logged
 
 	pending    []Delivery
 	dirty      bool // lines consumed since the last commit
@@ -289,7 +292,7 @@ func newFileRun(f *Follower, commit Commit) *fileRun {
 	st := newSettings(f.Logger, f.NewCorrelator, f.BatchEvery, f.MaxBatch, f.MaxLine)
 	st.log = st.log.With("path", f.Path)
 	st.maxLine = max(st.maxLine, fingerprintMax)
-	return &fileRun{settings: st, f: f, commitFn: commit, buf: make([]byte, readChunk)}
+	return &fileRun{settings: st, f: f, commitFn: commit, buf: make([]byte, readChunk), lines: newLineSplitter(st.maxLine)}
 }
 
 func orDuration(d, def time.Duration) time.Duration {
@@ -913,13 +916,14 @@ func (r *fileRun) unchanged(s *fileState) (bool, error) {
 	case s.fp != "":
 		fp, err := fingerprint(s.file)
 		return fp == s.fp, err
-	case s.offset == 0 && len(r.partial) > 0:
-		b := make([]byte, len(r.partial))
+	case s.offset == 0 && len(r.lines.pending()) > 0:
+		held := r.lines.pending()
+		b := make([]byte, len(held))
 		n, err := s.file.ReadAt(b, 0)
 		if err != nil && err != io.EOF {
 			return false, fmt.Errorf("logparse: read %s: %w", s.name, err)
 		}
-		return n == len(b) && bytes.Equal(b, r.partial), nil
+		return n == len(b) && bytes.Equal(b, held), nil
 	}
 	return true, nil
 }
@@ -1023,40 +1027,15 @@ func (r *fileRun) read(ctx context.Context, s *fileState, final bool) (bool, err
 // consume splits data, which starts at s.pos, into lines.
 func (r *fileRun) consume(ctx context.Context, s *fileState, data []byte) error {
 	for len(data) > 0 {
-		i := bytes.IndexByte(data, '\n')
-		if i < 0 {
-			s.pos += int64(len(data))
-			switch {
-			case r.discarding:
-			case len(r.partial)+len(data) > r.maxLine:
-				r.noteFingerprint(s, data)
-				r.discarding = true
-				r.partial = r.partial[:0]
-			default:
-				r.partial = append(r.partial, data...)
-				r.noteFingerprint(s, nil)
-			}
+		line, used, kind := r.lines.next(data)
+		s.pos += int64(used)
+		data = data[used:]
+		r.noteFingerprint(s, line, kind)
+		if kind == splitNone {
 			return nil
 		}
-		s.pos += int64(i + 1)
-		switch {
-		case r.discarding:
-			r.skipLine()
-		case len(r.partial)+i > r.maxLine:
-			r.noteFingerprint(s, data[:i+1])
-			r.skipLine()
-		case len(r.partial) > 0:
-			r.partial = append(r.partial, data[:i+1]...)
-			r.noteFingerprint(s, nil)
-			r.feed(r.partial[:len(r.partial)-1])
-		default:
-			r.noteFingerprint(s, data[:i+1])
-			r.feed(data[:i])
-		}
+		r.feed(line, kind)
 		s.offset = s.pos
-		r.discarding = false
-		r.partial = r.partial[:0]
-		data = data[i+1:]
 		if len(r.pending) >= r.maxBatch {
 			if err := r.commit(ctx); err != nil {
 				return err
@@ -1066,48 +1045,61 @@ func (r *fileRun) consume(ctx context.Context, s *fileState, data []byte) error 
 	return nil
 }
 
-// noteFingerprint sets s.fp, while it is unknown and the held line is the
-// file's first, from the held bytes followed by more, once they determine it.
-func (r *fileRun) noteFingerprint(s *fileState, more []byte) {
-	if s.fp != "" || s.offset != 0 || len(r.partial)+len(more) < 1 {
+// noteFingerprint sets s.fp, while it is unknown and the line being read is
+// the file's first, once what has been read of it determines it: the
+// complete line (and its newline), or its first fingerprintMax bytes.
+func (r *fileRun) noteFingerprint(s *fileState, line []byte, kind splitKind) {
+	if s.fp != "" || s.offset != 0 {
 		return
 	}
-	b := r.partial
-	if len(more) > 0 {
-		b = make([]byte, 0, min(len(r.partial)+len(more), fingerprintMax))
-		b = append(b, r.partial[:min(len(r.partial), fingerprintMax)]...)
-		b = append(b, more[:min(len(more), fingerprintMax-len(b))]...)
+	switch kind {
+	case splitNone:
+		s.fp = fingerprintOf(r.lines.pending())
+	case splitOK:
+		if len(line) < fingerprintMax {
+			s.fp = hashHex(append(bytes.Clone(line), '\n'))
+		} else {
+			s.fp = hashHex(line[:fingerprintMax])
+		}
+	case splitTooLong:
+		s.fp = fingerprintOf(line) // its first headLen bytes
 	}
-	s.fp = fingerprintOf(b)
 }
 
 // finish feeds the held last line of a file that will not grow.
 func (r *fileRun) finish(s *fileState) {
-	switch {
-	case r.discarding:
-		r.skipLine()
-	case len(r.partial) > 0:
-		r.feed(r.partial)
-	default:
+	line, kind := r.lines.flush()
+	if kind == splitNone {
 		return
 	}
+	r.feed(line, kind)
 	s.offset = s.pos
 	r.resetLine()
 }
 
 func (r *fileRun) resetLine() {
-	r.partial = r.partial[:0]
-	r.discarding = false
+	r.lines.reset()
 }
 
-func (r *fileRun) feed(line []byte) {
-	r.pending = append(r.pending, r.corr.Feed(line)...)
+// feed feeds one line, or counts a line longer than maxLine as skipped.
+// The first line the correlator skips is logged once, quoted, so that a
+// user sees why lines are skipped.
+func (r *fileRun) feed(line []byte, kind splitKind) {
+	if kind == splitTooLong {
+		r.corr.SkipLine(line)
+	} else {
+		r.pending = append(r.pending, r.corr.Feed(trimCR(line))...)
+	}
+	if !r.skipLogged && r.corr.haveSkipped {
+		// The handler quotes the value, escaping control characters.
+		r.skipLogged = true
+		args := []any{"line", toString(r.corr.firstSkipped[:min(len(r.corr.firstSkipped), quoteMax)])}
+		if r.corr.firstSkippedLong {
+			args = append(args, "longer_than_bytes", r.maxLine)
+		}
+		r.log.Warn("a log line was not understood and is skipped; further ones are only counted", args...)
+	}
 	r.markDirty()
-}
-
-// skipLine stands in for a line longer than maxLine.
-func (r *fileRun) skipLine() {
-	r.feed(nil)
 }
 
 func (r *fileRun) markDirty() {

@@ -1418,3 +1418,25 @@ func TestFollowCatchUpSkipsCorruptGzip(t *testing.T) {
 		seen[g.Key] = true
 	}
 }
+
+// TestFollowLogsFirstSkipped: the first line the follower cannot read is
+// logged once, quoted with control characters escaped; later ones are
+// only counted.
+func TestFollowLogsFirstSkipped(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mail.log")
+	flAppend(t, path, flLines(0, 1, true)+"\x1b[2Jnot a log line\x00\n"+strings.Repeat("z", DefaultMaxLine+1)+"\n")
+	db := newFollowDB()
+	lb, log := newLogBuffer()
+	h := startFollow(t, path, db, Checkpoint{}, log, nil)
+	flAppend(t, path, "more garbage\n"+flLines(1, 1, true))
+	h.poll()
+	if s := db.stats; s.Skipped != 3 {
+		t.Fatalf("stats %+v", s)
+	}
+	if n := lb.count("was not understood"); n != 1 {
+		t.Errorf("logged %d times:\n%s", n, lb.buf.String())
+	}
+	if want := `line="\x1b[2Jnot a log line\x00"`; lb.count(want) != 1 {
+		t.Errorf("log does not quote the line as %s:\n%s", want, lb.buf.String())
+	}
+}

@@ -18,11 +18,14 @@ const (
 	stampUnixMicro             // journald __REALTIME_TIMESTAMP
 )
 
-// MaxLineLen is the longest line the parser looks at; longer lines are
-// counted as skipped. Postfix truncates its own records at about 2000 bytes
-// (msg_logger.c) and syslog daemons at a few KiB, so a longer line is not a
-// Postfix record, and refusing it keeps the work per line bounded.
-const MaxLineLen = 1 << 20
+// MaxLineLen is the longest line read, without its newline: by import
+// (LineReader), by the file follower (its default MaxLine) and by the
+// parser; longer lines are counted as skipped. Postfix truncates its own
+// records at about 2000 bytes (msg_logger.c), rsyslog at 8 KiB
+// (maxMessageSize) and journald at 48 KiB (LineMax), so a longer line is
+// not a Postfix record, even with a container prefix, and refusing it
+// keeps the memory and work per line bounded.
+const MaxLineLen = 64 << 10
 
 // header is the parsed envelope of one log line. Byte slices point into
 // the line (or into the correlator's scratch buffer for journald lines)
@@ -72,11 +75,101 @@ func parseHeader(line []byte, h *header, scratch *[]byte) bool {
 	if line[0] == '{' {
 		return parseJournal(line, h, scratch)
 	}
-	rest, ok := parseStamp(line, h)
+	rest, ok := parseStamp(cutServicePrefix(line), h)
 	if !ok {
 		return false
 	}
+	if h.kind == stampISO {
+		// A container runtime's stamp ("docker logs --timestamps",
+		// "kubectl logs --timestamps", CRI log files) before the
+		// program's own: the runtime's is kept, as it has a year and a
+		// zone, which a traditional stamp has not.
+		rest = cutCRIStream(rest)
+		var inner header
+		if r, ok := parseStamp(rest, &inner); ok {
+			rest = r
+		}
+	}
 	return parseHostTag(rest, h)
+}
+
+// Container log prefixes. "docker compose logs" (v1 "name_1", v2
+// "name-1") puts the service name, padded with spaces, and "| " before
+// each line, in colour on a terminal:
+//
+//	postfix-mailcow_1    | May  6 20:28:37 mail postfix/smtp[859]: ...
+//	\x1b[36mpostfix-1  |\x1b[0m May  6 20:28:37 mail postfix/smtp[859]: ...
+//
+// "kubectl logs --prefix" puts "[pod/NAME/CONTAINER] ". Either may be
+// followed by a runtime's RFC 3339 stamp (--timestamps), which parseHeader
+// reads like any RFC 3339 stamp; CRI log files (/var/log/containers)
+// have "STAMP stdout F " (cutCRIStream).
+const maxServiceName = 128
+
+// cutServicePrefix returns line without a compose or kubectl prefix.
+func cutServicePrefix(line []byte) []byte {
+	b := skipSGR(line)
+	if len(b) > 5 && b[0] == '[' && string(b[1:5]) == "pod/" {
+		if i := bytes.IndexByte(b[:min(len(b), 3*maxServiceName)], ']'); i > 0 && i+1 < len(b) && b[i+1] == ' ' && bytes.IndexByte(b[:i], ' ') < 0 {
+			return b[i+2:]
+		}
+		return line
+	}
+	i := 0
+	for i < len(b) && i <= maxServiceName && isServiceChar(b[i], i) {
+		i++
+	}
+	if i == 0 || i > maxServiceName || i >= len(b) || b[i] != ' ' {
+		return line
+	}
+	for j := i; j < len(b) && j < i+maxServiceName; j++ {
+		switch b[j] {
+		case ' ':
+			continue
+		case '|':
+			rest := skipSGR(b[j+1:])
+			if len(rest) > 0 && rest[0] == ' ' {
+				return rest[1:]
+			}
+		}
+		break
+	}
+	return line
+}
+
+func isServiceChar(c byte, i int) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', isDigit(c):
+		return true
+	case c == '_' || c == '-' || c == '.':
+		return i > 0
+	}
+	return false
+}
+
+// skipSGR skips ANSI colour sequences ("\x1b[36m", "\x1b[0m").
+func skipSGR(b []byte) []byte {
+	for len(b) > 2 && b[0] == 0x1b && b[1] == '[' {
+		j := 2
+		for j < len(b) && j < 16 && (isDigit(b[j]) || b[j] == ';') {
+			j++
+		}
+		if j >= len(b) || b[j] != 'm' {
+			return b
+		}
+		b = b[j+1:]
+	}
+	return b
+}
+
+// cutCRIStream skips the "stdout F " or "stderr P " of the CRI logging
+// format after its stamp. A partial line (P) is read as a line of its own:
+// Postfix records are far shorter than the 16 KiB at which runtimes split.
+func cutCRIStream(b []byte) []byte {
+	if len(b) > 9 && (string(b[:7]) == "stdout " || string(b[:7]) == "stderr ") && (b[7] == 'F' || b[7] == 'P') && b[8] == ' ' {
+		return b[9:]
+	}
+	return b
 }
 
 // parseStamp parses a leading syslog time stamp and the space after it.
@@ -212,7 +305,10 @@ func parseISO(b []byte, h *header) ([]byte, bool) {
 }
 
 // parseHostTag parses "host tag[pid]: message" (the host may be missing,
-// as in "tag[pid]: message").
+// as in "tag[pid]: message"). Some container images log a severity
+// instead of the host, padded with spaces:
+//
+//	2021-01-24T14:43:33.171226+00:00 INFO    postfix/smtp[138]: ...
 func parseHostTag(b []byte, h *header) bool {
 	sp := bytes.IndexByte(b, ' ')
 	if sp <= 0 {
@@ -221,8 +317,25 @@ func parseHostTag(b []byte, h *header) bool {
 	if tok := b[:sp]; tok[len(tok)-1] == ':' && parseTag(b, h) {
 		return true
 	}
+	if isSeverity(b[:sp]) {
+		rest := bytes.TrimLeft(b[sp:], " ")
+		if parseTag(rest, h) {
+			return true
+		}
+		h.tag, h.pid, h.proc, h.msg = nil, 0, nil, nil
+	}
 	h.host = b[:sp]
 	return parseTag(b[sp+1:], h)
+}
+
+// isSeverity reports whether b is a syslog severity as container images
+// print it in place of the host name.
+func isSeverity(b []byte) bool {
+	switch string(b) {
+	case "EMERG", "ALERT", "CRIT", "ERR", "ERROR", "WARN", "WARNING", "NOTICE", "INFO", "DEBUG":
+		return true
+	}
+	return false
 }
 
 // parseTag parses "name[pid]: msg" or "name: msg".

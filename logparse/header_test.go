@@ -239,3 +239,135 @@ func addTestdataSeeds(f *testing.F) {
 		}
 	}
 }
+
+// TestContainerPrefixes: what docker logs, docker compose logs and kubectl
+// logs put before the syslog line is read (issue #14 item 3); a container
+// runtime's RFC 3339 stamp, which has a year and a zone, wins over the
+// program's own.
+func TestContainerPrefixes(t *testing.T) {
+	c := NewCorrelator(goldenOptions("containers.log"))
+	ds := feedAll(c, readLogLines(t, filepath.Join("testdata", "containers.log")))
+	want := []struct{ time, host, rcpt string }{
+		{"2026-05-06T20:28:37Z", "mail", "ann@a.example"},
+		{"2024-05-06T20:28:38.223456789Z", "mail", "bob@b.example"},
+		{"2024-05-06T20:28:39.000001Z", "mail", "cat@c.example"},
+		{"2021-01-24T14:43:33.271226Z", "", "dan@d.example"},
+		{"2021-01-24T14:43:34Z", "", "eve@e.example"},
+		{"2024-05-06T20:28:40.5Z", "mail", "fay@f.example"},
+		{"2024-05-06T20:28:41.000000001Z", "mail", "gus@g.example"},
+		{"2026-05-06T20:28:42Z", "mail", "hal@h.example"},
+	}
+	if len(ds) != len(want) {
+		t.Fatalf("%d deliveries, want %d: %+v", len(ds), len(want), ds)
+	}
+	for i, w := range want {
+		d := ds[i]
+		if d.Time.Format(time.RFC3339Nano) != w.time || d.Host != w.host || d.Recipient != w.rcpt || d.Process != "postfix/smtp" {
+			t.Errorf("delivery %d: %s %q %q %q, want %s %q %q", i, d.Time.Format(time.RFC3339Nano), d.Host, d.Recipient, d.Process, w.time, w.host, w.rcpt)
+		}
+	}
+	for i, tls := range []bool{true, true, false, true} {
+		if ds[i].TLS == nil || *ds[i].TLS != tls {
+			t.Errorf("delivery %d: TLS %v, want %v", i, ds[i].TLS, tls)
+		}
+	}
+	if s := c.Stats(); s.Skipped != 1 || s.TLSLines != 3 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+// FuzzContainerHeader wraps a line in the prefixes container tools add and
+// checks that the wrapped line parses to the same host, tag, pid and
+// message as the line itself, with the runtime's stamp when one is added;
+// and that no input panics.
+func FuzzContainerHeader(f *testing.F) {
+	f.Add("postfix-mailcow_1", uint8(1), "May  6 20:28:37 mail postfix/smtp[859]: 4F1A2B3C4D: to=<a@b>, relay=none, status=sent")
+	f.Add("postfix-1", uint8(7), "2021-01-24T14:43:33.171226+00:00 INFO    postfix/smtp[138]: hello")
+	f.Add("x", uint8(12), "Nov 08 08:08:59 host postfix/smtp[123]: hello")
+	f.Add("", uint8(0), "2026-11-28T18:17:00.475607+00:00 host postfix/smtp[1]: m")
+	addTestdataSeedsPrefixed(f)
+	f.Fuzz(func(t *testing.T, name string, mode uint8, line string) {
+		var scratch []byte
+		var bare header
+		okBare := len(line) > 0 && line[0] != '{' && !hasContainerParts(line) && parseHeader([]byte(line), &bare, &scratch)
+		wrapped := line
+		stamped := mode&2 != 0
+		if stamped {
+			switch {
+			case mode&8 != 0:
+				wrapped = "2024-05-06T20:28:37.123456789Z stdout F " + wrapped
+			default:
+				wrapped = "2024-05-06T20:28:37.123456789Z " + wrapped
+			}
+		}
+		named := mode&1 != 0 && validServiceName(name)
+		if named {
+			wrapped = name + strings.Repeat(" ", int(mode>>4)+1) + "| " + wrapped
+			if mode&4 != 0 {
+				wrapped = "\x1b[36m" + strings.Replace(wrapped, "| ", "|\x1b[0m ", 1)
+			}
+		} else if mode&4 != 0 {
+			wrapped = "[pod/p-1/c] " + wrapped
+		}
+		var h header
+		ok := parseHeader([]byte(wrapped), &h, &scratch)
+		if !okBare {
+			return
+		}
+		if !ok {
+			t.Fatalf("%q parses, %q does not", line, wrapped)
+		}
+		if string(h.host) != string(bare.host) || string(h.tag) != string(bare.tag) || h.pid != bare.pid || string(h.msg) != string(bare.msg) {
+			t.Fatalf("%q: host %q tag %q pid %d msg %q; bare %q: %q %q %d %q", wrapped, h.host, h.tag, h.pid, h.msg, line, bare.host, bare.tag, bare.pid, bare.msg)
+		}
+		if stamped {
+			if got := h.time(time.UTC).Format(time.RFC3339Nano); got != "2024-05-06T20:28:37.123456789Z" {
+				t.Fatalf("%q: time %s, want the runtime's", wrapped, got)
+			}
+		}
+	})
+}
+
+// hasContainerParts reports whether line has a prefix of its own, or a
+// runtime stamp before its stamp: wrapping it once more is not a format.
+func hasContainerParts(line string) bool {
+	b := []byte(line)
+	if len(cutServicePrefix(b)) != len(b) {
+		return true
+	}
+	var h, inner header
+	rest, ok := parseStamp(b, &h)
+	if !ok {
+		return false
+	}
+	if len(cutCRIStream(rest)) != len(rest) {
+		return true
+	}
+	_, ok = parseStamp(rest, &inner)
+	return ok
+}
+
+func validServiceName(s string) bool {
+	if s == "" || len(s) > maxServiceName {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isServiceChar(s[i], i) {
+			return false
+		}
+	}
+	return true
+}
+
+func addTestdataSeedsPrefixed(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "*.log"))
+	for i, path := range files {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for j, l := range strings.Split(string(b), "\n") {
+			f.Add("svc_1", uint8(i+j), l)
+		}
+	}
+}

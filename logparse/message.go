@@ -10,12 +10,55 @@ import "bytes"
 // client: any "<prefix>/smtp" or "<prefix>/lmtp", whatever the
 // syslog_name prefix ("postfix", "postfix-out", "postfix/relay", ...).
 // tlsproxy, local, virtual, pipe, smtpd and the rest are not.
+// The tag is at most maxTagLen bytes of printable ASCII, as a
+// syslog_name is: it becomes a key of the correlator state.
 func isClientTag(tag []byte) bool {
 	n := len(tag)
-	if n < 6 || tag[n-5] != '/' {
+	if n < 6 || tag[n-5] != '/' || !stateSafe(tag, maxTagLen) {
 		return false
 	}
 	return string(tag[n-4:]) == "smtp" || string(tag[n-4:]) == "lmtp"
+}
+
+// isErrorTag reports whether a syslog tag names error(8), which runs as
+// the "error" and "retry" services of master.cf ("postfix/error",
+// "postfix/retry", "postfix-out/error"): its records defer or bounce the
+// messages to a suspended destination or an error: transport without
+// connecting.
+func isErrorTag(tag []byte) bool {
+	if !stateSafe(tag, maxTagLen) {
+		return false
+	}
+	i := bytes.LastIndexByte(tag, '/')
+	return i > 0 && (string(tag[i+1:]) == "error" || string(tag[i+1:]) == "retry")
+}
+
+// Caps on what the correlator keeps in its state (and so in every
+// checkpoint), per field. A relay is "host[addr]:port": a host name of at
+// most 255 bytes (RFC 1035) and at most 64 for the rest. Longer fields are
+// not from Postfix, and a line holding one is not read as a TLS summary,
+// handshake failure or delivery record.
+const (
+	maxRelayLen  = 255 + 64
+	maxProtoLen  = 128
+	maxCipherLen = 128
+	maxTagLen    = 64
+)
+
+// stateSafe reports whether b may be kept in the correlator state: at most
+// max bytes, each printable ASCII that JSON writes as it is (no space, '"',
+// '\\', '<', '>' or '&'), so that the state's size is the sum of its
+// fields' lengths (see Correlator).
+func stateSafe[T string | []byte](b T, max int) bool {
+	if len(b) > max {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		if c := b[i]; c <= ' ' || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // Trust levels as they start a TLS summary line, lowercased for Delivery.
@@ -81,7 +124,7 @@ func parseTLSLine(msg []byte) (tlsLine, bool) {
 	}
 	t.relay = relay
 	proto, cipher, found := bytes.Cut(rest, []byte(" with cipher "))
-	if !found || len(proto) == 0 || bytes.IndexByte(proto, ' ') >= 0 {
+	if !found || len(proto) == 0 || !stateSafe(proto, maxProtoLen) {
 		return t, false
 	}
 	t.proto = proto
@@ -90,7 +133,7 @@ func parseTLSLine(msg []byte) (tlsLine, bool) {
 	} else if i := bytes.IndexByte(cipher, ' '); i >= 0 {
 		cipher = cipher[:i]
 	}
-	if len(cipher) == 0 {
+	if len(cipher) == 0 || !stateSafe(cipher, maxCipherLen) {
 		return t, false
 	}
 	t.cipher = cipher
@@ -99,8 +142,16 @@ func parseTLSLine(msg []byte) (tlsLine, bool) {
 
 // cutRelay splits "host[addr]:port: rest" into the relay and rest. The
 // address may be IPv6 ("mx[2001:db8::1]:25"), so the relay ends at the
-// first ": " after the closing bracket.
+// first ": " after the closing bracket. The relay must be stateSafe.
 func cutRelay(b []byte) (relay, rest []byte, ok bool) {
+	relay, rest, ok = cutRelayAny(b)
+	if ok && !stateSafe(relay, maxRelayLen) {
+		return nil, nil, false
+	}
+	return relay, rest, ok
+}
+
+func cutRelayAny(b []byte) (relay, rest []byte, ok bool) {
 	from := 0
 	if lb := bytes.IndexByte(b, '['); lb >= 0 {
 		if sp := bytes.IndexByte(b[:lb], ' '); sp >= 0 {
@@ -166,6 +217,7 @@ func parseVerifyFailure(msg []byte) ([]byte, bool) {
 // reorder fields still parse.
 type deliveryLine struct {
 	qid, rcpt, origTo, relay []byte
+	rcptAt                   int // index of the domain's '@' in rcpt, or -1
 	dsn, status, reason      []byte
 	tls                      []byte // Postfix >= 3.11 "tls=" feature status, raw
 }
@@ -224,11 +276,11 @@ func parseDelivery(msg []byte) (deliveryLine, bool) {
 		return d, false
 	}
 	d.qid = qid
-	rcpt, rest, ok := cutAddr(rest[len("to="):])
+	rcpt, at, rest, ok := cutAddr(rest[len("to="):])
 	if !ok {
 		return d, false
 	}
-	d.rcpt = rcpt
+	d.rcpt, d.rcptAt = rcpt, at
 	for len(rest) > 0 {
 		if !bytes.HasPrefix(rest, []byte(", ")) {
 			return d, false
@@ -258,7 +310,7 @@ func parseDelivery(msg []byte) (deliveryLine, bool) {
 		}
 		var val []byte
 		if string(name) == "orig_to" && len(rest) > 0 && rest[0] == '<' {
-			val, rest, ok = cutAddr(rest)
+			val, _, rest, ok = cutAddr(rest)
 			if !ok {
 				return d, false
 			}
@@ -273,6 +325,9 @@ func parseDelivery(msg []byte) (deliveryLine, bool) {
 		case "orig_to":
 			d.origTo = val
 		case "relay":
+			if len(val) > maxRelayLen {
+				return d, false
+			}
 			d.relay = val
 		case "dsn":
 			d.dsn = val
@@ -286,42 +341,43 @@ func parseDelivery(msg []byte) (deliveryLine, bool) {
 	return d, true
 }
 
-// cutAddr splits "<addr>, name=..." or "<addr>" at the end of the line.
-// The address ends at the first ">, " that is followed by a field name, so
-// that odd quoted local parts ("a>, b"@example.com) survive.
-func cutAddr(b []byte) (addr, rest []byte, ok bool) {
+// cutAddr splits "<addr>, name=..." or "<addr>" at the end of the line,
+// reading the address as Postfix writes it (quote_822_local(), with
+// info_log_address_format = external, the default since Postfix 3.5): a
+// local part that is not a dot-atom is in double quotes, and inside quotes
+// a backslash escapes the next byte ('"', '\\'). The address ends at the
+// first '>' outside quotes, which must end the line or be followed by ", ":
+// whatever a quoted local part holds (">", ", relay=...", "status=sent")
+// stays in the address. at is the index in addr of the last '@' outside
+// quotes (the one before the domain), or -1.
+//
+// With info_log_address_format = internal, Postfix logs local parts
+// unquoted, and a record with a hostile address cannot be read without
+// ambiguity; see SECURITY.md.
+func cutAddr(b []byte) (addr []byte, at int, rest []byte, ok bool) {
 	if len(b) == 0 || b[0] != '<' {
-		return nil, nil, false
+		return nil, -1, nil, false
 	}
-	for from := 1; from < len(b); {
-		i := bytes.Index(b[from:], []byte(">, "))
-		if i < 0 {
-			break
-		}
-		i += from
-		if isFieldStart(b[i+3:]) {
-			return b[1:i], b[i+1:], true
-		}
-		from = i + 1
-	}
-	if n := len(b); b[n-1] == '>' && n >= 2 {
-		return b[1 : n-1], nil, true
-	}
-	return nil, nil, false
-}
-
-// isFieldStart reports whether b starts with "name=" (lowercase, '_').
-func isFieldStart(b []byte) bool {
-	for i, c := range b {
-		switch {
-		case c >= 'a' && c <= 'z' || c == '_':
-		case c == '=':
-			return i > 0
-		default:
-			return false
+	at = -1
+	quoted := false
+	for i := 1; i < len(b); i++ {
+		switch c := b[i]; {
+		case quoted && c == '\\':
+			i++ // the escaped byte, whatever it is
+		case c == '"':
+			quoted = !quoted
+		case quoted:
+		case c == '@':
+			at = i - 1
+		case c == '>':
+			rest = b[i+1:]
+			if len(rest) > 0 && !bytes.HasPrefix(rest, []byte(", ")) {
+				return nil, -1, nil, false
+			}
+			return b[1:i], at, rest, true
 		}
 	}
-	return false
+	return nil, -1, nil, false
 }
 
 // parseHandshakeFailure matches the info line a client logs when it
@@ -337,17 +393,35 @@ func parseHandshakeFailure(msg []byte) ([]byte, bool) {
 }
 
 // tlsFeature is the TLS security level part of the Postfix 3.11 "tls="
-// delivery status field (log_adhoc.c, tls_stats.c). The field lists up to
-// two features (the TLS level and REQUIRETLS), separated by "/". Each is
-// written as [!][(][disabled:]target[:final][)][?]: "!" marks a policy
-// violation, "?" a decision still pending when the record was written,
-// parentheses relaxed enforcement, and ":final" the level actually reached
-// when it differs from the target (a downgrade). A trailing "!" is also
-// read as a violation.
+// delivery status field (smtp_log_tls_feature_status = yes; log_adhoc.c,
+// tls_stats.c). The field lists up to two features, the TLS level and
+// REQUIRETLS, separated by "/" ("secure/requiretls"). Each is written
+// [!][(][disabled:]LEVEL[:STATUS][)][?]. The forms read, and what mailtls
+// takes each to mean:
+//
+//	LEVEL          the level in force, met: "dane", "verify", "encrypt", "may", "none"
+//	LEVEL:LEVEL2   a downgrade: LEVEL was in force, LEVEL2 is what the session
+//	               reached ("dane:may": no usable TLSA records; "may:none":
+//	               opportunistic TLS given up, plaintext)
+//	LEVEL:OTHER    a feature status that is not a level ("dane:halfdane"): the
+//	               level in force is LEVEL, what was reached is not known
+//	!LEVEL, LEVEL! the level was enforced and this record is its failure
+//	LEVEL?         not decided (not enforced) when the record was written
+//	(LEVEL...)     relaxed enforcement; read as without the parentheses
+//
+// What it decides (Correlator.onDelivery), over what the TLS summary lines
+// and handshake failures suggest: a decided (no "?") record whose reached
+// level is "none" went out in plaintext, and a "sent" one whose level in
+// force was not "none" is a fallback (the policy's TLS was given up); a
+// decided "sent" without "!" whose reached level is mandatory (encrypt,
+// dane, dane-only, fingerprint, verify, secure) was encrypted, and is no
+// fallback. Any other form ("may", an unknown status, "?") leaves TLS to
+// the correlator. A "!" on a record that is not "sent" makes it a TLS
+// failure. The raw value is kept in Delivery.TLSFeature.
 type tlsFeature struct {
 	present   bool
 	target    string // e.g. "dane"
-	final     string // level reached; equals target without a downgrade
+	final     string // level reached; equals target without a downgrade, "" if not known
 	violation bool
 	undecided bool
 }
@@ -402,9 +476,7 @@ func parseTLSFeature(v []byte) tlsFeature {
 		}
 		g.present, g.target, g.final = true, t, t
 		if len(final) > 0 {
-			if fl, ok := tlsLevel(final); ok {
-				g.final = fl
-			}
+			g.final, _ = tlsLevel(final) // "" for a feature status
 		}
 		if !f.present {
 			f = g

@@ -1,6 +1,9 @@
 package logparse
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestIsClientTag(t *testing.T) {
 	for tag, want := range map[string]bool{
@@ -150,6 +153,8 @@ func TestParseTLSFeature(t *testing.T) {
 	}{
 		{"dane", true, "dane", "dane", false, false},
 		{"dane:may", true, "dane", "may", false, false},
+		{"may:none", true, "may", "none", false, false},
+		{"dane:halfdane", true, "dane", "", false, false},
 		{"(dane:encrypt)", true, "dane", "encrypt", false, false},
 		{"!verify", true, "verify", "verify", true, false},
 		{"verify!", true, "verify", "verify", true, false},
@@ -202,9 +207,54 @@ func TestRelayHostAndDomain(t *testing.T) {
 		"a@b@C.example":         "c.example",
 		"root":                  "",
 		"j@ÖRG.example":         "örg.example",
+		`"a@b"`:                 "",
+		`"a@b"@C.example`:       "c.example",
 	} {
-		if got := recipientDomain(in); got != want {
-			t.Errorf("recipientDomain(%q) = %q, want %q", in, got, want)
+		addr, at, _, ok := cutAddr([]byte("<" + in + ">"))
+		if got := addrDomain(toString(addr), addr, at); !ok || got != want {
+			t.Errorf("addrDomain(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestTLSFeatureDecides: Postfix 3.11's tls= field is recorded as logged
+// and, where it says so, decides TLS and Fallback (issue #14 item 3).
+func TestTLSFeatureDecides(t *testing.T) {
+	const pre = "Sep 30 23:06:00 amnesiac postfix/smtp[793150]: "
+	rec := func(qid, feature, dsn, status string) string {
+		return pre + qid + ": to=<a@x.example>, relay=mx.x.example[198.51.100.61]:25, delay=0.5, delays=0.01/0/0.3/0.19, tls=" + feature + ", dsn=" + dsn + ", status=" + status
+	}
+	tests := []struct {
+		lines             []string
+		tls               string // "true", "false" or "null"
+		fallback, failure bool
+	}{
+		// A downgrade to plaintext.
+		{[]string{rec("12F23A12FA1", "may:none", "2.0.0", "sent (250 ok)")}, "false", true, false},
+		// A feature status that is not a level proves nothing.
+		{[]string{rec("12F23A12FA2", "dane:halfdane", "2.0.0", "sent (250 ok)")}, "null", false, false},
+		// Enforced and failed.
+		{[]string{rec("12F23A12FA3", "!encrypt", "4.7.4", "deferred (TLS is required, but was not offered by host mx.x.example[198.51.100.61])")}, "false", false, true},
+		// Not decided when logged.
+		{[]string{rec("12F23A12FA4", "encrypt?", "2.0.0", "sent (250 ok)")}, "null", false, false},
+		// The field wins over a handshake failure seen before: encrypt
+		// was met, so this is no plaintext fallback.
+		{[]string{pre + "SSL_connect error to mx.x.example[198.51.100.61]:25: -1",
+			rec("12F23A12FA5", "encrypt", "2.0.0", "sent (250 ok)")}, "true", false, false},
+		{[]string{pre + "SSL_connect error to mx.x.example[198.51.100.61]:25: -1",
+			rec("12F23A12FA6", "may", "2.0.0", "sent (250 ok)")}, "false", true, false},
+	}
+	for _, tt := range tests {
+		ds := feedStrings(NewCorrelator(goldenOptions("")), tt.lines...)
+		if len(ds) != 1 {
+			t.Fatalf("%q: %d deliveries", tt.lines, len(ds))
+		}
+		d := ds[0]
+		want := tt.lines[len(tt.lines)-1]
+		feature := want[strings.Index(want, "tls=")+4:]
+		feature = feature[:strings.Index(feature, ",")]
+		if got := tlsString(d.TLS); got != tt.tls || d.Fallback != tt.fallback || d.TLSFailure != tt.failure || d.TLSFeature != feature {
+			t.Errorf("tls=%s: TLS %s fallback %v failure %v feature %q; want %s %v %v %q", feature, got, d.Fallback, d.TLSFailure, d.TLSFeature, tt.tls, tt.fallback, tt.failure, feature)
 		}
 	}
 }

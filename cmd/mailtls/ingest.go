@@ -44,7 +44,8 @@ func importCommand(e env) *cli.Command {
 		Usage:     "parse mail log files (plain, .gz or - for stdin) into the database",
 		ArgsUsage: "FILE...",
 		UsageText: "mailtls import /var/log/mail.log.2.gz /var/log/mail.log.1 /var/log/mail.log\n" +
-			"journalctl -u postfix@- -o json | mailtls import -\n\n" +
+			"journalctl -u postfix@- -o json | mailtls import -\n" +
+			"docker compose logs --timestamps postfix | mailtls import -   # kubectl logs too\n\n" +
 			"Give rotated files oldest first. Importing the same lines twice adds nothing, so\n" +
 			"after an interruption (Ctrl-C) run the same import again to add the rest.",
 		Flags: []cli.Flag{
@@ -96,8 +97,12 @@ func importCommand(e env) *cli.Command {
 					h, _ := st.Horizon(c.Context)
 					present += fmt.Sprintf(", %d older than %s, when deliveries were pruned", res.old, h.Format(time.DateOnly))
 				}
-				fmt.Fprintf(e.stdout, "%d lines read, %d deliveries stored (%s), %d lines skipped as malformed\n",
-					res.stats.Lines, res.added, present, res.stats.Skipped)
+				first := ""
+				if res.firstSkipped != "" {
+					first = ", the first: " + res.firstSkipped
+				}
+				fmt.Fprintf(e.stdout, "%d lines read, %d deliveries stored (%s), %d lines skipped as malformed%s\n",
+					res.stats.Lines, res.added, present, res.stats.Skipped, first)
 				if res.stats.TLSLines == 0 && res.stats.Deliveries > 0 {
 					fmt.Fprintln(e.stderr, "mailtls: note: "+tlsLoggingHint)
 				}
@@ -108,10 +113,11 @@ func importCommand(e env) *cli.Command {
 }
 
 type importResult struct {
-	stats     logparse.Stats
-	added     int
-	committed int // of added, how many were committed (all, unless interrupted)
-	old       int // left out as older than the pruning horizon
+	stats        logparse.Stats
+	firstSkipped string // Correlator.FirstSkipped, or ""
+	added        int
+	committed    int // of added, how many were committed (all, unless interrupted)
+	old          int // left out as older than the pruning horizon
 }
 
 // importFiles parses files in order through one correlator (a session may
@@ -182,25 +188,28 @@ func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.
 				return err
 			}
 			corr.SetRefTime(ref)
-			br := bufio.NewReaderSize(&countingReader{r: r, n: &read}, 256<<10)
+			lr := logparse.NewLineReader(&countingReader{r: r, n: &read})
 			for {
-				line, err := readLine(br)
-				if len(line) > 0 || err == nil {
-					batch = append(batch, corr.Feed(line)...)
+				line, tooLong, err := lr.Next()
+				if err == nil {
+					if tooLong {
+						corr.SkipLine(line)
+					} else {
+						batch = append(batch, corr.Feed(line)...)
+					}
 					if len(batch) >= batchSize {
 						if err := send(); err != nil {
 							closeFn()
 							return err
 						}
 					}
+					continue
 				}
-				if err != nil {
-					closeFn()
-					if err == io.EOF {
-						break
-					}
-					return fmt.Errorf("read %s: %w", name, err)
+				closeFn()
+				if err == io.EOF {
+					break
 				}
+				return fmt.Errorf("read %s: %w", name, err)
 			}
 		}
 		if len(batch) > 0 {
@@ -212,29 +221,13 @@ func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.
 	err := <-werr
 	stopBar()
 	res.stats = corr.Stats()
+	res.firstSkipped, _ = corr.FirstSkipped()
 	res.added = int(added.Load())
 	res.committed, res.old = committed, old
 	if perr != nil {
 		return res, perr
 	}
 	return res, err
-}
-
-// readLine returns the next line without its newline. A line longer than
-// the reader's buffer (256 KiB; Postfix lines are far shorter) is discarded
-// and returned as an empty line, which the parser counts as malformed; the
-// lines after it are still read.
-func readLine(br *bufio.Reader) ([]byte, error) {
-	line, err := br.ReadSlice('\n')
-	if err == bufio.ErrBufferFull {
-		for err == bufio.ErrBufferFull {
-			_, err = br.ReadSlice('\n')
-		}
-		return []byte{}, err
-	}
-	line = bytes.TrimSuffix(line, []byte("\n"))
-	line = bytes.TrimSuffix(line, []byte("\r"))
-	return line, err
 }
 
 // openLog opens a plain or gzip-compressed file (detected by its magic

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -153,5 +154,108 @@ func TestImportInterrupted(t *testing.T) {
 	}
 	if len(lines) != len(truth.Deliveries) || len(keys) != len(lines) {
 		t.Errorf("after an interrupted import and a rerun: %d deliveries stored (%d distinct), the log has %d (%s)", len(lines), len(keys), len(truth.Deliveries), out2)
+	}
+}
+
+// TestImportFollowSameLines: import and follow read a log with the same
+// line reader (logparse.LineReader's rules, one cap): the same lines are
+// read, skipped and stored, CRLF lines included, and import's summary
+// quotes the first skipped line with control characters escaped.
+func TestImportFollowSameLines(t *testing.T) {
+	var log bytes.Buffer
+	log.WriteString(tlsLine)
+	log.WriteString("\x1b[2Jgarbage\x00 \xff\n")
+	// A 300 KiB delivery line: longer than any Postfix record.
+	log.WriteString(strings.TrimSuffix(sentLine, "(250 ok)\n") + "(250 " + strings.Repeat("k", 300<<10) + ")\n")
+	log.WriteString(strings.Replace(sentLine, "\n", "\r\n", 1))
+	log.WriteString(strings.Repeat("y", 2<<20) + "\n")
+	log.WriteString(strings.TrimSuffix(plainOne, "\n")) // no newline at the end
+	path := filepath.Join(t.TempDir(), "mail.log")
+	if err := os.WriteFile(path, log.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	c := newCLI(t)
+	out := c.ok("import", path)
+	var lines, stored, present, skipped int
+	if _, err := fmt.Sscanf(out, "%d lines read, %d deliveries stored (%d already present), %d lines skipped as malformed", &lines, &stored, &present, &skipped); err != nil {
+		t.Fatalf("summary %q: %v", out, err)
+	}
+	if want := `the first: "\x1b[2Jgarbage\x00 \xff"`; !strings.Contains(out, want) {
+		t.Errorf("summary %q does not quote the first skipped line as %s", out, want)
+	}
+
+	// The follower, on the same file (it is final: read to its end).
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var st logparse.Stats
+	var keys []string
+	f := &logparse.Follower{Path: path, NewCorrelator: func() *logparse.Correlator {
+		return logparse.NewCorrelator(logparse.Options{})
+	}}
+	err := f.Run(ctx, logparse.Checkpoint{}, func(_ context.Context, b logparse.Batch) error {
+		st = b.Stats
+		for _, d := range b.Deliveries {
+			keys = append(keys, d.Key)
+		}
+		if st.Lines >= 5 {
+			cancel()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The follower holds the last line back until its newline arrives.
+	if int64(lines) != st.Lines+1 || int64(skipped) != st.Skipped || stored != len(keys)+1 {
+		t.Errorf("import read %d lines, skipped %d, stored %d; follow read %d, skipped %d, stored %d (+1 held line)",
+			lines, skipped, stored, st.Lines, st.Skipped, len(keys))
+	}
+	if lines != 6 || skipped != 3 || stored != 2 {
+		t.Errorf("import: %q", out)
+	}
+	// Same keys: a CRLF line is one line, whoever reads it.
+	rows := strings.Split(strings.TrimSpace(c.ok("deliveries", "--format", "jsonl", "--since", "2000-01-01")), "\n")
+	if len(rows) != 2 || len(keys) != 1 {
+		t.Fatalf("rows %q, follower keys %q", rows, keys)
+	}
+	cr := bytes.Index(log.Bytes(), []byte("\r\n"))
+	start := bytes.LastIndexByte(log.Bytes()[:cr], '\n') + 1
+	if want := fmt.Sprintf("%x", sha256.Sum256(log.Bytes()[start:cr])); keys[0] != want {
+		t.Errorf("follower key %s, want the hash of the line without CR %s", keys[0], want)
+	}
+}
+
+// TestErrorDeferralsCountAsTLS: deferrals that error(8) logs for a
+// destination suspended after a TLS failure count as TLS deferrals in
+// report and report overrides; other suspended deferrals count as
+// deferrals only.
+func TestErrorDeferralsCountAsTLS(t *testing.T) {
+	const log = "2026-11-28T07:00:00.000000+00:00 edge postfix/smtp[4400]: 1A2B3C4D5E: to=<a@enc.example>, relay=mx.enc.example[192.0.2.40]:25, delay=0.2, delays=0/0/0.2/0, dsn=4.7.4, status=deferred (TLS is required, but was not offered by host mx.enc.example[192.0.2.40])\n" +
+		"2026-11-28T07:00:01.000000+00:00 edge postfix/error[4404]: 2B3C4D5E6F: to=<b@enc.example>, relay=none, delay=0.01, delays=0/0/0/0.01, dsn=4.7.4, status=deferred (delivery temporarily suspended: TLS is required, but was not offered by host mx.enc.example[192.0.2.40])\n" +
+		"2026-11-28T07:00:02.000000+00:00 edge postfix/error[4404]: 3C4D5E6F70: to=<c@enc.example>, relay=none, delay=0.01, delays=0/0/0/0.01, dsn=4.7.4, status=deferred (delivery temporarily suspended: TLS is required, but was not offered by host mx.enc.example[192.0.2.40])\n" +
+		"2026-11-28T07:00:03.000000+00:00 edge postfix/error[4404]: 4D5E6F7081: to=<d@down.example>, relay=none, delay=0.01, delays=0/0/0/0.01, dsn=4.4.1, status=deferred (delivery temporarily suspended: connect to mx.down.example[192.0.2.41]:25: Connection refused)\n"
+	c := newCLI(t)
+	c.ok("policy", "set", "enc.example", "encrypt")
+	if out, errs, code := c.run(log, "import", "-"); code != 0 || !strings.Contains(out, "4 deliveries stored") {
+		t.Fatalf("import: %d %q %q", code, out, errs)
+	}
+	var s map[string]any
+	if err := json.Unmarshal([]byte(c.ok("report", "--format", "json", "--since", "2026-11-27", "--until", "2026-11-29")), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s["deferred"] != float64(4) || s["tls_deferred"] != float64(3) {
+		t.Errorf("report: deferred %v, tls_deferred %v; want 4 and 3", s["deferred"], s["tls_deferred"])
+	}
+	var o map[string][]map[string]any
+	if err := json.Unmarshal([]byte(c.ok("report", "overrides", "--format", "json", "--since", "2026-11-27", "--until", "2026-11-29")), &o); err != nil {
+		t.Fatal(err)
+	}
+	rows := o["rows"]
+	if rows == nil {
+		rows = o["overrides"] // before the round-2 contract
+	}
+	if len(rows) != 1 || rows[0]["key"] != "enc.example" || rows[0]["deferred"] != float64(3) || rows[0]["tls_deferred"] != float64(3) {
+		t.Errorf("report overrides: %v", o)
 	}
 }
