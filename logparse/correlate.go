@@ -401,7 +401,9 @@ func (c *Correlator) onDelivery(line []byte, h *header, d *deliveryLine, status 
 		case feat.final == "none":
 			del.TLS = &no
 			del.TLSTrust, del.TLSProtocol, del.TLSCipher = "", "", ""
-			del.Fallback = status == StatusSent && feat.target != "none"
+			// "may:none" is also what a server that offers no STARTTLS
+			// gives: plaintext, but a fallback only after a failed handshake.
+			del.Fallback = status == StatusSent && failed
 		case status == StatusSent && !feat.violation && mandatoryTLS(feat.final):
 			del.TLS = &yes
 			del.Fallback = false

@@ -411,8 +411,9 @@ func parseHandshakeFailure(msg []byte) ([]byte, bool) {
 //
 // What it decides (Correlator.onDelivery), over what the TLS summary lines
 // and handshake failures suggest: a decided (no "?") record whose reached
-// level is "none" went out in plaintext, and a "sent" one whose level in
-// force was not "none" is a fallback (the policy's TLS was given up); a
+// level is "none" went out in plaintext (a fallback only when a handshake
+// failure for the same message and host came before it, as without tls=:
+// "may:none" is also what a server that offers no STARTTLS gives); a
 // decided "sent" without "!" whose reached level is mandatory (encrypt,
 // dane, dane-only, fingerprint, verify, secure) was encrypted, and is no
 // fallback. Any other form ("may", an unknown status, "?") leaves TLS to

@@ -229,8 +229,12 @@ func TestTLSFeatureDecides(t *testing.T) {
 		tls               string // "true", "false" or "null"
 		fallback, failure bool
 	}{
-		// A downgrade to plaintext.
-		{[]string{rec("12F23A12FA1", "may:none", "2.0.0", "sent (250 ok)")}, "false", true, false},
+		// Plaintext: a server that offers no STARTTLS logs this too, so
+		// it is no fallback by itself...
+		{[]string{rec("12F23A12FA1", "may:none", "2.0.0", "sent (250 ok)")}, "false", false, false},
+		// ...but it is one after a failed handshake for the same message.
+		{[]string{pre + "SSL_connect error to mx.x.example[198.51.100.61]:25: -1",
+			rec("12F23A12FA7", "may:none", "2.0.0", "sent (250 ok)")}, "false", true, false},
 		// A feature status that is not a level proves nothing.
 		{[]string{rec("12F23A12FA2", "dane:halfdane", "2.0.0", "sent (250 ok)")}, "null", false, false},
 		// Enforced and failed.
