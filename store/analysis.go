@@ -84,7 +84,7 @@ func downgrades(ctx context.Context, tx *sql.Tx, p plan) ([]Downgrade, error) {
 		// so the answer lies in the raw rows between the latest of those
 		// and FirstSeen.
 		`SELECT time, tls_trust, tls_protocol, tls_cipher FROM deliveries
-			WHERE time >= ? AND time < ? AND domain = ? AND status = 'sent' AND tls = 1 ORDER BY time DESC LIMIT 1`,
+			WHERE time >= ? AND time < ? AND domain = ? AND status = 'sent' AND tls = 1 AND internal = 0 ORDER BY time DESC LIMIT 1`,
 	} {
 		var err error
 		if stmts[i], err = tx.PrepareContext(ctx, q); err != nil {
@@ -103,7 +103,7 @@ func downgrades(ctx context.Context, tx *sql.Tx, p plan) ([]Downgrade, error) {
 	spans := map[string]*span{}
 	dw, da := p.m.rawWhere()
 	err := queryRows(ctx, tx, "downgrades", `SELECT domain, time, status = 'sent' AND tls IS 0 FROM deliveries INDEXED BY deliveries_bad
-		WHERE `+badSQL+` AND time >= ? AND time < ? AND `+dw, cat([]any{p.lo, p.hi}, da), func(rows *sql.Rows) error {
+		WHERE `+badSQL+` AND time >= ? AND time < ? AND `+dw+` AND internal = 0`, cat([]any{p.lo, p.hi}, da), func(rows *sql.Rows) error {
 		var (
 			d     string
 			at    int64
@@ -197,7 +197,7 @@ func (s *Store) OverrideActivity(ctx context.Context, w Window, keys []string) (
 	}
 	out := make([]OverrideStats, 0, len(keys))
 	err = s.read(ctx, func(tx *sql.Tx) error {
-		p, err := fittedPlan(ctx, tx, w.Since, w.Until, m)
+		p, err := fittedPlan(ctx, tx, w.Since, w.Until, m, w.IncludeInternal)
 		if err != nil {
 			return err
 		}
@@ -280,7 +280,7 @@ func (s *Store) Suggest(ctx context.Context, minDeliveries, minDays int, now tim
 			count(DISTINCT CASE WHEN status = 'sent' THEN time / ` + fmt.Sprint(usPerDay) + ` END),
 			min(CASE WHEN status = 'sent' THEN time END),
 			max(CASE WHEN status = 'sent' THEN time END)
-		FROM deliveries WHERE ` + edgeSQL + ` GROUP BY domain
+		FROM deliveries WHERE ` + edgeSQL + ` AND internal = 0 GROUP BY domain
 	) GROUP BY rd HAVING sum(sent) >= ? AND sum(unclean) = 0 AND sum(enc) = sum(sent) AND sum(days) >= ?`
 	args := cat(p.day.wholeArgs(), p.day.edgeArgs(), []any{minDeliveries, minDays})
 	var out []Suggestion
@@ -354,7 +354,7 @@ func (s *Store) DryRun(ctx context.Context, key, level string, since time.Time) 
 	kd, kda := km.rawWhere()
 	var res DryRunResult
 	err = s.read(ctx, func(tx *sql.Tx) error {
-		p, err := fittedPlan(ctx, tx, since, s.now(), matcher{kind: matchAll})
+		p, err := fittedPlan(ctx, tx, since, s.now(), matcher{kind: matchAll}, false)
 		if err != nil {
 			return err
 		}

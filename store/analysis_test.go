@@ -150,7 +150,7 @@ func checkDowngrades(t *testing.T, s *Store, ds []Delivery) {
 		}
 		firstEnc := map[string]time.Time{}
 		for _, d := range ds {
-			if d.Status == StatusSent && isEnc(d) {
+			if d.Status == StatusSent && isEnc(d) && !d.Internal {
 				if ft, ok := firstEnc[d.Domain]; !ok || d.Time.Before(ft) {
 					firstEnc[d.Domain] = d.Time
 				}
@@ -185,7 +185,7 @@ func checkDowngrades(t *testing.T, s *Store, ds []Delivery) {
 		for _, dg := range byDom {
 			var last Delivery
 			for _, d := range ds {
-				if d.Domain == dg.Domain && d.Status == StatusSent && isEnc(d) && d.Time.Before(dg.FirstSeen) && d.Time.After(last.Time) {
+				if d.Domain == dg.Domain && d.Status == StatusSent && isEnc(d) && !d.Internal && d.Time.Before(dg.FirstSeen) && d.Time.After(last.Time) {
 					last = d
 				}
 			}
