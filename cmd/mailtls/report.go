@@ -32,6 +32,7 @@ type summaryJSON struct {
 	Domains             int64            `json:"domains"`
 	DomainsAllTLS       int64            `json:"domains_all_tls"`
 	DomainsAnyPlaintext int64            `json:"domains_any_plaintext"`
+	Internal            int64            `json:"internal"` // internal hops in the window, see store.Summary
 }
 
 type rowJSON struct {
@@ -90,7 +91,12 @@ func reportWindow(c *cli.Context) (store.Window, error) {
 	if err != nil {
 		return store.Window{}, err
 	}
-	return store.Window{Since: since, Until: until, Domain: dom}, nil
+	return store.Window{Since: since, Until: until, Domain: dom, IncludeInternal: c.Bool("include-internal")}, nil
+}
+
+// includeInternalFlag is --include-internal, for the reports.
+func includeInternalFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "include-internal", Usage: "count internal hops too (content filters on 127.0.0.1/::1, LMTP over unix sockets, --internal-relays); left out by default"}
 }
 
 func describeWindow(w store.Window) string {
@@ -111,7 +117,7 @@ func reportCommand(e env) *cli.Command {
 			"mailtls report --since 2026-11-01 --until 2026-12-01 --format json\n" +
 			"mailtls report --domain '*.example.com' --by day\n" +
 			"mailtls report downgrades | overrides",
-		Flags: append(windowFlags("7d"),
+		Flags: append(windowFlags("7d"), includeInternalFlag(),
 			&cli.StringFlag{Name: "by", Usage: "break down by `KEY`: " + strings.Join(store.ReportDimensions, "|")},
 			&cli.IntFlag{Name: "top", Value: 0, Usage: "show only the first `N` rows of --by (0 = all)"},
 			&cli.StringFlag{Name: "sort", Value: "sent", Usage: "order the rows of --by (not day or hour) by `ORDER`: sent, plaintext (most first), coverage (worst first) or key"},
@@ -184,7 +190,7 @@ func summaryToJSON(s store.Summary) summaryJSON {
 		Deliveries: s.Deliveries, Encrypted: s.Encrypted, Plaintext: s.Plaintext, Unknown: s.Unknown,
 		Fallback: s.Fallback, Coverage: coverage4(s.Coverage), ByTrust: s.ByTrust, ByProtocol: s.ByProtocol,
 		Deferred: s.Deferred, TLSDeferred: s.TLSDeferred, Bounced: s.Bounced, Domains: s.Domains,
-		DomainsAllTLS: s.DomainsAllTLS, DomainsAnyPlaintext: s.DomainsAnyPlaintext,
+		DomainsAllTLS: s.DomainsAllTLS, DomainsAnyPlaintext: s.DomainsAnyPlaintext, Internal: s.Internal,
 	}
 	if j.ByTrust == nil {
 		j.ByTrust = map[string]int64{}
@@ -220,10 +226,15 @@ func writeSummary(w io.Writer, format string, win store.Window, s store.Summary)
 		t.add("domains", itoa(j.Domains))
 		t.add("domains_all_tls", itoa(j.DomainsAllTLS))
 		t.add("domains_any_plaintext", itoa(j.DomainsAnyPlaintext))
+		t.add("internal", itoa(j.Internal))
 		return t.writeCSV(w)
 	}
 	fmt.Fprintf(w, "TLS coverage, %s\n\n", describeWindow(win))
 	if s.Deliveries == 0 && s.Deferred == 0 && s.Bounced == 0 && s.Expired == 0 {
+		if s.Internal > 0 {
+			fmt.Fprintf(w, "No outbound deliveries recorded in this window; %s.\n", internalLine(s.Internal, false))
+			return nil
+		}
 		fmt.Fprintln(w, "No deliveries recorded in this window.")
 		fmt.Fprintln(w, "(Is `mailtls run` or `mailtls follow` reading the mail log? Try a wider --since.)")
 		return nil
@@ -260,10 +271,29 @@ func writeSummary(w io.Writer, format string, win store.Window, s store.Summary)
 	fmt.Fprintf(w, "Trust      %s\n", splitLine(s.ByTrust, []string{"verified", "trusted", "untrusted", "anonymous"}))
 	fmt.Fprintf(w, "Protocol   %s\n", splitLine(s.ByProtocol, nil))
 	fmt.Fprintf(w, "Domains    %s total, %s all TLS, %s with plaintext\n", num(s.Domains), num(s.DomainsAllTLS), num(s.DomainsAnyPlaintext))
+	if s.Internal > 0 {
+		fmt.Fprintf(w, "\n%s.\n", upperFirst(internalLine(s.Internal, win.IncludeInternal)))
+	}
 	if s.DomainsAnyPlaintext > 0 {
 		fmt.Fprintln(w, "\nWho got plaintext: `mailtls report --by domain --sort plaintext`, then `mailtls deliveries --domain D`.")
 	}
 	return nil
+}
+
+// internalLine says how many internal hops a report left out (or, with
+// --include-internal, counted).
+func internalLine(n int64, included bool) string {
+	if included {
+		return fmt.Sprintf("internal hops: %s, counted above (--include-internal)", num(n))
+	}
+	return fmt.Sprintf("internal hops: %s, not counted above (content filters, local LMTP; --include-internal counts them)", num(n))
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 func share(n, of int64) string {
