@@ -95,8 +95,8 @@ func deliveriesCommand(e env) *cli.Command {
 					if d.TLS != nil {
 						tls = strconv.FormatBool(*d.TLS)
 					}
-					return cw.Write([]string{d.Time.UTC().Format(time.RFC3339), d.QueueID, d.Recipient, d.Domain, d.Relay, d.Status, d.DSN,
-						tls, d.TLSTrust, d.TLSProtocol, d.TLSCipher, strconv.FormatBool(d.Fallback), d.TLSFeature, strconv.FormatBool(d.Internal)})
+					return cw.Write(escapeCells([]string{d.Time.UTC().Format(time.RFC3339), d.QueueID, d.Recipient, d.Domain, d.Relay, d.Status, d.DSN,
+						tls, d.TLSTrust, d.TLSProtocol, d.TLSCipher, strconv.FormatBool(d.Fallback), d.TLSFeature, strconv.FormatBool(d.Internal)}))
 				})
 				cw.Flush()
 				if err != nil {

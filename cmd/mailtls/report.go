@@ -349,7 +349,7 @@ func splitLine(m map[string]int64, order []string) string {
 	}
 	for _, k := range sortedKeys(m) {
 		if !seen[k] {
-			parts = append(parts, k+" "+num(m[k]))
+			parts = append(parts, escapeControl(k)+" "+num(m[k])) // from the log
 		}
 	}
 	return strings.Join(parts, "  ")

@@ -85,7 +85,7 @@ func statusCommand(e env) *cli.Command {
 			for _, f := range fs {
 				if f.Stale {
 					return fmt.Errorf("follower %s is stale: %s behind, nothing recorded since %s (more than --stale %s)",
-						f.Source, humanBytes(f.Behind), rfc(f.Updated), c.Duration("stale"))
+						escapeControl(f.Source), humanBytes(f.Behind), rfc(f.Updated), c.Duration("stale"))
 				}
 			}
 			return nil
@@ -123,13 +123,13 @@ func followers(cps []store.CheckpointInfo, now time.Time, stale time.Duration) [
 
 func writeStatus(e env, s store.Status, fs []followerStatus) error {
 	w := e.stdout
-	fmt.Fprintf(w, "Database    %s (%s)\n", s.Path, humanBytes(s.Bytes))
+	fmt.Fprintf(w, "Database    %s (%s)\n", escapeControl(s.Path), humanBytes(s.Bytes))
 	ov := num(s.Overrides)
 	if s.Expired > 0 {
 		ov += fmt.Sprintf(" (%s expired)", num(s.Expired))
 	}
 	if !s.LastEdit.IsZero() {
-		ov += fmt.Sprintf("; last change %s by %s", fmtTime(s.LastEdit), s.LastActor)
+		ov += fmt.Sprintf("; last change %s by %s", fmtTime(s.LastEdit), escapeControl(s.LastActor))
 	}
 	fmt.Fprintf(w, "Overrides   %s\n", ov)
 	if s.Counted == 0 {
@@ -162,7 +162,7 @@ func writeStatus(e env, s store.Status, fs []followerStatus) error {
 		if f.Stale {
 			state = append(state, "STALE")
 		}
-		fmt.Fprintf(w, "Follower    %s: %s\n", f.Source, strings.Join(state, ", "))
+		fmt.Fprintf(w, "Follower    %s: %s\n", escapeControl(f.Source), escapeControl(strings.Join(state, ", ")))
 	}
 	return nil
 }
