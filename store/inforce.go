@@ -3,8 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
-	"fmt"
 	"math"
 	"slices"
 	"sort"
@@ -173,7 +171,7 @@ type keyNode struct {
 // buildKeyTree links every domain key to its maximal sub-keys: the exact
 // and ".parent" keys strictly inside its domain set, not inside another of
 // them.
-func buildKeyTree(hist map[string][]inForce) (map[string]*keyNode, error) {
+func buildKeyTree(hist map[string][]inForce) map[string]*keyNode {
 	nodes := map[string]*keyNode{}
 	for k, f := range hist {
 		m, err := parseOverrideKey(k)
@@ -213,7 +211,7 @@ func buildKeyTree(hist map[string][]inForce) (map[string]*keyNode, error) {
 		}
 		sort.Slice(n.children, func(i, j int) bool { return n.children[i].key < n.children[j].key })
 	}
-	return nodes, nil
+	return nodes
 }
 
 // OverrideInForce is what one override governed in a window.
@@ -238,29 +236,22 @@ type ForcedPlaintext struct {
 }
 
 // OverridesInForce reports, for each override stored now (in key order),
-// what it governed during w while it was in force (see the rules above),
-// and every key (stored or since removed) that got plaintext in w while
-// forced to a mandatory level. Before a pruning horizon only whole days are
-// kept, so the parts of in-force intervals that are not whole days there
-// are not counted. now ends the interval of an override still in force.
-func (s *Store) OverridesInForce(ctx context.Context, w Window, now time.Time) ([]OverrideInForce, []ForcedPlaintext, error) {
+// what it governed during w while it was in force (see the rules above).
+// Before a pruning horizon only whole days are kept, so the parts of
+// in-force intervals that are not whole days there are not counted. now
+// ends the interval of an override still in force.
+func (s *Store) OverridesInForce(ctx context.Context, w Window, now time.Time) ([]OverrideInForce, error) {
 	wm, err := parseDomainFilter(w.Domain)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	var (
-		rows  []OverrideInForce
-		warns []ForcedPlaintext
-	)
+	var rows []OverrideInForce
 	err = s.read(ctx, func(tx *sql.Tx) error {
 		hist, cur, err := overrideHistory(ctx, tx)
 		if err != nil {
 			return err
 		}
-		nodes, err := buildKeyTree(hist)
-		if err != nil {
-			return err
-		}
+		nodes := buildKeyTree(hist)
 		h, err := horizon(ctx, tx)
 		if err != nil {
 			return err
@@ -268,73 +259,162 @@ func (s *Store) OverridesInForce(ctx context.Context, w Window, now time.Time) (
 		lo, hi := bounds(w.Since, w.Until)
 		hi = min(hi, micros(now))
 		g := governor{ctx: ctx, tx: tx, wm: wm, horizon: h, internal: w.IncludeInternal}
-		keys := make([]string, 0, len(nodes))
-		for k := range nodes {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			n := nodes[k]
-			var total, forced OverrideStats
-			var mandatory []tspan
-			firstPolicy := ""
-			for _, f := range n.forced {
-				part := intersect([]tspan{f.tspan}, tspan{lo, hi})
-				if len(part) == 0 {
-					continue
-				}
-				st, err := g.governed(n, part)
-				if err != nil {
-					return err
-				}
-				total.add(st, 1)
-				if MandatoryLevel(f.policy) {
-					forced.add(st, 1)
-					mandatory = append(mandatory, part...)
-					if firstPolicy == "" && st.Plaintext > 0 {
-						firstPolicy = f.policy
+		for k, o := range cur {
+			r := OverrideInForce{Policy: o.Policy}
+			r.Key = k
+			if n := nodes[k]; n != nil {
+				for _, f := range n.forced {
+					part := intersect([]tspan{f.tspan}, tspan{lo, hi})
+					if len(part) == 0 {
+						continue
 					}
+					st, err := g.governed(n, part)
+					if err != nil {
+						return err
+					}
+					r.add(st, 1)
 				}
-			}
-			if o, ok := cur[k]; ok {
-				r := OverrideInForce{OverrideStats: total, Policy: o.Policy}
-				r.Key = k
 				if last := n.forced[len(n.forced)-1]; last.hi > micros(now) {
 					r.InForceSince = fromMicros(last.lo)
 				}
-				rows = append(rows, r)
 			}
-			if forced.Plaintext > 0 {
-				fp := ForcedPlaintext{Key: k, Policy: firstPolicy, Count: forced.Plaintext}
-				if fp.First, fp.HaveFirst, err = g.firstPlaintext(n, mandatory, nodes); err != nil {
-					return err
-				}
-				if fp.HaveFirst {
-					for _, f := range n.forced {
-						if us := micros(fp.First.Time); us >= f.lo && us < f.hi {
-							fp.Policy = f.policy
-						}
-					}
-				}
-				warns = append(warns, fp)
-			}
-		}
-		// Keys stored now but refused by parseOverrideKey (none should
-		// be: policy set validates) still get a row.
-		for k, o := range cur {
-			if _, ok := nodes[k]; !ok {
-				r := OverrideInForce{Policy: o.Policy}
-				r.Key = k
-				rows = append(rows, r)
-			}
+			rows = append(rows, r)
 		}
 		sort.Slice(rows, func(i, j int) bool { return rows[i].Key < rows[j].Key })
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return rows, warns, nil
+	return rows, nil
+}
+
+// ForcedPlaintextIn returns the keys (stored now or since removed) that
+// governed plaintext sent deliveries in w while forced to a mandatory
+// level, in key order. It reads the override history and, when some
+// mandatory interval meets w, one pass over the plaintext deliveries of
+// the window (the deliveries_bad index, as Downgrades), so only deliveries
+// whose rows are still stored count. Internal hops count only with
+// w.IncludeInternal.
+func (s *Store) ForcedPlaintextIn(ctx context.Context, w Window) ([]ForcedPlaintext, error) {
+	wm, err := parseDomainFilter(w.Domain)
+	if err != nil {
+		return nil, err
+	}
+	var out []ForcedPlaintext
+	err = s.read(ctx, func(tx *sql.Tx) error {
+		hist, _, err := overrideHistory(ctx, tx)
+		if err != nil {
+			return err
+		}
+		lo, hi := bounds(w.Since, w.Until)
+		forced := false
+		for _, fs := range hist {
+			for _, f := range fs {
+				if MandatoryLevel(f.policy) && f.lo < hi && f.hi > lo {
+					forced = true
+				}
+			}
+		}
+		if !forced {
+			return nil // the usual case: no scan
+		}
+		nodes := buildKeyTree(hist)
+		relays := map[relayAt]*keyNode{}
+		for _, n := range nodes {
+			if n.m.kind == matchRelay {
+				relays[relayAt{n.m.host, n.m.port}] = n
+			}
+		}
+		internal := "internal = 0"
+		if w.IncludeInternal {
+			internal = "1"
+		}
+		dw, da := wm.rawWhere()
+		byKey := map[string]*ForcedPlaintext{}
+		firstID := map[string]int64{}
+		err = queryRows(ctx, tx, "forced plaintext", `SELECT id, time, domain, relay FROM deliveries INDEXED BY deliveries_bad
+			WHERE `+badSQL+` AND status = 'sent' AND tls = 0 AND time >= ? AND time < ? AND `+dw+` AND `+internal+` ORDER BY time, id`,
+			cat([]any{lo, hi}, da), func(rows *sql.Rows) error {
+				var (
+					id, us        int64
+					domain, relay string
+				)
+				if err := rows.Scan(&id, &us, &domain, &relay); err != nil {
+					return err
+				}
+				rh, rp := splitRelay(relay)
+				n, policy := governing(nodes, relays, strings.ToLower(domain), relayAt{rh, rp}, us)
+				if n == nil || !MandatoryLevel(policy) {
+					return nil
+				}
+				fp := byKey[n.key]
+				if fp == nil {
+					fp = &ForcedPlaintext{Key: n.key, Policy: policy}
+					byKey[n.key] = fp
+					firstID[n.key] = id
+				}
+				fp.Count++
+				return nil
+			})
+		if err != nil {
+			return err
+		}
+		keys := make([]string, 0, len(byKey))
+		for k := range byKey {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			fp := byKey[k]
+			err := streamDeliveries(ctx, tx, `SELECT time, queue_id, recipient, orig_to, domain, relay, status, dsn, reason, tls, tls_trust, tls_protocol,
+				tls_cipher, fallback, tls_failure, process, pid, host, key, id, detail, internal FROM deliveries WHERE id = ?`,
+				[]any{firstID[k]}, func(d Delivery) error {
+					fp.First, fp.HaveFirst = d, true
+					return nil
+				})
+			if err != nil {
+				return err
+			}
+			out = append(out, *fp)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// governing returns the key the daemon would have used for a delivery to
+// domain through relay at us (unix microseconds), and its policy then: a
+// [host]:port key matching the relay, else the domain's own key, else the
+// nearest .parent key, among those in force. nil when none was.
+func governing(nodes map[string]*keyNode, relays map[relayAt]*keyNode, domain string, relay relayAt, us int64) (*keyNode, string) {
+	at := func(n *keyNode) (string, bool) {
+		if n == nil {
+			return "", false
+		}
+		for _, f := range n.forced {
+			if us >= f.lo && us < f.hi {
+				return f.policy, true
+			}
+		}
+		return "", false
+	}
+	if n := relays[relay]; n != nil {
+		if p, ok := at(n); ok {
+			return n, p
+		}
+	}
+	if p, ok := at(nodes[domain]); ok {
+		return nodes[domain], p
+	}
+	for i := 0; i < len(domain); i++ {
+		if domain[i] == '.' {
+			if p, ok := at(nodes[domain[i:]]); ok {
+				return nodes[domain[i:]], p
+			}
+		}
+	}
+	return nil, ""
 }
 
 func (a *OverrideStats) add(b OverrideStats, sign int64) {
@@ -424,79 +504,3 @@ func (g *governor) taken(c *keyNode, ts []tspan) (OverrideStats, error) {
 	return sum, nil
 }
 
-// maxFirstScan bounds the plaintext rows firstPlaintext examines.
-const maxFirstScan = 10000
-
-// firstPlaintext finds the first plaintext sent delivery during ts that
-// matches n and that n governed (no more specific key in force then).
-func (g *governor) firstPlaintext(n *keyNode, ts []tspan, nodes map[string]*keyNode) (Delivery, bool, error) {
-	sort.Slice(ts, func(i, j int) bool { return ts[i].lo < ts[j].lo })
-	kd, kda := n.m.rawWhere()
-	dw, da := g.wm.rawWhere()
-	internal := "internal = 0"
-	if g.internal {
-		internal = "1"
-	}
-	q := `SELECT time, queue_id, recipient, orig_to, domain, relay, status, dsn, reason, tls, tls_trust, tls_protocol,
-		tls_cipher, fallback, tls_failure, process, pid, host, key, id, detail, internal
-		FROM deliveries WHERE ` + badSQL + ` AND status = 'sent' AND tls = 0 AND time >= ? AND time < ? AND ` + kd + ` AND ` + dw + ` AND ` + internal + `
-		ORDER BY time, id LIMIT ` + fmt.Sprint(maxFirstScan)
-	for _, t := range ts {
-		var found *Delivery
-		err := streamDeliveries(g.ctx, g.tx, q, cat([]any{t.lo, t.hi}, kda, da), func(d Delivery) error {
-			if governs(n, d, nodes) {
-				found = &d
-				return errStop
-			}
-			return nil
-		})
-		if err != nil && err != errStop {
-			return Delivery{}, false, err
-		}
-		if found != nil {
-			return *found, true, nil
-		}
-	}
-	return Delivery{}, false, nil
-}
-
-var errStop = errors.New("stop")
-
-// governs reports whether n is the key the daemon would have used for d:
-// no more specific domain key was in force at d's time.
-func governs(n *keyNode, d Delivery, nodes map[string]*keyNode) bool {
-	if n.m.kind == matchRelay {
-		return true
-	}
-	us := micros(d.Time)
-	inForceAt := func(k string) bool {
-		c := nodes[k]
-		if c == nil {
-			return false
-		}
-		for _, f := range c.forced {
-			if us >= f.lo && us < f.hi {
-				return true
-			}
-		}
-		return false
-	}
-	dom := strings.ToLower(d.Domain)
-	if dom != n.key && inForceAt(dom) {
-		return false
-	}
-	// Parent keys nearer than n.
-	for i := 0; i < len(dom); i++ {
-		if dom[i] != '.' {
-			continue
-		}
-		k := dom[i:]
-		if k == n.key {
-			return true
-		}
-		if inForceAt(k) {
-			return false
-		}
-	}
-	return true
-}

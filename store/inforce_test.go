@@ -71,7 +71,11 @@ func TestOverridesInForce(t *testing.T) {
 	if _, err := s.AddDeliveries(ctx, ds); err != nil {
 		t.Fatal(err)
 	}
-	rows, warns, err := s.OverridesInForce(ctx, Window{}, t0)
+	rows, err := s.OverridesInForce(ctx, Window{}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	warns, err := s.ForcedPlaintextIn(ctx, Window{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +121,11 @@ func TestOverridesInForce(t *testing.T) {
 	}
 
 	// A window intersects the in-force intervals.
-	rows, warns, err = s.OverridesInForce(ctx, Window{Since: at(40), Until: at(100)}, t0)
+	rows, err = s.OverridesInForce(ctx, Window{Since: at(40), Until: at(100)}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	warns, err = s.ForcedPlaintextIn(ctx, Window{Since: at(40), Until: at(100)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -180,7 +180,15 @@ func reportCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			return writeSummary(e.stdout, format, w, s)
+			warns, err := st.ForcedPlaintextIn(c.Context, w)
+			if err != nil {
+				return err
+			}
+			if err := writeSummary(e.stdout, format, w, s); err != nil {
+				return err
+			}
+			printForcedPlaintext(e.stderr, warns)
+			return nil
 		},
 	}
 }
@@ -463,10 +471,15 @@ func rfc(t time.Time) string {
 
 func overridesReportCommand(e env) *cli.Command {
 	return &cli.Command{
-		Name:      "overrides",
-		Usage:     "deliveries and deferrals under each override: which forced destinations fail?",
-		UsageText: "mailtls report overrides --since 7d",
-		Flags:     append(windowFlags("7d"), formatFlag("table", "table|json|csv")),
+		Name:  "overrides",
+		Usage: "deliveries and deferrals under each override while it was in force: which forced destinations fail?",
+		UsageText: "mailtls report overrides --since 7d\n\n" +
+			"Each override counts the deliveries it governed while it was in force (from the\n" +
+			"override history), as the daemon matches keys: the domain's own key, else the\n" +
+			"nearest .parent key. [host]:port keys are matched by the relay the log names.\n" +
+			"Plaintext sent under encrypt, dane-only, fingerprint, verify or secure means\n" +
+			"Postfix did not ask mailtls; it is printed as a warning.",
+		Flags: append(windowFlags("7d"), includeInternalFlag(), formatFlag("table", "table|json|csv")),
 		Action: func(c *cli.Context) error {
 			format := c.String("format")
 			if err := checkFormat(format, "table", "json", "csv"); err != nil {
@@ -484,45 +497,107 @@ func overridesReportCommand(e env) *cli.Command {
 			if w, err = fitToHorizon(c.Context, e, st, w, false); err != nil {
 				return err
 			}
-			ovs, err := st.Overrides(c.Context)
+			rows, err := st.OverridesInForce(c.Context, w, time.Now())
 			if err != nil {
 				return err
 			}
-			keys := make([]string, len(ovs))
-			policy := map[string]string{}
-			for i, o := range ovs {
-				keys[i] = o.Key
-				policy[o.Key] = o.Policy
-			}
-			stats, err := st.OverrideActivity(c.Context, w, keys)
+			warns, err := st.ForcedPlaintextIn(c.Context, w)
 			if err != nil {
 				return err
 			}
 			if format == "json" {
 				type oj struct {
-					Key         string `json:"key"`
-					Policy      string `json:"policy"`
-					Sent        int64  `json:"sent"`
-					Deferred    int64  `json:"deferred"`
-					TLSDeferred int64  `json:"tls_deferred"`
-					Bounced     int64  `json:"bounced"`
+					Key          string `json:"key"`
+					Policy       string `json:"policy"`
+					InForceSince string `json:"in_force_since"`
+					Sent         int64  `json:"sent"`
+					Encrypted    int64  `json:"encrypted"`
+					Plaintext    int64  `json:"plaintext"`
+					Deferred     int64  `json:"deferred"`
+					TLSDeferred  int64  `json:"tls_deferred"`
+					Bounced      int64  `json:"bounced"`
 				}
-				out := make([]oj, 0, len(stats))
-				for _, s := range stats {
-					out = append(out, oj{s.Key, policy[s.Key], s.Sent, s.Deferred, s.TLSDeferred, s.Bounced})
+				out := struct {
+					Rows     []oj                  `json:"rows"`
+					Warnings []forcedPlaintextJSON `json:"warnings"`
+				}{Rows: make([]oj, 0, len(rows)), Warnings: warningsJSON(warns)}
+				for _, r := range rows {
+					out.Rows = append(out.Rows, oj{r.Key, r.Policy, rfc(r.InForceSince), r.Sent, r.Encrypted, r.Plaintext, r.Deferred, r.TLSDeferred, r.Bounced})
 				}
-				return writeJSON(e.stdout, map[string]any{"overrides": out})
+				return writeJSON(e.stdout, out)
 			}
-			if len(stats) == 0 && format == "table" {
+			if len(rows) == 0 && format == "table" {
 				fmt.Fprintln(e.stdout, "No overrides set (see `mailtls policy set --help`).")
+				printForcedPlaintext(e.stderr, warns)
 				return nil
 			}
-			t := newTable("KEY", "POLICY", "SENT", "DEFERRED", "TLS-DEFERRED", "BOUNCED").alignRight(2, 3, 4, 5)
-			for _, s := range stats {
-				t.add(truncate(s.Key, 28), truncate(policy[s.Key], 24), num(s.Sent), num(s.Deferred), num(s.TLSDeferred), num(s.Bounced))
+			t := newTable("KEY", "POLICY", "IN FORCE SINCE", "SENT", "ENCRYPTED", "PLAINTEXT", "DEFERRED", "TLS-DEFERRED", "BOUNCED").alignRight(3, 4, 5, 6, 7, 8)
+			for _, r := range rows {
+				since := fmtTime(r.InForceSince)
+				if r.InForceSince.IsZero() {
+					since = "expired"
+				}
+				if format == "csv" {
+					since = rfc(r.InForceSince)
+				}
+				t.add(truncate(r.Key, 28), truncate(r.Policy, 24), since, num(r.Sent), num(r.Encrypted), num(r.Plaintext), num(r.Deferred), num(r.TLSDeferred), num(r.Bounced))
 			}
-			return t.write(e.stdout, format)
+			if err := t.write(e.stdout, format); err != nil {
+				return err
+			}
+			printForcedPlaintext(e.stderr, warns)
+			return nil
 		},
+	}
+}
+
+// forcedPlaintextJSON is one warning of `report overrides --format json`
+// and `status --format json`.
+type forcedPlaintextJSON struct {
+	Key            string `json:"key"`
+	Policy         string `json:"policy"`
+	Plaintext      int64  `json:"plaintext"`
+	FirstTime      string `json:"first_time"` // "" when its row was pruned
+	FirstQueueID   string `json:"first_queue_id"`
+	FirstRecipient string `json:"first_recipient"`
+	FirstRelay     string `json:"first_relay"`
+	Message        string `json:"message"`
+}
+
+func warningsJSON(ws []store.ForcedPlaintext) []forcedPlaintextJSON {
+	out := make([]forcedPlaintextJSON, 0, len(ws))
+	for _, w := range ws {
+		j := forcedPlaintextJSON{Key: w.Key, Policy: w.Policy, Plaintext: w.Count, Message: forcedPlaintextMessage(w)}
+		if w.HaveFirst {
+			j.FirstTime, j.FirstQueueID, j.FirstRecipient, j.FirstRelay = rfc(w.First.Time), w.First.QueueID, w.First.Recipient, w.First.Relay
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
+// forcedPlaintextMessage is the one-line warning for w (log data escaped).
+func forcedPlaintextMessage(w store.ForcedPlaintext) string {
+	msg := fmt.Sprintf("%s: %s sent in plaintext while forced to %q: Postfix is not asking mailtls for it "+
+		"(smtp_tls_policy_maps missing, a transport that bypasses it, or mail sent by another host)",
+		w.Key, deliveriesN(w.Count), w.Policy)
+	if w.HaveFirst {
+		msg += fmt.Sprintf("; first: %s queue id %s to %s via %s", rfc(w.First.Time), w.First.QueueID, w.First.Recipient, w.First.Relay)
+	}
+	return escapeControl(msg)
+}
+
+func deliveriesN(n int64) string {
+	if n == 1 {
+		return "1 delivery"
+	}
+	return num(n) + " deliveries"
+}
+
+// printForcedPlaintext writes each warning as a "mailtls: warning:" line.
+func printForcedPlaintext(w io.Writer, ws []store.ForcedPlaintext) {
+	for _, x := range ws {
+		fmt.Fprintln(w, "mailtls: warning: "+forcedPlaintextMessage(x))
 	}
 }
 

@@ -35,6 +35,9 @@ type statusJSON struct {
 	Last             string           `json:"last_delivery"`
 	PrunedBefore     string           `json:"pruned_before"`
 	Followers        []followerStatus `json:"followers"`
+	// Warnings: plaintext sent to destinations forced to a mandatory
+	// level, in the --since window (as in report overrides).
+	Warnings []forcedPlaintextJSON `json:"warnings"`
 }
 
 func statusCommand(e env) *cli.Command {
@@ -45,9 +48,12 @@ func statusCommand(e env) *cli.Command {
 			"mailtls status --format json\n" +
 			"mailtls status --stale 10m    # exit 1 if the follower has stopped recording\n\n" +
 			"A follower is stale when its log file has lines it has not recorded and it has\n" +
-			"recorded nothing for --stale: it is stopped or stuck. Exit 1 then, 0 otherwise.",
+			"recorded nothing for --stale: it is stopped or stuck. Exit 1 then, and also when\n" +
+			"a destination forced to encrypt, dane-only, fingerprint, verify or secure got\n" +
+			"plaintext since --since (Postfix is not asking mailtls for it); 0 otherwise.",
 		Flags: []cli.Flag{
 			&cli.DurationFlag{Name: "stale", Value: 5 * time.Minute, Usage: "a follower with unrecorded lines and no commit for `DURATION` is stale (exit 1)"},
+			&cli.StringFlag{Name: "since", Value: "24h", Usage: "look for plaintext sent to forced destinations since `TIME` (a duration back from now, a date or RFC 3339)"},
 			formatFlag("table", "table|json"),
 		},
 		Action: func(c *cli.Context) error {
@@ -64,7 +70,15 @@ func statusCommand(e env) *cli.Command {
 			}
 			defer st.Close()
 			now := time.Now()
+			since, err := parseWhen(c.String("since"), now)
+			if err != nil {
+				return usageErrorf("--since: %v", err)
+			}
 			s, err := st.Status(c.Context, now)
+			if err != nil {
+				return err
+			}
+			warns, err := st.ForcedPlaintextIn(c.Context, store.Window{Since: since, Until: now})
 			if err != nil {
 				return err
 			}
@@ -74,10 +88,13 @@ func statusCommand(e env) *cli.Command {
 					DB: s.Path, DBBytes: s.Bytes, Overrides: s.Overrides, OverridesExpired: s.Expired,
 					LastOverrideEdit: rfc(s.LastEdit), LastOverrideBy: s.LastActor,
 					Counted: s.Counted, Stored: s.Stored, First: rfc(s.First), Last: rfc(s.Last),
-					PrunedBefore: rfc(s.PrunedBefore), Followers: fs,
+					PrunedBefore: rfc(s.PrunedBefore), Followers: fs, Warnings: warningsJSON(warns),
 				})
 			} else {
 				err = writeStatus(e, s, fs)
+				for _, w := range warns {
+					fmt.Fprintf(e.stdout, "Warning     %s\n", forcedPlaintextMessage(w))
+				}
 			}
 			if err != nil {
 				return err
@@ -87,6 +104,10 @@ func statusCommand(e env) *cli.Command {
 					return fmt.Errorf("follower %s is stale: %s behind, nothing recorded since %s (more than --stale %s)",
 						escapeControl(f.Source), humanBytes(f.Behind), rfc(f.Updated), c.Duration("stale"))
 				}
+			}
+			if len(warns) > 0 {
+				return fmt.Errorf("%s got plaintext while forced to a mandatory TLS level since %s: Postfix is not asking mailtls for it",
+					plural(len(warns), "destination"), rfc(since))
 			}
 			return nil
 		},
@@ -165,4 +186,11 @@ func writeStatus(e env, s store.Status, fs []followerStatus) error {
 		fmt.Fprintf(w, "Follower    %s: %s\n", escapeControl(f.Source), escapeControl(strings.Join(state, ", ")))
 	}
 	return nil
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
