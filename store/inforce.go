@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"math"
 	"slices"
 	"sort"
@@ -291,11 +292,19 @@ func (s *Store) OverridesInForce(ctx context.Context, w Window, now time.Time) (
 
 // ForcedPlaintextIn returns the keys (stored now or since removed) that
 // governed plaintext sent deliveries in w while forced to a mandatory
-// level, in key order. It reads the override history and, when some
-// mandatory interval meets w, one pass over the plaintext deliveries of
-// the window (the deliveries_bad index, as Downgrades), so only deliveries
-// whose rows are still stored count. Internal hops count only with
-// w.IncludeInternal.
+// level, in key order. Only deliveries whose rows are still stored count.
+// Internal hops count only with w.IncludeInternal.
+//
+// Cost: the override history is read; when no mandatory interval meets w
+// (the usual case) nothing else is. Otherwise one pass over the plaintext
+// deliveries of the window through the deliveries_bad index, reading only
+// index columns on a new database (time, domain, status, tls; an upgraded
+// database's index lacks status and tls, which are read from the table as
+// Downgrades does). Rows the governing key forced are then read one by
+// one for the internal flag: what a delivery to a forced destination looks
+// like, so few, but on a host with a content filter each message to a
+// forced domain also has its (internal) hop there. The relay is read for
+// every row only when a [host]:port key was forced.
 func (s *Store) ForcedPlaintextIn(ctx context.Context, w Window) ([]ForcedPlaintext, error) {
 	wm, err := parseDomainFilter(w.Domain)
 	if err != nil {
@@ -308,11 +317,12 @@ func (s *Store) ForcedPlaintextIn(ctx context.Context, w Window) ([]ForcedPlaint
 			return err
 		}
 		lo, hi := bounds(w.Since, w.Until)
-		forced := false
-		for _, fs := range hist {
+		forced, forcedRelay := false, false
+		for k, fs := range hist {
 			for _, f := range fs {
 				if MandatoryLevel(f.policy) && f.lo < hi && f.hi > lo {
 					forced = true
+					forcedRelay = forcedRelay || strings.HasPrefix(k, "[")
 				}
 			}
 		}
@@ -326,15 +336,18 @@ func (s *Store) ForcedPlaintextIn(ctx context.Context, w Window) ([]ForcedPlaint
 				relays[relayAt{n.m.host, n.m.port}] = n
 			}
 		}
-		internal := "internal = 0"
-		if w.IncludeInternal {
-			internal = "1"
+		relayCol := "''"
+		if forcedRelay {
+			relayCol = "relay"
 		}
 		dw, da := wm.rawWhere()
-		byKey := map[string]*ForcedPlaintext{}
-		firstID := map[string]int64{}
-		err = queryRows(ctx, tx, "forced plaintext", `SELECT id, time, domain, relay FROM deliveries INDEXED BY deliveries_bad
-			WHERE `+badSQL+` AND status = 'sent' AND tls = 0 AND time >= ? AND time < ? AND `+dw+` AND `+internal+` ORDER BY time, id`,
+		type cand struct {
+			id, us      int64
+			key, policy string
+		}
+		var cands []cand
+		err = queryRows(ctx, tx, "forced plaintext", `SELECT id, time, domain, `+relayCol+` FROM deliveries INDEXED BY deliveries_bad
+			WHERE `+badSQL+` AND status = 'sent' AND tls = 0 AND time >= ? AND time < ? AND `+dw,
 			cat([]any{lo, hi}, da), func(rows *sql.Rows) error {
 				var (
 					id, us        int64
@@ -345,20 +358,51 @@ func (s *Store) ForcedPlaintextIn(ctx context.Context, w Window) ([]ForcedPlaint
 				}
 				rh, rp := splitRelay(relay)
 				n, policy := governing(nodes, relays, strings.ToLower(domain), relayAt{rh, rp}, us)
-				if n == nil || !MandatoryLevel(policy) {
-					return nil
+				if n != nil && MandatoryLevel(policy) {
+					cands = append(cands, cand{id, us, n.key, policy})
 				}
-				fp := byKey[n.key]
-				if fp == nil {
-					fp = &ForcedPlaintext{Key: n.key, Policy: policy}
-					byKey[n.key] = fp
-					firstID[n.key] = id
-				}
-				fp.Count++
 				return nil
 			})
 		if err != nil {
 			return err
+		}
+		slices.SortFunc(cands, func(a, b cand) int {
+			if a.us != b.us {
+				return cmpInt(a.us, b.us)
+			}
+			return cmpInt(a.id, b.id)
+		})
+		const q = `SELECT time, queue_id, recipient, orig_to, domain, relay, status, dsn, reason, tls, tls_trust, tls_protocol,
+			tls_cipher, fallback, tls_failure, process, pid, host, key, id, detail, internal FROM deliveries WHERE id = ?`
+		stmt, err := tx.PrepareContext(ctx, `SELECT internal FROM deliveries WHERE id = ?`)
+		if err != nil {
+			return fmt.Errorf("store: forced plaintext: %w", err)
+		}
+		defer stmt.Close()
+		byKey := map[string]*ForcedPlaintext{}
+		for _, c := range cands {
+			if !w.IncludeInternal {
+				var internal bool
+				if err := stmt.QueryRowContext(ctx, c.id).Scan(&internal); err != nil {
+					return fmt.Errorf("store: forced plaintext: %w", err)
+				}
+				if internal {
+					continue
+				}
+			}
+			fp := byKey[c.key]
+			if fp == nil {
+				fp = &ForcedPlaintext{Key: c.key, Policy: c.policy}
+				byKey[c.key] = fp
+				err := streamDeliveries(ctx, tx, q, []any{c.id}, func(d Delivery) error {
+					fp.First, fp.HaveFirst = d, true
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+			}
+			fp.Count++
 		}
 		keys := make([]string, 0, len(byKey))
 		for k := range byKey {
@@ -366,21 +410,21 @@ func (s *Store) ForcedPlaintextIn(ctx context.Context, w Window) ([]ForcedPlaint
 		}
 		slices.Sort(keys)
 		for _, k := range keys {
-			fp := byKey[k]
-			err := streamDeliveries(ctx, tx, `SELECT time, queue_id, recipient, orig_to, domain, relay, status, dsn, reason, tls, tls_trust, tls_protocol,
-				tls_cipher, fallback, tls_failure, process, pid, host, key, id, detail, internal FROM deliveries WHERE id = ?`,
-				[]any{firstID[k]}, func(d Delivery) error {
-					fp.First, fp.HaveFirst = d, true
-					return nil
-				})
-			if err != nil {
-				return err
-			}
-			out = append(out, *fp)
+			out = append(out, *byKey[k])
 		}
 		return nil
 	})
 	return out, err
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 // governing returns the key the daemon would have used for a delivery to

@@ -39,6 +39,8 @@ func TestOverridesInForce(t *testing.T) {
 	deliver(11, "forced.example", true)
 	deliver(30, "forced.example", true)
 	deliver(50, "forced.example", true)
+	deliver(55, "forced.example", false) // the content filter's hop: not a leak
+	ds[len(ds)-1].Internal, ds[len(ds)-1].Relay = true, "127.0.0.1[127.0.0.1]:10024"
 	leak := deliver(60, "forced.example", false)
 	s.now = func() time.Time { return at(70) }
 	if err := s.RemoveOverride(ctx, "forced.example", "tester"); err != nil {
