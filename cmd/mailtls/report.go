@@ -409,7 +409,7 @@ func downgradesCommand(e env) *cli.Command {
 		Usage: "destinations that had TLS before and then got plaintext or failed TLS",
 		UsageText: "mailtls report downgrades --since 30d\n\n" +
 			"A downgrade can mean STARTTLS stripping on the path, or a broken receiver.",
-		Flags: append(windowFlags("7d"), formatFlag("table", "table|json|csv")),
+		Flags: append(windowFlags("7d"), includeInternalFlag(), formatFlag("table", "table|json|csv")),
 		Action: func(c *cli.Context) error {
 			format := c.String("format")
 			if err := checkFormat(format, "table", "json", "csv"); err != nil {
@@ -615,6 +615,7 @@ func suggestCommand(e env) *cli.Command {
 			&cli.IntFlag{Name: "min-deliveries", Value: 20, Usage: "at least `N` deliveries"},
 			&cli.IntFlag{Name: "min-days", Value: 7, Usage: "spread over at least `D` distinct days"},
 			&cli.BoolFlag{Name: "apply", Usage: "write the suggestions as overrides (otherwise nothing changes)"},
+			includeInternalFlag(),
 			formatFlag("table", "table|json|csv"),
 		},
 		Action: func(c *cli.Context) error {
@@ -630,7 +631,7 @@ func suggestCommand(e env) *cli.Command {
 				return err
 			}
 			defer st.Close()
-			sugg, err := st.Suggest(c.Context, c.Int("min-deliveries"), c.Int("min-days"), time.Now())
+			sugg, err := st.Suggest(c.Context, c.Int("min-deliveries"), c.Int("min-days"), time.Now(), c.Bool("include-internal"))
 			if err != nil {
 				return err
 			}
