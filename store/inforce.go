@@ -547,4 +547,3 @@ func (g *governor) taken(c *keyNode, ts []tspan) (OverrideStats, error) {
 	}
 	return sum, nil
 }
-
