@@ -1,11 +1,16 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/mailtls/mailtls/store"
 )
 
 // amavisLog is a host with a content filter: each message goes to amavis
@@ -102,4 +107,33 @@ func mapsEqual(a, b map[string]bool) bool {
 		}
 	}
 	return true
+}
+
+// TestFollowInternalHops: follow classifies with the same rule as import,
+// --internal-relays included, and refuses a bad list before following.
+func TestFollowInternalHops(t *testing.T) {
+	c := newCLI(t)
+	logPath := filepath.Join(t.TempDir(), "mail.log")
+	if err := os.WriteFile(logPath, []byte(amavisLog), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := c.run("", "follow", "--log", logPath, "--internal-relays", "[10.9.9.9"); code != exitUsage || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
+		t.Fatalf("follow with a bad --internal-relays: exit %d, stderr %q", code, errs)
+	}
+	stop := c.background("follow", "--log", logPath, "--internal-relays", "10.9.9.9")
+	st, err := store.Open(context.Background(), c.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	internal := map[string]bool{}
+	eventually(t, 20*time.Second, "follow records the log", func() (bool, string) {
+		internal = map[string]bool{}
+		err := st.Deliveries(context.Background(), store.Filter{}, func(d store.Delivery) error { internal[d.QueueID] = d.Internal; return nil })
+		return err == nil && len(internal) == 4, fmt.Sprintf("%v %v", internal, err)
+	})
+	stop()
+	if want := map[string]bool{"AAA111": true, "BBB222": false, "CCC333": true, "DDD444": true}; !mapsEqual(internal, want) {
+		t.Errorf("internal per queue id = %v, want %v", internal, want)
+	}
 }
