@@ -295,8 +295,9 @@ func (s *Store) OverridesInForce(ctx context.Context, w Window, now time.Time) (
 // level, in key order. Only deliveries whose rows are still stored count.
 // Internal hops count only with w.IncludeInternal.
 //
-// Cost: the override history is read; when no mandatory interval meets w
-// (the usual case) nothing else is. Otherwise one pass over the plaintext
+// Cost: one scan of the override history for a mandatory level; when there
+// is one, the history is read, and when no mandatory interval meets w
+// nothing else is. Otherwise one pass over the plaintext
 // deliveries of the window through the deliveries_bad index, reading only
 // index columns on a new database (time, domain, status, tls; an upgraded
 // database's index lacks status and tls, which are read from the table as
@@ -312,6 +313,16 @@ func (s *Store) ForcedPlaintextIn(ctx context.Context, w Window) ([]ForcedPlaint
 	}
 	var out []ForcedPlaintext
 	err = s.read(ctx, func(tx *sql.Tx) error {
+		// Without a mandatory level in the history (policies are stored
+		// normalised, level first, lowercase), no need to read it all.
+		var forcedEver bool
+		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM override_history WHERE new GLOB 'encrypt*'
+			OR new GLOB 'dane-only*' OR new GLOB 'fingerprint*' OR new GLOB 'verify*' OR new GLOB 'secure*')`).Scan(&forcedEver); err != nil {
+			return fmt.Errorf("store: forced plaintext: %w", err)
+		}
+		if !forcedEver {
+			return nil
+		}
 		hist, _, err := overrideHistory(ctx, tx)
 		if err != nil {
 			return err
@@ -357,10 +368,11 @@ func (s *Store) ForcedPlaintextIn(ctx context.Context, w Window) ([]ForcedPlaint
 					return err
 				}
 				rh, rp := splitRelay(relay)
-				n, policy := governing(nodes, relays, strings.ToLower(domain), relayAt{rh, rp}, us)
-				if n != nil && MandatoryLevel(policy) {
-					cands = append(cands, cand{id, us, n.key, policy})
-				}
+				governing(nodes, relays, strings.ToLower(domain), relayAt{rh, rp}, us, func(n *keyNode, policy string) {
+					if MandatoryLevel(policy) {
+						cands = append(cands, cand{id, us, n.key, policy})
+					}
+				})
 				return nil
 			})
 		if err != nil {
@@ -427,11 +439,12 @@ func cmpInt(a, b int64) int {
 	return 0
 }
 
-// governing returns the key the daemon would have used for a delivery to
-// domain through relay at us (unix microseconds), and its policy then: a
-// [host]:port key matching the relay, else the domain's own key, else the
-// nearest .parent key, among those in force. nil when none was.
-func governing(nodes map[string]*keyNode, relays map[relayAt]*keyNode, domain string, relay relayAt, us int64) (*keyNode, string) {
+// governing returns the keys that governed a delivery to domain through
+// relay at us (unix microseconds), with their policies then: the domain's
+// own key, else the nearest .parent key, among those in force; and a
+// [host]:port key matching the relay, if in force (see the rules above:
+// the two kinds do not shadow each other).
+func governing(nodes map[string]*keyNode, relays map[relayAt]*keyNode, domain string, relay relayAt, us int64, fn func(n *keyNode, policy string)) {
 	at := func(n *keyNode) (string, bool) {
 		if n == nil {
 			return "", false
@@ -445,20 +458,21 @@ func governing(nodes map[string]*keyNode, relays map[relayAt]*keyNode, domain st
 	}
 	if n := relays[relay]; n != nil {
 		if p, ok := at(n); ok {
-			return n, p
+			fn(n, p)
 		}
 	}
 	if p, ok := at(nodes[domain]); ok {
-		return nodes[domain], p
+		fn(nodes[domain], p)
+		return
 	}
 	for i := 0; i < len(domain); i++ {
 		if domain[i] == '.' {
 			if p, ok := at(nodes[domain[i:]]); ok {
-				return nodes[domain[i:]], p
+				fn(nodes[domain[i:]], p)
+				return
 			}
 		}
 	}
-	return nil, ""
 }
 
 func (a *OverrideStats) add(b OverrideStats, sign int64) {

@@ -61,14 +61,28 @@ func TestOverridesInForce(t *testing.T) {
 
 	// exp.example: encrypt until it expires.
 	set(0.7, "exp.example", "encrypt", at(24))
-	deliver(2.5, "exp.example", false)
+	expLeak := deliver(2.5, "exp.example", false)
 	deliver(30, "exp.example", false)
 
 	// A transport next-hop, matched by the relay.
 	set(0.8, "[relay.example]:587", "verify", time.Time{})
-	r := deliver(1.5, "x.example.net", false)
+	r := deliver(1.5, "x.example.com", false)
 	ds[len(ds)-1].Relay = "relay.example[192.0.2.5]:587"
 	r.Relay = ds[len(ds)-1].Relay
+
+	// Nested: .b.example.net takes its subdomains while it is in force,
+	// c.b.example.net always; .example.net the rest.
+	set(0.9, ".example.net", "encrypt", time.Time{})
+	set(1, ".b.example.net", "may", time.Time{})
+	set(1.1, "c.b.example.net", "may", time.Time{})
+	deliver(5, "x.b.example.net", false)
+	s.now = func() time.Time { return at(10) }
+	if err := s.RemoveOverride(ctx, ".b.example.net", "tester"); err != nil {
+		t.Fatal(err)
+	}
+	nested := deliver(20, "y.b.example.net", false)
+	deliver(21, "c.b.example.net", false)
+	deliver(22, "d.example.net", true)
 
 	if _, err := s.AddDeliveries(ctx, ds); err != nil {
 		t.Fatal(err)
@@ -91,6 +105,8 @@ func TestOverridesInForce(t *testing.T) {
 		"a.example.org":       {1, 0, 1, at(0.6)},
 		"exp.example":         {1, 0, 1, time.Time{}},
 		"[relay.example]:587": {1, 0, 1, at(0.8)},
+		".example.net":        {2, 1, 1, at(0.9)},
+		"c.b.example.net":     {1, 0, 1, at(1.1)},
 	}
 	if len(rows) != len(want) {
 		t.Fatalf("rows %+v, want %d", rows, len(want))
@@ -109,8 +125,9 @@ func TestOverridesInForce(t *testing.T) {
 	}{
 		"forced.example":      {1, leak, "encrypt"},
 		".example.org":        {1, sub, "encrypt"},
-		"exp.example":         {1, ds[len(ds)-3], "encrypt"},
+		"exp.example":         {1, expLeak, "encrypt"},
 		"[relay.example]:587": {1, r, "verify"},
+		".example.net":        {1, nested, "encrypt"},
 	}
 	if len(warns) != len(wantWarn) {
 		t.Errorf("warnings %+v, want %d", warns, len(wantWarn))
