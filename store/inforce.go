@@ -295,17 +295,12 @@ func (s *Store) OverridesInForce(ctx context.Context, w Window, now time.Time) (
 // level, in key order. Only deliveries whose rows are still stored count.
 // Internal hops count only with w.IncludeInternal.
 //
-// Cost: one scan of the override history for a mandatory level; when there
-// is one, the history is read, and when no mandatory interval meets w
-// nothing else is. Otherwise one pass over the plaintext
-// deliveries of the window through the deliveries_bad index, reading only
-// index columns on a new database (time, domain, status, tls; an upgraded
-// database's index lacks status and tls, which are read from the table as
-// Downgrades does). Rows the governing key forced are then read one by
-// one for the internal flag: what a delivery to a forced destination looks
-// like, so few, but on a host with a content filter each message to a
-// forced domain also has its (internal) hop there. The relay is read for
-// every row only when a [host]:port key was forced.
+// Cost, as report and status call it every time: one scan of the override
+// history for a mandatory level, and nothing more when there is none. Else
+// the history is read, and for each key forced during w the daily rollup
+// tells on which days its destinations got plaintext (a key range: one
+// seek per key, internal hops apart in their own rollup); only those days'
+// rows are read, through the time index, for that key's destinations.
 func (s *Store) ForcedPlaintextIn(ctx context.Context, w Window) ([]ForcedPlaintext, error) {
 	wm, err := parseDomainFilter(w.Domain)
 	if err != nil {
@@ -327,19 +322,6 @@ func (s *Store) ForcedPlaintextIn(ctx context.Context, w Window) ([]ForcedPlaint
 		if err != nil {
 			return err
 		}
-		lo, hi := bounds(w.Since, w.Until)
-		forced, forcedRelay := false, false
-		for k, fs := range hist {
-			for _, f := range fs {
-				if MandatoryLevel(f.policy) && f.lo < hi && f.hi > lo {
-					forced = true
-					forcedRelay = forcedRelay || strings.HasPrefix(k, "[")
-				}
-			}
-		}
-		if !forced {
-			return nil // the usual case: no scan
-		}
 		nodes := buildKeyTree(hist)
 		relays := map[relayAt]*keyNode{}
 		for _, n := range nodes {
@@ -347,96 +329,97 @@ func (s *Store) ForcedPlaintextIn(ctx context.Context, w Window) ([]ForcedPlaint
 				relays[relayAt{n.m.host, n.m.port}] = n
 			}
 		}
-		relayCol := "''"
-		if forcedRelay {
-			relayCol = "relay"
-		}
-		dw, da := wm.rawWhere()
-		type cand struct {
-			id, us      int64
-			key, policy string
-		}
-		var cands []cand
-		err = queryRows(ctx, tx, "forced plaintext", `SELECT id, time, domain, `+relayCol+` FROM deliveries INDEXED BY deliveries_bad
-			WHERE `+badSQL+` AND status = 'sent' AND tls = 0 AND time >= ? AND time < ? AND `+dw,
-			cat([]any{lo, hi}, da), func(rows *sql.Rows) error {
-				var (
-					id, us        int64
-					domain, relay string
-				)
-				if err := rows.Scan(&id, &us, &domain, &relay); err != nil {
-					return err
-				}
-				rh, rp := splitRelay(relay)
-				governing(nodes, relays, strings.ToLower(domain), relayAt{rh, rp}, us, func(n *keyNode, policy string) {
-					if MandatoryLevel(policy) {
-						cands = append(cands, cand{id, us, n.key, policy})
-					}
-				})
-				return nil
-			})
-		if err != nil {
-			return err
-		}
-		slices.SortFunc(cands, func(a, b cand) int {
-			if a.us != b.us {
-				return cmpInt(a.us, b.us)
-			}
-			return cmpInt(a.id, b.id)
-		})
-		const q = `SELECT time, queue_id, recipient, orig_to, domain, relay, status, dsn, reason, tls, tls_trust, tls_protocol,
-			tls_cipher, fallback, tls_failure, process, pid, host, key, id, detail, internal FROM deliveries WHERE id = ?`
-		stmt, err := tx.PrepareContext(ctx, `SELECT internal FROM deliveries WHERE id = ?`)
-		if err != nil {
-			return fmt.Errorf("store: forced plaintext: %w", err)
-		}
-		defer stmt.Close()
-		byKey := map[string]*ForcedPlaintext{}
-		for _, c := range cands {
-			if !w.IncludeInternal {
-				var internal bool
-				if err := stmt.QueryRowContext(ctx, c.id).Scan(&internal); err != nil {
-					return fmt.Errorf("store: forced plaintext: %w", err)
-				}
-				if internal {
-					continue
-				}
-			}
-			fp := byKey[c.key]
-			if fp == nil {
-				fp = &ForcedPlaintext{Key: c.key, Policy: c.policy}
-				byKey[c.key] = fp
-				err := streamDeliveries(ctx, tx, q, []any{c.id}, func(d Delivery) error {
-					fp.First, fp.HaveFirst = d, true
-					return nil
-				})
-				if err != nil {
-					return err
-				}
-			}
-			fp.Count++
-		}
-		keys := make([]string, 0, len(byKey))
-		for k := range byKey {
+		lo, hi := bounds(w.Since, w.Until)
+		keys := make([]string, 0, len(nodes))
+		for k := range nodes {
 			keys = append(keys, k)
 		}
 		slices.Sort(keys)
 		for _, k := range keys {
-			out = append(out, *byKey[k])
+			n := nodes[k]
+			var forced []tspan
+			for _, f := range n.forced {
+				if MandatoryLevel(f.policy) {
+					forced = append(forced, intersect([]tspan{f.tspan}, tspan{lo, hi})...)
+				}
+			}
+			if len(forced) == 0 {
+				continue
+			}
+			fp, err := forcedPlaintext(ctx, tx, n, forced, wm, w.IncludeInternal, nodes, relays)
+			if err != nil {
+				return err
+			}
+			if fp.Count > 0 {
+				out = append(out, fp)
+			}
 		}
 		return nil
 	})
 	return out, err
 }
 
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
+// forcedPlaintext counts the plaintext sent deliveries during forced
+// (sorted, disjoint) that n governed, and finds the first.
+func forcedPlaintext(ctx context.Context, tx *sql.Tx, n *keyNode, forced []tspan, wm matcher, internal bool,
+	nodes map[string]*keyNode, relays map[relayAt]*keyNode) (ForcedPlaintext, error) {
+	fp := ForcedPlaintext{Key: n.key}
+	kr, kra := n.m.rollWhere()
+	rw, ra := wm.rollWhere()
+	d0, d1 := floorDiv(forced[0].lo, usPerDay), floorDiv(forced[len(forced)-1].hi-1, usPerDay)
+	dq := `SELECT day FROM rollup_day WHERE day >= ? AND day <= ? AND status = 'sent' AND tls = 0 AND ` + kr + ` AND ` + rw
+	dargs := cat([]any{d0, d1}, kra, ra)
+	if internal {
+		dq += ` UNION SELECT day FROM rollup_day_internal WHERE day >= ? AND day <= ? AND status = 'sent' AND tls = 0 AND ` + kr + ` AND ` + rw
+		dargs = cat(dargs, dargs)
+	} else {
+		dq = `SELECT DISTINCT day FROM (` + dq + `)`
 	}
-	return 0
+	var days []int64
+	if err := queryRows(ctx, tx, "forced plaintext days", dq+` ORDER BY day`, dargs, func(rows *sql.Rows) error {
+		var d int64
+		if err := rows.Scan(&d); err != nil {
+			return err
+		}
+		days = append(days, d)
+		return nil
+	}); err != nil {
+		return fp, err
+	}
+	if len(days) == 0 {
+		return fp, nil
+	}
+	kd, kda := n.m.rawWhere()
+	dw, da := wm.rawWhere()
+	ic := "internal = 0"
+	if internal {
+		ic = "1"
+	}
+	q := `SELECT time, queue_id, recipient, orig_to, domain, relay, status, dsn, reason, tls, tls_trust, tls_protocol,
+		tls_cipher, fallback, tls_failure, process, pid, host, key, id, detail, internal
+		FROM deliveries WHERE time >= ? AND time < ? AND status = 'sent' AND tls = 0 AND ` + kd + ` AND ` + dw + ` AND ` + ic + `
+		ORDER BY time, id`
+	for _, day := range days {
+		for _, t := range intersect(forced, tspan{day * usPerDay, (day + 1) * usPerDay}) {
+			err := streamDeliveries(ctx, tx, q, cat([]any{t.lo, t.hi}, kda, da), func(d Delivery) error {
+				rh, rp := splitRelay(d.Relay)
+				governing(nodes, relays, strings.ToLower(d.Domain), relayAt{rh, rp}, micros(d.Time), func(g *keyNode, policy string) {
+					if g != n || !MandatoryLevel(policy) {
+						return
+					}
+					if fp.Count == 0 {
+						fp.First, fp.HaveFirst, fp.Policy = d, true, policy
+					}
+					fp.Count++
+				})
+				return nil
+			})
+			if err != nil {
+				return fp, err
+			}
+		}
+	}
+	return fp, nil
 }
 
 // governing returns the keys that governed a delivery to domain through
