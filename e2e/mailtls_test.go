@@ -328,12 +328,13 @@ func testEndToEnd(t *testing.T, via string) {
 			Sent        int64  `json:"sent"`
 			Deferred    int64  `json:"deferred"`
 			TLSDeferred int64  `json:"tls_deferred"`
-		} `json:"overrides"`
+		} `json:"rows"`
+		Warnings []any `json:"warnings"`
 	}
 	if err := json.Unmarshal([]byte(m.cli("report", "overrides", "--format", "json", "--since", "1h")), &ovr); err != nil {
 		t.Fatal(err)
 	}
-	if len(ovr.Overrides) != 1 || ovr.Overrides[0].Key != "plain.test" || ovr.Overrides[0].Deferred < 1 || ovr.Overrides[0].TLSDeferred < 1 {
+	if len(ovr.Overrides) != 1 || ovr.Overrides[0].Key != "plain.test" || ovr.Overrides[0].Deferred < 1 || ovr.Overrides[0].TLSDeferred < 1 || len(ovr.Warnings) != 0 {
 		t.Errorf("scenario 3: report overrides = %+v", ovr)
 	}
 

@@ -22,8 +22,8 @@ type Source interface {
 	Summary(ctx context.Context, w store.Window) (store.Summary, error)
 	ReportBy(ctx context.Context, w store.Window, by string, top int) ([]store.Row, error)
 	Downgrades(ctx context.Context, w store.Window) ([]store.Downgrade, error)
-	Overrides(ctx context.Context) ([]store.Override, error)
-	OverrideActivity(ctx context.Context, w store.Window, keys []string) ([]store.OverrideStats, error)
+	OverridesInForce(ctx context.Context, w store.Window, now time.Time) ([]store.OverrideInForce, error)
+	ForcedPlaintextIn(ctx context.Context, w store.Window) ([]store.ForcedPlaintext, error)
 	Horizon(ctx context.Context) (time.Time, error)
 }
 
@@ -46,6 +46,7 @@ type Summary struct {
 	Domains             int64            `json:"domains"`
 	DomainsAllTLS       int64            `json:"domains_all_tls"`
 	DomainsAnyPlaintext int64            `json:"domains_any_plaintext"`
+	Internal            int64            `json:"internal"` // internal hops in the window, left out above unless included
 }
 
 // NewSummary is the JSON view of s.
@@ -54,7 +55,7 @@ func NewSummary(s store.Summary) Summary {
 		Deliveries: s.Deliveries, Encrypted: s.Encrypted, Plaintext: s.Plaintext, Unknown: s.Unknown,
 		Fallback: s.Fallback, Coverage: Coverage4(s.Coverage), ByTrust: s.ByTrust, ByProtocol: s.ByProtocol,
 		Deferred: s.Deferred, TLSDeferred: s.TLSDeferred, Bounced: s.Bounced, Domains: s.Domains,
-		DomainsAllTLS: s.DomainsAllTLS, DomainsAnyPlaintext: s.DomainsAnyPlaintext,
+		DomainsAllTLS: s.DomainsAllTLS, DomainsAnyPlaintext: s.DomainsAnyPlaintext, Internal: s.Internal,
 	}
 	if j.ByTrust == nil {
 		j.ByTrust = map[string]int64{}
@@ -172,40 +173,30 @@ func RFC3339(t time.Time) string {
 }
 
 // Override is one row of `report overrides --format json`: the traffic
-// under an override in the window.
+// under an override in the window, counted only while it was in force
+// (store.OverridesInForce).
 type Override struct {
-	Key         string `json:"key"`
-	Policy      string `json:"policy"`
-	Sent        int64  `json:"sent"`
-	Deferred    int64  `json:"deferred"`
-	TLSDeferred int64  `json:"tls_deferred"`
-	Bounced     int64  `json:"bounced"`
+	Key          string `json:"key"`
+	Policy       string `json:"policy"`
+	InForceSince string `json:"in_force_since"` // "" when it has expired
+	Sent         int64  `json:"sent"`
+	Encrypted    int64  `json:"encrypted"`
+	Plaintext    int64  `json:"plaintext"`
+	Deferred     int64  `json:"deferred"`
+	TLSDeferred  int64  `json:"tls_deferred"`
+	Bounced      int64  `json:"bounced"`
 }
 
-// Overrides is the `report overrides --format json` document.
-type Overrides struct {
-	Overrides []Override `json:"overrides"`
-}
-
-// LoadOverrides counts the deliveries under each override in w.
-func LoadOverrides(ctx context.Context, src Source, w store.Window) (Overrides, error) {
-	ovs, err := src.Overrides(ctx)
+// LoadOverrides counts the deliveries under each override in w while it
+// was in force, up to now.
+func LoadOverrides(ctx context.Context, src Source, w store.Window, now time.Time) ([]Override, error) {
+	rows, err := src.OverridesInForce(ctx, w, now)
 	if err != nil {
-		return Overrides{}, err
+		return nil, err
 	}
-	keys := make([]string, len(ovs))
-	policy := map[string]string{}
-	for i, o := range ovs {
-		keys[i] = o.Key
-		policy[o.Key] = o.Policy
-	}
-	stats, err := src.OverrideActivity(ctx, w, keys)
-	if err != nil {
-		return Overrides{}, err
-	}
-	out := Overrides{Overrides: make([]Override, 0, len(stats))}
-	for _, s := range stats {
-		out.Overrides = append(out.Overrides, Override{s.Key, policy[s.Key], s.Sent, s.Deferred, s.TLSDeferred, s.Bounced})
+	out := make([]Override, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, Override{r.Key, r.Policy, RFC3339(r.InForceSince), r.Sent, r.Encrypted, r.Plaintext, r.Deferred, r.TLSDeferred, r.Bounced})
 	}
 	return out, nil
 }
@@ -228,6 +219,9 @@ type Data struct {
 	Plaintext    []Row
 	Downgrades   []Downgrade
 	Overrides    []Override
+	// Warnings is plaintext sent to destinations while they were forced
+	// (the warnings of `report overrides --format json`).
+	Warnings []Warning
 }
 
 // Load reads the page's data for w, narrowed as the store answers it
@@ -266,10 +260,66 @@ func Load(ctx context.Context, src Source, w store.Window) (*Data, error) {
 		return nil, err
 	}
 	d.Downgrades = NewDowngrades(ds).Downgrades
-	ovs, err := LoadOverrides(ctx, src, w)
+	now := w.Until
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if d.Overrides, err = LoadOverrides(ctx, src, w, now); err != nil {
+		return nil, err
+	}
+	ws, err := src.ForcedPlaintextIn(ctx, w)
 	if err != nil {
 		return nil, err
 	}
-	d.Overrides = ovs.Overrides
+	d.Warnings = NewWarnings(ws)
 	return d, nil
+}
+
+// Overrides is the `report overrides --format json` document.
+type Overrides struct {
+	Rows     []Override `json:"rows"`
+	Warnings []Warning  `json:"warnings"`
+}
+
+// Warning is plaintext sent to a destination while an override forced it
+// to a mandatory level (store.ForcedPlaintext): Postfix is not asking
+// mailtls for it. It is one warning of `report overrides` and `status`.
+type Warning struct {
+	Key            string `json:"key"`
+	Policy         string `json:"policy"`
+	Plaintext      int64  `json:"plaintext"`
+	FirstTime      string `json:"first_time"` // "" when its row was pruned
+	FirstQueueID   string `json:"first_queue_id"`
+	FirstRecipient string `json:"first_recipient"`
+	FirstRelay     string `json:"first_relay"`
+	Message        string `json:"message"`
+}
+
+// NewWarnings is the JSON view of ws.
+func NewWarnings(ws []store.ForcedPlaintext) []Warning {
+	out := make([]Warning, 0, len(ws))
+	for _, w := range ws {
+		j := Warning{Key: w.Key, Policy: w.Policy, Plaintext: w.Count, Message: WarningMessage(w)}
+		if w.HaveFirst {
+			j.FirstTime, j.FirstQueueID, j.FirstRecipient, j.FirstRelay = RFC3339(w.First.Time), w.First.QueueID, w.First.Recipient, w.First.Relay
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
+// WarningMessage is the one-line warning for w. It holds log data as
+// logged: escape it before it reaches a terminal.
+func WarningMessage(w store.ForcedPlaintext) string {
+	n := Num(w.Count) + " deliveries"
+	if w.Count == 1 {
+		n = "1 delivery"
+	}
+	msg := fmt.Sprintf("%s: %s sent in plaintext while forced to %q: Postfix is not asking mailtls for it "+
+		"(smtp_tls_policy_maps missing, a transport that bypasses it, or mail sent by another host)",
+		w.Key, n, w.Policy)
+	if w.HaveFirst {
+		msg += fmt.Sprintf("; first: %s queue id %s to %s via %s", RFC3339(w.First.Time), w.First.QueueID, w.First.Recipient, w.First.Relay)
+	}
+	return msg
 }

@@ -70,22 +70,36 @@ func (s *Store) Downgrades(ctx context.Context, w Window) ([]Downgrade, error) {
 }
 
 func downgrades(ctx context.Context, tx *sql.Tx, p plan) ([]Downgrade, error) {
-	var stmts [4]*sql.Stmt
-	for i, q := range []string{
+	qs := []string{
 		// The domain's first encrypted delivery ever.
-		`SELECT min(first_time) FROM rollup_day INDEXED BY rollup_day_first_enc WHERE rdomain = ? AND status = 'sent' AND tls = 1`,
+		`SELECT min(first_time) FROM rollup_day INDEXED BY rollup_day_first_enc WHERE rdomain = ?1 AND status = 'sent' AND tls = 1`,
 		// The last encrypted delivery before FirstSeen, from rollup rows
 		// that end before it,
 		`SELECT last_time, trust, protocol, cipher FROM rollup_day
-			WHERE rdomain = ? AND day <= ? AND status = 'sent' AND tls = 1 AND last_time < ? ORDER BY last_time DESC LIMIT 1`,
+			WHERE rdomain = ?1 AND day <= ?2 AND status = 'sent' AND tls = 1 AND last_time < ?3 ORDER BY last_time DESC LIMIT 1`,
 		// unless rollup rows of that day straddle FirstSeen: each has an
 		// encrypted delivery at its first_time, before FirstSeen,
-		`SELECT max(first_time) FROM rollup_day WHERE rdomain = ? AND day = ? AND status = 'sent' AND tls = 1 AND first_time < ? AND last_time >= ?`,
+		`SELECT max(first_time) FROM rollup_day WHERE rdomain = ?1 AND day = ?2 AND status = 'sent' AND tls = 1 AND first_time < ?3 AND last_time >= ?4`,
 		// so the answer lies in the raw rows between the latest of those
 		// and FirstSeen.
 		`SELECT time, tls_trust, tls_protocol, tls_cipher FROM deliveries
-			WHERE time >= ? AND time < ? AND domain = ? AND status = 'sent' AND tls = 1 ORDER BY time DESC LIMIT 1`,
-	} {
+			WHERE time >= ? AND time < ? AND domain = ? AND status = 'sent' AND tls = 1 AND ` + p.rawInternal() + ` ORDER BY time DESC LIMIT 1`,
+	}
+	if p.internal {
+		// The same over both rollups (numbered parameters: each is bound once).
+		qs[0] = `SELECT min(t) FROM (` + qs[0] + ` UNION ALL
+			SELECT min(first_time) FROM rollup_day_internal WHERE rdomain = ?1 AND status = 'sent' AND tls = 1)`
+		qs[1] = `SELECT * FROM (SELECT last_time, trust, protocol, cipher FROM rollup_day
+			WHERE rdomain = ?1 AND day <= ?2 AND status = 'sent' AND tls = 1 AND last_time < ?3
+			UNION ALL SELECT last_time, trust, protocol, cipher FROM rollup_day_internal
+			WHERE rdomain = ?1 AND day <= ?2 AND status = 'sent' AND tls = 1 AND last_time < ?3) ORDER BY last_time DESC LIMIT 1`
+		qs[2] = `SELECT max(t) FROM (` + qs[2] + ` UNION ALL
+			SELECT max(first_time) FROM rollup_day_internal WHERE rdomain = ?1 AND day = ?2 AND status = 'sent' AND tls = 1 AND first_time < ?3 AND last_time >= ?4)`
+		qs[0] = strings.Replace(qs[0], "SELECT min(first_time) FROM rollup_day INDEXED", "SELECT min(first_time) AS t FROM rollup_day INDEXED", 1)
+		qs[2] = strings.Replace(qs[2], "SELECT max(first_time) FROM rollup_day WHERE", "SELECT max(first_time) AS t FROM rollup_day WHERE", 1)
+	}
+	var stmts [4]*sql.Stmt
+	for i, q := range qs {
 		var err error
 		if stmts[i], err = tx.PrepareContext(ctx, q); err != nil {
 			return nil, fmt.Errorf("store: downgrades: %w", err)
@@ -103,7 +117,7 @@ func downgrades(ctx context.Context, tx *sql.Tx, p plan) ([]Downgrade, error) {
 	spans := map[string]*span{}
 	dw, da := p.m.rawWhere()
 	err := queryRows(ctx, tx, "downgrades", `SELECT domain, time, status = 'sent' AND tls IS 0 FROM deliveries INDEXED BY deliveries_bad
-		WHERE `+badSQL+` AND time >= ? AND time < ? AND `+dw, cat([]any{p.lo, p.hi}, da), func(rows *sql.Rows) error {
+		WHERE `+badSQL+` AND time >= ? AND time < ? AND `+dw+` AND `+p.rawInternal(), cat([]any{p.lo, p.hi}, da), func(rows *sql.Rows) error {
 		var (
 			d     string
 			at    int64
@@ -197,7 +211,7 @@ func (s *Store) OverrideActivity(ctx context.Context, w Window, keys []string) (
 	}
 	out := make([]OverrideStats, 0, len(keys))
 	err = s.read(ctx, func(tx *sql.Tx) error {
-		p, err := fittedPlan(ctx, tx, w.Since, w.Until, m)
+		p, err := fittedPlan(ctx, tx, w.Since, w.Until, m, w.IncludeInternal)
 		if err != nil {
 			return err
 		}
@@ -252,12 +266,21 @@ type Suggestion struct {
 // all of them encrypted (no plaintext, no unknown TLS state) and no TLS
 // failure of any delivery. Ordered by Deliveries descending. It reads every
 // daily rollup row (all history), so its cost grows with the number of
-// distinct (domain, day) pairs stored.
-func (s *Store) Suggest(ctx context.Context, minDeliveries, minDays int, now time.Time) ([]Suggestion, error) {
+// distinct (domain, day) pairs stored. Internal hops count only with
+// includeInternal (they are plaintext as a rule, so they can only rule a
+// domain out).
+func (s *Store) Suggest(ctx context.Context, minDeliveries, minDays int, now time.Time, includeInternal bool) ([]Suggestion, error) {
 	if minDeliveries < 1 || minDays < 1 {
 		return nil, fmt.Errorf("%w: suggest needs at least 1 delivery on at least 1 day (got %d deliveries, %d days)", ErrBadInput, minDeliveries, minDays)
 	}
 	p := planFor(time.Time{}, now, matcher{kind: matchAll})
+	p.internal = includeInternal
+	// With internal hops, both rollups are read as one, so that a day
+	// with rows in each counts once.
+	roll := "rollup_day"
+	if includeInternal {
+		roll = "(SELECT * FROM rollup_day UNION ALL SELECT * FROM rollup_day_internal)"
+	}
 	// Per domain: sent, encrypted, not clean (plaintext/unknown sent or
 	// any TLS failure), sent on verified/trusted sessions, distinct sent
 	// days. The rollup part (whole days) and the raw part (today so far)
@@ -271,7 +294,7 @@ func (s *Store) Suggest(ctx context.Context, minDeliveries, minDays int, now tim
 			count(DISTINCT CASE WHEN status = 'sent' THEN day END) AS days,
 			min(CASE WHEN status = 'sent' THEN first_time END) AS ft,
 			max(CASE WHEN status = 'sent' THEN last_time END) AS lt
-		FROM rollup_day WHERE +day >= ? AND +day < ? GROUP BY rdomain
+		FROM ` + roll + ` WHERE +day >= ? AND +day < ? GROUP BY rdomain
 		UNION ALL
 		SELECT mailtls_rev(domain), count(CASE WHEN status = 'sent' THEN 1 END),
 			count(CASE WHEN status = 'sent' AND tls = 1 THEN 1 END),
@@ -280,7 +303,7 @@ func (s *Store) Suggest(ctx context.Context, minDeliveries, minDays int, now tim
 			count(DISTINCT CASE WHEN status = 'sent' THEN time / ` + fmt.Sprint(usPerDay) + ` END),
 			min(CASE WHEN status = 'sent' THEN time END),
 			max(CASE WHEN status = 'sent' THEN time END)
-		FROM deliveries WHERE ` + edgeSQL + ` GROUP BY domain
+		FROM deliveries WHERE ` + edgeSQL + ` AND ` + p.rawInternal() + ` GROUP BY domain
 	) GROUP BY rd HAVING sum(sent) >= ? AND sum(unclean) = 0 AND sum(enc) = sum(sent) AND sum(days) >= ?`
 	args := cat(p.day.wholeArgs(), p.day.edgeArgs(), []any{minDeliveries, minDays})
 	var out []Suggestion
@@ -354,7 +377,7 @@ func (s *Store) DryRun(ctx context.Context, key, level string, since time.Time) 
 	kd, kda := km.rawWhere()
 	var res DryRunResult
 	err = s.read(ctx, func(tx *sql.Tx) error {
-		p, err := fittedPlan(ctx, tx, since, s.now(), matcher{kind: matchAll})
+		p, err := fittedPlan(ctx, tx, since, s.now(), matcher{kind: matchAll}, false)
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"sort"
 	"testing"
@@ -135,22 +136,25 @@ func TestDowngradesMatchRawRows(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		t.Run(layout, func(t *testing.T) { checkDowngrades(t, s, ds) })
+		for _, internal := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/internal=%v", layout, internal), func(t *testing.T) { checkDowngrades(t, s, ds, internal) })
+		}
 	}
 }
 
 // checkDowngrades compares Downgrades over testWindows with what the raw
 // deliveries ds say.
-func checkDowngrades(t *testing.T, s *Store, ds []Delivery) {
+func checkDowngrades(t *testing.T, s *Store, ds []Delivery, internal bool) {
 	ctx := context.Background()
 	for wi, w := range testWindows() {
+		w.IncludeInternal = internal
 		got, err := s.Downgrades(ctx, w)
 		if err != nil {
 			t.Fatal(err)
 		}
 		firstEnc := map[string]time.Time{}
 		for _, d := range ds {
-			if d.Status == StatusSent && isEnc(d) {
+			if d.Status == StatusSent && isEnc(d) && (internal || !d.Internal) {
 				if ft, ok := firstEnc[d.Domain]; !ok || d.Time.Before(ft) {
 					firstEnc[d.Domain] = d.Time
 				}
@@ -185,7 +189,7 @@ func checkDowngrades(t *testing.T, s *Store, ds []Delivery) {
 		for _, dg := range byDom {
 			var last Delivery
 			for _, d := range ds {
-				if d.Domain == dg.Domain && d.Status == StatusSent && isEnc(d) && d.Time.Before(dg.FirstSeen) && d.Time.After(last.Time) {
+				if d.Domain == dg.Domain && d.Status == StatusSent && isEnc(d) && (internal || !d.Internal) && d.Time.Before(dg.FirstSeen) && d.Time.After(last.Time) {
 					last = d
 				}
 			}
@@ -254,11 +258,15 @@ func TestSuggest(t *testing.T) {
 	ds = append(ds, tf)
 	// A plain deferral (no TLS failure) does not disqualify.
 	ds = append(ds, b.d(at(2, 1), "anon.example", StatusDeferred, nil, ""))
+	// Nor does a content filter's plaintext hop, unless internal hops count.
+	hop := b.d(at(2, 4), "good.example", StatusSent, bptr(false), "")
+	hop.Relay, hop.Internal = "127.0.0.1[127.0.0.1]:10024", true
+	ds = append(ds, hop)
 	if _, err := s.AddDeliveries(ctx, ds); err != nil {
 		t.Fatal(err)
 	}
 
-	got, err := s.Suggest(ctx, 3, 2, now)
+	got, err := s.Suggest(ctx, 3, 2, now, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +277,10 @@ func TestSuggest(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Suggest:\n got %+v\nwant %+v", got, want)
 	}
-	got, _ = s.Suggest(ctx, 2, 1, now)
+	if got, err := s.Suggest(ctx, 3, 2, now, true); err != nil || len(got) != 1 || got[0].Domain != "anon.example" {
+		t.Errorf("Suggest with internal hops: %+v, %v; want anon.example only (good.example had a plaintext hop)", got, err)
+	}
+	got, _ = s.Suggest(ctx, 2, 1, now, false)
 	names := map[string]bool{}
 	for _, sg := range got {
 		names[sg.Domain] = true
@@ -284,7 +295,7 @@ func TestSuggest(t *testing.T) {
 			t.Errorf("Suggest(2, 1) has %s", d)
 		}
 	}
-	if _, err := s.Suggest(ctx, 0, 1, now); err == nil {
+	if _, err := s.Suggest(ctx, 0, 1, now, false); err == nil {
 		t.Error("minDeliveries 0 accepted")
 	}
 }

@@ -146,7 +146,7 @@ func BenchmarkReports(b *testing.B) {
 			r, err := s.OverrideActivity(ctx, w90, []string{"d0.example", ".sub.d1.example", "[mx0.d2.example]:25"})
 			return len(r), err
 		}},
-		{"Suggest", func() (int, error) { r, err := s.Suggest(ctx, 100, 7, end); return len(r), err }},
+		{"Suggest", func() (int, error) { r, err := s.Suggest(ctx, 100, 7, end, false); return len(r), err }},
 		{"DryRun90d", func() (int, error) { _, err := s.DryRun(ctx, "d0.example", "verify", w90.Since); return 1, err }},
 	}
 	for _, c := range cases {

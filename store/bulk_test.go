@@ -14,18 +14,19 @@ import (
 func dayTimes(t *testing.T, s *Store) (got, want []string) {
 	t.Helper()
 	r, _ := s.reader()
-	rows, err := r.Query(`SELECT day, rdomain, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port, first_time, last_time FROM rollup_day`)
+	rows, err := r.Query(`SELECT false, day, rdomain, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port, first_time, last_time FROM rollup_day
+		UNION ALL SELECT true, day, rdomain, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port, first_time, last_time FROM rollup_day_internal`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for rows.Next() {
 		var day, tls, port, first, last int64
 		var rd, status, trust, proto, cipher, host string
-		var fb, tf bool
-		if err := rows.Scan(&day, &rd, &status, &tls, &trust, &proto, &cipher, &fb, &tf, &host, &port, &first, &last); err != nil {
+		var fb, tf, internal bool
+		if err := rows.Scan(&internal, &day, &rd, &status, &tls, &trust, &proto, &cipher, &fb, &tf, &host, &port, &first, &last); err != nil {
 			t.Fatal(err)
 		}
-		got = append(got, fmt.Sprintf("%d|%s|%s|%d|%s|%s|%s|%v|%v|%s|%d|%d|%d", day, reverse(rd), status, tls, trust, proto, cipher, fb, tf, host, port, first, last))
+		got = append(got, fmt.Sprintf("%v|%d|%s|%s|%d|%s|%s|%s|%v|%v|%s|%d|%d|%d", internal, day, reverse(rd), status, tls, trust, proto, cipher, fb, tf, host, port, first, last))
 	}
 	rows.Close()
 	type span struct{ first, last int64 }
@@ -37,7 +38,7 @@ func dayTimes(t *testing.T, s *Store) (got, want []string) {
 			tls = map[bool]int{false: 0, true: 1}[*d.TLS]
 		}
 		host, port := splitRelay(d.Relay)
-		k := fmt.Sprintf("%d|%s|%s|%d|%s|%s|%s|%v|%v|%s|%d", floorDiv(us, usPerDay), d.Domain, d.Status, tls, d.TLSTrust, d.TLSProtocol, d.TLSCipher, d.Fallback, d.TLSFailure, host, port)
+		k := fmt.Sprintf("%v|%d|%s|%s|%d|%s|%s|%s|%v|%v|%s|%d", d.Internal, floorDiv(us, usPerDay), d.Domain, d.Status, tls, d.TLSTrust, d.TLSProtocol, d.TLSCipher, d.Fallback, d.TLSFailure, host, port)
 		if sp := m[k]; sp != nil {
 			sp.first, sp.last = min(sp.first, us), max(sp.last, us)
 		} else {

@@ -61,8 +61,10 @@ func dumpRollups(t *testing.T, s *Store) (day, hour []string) {
 		sql string
 		dst *[]string
 	}{
-		{`SELECT day, rdomain, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port, n FROM rollup_day`, &day},
-		{`SELECT hour, '', status, tls, trust, protocol, cipher, fallback, tls_failure, '', 0, n FROM rollup_hour`, &hour},
+		{`SELECT false, day, rdomain, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port, n FROM rollup_day
+			UNION ALL SELECT true, day, rdomain, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port, n FROM rollup_day_internal`, &day},
+		{`SELECT false, hour, '', status, tls, trust, protocol, cipher, fallback, tls_failure, '', 0, n FROM rollup_hour
+			UNION ALL SELECT true, hour, '', status, tls, trust, protocol, cipher, fallback, tls_failure, '', 0, n FROM rollup_hour_internal`, &hour},
 	} {
 		rows, err := r.Query(q.sql)
 		if err != nil {
@@ -70,10 +72,11 @@ func dumpRollups(t *testing.T, s *Store) (day, hour []string) {
 		}
 		for rows.Next() {
 			var x rollupRow
-			if err := rows.Scan(&x.bucket, &x.rdomain, &x.status, &x.tls, &x.trust, &x.protocol, &x.cipher, &x.fallback, &x.tlsFailure, &x.relayHost, &x.relayPort, &x.n); err != nil {
+			var internal bool
+			if err := rows.Scan(&internal, &x.bucket, &x.rdomain, &x.status, &x.tls, &x.trust, &x.protocol, &x.cipher, &x.fallback, &x.tlsFailure, &x.relayHost, &x.relayPort, &x.n); err != nil {
 				t.Fatal(err)
 			}
-			*q.dst = append(*q.dst, fmt.Sprintf("%d|%s|%s|%d|%s|%s|%s|%v|%v|%s|%d|%d", x.bucket, x.rdomain, x.status, x.tls, x.trust, x.protocol, x.cipher, x.fallback, x.tlsFailure, x.relayHost, x.relayPort, x.n))
+			*q.dst = append(*q.dst, fmt.Sprintf("%v|%d|%s|%s|%d|%s|%s|%s|%v|%v|%s|%d|%d", internal, x.bucket, x.rdomain, x.status, x.tls, x.trust, x.protocol, x.cipher, x.fallback, x.tlsFailure, x.relayHost, x.relayPort, x.n))
 		}
 		rows.Close()
 	}
@@ -107,8 +110,8 @@ func expectRollups(t *testing.T, s *Store) (day, hour []string) {
 		}
 		day := us / (86400 * 1e6)
 		hr := us / (3600 * 1e6)
-		dc[fmt.Sprintf("%d|%s|%s|%d|%s|%s|%s|%v|%v|%s|%d", day, string(rd), d.Status, tls, d.TLSTrust, d.TLSProtocol, d.TLSCipher, d.Fallback, d.TLSFailure, host, port)]++
-		hc[fmt.Sprintf("%d|%s|%s|%d|%s|%s|%s|%v|%v|%s|%d", hr, "", d.Status, tls, d.TLSTrust, d.TLSProtocol, d.TLSCipher, d.Fallback, d.TLSFailure, "", 0)]++
+		dc[fmt.Sprintf("%v|%d|%s|%s|%d|%s|%s|%s|%v|%v|%s|%d", d.Internal, day, string(rd), d.Status, tls, d.TLSTrust, d.TLSProtocol, d.TLSCipher, d.Fallback, d.TLSFailure, host, port)]++
+		hc[fmt.Sprintf("%v|%d|%s|%s|%d|%s|%s|%s|%v|%v|%s|%d", d.Internal, hr, "", d.Status, tls, d.TLSTrust, d.TLSProtocol, d.TLSCipher, d.Fallback, d.TLSFailure, "", 0)]++
 	}
 	for k, n := range dc {
 		day = append(day, fmt.Sprintf("%s|%d", k, n))
@@ -335,7 +338,7 @@ func TestDeliveriesFilterMatchesRawRows(t *testing.T) {
 	for wi, w := range testWindows() {
 		for _, f := range append(testFilters, "sparse.example", "*.a.example.com") {
 			got := allDeliveries(t, s, Filter{Since: w.Since, Until: w.Until, Domain: f})
-			want := selectDs(ds, Window{Since: w.Since, Until: w.Until, Domain: f})
+			want := selectDs(ds, Window{Since: w.Since, Until: w.Until, Domain: f, IncludeInternal: true})
 			if len(got) != len(want) {
 				t.Errorf("window %d %q: %d deliveries, want %d", wi, f, len(got), len(want))
 				continue

@@ -11,14 +11,18 @@ import (
 //
 //	["queue_id", "recipient", "orig_to", "dsn", "reason", "process", pid, "host"]
 //
+// followed, when the delivery line had Postfix 3.11's tls= field (schema
+// version 4 on), by a ninth element, "tls_feature".
+//
 // Binding one value per row instead of eight is a fifth of a bulk import's
 // time. The array stays readable from the sqlite3 shell (json_extract, and
 // the delivery_log view). Strings keep their bytes exactly: '"', '\' and
 // control bytes are escaped, everything else, invalid UTF-8 included, is
 // written as it is, and decodeDetail gives back what appendDetail was given.
 
-// detailFields is the number of elements of a detail array.
-const detailFields = 8
+// detailFields is the number of elements of a detail array, the optional
+// tls_feature included.
+const detailFields = 9
 
 // appendDetail appends the detail array of d to dst.
 func appendDetail(dst []byte, d *Delivery) []byte {
@@ -33,6 +37,10 @@ func appendDetail(dst []byte, d *Delivery) []byte {
 	dst = strconv.AppendInt(dst, int64(d.PID), 10)
 	dst = append(dst, ',')
 	dst = appendJSONString(dst, d.Host)
+	if d.TLSFeature != "" {
+		dst = append(dst, ',')
+		dst = appendJSONString(dst, d.TLSFeature)
+	}
 	return append(dst, ']')
 }
 
@@ -82,14 +90,14 @@ func decodeDetail(s string, d *Delivery) error {
 	if err != nil {
 		return err
 	}
-	d.QueueID, d.Recipient, d.OrigTo, d.DSN, d.Reason, d.Process, d.Host = strs[0], strs[1], strs[2], strs[3], strs[4], strs[5], strs[7]
+	d.QueueID, d.Recipient, d.OrigTo, d.DSN, d.Reason, d.Process, d.Host, d.TLSFeature = strs[0], strs[1], strs[2], strs[3], strs[4], strs[5], strs[7], strs[8]
 	d.PID = int(pid)
 	return nil
 }
 
 func decodeDetailJSON(s string, strs *[detailFields]string, pid *int64) error {
 	var raw []json.RawMessage
-	if err := json.Unmarshal([]byte(s), &raw); err != nil || len(raw) != detailFields {
+	if err := json.Unmarshal([]byte(s), &raw); err != nil || len(raw) < detailFields-1 || len(raw) > detailFields {
 		return errDetail
 	}
 	for i, r := range raw {
@@ -116,6 +124,9 @@ func scanDetail(s string, strs *[detailFields]string, pid *int64) error {
 		return errOtherJSON
 	}
 	for i := range detailFields {
+		if i == detailFields-1 && p.i < len(s) && s[p.i] == ']' {
+			break // no tls_feature
+		}
 		if i > 0 && !p.byte(',') {
 			return errOtherJSON
 		}

@@ -158,6 +158,88 @@ FROM deliveries;
 `},
 	// 3: see rekeyBadIndex.
 	{fn: rekeyBadIndex},
+	// 4: see addInternal.
+	{fn: addInternal},
+}
+
+// addInternal records which deliveries are hops inside the host (content
+// filters, local LMTP; see logparse.InternalRelays) and Postfix 3.11's tls=
+// field (the detail array's optional ninth element, see detail.go). The
+// upgrade is instant whatever the size of the table: ADD COLUMN with a
+// constant default rewrites no row, and the new tables start empty. Rows
+// stored before it count as not internal.
+//
+// Internal hops get rollups of their own, rollup_day_internal and
+// rollup_hour_internal, with the keys of rollup_day and rollup_hour: the
+// reports, which leave internal hops out by default, then read the same
+// tables through the same indexes as before, and --include-internal adds
+// one UNION ALL arm per rollup. (A key column in the old rollups would have
+// rewritten them.)
+//
+// On a database with no deliveries yet (a new one), deliveries_time also
+// gets the internal column, so the raw-row parts of the reports (the
+// partial days and hours of a window), which now filter on it, stay
+// answered from the index alone; upgraded databases keep their index and
+// read the column from the table for those rows.
+func addInternal(ctx context.Context, tx *sql.Tx) error {
+	if _, err := tx.ExecContext(ctx, `
+ALTER TABLE deliveries ADD COLUMN internal INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE rollup_day_internal (
+	rdomain     TEXT NOT NULL,
+	day         INTEGER NOT NULL,
+	status      TEXT NOT NULL,
+	tls         INTEGER NOT NULL,
+	trust       TEXT NOT NULL,
+	protocol    TEXT NOT NULL,
+	cipher      TEXT NOT NULL,
+	fallback    INTEGER NOT NULL,
+	tls_failure INTEGER NOT NULL,
+	relay_host  TEXT NOT NULL,
+	relay_port  INTEGER NOT NULL,
+	n           INTEGER NOT NULL,
+	first_time  INTEGER NOT NULL,
+	last_time   INTEGER NOT NULL,
+	PRIMARY KEY (rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port)
+) WITHOUT ROWID;
+CREATE INDEX rollup_day_internal_day ON rollup_day_internal(day);
+CREATE TABLE rollup_hour_internal (
+	hour        INTEGER NOT NULL,
+	status      TEXT NOT NULL,
+	tls         INTEGER NOT NULL,
+	trust       TEXT NOT NULL,
+	protocol    TEXT NOT NULL,
+	cipher      TEXT NOT NULL,
+	fallback    INTEGER NOT NULL,
+	tls_failure INTEGER NOT NULL,
+	n           INTEGER NOT NULL,
+	PRIMARY KEY (hour, status, tls, trust, protocol, cipher, fallback, tls_failure)
+) WITHOUT ROWID;
+DROP VIEW delivery_log;
+CREATE VIEW delivery_log AS
+SELECT id, time,
+	CASE WHEN detail IS NULL THEN queue_id  ELSE json_extract(detail, '$[0]') END AS queue_id,
+	CASE WHEN detail IS NULL THEN recipient ELSE json_extract(detail, '$[1]') END AS recipient,
+	CASE WHEN detail IS NULL THEN orig_to   ELSE json_extract(detail, '$[2]') END AS orig_to,
+	domain, relay, status,
+	CASE WHEN detail IS NULL THEN dsn       ELSE json_extract(detail, '$[3]') END AS dsn,
+	CASE WHEN detail IS NULL THEN reason    ELSE json_extract(detail, '$[4]') END AS reason,
+	tls, tls_trust, tls_protocol, tls_cipher, fallback, tls_failure,
+	CASE WHEN detail IS NULL THEN process   ELSE json_extract(detail, '$[5]') END AS process,
+	CASE WHEN detail IS NULL THEN pid       ELSE json_extract(detail, '$[6]') END AS pid,
+	CASE WHEN detail IS NULL THEN host      ELSE json_extract(detail, '$[7]') END AS host,
+	coalesce(json_extract(detail, '$[8]'), '') AS tls_feature,
+	internal,
+	key
+FROM deliveries;
+`); err != nil {
+		return err
+	}
+	var stored bool
+	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM deliveries)`).Scan(&stored); err != nil || stored {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `DROP INDEX deliveries_time; CREATE INDEX deliveries_time ON deliveries(time, domain, status, tls, internal)`)
+	return err
 }
 
 // rekeyBadIndex keys deliveries_bad by time first, on a database that holds

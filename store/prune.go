@@ -176,7 +176,7 @@ func FitWindow(since, until, horizon time.Time) (time.Time, time.Time) {
 // fittedPlan is planFor for reports from the rollups, with [since, until)
 // fitted to the horizon read in tx. A window that lies within one day
 // before the horizon cannot be answered and is an error.
-func fittedPlan(ctx context.Context, tx *sql.Tx, since, until time.Time, m matcher) (plan, error) {
+func fittedPlan(ctx context.Context, tx *sql.Tx, since, until time.Time, m matcher, internal bool) (plan, error) {
 	h, err := horizon(ctx, tx)
 	if err != nil {
 		return plan{}, err
@@ -192,6 +192,6 @@ func fittedPlan(ctx context.Context, tx *sql.Tx, since, until time.Time, m match
 		}
 	}
 	p := planFor(fs, fu, m)
-	p.horizon = h
+	p.horizon, p.internal = h, internal
 	return p, nil
 }

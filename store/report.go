@@ -35,6 +35,10 @@ type Summary struct {
 	Domains             int64 `json:"domains"`
 	DomainsAllTLS       int64 `json:"domains_all_tls"`
 	DomainsAnyPlaintext int64 `json:"domains_any_plaintext"`
+	// Internal counts the internal hops in the window (every status):
+	// deliveries to content filters and local LMTP (Delivery.Internal),
+	// which the other fields leave out unless Window.IncludeInternal.
+	Internal int64 `json:"internal"`
 }
 
 func coverage(enc, plain int64) float64 {
@@ -62,11 +66,14 @@ func (s *Store) Summary(ctx context.Context, w Window) (Summary, error) {
 	}
 	sum := Summary{ByTrust: map[string]int64{}, ByProtocol: map[string]int64{}}
 	err = s.read(ctx, func(tx *sql.Tx) error {
-		p, err := fittedPlan(ctx, tx, w.Since, w.Until, m)
+		p, err := fittedPlan(ctx, tx, w.Since, w.Until, m, w.IncludeInternal)
 		if err != nil {
 			return err
 		}
 		if err := totals(ctx, tx, p, &sum); err != nil {
+			return err
+		}
+		if err := internalHops(ctx, tx, p, &sum); err != nil {
 			return err
 		}
 		return domainCounts(ctx, tx, p, &sum)
@@ -123,25 +130,54 @@ func totals(ctx context.Context, tx *sql.Tx, p plan, sum *Summary) error {
 	})
 }
 
+// internalHops fills sum.Internal: the internal hops of the window (every
+// status), whether or not the plan counts them in the other fields. It
+// reads the internal rollups, which hold only internal hops, and the raw
+// rows of the partial edges.
+func internalHops(ctx context.Context, tx *sql.Tx, p plan, sum *Summary) error {
+	var q string
+	var args []any
+	if p.m.kind == matchAll {
+		q = `SELECT (SELECT coalesce(sum(n), 0) FROM rollup_hour_internal WHERE hour >= ? AND hour < ?)
+			+ (SELECT count(*) FROM deliveries WHERE ` + edgeSQL + ` AND internal = 1)`
+		args = cat(p.hour.wholeArgs(), p.hour.edgeArgs())
+	} else {
+		rw, ra := p.m.rollWhere()
+		dw, da := p.m.rawWhere()
+		q = `SELECT (SELECT coalesce(sum(n), 0) FROM rollup_day_internal WHERE day >= ? AND day < ? AND ` + rw + `)
+			+ (SELECT count(*) FROM deliveries WHERE ` + edgeSQL + ` AND ` + dw + ` AND internal = 1)`
+		args = cat(p.day.wholeArgs(), ra, p.day.edgeArgs(), da)
+	}
+	return queryRows(ctx, tx, "summary internal hops", q, args, func(rows *sql.Rows) error {
+		return rows.Scan(&sum.Internal)
+	})
+}
+
 // domainCounts fills the Domains* fields. Per domain it needs only two
 // flags (any plaintext, any not encrypted); rollup_day_day holds them, and
 // walking the primary key yields them in domain order without a sort.
 func domainCounts(ctx context.Context, tx *sql.Tx, p plan, sum *Summary) error {
-	rw, ra := p.m.rollWhere()
-	dw, da := p.m.rawWhere()
-	day := rollupDayColumn(ctx, tx, p, 4)
-	q := `SELECT count(*), coalesce(sum(p), 0), coalesce(sum(1 - ne), 0) FROM (
-		SELECT rd, max(p) AS p, max(ne) AS ne FROM (
-			SELECT rdomain AS rd, max(tls = 0) AS p, max(tls <> 1) AS ne FROM rollup_day
-				WHERE status = 'sent' AND ` + day + ` >= ? AND ` + day + ` < ? AND ` + rw + ` GROUP BY rdomain
-			UNION ALL
-			SELECT mailtls_rev(domain), max(tls IS 0), max(tls IS NOT 1) FROM deliveries
-				WHERE status = 'sent' AND ` + edgeSQL + ` AND ` + dw + ` GROUP BY domain
-		) GROUP BY rd)`
-	args := cat(p.day.wholeArgs(), ra, p.day.edgeArgs(), da)
+	q, args := domainCountsQuery(p, rollupDayColumn(ctx, tx, p, 4))
 	return queryRows(ctx, tx, "summary domains", q, args, func(rows *sql.Rows) error {
 		return rows.Scan(&sum.Domains, &sum.DomainsAnyPlaintext, &sum.DomainsAllTLS)
 	})
+}
+
+// domainCountsQuery is the query of domainCounts, with the day column
+// spelt as rollupDayColumn chose.
+func domainCountsQuery(p plan, day string) (string, []any) {
+	rw, ra := p.m.rollWhere()
+	dw, da := p.m.rawWhere()
+	rq, rargs := p.withInternal(`SELECT rdomain AS rd, max(tls = 0) AS p, max(tls <> 1) AS ne FROM rollup_day
+				WHERE status = 'sent' AND `+day+` >= ? AND `+day+` < ? AND `+rw+` GROUP BY rdomain`, "rollup_day", cat(p.day.wholeArgs(), ra))
+	q := `SELECT count(*), coalesce(sum(p), 0), coalesce(sum(1 - ne), 0) FROM (
+		SELECT rd, max(p) AS p, max(ne) AS ne FROM (
+			` + rq + `
+			UNION ALL
+			SELECT mailtls_rev(domain), max(tls IS 0), max(tls IS NOT 1) FROM deliveries
+				WHERE status = 'sent' AND ` + edgeSQL + ` AND ` + dw + ` AND ` + p.rawInternal() + ` GROUP BY domain
+		) GROUP BY rd)`
+	return q, cat(rargs, p.day.edgeArgs(), da)
 }
 
 // rollupDayColumn picks the access path for aggregation over rollup_day by
@@ -213,7 +249,7 @@ func (s *Store) ReportBy(ctx context.Context, w Window, by string, top int) ([]R
 	}
 	var out []Row
 	err = s.read(ctx, func(tx *sql.Tx) error {
-		p, err := fittedPlan(ctx, tx, w.Since, w.Until, m)
+		p, err := fittedPlan(ctx, tx, w.Since, w.Until, m, w.IncludeInternal)
 		if err != nil {
 			return err
 		}
@@ -289,13 +325,13 @@ func reportQuery(p plan, by string) (q string, args []any, err error) {
 // days on which the filter has deliveries. Hours before the pruning
 // horizon are not kept for single domains, so the rows start there.
 func hoursFiltered(ctx context.Context, tx *sql.Tx, p plan) ([]Row, error) {
-	ranges, err := dayRanges(ctx, tx, p.m, max(p.lo, p.horizon), p.hi)
+	ranges, err := dayRanges(ctx, tx, p.m, max(p.lo, p.horizon), p.hi, p.internal)
 	if err != nil {
 		return nil, err
 	}
 	dw, da := p.m.rawWhere()
 	q := `SELECT time / ` + fmt.Sprint(usPerHour) + ` AS k, count(*), count(CASE WHEN tls = 1 THEN 1 END), count(CASE WHEN tls = 0 THEN 1 END)
-		FROM deliveries WHERE status = 'sent' AND time >= ? AND time < ? AND ` + dw + ` GROUP BY k`
+		FROM deliveries WHERE status = 'sent' AND time >= ? AND time < ? AND ` + dw + ` AND ` + p.rawInternal() + ` GROUP BY k`
 	var out []Row
 	for _, rg := range ranges {
 		rs, err := reportRows(ctx, tx, "hour", q, cat([]any{rg[0], rg[1]}, da))
@@ -377,18 +413,25 @@ func finishRows(out []Row, by string, top int) []Row {
 // can stream along the primary key in domain order; only the per-key
 // partial sums are merged.
 func keyedSent(ctx context.Context, tx *sql.Tx, p plan, by string) (string, []any) {
-	rollKey, rawKey, day := "rdomain", "mailtls_rev(domain)", rollupDayColumn(ctx, tx, p, 12)
+	return keyedSentQuery(p, by, rollupDayColumn(ctx, tx, p, 12))
+}
+
+// keyedSentQuery is the query of keyedSent, with the day column spelt as
+// rollupDayColumn chose.
+func keyedSentQuery(p plan, by, day string) (string, []any) {
+	rollKey, rawKey := "rdomain", "mailtls_rev(domain)"
 	if by == "relay" {
 		rollKey, rawKey = "relay_host", relayHostSQL
 	}
 	rw, ra := p.m.rollWhere()
 	dw, da := p.m.rawWhere()
+	rq, rargs := p.withInternal(`SELECT `+rollKey+` AS k, sum(n) AS s, sum(CASE WHEN tls = 1 THEN n ELSE 0 END) AS e, sum(CASE WHEN tls = 0 THEN n ELSE 0 END) AS pl
+			FROM rollup_day WHERE status = 'sent' AND `+day+` >= ? AND `+day+` < ? AND `+rw+` GROUP BY `+rollKey, "rollup_day", cat(p.day.wholeArgs(), ra))
 	q := `SELECT k, sum(s), sum(e), sum(pl) FROM (
-		SELECT ` + rollKey + ` AS k, sum(n) AS s, sum(CASE WHEN tls = 1 THEN n ELSE 0 END) AS e, sum(CASE WHEN tls = 0 THEN n ELSE 0 END) AS pl
-			FROM rollup_day WHERE status = 'sent' AND ` + day + ` >= ? AND ` + day + ` < ? AND ` + rw + ` GROUP BY ` + rollKey + `
+		` + rq + `
 		UNION ALL
 		SELECT ` + rawKey + `, count(*), count(CASE WHEN tls = 1 THEN 1 END), count(CASE WHEN tls = 0 THEN 1 END)
-			FROM deliveries WHERE status = 'sent' AND ` + edgeSQL + ` AND ` + dw + ` GROUP BY 1
+			FROM deliveries WHERE status = 'sent' AND ` + edgeSQL + ` AND ` + dw + ` AND ` + p.rawInternal() + ` GROUP BY 1
 	) GROUP BY k`
-	return q, cat(p.day.wholeArgs(), ra, p.day.edgeArgs(), da)
+	return q, cat(rargs, p.day.edgeArgs(), da)
 }

@@ -62,6 +62,14 @@ func randomDeliveries(seed int64, n int, start time.Time, span time.Duration) []
 		if d.Status != StatusSent && r.Intn(3) == 0 {
 			d.TLSFailure = true
 		}
+		// Without drawing from r, so the other fields stay as they were.
+		if i%7 == 3 { // a content filter's hop
+			d.Internal = true
+			d.Relay = "127.0.0.1[127.0.0.1]:10024"
+		}
+		if i%5 == 1 {
+			d.TLSFeature = "may:none"
+		}
 		out[i] = d
 	}
 	return out
@@ -90,7 +98,7 @@ func selectDs(ds []Delivery, w Window) []Delivery {
 	m := domainMatcher(w.Domain)
 	var out []Delivery
 	for _, d := range ds {
-		if inWindow(d, w.Since, w.Until) && m(d.Domain) {
+		if inWindow(d, w.Since, w.Until) && m(d.Domain) && (w.IncludeInternal || !d.Internal) {
 			out = append(out, d)
 		}
 	}
@@ -159,6 +167,13 @@ func expectSummary(ds []Delivery, w Window) Summary {
 		}
 		if !f.notEnc {
 			s.DomainsAllTLS++
+		}
+	}
+	all := w
+	all.IncludeInternal = true
+	for _, d := range selectDs(ds, all) {
+		if d.Internal {
+			s.Internal++
 		}
 	}
 	return s
@@ -280,14 +295,16 @@ func TestSummaryMatchesRawRows(t *testing.T) {
 	checkRollups(t, s)
 	for _, w := range testWindows() {
 		for _, f := range testFilters {
-			w.Domain = f
-			got, err := s.Summary(ctx, w)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := expectSummary(ds, w)
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("Summary(%v..%v %q):\n got %+v\nwant %+v", w.Since, w.Until, w.Domain, got, want)
+			for _, internal := range []bool{false, true} {
+				w.Domain, w.IncludeInternal = f, internal
+				got, err := s.Summary(ctx, w)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := expectSummary(ds, w)
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("Summary(%v..%v %q, internal %v):\n got %+v\nwant %+v", w.Since, w.Until, w.Domain, internal, got, want)
+				}
 			}
 		}
 	}
@@ -335,8 +352,9 @@ func TestReportByMatchesRawRows(t *testing.T) {
 	s, ds := fixture(t)
 	for _, by := range ReportDimensions {
 		for wi, w := range testWindows() {
-			for _, f := range testFilters {
+			for fi, f := range testFilters {
 				w.Domain = f
+				w.IncludeInternal = fi%2 == 1 // half the cases count internal hops
 				tops := []int{0}
 				if wi == 1 { // top only changes the trimming; check it on one window
 					tops = append(tops, 3)
@@ -434,7 +452,7 @@ func TestDryRunMatchesRawRows(t *testing.T) {
 	for _, key := range []string{"example.com", ".example.com", "[smarthost.example]:587"} {
 		var want DryRunResult
 		for _, d := range ds {
-			if d.Time.Before(since) || !d.Time.Before(t0.Add(-24*time.Hour)) || d.Status != StatusSent {
+			if d.Time.Before(since) || !d.Time.Before(t0.Add(-24*time.Hour)) || d.Status != StatusSent || d.Internal {
 				continue
 			}
 			ok := map[string]bool{

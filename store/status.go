@@ -61,7 +61,9 @@ func (s *Store) Status(ctx context.Context, now time.Time) (Status, error) {
 		// Rows are kept for every delivery from the horizon (a UTC
 		// midnight, so a whole hour) on, and the hourly rollup counts
 		// every delivery ever stored.
-		if err := tx.QueryRowContext(ctx, `SELECT coalesce(sum(n), 0), coalesce(sum(CASE WHEN hour >= ? THEN n END), 0) FROM rollup_hour`,
+		// every delivery ever stored (internal hops in rollup_hour_internal).
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce(sum(n), 0), coalesce(sum(CASE WHEN hour >= ? THEN n END), 0) FROM (
+			SELECT hour, n FROM rollup_hour UNION ALL SELECT hour, n FROM rollup_hour_internal)`,
 			floorDiv(h, usPerHour)).Scan(&st.Counted, &st.Stored); err != nil {
 			return fmt.Errorf("store: status: deliveries: %w", err)
 		}

@@ -5,16 +5,19 @@ import (
 	"database/sql"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 )
 
 // Window selects deliveries for a report: Since inclusive, Until exclusive
 // (zero = unbounded), Domain as in Filter ("" = all, "example.com",
 // "*.example.com" = the domain and its subdomains, ".example.com" =
-// subdomains only).
+// subdomains only). Reports leave internal hops (Delivery.Internal) out
+// unless IncludeInternal.
 type Window struct {
-	Since, Until time.Time
-	Domain       string
+	Since, Until    time.Time
+	Domain          string
+	IncludeInternal bool
 }
 
 // span splits a window [lo, hi) in microseconds into whole buckets of one
@@ -70,6 +73,8 @@ type plan struct {
 	m       matcher
 	day     span
 	hour    span
+	// internal: count internal hops too (Window.IncludeInternal).
+	internal bool
 }
 
 func newPlan(w Window) (plan, error) {
@@ -77,7 +82,9 @@ func newPlan(w Window) (plan, error) {
 	if err != nil {
 		return plan{}, err
 	}
-	return planFor(w.Since, w.Until, m), nil
+	p := planFor(w.Since, w.Until, m)
+	p.internal = w.IncludeInternal
+	return p, nil
 }
 
 func planFor(since, until time.Time, m matcher) plan {
@@ -93,6 +100,45 @@ func cat(parts ...[]any) []any {
 	return out
 }
 
+// rawInternal is the raw-row condition that leaves internal hops out, or
+// keeps them (see Window.IncludeInternal).
+func (p plan) rawInternal() string {
+	if p.internal {
+		return "1"
+	}
+	return "internal = 0"
+}
+
+// withInternal returns a rollup query q (with its arguments), which reads
+// table (rollup_day or rollup_hour) once, as "FROM table" and a blank, and,
+// when the plan counts internal hops, the same query over table's internal
+// twin after UNION ALL. q must be usable as one arm of a UNION ALL.
+func (p plan) withInternal(q, table string, args []any) (string, []any) {
+	if !p.internal {
+		return q, args
+	}
+	from := "FROM " + table
+	at := -1
+	for i := 0; ; {
+		j := strings.Index(q[i:], from)
+		if j < 0 {
+			break
+		}
+		if end := i + j + len(from); end < len(q) && (q[end] == ' ' || q[end] == '\n' || q[end] == '\t') {
+			if at >= 0 {
+				panic("store: withInternal: query reads " + table + " twice")
+			}
+			at = i + j
+		}
+		i += j + len(from)
+	}
+	if at < 0 {
+		panic("store: withInternal: query does not read " + table)
+	}
+	twin := q[:at] + from + "_internal" + q[at+len(from):]
+	return q + "\n\tUNION ALL\n\t" + twin, cat(args, args)
+}
+
 // relayHostSQL derives relay_host from the raw relay column the way
 // splitRelay does.
 const relayHostSQL = `lower(CASE WHEN instr(relay, '[') > 0 THEN substr(relay, 1, instr(relay, '[') - 1) ELSE relay END)`
@@ -104,25 +150,27 @@ const relayHostSQL = `lower(CASE WHEN instr(relay, '[') > 0 THEN substr(relay, 1
 func (p plan) dimsSource(extraRoll, extraRaw string, extraRollArgs, extraRawArgs []any) (string, []any) {
 	rw, ra := p.m.rollWhere()
 	dw, da := p.m.rawWhere()
-	q := `SELECT rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, n
-		FROM rollup_day WHERE day >= ? AND day < ? AND ` + rw + ` AND ` + extraRoll + `
+	rq, rargs := p.withInternal(`SELECT rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, n
+		FROM rollup_day WHERE day >= ? AND day < ? AND `+rw+` AND `+extraRoll, "rollup_day", cat(p.day.wholeArgs(), ra, extraRollArgs))
+	q := rq + `
 	UNION ALL
 	SELECT mailtls_rev(domain), time / ` + fmt.Sprint(usPerDay) + `, status, coalesce(tls, 2), tls_trust, tls_protocol, tls_cipher,
 		fallback, tls_failure, ` + relayHostSQL + `, 1
-		FROM deliveries WHERE ` + edgeSQL + ` AND ` + dw + ` AND ` + extraRaw
-	return q, cat(p.day.wholeArgs(), ra, extraRollArgs, p.day.edgeArgs(), da, extraRawArgs)
+		FROM deliveries WHERE ` + edgeSQL + ` AND ` + dw + ` AND ` + extraRaw + ` AND ` + p.rawInternal()
+	return q, cat(rargs, p.day.edgeArgs(), da, extraRawArgs)
 }
 
 // hourSource is like dimsSource over all destinations at hour granularity
 // (rollup_hour). Columns: (hour, status, tls, trust, protocol, cipher,
 // fallback, tls_failure, n). Only valid for an unfiltered plan.
 func (p plan) hourSource() (string, []any) {
-	q := `SELECT hour, status, tls, trust, protocol, cipher, fallback, tls_failure, n
-		FROM rollup_hour WHERE hour >= ? AND hour < ?
+	rq, rargs := p.withInternal(`SELECT hour, status, tls, trust, protocol, cipher, fallback, tls_failure, n
+		FROM rollup_hour WHERE hour >= ? AND hour < ?`, "rollup_hour", p.hour.wholeArgs())
+	q := rq + `
 	UNION ALL
 	SELECT time / ` + fmt.Sprint(usPerHour) + `, status, coalesce(tls, 2), tls_trust, tls_protocol, tls_cipher, fallback, tls_failure, 1
-		FROM deliveries WHERE ` + edgeSQL
-	return q, cat(p.hour.wholeArgs(), p.hour.edgeArgs())
+		FROM deliveries WHERE ` + edgeSQL + ` AND ` + p.rawInternal()
+	return q, cat(rargs, p.hour.edgeArgs())
 }
 
 // read runs fn in a read transaction, so that all its queries see the

@@ -20,7 +20,8 @@ const defaultConfig = "/etc/mailtls/mailtls.conf"
 // readConfig parses a config file: one `flag = value` (or `flag value`) per
 // line, where flag is any long flag name of the command without the dashes;
 // `#` starts a comment line. Unknown names are errors, so that a typo does
-// not silently leave a default in force.
+// not silently leave a default in force; with known nil, every name is
+// returned.
 func readConfig(path string, known map[string]bool) (map[string]string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -36,7 +37,7 @@ func readConfig(path string, known map[string]bool) (map[string]string, error) {
 			continue
 		}
 		name, value := splitConfigLine(line)
-		if !known[name] || name == "config" {
+		if known != nil && (!known[name] || name == "config") {
 			return nil, usageErrorf("%s:%d: unknown setting %q (want one of the command's flag names, e.g. socketmap, db, log)", path, n, name)
 		}
 		out[name] = value
@@ -221,6 +222,26 @@ func loadConfig(c *cli.Context) error {
 		}
 		if err := c.Set(name, value); err != nil {
 			return usageErrorf("%s: %s = %q: %v", path, name, value, err)
+		}
+	}
+	return nil
+}
+
+// loadConfigSetting applies one setting of the config file, when it is
+// there and the flag was not given, for a command (import) that shares
+// the file with the daemon but has few of its flags.
+func loadConfigSetting(c *cli.Context, name string) error {
+	path, explicit := configPath(c)
+	vals, err := readConfig(path, nil)
+	if err != nil {
+		if !explicit && errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return usageErrorf("config: %v", err)
+	}
+	if v, ok := vals[name]; ok && !c.IsSet(name) {
+		if err := c.Set(name, v); err != nil {
+			return usageErrorf("%s: %s = %q: %v", path, name, v, err)
 		}
 	}
 	return nil

@@ -27,15 +27,18 @@ type deliveryJSON struct {
 	TLSProtocol string `json:"tls_protocol"`
 	TLSCipher   string `json:"tls_cipher"`
 	Fallback    bool   `json:"fallback"`
+	TLSFeature  string `json:"tls_feature"` // Postfix 3.11's tls= value as logged, or ""
+	Internal    bool   `json:"internal"`    // a hop inside the host (content filter, local LMTP)
 }
 
-var deliveryCSVHeader = []string{"time", "queue_id", "recipient", "domain", "relay", "status", "dsn", "tls", "tls_trust", "tls_protocol", "tls_cipher", "fallback"}
+var deliveryCSVHeader = []string{"time", "queue_id", "recipient", "domain", "relay", "status", "dsn", "tls", "tls_trust", "tls_protocol", "tls_cipher", "fallback", "tls_feature", "internal"}
 
 func toJSON(d store.Delivery) deliveryJSON {
 	return deliveryJSON{
 		Time: d.Time.UTC().Format(time.RFC3339), QueueID: d.QueueID, Recipient: d.Recipient,
 		Domain: d.Domain, Relay: d.Relay, Status: d.Status, DSN: d.DSN, TLS: d.TLS,
 		TLSTrust: d.TLSTrust, TLSProtocol: d.TLSProtocol, TLSCipher: d.TLSCipher, Fallback: d.Fallback,
+		TLSFeature: d.TLSFeature, Internal: d.Internal,
 	}
 }
 
@@ -92,8 +95,8 @@ func deliveriesCommand(e env) *cli.Command {
 					if d.TLS != nil {
 						tls = strconv.FormatBool(*d.TLS)
 					}
-					return cw.Write([]string{d.Time.UTC().Format(time.RFC3339), d.QueueID, d.Recipient, d.Domain, d.Relay, d.Status, d.DSN,
-						tls, d.TLSTrust, d.TLSProtocol, d.TLSCipher, strconv.FormatBool(d.Fallback)})
+					return cw.Write(escapeCells([]string{d.Time.UTC().Format(time.RFC3339), d.QueueID, d.Recipient, d.Domain, d.Relay, d.Status, d.DSN,
+						tls, d.TLSTrust, d.TLSProtocol, d.TLSCipher, strconv.FormatBool(d.Fallback), d.TLSFeature, strconv.FormatBool(d.Internal)}))
 				})
 				cw.Flush()
 				if err != nil {

@@ -21,6 +21,7 @@ func followFlags() []cli.Flag {
 		&cli.StringFlag{Name: "journalctl", Value: "journalctl", Usage: "journalctl `PROGRAM` to run with --journal"},
 		&cli.DurationFlag{Name: "poll", Value: 250 * time.Millisecond, Usage: "how often to check the log for new lines"},
 		&cli.StringFlag{Name: "keep", Usage: "delete deliveries older than `AGE` (e.g. 400d) at start and then daily; reports keep their daily totals (default: keep all)"},
+		internalRelaysFlag(),
 	}
 }
 
@@ -70,10 +71,15 @@ type follower struct {
 	jrnl   *logparse.JournalFollower
 	warned bool          // the smtp_tls_loglevel hint was logged
 	keep   time.Duration // --keep: delete deliveries older than this (0: keep all)
+	relays *logparse.InternalRelays
 }
 
 func newFollower(c *cli.Context, st *store.Store, log *slog.Logger) (*follower, error) {
 	f := &follower{st: st, log: log}
+	var err error
+	if f.relays, err = internalRelays(c); err != nil {
+		return nil, err
+	}
 	if k := c.String("keep"); k != "" {
 		var err error
 		if f.keep, err = parseRetention(k, "--keep"); err != nil {
@@ -161,7 +167,7 @@ func (f *follower) runOnce(ctx context.Context) error {
 		}
 	}
 	commit := func(ctx context.Context, b logparse.Batch) error {
-		_, err := f.st.CommitBatch(ctx, f.source, toStore(b.Deliveries), b.Checkpoint.Marshal())
+		_, err := f.st.CommitBatch(ctx, f.source, toStore(b.Deliveries, f.relays), b.Checkpoint.Marshal())
 		if err == nil && !f.warned && b.Stats.Deliveries >= 20 && b.Stats.TLSLines == 0 {
 			f.warned = true
 			f.log.Warn(tlsLoggingHint)

@@ -33,8 +33,11 @@ import (
 )
 
 // hostileDomain is a recipient domain as a hostile sender could get it
-// into the log: the real import stores it as it is.
-const hostileDomain = `"><script>alert(1)</script><img src=x onerror=alert(2)>.evil.example`
+// into the log: the real import stores it as it is. It holds no '>' or
+// '"', which end or quote the address in to=<...> (see logparse.cutAddr),
+// but unescaped it would still be markup: an img element with a handler,
+// an attribute break-out and an entity.
+const hostileDomain = `<img src=x onerror=alert(2)//'&amp;<script src=data:,alert(1)//.evil.example`
 
 // htmlFixture is a database filled through the real import: a generated
 // log, a planted downgrade, a hostile domain name and two overrides. It
@@ -52,7 +55,7 @@ func htmlFixture(t *testing.T, c *cliT) (since, until time.Time) {
 		t.Fatal(err)
 	}
 	// TLS for days, then plaintext: a downgrade, for the plain and the
-	// hostile domain (whose relay is as hostile).
+	// hostile domain.
 	var p plantedLog
 	for d := 8; d >= 2; d-- {
 		at := start.Add(time.Duration(9-d) * 24 * time.Hour).Add(7 * time.Hour)
@@ -64,7 +67,9 @@ func htmlFixture(t *testing.T, c *cliT) (since, until time.Time) {
 		p.pid++
 		p.qid++
 		ts := func(off time.Duration) string { return at.Add(off).UTC().Format("2006-01-02T15:04:05.000000+00:00") }
-		relay := "mx<b>evil</b>.example[192.0.2.66]:25"
+		// Postfix logs only valid host names as relays, and the correlator
+		// keeps TLS sessions only for relays without markup characters.
+		relay := "mx.evil.example[192.0.2.66]:25"
 		if trust != "" {
 			fmt.Fprintf(&p.b, "%s mx1 postfix/smtp[%d]: Trusted TLS connection established to %s: TLSv1.2 with cipher ECDHE-RSA-AES256-GCM-SHA384 (256/256 bits)\n", ts(0), p.pid, relay)
 		}
@@ -326,9 +331,9 @@ func TestHTMLReportInBrowser(t *testing.T) {
 	if err := json.Unmarshal(want.Summary["unknown"], &unk); err != nil || unk == 0 {
 		t.Fatalf("fixture has no delivery with unknown TLS (%s)", want.Summary["unknown"])
 	}
-	if len(want.Days.Rows) < 5 || len(want.Plaintext) < 3 || len(want.Downgrades.Downgrades) < 2 || len(want.Overrides.Overrides) != 2 {
+	if len(want.Days.Rows) < 5 || len(want.Plaintext) < 3 || len(want.Downgrades.Downgrades) < 2 || len(want.Overrides.Rows) != 2 {
 		t.Fatalf("fixture too thin: %d days, %d plaintext rows, %d downgrades, %d overrides",
-			len(want.Days.Rows), len(want.Plaintext), len(want.Downgrades.Downgrades), len(want.Overrides.Overrides))
+			len(want.Days.Rows), len(want.Plaintext), len(want.Downgrades.Downgrades), len(want.Overrides.Rows))
 	}
 
 	file, u := htmlOutputs(t, c, win)
@@ -398,7 +403,8 @@ func TestHTMLReportCLIAndHandler(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Contains(b, []byte("&lt;script&gt;alert(1)&lt;/script&gt;")) || bytes.Contains(b, []byte("<script")) {
+	if !bytes.Contains(b, []byte("&lt;img src=x onerror=alert(2)//&#39;&amp;amp;&lt;script src=data:,alert(1)//.evil.example")) ||
+		bytes.Contains(b, []byte("<script")) || bytes.Contains(b, []byte("<img")) {
 		t.Errorf("the hostile domain is not escaped in the page")
 	}
 	// After pruning, a window that starts mid-day before the horizon is
@@ -552,14 +558,15 @@ func checkPage(t *testing.T, d domView, j jsonReport) {
 		t.Errorf("the hostile domain is not shown as text among the downgrades: %+v", dg)
 	}
 	ov := d.Tables["overrides"]
-	if len(ov) != len(j.Overrides.Overrides) {
-		t.Errorf("overrides: %d rows, JSON %d", len(ov), len(j.Overrides.Overrides))
+	if len(ov) != len(j.Overrides.Rows) {
+		t.Errorf("overrides: %d rows, JSON %d", len(ov), len(j.Overrides.Rows))
 	}
-	for i, r := range j.Overrides.Overrides {
+	for i, r := range j.Overrides.Rows {
 		if i >= len(ov) {
 			break
 		}
-		checkDOMRow(t, "override", ov[i], r.Key, map[string]string{"sent": itoa(r.Sent), "deferred": itoa(r.Deferred),
+		checkDOMRow(t, "override", ov[i], r.Key, map[string]string{"in_force_since": r.InForceSince, "sent": itoa(r.Sent),
+			"encrypted": itoa(r.Encrypted), "plaintext": itoa(r.Plaintext), "deferred": itoa(r.Deferred),
 			"tls_deferred": itoa(r.TLSDeferred), "bounced": itoa(r.Bounced)})
 	}
 }
@@ -573,7 +580,7 @@ func checkDOMRow(t *testing.T, what string, got domRow, key string, fields map[s
 		t.Errorf("%s %s: page fields %v, JSON %v", what, key, got.Fields, fields)
 	}
 	for f, v := range fields {
-		if strings.HasSuffix(f, "_seen") || strings.HasSuffix(f, "_at") {
+		if strings.HasSuffix(f, "_seen") || strings.HasSuffix(f, "_at") || strings.HasSuffix(f, "_since") {
 			if got.Fields[f] != v {
 				t.Errorf("%s %s %s = %q, JSON %q", what, key, f, got.Fields[f], v)
 			}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,8 +21,9 @@ import (
 	"github.com/mailtls/mailtls/store"
 )
 
-// toStore converts parsed deliveries to store rows.
-func toStore(ds []logparse.Delivery) []store.Delivery {
+// toStore converts parsed deliveries to store rows, marking as internal
+// the hops that relays classify so (see logparse.InternalRelays).
+func toStore(ds []logparse.Delivery, relays *logparse.InternalRelays) []store.Delivery {
 	out := make([]store.Delivery, len(ds))
 	for i, d := range ds {
 		out[i] = store.Delivery{
@@ -29,10 +31,26 @@ func toStore(ds []logparse.Delivery) []store.Delivery {
 			QueueID: d.QueueID, Recipient: d.Recipient, OrigTo: d.OrigTo, Domain: d.Domain,
 			Relay: d.Relay, Status: d.Status, DSN: d.DSN, Reason: d.Reason,
 			TLS: d.TLS, TLSTrust: d.TLSTrust, TLSProtocol: d.TLSProtocol, TLSCipher: d.TLSCipher,
-			Fallback: d.Fallback, TLSFailure: d.TLSFailure, Key: d.Key,
+			Fallback: d.Fallback, TLSFailure: d.TLSFailure, TLSFeature: d.TLSFeature,
+			Internal: d.Internal || relays.Internal(d.Relay), Key: d.Key,
 		}
 	}
 	return out
+}
+
+// internalRelaysFlag is --internal-relays, for import, follow and run.
+func internalRelaysFlag() cli.Flag {
+	return &cli.StringFlag{Name: "internal-relays", Usage: "count deliveries to these relays as internal hops, like those to 127.0.0.1, ::1 and unix sockets: " +
+		"a comma-separated `LIST` of ADDR, PREFIX (10.0.0.0/8), [ADDR]:PORT, HOST or HOST:PORT"}
+}
+
+// internalRelays parses --internal-relays.
+func internalRelays(c *cli.Context) (*logparse.InternalRelays, error) {
+	r, err := logparse.ParseInternalRelays([]string{c.String("internal-relays")})
+	if err != nil {
+		return nil, usageErrorf("--internal-relays: %v", strings.TrimPrefix(err.Error(), "logparse: "))
+	}
+	return r, nil
 }
 
 const tlsLoggingHint = "no TLS summary lines found, so TLS of these deliveries is unknown; " +
@@ -50,10 +68,19 @@ func importCommand(e env) *cli.Command {
 			"after an interruption (Ctrl-C) run the same import again to add the rest.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar and no summary"},
+			internalRelaysFlag(),
+			&cli.StringFlag{Name: "config", Usage: "config `FILE` to read internal-relays from (default /etc/mailtls/mailtls.conf when present)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
 				return usageErrorf("import needs at least one FILE (or - for stdin)")
+			}
+			if err := loadConfigSetting(c, "internal-relays"); err != nil {
+				return err
+			}
+			relays, err := internalRelays(c)
+			if err != nil {
+				return err
 			}
 			files := c.Args().Slice()
 			// Fail early on files that cannot be opened, before writing anything.
@@ -84,7 +111,7 @@ func importCommand(e env) *cli.Command {
 			}
 			defer st.Close()
 			show := !c.Bool("quiet") && isTerminal(e.stderr)
-			res, err := importFiles(c.Context, st, files, e.stdin, show, e)
+			res, err := importFiles(c.Context, st, files, e.stdin, show, relays, e)
 			if errors.Is(err, context.Canceled) {
 				return fmt.Errorf("import interrupted after %d lines; %d deliveries are stored; run the same import again to add the rest (deliveries already stored are skipped)", res.stats.Lines, res.committed)
 			}
@@ -126,7 +153,7 @@ type importResult struct {
 // different cores; the writer groups batches into large transactions
 // (store.Bulk), so an interrupted import keeps what was committed and a
 // rerun adds the rest.
-func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.Reader, progress bool, e env) (importResult, error) {
+func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.Reader, progress bool, relays *logparse.InternalRelays, e env) (importResult, error) {
 	var res importResult
 	corr := logparse.NewCorrelator(logparse.Options{RefTime: time.Now()})
 	batches := make(chan *store.Batch, 1)
@@ -171,7 +198,7 @@ func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			b, err := store.PrepareBatch(toStore(batch))
+			b, err := store.PrepareBatch(toStore(batch, relays))
 			if err != nil {
 				return err
 			}

@@ -10,7 +10,9 @@ import (
 )
 
 // table is the one output helper every command uses: a header, rows of cells,
-// rendered as an aligned text table, CSV, or (via writeJSON) JSON.
+// rendered as an aligned text table, CSV, or (via writeJSON) JSON. Cells go
+// through escapeControl as they are added: they hold log data and database
+// contents, which must not reach the terminal as control sequences.
 type table struct {
 	header []string
 	rows   [][]string
@@ -18,7 +20,9 @@ type table struct {
 	right map[int]bool
 }
 
-func newTable(header ...string) *table { return &table{header: header, right: map[int]bool{}} }
+func newTable(header ...string) *table {
+	return &table{header: escapeCells(header), right: map[int]bool{}}
+}
 
 func (t *table) alignRight(cols ...int) *table {
 	for _, c := range cols {
@@ -27,7 +31,58 @@ func (t *table) alignRight(cols ...int) *table {
 	return t
 }
 
-func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
+func (t *table) add(cells ...string) { t.rows = append(t.rows, escapeCells(cells)) }
+
+func escapeCells(cells []string) []string {
+	out := make([]string, len(cells))
+	for i, c := range cells {
+		out[i] = escapeControl(c)
+	}
+	return out
+}
+
+// escapeControl returns s with everything that could move the cursor or
+// reprogram a terminal written as a visible escape: C0 control bytes and
+// DEL (\x1b, \r, \n, \t, ...), C1 controls (U+0080 to U+009F, \u009b is
+// CSI on some terminals), Unicode bidirectional overrides and isolates
+// (which reorder what is shown), and bytes that are not UTF-8 (\xNN; a raw
+// 0x9b is CSI too). Everything else, backslashes included, is kept.
+func escapeControl(s string) string {
+	i := 0
+	for i < len(s) && s[i] >= 0x20 && s[i] < 0x7f {
+		i++
+	}
+	if i == len(s) {
+		return s // the usual case: printable ASCII
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	b.WriteString(s[:i])
+	for i < len(s) {
+		c := s[i]
+		if c >= 0x20 && c < 0x7f {
+			b.WriteByte(c)
+			i++
+			continue
+		}
+		if c < 0x80 {
+			fmt.Fprintf(&b, "\\x%02x", c)
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, "\\x%02x", c)
+		case r >= 0x80 && r <= 0x9f, r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f, r == 0x061c:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
 
 // writeText renders an aligned table with two spaces between columns.
 func (t *table) writeText(w io.Writer) error {

@@ -22,7 +22,14 @@ func domainFilter(s string) (string, error) {
 
 func reportWindow(c *cli.Context) (store.Window, error) {
 	q := report.Query{Since: c.String("since"), Until: c.String("until"), Domain: c.String("domain")}
-	return q.Window(time.Now(), "7d", "--")
+	w, err := q.Window(time.Now(), "7d", "--")
+	w.IncludeInternal = c.Bool("include-internal")
+	return w, err
+}
+
+// includeInternalFlag is --include-internal, for the reports.
+func includeInternalFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "include-internal", Usage: "count internal hops too (content filters on 127.0.0.1/::1, LMTP over unix sockets, --internal-relays); left out by default"}
 }
 
 func describeWindow(w store.Window) string {
@@ -44,7 +51,7 @@ func reportCommand(e env) *cli.Command {
 			"mailtls report --domain '*.example.com' --by day\n" +
 			"mailtls report --since 30d --format html > tls.html   # one self-contained page with charts\n" +
 			"mailtls report downgrades | overrides",
-		Flags: append(windowFlags("7d"),
+		Flags: append(windowFlags("7d"), includeInternalFlag(),
 			&cli.StringFlag{Name: "by", Usage: "break down by `KEY`: " + strings.Join(store.ReportDimensions, "|")},
 			&cli.IntFlag{Name: "top", Value: 0, Usage: "show only the first `N` rows of --by (0 = all)"},
 			&cli.StringFlag{Name: "sort", Value: "sent", Usage: "order the rows of --by (not day or hour) by `ORDER`: sent, plaintext (most first), coverage (worst first) or key"},
@@ -109,7 +116,15 @@ func reportCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			return writeSummary(e.stdout, format, w, s)
+			warns, err := st.ForcedPlaintextIn(c.Context, w)
+			if err != nil {
+				return err
+			}
+			if err := writeSummary(e.stdout, format, w, s); err != nil {
+				return err
+			}
+			printForcedPlaintext(e.stderr, warns)
+			return nil
 		},
 	}
 }
@@ -139,10 +154,15 @@ func writeSummary(w io.Writer, format string, win store.Window, s store.Summary)
 		t.add("domains", itoa(j.Domains))
 		t.add("domains_all_tls", itoa(j.DomainsAllTLS))
 		t.add("domains_any_plaintext", itoa(j.DomainsAnyPlaintext))
+		t.add("internal", itoa(j.Internal))
 		return t.writeCSV(w)
 	}
 	fmt.Fprintf(w, "TLS coverage, %s\n\n", describeWindow(win))
 	if s.Deliveries == 0 && s.Deferred == 0 && s.Bounced == 0 && s.Expired == 0 {
+		if s.Internal > 0 {
+			fmt.Fprintf(w, "No outbound deliveries recorded in this window; %s.\n", internalLine(s.Internal, false))
+			return nil
+		}
 		fmt.Fprintln(w, "No deliveries recorded in this window.")
 		fmt.Fprintln(w, "(Is `mailtls run` or `mailtls follow` reading the mail log? Try a wider --since.)")
 		return nil
@@ -179,10 +199,29 @@ func writeSummary(w io.Writer, format string, win store.Window, s store.Summary)
 	fmt.Fprintf(w, "Trust      %s\n", splitLine(s.ByTrust, []string{"verified", "trusted", "untrusted", "anonymous"}))
 	fmt.Fprintf(w, "Protocol   %s\n", splitLine(s.ByProtocol, nil))
 	fmt.Fprintf(w, "Domains    %s total, %s all TLS, %s with plaintext\n", num(s.Domains), num(s.DomainsAllTLS), num(s.DomainsAnyPlaintext))
+	if s.Internal > 0 {
+		fmt.Fprintf(w, "\n%s.\n", upperFirst(internalLine(s.Internal, win.IncludeInternal)))
+	}
 	if s.DomainsAnyPlaintext > 0 {
 		fmt.Fprintln(w, "\nWho got plaintext: `mailtls report --by domain --sort plaintext`, then `mailtls deliveries --domain D`.")
 	}
 	return nil
+}
+
+// internalLine says how many internal hops a report left out (or, with
+// --include-internal, counted).
+func internalLine(n int64, included bool) string {
+	if included {
+		return fmt.Sprintf("internal hops: %s, counted above (--include-internal)", num(n))
+	}
+	return fmt.Sprintf("internal hops: %s, not counted above (content filters, local LMTP; --include-internal counts them)", num(n))
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 func share(n, of int64) string {
@@ -222,7 +261,7 @@ func splitLine(m map[string]int64, order []string) string {
 	}
 	for _, k := range sortedKeys(m) {
 		if !seen[k] {
-			parts = append(parts, k+" "+num(m[k]))
+			parts = append(parts, escapeControl(k)+" "+num(m[k])) // from the log
 		}
 	}
 	return strings.Join(parts, "  ")
@@ -268,7 +307,7 @@ func downgradesCommand(e env) *cli.Command {
 		Usage: "destinations that had TLS before and then got plaintext or failed TLS",
 		UsageText: "mailtls report downgrades --since 30d\n\n" +
 			"A downgrade can mean STARTTLS stripping on the path, or a broken receiver.",
-		Flags: append(windowFlags("7d"), formatFlag("table", "table|json|csv")),
+		Flags: append(windowFlags("7d"), includeInternalFlag(), formatFlag("table", "table|json|csv")),
 		Action: func(c *cli.Context) error {
 			format := c.String("format")
 			if err := checkFormat(format, "table", "json", "csv"); err != nil {
@@ -309,10 +348,15 @@ func downgradesCommand(e env) *cli.Command {
 
 func overridesReportCommand(e env) *cli.Command {
 	return &cli.Command{
-		Name:      "overrides",
-		Usage:     "deliveries and deferrals under each override: which forced destinations fail?",
-		UsageText: "mailtls report overrides --since 7d",
-		Flags:     append(windowFlags("7d"), formatFlag("table", "table|json|csv")),
+		Name:  "overrides",
+		Usage: "deliveries and deferrals under each override while it was in force: which forced destinations fail?",
+		UsageText: "mailtls report overrides --since 7d\n\n" +
+			"Each override counts the deliveries it governed while it was in force (from the\n" +
+			"override history), as the daemon matches keys: the domain's own key, else the\n" +
+			"nearest .parent key. [host]:port keys are matched by the relay the log names.\n" +
+			"Plaintext sent under encrypt, dane-only, fingerprint, verify or secure means\n" +
+			"Postfix did not ask mailtls; it is printed as a warning.",
+		Flags: append(windowFlags("7d"), includeInternalFlag(), formatFlag("table", "table|json|csv")),
 		Action: func(c *cli.Context) error {
 			format := c.String("format")
 			if err := checkFormat(format, "table", "json", "csv"); err != nil {
@@ -330,23 +374,48 @@ func overridesReportCommand(e env) *cli.Command {
 			if w, err = fitToHorizon(c.Context, e, st, w, false); err != nil {
 				return err
 			}
-			ovs, err := report.LoadOverrides(c.Context, st, w)
+			rows, err := report.LoadOverrides(c.Context, st, w, time.Now())
+			if err != nil {
+				return err
+			}
+			warns, err := st.ForcedPlaintextIn(c.Context, w)
 			if err != nil {
 				return err
 			}
 			if format == "json" {
-				return writeJSON(e.stdout, ovs)
+				return writeJSON(e.stdout, report.Overrides{Rows: rows, Warnings: report.NewWarnings(warns)})
 			}
-			if len(ovs.Overrides) == 0 && format == "table" {
+			if len(rows) == 0 && format == "table" {
 				fmt.Fprintln(e.stdout, "No overrides set (see `mailtls policy set --help`).")
+				printForcedPlaintext(e.stderr, warns)
 				return nil
 			}
-			t := newTable("KEY", "POLICY", "SENT", "DEFERRED", "TLS-DEFERRED", "BOUNCED").alignRight(2, 3, 4, 5)
-			for _, s := range ovs.Overrides {
-				t.add(truncate(s.Key, 28), truncate(s.Policy, 24), num(s.Sent), num(s.Deferred), num(s.TLSDeferred), num(s.Bounced))
+			t := newTable("KEY", "POLICY", "IN FORCE SINCE", "SENT", "ENCRYPTED", "PLAINTEXT", "DEFERRED", "TLS-DEFERRED", "BOUNCED").alignRight(3, 4, 5, 6, 7, 8)
+			for _, r := range rows {
+				since := "expired"
+				if t, err := time.Parse(time.RFC3339, r.InForceSince); err == nil {
+					since = fmtTime(t)
+					if format == "csv" {
+						since = r.InForceSince
+					}
+				} else if format == "csv" {
+					since = ""
+				}
+				t.add(truncate(r.Key, 28), truncate(r.Policy, 24), since, num(r.Sent), num(r.Encrypted), num(r.Plaintext), num(r.Deferred), num(r.TLSDeferred), num(r.Bounced))
 			}
-			return t.write(e.stdout, format)
+			if err := t.write(e.stdout, format); err != nil {
+				return err
+			}
+			printForcedPlaintext(e.stderr, warns)
+			return nil
 		},
+	}
+}
+
+// printForcedPlaintext writes each warning as a "mailtls: warning:" line.
+func printForcedPlaintext(w io.Writer, ws []store.ForcedPlaintext) {
+	for _, x := range ws {
+		fmt.Fprintln(w, "mailtls: warning: "+escapeControl(report.WarningMessage(x)))
 	}
 }
 
@@ -364,6 +433,7 @@ func suggestCommand(e env) *cli.Command {
 			&cli.IntFlag{Name: "min-deliveries", Value: 20, Usage: "at least `N` deliveries"},
 			&cli.IntFlag{Name: "min-days", Value: 7, Usage: "spread over at least `D` distinct days"},
 			&cli.BoolFlag{Name: "apply", Usage: "write the suggestions as overrides (otherwise nothing changes)"},
+			includeInternalFlag(),
 			formatFlag("table", "table|json|csv"),
 		},
 		Action: func(c *cli.Context) error {
@@ -379,7 +449,7 @@ func suggestCommand(e env) *cli.Command {
 				return err
 			}
 			defer st.Close()
-			sugg, err := st.Suggest(c.Context, c.Int("min-deliveries"), c.Int("min-days"), time.Now())
+			sugg, err := st.Suggest(c.Context, c.Int("min-deliveries"), c.Int("min-days"), time.Now(), c.Bool("include-internal"))
 			if err != nil {
 				return err
 			}

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailtls/mailtls/logparse"
+	"github.com/mailtls/mailtls/report"
 	"github.com/mailtls/mailtls/store"
 )
 
@@ -35,6 +36,9 @@ type statusJSON struct {
 	Last             string           `json:"last_delivery"`
 	PrunedBefore     string           `json:"pruned_before"`
 	Followers        []followerStatus `json:"followers"`
+	// Warnings: plaintext sent to destinations forced to a mandatory
+	// level, in the --since window (as in report overrides).
+	Warnings []report.Warning `json:"warnings"`
 }
 
 func statusCommand(e env) *cli.Command {
@@ -45,9 +49,12 @@ func statusCommand(e env) *cli.Command {
 			"mailtls status --format json\n" +
 			"mailtls status --stale 10m    # exit 1 if the follower has stopped recording\n\n" +
 			"A follower is stale when its log file has lines it has not recorded and it has\n" +
-			"recorded nothing for --stale: it is stopped or stuck. Exit 1 then, 0 otherwise.",
+			"recorded nothing for --stale: it is stopped or stuck. Exit 1 then, and also when\n" +
+			"a destination forced to encrypt, dane-only, fingerprint, verify or secure got\n" +
+			"plaintext since --since (Postfix is not asking mailtls for it); 0 otherwise.",
 		Flags: []cli.Flag{
 			&cli.DurationFlag{Name: "stale", Value: 5 * time.Minute, Usage: "a follower with unrecorded lines and no commit for `DURATION` is stale (exit 1)"},
+			&cli.StringFlag{Name: "since", Value: "24h", Usage: "look for plaintext sent to forced destinations since `TIME` (a duration back from now, a date or RFC 3339)"},
 			formatFlag("table", "table|json"),
 		},
 		Action: func(c *cli.Context) error {
@@ -64,7 +71,15 @@ func statusCommand(e env) *cli.Command {
 			}
 			defer st.Close()
 			now := time.Now()
+			since, err := parseWhen(c.String("since"), now)
+			if err != nil {
+				return usageErrorf("--since: %v", err)
+			}
 			s, err := st.Status(c.Context, now)
+			if err != nil {
+				return err
+			}
+			warns, err := st.ForcedPlaintextIn(c.Context, store.Window{Since: since, Until: now})
 			if err != nil {
 				return err
 			}
@@ -74,10 +89,13 @@ func statusCommand(e env) *cli.Command {
 					DB: s.Path, DBBytes: s.Bytes, Overrides: s.Overrides, OverridesExpired: s.Expired,
 					LastOverrideEdit: rfc(s.LastEdit), LastOverrideBy: s.LastActor,
 					Counted: s.Counted, Stored: s.Stored, First: rfc(s.First), Last: rfc(s.Last),
-					PrunedBefore: rfc(s.PrunedBefore), Followers: fs,
+					PrunedBefore: rfc(s.PrunedBefore), Followers: fs, Warnings: report.NewWarnings(warns),
 				})
 			} else {
 				err = writeStatus(e, s, fs)
+				for _, w := range warns {
+					fmt.Fprintf(e.stdout, "Warning     %s\n", escapeControl(report.WarningMessage(w)))
+				}
 			}
 			if err != nil {
 				return err
@@ -85,8 +103,12 @@ func statusCommand(e env) *cli.Command {
 			for _, f := range fs {
 				if f.Stale {
 					return fmt.Errorf("follower %s is stale: %s behind, nothing recorded since %s (more than --stale %s)",
-						f.Source, humanBytes(f.Behind), rfc(f.Updated), c.Duration("stale"))
+						escapeControl(f.Source), humanBytes(f.Behind), rfc(f.Updated), c.Duration("stale"))
 				}
+			}
+			if len(warns) > 0 {
+				return fmt.Errorf("%s got plaintext while forced to a mandatory TLS level since %s: Postfix is not asking mailtls for it",
+					plural(len(warns), "destination"), rfc(since))
 			}
 			return nil
 		},
@@ -123,13 +145,13 @@ func followers(cps []store.CheckpointInfo, now time.Time, stale time.Duration) [
 
 func writeStatus(e env, s store.Status, fs []followerStatus) error {
 	w := e.stdout
-	fmt.Fprintf(w, "Database    %s (%s)\n", s.Path, humanBytes(s.Bytes))
+	fmt.Fprintf(w, "Database    %s (%s)\n", escapeControl(s.Path), humanBytes(s.Bytes))
 	ov := num(s.Overrides)
 	if s.Expired > 0 {
 		ov += fmt.Sprintf(" (%s expired)", num(s.Expired))
 	}
 	if !s.LastEdit.IsZero() {
-		ov += fmt.Sprintf("; last change %s by %s", fmtTime(s.LastEdit), s.LastActor)
+		ov += fmt.Sprintf("; last change %s by %s", fmtTime(s.LastEdit), escapeControl(s.LastActor))
 	}
 	fmt.Fprintf(w, "Overrides   %s\n", ov)
 	if s.Counted == 0 {
@@ -162,7 +184,14 @@ func writeStatus(e env, s store.Status, fs []followerStatus) error {
 		if f.Stale {
 			state = append(state, "STALE")
 		}
-		fmt.Fprintf(w, "Follower    %s: %s\n", f.Source, strings.Join(state, ", "))
+		fmt.Fprintf(w, "Follower    %s: %s\n", escapeControl(f.Source), escapeControl(strings.Join(state, ", ")))
 	}
 	return nil
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
