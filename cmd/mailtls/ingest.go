@@ -49,6 +49,7 @@ func importCommand(e env) *cli.Command {
 			"after an interruption (Ctrl-C) run the same import again to add the rest.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar and no summary"},
+			postfixUserFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
@@ -77,15 +78,19 @@ func importCommand(e env) *cli.Command {
 			if e.getenv("GOGC") == "" {
 				debug.SetGCPercent(400)
 			}
+			trust, err := journalTrust(c, false)
+			if err != nil {
+				return err
+			}
 			st, err := openStore(c)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
 			show := !c.Bool("quiet") && isTerminal(e.stderr)
-			res, err := importFiles(c.Context, st, files, e.stdin, show, e)
+			res, err := importFiles(c.Context, st, files, e.stdin, trust, show, e)
 			if errors.Is(err, context.Canceled) {
-				return fmt.Errorf("import interrupted after %d lines; %d deliveries are stored; run the same import again to add the rest (deliveries already stored are skipped)", res.stats.Lines, res.committed)
+				return fmt.Errorf("import interrupted after %d lines; %d deliveries are stored; run the same import again to add the rest (deliveries already stored are skipped)", res.lines(), res.committed)
 			}
 			if err != nil {
 				return err
@@ -96,8 +101,12 @@ func importCommand(e env) *cli.Command {
 					h, _ := st.Horizon(c.Context)
 					present += fmt.Sprintf(", %d older than %s, when deliveries were pruned", res.old, h.Format(time.DateOnly))
 				}
-				fmt.Fprintf(e.stdout, "%d lines read, %d deliveries stored (%s), %d lines skipped as malformed\n",
-					res.stats.Lines, res.added, present, res.stats.Skipped)
+				untrusted := ""
+				if n := res.untrusted.Total(); n > 0 {
+					untrusted = fmt.Sprintf(", %d journal entries skipped as not from Postfix (%s)", n, res.untrusted)
+				}
+				fmt.Fprintf(e.stdout, "%d lines read, %d deliveries stored (%s), %d lines skipped as malformed%s\n",
+					res.lines(), res.added, present, res.stats.Skipped, untrusted)
 				if res.stats.TLSLines == 0 && res.stats.Deliveries > 0 {
 					fmt.Fprintln(e.stderr, "mailtls: note: "+tlsLoggingHint)
 				}
@@ -109,18 +118,24 @@ func importCommand(e env) *cli.Command {
 
 type importResult struct {
 	stats     logparse.Stats
+	untrusted logparse.JournalSkips // journal entries not fed: see logparse.JournalTrust
 	added     int
 	committed int // of added, how many were committed (all, unless interrupted)
 	old       int // left out as older than the pruning horizon
 }
+
+// lines is the number of lines read, fed to the correlator or not.
+func (r importResult) lines() int64 { return r.stats.Lines + r.untrusted.Total() }
 
 // importFiles parses files in order through one correlator (a session may
 // span a rotation) and stores deliveries in batches. Parsing (with the
 // preparation of each batch for storage) and writing run concurrently, on
 // different cores; the writer groups batches into large transactions
 // (store.Bulk), so an interrupted import keeps what was committed and a
-// rerun adds the rest.
-func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.Reader, progress bool, e env) (importResult, error) {
+// rerun adds the rest. Journal entries (journalctl -o json lines) that
+// trust does not believe are counted and not fed, as by the journal
+// follower.
+func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.Reader, trust logparse.JournalTrust, progress bool, e env) (importResult, error) {
 	var res importResult
 	corr := logparse.NewCorrelator(logparse.Options{RefTime: time.Now()})
 	batches := make(chan *store.Batch, 1)
@@ -185,7 +200,9 @@ func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.
 			br := bufio.NewReaderSize(&countingReader{r: r, n: &read}, 256<<10)
 			for {
 				line, err := readLine(br)
-				if len(line) > 0 || err == nil {
+				if v := checkJournalLine(trust, line); v != logparse.JournalBelieved {
+					res.untrusted.Add(v)
+				} else if len(line) > 0 || err == nil {
 					batch = append(batch, corr.Feed(line)...)
 					if len(batch) >= batchSize {
 						if err := send(); err != nil {
@@ -218,6 +235,15 @@ func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.
 		return res, perr
 	}
 	return res, err
+}
+
+// checkJournalLine applies trust to a journalctl -o json line; other lines
+// (syslog, postlog) are believed: a file has no journald fields to check.
+func checkJournalLine(trust logparse.JournalTrust, line []byte) logparse.JournalVerdict {
+	if l := bytes.TrimLeft(line, " \t"); len(l) == 0 || l[0] != '{' {
+		return logparse.JournalBelieved
+	}
+	return trust.Check(line)
 }
 
 // readLine returns the next line without its newline. A line longer than
