@@ -3,6 +3,7 @@ package logparse
 import (
 	"bytes"
 	"fmt"
+	"path"
 	"strconv"
 	"strings"
 )
@@ -44,8 +45,9 @@ type JournalTrust struct {
 	// Postfix's mail_owner (see "postconf -h mail_owner").
 	UIDs []uint32
 	// Units, when not empty, are the systemd units Postfix runs in
-	// (postfix.service, postfix@-.service, ...). JournalFollower also
-	// passes them to journalctl as --unit filters.
+	// (postfix.service, postfix@-.service, or glob patterns such as
+	// postfix@*.service). JournalFollower also passes them to journalctl as
+	// --unit filters.
 	Units []string
 }
 
@@ -98,7 +100,7 @@ func (t JournalTrust) Check(line []byte) JournalVerdict {
 		return JournalBadUID
 	case haveComm && comm != ident[strings.LastIndexByte(ident, '/')+1:]:
 		return JournalBadComm
-	case haveUnit && len(t.Units) > 0 && !contains(t.Units, unit):
+	case haveUnit && len(t.Units) > 0 && !matchUnit(t.Units, unit):
 		return JournalBadUnit
 	}
 	return JournalBelieved
@@ -141,9 +143,11 @@ func (t JournalTrust) uidTrusted(s string) bool {
 	return false
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
+// matchUnit reports whether unit is one of units, which may be glob
+// patterns as journalctl --unit takes them ("postfix@*.service").
+func matchUnit(units []string, unit string) bool {
+	for _, u := range units {
+		if ok, err := path.Match(u, unit); u == unit || err == nil && ok {
 			return true
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -23,6 +24,7 @@ func followFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "journal", Usage: "follow journald through journalctl instead of a file"},
 		&cli.StringFlag{Name: "journal-dir", Usage: "follow the journal files in `DIR` (journalctl --directory), e.g. a bind-mounted /var/log/journal; implies --journal"},
 		&cli.StringFlag{Name: "journalctl", Value: "journalctl", Usage: "journalctl `PROGRAM` to run with --journal"},
+		&cli.StringSliceFlag{Name: "journal-unit", Usage: "with --journal: read only the entries of systemd `UNIT` (journalctl --unit; repeatable, globs allowed, e.g. postfix@-.service), and believe Postfix smtp/lmtp entries only from it"},
 		postfixUserFlag(),
 		&cli.DurationFlag{Name: "poll", Value: 250 * time.Millisecond, Usage: "how often to check the log for new lines"},
 		&cli.StringFlag{Name: "keep", Usage: "delete deliveries older than `AGE` (e.g. 400d) at start and then daily; reports keep their daily totals (default: keep all)"},
@@ -93,6 +95,14 @@ func newFollower(c *cli.Context, st *store.Store, log *slog.Logger) (*follower, 
 		trust, err := journalTrust(c, true)
 		if err != nil {
 			return nil, err
+		}
+		for _, u := range c.StringSlice("journal-unit") {
+			// journalctl would add ".service" to a bare name; the trust
+			// rule compares _SYSTEMD_UNIT with the name as given.
+			if !strings.Contains(u, ".") || strings.ContainsAny(u, " \t\n/") {
+				return nil, usageErrorf("--journal-unit %q: want a full unit name such as postfix.service or postfix@-.service", u)
+			}
+			trust.Units = append(trust.Units, u)
 		}
 		f.source = "journal"
 		dir := c.String("journal-dir")

@@ -56,6 +56,7 @@ func TestJournalFlagErrors(t *testing.T) {
 		{[]string{"follow", "--journal-dir", file}, "is not a directory"},
 		{[]string{"follow", "--journal-dir", ""}, "--journal-dir is empty"},
 		{[]string{"run", "--journal-dir", "/nonexistent/journal"}, "--journal-dir"},
+		{[]string{"follow", "--journal", "--journal-unit", "postfix"}, `--journal-unit "postfix": want a full unit name`},
 		{[]string{"follow", "--journal", "--postfix-user", "no-such-user-here"}, `--postfix-user "no-such-user-here": no such user`},
 		{[]string{"import", "--postfix-user", "no-such-user-here", file}, `--postfix-user "no-such-user-here": no such user`},
 	} {
