@@ -288,7 +288,7 @@ func TestFollowRealJournal(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = cmd.Wait()
-		t.Logf("SIGKILL with %d of the %d deliveries written so far stored", stored(), nwant())
+		t.Logf("SIGKILL with %d of the %d deliveries in the entries written (or being written) stored", stored(), nwant())
 	}
 
 	// 1. A first journal file, read from its start.
