@@ -236,6 +236,17 @@ func journalTrust(c *cli.Context, strict bool) (logparse.JournalTrust, error) {
 	return logparse.JournalTrust{UIDs: []uint32{uint32(n)}}, nil
 }
 
+// describeTrust names the trusted non-root uid for messages.
+func describeTrust(c *cli.Context, t logparse.JournalTrust) string {
+	if len(t.UIDs) == 0 {
+		return fmt.Sprintf("--postfix-user's (user %q not found)", c.String("postfix-user"))
+	}
+	if name := c.String("postfix-user"); name != strconv.Itoa(int(t.UIDs[0])) {
+		return fmt.Sprintf("--postfix-user's (%s, uid %d)", name, t.UIDs[0])
+	}
+	return fmt.Sprintf("--postfix-user's (uid %d)", t.UIDs[0])
+}
+
 // journalDir checks --journal-dir and makes it absolute.
 func journalDir(dir string) (string, error) {
 	if dir == "" {

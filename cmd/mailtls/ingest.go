@@ -110,6 +110,10 @@ func importCommand(e env) *cli.Command {
 				if res.stats.TLSLines == 0 && res.stats.Deliveries > 0 {
 					fmt.Fprintln(e.stderr, "mailtls: note: "+tlsLoggingHint)
 				}
+				if n := res.untrusted.Count(logparse.JournalBadUID); n > 0 {
+					fmt.Fprintf(e.stderr, "mailtls: note: %d smtp/lmtp journal entries came from a _UID other than root's and %s; "+
+						"if Postfix runs as another user (here or where the journal was written), give it with --postfix-user NAME|UID\n", n, describeTrust(c, trust))
+				}
 			}
 			return nil
 		},

@@ -36,9 +36,12 @@ func TestImportJournalTrust(t *testing.T) {
 	// Another uid: Postfix's entries with _UID 100 are not believed
 	// either; the root ones are.
 	c2 := newCLI(t)
-	out = c2.ok("import", "--postfix-user", "4242", fixture)
-	if !strings.Contains(out, "1 deliveries stored") || !strings.Contains(out, "(no_uid=1 uid=8 ambiguous=1)") {
-		t.Errorf("summary with --postfix-user 4242: %q", out)
+	out, errs, code := c2.run("", "import", "--postfix-user", "4242", fixture)
+	if code != 0 || !strings.Contains(out, "1 deliveries stored") || !strings.Contains(out, "(no_uid=1 uid=8 ambiguous=1)") {
+		t.Errorf("summary with --postfix-user 4242: %d %q", code, out)
+	}
+	if !strings.Contains(errs, "8 smtp/lmtp journal entries came from a _UID other than root's and --postfix-user's (uid 4242)") {
+		t.Errorf("no --postfix-user hint: %q", errs)
 	}
 }
 
