@@ -342,7 +342,8 @@ func (r *journalRun) skip(v JournalVerdict, line []byte, cursor string) {
 		}
 		r.log.Warn("journal entry skipped: it claims to be Postfix, but journald's own fields say it is not from Postfix",
 			"reason", v.String(), "SYSLOG_IDENTIFIER", f("SYSLOG_IDENTIFIER"), "_UID", f("_UID"), "_COMM", f("_COMM"),
-			"_PID", f("_PID"), "_SYSTEMD_UNIT", f("_SYSTEMD_UNIT"), "cursor", cursor)
+			"_PID", f("_PID"), "_SYSTEMD_UNIT", f("_SYSTEMD_UNIT"), "cursor", cursor,
+			"trusted_uids", append([]uint32{0}, r.j.Trust.UIDs...), "trusted_units", r.j.Trust.Units)
 	}
 }
 

@@ -90,7 +90,7 @@ func TestJournalTrust(t *testing.T) {
 				t.Fatalf("fixture skips only %v", wantSkips)
 			}
 			for v := JournalNoUID; v <= JournalAmbiguous; v++ {
-				if wantSkips.Count(v) > 0 && lb.count("reason="+v.String()) != 1 {
+				if wantSkips.Count(v) > 0 && lb.count(" reason="+v.String()+" ") != 1 {
 					t.Errorf("want exactly one log line for the first %s skip; log:\n%s", v, lb.buf.String())
 				}
 			}
