@@ -151,8 +151,9 @@ func jrScript(from, to int, uid string, want map[string]int) []entry {
 // the real `journalctl --directory DIR -o json -f --after-cursor`) on real
 // journal files written by systemd-journal-remote. The follower is killed
 // with SIGKILL twice while entries arrive, entries are appended while it is
-// down, and later entries go to a new journal file in the same directory,
-// as journald writes after rotation. In the end every delivery Postfix made
+// down, and the file is rotated as journald rotates it (renamed to an
+// archive name, a new system.journal started), once while the follower is
+// down and once while it runs. After each catch-up every delivery Postfix made
 // is stored exactly once, with the TLS of its session (sessions are open
 // across each kill, so a correlator state not stored with the cursor would
 // show), and none of the forged ones.
@@ -324,23 +325,37 @@ func TestFollowRealJournal(t *testing.T) {
 	done := writeSlowly("system.journal", 120, 200)
 	killAtCommit(f1, cur)
 	<-done
-	// ... and more while it is down, the last of them into a new file.
+	// ... and more while it is down, then a rotation as journald makes
+	// one (the file is renamed to an archive name and a new system.journal
+	// is started) and entries in the new file.
 	w.write("system.journal", jrScript(200, 240, uid, want))
-	w.write("system-2.journal", jrScript(240, 300, uid, want))
+	rotate := func(n int) {
+		t.Helper()
+		archived := fmt.Sprintf("system@%032x-%016x-%016x.journal", n, n, w.real)
+		if err := os.Rename(filepath.Join(jdir, "system.journal"), filepath.Join(jdir, archived)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rotate(1)
+	w.write("system.journal", jrScript(240, 300, uid, want))
 
 	// 3. Restart: resumes after the stored cursor, across both files;
 	// killed again while the new file grows.
 	f2 := start()
 	caughtUp("after the first kill")
 	cur = cursor()
-	done = writeSlowly("system-2.journal", 300, 380)
+	done = writeSlowly("system.journal", 300, 380)
 	killAtCommit(f2, cur)
 	<-done
-	w.write("system-3.journal", jrScript(380, 420, uid, want))
+	w.write("system.journal", jrScript(380, 400, uid, want))
 
-	// 4. The last run reads the rest; stopped gracefully.
+	// 4. The last run reads the rest, and goes on across a rotation made
+	// while it runs; stopped gracefully.
 	f3 := start()
 	caughtUp("after the second kill")
+	rotate(2)
+	w.write("system.journal", jrScript(400, 440, uid, want))
+	caughtUp("after a rotation while running")
 	if err := f3.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
