@@ -51,12 +51,13 @@
 //
 // Requirements: root (port 25, mount namespaces, postfix start), unshare
 // and mount (util-linux), postfix, postconf, postmap, postqueue, postsuper,
-// smtp-sink (Debian package postfix) and swaks. The harness never skips:
-// when something is missing the test fails and names it. .ci/run installs
-// them; by hand:
+// smtp-sink (Debian package postfix) and swaks; for TestFollowRealJournal,
+// journalctl and systemd-journal-remote (package systemd-journal-remote).
+// The harness never skips: when something is missing the test fails and
+// names it. .ci/run installs them; by hand:
 //
 //	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-//	DEBIAN_FRONTEND=noninteractive apt-get install -y postfix swaks
+//	DEBIAN_FRONTEND=noninteractive apt-get install -y postfix swaks systemd-journal-remote
 //
 // Behaviour worth knowing when writing scenarios:
 //   - An opportunistic (may) handshake failure defers the first attempt.

@@ -32,7 +32,7 @@ func TestFollowJournalRestart(t *testing.T) {
 	}
 
 	refDB := filepath.Join(dir, "ref.db")
-	if out, err := exec.Command(bin, "import", "--db", refDB, fixture).CombinedOutput(); err != nil {
+	if out, err := exec.Command(bin, "import", "--db", refDB, "--postfix-user", "100", fixture).CombinedOutput(); err != nil {
 		t.Fatalf("import: %v: %s", err, out)
 	}
 	want := dump(t, bin, refDB)
@@ -43,7 +43,7 @@ func TestFollowJournalRestart(t *testing.T) {
 	db := filepath.Join(dir, "j.db")
 	argLog := filepath.Join(dir, "args.log")
 	run := func(extraEnv ...string) *exec.Cmd {
-		cmd := exec.Command(bin, "follow", "--journal", "--journalctl", fake, "--db", db, "--config", "/dev/null")
+		cmd := exec.Command(bin, "follow", "--journal", "--journalctl", fake, "--db", db, "--postfix-user", "100", "--config", "/dev/null")
 		cmd.Env = append(os.Environ(), append([]string{"FAKEJOURNALCTL_FIXTURE=" + fixture, "FAKEJOURNALCTL_ARGLOG=" + argLog}, extraEnv...)...)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -449,7 +449,9 @@ func atoiFixed(b []byte) (int, bool) {
 
 // parseJournal extracts the fields the correlator needs without building a
 // generic JSON value: __REALTIME_TIMESTAMP (microseconds), _HOSTNAME,
-// SYSLOG_IDENTIFIER, SYSLOG_PID (else _PID) and MESSAGE.
+// SYSLOG_IDENTIFIER, _PID (else SYSLOG_PID) and MESSAGE. _PID is set by
+// journald from the sender's credentials; SYSLOG_PID is whatever the sender
+// wrote, so a session is keyed by the process that really logged it.
 func parseJournal(line []byte, h *header, scratch *[]byte) bool {
 	i := skipWS(line, 0)
 	if i >= len(line) || line[i] != '{' {
@@ -523,7 +525,7 @@ func parseJournal(line []byte, h *header, scratch *[]byte) bool {
 		return false
 	}
 	h.kind = stampUnixMicro
-	if pidVal == nil {
+	if pidAlt != nil {
 		pidVal = pidAlt
 	}
 	if len(pidVal) > 0 && len(pidVal) <= 10 && allDigits(pidVal) {

@@ -81,8 +81,9 @@ func TestParseJournal(t *testing.T) {
 		msg        string
 		usec       int64
 	}{
-		{"plain", `{"__REALTIME_TIMESTAMP":"1795889831475607","SYSLOG_IDENTIFIER":"postfix/smtp","SYSLOG_PID":"7979","_PID":"1","_HOSTNAME":"mail","MESSAGE":"hi"}`, true, "postfix/smtp", "mail", 7979, "hi", 1795889831475607},
-		{"pid fallback", `{"__REALTIME_TIMESTAMP":"1","SYSLOG_IDENTIFIER":"postfix/smtp","_PID":"42","MESSAGE":"x"}`, true, "postfix/smtp", "", 42, "x", 1},
+		{"plain", `{"__REALTIME_TIMESTAMP":"1795889831475607","SYSLOG_IDENTIFIER":"postfix/smtp","SYSLOG_PID":"7979","_PID":"1","_HOSTNAME":"mail","MESSAGE":"hi"}`, true, "postfix/smtp", "mail", 1, "hi", 1795889831475607},
+		{"pid only", `{"__REALTIME_TIMESTAMP":"1","SYSLOG_IDENTIFIER":"postfix/smtp","_PID":"42","MESSAGE":"x"}`, true, "postfix/smtp", "", 42, "x", 1},
+		{"syslog pid fallback", `{"__REALTIME_TIMESTAMP":"1","SYSLOG_IDENTIFIER":"postfix/smtp","SYSLOG_PID":"43","MESSAGE":"x"}`, true, "postfix/smtp", "", 43, "x", 1},
 		{"escapes", `{"__REALTIME_TIMESTAMP":"1","MESSAGE":"a\"b\\c\/d\u00e9\ud83d\ude00\n"}`, true, "", "", 0, "a\"b\\c/dé😀\n", 1},
 		{"byte array", `{"__REALTIME_TIMESTAMP":"1","MESSAGE":[104,105,255]}`, true, "", "", 0, "hi\xff", 1},
 		{"string array", `{"__REALTIME_TIMESTAMP":"1","MESSAGE":["first","second"]}`, true, "", "", 0, "first", 1},

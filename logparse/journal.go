@@ -28,8 +28,12 @@ var ErrJournalctl = errors.New("logparse: cannot run journalctl")
 // follower starts at the start of its file; pass "--since=..." in Args to
 // start later.
 //
-// Each entry whose SYSLOG_IDENTIFIER starts with one of Identifiers is fed to
-// the Correlator as is (its header parser reads journald JSON). Every entry,
+// Each entry whose SYSLOG_IDENTIFIER starts with one of Identifiers, and
+// that Trust believes (see JournalTrust: an entry that claims to be an smtp
+// or lmtp client must come from a process running as Postfix's user), is fed
+// to the Correlator as is (its header parser reads journald JSON). Entries
+// not believed are counted by reason (Skipped) and logged: the first of each
+// reason with its fields, then the totals at most once a minute. Every entry,
 // fed or not, advances the position: the checkpoint's Cursor is the
 // __CURSOR of the last entry read, and State is the correlator state after
 // it. Batches are committed as by Follower: at MaxBatch deliveries, every
@@ -46,10 +50,16 @@ var ErrJournalctl = errors.New("logparse: cannot run journalctl")
 type JournalFollower struct {
 	// Journalctl is the program to run ("journalctl", looked up in PATH).
 	Journalctl string
-	// Units are passed as --unit filters. None by default: Postfix logs
-	// under postfix.service, postfix@-.service or as plain syslog,
-	// depending on the distribution.
-	Units []string
+	// Trust decides which entries that claim to be Postfix's smtp or lmtp
+	// are believed. Its Units are passed as --unit filters; none by
+	// default: Postfix logs under postfix.service, postfix@-.service or
+	// from a login session, depending on the distribution and on how it
+	// was started.
+	Trust JournalTrust
+	// Directory, if set, is passed as --directory: read the journal files
+	// in DIR (a bind-mounted /var/log/journal, say) instead of the
+	// system journal.
+	Directory string
 	// Identifiers are the SYSLOG_IDENTIFIER prefixes of the entries fed
 	// to the correlator; nil means {"postfix"}, which also matches
 	// multi-instance names such as "postfix-out/smtp". An empty string
@@ -71,6 +81,23 @@ type JournalFollower struct {
 	Logger *slog.Logger
 	// NewCorrelator is as in Follower.
 	NewCorrelator func() *Correlator
+
+	mu      sync.Mutex
+	skipped JournalSkips // of the current or last Run
+}
+
+// Skipped returns the entries the current (or last) Run skipped because
+// Trust did not believe them, by reason.
+func (j *JournalFollower) Skipped() JournalSkips {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.skipped
+}
+
+func (j *JournalFollower) setSkipped(s JournalSkips) {
+	j.mu.Lock()
+	j.skipped = s
+	j.mu.Unlock()
 }
 
 // Run follows the journal from the Checkpoint from (its Cursor and State; the
@@ -83,6 +110,8 @@ func (j *JournalFollower) Run(ctx context.Context, from Checkpoint, commit Commi
 		return errors.New("logparse: JournalFollower.Run needs a Commit")
 	}
 	r := newJournalRun(j, commit)
+	j.setSkipped(JournalSkips{})
+	defer r.logSkips(true)
 	if from.Cursor == "" && from.Path != "" {
 		r.log.Warn("checkpoint is for a log file, not the journal; starting at the oldest entry", "checkpoint_path", from.Path)
 		from = Checkpoint{}
@@ -132,6 +161,10 @@ type journalRun struct {
 	cursor  string // of the last entry read
 	pending []Delivery
 	dirty   bool
+
+	skips       JournalSkips // since Run started
+	loggedSkips JournalSkips // the totals last logged
+	skipsLogged time.Time
 }
 
 func newJournalRun(j *JournalFollower, commit Commit) *journalRun {
@@ -150,8 +183,11 @@ func (r *journalRun) args() []string {
 	if r.cursor != "" {
 		a = append(a, "--after-cursor="+r.cursor)
 	}
-	for _, u := range r.j.Units {
+	for _, u := range r.j.Trust.Units {
 		a = append(a, "--unit="+u)
+	}
+	if r.j.Directory != "" {
+		a = append(a, "--directory="+r.j.Directory)
 	}
 	return append(a, r.j.Args...)
 }
@@ -280,12 +316,45 @@ func (r *journalRun) entry(line []byte) bool {
 		r.log.Debug("journalctl line without __CURSOR ignored", "line", truncateForLog(line))
 		return false
 	}
-	if id, _ := journalField(line, "SYSLOG_IDENTIFIER"); r.wanted(id) {
+	if v := r.j.Trust.Check(line); v != JournalBelieved {
+		r.skip(v, line, cursor)
+	} else if id, _ := journalField(line, "SYSLOG_IDENTIFIER"); r.wanted(id) {
 		r.pending = append(r.pending, r.corr.Feed(line)...)
 	}
 	r.cursor = cursor
 	r.dirty = true
 	return true
+}
+
+// skip counts an entry that Trust did not believe. The first of each reason
+// is logged with the fields that decided; totals are logged by commit.
+func (r *journalRun) skip(v JournalVerdict, line []byte, cursor string) {
+	before := r.skips
+	r.skips.Add(v)
+	r.j.setSkipped(r.skips)
+	if before.Count(v) == 0 {
+		f := func(name string) string {
+			s, ok := journalField(line, name)
+			if !ok {
+				return "(missing)"
+			}
+			return s
+		}
+		r.log.Warn("journal entry skipped: it claims to be Postfix, but journald's own fields say it is not from Postfix",
+			"reason", v.String(), "SYSLOG_IDENTIFIER", f("SYSLOG_IDENTIFIER"), "_UID", f("_UID"), "_COMM", f("_COMM"),
+			"_PID", f("_PID"), "_SYSTEMD_UNIT", f("_SYSTEMD_UNIT"), "cursor", cursor,
+			"trusted_uids", append([]uint32{0}, r.j.Trust.UIDs...), "trusted_units", r.j.Trust.Units)
+	}
+}
+
+// logSkips logs the skip totals when they changed, at most once a minute
+// (a local user can write such entries in a loop).
+func (r *journalRun) logSkips(force bool) {
+	if r.skips == r.loggedSkips || !force && time.Since(r.skipsLogged) < time.Minute {
+		return
+	}
+	r.log.Warn("journal entries skipped as not from Postfix", "total", r.skips.Total(), "by_reason", r.skips.String())
+	r.loggedSkips, r.skipsLogged = r.skips, time.Now()
 }
 
 func (r *journalRun) wanted(ident string) bool {
@@ -315,6 +384,7 @@ func (r *journalRun) commit(ctx context.Context) error {
 	}
 	r.pending = nil
 	r.dirty = false
+	r.logSkips(false)
 	return nil
 }
 

@@ -93,8 +93,12 @@ func jrNew(t *testing.T, fake, fixture string, env ...string) *JournalFollower {
 		Backoff:       time.Millisecond,
 		MaxBackoff:    10 * time.Millisecond,
 		NewCorrelator: flNewCorrelator,
+		Trust:         JournalTrust{UIDs: []uint32{jrPostfixUID}},
 	}
 }
+
+// jrPostfixUID is the postfix user's uid in the fixtures.
+const jrPostfixUID = 100
 
 func jrStart(t *testing.T, j *JournalFollower, db *followDB, from Checkpoint) *jrRun {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -184,7 +188,8 @@ func TestJournalFollowFromStart(t *testing.T) {
 			db := newFollowDB()
 			j := jrNew(t, fake, fixture)
 			j.Identifiers = tc.idents
-			j.Units = []string{"postfix@-.service"}
+			j.Trust.Units = []string{"postfix@-.service", "postfix@postfix-out.service"}
+			j.Directory = "/var/log/journal"
 			r := jrStart(t, j, db, Checkpoint{})
 			db.waitCursor(t, entries[len(entries)-1].cursor)
 			if err := r.stop(); err != nil {
@@ -200,7 +205,7 @@ func TestJournalFollowFromStart(t *testing.T) {
 				t.Fatalf("journalctl ran %d times, want once: %q", len(inv), inv)
 			}
 			got := strings.Join(inv[0], " ")
-			if got != "--follow --no-tail --output=json --no-pager --unit=postfix@-.service" {
+			if got != "--follow --no-tail --output=json --no-pager --unit=postfix@-.service --unit=postfix@postfix-out.service --directory=/var/log/journal" {
 				t.Fatalf("journalctl arguments %q", got)
 			}
 		})

@@ -5,7 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -18,7 +22,10 @@ func followFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "log", Value: "/var/log/mail.log", Usage: "mail log `PATH` to follow (it may not exist yet)"},
 		&cli.BoolFlag{Name: "journal", Usage: "follow journald through journalctl instead of a file"},
+		&cli.StringFlag{Name: "journal-dir", Usage: "follow the journal files in `DIR` (journalctl --directory), e.g. a bind-mounted /var/log/journal; implies --journal"},
 		&cli.StringFlag{Name: "journalctl", Value: "journalctl", Usage: "journalctl `PROGRAM` to run with --journal"},
+		&cli.StringSliceFlag{Name: "journal-unit", Usage: "with --journal: read only the entries of systemd `UNIT` (journalctl --unit; repeatable, globs allowed, e.g. postfix@-.service), and believe Postfix smtp/lmtp entries only from it"},
+		postfixUserFlag(),
 		&cli.DurationFlag{Name: "poll", Value: 250 * time.Millisecond, Usage: "how often to check the log for new lines"},
 		&cli.StringFlag{Name: "keep", Usage: "delete deliveries older than `AGE` (e.g. 400d) at start and then daily; reports keep their daily totals (default: keep all)"},
 		internalRelaysFlag(),
@@ -34,7 +41,8 @@ func followCommand(e env) *cli.Command {
 		Name:  "follow",
 		Usage: "follow the live mail log and record every delivery (crash-safe)",
 		UsageText: "mailtls follow --log /var/log/mail.log\n" +
-			"mailtls follow --journal          # Debian 12 and other journald-only systems\n\n" +
+			"mailtls follow --journal          # Debian 12 and other journald-only systems\n" +
+			"mailtls follow --journal-dir /host/var/log/journal   # a journal bind-mounted into a container\n\n" +
 			"Survives rotation by rename and copytruncate, and resumes exactly where it\n" +
 			"stopped after a crash: rows and position are committed together. Rotations\n" +
 			"made while it was stopped are caught up on start (gzip-compressed files too).",
@@ -89,12 +97,33 @@ func newFollower(c *cli.Context, st *store.Store, log *slog.Logger) (*follower, 
 	newCorr := func() *logparse.Correlator {
 		return logparse.NewCorrelator(logparse.Options{RefTime: time.Now()})
 	}
-	if c.Bool("journal") {
+	if c.Bool("journal") || c.IsSet("journal-dir") {
+		trust, err := journalTrust(c, true)
+		if err != nil {
+			return nil, err
+		}
+		for _, u := range c.StringSlice("journal-unit") {
+			// journalctl would add ".service" to a bare name; the trust
+			// rule compares _SYSTEMD_UNIT with the name as given.
+			if !strings.Contains(u, ".") || strings.ContainsAny(u, " \t\n/") {
+				return nil, usageErrorf("--journal-unit %q: want a full unit name such as postfix.service or postfix@-.service", u)
+			}
+			trust.Units = append(trust.Units, u)
+		}
 		f.source = "journal"
+		dir := c.String("journal-dir")
+		if c.IsSet("journal-dir") {
+			if dir, err = journalDir(dir); err != nil {
+				return nil, err
+			}
+			// Another directory is another journal, with cursors of its
+			// own: keep its checkpoint apart from the system journal's.
+			f.source = "journal:" + dir
+		}
 		// One commit a second at most, as the file follower's SettleFor:
 		// each commit rewrites whole pages (32 KiB) whatever it adds.
-		f.jrnl = &logparse.JournalFollower{Journalctl: c.String("journalctl"), BatchEvery: time.Second,
-			Logger: log, NewCorrelator: newCorr}
+		f.jrnl = &logparse.JournalFollower{Journalctl: c.String("journalctl"), Directory: dir, Trust: trust,
+			BatchEvery: time.Second, Logger: log, NewCorrelator: newCorr}
 		return f, nil
 	}
 	p := c.String("log")
@@ -183,4 +212,62 @@ func (f *follower) runOnce(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+func postfixUserFlag() cli.Flag {
+	return &cli.StringFlag{Name: "postfix-user", Value: "postfix",
+		Usage: "Postfix's mail_owner, by `NAME` or uid: journal entries that claim to be Postfix's smtp or lmtp are believed only from this uid or root"}
+}
+
+// journalTrust is the rule for journal entries: --postfix-user's uid and
+// root. When strict is false and --postfix-user was not given, a missing
+// user is not an error: only root is trusted (import of a file that may
+// have no journal entries at all).
+func journalTrust(c *cli.Context, strict bool) (logparse.JournalTrust, error) {
+	name := c.String("postfix-user")
+	if n, err := strconv.ParseUint(name, 10, 32); err == nil {
+		return logparse.JournalTrust{UIDs: []uint32{uint32(n)}}, nil
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		if !strict && !c.IsSet("postfix-user") {
+			return logparse.JournalTrust{}, nil
+		}
+		return logparse.JournalTrust{}, usageErrorf("--postfix-user %q: no such user (want Postfix's mail_owner, see postconf -h mail_owner, by name or uid)", name)
+	}
+	n, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return logparse.JournalTrust{}, usageErrorf("--postfix-user %q: uid %q is not a number", name, u.Uid)
+	}
+	return logparse.JournalTrust{UIDs: []uint32{uint32(n)}}, nil
+}
+
+// describeTrust names the trusted non-root uid for messages.
+func describeTrust(c *cli.Context, t logparse.JournalTrust) string {
+	if len(t.UIDs) == 0 {
+		return fmt.Sprintf("--postfix-user's (user %q not found)", c.String("postfix-user"))
+	}
+	if name := c.String("postfix-user"); name != strconv.Itoa(int(t.UIDs[0])) {
+		return fmt.Sprintf("--postfix-user's (%s, uid %d)", name, t.UIDs[0])
+	}
+	return fmt.Sprintf("--postfix-user's (uid %d)", t.UIDs[0])
+}
+
+// journalDir checks --journal-dir and makes it absolute.
+func journalDir(dir string) (string, error) {
+	if dir == "" {
+		return "", usageErrorf("--journal-dir is empty (want the directory that holds the *.journal files, e.g. /var/log/journal)")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", usageErrorf("--journal-dir %q: %v", dir, err)
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return "", usageErrorf("--journal-dir %q: %v (want the directory that holds the *.journal files, e.g. /var/log/journal)", dir, errors.Unwrap(err))
+	}
+	if !fi.IsDir() {
+		return "", usageErrorf("--journal-dir %q is not a directory (want the directory that holds the *.journal files, e.g. /var/log/journal)", dir)
+	}
+	return abs, nil
 }

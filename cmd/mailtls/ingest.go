@@ -70,6 +70,7 @@ func importCommand(e env) *cli.Command {
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar and no summary"},
 			internalRelaysFlag(),
 			&cli.StringFlag{Name: "config", Usage: "config `FILE` to read internal-relays from (default /etc/mailtls/mailtls.conf when present)"},
+			postfixUserFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
@@ -105,15 +106,19 @@ func importCommand(e env) *cli.Command {
 			if e.getenv("GOGC") == "" {
 				debug.SetGCPercent(400)
 			}
+			trust, err := journalTrust(c, false)
+			if err != nil {
+				return err
+			}
 			st, err := openStore(c)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
 			show := !c.Bool("quiet") && isTerminal(e.stderr)
-			res, err := importFiles(c.Context, st, files, e.stdin, show, relays, e)
+			res, err := importFiles(c.Context, st, files, e.stdin, show, relays, trust, e)
 			if errors.Is(err, context.Canceled) {
-				return fmt.Errorf("import interrupted after %d lines; %d deliveries are stored; run the same import again to add the rest (deliveries already stored are skipped)", res.stats.Lines, res.committed)
+				return fmt.Errorf("import interrupted after %d lines; %d deliveries are stored; run the same import again to add the rest (deliveries already stored are skipped)", res.lines(), res.committed)
 			}
 			if err != nil {
 				return err
@@ -124,14 +129,21 @@ func importCommand(e env) *cli.Command {
 					h, _ := st.Horizon(c.Context)
 					present += fmt.Sprintf(", %d older than %s, when deliveries were pruned", res.old, h.Format(time.DateOnly))
 				}
-				first := ""
+				first, untrusted := "", ""
 				if res.firstSkipped != "" {
 					first = ", the first: " + res.firstSkipped
 				}
-				fmt.Fprintf(e.stdout, "%d lines read, %d deliveries stored (%s), %d lines skipped as malformed%s\n",
-					res.stats.Lines, res.added, present, res.stats.Skipped, first)
+				if n := res.untrusted.Total(); n > 0 {
+					untrusted = fmt.Sprintf(", %d journal entries skipped as not from Postfix (%s)", n, res.untrusted)
+				}
+				fmt.Fprintf(e.stdout, "%d lines read, %d deliveries stored (%s), %d lines skipped as malformed%s%s\n",
+					res.lines(), res.added, present, res.stats.Skipped, first, untrusted)
 				if res.stats.TLSLines == 0 && res.stats.Deliveries > 0 {
 					fmt.Fprintln(e.stderr, "mailtls: note: "+tlsLoggingHint)
+				}
+				if n := res.untrusted.Count(logparse.JournalBadUID); n > 0 {
+					fmt.Fprintf(e.stderr, "mailtls: note: %d smtp/lmtp journal entries came from a _UID other than root's and %s; "+
+						"if Postfix runs as another user (here or where the journal was written), give it with --postfix-user NAME|UID\n", n, describeTrust(c, trust))
 				}
 			}
 			return nil
@@ -141,19 +153,25 @@ func importCommand(e env) *cli.Command {
 
 type importResult struct {
 	stats        logparse.Stats
-	firstSkipped string // Correlator.FirstSkipped, or ""
+	firstSkipped string                // Correlator.FirstSkipped, or ""
+	untrusted    logparse.JournalSkips // journal entries not fed: see logparse.JournalTrust
 	added        int
 	committed    int // of added, how many were committed (all, unless interrupted)
 	old          int // left out as older than the pruning horizon
 }
+
+// lines is the number of lines read, fed to the correlator or not.
+func (r importResult) lines() int64 { return r.stats.Lines + r.untrusted.Total() }
 
 // importFiles parses files in order through one correlator (a session may
 // span a rotation) and stores deliveries in batches. Parsing (with the
 // preparation of each batch for storage) and writing run concurrently, on
 // different cores; the writer groups batches into large transactions
 // (store.Bulk), so an interrupted import keeps what was committed and a
-// rerun adds the rest.
-func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.Reader, progress bool, relays *logparse.InternalRelays, e env) (importResult, error) {
+// rerun adds the rest. Journal entries (journalctl -o json lines) that
+// trust does not believe are counted and not fed, as by the journal
+// follower.
+func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.Reader, progress bool, relays *logparse.InternalRelays, trust logparse.JournalTrust, e env) (importResult, error) {
 	var res importResult
 	corr := logparse.NewCorrelator(logparse.Options{RefTime: time.Now()})
 	batches := make(chan *store.Batch, 1)
@@ -221,6 +239,8 @@ func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.
 				if err == nil {
 					if tooLong {
 						corr.SkipLine(line)
+					} else if v := checkJournalLine(trust, line); v != logparse.JournalBelieved {
+						res.untrusted.Add(v)
 					} else {
 						batch = append(batch, corr.Feed(line)...)
 					}
@@ -255,6 +275,15 @@ func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.
 		return res, perr
 	}
 	return res, err
+}
+
+// checkJournalLine applies trust to a journalctl -o json line; other lines
+// (syslog, postlog) are believed: a file has no journald fields to check.
+func checkJournalLine(trust logparse.JournalTrust, line []byte) logparse.JournalVerdict {
+	if l := bytes.TrimLeft(line, " \t"); len(l) == 0 || l[0] != '{' {
+		return logparse.JournalBelieved
+	}
+	return trust.Check(line)
 }
 
 // openLog opens a plain or gzip-compressed file (detected by its magic

@@ -8,7 +8,8 @@
 //	                      FAKEJOURNALCTL_EXIT_AT_END=1)
 //	--after-cursor=C      print only the entries after the one whose
 //	                      __CURSOR is C; an unknown C fails like journalctl
-//	--output=json, -o json, --no-tail, --no-pager, --unit=U, --lines=N: accepted
+//	--output=json, -o json, --no-tail, --no-pager, --unit=U, --lines=N,
+//	--directory=DIR: accepted and ignored
 //
 // The environment controls the fixture and the failures to simulate:
 //
@@ -48,7 +49,7 @@ func run(args []string) int {
 		case strings.HasPrefix(a, "--after-cursor="):
 			after = strings.TrimPrefix(a, "--after-cursor=")
 		case a == "--output=json" || a == "--no-tail" || a == "--no-pager" ||
-			strings.HasPrefix(a, "--unit=") || strings.HasPrefix(a, "--lines="):
+			strings.HasPrefix(a, "--unit=") || strings.HasPrefix(a, "--lines=") || strings.HasPrefix(a, "--directory="):
 		case a == "-o" && i+1 < len(args) && args[i+1] == "json":
 			i++
 		default:
