@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailtls/mailtls/policyd"
 	"github.com/mailtls/mailtls/store"
+	win "github.com/mailtls/mailtls/window"
 )
 
 // summaryJSON is the `report --format json` contract (DESIGN.md): keep the
@@ -67,30 +68,19 @@ func coverage4(f float64) json.Number { return json.Number(fmt.Sprintf("%.4f", f
 
 // domainFilter validates --domain: example.com or *.example.com.
 func domainFilter(s string) (string, error) {
-	if s == "" {
-		return "", nil
+	d, err := win.Domain(s, win.Flag)
+	if err != nil {
+		return "", &usageError{msg: err.Error()}
 	}
-	wild := strings.HasPrefix(s, "*.")
-	k, err := policyd.NormalizeKey(strings.TrimPrefix(s, "*."))
-	if err != nil || strings.HasPrefix(k, ".") || strings.HasPrefix(k, "[") {
-		return "", usageErrorf("invalid --domain %q (want example.com, or *.example.com for it and its subdomains)", s)
-	}
-	if wild {
-		return "*." + k, nil
-	}
-	return k, nil
+	return d, nil
 }
 
 func reportWindow(c *cli.Context) (store.Window, error) {
-	since, until, err := window(c, "7d")
+	w, err := win.Parse(c.String("since"), c.String("until"), c.String("domain"), "7d", time.Now(), win.Flag)
 	if err != nil {
-		return store.Window{}, err
+		return store.Window{}, &usageError{msg: err.Error()}
 	}
-	dom, err := domainFilter(c.String("domain"))
-	if err != nil {
-		return store.Window{}, err
-	}
-	return store.Window{Since: since, Until: until, Domain: dom}, nil
+	return w, nil
 }
 
 func describeWindow(w store.Window) string {
