@@ -16,6 +16,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mailtls/mailtls/metrics"
 	"github.com/mailtls/mailtls/policyd"
 	"github.com/mailtls/mailtls/store"
 )
@@ -35,6 +36,7 @@ func daemonFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "idle-timeout", Value: 2 * time.Minute, Usage: "close a client connection idle this long (Postfix closes after 10s idle)"},
 		&cli.DurationFlag{Name: "reload-every", Value: 500 * time.Millisecond, Usage: "how often to check the database for override changes"},
 		&cli.BoolFlag{Name: "allow-remote", Usage: "allow listening on non-loopback addresses"},
+		httpFlag(defaultHTTP),
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log `LEVEL`: debug, info, warn, error"},
 		&cli.StringFlag{Name: "config", Usage: "config `FILE` with flag=value lines (default /etc/mailtls/mailtls.conf when present)"},
 	}
@@ -66,6 +68,12 @@ func serveCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			w, err := startWeb(c, st, log, d, nil)
+			if err != nil {
+				d.stop()
+				return err
+			}
+			defer w.stop()
 			log.Info("mailtls serve started", "listeners", strings.Join(d.addrs, " "), "db", c.String("db"), "overrides", d.table.Load().Len(), "default", c.String("default"))
 			<-c.Context.Done()
 			log.Info("shutting down")
@@ -106,9 +114,10 @@ func parseDefault(s string) (string, error) {
 }
 
 type daemon struct {
-	table  *policyd.Table
-	src    policyd.Source
-	srv    *policyd.Server
+	table   *policyd.Table
+	src     policyd.Source
+	srv     *policyd.Server
+	metrics *metrics.Metrics // nil without --http
 	addrs  []string
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -124,21 +133,31 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 	if err != nil {
 		return nil, err
 	}
-	src := storeSource{st}
+	m, err := newMetrics(c, true, c.Command.Name == "run")
+	if err != nil {
+		return nil, err
+	}
+	var src policyd.Source = storeSource{st}
 	table := policyd.NewTable(def)
+	var obs policyd.Observer
+	if m != nil {
+		src = m.Policy.Watch(table, src)
+		obs = m.Lookups
+	}
 	// Watch starts from the version loaded here instead of loading again.
 	if _, err := table.Reload(c.Context, src); err != nil {
 		return nil, fmt.Errorf("load overrides: %w", err)
 	}
 
 	ctx, cancel := context.WithCancel(context.WithoutCancel(c.Context))
-	d := &daemon{table: table, src: src, cancel: cancel}
+	d := &daemon{table: table, src: src, cancel: cancel, metrics: m}
 	d.srv = &policyd.Server{
 		Table:       table,
 		MapName:     c.String("map"),
 		MaxConns:    c.Int("max-conns"),
 		IdleTimeout: c.Duration("idle-timeout"),
 		Logger:      log,
+		Observer:    obs,
 	}
 	mode, err := parseMode(c.String("unix-mode"))
 	if err != nil {

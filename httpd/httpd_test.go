@@ -1,0 +1,139 @@
+package httpd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func get(t *testing.T, h http.Handler, method, target string) (int, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(method, target, nil))
+	return rec.Code, rec.Body.String()
+}
+
+func TestRoutes(t *testing.T) {
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	var gotWindow string
+	h := Handler(Options{
+		Metrics: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "m 1\n") }),
+		Index: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			win, ok := WindowFrom(r.Context())
+			if !ok {
+				t.Error("Index got no window")
+			}
+			gotWindow = fmt.Sprintf("%s %s %s", win.Since.UTC().Format(time.RFC3339), win.Until.UTC().Format(time.RFC3339), win.Domain)
+			io.WriteString(w, "report")
+		}),
+		Now: func() time.Time { return now },
+	})
+	for _, tc := range []struct {
+		method, target string
+		code           int
+		body           string
+	}{
+		{"GET", "/metrics", 200, "m 1\n"},
+		{"HEAD", "/metrics", 200, ""},
+		{"GET", "/healthz", 200, "ok\n"},
+		{"GET", "/", 200, "report"},
+		{"GET", "/?since=24h&domain=*.Example.com", 200, "report"},
+		{"POST", "/metrics", 405, "method POST not allowed (this listener is read-only: GET or HEAD)\n"},
+		{"DELETE", "/", 405, ""},
+		{"GET", "/metrics?x=1", 400, "unknown query parameter \"x\" on /metrics (want none)\n"},
+		{"GET", "/healthz?verbose", 400, ""},
+		{"GET", "/?since=yesterday", 400, "since: invalid time \"yesterday\" (want a duration like 24h or 7d, a date like 2026-11-01, or an RFC 3339 time)\n"},
+		{"GET", "/?until=1h&since=30m", 400, "since 2026-11-28T11:30:00Z is not before until 2026-11-28T11:00:00Z\n"},
+		{"GET", "/?domain=%5Bmx%5D:25", 400, "invalid domain \"[mx]:25\" (want example.com, or *.example.com for it and its subdomains)\n"},
+		{"GET", "/?domain=a%0Ab", 400, ""},
+		{"GET", "/?since=1h&since=2h", 400, "query parameter \"since\" given 2 times (want it once)\n"},
+		{"GET", "/?bogus=1", 400, "unknown query parameter \"bogus\" on / (want since, until, domain)\n"},
+		{"GET", "/?a=%zz", 400, ""},
+		{"GET", "/other", 404, ""},
+	} {
+		code, body := get(t, h, tc.method, tc.target)
+		if code != tc.code {
+			t.Errorf("%s %s: %d %q, want %d", tc.method, tc.target, code, body, tc.code)
+			continue
+		}
+		if tc.body != "" && body != tc.body {
+			t.Errorf("%s %s: body %q, want %q", tc.method, tc.target, body, tc.body)
+		}
+		if code >= 400 && strings.Count(body, "\n") != 1 {
+			t.Errorf("%s %s: error body %q is not one line", tc.method, tc.target, body)
+		}
+	}
+	get(t, h, "GET", "/?since=24h&domain=*.Example.com")
+	if want := "2026-11-27T12:00:00Z 2026-11-28T12:00:00Z *.example.com"; gotWindow != want {
+		t.Errorf("window = %q, want %q", gotWindow, want)
+	}
+}
+
+// TestNoIndex: without an Index, / is not mounted, and neither is
+// /metrics without Metrics; /healthz always is.
+func TestNoIndex(t *testing.T) {
+	h := Handler(Options{Health: func() error { return errors.New("policy snapshot\nnot loaded") }})
+	if code, _ := get(t, h, "GET", "/"); code != 404 {
+		t.Errorf("GET / without Index: %d, want 404", code)
+	}
+	if code, _ := get(t, h, "GET", "/metrics"); code != 404 {
+		t.Errorf("GET /metrics without Metrics: %d, want 404", code)
+	}
+	if code, body := get(t, h, "GET", "/healthz"); code != 503 || body != "policy snapshot not loaded\n" {
+		t.Errorf("GET /healthz unhealthy: %d %q", code, body)
+	}
+}
+
+// TestListener runs the real listener on loopback: limits on headers and
+// bodies, and a Shutdown that may be called twice.
+func TestListener(t *testing.T) {
+	s, err := Listen(context.Background(), "127.0.0.1:0", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + s.Addr().String()
+	resp, err := http.Get(base + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("healthz: %d", resp.StatusCode)
+	}
+	req, _ := http.NewRequest("GET", base+"/healthz", nil)
+	req.Header.Set("X-Big", strings.Repeat("a", 2*MaxHeaderBytes))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("oversized header: %d, want 431", resp.StatusCode)
+	}
+	req, _ = http.NewRequest("GET", base+"/healthz", strings.NewReader("body"))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("GET with a body: %d, want 413", resp.StatusCode)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("second Shutdown: %v", err)
+	}
+	if _, err := http.Get(base + "/healthz"); err == nil {
+		t.Error("still serving after Shutdown")
+	}
+}
