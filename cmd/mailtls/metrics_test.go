@@ -273,8 +273,8 @@ func TestMetricsMatchStore(t *testing.T) {
 		Deliveries: int64(n["unknown"] + enc + n["plain"] + n["forced"] + n["fallback"]),
 		Encrypted:  int64(enc), Plaintext: int64(n["plain"] + n["forced"] + n["fallback"]), Unknown: int64(n["unknown"]),
 		Fallback: int64(n["fallback"]), Deferred: int64(n["deferred"] + n["fallback"]), TLSDeferred: int64(n["fallback"]),
-		Bounced:  int64(n["bounced"]),
-		ByTrust:  map[string]int64{"verified": int64(n["verified13"]), "untrusted": int64(n["untrusted12"]), "anonymous": int64(n["anonymous12"])},
+		Bounced:    int64(n["bounced"]),
+		ByTrust:    map[string]int64{"verified": int64(n["verified13"]), "untrusted": int64(n["untrusted12"]), "anonymous": int64(n["anonymous12"])},
 		ByProtocol: map[string]int64{"TLSv1.3": int64(n["verified13"]), "TLSv1.2": int64(n["untrusted12"] + n["anonymous12"])},
 	}, toForced: int64(n["forced"])}
 	if got.String() != kinds.String() {

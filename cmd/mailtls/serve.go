@@ -118,11 +118,11 @@ type daemon struct {
 	src     policyd.Source
 	srv     *policyd.Server
 	metrics *metrics.Metrics // nil without --http
-	addrs  []string
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	once   sync.Once
-	err    error
+	addrs   []string
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	once    sync.Once
+	err     error
 }
 
 // startDaemon loads the overrides, opens every listener and starts serving.
