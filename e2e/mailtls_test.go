@@ -109,7 +109,7 @@ func newMailtlsRun(t *testing.T, logPath string) *mailtlsRun {
 		tcp:  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 	}
 	m.args = []string{"run", "--db", m.db, "--log", logPath, "--socketmap", m.smap, "--tcp", m.tcp,
-		"--poll", "100ms", "--reload-every", "200ms", "--config", "/dev/null"}
+		"--poll", "100ms", "--reload-every", "200ms", "--config", "/dev/null", "--http", ""}
 	t.Cleanup(func() {
 		if m.cmd != nil && m.cmd.ProcessState == nil {
 			_ = m.cmd.Process.Kill()
@@ -269,7 +269,7 @@ func testEndToEnd(t *testing.T, via string) {
 	m = newMailtlsRun(t, pf.LogPath())
 	m.smap, m.tcp = smap, tcp
 	m.args = []string{"run", "--db", m.db, "--log", pf.LogPath(), "--socketmap", smap, "--tcp", tcp,
-		"--poll", "100ms", "--reload-every", "200ms", "--config", "/dev/null"}
+		"--poll", "100ms", "--reload-every", "200ms", "--config", "/dev/null", "--http", ""}
 	m.start()
 
 	if out, code := pf.Postmap("tls.test", maps); code != 0 || out != "may" {
