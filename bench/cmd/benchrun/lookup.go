@@ -232,7 +232,7 @@ func runLookup(_ context.Context, cfg config) *lookupResult {
 	res := &lookupResult{
 		mtsVersion: harness.DpkgVersion("postfix-mta-sts-resolver"),
 		vsMTS:      map[int][]float64{}, vsEcho: map[int][]float64{}, vsHTTP: map[int][]float64{},
-		only:       cfg.lookupOnly,
+		only: cfg.lookupOnly,
 	}
 	if _, err := harness.Run(10*time.Second, true, "/usr/bin/python3", "-c", "import uvloop"); err == nil {
 		res.uvloop = true
