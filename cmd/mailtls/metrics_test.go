@@ -324,3 +324,92 @@ func TestMetricsMatchStore(t *testing.T) {
 		t.Error("follow exports mailtls_lookups_total")
 	}
 }
+
+// TestRunMetrics: `run --http` counts the lookups it answered, by source
+// and result, and judges forced destinations by the daemon's own
+// snapshot: with --default encrypt, every plaintext delivery was to a
+// forced destination.
+func TestRunMetrics(t *testing.T) {
+	c := newCLI(t)
+	c.ok("policy", "set", "forced.example", "verify")
+	logPath := filepath.Join(t.TempDir(), "mail.log")
+	seq := 0
+	n := map[string]int{"verified13": 2, "plain": 3, "forced": 1}
+	if err := os.WriteFile(logPath, []byte(deliveryKinds(time.Now().Add(-time.Hour), &seq, n)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	smap, web := freeAddr(t), freeAddr(t)
+	stop := c.background("run", "--log", logPath, "--poll", "20ms", "--socketmap", smap, "--tcp", "", "--http", web, "--default", "encrypt")
+	defer stop()
+	var conn net.Conn
+	eventually(t, 20*time.Second, "run listens", func() (bool, string) {
+		var err error
+		conn, err = net.Dial("tcp", smap)
+		return err == nil, fmt.Sprint(err)
+	})
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	ask := func(q string, times int) {
+		for range times {
+			fmt.Fprintf(conn, "%d:%s,", len(q), q)
+			var l int
+			if _, err := fmt.Fscanf(br, "%d:", &l); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := br.Discard(l + 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ask("tlspolicy forced.example", 3)
+	ask("tlspolicy a.example", 2)
+	ask("nomap a.example", 1)
+	var fams map[string]*dto.MetricFamily
+	eventually(t, 30*time.Second, "the follower commits the whole log", func() (bool, string) {
+		var err error
+		if fams, err = scrape(t, web); err != nil {
+			return false, err.Error()
+		}
+		lag, ok := fams["mailtls_follower_lag_bytes"]
+		return ok && lag.Metric[0].Gauge.GetValue() == 0, fmt.Sprint(lag)
+	})
+	for _, x := range []struct {
+		source, result string
+		want           float64
+	}{{"override", "ok", 3}, {"default", "ok", 2}, {"none", "perm", 1}, {"default", "notfound", 0}} {
+		if got := sumOf(fams, "mailtls_lookups_total", map[string]string{"proto": "socketmap", "source": x.source, "result": x.result}); got != x.want {
+			t.Errorf("lookups_total{source=%s,result=%s} = %v, want %v", x.source, x.result, got, x.want)
+		}
+	}
+	if got := sumOf(fams, "mailtls_plaintext_to_forced_total", nil); got != float64(n["forced"]+n["plain"]) {
+		t.Errorf("plaintext_to_forced_total = %v, want %d", got, n["forced"]+n["plain"])
+	}
+	if got := sumOf(fams, "mailtls_overrides", nil); got != 1 {
+		t.Errorf("mailtls_overrides = %v, want 1", got)
+	}
+	resp, err := http.Get("http://" + web + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("/healthz: %s", resp.Status)
+	}
+}
+
+// TestHTTPFlags: --http is validated like the other listeners.
+func TestHTTPFlags(t *testing.T) {
+	c := newCLI(t)
+	for _, args := range [][]string{
+		{"serve", "--socketmap", "127.0.0.1:0", "--tcp", "", "--http", "0.0.0.0:8472"},
+		{"serve", "--socketmap", "127.0.0.1:0", "--tcp", "", "--http", "[::]:8472"},
+		{"serve", "--socketmap", "127.0.0.1:0", "--tcp", "", "--http", "localhost"},
+		{"follow", "--log", filepath.Join(t.TempDir(), "log"), "--http", "192.0.2.1:80"},
+		{"follow", "--log", filepath.Join(t.TempDir(), "log"), "--http", "127.0.0.1:0", "--metrics-domains", "-1"},
+	} {
+		_, errs, code := c.run("", args...)
+		if code != exitUsage || countLines(errs) != 1 || !strings.Contains(errs, "--") {
+			t.Errorf("mailtls %s: exit %d, stderr %q; want exit 2 and one line", strings.Join(args, " "), code, errs)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -42,10 +43,12 @@ func newMetrics(c *cli.Context, daemon, follower bool) (*metrics.Metrics, error)
 	if addr == "" {
 		return nil, nil
 	}
-	if !c.Bool("allow-remote") {
-		if err := checkLoopback("http", addr); err != nil {
-			return nil, err
-		}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, usageErrorf("--http %q: %v (want HOST:PORT, e.g. %s, or '' to disable)", addr, err, defaultHTTP)
+	}
+	if !c.Bool("allow-remote") && !isLoopbackHost(host) {
+		return nil, usageErrorf("--http %q is not a loopback address; the metrics and the report need no remote access (pass --allow-remote to override, behind a firewall or a reverse proxy)", addr)
 	}
 	n := c.Int("metrics-domains")
 	if n < 0 || n > maxMetricsDomains {
