@@ -137,3 +137,34 @@ func TestListener(t *testing.T) {
 		t.Error("still serving after Shutdown")
 	}
 }
+
+// FuzzQuery: whatever the query string, / and /metrics answer 200 or a
+// 400 with a one-line reason, and never panic.
+func FuzzQuery(f *testing.F) {
+	for _, s := range []string{"", "since=24h", "since=2026-11-01&until=now&domain=*.example.com", "since=x", "a=%zz",
+		"domain=%0a", "since=1h&since=2h", "until=1h", "domain=%5B::1%5D", ";", "since=99999999999999d", "domain=" + strings.Repeat("a.", 200)} {
+		f.Add(s)
+	}
+	h := Handler(Options{
+		Metrics: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "m 1\n") }),
+		Index:   http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "report") }),
+	})
+	f.Fuzz(func(t *testing.T, q string) {
+		for _, path := range []string{"/", "/metrics"} {
+			req := httptest.NewRequest("GET", "/", nil)
+			req.URL.Path, req.URL.RawQuery = path, q
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			body := rec.Body.String()
+			switch rec.Code {
+			case 200:
+			case 400:
+				if strings.Count(body, "\n") != 1 || len(body) > 300 {
+					t.Fatalf("%s?%q: 400 body %q is not one short line", path, q, body)
+				}
+			default:
+				t.Fatalf("%s?%q: %d %q", path, q, rec.Code, body)
+			}
+		}
+	})
+}

@@ -123,3 +123,32 @@ func TestObservedHotPathAllocs(t *testing.T) {
 type countingObserver int
 
 func (c *countingObserver) ObserveLookup(Proto, Origin, Outcome, time.Duration) { *c++ }
+
+// BenchmarkAnswer is one socketmap request from read to buffered reply,
+// without an Observer and with one (the Observer's own cost is
+// metrics.BenchmarkObserveLookup).
+func BenchmarkAnswer(b *testing.B) {
+	for _, observed := range []bool{false, true} {
+		b.Run(fmt.Sprintf("observed=%v", observed), func(b *testing.B) {
+			srv := newTestServer(b, "may")
+			if observed {
+				srv.Observer = new(countingObserver)
+			}
+			bw := bufio.NewWriterSize(io.Discard, writeBufSize)
+			in := strings.NewReader("")
+			br := bufio.NewReaderSize(in, readBufSize)
+			var scratch []byte
+			raw := netstring("tlspolicy a.b.corp.example")
+			b.ReportAllocs()
+			for b.Loop() {
+				in.Reset(raw)
+				br.Reset(in)
+				req, _ := readNetstring(br, maxQuery, &scratch)
+				t0 := srv.startTimer()
+				o, out := srv.answerSocketmap(bw, req, DefaultMapName)
+				srv.observe(ProtoSocketmap, o, out, t0)
+				bw.Flush()
+			}
+		})
+	}
+}
