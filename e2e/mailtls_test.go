@@ -268,8 +268,9 @@ func testEndToEnd(t *testing.T, via string) {
 	})
 	m = newMailtlsRun(t, pf.LogPath())
 	m.smap, m.tcp = smap, tcp
+	web := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	m.args = []string{"run", "--db", m.db, "--log", pf.LogPath(), "--socketmap", smap, "--tcp", tcp,
-		"--poll", "100ms", "--reload-every", "200ms", "--config", "/dev/null", "--http", ""}
+		"--poll", "100ms", "--reload-every", "200ms", "--config", "/dev/null", "--http", web}
 	m.start()
 
 	if out, code := pf.Postmap("tls.test", maps); code != 0 || out != "may" {
@@ -416,6 +417,9 @@ func testEndToEnd(t *testing.T, via string) {
 	if status.Stored != len(rows) || len(status.Followers) != 1 || !strings.HasPrefix(status.Followers[0].Source, "file:") || status.Followers[0].Behind < 0 {
 		t.Errorf("status = %+v, want %d deliveries stored and one file follower on the current log", status, len(rows))
 	}
+
+	// 6c. /metrics agrees with the report, and Postfix used the map.
+	checkMetrics(t, m, web, via)
 
 	// 7. mailtls stopped: Postfix defers instead of sending without policy;
 	// after a restart the queue drains.
