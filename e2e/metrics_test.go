@@ -75,7 +75,7 @@ func checkMetrics(t *testing.T, m *mailtlsRun, web, via string) {
 		}
 		var rep struct {
 			Deliveries, Encrypted, Plaintext, Unknown, Fallback, Deferred, Bounced float64
-			TLSDeferred                                                             float64 `json:"tls_deferred"`
+			TLSDeferred                                                            float64 `json:"tls_deferred"`
 		}
 		if err := json.Unmarshal([]byte(m.cli("report", "--format", "json", "--since", "1h")), &rep); err != nil {
 			t.Fatal(err)

@@ -82,7 +82,7 @@ type follower struct {
 	keep   time.Duration // --keep: delete deliveries older than this (0: keep all)
 
 	metrics *metrics.Metrics       // nil without --http; set before run
-	failing atomic.Pointer[string] // why the last run failed, until a commit succeeds
+	failing atomic.Pointer[string] // why the last run failed, until the next one starts
 }
 
 func newFollower(c *cli.Context, st *store.Store, log *slog.Logger) (*follower, error) {
@@ -175,6 +175,7 @@ func (f *follower) runOnce(ctx context.Context) error {
 			return fmt.Errorf("checkpoint of %s is unreadable: %w", f.source, err)
 		}
 	}
+	f.failing.Store(nil) // the store answers again; a failed commit sets it anew
 	var added func(*store.Delivery)
 	if m := f.metrics; m != nil {
 		m.Follower.Restored(cp, restoredStats(cp))
