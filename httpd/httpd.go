@@ -68,7 +68,7 @@ func Listen(ctx context.Context, addr string, o Options) (*Server, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("httpd: listen: %w", err)
+		return nil, fmt.Errorf("httpd: %w", err)
 	}
 	return Serve(ln, o), nil
 }

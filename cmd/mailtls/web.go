@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -118,6 +119,9 @@ func startWeb(c *cli.Context, st *store.Store, log *slog.Logger, d *daemon, fol 
 	})
 	if err != nil {
 		w.stop()
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("--http %s: %w (give --http another address, or '' to turn the listener off)", c.String("http"), err)
+		}
 		return nil, fmt.Errorf("--http %s: %w", c.String("http"), err)
 	}
 	w.srv = srv
