@@ -3,6 +3,7 @@
 # quiet machine, then runs bench/cmd/benchrun, which rewrites BENCHMARKS.md.
 # Knobs (environment): BENCH_RUNS, BENCH_DURATION, BENCH_CONNS, BENCH_LOG_LINES,
 # BENCH_OVERRIDES, BENCH_GROWTH_ROWS, BENCH_PIN, BENCH_DIR, BENCH_SECTIONS,
+# BENCH_LOOKUP_ONLY (http: only serve without and with the --http listener),
 # BENCH_MAX_LOAD (default 1.5), BENCH_WAIT (seconds to wait for it, default 600).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,10 +13,16 @@ GO=${GO:-go}
 BENCH_DIR=${BENCH_DIR:-/tmp/mailtls-bench}
 export BENCH_DIR
 
+# Peers are installed only for the sections that measure against them.
+sections=" ${BENCH_SECTIONS:-lookup ingest growth} "
 need_pkgs=()
-command -v mta-sts-daemon >/dev/null || need_pkgs+=(postfix-mta-sts-resolver)
-command -v pflogsumm >/dev/null || need_pkgs+=(pflogsumm)
-command -v prometheus-postfix-exporter >/dev/null || need_pkgs+=(prometheus-postfix-exporter)
+if [[ $sections == *" lookup "* && ${BENCH_LOOKUP_ONLY:-} != http ]]; then
+	command -v mta-sts-daemon >/dev/null || need_pkgs+=(postfix-mta-sts-resolver)
+fi
+if [[ $sections == *" ingest "* ]]; then
+	command -v pflogsumm >/dev/null || need_pkgs+=(pflogsumm)
+	command -v prometheus-postfix-exporter >/dev/null || need_pkgs+=(prometheus-postfix-exporter)
+fi
 command -v taskset >/dev/null || need_pkgs+=(util-linux)
 if ((${#need_pkgs[@]})); then
 	echo "bench: installing ${need_pkgs[*]}" >&2

@@ -110,7 +110,7 @@ func newMailtlsRun(t *testing.T, logPath string) *mailtlsRun {
 		tcp:  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 	}
 	m.args = []string{"run", "--db", m.db, "--log", logPath, "--socketmap", m.smap, "--tcp", m.tcp,
-		"--poll", "100ms", "--reload-every", "200ms", "--config", "/dev/null"}
+		"--poll", "100ms", "--reload-every", "200ms", "--config", "/dev/null", "--http", ""}
 	t.Cleanup(func() {
 		if m.cmd != nil && m.cmd.ProcessState == nil {
 			_ = m.cmd.Process.Kill()
@@ -270,8 +270,9 @@ func testEndToEnd(t *testing.T, via string) {
 	})
 	m = newMailtlsRun(t, pf.LogPath())
 	m.smap, m.tcp = smap, tcp
+	web := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	m.args = []string{"run", "--db", m.db, "--log", pf.LogPath(), "--socketmap", smap, "--tcp", tcp,
-		"--poll", "100ms", "--reload-every", "200ms", "--config", "/dev/null"}
+		"--poll", "100ms", "--reload-every", "200ms", "--config", "/dev/null", "--http", web}
 	m.start()
 
 	if out, code := pf.Postmap("tls.test", maps); code != 0 || out != "may" {
@@ -419,6 +420,9 @@ func testEndToEnd(t *testing.T, via string) {
 	if status.Stored != len(rows) || len(status.Followers) != 1 || !strings.HasPrefix(status.Followers[0].Source, "file:") || status.Followers[0].Behind < 0 {
 		t.Errorf("status = %+v, want %d deliveries stored and one file follower on the current log", status, len(rows))
 	}
+
+	// 6c. /metrics agrees with the report, and Postfix used the map.
+	checkMetrics(t, m, web, via)
 
 	// 7. mailtls stopped: Postfix defers instead of sending without policy;
 	// after a restart the queue drains.

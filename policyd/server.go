@@ -52,6 +52,7 @@ type Server struct {
 	IdleTimeout time.Duration    // read deadline for each request; DefaultIdleTimeout if 0
 	Logger      *slog.Logger     // nil: discard
 	Now         func() time.Time // clock for deadlines and expiry; time.Now if nil
+	Observer    Observer         // told about every reply (metrics); nil: none
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -66,19 +67,13 @@ type Server struct {
 	lastWarn  atomic.Int64 // Unix nanoseconds of the last "refusing connections" warning
 }
 
-type protocol int
+// protocol is the package's name for Proto.
+type protocol = Proto
 
 const (
-	protoSocketmap protocol = iota
-	protoTCPTable
+	protoSocketmap = ProtoSocketmap
+	protoTCPTable  = ProtoTCPTable
 )
-
-func (p protocol) String() string {
-	if p == protoTCPTable {
-		return "tcp_table"
-	}
-	return "socketmap"
-}
 
 // Connection states, for Shutdown: idle connections are closed at once,
 // active ones finish their request first.

@@ -121,10 +121,12 @@ func (s *Server) socketmapConn(ctx context.Context, c *srvConn) {
 		}
 		req, err := readNetstring(br, maxQuery, &scratch)
 		c.state.Store(stateActive)
+		t0 := s.startTimer()
 		if err != nil {
 			if errors.Is(err, errNetstring) {
 				log.DebugContext(ctx, "socketmap: closing connection after malformed request", "remote", nc.RemoteAddr().String(), "err", err)
 				writeNetstring(bw, "PERM ", err.Error())
+				s.observe(ProtoSocketmap, OriginNone, OutcomePerm, t0)
 				bw.Flush()
 				return
 			}
@@ -136,34 +138,39 @@ func (s *Server) socketmapConn(ctx context.Context, c *srvConn) {
 			bw.Flush()
 			return
 		}
-		s.answerSocketmap(bw, req, mapName)
+		o, out := s.answerSocketmap(bw, req, mapName)
+		s.observe(ProtoSocketmap, o, out, t0)
 	}
 }
 
-// answerSocketmap writes the reply to one request. req may be modified.
-func (s *Server) answerSocketmap(bw *bufio.Writer, req []byte, mapName string) {
+// answerSocketmap writes the reply to one request and returns what
+// decided it and its class. req may be modified.
+func (s *Server) answerSocketmap(bw *bufio.Writer, req []byte, mapName string) (Origin, Outcome) {
 	sp := bytes.IndexByte(req, ' ')
 	if sp < 0 {
 		writeNetstring(bw, "PERM ", "malformed request (want \"name key\")")
-		return
+		return OriginNone, OutcomePerm
 	}
 	name, key := req[:sp], req[sp+1:]
 	if string(name) != mapName {
 		writeNetstring(bw, "PERM ", "unknown map name (want "+mapName+")")
-		return
+		return OriginNone, OutcomePerm
 	}
 	if err := checkLookupKey(key); err != nil {
 		writeNetstring(bw, "PERM ", err.Error())
-		return
+		return OriginNone, OutcomePerm
 	}
 	r, ok := s.lookup(key)
 	switch {
 	case !ok:
 		writeNetstring(bw, "TEMP ", "policy table not loaded yet")
+		return OriginNone, OutcomeTemp
 	case r.Found:
 		writeNetstring(bw, "OK ", r.Value)
+		return originOf(r), OutcomeOK
 	default:
 		writeNetstring(bw, "NOTFOUND ", "")
+		return originOf(r), OutcomeNotFound
 	}
 }
 

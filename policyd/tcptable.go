@@ -148,9 +148,11 @@ func (s *Server) tcpTableConn(ctx context.Context, c *srvConn) {
 		}
 		line, err := readLine(br, maxTCPRequest, &scratch)
 		c.state.Store(stateActive)
+		t0 := s.startTimer()
 		if err != nil {
 			if errors.Is(err, errTCPTooLong) {
 				bw.WriteString("400 request-too-long\n")
+				s.observe(ProtoTCPTable, OriginNone, OutcomeTemp, t0)
 			}
 			if err != io.EOF {
 				log.DebugContext(ctx, "tcp_table read ended", "remote", nc.RemoteAddr().String(), "err", err)
@@ -160,12 +162,14 @@ func (s *Server) tcpTableConn(ctx context.Context, c *srvConn) {
 			bw.Flush()
 			return
 		}
-		s.answerTCPTable(bw, line)
+		o, out := s.answerTCPTable(bw, line)
+		s.observe(ProtoTCPTable, o, out, t0)
 	}
 }
 
-// answerTCPTable writes the reply to one request line. line may be modified.
-func (s *Server) answerTCPTable(bw *bufio.Writer, line []byte) {
+// answerTCPTable writes the reply to one request line and returns what
+// decided it and its class. line may be modified.
+func (s *Server) answerTCPTable(bw *bufio.Writer, line []byte) (Origin, Outcome) {
 	key, err := parseTCPRequest(line)
 	if err != nil {
 		if errors.Is(err, errTCPBadEscape) || errors.Is(err, errTCPUnencoded) {
@@ -173,16 +177,17 @@ func (s *Server) answerTCPTable(bw *bufio.Writer, line []byte) {
 		} else {
 			bw.WriteString("400 unknown-command-want-get\n")
 		}
-		return
+		return OriginNone, OutcomeTemp
 	}
 	if err := checkLookupKey(key); err != nil {
 		bw.WriteString("400 invalid-key\n")
-		return
+		return OriginNone, OutcomeTemp
 	}
 	r, ok := s.lookup(key)
 	switch {
 	case !ok:
 		bw.WriteString("400 policy-table-not-loaded-yet\n")
+		return OriginNone, OutcomeTemp
 	case r.Found:
 		b := bw.AvailableBuffer()
 		b = append(b, "200 "...)
@@ -190,10 +195,12 @@ func (s *Server) answerTCPTable(bw *bufio.Writer, line []byte) {
 		if len(b) > maxTCPReply {
 			s.log().Warn("tcp_table reply too long for Postfix", "key", string(key), "len", len(b))
 			bw.WriteString("400 reply-too-long\n")
-			return
+			return originOf(r), OutcomeTemp
 		}
 		bw.Write(append(b, '\n'))
+		return originOf(r), OutcomeOK
 	default:
 		bw.WriteString("500 not-found\n")
+		return originOf(r), OutcomeNotFound
 	}
 }

@@ -645,10 +645,19 @@ func markSkipped(ctx context.Context, tx *sql.Tx, chunk []row, maxID, n int64, s
 // (and do not count in the rollups), and so are deliveries older than the
 // pruning horizon. It returns how many rows were added.
 func (s *Store) CommitBatch(ctx context.Context, source string, ds []Delivery, checkpoint []byte) (int, error) {
+	return s.CommitBatchEach(ctx, source, ds, checkpoint, nil)
+}
+
+// CommitBatchEach is CommitBatch that also calls added, once the
+// transaction has committed, for each delivery it added: not for those
+// already stored, nor for those before the prune horizon. Metrics count
+// them, so that a crash or a failed commit never counts a delivery that
+// is not stored, and a re-read never counts one twice.
+func (s *Store) CommitBatchEach(ctx context.Context, source string, ds []Delivery, checkpoint []byte, added func(*Delivery)) (int, error) {
 	if strings.TrimSpace(source) == "" {
 		return 0, fmt.Errorf("%w: empty checkpoint source", ErrBadInput)
 	}
-	return s.commit(ctx, ds, func(tx *sql.Tx) error {
+	return s.commit(ctx, ds, added, func(tx *sql.Tx) error {
 		if checkpoint == nil {
 			checkpoint = []byte{}
 		}
@@ -664,17 +673,23 @@ func (s *Store) CommitBatch(ctx context.Context, source string, ds []Delivery, c
 // AddDeliveries stores deliveries without a checkpoint (bulk import), with
 // the same idempotency as CommitBatch. It returns how many rows were added.
 func (s *Store) AddDeliveries(ctx context.Context, ds []Delivery) (int, error) {
-	return s.commit(ctx, ds, nil)
+	return s.commit(ctx, ds, nil, nil)
 }
 
-func (s *Store) commit(ctx context.Context, ds []Delivery, extra func(*sql.Tx) error) (int, error) {
+func (s *Store) commit(ctx context.Context, ds []Delivery, each func(*Delivery), extra func(*sql.Tx) error) (int, error) {
 	b, err := PrepareBatch(ds)
 	if err != nil {
 		return 0, err
 	}
-	var added int
+	var (
+		added   int
+		rows    []row
+		skipped []bool
+	)
 	err = s.withWtx(ctx, func(t *wtx) error {
-		rows, skipped, n, _, err := insertBatch(ctx, t, b)
+		var n int
+		var err error
+		rows, skipped, n, _, err = insertBatch(ctx, t, b)
 		if err != nil {
 			return err
 		}
@@ -693,6 +708,13 @@ func (s *Store) commit(ctx context.Context, ds []Delivery, extra func(*sql.Tx) e
 	})
 	if err != nil {
 		return 0, err
+	}
+	if each != nil {
+		for i := range rows {
+			if skipped == nil || !skipped[i] {
+				each(rows[i].d)
+			}
+		}
 	}
 	return added, nil
 }

@@ -392,3 +392,40 @@ func TestDuplicateKeysWithinChunk(t *testing.T) {
 	}
 	checkRollups(t, s)
 }
+
+// TestCommitBatchEach: added is called once the batch is committed, for
+// exactly the deliveries it added: not for those already stored (also
+// when repeated within the batch), nor when the commit fails.
+func TestCommitBatchEach(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	ds := randomDeliveries(2, 50, t0.Add(-24*time.Hour), 24*time.Hour)
+	seen := map[string]int{}
+	count := func(d *Delivery) { seen[d.Key]++ }
+	if n, err := s.CommitBatchEach(ctx, "src", ds[:30], []byte("1"), count); err != nil || n != 30 || len(seen) != 30 {
+		t.Fatalf("first batch: added %d, %v; called for %d", n, err, len(seen))
+	}
+	batch := append(append([]Delivery{}, ds[20:]...), ds[45])
+	if n, err := s.CommitBatchEach(ctx, "src", batch, []byte("2"), count); err != nil || n != 20 {
+		t.Fatalf("overlapping batch: added %d, %v", n, err)
+	}
+	for i, d := range ds {
+		if seen[d.Key] != 1 {
+			t.Errorf("delivery %d: called %d times, want once", i, seen[d.Key])
+		}
+	}
+	bad := testDelivery(999, t0, "x.example")
+	bad.Key = "nothex"
+	calls := 0
+	if _, err := s.CommitBatchEach(ctx, "src", []Delivery{testDelivery(998, t0, "y.example"), bad}, []byte("3"), func(*Delivery) { calls++ }); err == nil || calls != 0 {
+		t.Errorf("failed commit: err %v, called %d times", err, calls)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel() // the transaction fails inside, and is rolled back
+	if _, err := s.CommitBatchEach(cctx, "src", []Delivery{testDelivery(997, t0, "z.example")}, []byte("4"), func(*Delivery) { calls++ }); err == nil || calls != 0 {
+		t.Errorf("rolled-back commit: err %v, called %d times", err, calls)
+	}
+	if got := len(allDeliveries(t, s, Filter{})); got != 50 {
+		t.Errorf("%d deliveries stored, want 50", got)
+	}
+}

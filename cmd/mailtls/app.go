@@ -65,7 +65,7 @@ func Run(ctx context.Context, args []string, e env) int {
 	}
 	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
 	// Package prefixes of sentinel errors help in logs, not on a terminal.
-	for _, p := range []string{"policyd: ", "store: ", "logparse: ", "discover: "} {
+	for _, p := range []string{"policyd: ", "store: ", "logparse: ", "discover: ", "httpd: "} {
 		msg = strings.ReplaceAll(msg, p, "")
 	}
 	fmt.Fprintf(e.stderr, "mailtls: %s\n", msg)

@@ -235,7 +235,7 @@ func startServe(t *testing.T, c *cliT, extra ...string) *daemonProc {
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	d := &daemonProc{cancel: cancel, done: make(chan int, 1)}
-	args := append([]string{"mailtls", "serve", "--socketmap", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--reload-every", "100ms"}, extra...)
+	args := append([]string{"mailtls", "serve", "--socketmap", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--http", "", "--reload-every", "100ms"}, extra...)
 	go func() {
 		code := Run(ctx, args, env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: pw, getenv: c.getenv})
 		pw.Close()

@@ -10,11 +10,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailtls/mailtls/logparse"
+	"github.com/mailtls/mailtls/metrics"
 	"github.com/mailtls/mailtls/store"
 )
 
@@ -29,11 +31,14 @@ func followFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "poll", Value: 250 * time.Millisecond, Usage: "how often to check the log for new lines"},
 		&cli.StringFlag{Name: "keep", Usage: "delete deliveries older than `AGE` (e.g. 400d) at start and then daily; reports keep their daily totals (default: keep all)"},
 		internalRelaysFlag(),
+		metricsDomainsFlag(),
 	}
 }
 
 func followCommand(e env) *cli.Command {
 	flags := append(followFlags(),
+		httpFlag(""),
+		&cli.BoolFlag{Name: "allow-remote", Usage: "allow --http on a non-loopback address"},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log `LEVEL`: debug, info, warn, error"},
 		&cli.StringFlag{Name: "config", Usage: "config `FILE` with flag=value lines (default /etc/mailtls/mailtls.conf when present)"},
 	)
@@ -64,7 +69,12 @@ func followCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			log.Info("mailtls follow started", "source", f.source, "db", c.String("db"))
+			w, err := startWeb(c, st, log, nil, f)
+			if err != nil {
+				return err
+			}
+			defer w.stop()
+			log.Info("mailtls follow started", "source", f.source, "db", c.String("db"), "http", w.addr())
 			return f.run(c.Context)
 		},
 	}
@@ -80,6 +90,9 @@ type follower struct {
 	warned bool          // the smtp_tls_loglevel hint was logged
 	keep   time.Duration // --keep: delete deliveries older than this (0: keep all)
 	relays *logparse.InternalRelays
+
+	metrics *metrics.Metrics       // nil without --http; set before run
+	failing atomic.Pointer[string] // why the last run failed, until the next one starts
 }
 
 func newFollower(c *cli.Context, st *store.Store, log *slog.Logger) (*follower, error) {
@@ -172,6 +185,8 @@ func (f *follower) run(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
+		msg := err.Error()
+		f.failing.Store(&msg)
 		f.log.Error("follower stopped; restarting from the last checkpoint", "err", err, "retry_in", backoff)
 		select {
 		case <-ctx.Done():
@@ -195,8 +210,20 @@ func (f *follower) runOnce(ctx context.Context) error {
 			return fmt.Errorf("checkpoint of %s is unreadable: %w", f.source, err)
 		}
 	}
+	f.failing.Store(nil) // the store answers again; a failed commit sets it anew
+	var added func(*store.Delivery)
+	if m := f.metrics; m != nil {
+		m.Follower.Restored(cp, restoredStats(cp))
+		added = m.Deliveries.Add
+	}
 	commit := func(ctx context.Context, b logparse.Batch) error {
-		_, err := f.st.CommitBatch(ctx, f.source, toStore(b.Deliveries, f.relays), b.Checkpoint.Marshal())
+		_, err := f.st.CommitBatchEach(ctx, f.source, toStore(b.Deliveries, f.relays), b.Checkpoint.Marshal(), added)
+		if err == nil {
+			f.failing.Store(nil)
+			if f.metrics != nil {
+				f.metrics.Follower.Committed(b, time.Now())
+			}
+		}
 		if err == nil && !f.warned && b.Stats.Deliveries >= 20 && b.Stats.TLSLines == 0 {
 			f.warned = true
 			f.log.Warn(tlsLoggingHint)

@@ -5,47 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
-
-func TestParseWhen(t *testing.T) {
-	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
-	for in, want := range map[string]time.Time{
-		"24h":                       now.Add(-24 * time.Hour),
-		"7d":                        now.Add(-7 * 24 * time.Hour),
-		"2w":                        now.Add(-14 * 24 * time.Hour),
-		"1d12h":                     now.Add(-36 * time.Hour),
-		"2026-11-01T10:00:00Z":      time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC),
-		"2026-11-01T10:00:00+02:00": time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC),
-		"now":                       now,
-	} {
-		got, err := parseWhen(in, now)
-		if err != nil || !got.Equal(want) {
-			t.Errorf("parseWhen(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"", "yesterday", "7x", "-3d", "d", "2026-13-01", "1e9d"} {
-		if _, err := parseWhen(bad, now); err == nil {
-			t.Errorf("parseWhen(%q) accepted", bad)
-		}
-	}
-}
-
-func FuzzParseWhen(f *testing.F) {
-	for _, s := range []string{"24h", "7d", "1d12h", "2026-11-01", "2026-11-01T10:00:00Z", "99999999999d", "-1h", "d", "\x00"} {
-		f.Add(s)
-	}
-	now := time.Now()
-	f.Fuzz(func(t *testing.T, s string) {
-		got, err := parseWhen(s, now)
-		if err == nil && got.IsZero() {
-			t.Fatalf("parseWhen(%q) accepted a zero time", s)
-		}
-		if err != nil && strings.Contains(err.Error(), "\n") {
-			t.Fatalf("multi-line error %q", err)
-		}
-	})
-}
 
 func TestConfigFile(t *testing.T) {
 	c := newCLI(t)

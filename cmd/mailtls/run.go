@@ -46,6 +46,11 @@ func runCommand(e env) *cli.Command {
 			}
 			defer d.stop()
 			warnIfWeaker(c, log)
+			w, err := startWeb(c, st, log, d, fol)
+			if err != nil {
+				return err
+			}
+			defer w.stop()
 			log.Info("mailtls run started", "listeners", strings.Join(d.addrs, " "), "db", c.String("db"),
 				"log", fol.source, "overrides", d.table.Load().Len(), "default", c.String("default"))
 

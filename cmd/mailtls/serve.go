@@ -16,6 +16,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mailtls/mailtls/metrics"
 	"github.com/mailtls/mailtls/policyd"
 	"github.com/mailtls/mailtls/store"
 )
@@ -35,6 +36,7 @@ func daemonFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "idle-timeout", Value: 2 * time.Minute, Usage: "close a client connection idle this long (Postfix closes after 10s idle)"},
 		&cli.DurationFlag{Name: "reload-every", Value: 500 * time.Millisecond, Usage: "how often to check the database for override changes"},
 		&cli.BoolFlag{Name: "allow-remote", Usage: "allow listening on non-loopback addresses"},
+		httpFlag(defaultHTTP),
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log `LEVEL`: debug, info, warn, error"},
 		&cli.StringFlag{Name: "config", Usage: "config `FILE` with flag=value lines (default /etc/mailtls/mailtls.conf when present)"},
 	}
@@ -67,6 +69,12 @@ func serveCommand(e env) *cli.Command {
 				return err
 			}
 			warnIfWeaker(c, log)
+			w, err := startWeb(c, st, log, d, nil)
+			if err != nil {
+				d.stop()
+				return err
+			}
+			defer w.stop()
 			log.Info("mailtls serve started", "listeners", strings.Join(d.addrs, " "), "db", c.String("db"), "overrides", d.table.Load().Len(), "default", c.String("default"))
 			<-c.Context.Done()
 			log.Info("shutting down")
@@ -107,14 +115,15 @@ func parseDefault(s string) (string, error) {
 }
 
 type daemon struct {
-	table  *policyd.Table
-	src    policyd.Source
-	srv    *policyd.Server
-	addrs  []string
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	once   sync.Once
-	err    error
+	table   *policyd.Table
+	src     policyd.Source
+	srv     *policyd.Server
+	metrics *metrics.Metrics // nil without --http
+	addrs   []string
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	once    sync.Once
+	err     error
 }
 
 // startDaemon loads the overrides, opens every listener and starts serving.
@@ -125,21 +134,31 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 	if err != nil {
 		return nil, err
 	}
-	src := storeSource{st}
+	m, err := newMetrics(c, true, c.Command.Name == "run")
+	if err != nil {
+		return nil, err
+	}
+	var src policyd.Source = storeSource{st}
 	table := policyd.NewTable(def)
+	var obs policyd.Observer
+	if m != nil {
+		src = m.Policy.Watch(table, src)
+		obs = m.Lookups
+	}
 	// Watch starts from the version loaded here instead of loading again.
 	if _, err := table.Reload(c.Context, src); err != nil {
 		return nil, fmt.Errorf("load overrides: %w", err)
 	}
 
 	ctx, cancel := context.WithCancel(context.WithoutCancel(c.Context))
-	d := &daemon{table: table, src: src, cancel: cancel}
+	d := &daemon{table: table, src: src, cancel: cancel, metrics: m}
 	d.srv = &policyd.Server{
 		Table:       table,
 		MapName:     c.String("map"),
 		MaxConns:    c.Int("max-conns"),
 		IdleTimeout: c.Duration("idle-timeout"),
 		Logger:      log,
+		Observer:    obs,
 	}
 	mode, err := parseMode(c.String("unix-mode"))
 	if err != nil {
@@ -267,14 +286,16 @@ func checkLoopback(flag, addr string) error {
 	if err != nil {
 		return usageErrorf("--%s %q: %v (want HOST:PORT, e.g. 127.0.0.1:8470)", flag, addr, err)
 	}
-	if host == "localhost" {
-		return nil
-	}
-	ip := net.ParseIP(host)
-	if ip == nil || !ip.IsLoopback() {
+	if !isLoopbackHost(host) {
 		return usageErrorf("--%s %q is not a loopback address; Postfix policy needs no remote access (pass --allow-remote to override)", flag, addr)
 	}
 	return nil
+}
+
+// isLoopbackHost reports whether host is "localhost" or a loopback IP.
+func isLoopbackHost(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
 func parseMode(s string) (uint32, error) {

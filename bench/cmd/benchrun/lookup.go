@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +13,9 @@ import (
 
 	"github.com/mailtls/mailtls/bench/internal/harness"
 )
+
+// httpServerName is the lookup-table name of mailtls serve with --http.
+const httpServerName = "mailtls serve --http (scraped 1/s)"
 
 // Overrides of the lookup benchmark's database.
 const lookupTable = `[192.0.2.1]:25 encrypt
@@ -63,6 +68,11 @@ type lookupResult struct {
 	other      []*series // 32 connections with the other CPU placement
 	// ratios per connection count: median over runs of per-run ratios.
 	vsMTS, vsEcho map[int][]float64
+	// vsHTTP: mailtls serve with the --http listener, scraped every
+	// second, over the same server without it.
+	vsHTTP  map[int][]float64
+	scrapes int64 // /metrics scrapes that succeeded during the tests
+	only    string
 }
 
 // benchLookupFor is a socketmap test of length d.
@@ -90,11 +100,43 @@ func benchLookup(cfg config, pin bool, proto, addr string, conns int, keys strin
 }
 
 type servers struct {
-	ours, mts, echo *harness.Proc
-	addr            map[string]string // "ours", "ours-tcp", "mts", "echo"
+	ours, oursHTTP, mts, echo *harness.Proc
+	addr                      map[string]string // "ours", "ours-tcp", "ours-http", "http", "mts", "echo"
 }
 
-func startServers(cfg config, dir string, pin bool) (*servers, error) {
+// scrapeEvery is how often the lookup tests scrape /metrics of the server
+// with the HTTP listener: 15 times Prometheus's default interval.
+const scrapeEvery = time.Second
+
+// scrapeMetrics GETs /metrics every scrapeEvery until stop is closed, and
+// then sends the number of scrapes that succeeded on done.
+func scrapeMetrics(addr string, stop <-chan struct{}, done chan<- int64) {
+	var ok int64
+	defer func() { done <- ok }()
+	c := &http.Client{Timeout: 5 * time.Second}
+	t := time.NewTicker(scrapeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		resp, err := c.Get("http://" + addr + "/metrics")
+		if err != nil {
+			continue
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err == nil && resp.StatusCode == 200 {
+			ok++
+		}
+	}
+}
+
+// startServers starts the servers of the lookup tests. only "http" starts
+// just mailtls serve without and with the HTTP listener.
+func startServers(cfg config, dir string, pin bool, only string) (*servers, error) {
 	var pre []string
 	if pin {
 		pre = []string{"taskset", "-c", "0"}
@@ -105,12 +147,27 @@ func startServers(cfg config, dir string, pin bool) (*servers, error) {
 	s.addr["ours-tcp"] = fmt.Sprintf("127.0.0.1:%d", pt)
 	s.addr["mts"] = fmt.Sprintf("127.0.0.1:%d", pm)
 	s.addr["echo"] = fmt.Sprintf("127.0.0.1:%d", pe)
+	s.addr["ours-http"] = fmt.Sprintf("127.0.0.1:%d", harness.MustFreePort())
+	s.addr["http"] = fmt.Sprintf("127.0.0.1:%d", harness.MustFreePort())
 	db := filepath.Join(dir, "lookup.db")
 	var err error
 	s.ours, err = harness.Start(cfg.logs, "serve", append(pre, cfg.bin, "serve", "--db", db,
-		"--socketmap", s.addr["ours"], "--tcp", s.addr["ours-tcp"], "--log-level", "warn")...)
+		"--socketmap", s.addr["ours"], "--tcp", s.addr["ours-tcp"], "--http", "", "--log-level", "warn")...)
 	if err != nil {
 		return nil, err
+	}
+	s.oursHTTP, err = harness.Start(cfg.logs, "serve-http", append(pre, cfg.bin, "serve", "--db", db,
+		"--socketmap", s.addr["ours-http"], "--tcp", "", "--http", s.addr["http"], "--log-level", "warn")...)
+	if err != nil {
+		return nil, err
+	}
+	if only == "http" {
+		for _, a := range []string{s.addr["ours"], s.addr["ours-http"], s.addr["http"]} {
+			if err := harness.WaitDial(a, s.ours, 20*time.Second); err != nil {
+				return nil, err
+			}
+		}
+		return s, nil
 	}
 	yml := filepath.Join(dir, "mta-sts-daemon.yml")
 	if err := os.WriteFile(yml, []byte(fmt.Sprintf(mtsConfig, pm)), 0o644); err != nil {
@@ -127,7 +184,8 @@ func startServers(cfg config, dir string, pin bool) (*servers, error) {
 	for _, x := range []struct {
 		p *harness.Proc
 		a string
-	}{{s.ours, s.addr["ours"]}, {s.ours, s.addr["ours-tcp"]}, {s.mts, s.addr["mts"]}, {s.echo, s.addr["echo"]}} {
+	}{{s.ours, s.addr["ours"]}, {s.ours, s.addr["ours-tcp"]}, {s.oursHTTP, s.addr["ours-http"]}, {s.oursHTTP, s.addr["http"]},
+		{s.mts, s.addr["mts"]}, {s.echo, s.addr["echo"]}} {
 		if err := harness.WaitDial(x.a, x.p, 20*time.Second); err != nil {
 			return nil, err
 		}
@@ -136,7 +194,7 @@ func startServers(cfg config, dir string, pin bool) (*servers, error) {
 }
 
 func (s *servers) stop() {
-	for _, p := range []*harness.Proc{s.ours, s.mts, s.echo} {
+	for _, p := range []*harness.Proc{s.ours, s.oursHTTP, s.mts, s.echo} {
 		if p != nil {
 			_ = p.Stop(10 * time.Second)
 		}
@@ -173,16 +231,20 @@ func runLookup(_ context.Context, cfg config) *lookupResult {
 	}
 	res := &lookupResult{
 		mtsVersion: harness.DpkgVersion("postfix-mta-sts-resolver"),
-		vsMTS:      map[int][]float64{}, vsEcho: map[int][]float64{},
+		vsMTS:      map[int][]float64{}, vsEcho: map[int][]float64{}, vsHTTP: map[int][]float64{},
+		only: cfg.lookupOnly,
 	}
 	if _, err := harness.Run(10*time.Second, true, "/usr/bin/python3", "-c", "import uvloop"); err == nil {
 		res.uvloop = true
 	}
-	srv, err := startServers(cfg, dir, cfg.pin)
+	srv, err := startServers(cfg, dir, cfg.pin, cfg.lookupOnly)
 	if err != nil {
 		fatalf("lookup: %v", err)
 	}
 	res.addrs = srv.addr
+	stopScrape := make(chan struct{})
+	scraped := make(chan int64, 1)
+	go scrapeMetrics(srv.addr["http"], stopScrape, scraped)
 	type spec struct{ name, proto, addrKey, keys string }
 	specs := []spec{
 		{"mailtls serve", "socketmap", "ours", commonKeys},
@@ -190,6 +252,10 @@ func runLookup(_ context.Context, cfg config) *lookupResult {
 		{"mailtls bench-echo (no-op)", "socketmap", "echo", commonKeys},
 		{"mailtls serve", "tcp", "ours-tcp", commonKeys},
 		{"mailtls serve", "socketmap", "ours", mixKeys},
+		{httpServerName, "socketmap", "ours-http", commonKeys},
+	}
+	if cfg.lookupOnly == "http" {
+		specs = []spec{specs[0], specs[5]}
 	}
 	rows := map[string]*series{}
 	key := func(sp spec, c int) string { return fmt.Sprintf("%s|%s|%s|%d", sp.addrKey, sp.proto, sp.keys, c) }
@@ -222,14 +288,19 @@ func runLookup(_ context.Context, cfg config) *lookupResult {
 			if e := got["echo"+"socketmap"+commonKeys].PerSec; e > 0 {
 				res.vsEcho[c] = append(res.vsEcho[c], ours/e)
 			}
+			if ours > 0 {
+				res.vsHTTP[c] = append(res.vsHTTP[c], got["ours-http"+"socketmap"+commonKeys].PerSec/ours)
+			}
 		}
 	}
+	close(stopScrape)
+	res.scrapes = <-scraped
 	srv.stop()
 
-	if cfg.pinCompare {
+	if cfg.pinCompare && cfg.lookupOnly == "" {
 		other := !cfg.pin
 		logf("lookup: 32 connections with the other CPU placement (pinned=%v)", other)
-		ps, err := startServers(cfg, dir, other)
+		ps, err := startServers(cfg, dir, other, "")
 		if err != nil {
 			fatalf("lookup other placement: %v", err)
 		}

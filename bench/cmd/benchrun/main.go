@@ -15,6 +15,7 @@
 //	BENCH_GROWTH_ROWS    stored deliveries for report timing ("1000000 10000000 30000000")
 //	BENCH_REFILL_HOURS   refill a cached delivery database older than this (24)
 //	BENCH_SECTIONS       which sections to run ("lookup ingest growth")
+//	BENCH_LOOKUP_ONLY    http: in the lookup section, only mailtls serve without and with --http
 //	BENCH_OUT            output file (BENCHMARKS.md)
 //	BENCH_BIN            mailtls binary (bin/mailtls)
 //	BENCH_FILLDB         filldb binary (built by run.sh)
@@ -45,6 +46,7 @@ type config struct {
 	rows                  []int
 	refill                time.Duration
 	sections              map[string]bool
+	lookupOnly            string // BENCH_LOOKUP_ONLY
 	logs                  string // per-process logs
 }
 
@@ -90,6 +92,10 @@ func main() {
 		overrides:  ints("BENCH_OVERRIDES", "10 10000 100000 1000000"),
 		rows:       ints("BENCH_GROWTH_ROWS", "1000000 10000000 30000000"),
 		sections:   map[string]bool{},
+		lookupOnly: env("BENCH_LOOKUP_ONLY", ""),
+	}
+	if cfg.lookupOnly != "" && cfg.lookupOnly != "http" {
+		fatalf("BENCH_LOOKUP_ONLY must be empty or http")
 	}
 	var err error
 	if cfg.runs, err = strconv.Atoi(env("BENCH_RUNS", "3")); err != nil || cfg.runs < 1 {

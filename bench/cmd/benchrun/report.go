@@ -126,6 +126,13 @@ func (r *report) targets(b *strings.Builder) {
 		} else {
 			add("32 connections: ≥ 70% of the no-op echo server", false, false, "")
 		}
+		if xs, ok := l.vsHTTP[32]; ok {
+			m := harness.Median(xs)
+			add("32 connections: lookups/s with the --http listener (scraped every second) within 3% of without", true, m >= 0.97 && m <= 1.03,
+				fmt.Sprintf("%.3f× (%d scrapes)", m, l.scrapes))
+		} else {
+			add("32 connections: lookups/s with the --http listener within 3% of without", false, false, "")
+		}
 	} else {
 		add("policy lookup targets (32 connections)", false, false, "")
 	}
@@ -247,12 +254,15 @@ func (r *report) lookupSection(b *strings.Builder) {
 			harness.Int(errs))
 	}
 	b.WriteString(t.String())
-	w("\nRatios (mailtls serve socketmap ÷ peer, common keys, same run; median of %d per-run ratios):\n\n", cfg.runs)
-	rt := harness.Table{Head: []string{"conns", "mailtls ÷ mta-sts-daemon", "mailtls ÷ no-op echo"}}
-	for _, c := range cfg.conns {
-		rt.Add(fmt.Sprint(c), fmt.Sprintf("%.2f×", harness.Median(l.vsMTS[c])), fmt.Sprintf("%.0f%%", 100*harness.Median(l.vsEcho[c])))
+	if l.only == "" {
+		w("\nRatios (mailtls serve socketmap ÷ peer, common keys, same run; median of %d per-run ratios):\n\n", cfg.runs)
+		rt := harness.Table{Head: []string{"conns", "mailtls ÷ mta-sts-daemon", "mailtls ÷ no-op echo"}}
+		for _, c := range cfg.conns {
+			rt.Add(fmt.Sprint(c), fmt.Sprintf("%.2f×", harness.Median(l.vsMTS[c])), fmt.Sprintf("%.0f%%", 100*harness.Median(l.vsEcho[c])))
+		}
+		b.WriteString(rt.String())
 	}
-	b.WriteString(rt.String())
+	r.httpCost(b)
 	if len(l.other) > 0 {
 		otherName := "**pinned**: each server started under `taskset -c 0`, the client under `taskset -c 1`"
 		if cfg.pin {
@@ -398,4 +408,19 @@ func (r *report) growthSection(b *strings.Builder) {
 	}
 	b.WriteString(t.String())
 	w("\n")
+}
+
+// httpCost is the cost of the HTTP listener for lookups: the same serve
+// without --http and with it, scraped every second, measured in turn.
+func (r *report) httpCost(b *strings.Builder) {
+	l := r.lookup
+	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	w("\nCost of the HTTP listener (`%s`): a second `mailtls serve --socketmap ADDR --tcp '' --http ADDR` on the same\n", httpServerName)
+	w("database and CPU, whose `/metrics` the bench scrapes every %s (%d scrapes succeeded), against the first one,\n", scrapeEvery, l.scrapes)
+	w("started with `--http ''`; lookups/s with ÷ without, common keys, socketmap, same run (median of %d per-run ratios):\n\n", r.cfg.runs)
+	t := harness.Table{Head: []string{"conns", "with --http ÷ without"}}
+	for _, c := range r.cfg.conns {
+		t.Add(fmt.Sprint(c), fmt.Sprintf("%.3f×", harness.Median(l.vsHTTP[c])))
+	}
+	b.WriteString(t.String())
 }
