@@ -224,9 +224,10 @@ type daemonProc struct {
 	done      chan int
 	socketmap string
 	tcp       string
+	http      string // "" unless started with --http
 }
 
-var listenRE = regexp.MustCompile(`(socketmap|tcp_table)=tcp:(127\.0\.0\.1:\d+)`)
+var listenRE = regexp.MustCompile(`(socketmap|tcp_table|http)=tcp:(127\.0\.0\.1:\d+)`)
 
 // startServe runs `mailtls serve` on ephemeral ports and waits for its
 // start-up log line, which names the bound addresses.
@@ -249,10 +250,13 @@ func startServe(t *testing.T, c *cliT, extra ...string) *daemonProc {
 			line := sc.Text()
 			if strings.Contains(line, "started") {
 				for _, m := range listenRE.FindAllStringSubmatch(line, -1) {
-					if m[1] == "socketmap" {
+					switch m[1] {
+					case "socketmap":
 						d.socketmap = m[2]
-					} else {
+					case "tcp_table":
 						d.tcp = m[2]
+					default:
+						d.http = m[2]
 					}
 				}
 				once.Do(func() { close(ready) })

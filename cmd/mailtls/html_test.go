@@ -337,8 +337,9 @@ func TestHTMLReportInBrowser(t *testing.T) {
 	}
 
 	file, u := htmlOutputs(t, c, win)
+	_, live := htmlOutputs(t, c, win, true)
 	shots := os.Getenv("MAILTLS_SCREENSHOTS")
-	for _, load := range []struct{ name, url, shot string }{{"file", "file://" + file, ""}, {"http", u, shots}} {
+	for _, load := range []struct{ name, url, shot string }{{"file", "file://" + file, ""}, {"http", u, shots}, {"serve", live, ""}} {
 		t.Run(load.name, func(t *testing.T) {
 			shot := ""
 			if load.shot != "" {
@@ -361,8 +362,9 @@ func TestHTMLReportInBrowser(t *testing.T) {
 
 // htmlOutputs writes the CLI's HTML report for win to a file, serves
 // report.Handler on 127.0.0.1 for the same database, and checks that the
-// handler answers the URL for the same window with the same bytes.
-func htmlOutputs(t *testing.T, c *cliT, win []string) (file, u string) {
+// handler answers the URL for the same window with the same bytes. With
+// live, the URL is that of a running `mailtls serve --http` instead.
+func htmlOutputs(t *testing.T, c *cliT, win []string, live ...bool) (file, u string) {
 	t.Helper()
 	file = filepath.Join(t.TempDir(), "tls.html")
 	html := c.ok(append([]string{"report", "--format", "html"}, win...)...)
@@ -375,9 +377,19 @@ func htmlOutputs(t *testing.T, c *cliT, win []string) (file, u string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	srv := httptest.NewServer(report.Handler(st, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil))))
-	t.Cleanup(srv.Close)
-	u = srv.URL + "/?" + url.Values{"since": {win[1]}, "until": {win[3]}}.Encode()
+	base := ""
+	if len(live) > 0 && live[0] {
+		d := startServe(t, c, "--http", "127.0.0.1:0")
+		if d.http == "" {
+			t.Fatal("serve did not report its HTTP listener")
+		}
+		base = "http://" + d.http
+	} else {
+		srv := httptest.NewServer(report.Handler(st, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil))))
+		t.Cleanup(srv.Close)
+		base = srv.URL
+	}
+	u = base + "/?" + url.Values{"since": {win[1]}, "until": {win[3]}}.Encode()
 	resp, err := http.Get(u)
 	if err != nil {
 		t.Fatal(err)
