@@ -158,6 +158,8 @@ FROM deliveries;
 `},
 	// 3: see rekeyBadIndex.
 	{fn: rekeyBadIndex},
+	// 4: the cache of what destinations publish, see published.go.
+	{sql: publishedSchema},
 }
 
 // rekeyBadIndex keys deliveries_bad by time first, on a database that holds
