@@ -120,6 +120,8 @@ func (r *Resolver) resolve(ctx context.Context, d string, prev *state, force boo
 			x.ev.MTASTS = cached.evidence()
 		}
 		x.note("MTA-STS not consulted: DANE takes precedence (RFC 8461 §2)")
+	} else if r.noMTASTS {
+		x.note("MTA-STS is turned off (sources)")
 	} else {
 		st.policy = x.mtasts(ctx, cached, force)
 		if st.policy != nil {
@@ -223,6 +225,9 @@ func (x *resolution) mxHosts(ctx context.Context) ([]mxHost, bool) {
 func (x *resolution) dane(ctx context.Context, hosts []mxHost, mxAD bool) string {
 	switch {
 	case len(hosts) == 0:
+		return ""
+	case x.r.noDANE:
+		x.note("DANE is turned off (sources)")
 		return ""
 	case !x.r.trustAD:
 		x.note("DANE not used: the resolver %s is not on loopback, so its AD bit is not trusted (Postfix requires a local validating resolver)", x.r.resolverName)

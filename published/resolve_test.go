@@ -202,3 +202,26 @@ func TestADTrusted(t *testing.T) {
 		t.Error("a non-loopback server among them, or none, must not be trusted")
 	}
 }
+
+// TestSourcesOff: a source turned off is neither asked nor used.
+func TestSourcesOff(t *testing.T) {
+	e := newEnv(t)
+	z := e.zone
+	z.Sign("dane.example")
+	z.Add(t, "dane.example. 300 IN MX 10 mx1.dane.example.", "mx1.dane.example. 300 IN A 127.0.0.1",
+		"_25._tcp.mx1.dane.example. 300 IN TLSA "+tlsaData)
+	e.sts("dane.example", "1")
+	e.policy("dane.example", "version: STSv1\nmode: enforce\nmx: mx1.dane.example\nmax_age: 86400\n")
+	noDANE := e.resolver(func(c *Config) { c.NoDANE = true })
+	res := resolve(t, noDANE, "dane.example")
+	wantAnswer(t, res, SourceMTASTS, "secure match=mx1.dane.example servername=hostname")
+	if !hasNote(res, "DANE is turned off") || z.Count("_25._tcp.mx1.dane.example", dns.TypeTLSA) != 0 {
+		t.Errorf("DANE off: notes %q, %d TLSA queries", res.Evidence.Notes, z.Count("_25._tcp.mx1.dane.example", dns.TypeTLSA))
+	}
+	onlyDANE := e.resolver(func(c *Config) { c.NoDANE, c.NoMTASTS = true, true })
+	res = resolve(t, onlyDANE, "dane.example")
+	wantAnswer(t, res, SourceNone, "")
+	if !hasNote(res, "MTA-STS is turned off") || e.fetchCount("dane.example") != 1 {
+		t.Errorf("both off: notes %q, %d fetches (want the 1 from before)", res.Evidence.Notes, e.fetchCount("dane.example"))
+	}
+}

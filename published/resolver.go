@@ -68,6 +68,8 @@ type Config struct {
 	Resolver string
 	// TrustAD: the AD bit means DNSSEC-validated (see ADTrusted).
 	TrustAD bool
+	// NoDANE and NoMTASTS turn a source off (--sources).
+	NoDANE, NoMTASTS bool
 	// RootCAs verifies policy hosts; nil means the system roots
 	// (SSL_CERT_FILE and SSL_CERT_DIR as Go's crypto/x509 reads them).
 	RootCAs *x509.CertPool
@@ -94,6 +96,8 @@ type Config struct {
 type Resolver struct {
 	dns          *dnsCache
 	trustAD      bool
+	noDANE       bool
+	noMTASTS     bool
 	resolverName string
 	fetcher      mtasts.Fetcher
 	dial         func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -135,7 +139,7 @@ func New(cfg Config) (*Resolver, error) {
 		return v
 	}
 	r := &Resolver{
-		trustAD: cfg.TrustAD, resolverName: cfg.Resolver,
+		trustAD: cfg.TrustAD, noDANE: cfg.NoDANE, noMTASTS: cfg.NoMTASTS, resolverName: cfg.Resolver,
 		budget: def(cfg.Budget, DefaultBudget), window: def(cfg.RefreshWindow, DefaultRefreshWindow),
 		active: cfg.Active, store: cfg.Store, clock: cfg.Clock, log: cfg.Logger,
 		dial: cfg.Dial, inflight: map[string]*job{},
@@ -197,10 +201,22 @@ func (r *Resolver) Close() {
 		r.stop()
 	}
 	r.mu.Unlock()
-	if !started {
-		return
+	if started {
+		r.workers.Wait()
 	}
-	r.workers.Wait()
+	// Queued jobs are dropped: release their waiters.
+	for {
+		select {
+		case j := <-r.queue:
+			r.mu.Lock()
+			delete(r.inflight, j.domain)
+			r.mu.Unlock()
+			close(j.done)
+			r.pending.Done()
+		default:
+			return
+		}
+	}
 }
 
 func (r *Resolver) worker(ctx context.Context) {
@@ -325,6 +341,15 @@ func (st *state) serve(now time.Time) Result {
 	return res
 }
 
+// Cached returns what the cache holds for d, without resolving.
+func (r *Resolver) Cached(d string) (Result, bool) {
+	st, ok := r.state(d)
+	if !ok {
+		return Result{}, false
+	}
+	return st.serve(r.clock.Now()), true
+}
+
 // Wait blocks until every queued resolution is done. For tests and for
 // start-up tools; the daemon never calls it on the lookup path.
 func (r *Resolver) Wait() { r.pending.Wait() }
@@ -356,6 +381,7 @@ func (r *Resolver) Resolve(ctx context.Context, d string) (Result, error) {
 // many resolutions it queued and how many it skipped because the queue
 // was full.
 func (r *Resolver) RefreshActive(ctx context.Context) (queued, skipped int, err error) {
+	r.dns.expire()
 	if r.active == nil {
 		return 0, 0, nil
 	}
@@ -385,7 +411,6 @@ func (r *Resolver) RefreshActive(ctx context.Context) (queued, skipped int, err 
 			skipped++
 		}
 	}
-	r.dns.expire()
 	if skipped > 0 {
 		r.log.Warn("published policy: refresh queue full", "skipped", skipped, "queued", queued)
 	}

@@ -85,3 +85,22 @@ func (s *Store) PrunePublished(ctx context.Context, t time.Time) (int64, error) 
 	})
 	return n, err
 }
+
+// ActiveDomains returns the recipient domains with deliveries (of any
+// status) on or after the day of since: the destinations the published
+// policy cache refreshes before expiry. It reads the daily rollups.
+func (s *Store) ActiveDomains(ctx context.Context, since time.Time) ([]string, error) {
+	var out []string
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		return queryRows(ctx, tx, "active domains", `SELECT DISTINCT rdomain FROM rollup_day WHERE day >= ? ORDER BY rdomain`,
+			[]any{floorDiv(since.UnixMicro(), usPerDay)}, func(rows *sql.Rows) error {
+				var rd string
+				if err := rows.Scan(&rd); err != nil {
+					return err
+				}
+				out = append(out, reverse(rd))
+				return nil
+			})
+	})
+	return out, err
+}

@@ -78,3 +78,23 @@ func TestPublished(t *testing.T) {
 		t.Errorf("after delete: %v", rows)
 	}
 }
+
+// TestActiveDomains: the domains with deliveries since a day, whatever
+// their status; older ones are left out.
+func TestActiveDomains(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	ds := []Delivery{
+		{Time: t0.AddDate(0, 0, -40), Domain: "old.example", QueueID: "A1", Key: keyOf(1), Recipient: "a@old.example", Relay: "none", Status: "sent"},
+		{Time: t0.AddDate(0, 0, -3), Domain: "recent.example", QueueID: "A2", Key: keyOf(2), Recipient: "a@recent.example", Relay: "none", Status: "deferred"},
+		{Time: t0, Domain: "today.example", QueueID: "A3", Key: keyOf(3), Recipient: "b@today.example", Relay: "none", Status: "sent"},
+		{Time: t0, Domain: "today.example", QueueID: "A4", Key: keyOf(4), Recipient: "c@today.example", Relay: "none", Status: "sent"},
+	}
+	if _, err := s.AddDeliveries(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ActiveDomains(ctx, t0.AddDate(0, 0, -30))
+	if err != nil || strings.Join(got, " ") != "recent.example today.example" {
+		t.Errorf("ActiveDomains = %q, %v", got, err)
+	}
+}

@@ -22,7 +22,7 @@ import (
 
 // daemonFlags are shared by `serve` and `run`.
 func daemonFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "socketmap", Value: "127.0.0.1:8470", Usage: "socketmap listener `ADDR` (empty disables)"},
 		&cli.StringFlag{Name: "tcp", Value: "127.0.0.1:8471", Usage: "tcp_table listener `ADDR` (empty disables)"},
 		&cli.StringFlag{Name: "unix", Usage: "also serve socketmap on this unix socket `PATH`"},
@@ -37,7 +37,7 @@ func daemonFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "allow-remote", Usage: "allow listening on non-loopback addresses"},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log `LEVEL`: debug, info, warn, error"},
 		&cli.StringFlag{Name: "config", Usage: "config `FILE` with flag=value lines (default /etc/mailtls/mailtls.conf when present)"},
-	}
+	}, publishedFlags()...)
 }
 
 func serveCommand(e env) *cli.Command {
@@ -109,6 +109,7 @@ type daemon struct {
 	table  *policyd.Table
 	src    policyd.Source
 	srv    *policyd.Server
+	pub    *publishedDaemon // nil: the published sources are off
 	addrs  []string
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -124,7 +125,14 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 	if err != nil {
 		return nil, err
 	}
-	src := storeSource{st}
+	srcs, err := parseSources(c.String("sources"))
+	if err != nil {
+		return nil, err
+	}
+	var src policyd.Source = storeSource{st}
+	if !srcs.override {
+		src = noOverrides{}
+	}
 	table := policyd.NewTable(def)
 	// Watch starts from the version loaded here instead of loading again.
 	if _, err := table.Reload(c.Context, src); err != nil {
@@ -133,6 +141,13 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 
 	ctx, cancel := context.WithCancel(context.WithoutCancel(c.Context))
 	d := &daemon{table: table, src: src, cancel: cancel}
+	if d.pub, err = startPublished(ctx, c, srcs, st, log); err != nil {
+		cancel()
+		return nil, err
+	}
+	if d.pub != nil {
+		table.SetPublisher(d.pub)
+	}
 	d.srv = &policyd.Server{
 		Table:       table,
 		MapName:     c.String("map"),
@@ -217,6 +232,7 @@ func (d *daemon) stop() error {
 		d.err = d.srv.Shutdown(sctx)
 		d.cancel()
 		d.wg.Wait()
+		d.pub.stop()
 	})
 	return d.err
 }
