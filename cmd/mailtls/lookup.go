@@ -21,7 +21,8 @@ func lookupCommand(e env) *cli.Command {
 		UsageText: "mailtls lookup example.com\n" +
 			"mailtls lookup a.b.corp.example         # .corp.example wildcard?\n" +
 			"mailtls lookup '[mx.example.com]:587'   # transport next-hop, exact match only\n" +
-			"mailtls lookup --resolve gmail.com      # DANE and MTA-STS now, not the daemon's cache",
+			"mailtls lookup --sources override,dane,mta-sts gmail.com             # with the daemon's cached DANE/MTA-STS answer\n" +
+			"mailtls lookup --sources override,dane,mta-sts --resolve gmail.com   # looked up now",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "default", Value: "may", Usage: "default answer, as given to serve (a LEVEL or notfound)"},
 			&cli.BoolFlag{Name: "resolve", Usage: "look up DANE and MTA-STS now (DNS and HTTPS) instead of reading the daemon's cache; nothing is stored"},
@@ -41,6 +42,9 @@ func lookupCommand(e env) *cli.Command {
 			srcs, err := parseSources(c.String("sources"))
 			if err != nil {
 				return err
+			}
+			if c.Bool("resolve") && !srcs.published() {
+				return usageErrorf("--resolve looks up DANE and MTA-STS: add dane or mta-sts to --sources (e.g. --sources override,dane,mta-sts)")
 			}
 			key, err := policyd.NormalizeKey(c.Args().First())
 			if err != nil {

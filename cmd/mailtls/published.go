@@ -24,9 +24,10 @@ const (
 	allSources     = sourceOverride + "," + sourceDANE + "," + sourceMTASTS
 )
 
-// maxResolveTimeout bounds --resolve-timeout: a lookup that waits longer
-// than Postfix's idle limit for a policy connection (10 s) risks the
-// connection and holds up the delivery for nothing.
+// maxResolveTimeout bounds --resolve-timeout: a first contact that waits
+// longer holds up a delivery for little gain (resolution goes on in the
+// background anyway), and approaches the limits Postfix puts on a policy
+// connection (10 s idle, 100 s in all).
 const maxResolveTimeout = 10 * time.Second
 
 // refreshEvery is how often the daemon queues the refreshes that are due.
@@ -59,7 +60,7 @@ func publishedFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "sources", Value: sourceOverride, Usage: "policy `SOURCES` in force, comma-separated, strongest first: override (operator overrides), dane, mta-sts (what destinations publish); e.g. override,dane,mta-sts"},
 		&cli.StringFlag{Name: "resolver", Usage: "DNS resolver `ADDR` (host:port) for DANE and MTA-STS; default: the first nameserver of /etc/resolv.conf. DANE needs a validating resolver on loopback"},
-		&cli.DurationFlag{Name: "resolve-timeout", Value: published.DefaultBudget, Usage: "how long a lookup for a destination seen for the first time waits for DNS and MTA-STS (then the default answers and resolution goes on in the background)"},
+		&cli.DurationFlag{Name: "resolve-timeout", Value: published.DefaultBudget, Usage: "`DURATION` a lookup for a destination seen for the first time waits for DANE and MTA-STS; then the default answers and resolution goes on in the background"},
 	}
 }
 
