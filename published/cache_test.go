@@ -475,3 +475,34 @@ func TestRefreshActive(t *testing.T) {
 		t.Errorf("idle.example: %d TXT queries (want %d), %d fetches (want 1)", n, idleTXT, e.fetchCount("idle.example"))
 	}
 }
+
+// TestCloseKeepsState: a resolution cut short by Close stores nothing, so
+// a restart does not start from an answer made of cancelled lookups.
+func TestCloseKeepsState(t *testing.T) {
+	f := newFakeDNS(t, true, daneZone...)
+	ms := &MemStore{}
+	clock := newFakeClock(time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC))
+	r, err := New(Config{DNS: f, TrustAD: true, Clock: clock, Store: ms, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Start()
+	wantAnswer(t, resolve(t, r, "cached.example"), SourceDANE, "dane-only")
+	f.mu.Lock()
+	f.block = func(n string) bool { return n == "cached.example" }
+	f.mu.Unlock()
+	clock.Advance(time.Hour)
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	if res := r.Lookup(gone, "cached.example"); res.Source != SourceDANE {
+		t.Fatalf("due lookup: %+v", res)
+	}
+	<-f.blocked // the refresh is in DNS
+	r.Close()
+	if src, pol, _ := ms.Answer("cached.example"); src != "dane" || pol != "dane-only" {
+		t.Errorf("after Close the store holds %q %q, want the DANE answer kept", src, pol)
+	}
+	if st, _ := r.state("cached.example"); st.result.Source != SourceDANE || st.failed {
+		t.Errorf("after Close the cache holds %+v", st)
+	}
+}

@@ -239,6 +239,15 @@ func (r *Resolver) run(ctx context.Context, j *job) {
 	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 	st := r.resolve(rctx, j.domain, prev, j.force)
 	cancel()
+	if ctx.Err() != nil {
+		// Closing: the lookups were cut short, so what they found says
+		// nothing about the destination. Keep what was known.
+		r.mu.Lock()
+		delete(r.inflight, j.domain)
+		r.mu.Unlock()
+		close(j.done)
+		return
+	}
 	r.entries.Store(j.domain, st)
 	if st.failed {
 		r.log.Warn("published policy: resolution incomplete", "domain", j.domain, "source", st.result.Source,
