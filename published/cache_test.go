@@ -506,3 +506,40 @@ func TestCloseKeepsState(t *testing.T) {
 		t.Errorf("after Close the cache holds %+v", st)
 	}
 }
+
+// TestEvictStale: a destination no lookup has asked about for a day after
+// its cache was due is forgotten, in memory and in the store, unless it
+// holds an unexpired MTA-STS policy.
+func TestEvictStale(t *testing.T) {
+	e := newEnv(t)
+	e.zone.Add(t, "cache.example. 300 IN MX 10 mx1.cache.example.", "mx1.cache.example. 300 IN A 127.0.0.1")
+	e.sts("cache.example", "1")
+	e.policy("cache.example", "version: STSv1\nmode: enforce\nmx: mx1.cache.example\nmax_age: 604800\n")
+	ms := &MemStore{}
+	r := e.resolver(func(c *Config) { c.Store = ms })
+	resolve(t, r, "cache.example")
+	resolve(t, r, "plain.example")
+	ctx := context.Background()
+	e.clock.Advance(maxStale) // plain.example: due after 5 min, so not yet a day past
+	r.RefreshActive(ctx)      //nolint:errcheck // no Active
+	if _, ok := r.Cached("plain.example"); !ok {
+		t.Fatal("plain.example forgotten too early")
+	}
+	e.clock.Advance(10 * time.Minute)
+	r.RefreshActive(ctx) //nolint:errcheck // no Active
+	if _, ok := r.Cached("plain.example"); ok {
+		t.Error("plain.example kept in memory")
+	}
+	if _, _, ok := ms.Answer("plain.example"); ok {
+		t.Error("plain.example kept in the store")
+	}
+	res, ok := r.Cached("cache.example")
+	if !ok || res.Source != SourceMTASTS {
+		t.Errorf("cache.example with an unexpired policy: %+v, %v", res, ok)
+	}
+	e.clock.Advance(7 * 24 * time.Hour)
+	r.RefreshActive(ctx) //nolint:errcheck // no Active
+	if _, ok := r.Cached("cache.example"); ok {
+		t.Error("cache.example kept after its policy expired")
+	}
+}

@@ -389,8 +389,14 @@ func (r *Resolver) Resolve(ctx context.Context, d string) (Result, error) {
 // Other destinations are never resolved without a lookup. It returns how
 // many resolutions it queued and how many it skipped because the queue
 // was full.
+//
+// It also forgets the destinations not worth keeping: those resolved
+// more than a day after their cache was due (no lookup asked for them
+// since) and holding no unexpired MTA-STS policy, so that memory and the
+// store hold only destinations in use.
 func (r *Resolver) RefreshActive(ctx context.Context) (queued, skipped int, err error) {
 	r.dns.expire()
+	r.evict(ctx)
 	if r.active == nil {
 		return 0, 0, nil
 	}
@@ -426,6 +432,44 @@ func (r *Resolver) RefreshActive(ctx context.Context) (queued, skipped int, err 
 	return queued, skipped, nil
 }
 
+// evict forgets the entries keep rejects, in memory and in the store.
+func (r *Resolver) evict(ctx context.Context) {
+	now := r.clock.Now()
+	var gone []string
+	r.entries.Range(func(k, v any) bool {
+		if !v.(*state).keep(now) {
+			gone = append(gone, k.(string))
+		}
+		return true
+	})
+	for _, d := range gone {
+		r.entries.Delete(d)
+		if r.store != nil {
+			if err := r.store.DeletePublished(ctx, d); err != nil {
+				r.log.Error("published policy: deleting a stale cache entry failed", "domain", d, "error", err)
+			}
+		}
+	}
+	if len(gone) > 0 {
+		r.log.Debug("published policy: stale entries forgotten", "count", len(gone))
+	}
+}
+
+// keep reports whether the entry is still worth keeping at now: its cache
+// was due less than maxStale ago, or it holds an unexpired policy (which
+// RFC 8461 §5.1 asks to keep using).
+func (st *state) keep(now time.Time) bool {
+	return now.Before(st.keepUntil())
+}
+
+func (st *state) keepUntil() time.Time {
+	t := st.refreshAt.Add(maxStale)
+	if p := st.policy; p != nil {
+		t = latest(t, p.expires)
+	}
+	return t
+}
+
 // stored is the persisted form of a state.
 type stored struct {
 	V         int           `json:"v"`
@@ -446,10 +490,9 @@ func (r *Resolver) persist(ctx context.Context, d string, st *state) {
 		return
 	}
 	s := stored{V: 1, Result: st.result, RefreshAt: st.refreshAt}
-	keep := st.refreshAt.Add(maxStale)
+	keep := st.keepUntil()
 	if p := st.policy; p != nil {
 		s.Policy = &storedPolicy{ID: p.id, Text: p.p.String(), Fetched: p.fetched, Expires: p.expires}
-		keep = latest(keep, p.expires)
 	}
 	data, err := json.Marshal(s)
 	if err == nil {
