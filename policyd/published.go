@@ -30,7 +30,9 @@ func (t *Table) SetPublisher(p Publisher) {
 // withPublished returns the publisher's answer for a lowercase ASCII key
 // that matched no override, or r unchanged.
 func (t *Table) withPublished(key []byte, r Result) Result {
-	if r.Rule != RuleDefault && r.Rule != RuleNotFound {
+	// Only a recipient domain has MX hosts and a policy: "[host]:port" and
+	// "domain:port" next-hops skip the MX lookup in Postfix.
+	if r.Rule != RuleDefault && r.Rule != RuleNotFound || !isDomainKey(key) || key[0] == '.' {
 		return r
 	}
 	b := t.pub.Load()

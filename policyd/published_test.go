@@ -1,6 +1,7 @@
 package policyd
 
 import (
+	"strings"
 	"sync"
 	"testing"
 )
@@ -59,10 +60,15 @@ func TestPublisherPrecedence(t *testing.T) {
 				t.Errorf("default %q: tcp_table %s = %q, want %q", def, tc2.key, got, tc2.tcp)
 			}
 		}
+		for _, k := range []string{"[mx.example.org]:25", "relay.example:587"} {
+			if got := c.query("tlspolicy " + k); got != notFound {
+				t.Errorf("%s: %q", k, got)
+			}
+		}
 		pub.mu.Lock()
 		for _, k := range pub.asked {
-			if k == "example.com" || k == "a.corp.example" {
-				t.Errorf("publisher asked about %s, which has an override", k)
+			if k == "example.com" || k == "a.corp.example" || strings.ContainsAny(k, "[]:") {
+				t.Errorf("publisher asked about %s, which has an override or is not a domain", k)
 			}
 		}
 		pub.mu.Unlock()
