@@ -19,6 +19,8 @@ import (
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/idna"
+
+	"github.com/mailtls/mailtls/mtasts"
 )
 
 // ErrBadInput is wrapped by errors about the domain or settings passed to
@@ -126,12 +128,12 @@ type TLSARecord struct {
 
 // MTASTSInfo is the domain's MTA-STS state.
 type MTASTSInfo struct {
-	Record      string  `json:"record"`
-	ID          string  `json:"id,omitempty"`
-	RecordError string  `json:"record_error,omitempty"`
-	PolicyURL   string  `json:"policy_url,omitempty"`
-	Policy      *Policy `json:"policy"`
-	PolicyError string  `json:"policy_error,omitempty"`
+	Record      string         `json:"record"`
+	ID          string         `json:"id,omitempty"`
+	RecordError string         `json:"record_error,omitempty"`
+	PolicyURL   string         `json:"policy_url,omitempty"`
+	Policy      *mtasts.Policy `json:"policy"`
+	PolicyError string         `json:"policy_error,omitempty"`
 }
 
 // Usable reports whether a sender would apply the policy: a valid record
@@ -476,19 +478,19 @@ func (r *run) mtasts(ctx context.Context, d string) *MTASTSInfo {
 	if err != nil {
 		return &MTASTSInfo{RecordError: err.Error()}
 	}
-	txt, selErr := selectRecord(txtStrings(a), "v=STSv1")
+	txt, selErr := mtasts.SelectRecord(txtStrings(a), "v=STSv1")
 	if txt == "" {
 		return nil
 	}
 	info := &MTASTSInfo{Record: txt}
 	if selErr != nil {
 		info.RecordError = selErr.Error()
-	} else if rec, err := ParseSTSRecord(txt); err != nil {
+	} else if rec, err := mtasts.ParseRecord(txt); err != nil {
 		info.RecordError = err.Error()
 	} else {
 		info.ID = rec.ID
 	}
-	f := &PolicyFetcher{Port: r.c.MTASTSPort, RootCAs: r.c.RootCAs, DialContext: r.c.DialHTTPS, Timeout: r.steps.HTTP, Now: r.c.Now}
+	f := &mtasts.Fetcher{Port: r.c.MTASTSPort, RootCAs: r.c.RootCAs, DialContext: r.c.DialHTTPS, Timeout: r.steps.HTTP, Now: r.c.Now}
 	if f.DialContext == nil {
 		f.DialContext = r.dialResolved
 	}
@@ -551,7 +553,7 @@ func (r *run) tlsrpt(ctx context.Context, d string) *TLSRPTInfo {
 	if err != nil {
 		return &TLSRPTInfo{Error: err.Error()}
 	}
-	txt, selErr := selectRecord(txtStrings(a), "v=TLSRPTv1")
+	txt, selErr := mtasts.SelectRecord(txtStrings(a), "v=TLSRPTv1")
 	if txt == "" {
 		return nil
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/mailtls/mailtls/mtasts"
 	"github.com/mailtls/mailtls/policyd"
 )
 
@@ -278,7 +279,7 @@ func TestCheckDetails(t *testing.T) {
 	t.Run("sts and truncated TLSRPT over TCP", func(t *testing.T) {
 		r := e.check("sts.example", 10*time.Second)
 		m := r.MTASTS
-		if !m.Usable() || m.ID != "20260101T000000" || m.Policy.Mode != ModeEnforce || m.Policy.MaxAge != 86400 {
+		if !m.Usable() || m.ID != "20260101T000000" || m.Policy.Mode != mtasts.ModeEnforce || m.Policy.MaxAge != 86400 {
 			t.Fatalf("MTA-STS: %+v", m)
 		}
 		if want := "https://mta-sts.sts.example:" + strconv.Itoa(e.stsPort) + "/.well-known/mta-sts.txt"; m.PolicyURL != want {

@@ -84,6 +84,10 @@ type Answer struct {
 	AD bool
 	// NXDomain is set when the name does not exist.
 	NXDomain bool
+	// TTL is how long the answer may be cached: the least TTL of its
+	// records, or for NXDOMAIN and NODATA the negative TTL of the SOA in
+	// the authority section (RFC 2308 §5). Zero when the answer gives none.
+	TTL uint32
 }
 
 // ednsSize is the EDNS0 UDP payload size (DNS flag day 2020).
@@ -134,12 +138,38 @@ func (r *Resolver) Lookup(ctx context.Context, name string, qtype uint16) (Answe
 				a.Records = append(a.Records, rr)
 			}
 		}
+		a.TTL = answerTTL(resp, a.Records)
 		return a, nil
 	}
 	if lastErr == nil {
 		lastErr = fmt.Errorf("%w: %s: %v", ErrDNS, what, ctx.Err())
 	}
 	return Answer{}, lastErr
+}
+
+// answerTTL is the caching time of an answer: the least TTL of records,
+// or, when there are none, min(SOA TTL, SOA MINIMUM) of the authority
+// section (RFC 2308 §5).
+func answerTTL(resp *dns.Msg, records []dns.RR) uint32 {
+	var ttl uint32
+	first := true
+	take := func(t uint32) {
+		if first || t < ttl {
+			ttl, first = t, false
+		}
+	}
+	if len(records) > 0 {
+		for _, rr := range records {
+			take(rr.Header().Ttl)
+		}
+		return ttl
+	}
+	for _, rr := range resp.Ns {
+		if soa, ok := rr.(*dns.SOA); ok {
+			take(min(soa.Hdr.Ttl, soa.Minttl))
+		}
+	}
+	return ttl
 }
 
 // exchange sends m over UDP and, if the answer is truncated, over TCP.

@@ -3,6 +3,8 @@ package discover
 import (
 	"fmt"
 	"strings"
+
+	"github.com/mailtls/mailtls/mtasts"
 )
 
 // Recommendation is the strongest Postfix TLS security level that would
@@ -142,7 +144,7 @@ func secureRung(r *Report, hosts string) (g rung) {
 	case m.PolicyError != "" || m.Policy == nil:
 		g.blockers = []string{"secure: the MTA-STS policy is unusable: " + m.PolicyError}
 		return g
-	case m.Policy.Mode != ModeEnforce:
+	case m.Policy.Mode != mtasts.ModeEnforce:
 		g.blockers = []string{fmt.Sprintf("secure: the MTA-STS policy mode is %s, not enforce: the domain does not ask senders to insist on it yet", m.Policy.Mode)}
 		return g
 	}

@@ -3,17 +3,10 @@ package discover
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"strings"
 	"sync"
@@ -22,11 +15,13 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/mailtls/mailtls/internal/testnet"
 )
 
 // testNow is the clock of every test: certificates are judged against it,
 // not against the real time.
-var testNow = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+var testNow = testnet.Now
 
 // --- DNS -------------------------------------------------------------------
 
@@ -161,76 +156,31 @@ func startDNS(t *testing.T, z *testZone) string {
 
 // --- certificates -----------------------------------------------------------
 
+// The test CA and certificates are internal/testnet's; these names keep
+// the tests of this package short.
 type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
+	*testnet.CA
 	pool *x509.CertPool
 }
 
-var serial atomic.Int64
-
-func newKey(t *testing.T) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(serial.Add(1)),
-		Subject:               pkix.Name{CommonName: "mailtls test CA"},
-		NotBefore:             testNow.AddDate(-1, 0, 0),
-		NotAfter:              testNow.AddDate(2, 0, 0),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
+	ca := testnet.NewCA(t)
+	return &testCA{ca, ca.Pool}
 }
 
 // leaf issues a server certificate for names, valid from notBefore to
 // notAfter. A nil ca makes it self-signed.
 func leaf(t *testing.T, ca *testCA, notBefore, notAfter time.Time, names ...string) tls.Certificate {
 	t.Helper()
-	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial.Add(1)),
-		Subject:      pkix.Name{CommonName: names[0]},
-		DNSNames:     names,
-		NotBefore:    notBefore,
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	parent, signer := tmpl, key
+	var c *testnet.CA
 	if ca != nil {
-		parent, signer = ca.cert, ca.key
+		c = ca.CA
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: c}
+	return testnet.Leaf(t, c, notBefore, notAfter, names...)
 }
 
 // tlsa311 is the "3 1 1" TLSA data (DANE-EE, SPKI, SHA-256) of c.
-func tlsa311(c tls.Certificate) string {
-	s := sha256.Sum256(c.Leaf.RawSubjectPublicKeyInfo)
-	return hex.EncodeToString(s[:])
-}
+func tlsa311(c tls.Certificate) string { return testnet.TLSA311(c) }
 
 // --- SMTP -------------------------------------------------------------------
 

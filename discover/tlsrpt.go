@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/mailtls/mailtls/mtasts"
 )
 
 // ErrTLSRPTSyntax is wrapped by every TLSRPT record parse error.
@@ -14,8 +16,8 @@ var ErrTLSRPTSyntax = errors.New("discover: invalid TLSRPT TXT record")
 type TLSRPTRecord struct {
 	Version string `json:"version"`
 	// RUA lists where reports go: mailto: and https: URIs.
-	RUA        []string    `json:"rua"`
-	Extensions []Extension `json:"extensions,omitempty"`
+	RUA        []string           `json:"rua"`
+	Extensions []mtasts.Extension `json:"extensions,omitempty"`
 }
 
 // ParseTLSRPTRecord parses a record such as
@@ -29,7 +31,7 @@ func ParseTLSRPTRecord(txt string) (TLSRPTRecord, error) {
 	}
 	rec := TLSRPTRecord{Version: "TLSRPTv1"}
 	seenRUA := false
-	ext, err := parseTagRecord(txt, "TLSRPTv1", func(k, v string) (bool, error) {
+	ext, err := mtasts.ParseTagRecord(txt, "TLSRPTv1", func(k, v string) (bool, error) {
 		if k != "rua" {
 			return false, nil
 		}

@@ -20,7 +20,8 @@ type Override struct {
 type Result struct {
 	Value   string   // the policy to answer with; empty when !Found
 	Found   bool     // false: answer NOTFOUND
-	Rule    string   // "exact", "wildcard", "default" or "notfound"
+	Rule    string   // "exact", "wildcard", "published", "default" or "notfound"
+	Source  string   // with RulePublished: "dane" or "mta-sts"
 	Key     string   // the override key that matched; empty for default/notfound
 	Expired []string // keys of expired overrides that would have matched, nearest first
 }
@@ -260,6 +261,7 @@ func (t *Table) load(ctx context.Context, src Source) (*Snapshot, error) {
 type Table struct {
 	def atomic.Pointer[string]
 	cur atomic.Pointer[Snapshot]
+	pub atomic.Pointer[publisherBox] // consulted after an override miss
 
 	// reloaded is the source version of the snapshot Reload stored last,
 	// so that a Watch started afterwards does not load the same again;

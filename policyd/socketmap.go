@@ -195,7 +195,7 @@ func (s *Server) lookup(key []byte) (Result, bool) {
 	now := s.now().UnixNano()
 	var r Result
 	if ascii {
-		r = snap.lookupBytes(key, now)
+		r = s.Table.withPublished(key, snap.lookupBytes(key, now))
 	} else {
 		r = snap.lookupSlow(string(key), now)
 	}

@@ -160,6 +160,8 @@ FROM deliveries;
 	{fn: rekeyBadIndex},
 	// 4: see addInternal.
 	{fn: addInternal},
+	// 5: the cache of what destinations publish, see published.go.
+	{sql: publishedSchema},
 }
 
 // addInternal records which deliveries are hops inside the host (content

@@ -2,26 +2,32 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailtls/mailtls/policyd"
+	"github.com/mailtls/mailtls/published"
 )
 
 func lookupCommand(e env) *cli.Command {
 	return &cli.Command{
 		Name:      "lookup",
-		Usage:     "show the answer Postfix would get for a next-hop, and the rule behind it",
+		Usage:     "show the answer Postfix would get for a next-hop, and the source and evidence behind it",
 		ArgsUsage: "KEY",
 		UsageText: "mailtls lookup example.com\n" +
 			"mailtls lookup a.b.corp.example         # .corp.example wildcard?\n" +
-			"mailtls lookup '[mx.example.com]:587'   # transport next-hop, exact match only",
-		Flags: []cli.Flag{
+			"mailtls lookup '[mx.example.com]:587'   # transport next-hop, exact match only\n" +
+			"mailtls lookup --sources override,dane,mta-sts gmail.com             # with the daemon's cached DANE/MTA-STS answer\n" +
+			"mailtls lookup --sources override,dane,mta-sts --resolve gmail.com   # looked up now",
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "default", Value: "may", Usage: "default answer, as given to serve (a LEVEL or notfound)"},
+			&cli.BoolFlag{Name: "resolve", Usage: "look up DANE and MTA-STS now (DNS and HTTPS) instead of reading the daemon's cache; nothing is stored"},
 			formatFlag("text", "text|json"),
-		},
+		}, publishedFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usageErrorf("lookup takes exactly one KEY (e.g. mailtls lookup example.com)")
@@ -33,6 +39,13 @@ func lookupCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			srcs, err := parseSources(c.String("sources"))
+			if err != nil {
+				return err
+			}
+			if c.Bool("resolve") && !srcs.published() {
+				return usageErrorf("--resolve looks up DANE and MTA-STS: add dane or mta-sts to --sources (e.g. --sources override,dane,mta-sts)")
+			}
 			key, err := policyd.NormalizeKey(c.Args().First())
 			if err != nil {
 				return usageErrorf("%v", err)
@@ -43,26 +56,69 @@ func lookupCommand(e env) *cli.Command {
 			}
 			defer st.Close()
 			b := policyd.NewBuilder(def, 0)
-			if err := (storeSource{st}).Overrides(c.Context, b.Add); err != nil {
-				return err
+			if srcs.override {
+				if err := (storeSource{st}).Overrides(c.Context, b.Add); err != nil {
+					return err
+				}
 			}
 			snap := b.Snapshot()
 			r := snap.Lookup(key, time.Now())
+
+			// The published sources, as the daemon consults them: after an
+			// override miss, from its cache (or resolved now).
+			var pub *published.Result
+			if (r.Rule == policyd.RuleDefault || r.Rule == policyd.RuleNotFound) && srcs.published() {
+				quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+				res, err := newPublished(c, srcs, readOnlyStore{st}, nil, quiet)
+				if err != nil {
+					return err
+				}
+				if _, err := res.Load(c.Context); err != nil {
+					fmt.Fprintf(e.stderr, "mailtls: warning: %v\n", err)
+				}
+				var got published.Result
+				ok := true
+				if c.Bool("resolve") {
+					res.Start()
+					got, err = res.Resolve(c.Context, key)
+					res.Close()
+					if err != nil {
+						return err
+					}
+				} else {
+					got, ok = res.Cached(key)
+				}
+				if ok {
+					pub = &got
+				}
+				tab := policyd.NewTable(def)
+				if pub != nil && pub.Policy != "" {
+					tab.SetPublisher(fixedPublisher{pub.Policy, string(pub.Source)})
+					r = tab.WithPublished(key, r)
+				}
+			}
 			rule := r.Rule
 			if r.Rule == "default" || r.Rule == "notfound" {
 				if len(r.Expired) > 0 {
 					rule = "expired"
 				}
 			}
+			source := map[string]string{policyd.RuleExact: sourceOverride, policyd.RuleWildcard: sourceOverride,
+				policyd.RulePublished: r.Source, policyd.RuleDefault: "default", policyd.RuleNotFound: "default"}[r.Rule]
 			if c.String("format") == "json" {
 				answer := "NOTFOUND"
 				if r.Found {
 					answer = "OK " + r.Value
 				}
-				return writeJSON(e.stdout, map[string]any{
+				out := map[string]any{
 					"key": key, "found": r.Found, "value": r.Value, "answer": answer,
-					"rule": rule, "matched": r.Key, "expired": r.Expired,
-				})
+					"rule": rule, "source": source, "matched": r.Key, "expired": r.Expired,
+				}
+				if pub != nil {
+					out["published"] = pub
+					out["cache_age_seconds"] = int64(pub.CacheAge.Seconds())
+				}
+				return writeJSON(e.stdout, out)
 			}
 			answer := "NOTFOUND (main.cf smtp_tls_security_level applies)"
 			if r.Found {
@@ -70,10 +126,12 @@ func lookupCommand(e env) *cli.Command {
 			}
 			var why string
 			switch r.Rule {
-			case "exact":
+			case policyd.RuleExact:
 				why = "exact override " + r.Key
-			case "wildcard":
+			case policyd.RuleWildcard:
 				why = "wildcard override " + r.Key
+			case policyd.RulePublished:
+				why = r.Source + ": published by the destination; no override matches"
 			default:
 				why = "default: no override matches"
 			}
@@ -81,7 +139,25 @@ func lookupCommand(e env) *cli.Command {
 				why += "; expired override ignored: " + strings.Join(r.Expired, ", ")
 			}
 			fmt.Fprintf(e.stdout, "%s  %s  (%s)\n", key, answer, why)
+			switch {
+			case pub != nil:
+				lines := describePublished(*pub)
+				if pub.Policy != "" && r.Rule != policyd.RulePublished {
+					lines = append(lines, "  not used: the default is as strong or stronger, or the answer would let some MX hosts fall back to weaker TLS than the default")
+				}
+				for _, l := range lines {
+					fmt.Fprintln(e.stdout, l)
+				}
+			case (r.Rule == policyd.RuleDefault || r.Rule == policyd.RuleNotFound) && srcs.published() && !strings.ContainsAny(key, "[]:"):
+				fmt.Fprintln(e.stdout, "published: not in the daemon's cache yet (it resolves a destination at its first lookup; --resolve looks it up now)")
+			}
 			return nil
 		},
 	}
 }
+
+// fixedPublisher answers one published result, so that lookup applies the
+// daemon's precedence rules (policyd) to it.
+type fixedPublisher struct{ value, source string }
+
+func (f fixedPublisher) Publish(string) (string, string, bool) { return f.value, f.source, true }

@@ -23,7 +23,7 @@ import (
 
 // daemonFlags are shared by `serve` and `run`.
 func daemonFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "socketmap", Value: "127.0.0.1:8470", Usage: "socketmap listener `ADDR` (empty disables)"},
 		&cli.StringFlag{Name: "tcp", Value: "127.0.0.1:8471", Usage: "tcp_table listener `ADDR` (empty disables)"},
 		&cli.StringFlag{Name: "unix", Usage: "also serve socketmap on this unix socket `PATH`"},
@@ -39,7 +39,7 @@ func daemonFlags() []cli.Flag {
 		httpFlag(defaultHTTP),
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log `LEVEL`: debug, info, warn, error"},
 		&cli.StringFlag{Name: "config", Usage: "config `FILE` with flag=value lines (default /etc/mailtls/mailtls.conf when present)"},
-	}
+	}, publishedFlags()...)
 }
 
 func serveCommand(e env) *cli.Command {
@@ -119,6 +119,7 @@ type daemon struct {
 	src     policyd.Source
 	srv     *policyd.Server
 	metrics *metrics.Metrics // nil without --http
+	pub     *publishedDaemon // nil: the published sources are off
 	addrs   []string
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -134,11 +135,18 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 	if err != nil {
 		return nil, err
 	}
+	srcs, err := parseSources(c.String("sources"))
+	if err != nil {
+		return nil, err
+	}
 	m, err := newMetrics(c, true, c.Command.Name == "run")
 	if err != nil {
 		return nil, err
 	}
 	var src policyd.Source = storeSource{st}
+	if !srcs.override {
+		src = noOverrides{}
+	}
 	table := policyd.NewTable(def)
 	var obs policyd.Observer
 	if m != nil {
@@ -152,6 +160,13 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 
 	ctx, cancel := context.WithCancel(context.WithoutCancel(c.Context))
 	d := &daemon{table: table, src: src, cancel: cancel, metrics: m}
+	if d.pub, err = startPublished(ctx, c, srcs, st, log); err != nil {
+		cancel()
+		return nil, err
+	}
+	if d.pub != nil {
+		table.SetPublisher(d.pub)
+	}
 	d.srv = &policyd.Server{
 		Table:       table,
 		MapName:     c.String("map"),
@@ -277,6 +292,7 @@ func (d *daemon) stop() error {
 		d.err = d.srv.Shutdown(sctx)
 		d.cancel()
 		d.wg.Wait()
+		d.pub.stop()
 	})
 	return d.err
 }

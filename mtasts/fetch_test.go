@@ -1,4 +1,4 @@
-package discover
+package mtasts
 
 import (
 	"context"
@@ -13,17 +13,19 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailtls/mailtls/internal/testnet"
 )
 
-// TestPolicyFetcher serves good and bad policies from a local HTTPS server
+// TestFetcher serves good and bad policies from a local HTTPS server
 // whose certificate names the mta-sts hosts; the dial seam routes every
 // host to it.
-func TestPolicyFetcher(t *testing.T) {
-	ca := newTestCA(t)
+func TestFetcher(t *testing.T) {
+	ca := testnet.NewCA(t)
 	hosts := []string{"mta-sts.good.example", "mta-sts.crlf.example", "mta-sts.bad.example", "mta-sts.redirect.example",
 		"mta-sts.html.example", "mta-sts.big.example", "mta-sts.missing.example", "mta-sts.slow.example"}
-	cert := leaf(t, ca, testNow.AddDate(0, -1, 0), testNow.AddDate(0, 1, 0), hosts...)
-	wrong := leaf(t, ca, testNow.AddDate(0, -1, 0), testNow.AddDate(0, 1, 0), "www.wrongname.example")
+	cert := testnet.Leaf(t, ca, testnet.Now.AddDate(0, -1, 0), testnet.Now.AddDate(0, 1, 0), hosts...)
+	wrong := testnet.Leaf(t, ca, testnet.Now.AddDate(0, -1, 0), testnet.Now.AddDate(0, 1, 0), "www.wrongname.example")
 
 	var (
 		mu    sync.Mutex
@@ -65,11 +67,11 @@ func TestPolicyFetcher(t *testing.T) {
 		return srv.Listener.Addr().String()
 	}
 	addr, wrongAddr := newServer(cert), newServer(wrong)
-	f := &PolicyFetcher{
+	f := &Fetcher{
 		Port:    8443,
-		RootCAs: ca.pool,
+		RootCAs: ca.Pool,
 		Timeout: 2 * time.Second,
-		Now:     func() time.Time { return testNow },
+		Now:     func() time.Time { return testnet.Now },
 		DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
 			if !strings.HasSuffix(a, ":8443") {
 				t.Errorf("dial %s, want port 8443", a)
@@ -84,7 +86,7 @@ func TestPolicyFetcher(t *testing.T) {
 	if got := f.URL("good.example"); got != "https://mta-sts.good.example:8443/.well-known/mta-sts.txt" {
 		t.Errorf("URL = %s", got)
 	}
-	if got := (&PolicyFetcher{}).URL("good.example"); got != "https://mta-sts.good.example/.well-known/mta-sts.txt" {
+	if got := (&Fetcher{}).URL("good.example"); got != "https://mta-sts.good.example/.well-known/mta-sts.txt" {
 		t.Errorf("default URL = %s", got)
 	}
 
@@ -136,7 +138,7 @@ func TestPolicyFetcher(t *testing.T) {
 
 	// Certificate validity follows the clock seam, not the real time.
 	f.Timeout = 2 * time.Second
-	f.Now = func() time.Time { return testNow.AddDate(1, 0, 0) }
+	f.Now = func() time.Time { return testnet.Now.AddDate(1, 0, 0) }
 	if _, err := f.Fetch(context.Background(), "good.example"); err == nil || !strings.Contains(err.Error(), "expired") {
 		t.Errorf("expired policy host certificate: %v", err)
 	}

@@ -1,26 +1,20 @@
-package discover
+package mtasts
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
-	"net"
-	"net/http"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
+
+	"github.com/mailtls/mailtls/policyd"
 )
 
 // Sentinel errors of the MTA-STS parsers and fetcher.
 var (
-	ErrSTSRecordSyntax = errors.New("discover: invalid MTA-STS TXT record")
-	ErrPolicySyntax    = errors.New("discover: invalid MTA-STS policy")
-	ErrPolicyFetch     = errors.New("discover: MTA-STS policy fetch failed")
+	ErrRecordSyntax = errors.New("mtasts: invalid MTA-STS TXT record")
+	ErrPolicySyntax = errors.New("mtasts: invalid MTA-STS policy")
+	ErrPolicyFetch  = errors.New("mtasts: MTA-STS policy fetch failed")
 )
 
 // Mode is the MTA-STS policy mode (RFC 8461 §5).
@@ -48,8 +42,8 @@ type Extension struct {
 	Value string `json:"value"`
 }
 
-// STSRecord is a parsed _mta-sts TXT record (RFC 8461 §3.1).
-type STSRecord struct {
+// Record is a parsed _mta-sts TXT record (RFC 8461 §3.1).
+type Record struct {
 	Version    string      `json:"version"`
 	ID         string      `json:"id"`
 	Extensions []Extension `json:"extensions,omitempty"`
@@ -118,17 +112,17 @@ func splitTXTFields(s string) ([]string, error) {
 	return parts, nil
 }
 
-// ParseSTSRecord parses the TXT record at _mta-sts.<domain>, such as
+// ParseRecord parses the TXT record at _mta-sts.<domain>, such as
 // "v=STSv1; id=20160831085700Z;" (RFC 8461 §3.1). The record must start
 // with v=STSv1 and carry exactly one id of 1 to 32 letters and digits;
 // other well-formed fields are kept as extensions.
-func ParseSTSRecord(txt string) (STSRecord, error) {
-	bad := func(format string, args ...any) (STSRecord, error) {
-		return STSRecord{}, fmt.Errorf("%w: %s (record %q; want e.g. \"v=STSv1; id=20240101T000000;\")",
-			ErrSTSRecordSyntax, fmt.Sprintf(format, args...), shorten(txt, 100))
+func ParseRecord(txt string) (Record, error) {
+	bad := func(format string, args ...any) (Record, error) {
+		return Record{}, fmt.Errorf("%w: %s (record %q; want e.g. \"v=STSv1; id=20240101T000000;\")",
+			ErrRecordSyntax, fmt.Sprintf(format, args...), shorten(txt, 100))
 	}
-	rec := STSRecord{Version: "STSv1"}
-	ext, err := parseTagRecord(txt, "STSv1", func(k, v string) (bool, error) {
+	rec := Record{Version: "STSv1"}
+	ext, err := ParseTagRecord(txt, "STSv1", func(k, v string) (bool, error) {
 		if k != "id" {
 			return false, nil
 		}
@@ -151,12 +145,12 @@ func ParseSTSRecord(txt string) (STSRecord, error) {
 	return rec, nil
 }
 
-// parseTagRecord parses the tag list shared by MTA-STS (RFC 8461 §3.1) and
+// ParseTagRecord parses the tag list shared by MTA-STS (RFC 8461 §3.1) and
 // TLSRPT (RFC 8460 §3) TXT records: "v=<version>" first, then key=value
 // fields separated by ";". Key names are case-sensitive. field is called
 // for each field after the version and reports whether it knows the key;
 // the others must be well-formed extensions and are returned.
-func parseTagRecord(txt, version string, field func(k, v string) (bool, error)) ([]Extension, error) {
+func ParseTagRecord(txt, version string, field func(k, v string) (bool, error)) ([]Extension, error) {
 	fields, err := splitTXTFields(txt)
 	if !strings.HasPrefix(txt, "v="+version) || err == nil && fields[0] != "v="+version {
 		return nil, fmt.Errorf("must start with v=%s", version)
@@ -188,11 +182,11 @@ func parseTagRecord(txt, version string, field func(k, v string) (bool, error)) 
 	return ext, nil
 }
 
-// selectRecord applies the selection rule shared by MTA-STS (RFC 8461 §3.1)
+// SelectRecord applies the selection rule shared by MTA-STS (RFC 8461 §3.1)
 // and TLSRPT (RFC 8460 §3): TXT records not starting with the version tag
 // are discarded, and anything but exactly one remaining record means the
 // domain publishes no usable record. It returns "" when none remain.
-func selectRecord(txts []string, prefix string) (string, error) {
+func SelectRecord(txts []string, prefix string) (string, error) {
 	var found []string
 	for _, t := range txts {
 		if strings.HasPrefix(t, prefix) {
@@ -325,8 +319,10 @@ func validPolicyExtValue(v string) bool {
 }
 
 // parseMXPattern checks sts-policy-mx-value = ["*."] Domain, where Domain is
-// RFC 5321 dot-separated LDH labels in A-label form, and lowercases it. A
-// wildcard may only be the whole leftmost label.
+// an RFC 5321 host name in A-label form, and lowercases it. A wildcard may
+// only be the whole leftmost label. The host name rule is policyd's, the
+// one every name that reaches Postfix passes, because the patterns become
+// the match= list of the Postfix answer.
 func parseMXPattern(v string) (string, error) {
 	name := strings.TrimPrefix(v, "*.")
 	if err := checkHostname(name); err != nil {
@@ -335,31 +331,35 @@ func parseMXPattern(v string) (string, error) {
 	return strings.ToLower(v), nil
 }
 
-// checkHostname validates an RFC 5321 Domain: LDH labels of 1 to 63
-// characters, not starting or ending with "-", at most 253 characters,
-// no trailing dot.
+// checkHostname accepts a host name in A-label form: what
+// policyd.NormalizeKey accepts as a plain domain, with no trailing dot, no
+// wildcard and no port. The cases NormalizeKey would rewrite or read as a
+// transport next-hop are refused here first, with a reason.
 func checkHostname(s string) error {
-	if s == "" {
+	switch {
+	case s == "":
 		return errors.New("empty name")
+	case strings.HasSuffix(s, ".") || strings.HasPrefix(s, ".") || strings.Contains(s, ".."):
+		return errors.New("empty label")
+	case strings.ContainsAny(s, "*"):
+		return errors.New("a wildcard is only allowed as the whole leftmost label")
 	}
-	if len(s) > 253 {
-		return errors.New("longer than 253 characters")
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isAlnum(c) && c != '-' && c != '.' && c != '_' {
+			return fmt.Errorf("character %q (only letters, digits and \"-\", in A-label form)", c)
+		}
 	}
-	for _, l := range strings.Split(s, ".") {
-		if l == "" {
-			return errors.New("empty label")
+	if _, err := policyd.NormalizeKey(s); err != nil {
+		// policyd's message names the reason after the key; drop its
+		// sentinel and key-syntax help, which are about override keys.
+		msg := strings.TrimPrefix(err.Error(), policyd.ErrBadKey.Error()+": ")
+		if k := fmt.Sprintf("key %q: ", s); strings.HasPrefix(msg, k) {
+			msg = msg[len(k):]
 		}
-		if len(l) > 63 {
-			return errors.New("label longer than 63 characters")
+		if i := strings.Index(msg, " (want example.com"); i > 0 {
+			msg = msg[:i]
 		}
-		if l[0] == '-' || l[len(l)-1] == '-' {
-			return fmt.Errorf("label %q starts or ends with \"-\"", l)
-		}
-		for i := 0; i < len(l); i++ {
-			if !isAlnum(l[i]) && l[i] != '-' {
-				return fmt.Errorf("label %q has character %q (only letters, digits and \"-\")", shorten(l, 63), l[i])
-			}
-		}
+		return errors.New(msg)
 	}
 	return nil
 }
@@ -405,102 +405,18 @@ func (p *Policy) PostfixMatch() string {
 	return strings.Join(out, ":")
 }
 
-// PolicyFetcher fetches MTA-STS policies over HTTPS (RFC 8461 §3.3): from
-// https://mta-sts.<domain>/.well-known/mta-sts.txt, with a certificate valid
-// for that host, no redirects, status 200, media type text/plain and a size
-// and time limit.
-type PolicyFetcher struct {
-	// Port of the policy host; 0 means 443. Tests point it at a local
-	// server.
-	Port int
-	// RootCAs verifies the policy host's certificate; nil means the system
-	// roots.
-	RootCAs *x509.CertPool
-	// DialContext connects to the policy host ("mta-sts.<domain>:port"); nil
-	// means a net.Dialer and the system resolver.
-	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
-	// Timeout bounds the whole fetch; 0 means 10 s.
-	Timeout time.Duration
-	// Now is the clock for certificate validity; nil means time.Now.
-	Now func() time.Time
-}
-
-// URL returns the policy URL for domain.
-func (f *PolicyFetcher) URL(domain string) string {
-	host := "mta-sts." + domain
-	if f.Port != 0 && f.Port != 443 {
-		host = net.JoinHostPort(host, strconv.Itoa(f.Port))
+// PostfixPolicy is the smtp_tls_policy_maps answer that enforces p
+// (Postfix TLS_README, "MTA-STS support via smtp_tls_policy_maps"): for
+// mode enforce, "secure match=<PostfixMatch> servername=hostname", so that
+// Postfix requires a certificate that chains to a trusted root and names
+// an MX matching a pattern, and sends the MX name as SNI. Modes testing
+// and none ask senders not to insist (RFC 8461 §5): their answer is "",
+// the caller's default.
+func (p *Policy) PostfixPolicy() string {
+	if p == nil || p.Mode != ModeEnforce || len(p.MX) == 0 {
+		return ""
 	}
-	return "https://" + host + "/.well-known/mta-sts.txt"
-}
-
-// Fetch downloads and parses the policy of domain. Errors wrap
-// ErrPolicyFetch (transport, status, media type, size) or ErrPolicySyntax.
-func (f *PolicyFetcher) Fetch(ctx context.Context, domain string) (*Policy, error) {
-	timeout := f.Timeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	dial := f.DialContext
-	if dial == nil {
-		dial = (&net.Dialer{}).DialContext
-	}
-	tr := &http.Transport{
-		Proxy:       nil, // talk to the policy host itself
-		DialContext: dial,
-		TLSClientConfig: &tls.Config{
-			RootCAs:    f.RootCAs,
-			MinVersion: tls.VersionTLS12,
-			Time:       f.Now,
-		},
-		TLSHandshakeTimeout:    timeout,
-		ResponseHeaderTimeout:  timeout,
-		DisableKeepAlives:      true,
-		MaxResponseHeaderBytes: 16 << 10,
-	}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{
-		Transport: tr,
-		// RFC 8461 §3.3: "HTTP 3xx redirects MUST NOT be followed".
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	url := f.URL(domain)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrPolicyFetch, err)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		// The context deadline and the transport's header timeout are
-		// the same limit: whichever fires first, say so plainly.
-		var ne net.Error
-		if ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()) {
-			return nil, fmt.Errorf("%w: GET %s: no answer within %s", ErrPolicyFetch, url, timeout)
-		}
-		return nil, fmt.Errorf("%w: %v", ErrPolicyFetch, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
-		return nil, fmt.Errorf("%w: GET %s: HTTP %d redirect to %q; MTA-STS forbids redirects (RFC 8461 §3.3)",
-			ErrPolicyFetch, url, resp.StatusCode, shorten(resp.Header.Get("Location"), 100))
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%w: GET %s: HTTP %s (want 200)", ErrPolicyFetch, url, resp.Status)
-	}
-	ct := resp.Header.Get("Content-Type")
-	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "text/plain" {
-		return nil, fmt.Errorf("%w: GET %s: media type %q (want text/plain, RFC 8461 §3.2)", ErrPolicyFetch, url, shorten(ct, 60))
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxPolicySize+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: GET %s: reading body: %v", ErrPolicyFetch, url, err)
-	}
-	if len(body) > MaxPolicySize {
-		return nil, fmt.Errorf("%w: GET %s: body larger than %d bytes", ErrPolicyFetch, url, MaxPolicySize)
-	}
-	return ParsePolicy(string(body))
+	return "secure match=" + p.PostfixMatch() + " servername=hostname"
 }
 
 // shorten truncates s for error messages.
@@ -509,4 +425,19 @@ func shorten(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
+}
+
+// String renders p as a policy file (RFC 8461 §3.2, CRLF line ends) that
+// ParsePolicy reads back to an equal Policy: how a policy is stored.
+func (p *Policy) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "version: %s\r\nmode: %s\r\n", p.Version, p.Mode)
+	for _, m := range p.MX {
+		fmt.Fprintf(&b, "mx: %s\r\n", m)
+	}
+	fmt.Fprintf(&b, "max_age: %d\r\n", p.MaxAge)
+	for _, e := range p.Extensions {
+		fmt.Fprintf(&b, "%s: %s\r\n", e.Key, e.Value)
+	}
+	return b.String()
 }

@@ -1,0 +1,79 @@
+package policyd
+
+import "strings"
+
+// Publisher answers for a destination from what it publishes (DANE,
+// MTA-STS; package published). The server consults it only when no
+// override matches, before the default, so that an operator's override
+// always wins. Publish must answer from memory; it may wait on I/O only
+// for a destination it has never seen, and then at most a short budget.
+// value must be a policy that ParsePolicy accepts unchanged.
+type Publisher interface {
+	Publish(key string) (value, source string, ok bool)
+}
+
+// RulePublished is Result.Rule for an answer from a Publisher; the
+// publisher's source ("dane", "mta-sts") is in Result.Source.
+const RulePublished = "published"
+
+type publisherBox struct{ p Publisher }
+
+// SetPublisher makes lookups that match no override consult p (nil: stop).
+func (t *Table) SetPublisher(p Publisher) {
+	if p == nil {
+		t.pub.Store(nil)
+		return
+	}
+	t.pub.Store(&publisherBox{p})
+}
+
+// withPublished returns the publisher's answer for a lowercase ASCII key
+// that matched no override, or r unchanged.
+func (t *Table) withPublished(key []byte, r Result) Result {
+	// Only a recipient domain has MX hosts and a policy: "[host]:port" and
+	// "domain:port" next-hops skip the MX lookup in Postfix.
+	if r.Rule != RuleDefault && r.Rule != RuleNotFound || !isDomainKey(key) || key[0] == '.' {
+		return r
+	}
+	b := t.pub.Load()
+	if b == nil {
+		return r
+	}
+	v, src, ok := b.p.Publish(string(key))
+	if !ok || v == "" || !notWeaker(v, r) {
+		return r
+	}
+	return Result{Value: v, Found: true, Rule: RulePublished, Source: src, Expired: r.Expired}
+}
+
+// notWeaker reports whether published policy v may replace the default
+// answer def without making any delivery use weaker TLS than def would
+// ("never weaker"):
+//
+//   - a default of none or may gives way to any published answer;
+//   - NOTFOUND (main.cf decides, and may say encrypt) and encrypt give way
+//     only to answers that demand authenticated TLS of every MX host
+//     (dane-only, secure): "dane" lets MX hosts without TLSA records fall
+//     back to may;
+//   - a stronger default (dane and up) is the operator's choice and stays.
+func notWeaker(v string, def Result) bool {
+	level, _, _ := strings.Cut(v, " ")
+	mandatory := level == "dane-only" || level == "secure"
+	if !def.Found {
+		return mandatory
+	}
+	dl, _, _ := strings.Cut(def.Value, " ")
+	switch dl {
+	case "none", "may":
+		return true
+	case "encrypt":
+		return mandatory
+	}
+	return false
+}
+
+// WithPublished applies the publisher to r, the override lookup of key, as
+// the servers do: for `mailtls lookup`.
+func (t *Table) WithPublished(key string, r Result) Result {
+	return t.withPublished([]byte(key), r)
+}

@@ -1,0 +1,558 @@
+package published
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mailtls/mailtls/mtasts"
+	"github.com/mailtls/mailtls/policyd"
+)
+
+// Defaults of Config.
+const (
+	// DefaultBudget is how long a lookup for a destination seen for the
+	// first time waits for its resolution. Postfix waits for a policy
+	// lookup as for any table, and smtp(8) clients connect with
+	// smtp_connect_timeout = 30 s; 2 s keeps first contact well inside that
+	// and is enough for a warm resolver and one HTTPS fetch.
+	DefaultBudget = 2 * time.Second
+	// DefaultWorkers bounds concurrent resolutions.
+	DefaultWorkers = 8
+	// DefaultQueue bounds resolutions waiting for a worker; beyond it a
+	// new destination gets no answer now and is tried at its next lookup.
+	DefaultQueue = 1024
+	// DefaultRefreshWindow: only destinations with deliveries this recent
+	// are refreshed before their cache expires.
+	DefaultRefreshWindow = 30 * 24 * time.Hour
+	// DefaultFetchTimeout caps one policy fetch (RFC 8461 §3.3 asks for a
+	// timeout; the body is capped at mtasts.MaxPolicySize).
+	DefaultFetchTimeout = 10 * time.Second
+	// resolveTimeout caps one whole resolution in the background.
+	resolveTimeout = 30 * time.Second
+	// refreshAhead is how long before expiry an active destination's
+	// policy is fetched again, at most half its max_age.
+	refreshAhead = 24 * time.Hour
+)
+
+// ErrConfig is wrapped by errors about a Config.
+var ErrConfig = errors.New("published: invalid configuration")
+
+// Clock is the time seam: tests use a fake that moves only when told.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// ActiveFunc returns the destinations with recorded deliveries since a
+// time: the only ones refreshed proactively.
+type ActiveFunc func(ctx context.Context, since time.Time) ([]string, error)
+
+// Config configures a Resolver.
+type Config struct {
+	// DNS answers the queries; required.
+	DNS DNS
+	// Resolver names the DNS server in notes, e.g. "127.0.0.1:53".
+	Resolver string
+	// TrustAD: the AD bit means DNSSEC-validated (see ADTrusted).
+	TrustAD bool
+	// NoDANE and NoMTASTS turn a source off (--sources).
+	NoDANE, NoMTASTS bool
+	// RootCAs verifies policy hosts; nil means the system roots
+	// (SSL_CERT_FILE and SSL_CERT_DIR as Go's crypto/x509 reads them).
+	RootCAs *x509.CertPool
+	// PolicyPort is the HTTPS port of policy hosts; 0 means 443.
+	PolicyPort int
+	// Dial connects to a policy host address; nil means a net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// FetchTimeout caps a policy fetch; 0 means DefaultFetchTimeout.
+	FetchTimeout time.Duration
+	// Budget, Workers, Queue, RefreshWindow: 0 means the default.
+	Budget        time.Duration
+	Workers       int
+	Queue         int
+	RefreshWindow time.Duration
+	// Active feeds proactive refresh; nil means none.
+	Active ActiveFunc
+	// Store persists the cache; nil means memory only.
+	Store  Store
+	Clock  Clock
+	Logger *slog.Logger
+}
+
+// Resolver answers lookups from memory and resolves in the background.
+type Resolver struct {
+	dns          *dnsCache
+	trustAD      bool
+	noDANE       bool
+	noMTASTS     bool
+	resolverName string
+	fetcher      mtasts.Fetcher
+	dial         func(ctx context.Context, network, addr string) (net.Conn, error)
+	budget       time.Duration
+	window       time.Duration
+	active       ActiveFunc
+	store        Store
+	clock        Clock
+	log          *slog.Logger
+
+	entries sync.Map // domain -> *state; the lookup path reads only this
+
+	mu       sync.Mutex
+	inflight map[string]*job
+	queue    chan *job
+	pending  sync.WaitGroup // jobs queued or running
+	workers  sync.WaitGroup
+	nworkers int
+	stop     context.CancelFunc
+	started  bool
+	closed   bool
+}
+
+type job struct {
+	domain string
+	force  bool
+	done   chan struct{}
+}
+
+// New returns a Resolver; Start runs its workers.
+func New(cfg Config) (*Resolver, error) {
+	if cfg.DNS == nil {
+		return nil, fmt.Errorf("%w: no DNS", ErrConfig)
+	}
+	def := func(v, d time.Duration) time.Duration {
+		if v <= 0 {
+			return d
+		}
+		return v
+	}
+	r := &Resolver{
+		trustAD: cfg.TrustAD, noDANE: cfg.NoDANE, noMTASTS: cfg.NoMTASTS, resolverName: cfg.Resolver,
+		budget: def(cfg.Budget, DefaultBudget), window: def(cfg.RefreshWindow, DefaultRefreshWindow),
+		active: cfg.Active, store: cfg.Store, clock: cfg.Clock, log: cfg.Logger,
+		dial: cfg.Dial, inflight: map[string]*job{},
+	}
+	if r.clock == nil {
+		r.clock = realClock{}
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.dial == nil {
+		r.dial = (&net.Dialer{}).DialContext
+	}
+	if r.resolverName == "" {
+		r.resolverName = "in use"
+	}
+	workers, queue := cfg.Workers, cfg.Queue
+	if workers <= 0 {
+		workers = DefaultWorkers
+	}
+	if queue <= 0 {
+		queue = DefaultQueue
+	}
+	r.queue = make(chan *job, queue)
+	r.nworkers = workers
+	r.dns = &dnsCache{dns: cfg.DNS, now: r.clock.Now, m: map[qkey]cachedAnswer{}}
+	r.fetcher = mtasts.Fetcher{Port: cfg.PolicyPort, RootCAs: cfg.RootCAs, Timeout: def(cfg.FetchTimeout, DefaultFetchTimeout), Now: r.clock.Now}
+	r.fetcher.DialContext = r.dialResolved
+	return r, nil
+}
+
+// Start runs the workers until Close.
+func (r *Resolver) Start() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started || r.closed {
+		return
+	}
+	r.started = true
+	ctx, cancel := context.WithCancel(context.Background())
+	r.stop = cancel
+	r.workers.Add(r.nworkers)
+	for range r.nworkers {
+		go r.worker(ctx)
+	}
+}
+
+// Close stops the workers after the resolutions in progress; queued ones
+// are dropped. Safe to call twice.
+func (r *Resolver) Close() {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.closed = true
+	started := r.started
+	if r.stop != nil {
+		r.stop()
+	}
+	r.mu.Unlock()
+	if started {
+		r.workers.Wait()
+	}
+	// Queued jobs are dropped: release their waiters.
+	for {
+		select {
+		case j := <-r.queue:
+			r.mu.Lock()
+			delete(r.inflight, j.domain)
+			r.mu.Unlock()
+			close(j.done)
+			r.pending.Done()
+		default:
+			return
+		}
+	}
+}
+
+func (r *Resolver) worker(ctx context.Context) {
+	defer r.workers.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-r.queue:
+			r.run(ctx, j)
+		}
+	}
+}
+
+// run resolves one destination, publishes the new state, persists it and
+// releases whoever waits for it.
+func (r *Resolver) run(ctx context.Context, j *job) {
+	defer r.pending.Done()
+	prev, _ := r.state(j.domain)
+	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	st := r.resolve(rctx, j.domain, prev, j.force)
+	cancel()
+	if ctx.Err() != nil {
+		// Closing: the lookups were cut short, so what they found says
+		// nothing about the destination. Keep what was known.
+		r.mu.Lock()
+		delete(r.inflight, j.domain)
+		r.mu.Unlock()
+		close(j.done)
+		return
+	}
+	r.entries.Store(j.domain, st)
+	if st.failed {
+		r.log.Warn("published policy: resolution incomplete", "domain", j.domain, "source", st.result.Source,
+			"policy", st.result.Policy, "reason", strings.Join(st.result.Evidence.Notes, "; "))
+	} else {
+		r.log.Debug("published policy resolved", "domain", j.domain, "source", st.result.Source, "policy", st.result.Policy)
+	}
+	r.persist(ctx, j.domain, st)
+	r.mu.Lock()
+	delete(r.inflight, j.domain)
+	r.mu.Unlock()
+	close(j.done)
+}
+
+func (r *Resolver) state(d string) (*state, bool) {
+	v, ok := r.entries.Load(d)
+	if !ok {
+		return nil, false
+	}
+	return v.(*state), true
+}
+
+// schedule queues a resolution of d unless one is queued or running. It
+// returns a channel closed when the resolution is done, or false when the
+// queue is full or the resolver closed. It never blocks.
+func (r *Resolver) schedule(d string, force bool) (<-chan struct{}, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if j, ok := r.inflight[d]; ok {
+		return j.done, true
+	}
+	if r.closed {
+		return nil, false
+	}
+	j := &job{domain: d, force: force, done: make(chan struct{})}
+	select {
+	case r.queue <- j:
+		r.inflight[d] = j
+		r.pending.Add(1)
+		return j.done, true
+	default:
+		return nil, false
+	}
+}
+
+// Lookup returns the published answer for domain d, a lowercase domain
+// name as policyd normalises it. A destination resolved before is answered
+// from memory at once (and resolved again in the background when its
+// cache is due); one seen for the first time waits for its resolution at
+// most the budget, or until ctx ends. Lookup never fails: without an
+// answer the Result has SourceNone.
+func (r *Resolver) Lookup(ctx context.Context, d string) Result {
+	if why := notDomain(d); why != "" {
+		return Result{Domain: d, Source: SourceNone, Evidence: Evidence{Notes: []string{why}}}
+	}
+	now := r.clock.Now()
+	if st, ok := r.state(d); ok {
+		if !now.Before(st.refreshAt) {
+			r.schedule(d, false)
+		}
+		return st.serve(now)
+	}
+	done, ok := r.schedule(d, false)
+	if !ok {
+		return Result{Domain: d, Source: SourceNone, Pending: true,
+			Evidence: Evidence{Notes: []string{"not resolved yet: the resolution queue is full; the next lookup tries again"}}}
+	}
+	select {
+	case <-done:
+		if st, ok := r.state(d); ok {
+			return st.serve(r.clock.Now())
+		}
+	case <-r.clock.After(r.budget):
+	case <-ctx.Done():
+	}
+	return Result{Domain: d, Source: SourceNone, Pending: true,
+		Evidence: Evidence{Notes: []string{fmt.Sprintf("first contact: not resolved within %s; resolution continues in the background", r.budget)}}}
+}
+
+// notDomain says why next-hop key d gets no published answer: only a
+// recipient domain has MX hosts and an MTA-STS policy; "[host]:port" and
+// "domain:port" next-hops skip the MX lookup in Postfix.
+func notDomain(d string) string {
+	if d == "" || strings.ContainsAny(d, "[]:") || strings.HasPrefix(d, ".") {
+		return fmt.Sprintf("%q is not a destination domain (a bracketed host, a port or a .parent key): nothing published applies", d)
+	}
+	return ""
+}
+
+// serve is the answer of a state at time now.
+func (st *state) serve(now time.Time) Result {
+	res := st.result
+	res.CacheAge = now.Sub(res.ResolvedAt)
+	if res.Source == SourceMTASTS && (st.policy == nil || !now.Before(st.policy.expires)) {
+		// RFC 8461 §5.1: an expired policy is not used; the refresh is
+		// already queued.
+		res.Source, res.Policy = SourceNone, ""
+		res.Evidence.Notes = append(append([]string(nil), res.Evidence.Notes...), "the MTA-STS policy has expired; a refresh is pending, the default applies meanwhile")
+	}
+	return res
+}
+
+// Cached returns what the cache holds for d, without resolving.
+func (r *Resolver) Cached(d string) (Result, bool) {
+	st, ok := r.state(d)
+	if !ok {
+		return Result{}, false
+	}
+	return st.serve(r.clock.Now()), true
+}
+
+// Wait blocks until every queued resolution is done. For tests and for
+// start-up tools; the daemon never calls it on the lookup path.
+func (r *Resolver) Wait() { r.pending.Wait() }
+
+// Resolve resolves d now, waiting for the result: for `mailtls lookup
+// --resolve` style tools and tests. It shares the cache with Lookup.
+func (r *Resolver) Resolve(ctx context.Context, d string) (Result, error) {
+	if why := notDomain(d); why != "" {
+		return Result{Domain: d, Source: SourceNone, Evidence: Evidence{Notes: []string{why}}}, nil
+	}
+	done, ok := r.schedule(d, false)
+	if !ok {
+		return Result{}, errors.New("published: the resolution queue is full or the resolver is closed")
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	}
+	st, _ := r.state(d)
+	return st.serve(r.clock.Now()), nil
+}
+
+// RefreshActive queues, for the destinations with deliveries within the
+// refresh window, the resolutions that are due: those whose cache expires,
+// and a fetch of MTA-STS policies that expire within a day (at most half
+// their max_age), so that a policy in use never lapses (RFC 8461 §5.1).
+// Other destinations are never resolved without a lookup. It returns how
+// many resolutions it queued and how many it skipped because the queue
+// was full.
+//
+// It also forgets the destinations not worth keeping: those resolved
+// more than a day after their cache was due (no lookup asked for them
+// since) and holding no unexpired MTA-STS policy, so that memory and the
+// store hold only destinations in use.
+func (r *Resolver) RefreshActive(ctx context.Context) (queued, skipped int, err error) {
+	r.dns.expire()
+	r.evict(ctx)
+	if r.active == nil {
+		return 0, 0, nil
+	}
+	now := r.clock.Now()
+	domains, err := r.active(ctx, now.Add(-r.window))
+	if err != nil {
+		return 0, 0, fmt.Errorf("published: active destinations: %w", err)
+	}
+	for _, d := range domains {
+		if notDomain(d) != "" {
+			continue
+		}
+		st, ok := r.state(d)
+		force := false
+		if ok {
+			if p := st.policy; p != nil {
+				ahead := min(refreshAhead, time.Duration(p.p.MaxAge)*time.Second/2)
+				force = !now.Before(p.expires.Add(-ahead))
+			}
+			if !force && now.Before(st.refreshAt) {
+				continue
+			}
+		}
+		if _, ok := r.schedule(d, force); ok {
+			queued++
+		} else {
+			skipped++
+		}
+	}
+	if skipped > 0 {
+		r.log.Warn("published policy: refresh queue full", "skipped", skipped, "queued", queued)
+	}
+	return queued, skipped, nil
+}
+
+// evict forgets the entries keep rejects, in memory and in the store.
+func (r *Resolver) evict(ctx context.Context) {
+	now := r.clock.Now()
+	var gone []string
+	r.entries.Range(func(k, v any) bool {
+		if !v.(*state).keep(now) {
+			gone = append(gone, k.(string))
+		}
+		return true
+	})
+	for _, d := range gone {
+		r.entries.Delete(d)
+		if r.store != nil {
+			if err := r.store.DeletePublished(ctx, d); err != nil {
+				r.log.Error("published policy: deleting a stale cache entry failed", "domain", d, "error", err)
+			}
+		}
+	}
+	if len(gone) > 0 {
+		r.log.Debug("published policy: stale entries forgotten", "count", len(gone))
+	}
+}
+
+// keep reports whether the entry is still worth keeping at now: its cache
+// was due less than maxStale ago, or it holds an unexpired policy (which
+// RFC 8461 §5.1 asks to keep using).
+func (st *state) keep(now time.Time) bool {
+	return now.Before(st.keepUntil())
+}
+
+func (st *state) keepUntil() time.Time {
+	t := st.refreshAt.Add(maxStale)
+	if p := st.policy; p != nil {
+		t = latest(t, p.expires)
+	}
+	return t
+}
+
+// stored is the persisted form of a state.
+type stored struct {
+	V         int           `json:"v"`
+	Result    Result        `json:"result"`
+	RefreshAt time.Time     `json:"refresh_at"`
+	Policy    *storedPolicy `json:"policy,omitempty"`
+}
+
+type storedPolicy struct {
+	ID      string    `json:"id"`
+	Text    string    `json:"text"`
+	Fetched time.Time `json:"fetched"`
+	Expires time.Time `json:"expires"`
+}
+
+func (r *Resolver) persist(ctx context.Context, d string, st *state) {
+	if r.store == nil {
+		return
+	}
+	s := stored{V: 1, Result: st.result, RefreshAt: st.refreshAt}
+	keep := st.keepUntil()
+	if p := st.policy; p != nil {
+		s.Policy = &storedPolicy{ID: p.id, Text: p.p.String(), Fetched: p.fetched, Expires: p.expires}
+	}
+	data, err := json.Marshal(s)
+	if err == nil {
+		err = r.store.SavePublished(ctx, d, string(st.result.Source), st.result.Policy, data, keep)
+	}
+	if err != nil {
+		r.log.Error("published policy: saving the cache failed", "domain", d, "error", err)
+	}
+}
+
+// Load fills the cache from the store, before Start. Entries that no
+// longer parse or validate are skipped and reported in the error, which
+// is joined; the others are loaded.
+func (r *Resolver) Load(ctx context.Context) (int, error) {
+	if r.store == nil {
+		return 0, nil
+	}
+	n := 0
+	var bad []error
+	err := r.store.LoadPublished(ctx, func(d string, data []byte) error {
+		st, err := decodeState(d, data)
+		if err != nil {
+			bad = append(bad, err)
+			return nil
+		}
+		r.entries.Store(d, st)
+		n++
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("published: loading the cache: %w", err)
+	}
+	return n, errors.Join(bad...)
+}
+
+func decodeState(d string, data []byte) (*state, error) {
+	var s stored
+	if err := json.Unmarshal(data, &s); err != nil || s.V != 1 {
+		return nil, fmt.Errorf("published: stored entry of %s is unreadable (version %d): %v", d, s.V, err)
+	}
+	st := &state{result: s.Result, refreshAt: s.RefreshAt}
+	st.result.Domain = d
+	if s.Policy != nil {
+		p, err := mtasts.ParsePolicy(s.Policy.Text)
+		if err != nil {
+			return nil, fmt.Errorf("published: stored MTA-STS policy of %s: %w", d, err)
+		}
+		st.policy = &stsPolicy{id: s.Policy.ID, p: p, fetched: s.Policy.Fetched, expires: s.Policy.Expires}
+	}
+	switch st.result.Source {
+	case SourceNone:
+		st.result.Policy = ""
+	case SourceDANE, SourceMTASTS:
+		pp, err := policyd.ParsePolicy(st.result.Policy)
+		if err != nil {
+			return nil, fmt.Errorf("published: stored answer of %s: %w", d, err)
+		}
+		st.result.Policy = pp.String()
+	default:
+		return nil, fmt.Errorf("published: stored entry of %s has unknown source %q", d, st.result.Source)
+	}
+	return st, nil
+}
