@@ -25,7 +25,7 @@ func newLookups(reg prometheus.Registerer) *Lookups {
 	total := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace,
 		Name:      "lookups_total",
-		Help:      "TLS policy lookups answered, by protocol, what decided the answer (override, default, or none for refused requests) and reply class (ok, notfound, temp, perm).",
+		Help:      "TLS policy lookups answered, by protocol, what decided the answer (override, dane, mta-sts, default, or none for refused requests) and reply class (ok, notfound, temp, perm).",
 	}, []string{"proto", "source", "result"})
 	dur := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: namespace,

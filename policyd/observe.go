@@ -28,12 +28,14 @@ const (
 	OriginNone     Origin = iota
 	OriginOverride        // an operator override (exact or wildcard)
 	OriginDefault         // the default answer, or NOTFOUND for want of one
+	OriginDANE            // published: the destination's TLSA records
+	OriginMTASTS          // published: the destination's MTA-STS enforce policy
 	NumOrigins            // the number of Origin values
 )
 
-var originNames = [NumOrigins]string{"none", "override", "default"}
+var originNames = [NumOrigins]string{"none", "override", "default", "dane", "mta-sts"}
 
-// String returns "none", "override" or "default".
+// String returns "none", "override", "default", "dane" or "mta-sts".
 func (o Origin) String() string {
 	if o < NumOrigins {
 		return originNames[o]
@@ -79,6 +81,14 @@ func originOf(r Result) Origin {
 	switch r.Rule {
 	case RuleExact, RuleWildcard:
 		return OriginOverride
+	case RulePublished:
+		switch r.Source {
+		case "dane":
+			return OriginDANE
+		case "mta-sts":
+			return OriginMTASTS
+		}
+		return OriginDefault
 	default:
 		return OriginDefault
 	}

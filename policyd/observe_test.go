@@ -152,3 +152,23 @@ func BenchmarkAnswer(b *testing.B) {
 		})
 	}
 }
+
+// TestOriginOf: an answer from a published source is counted under its
+// source, not as the default.
+func TestOriginOf(t *testing.T) {
+	for _, tt := range []struct {
+		r    Result
+		want string
+	}{
+		{Result{Rule: RuleExact}, "override"},
+		{Result{Rule: RuleWildcard}, "override"},
+		{Result{Rule: RulePublished, Source: "dane"}, "dane"},
+		{Result{Rule: RulePublished, Source: "mta-sts"}, "mta-sts"},
+		{Result{Rule: RuleDefault}, "default"},
+		{Result{Rule: RuleNotFound}, "default"},
+	} {
+		if got := originOf(tt.r).String(); got != tt.want {
+			t.Errorf("originOf(%+v) = %s, want %s", tt.r, got, tt.want)
+		}
+	}
+}
