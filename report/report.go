@@ -1,6 +1,6 @@
 // Package report shapes TLS coverage reports: the window syntax shared by
 // the command line and the HTTP listener, the JSON views of
-// `mailtls report --format json` (the contract in DESIGN.md), and the
+// `mailtls report --format json` (the contract in ARCHITECTURE.md), and the
 // self-contained HTML page built from the same views.
 //
 // Both outputs go through Load and the view types here, so a number on the
@@ -29,7 +29,7 @@ type Source interface {
 
 var _ Source = (*store.Store)(nil)
 
-// Summary is the `report --format json` summary contract (DESIGN.md):
+// Summary is the `report --format json` summary contract (ARCHITECTURE.md):
 // keep the field names exact.
 type Summary struct {
 	Deliveries          int64            `json:"deliveries"`

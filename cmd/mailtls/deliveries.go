@@ -12,7 +12,7 @@ import (
 	"github.com/mailtls/mailtls/store"
 )
 
-// deliveryJSON is the `deliveries --format jsonl` contract (DESIGN.md); keep
+// deliveryJSON is the `deliveries --format jsonl` contract (ARCHITECTURE.md); keep
 // the field names and order exact.
 type deliveryJSON struct {
 	Time        string `json:"time"`
