@@ -58,7 +58,7 @@ func parseSources(v string) (sourceSet, error) {
 // publishedFlags are the daemon's flags for the published sources.
 func publishedFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "sources", Value: sourceOverride, Usage: "policy `SOURCES` in force, comma-separated, strongest first: override (operator overrides), dane, mta-sts (what destinations publish); e.g. override,dane,mta-sts"},
+		&cli.StringFlag{Name: "sources", Value: allSources, Usage: "policy `SOURCES` in force, comma-separated, strongest first: override (operator overrides), dane, mta-sts (what destinations publish); override alone answers without DNS"},
 		&cli.StringFlag{Name: "resolver", Usage: "DNS resolver `ADDR` (host:port) for DANE and MTA-STS; default: the first nameserver of /etc/resolv.conf. DANE needs a validating resolver on loopback"},
 		&cli.DurationFlag{Name: "resolve-timeout", Value: published.DefaultBudget, Usage: "`DURATION` a lookup for a destination seen for the first time waits for DANE and MTA-STS; then the default answers and resolution goes on in the background"},
 	}

@@ -158,6 +158,32 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 		return nil, fmt.Errorf("load overrides: %w", err)
 	}
 
+	// Flags are checked before the published sources start, so that a
+	// usage error is the only line on stderr.
+	mode, err := parseMode(c.String("unix-mode"))
+	if err != nil {
+		return nil, err
+	}
+	type lspec struct {
+		proto, network, addr string
+	}
+	var specs []lspec
+	for _, s := range []struct{ flag, proto, network string }{
+		{"socketmap", "socketmap", "tcp"}, {"tcp", "tcp_table", "tcp"},
+		{"unix", "socketmap", "unix"}, {"tcp-unix", "tcp_table", "unix"},
+	} {
+		if a := c.String(s.flag); a != "" {
+			if s.network == "tcp" && !c.Bool("allow-remote") {
+				if err := checkLoopback(s.flag, a); err != nil {
+					return nil, err
+				}
+			}
+			specs = append(specs, lspec{s.proto, s.network, a})
+		}
+	}
+	if len(specs) == 0 {
+		return nil, usageErrorf("no listener configured (set --socketmap, --tcp, --unix or --tcp-unix)")
+	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(c.Context))
 	d := &daemon{table: table, src: src, cancel: cancel, metrics: m}
 	if d.pub, err = startPublished(ctx, c, srcs, st, log); err != nil {
@@ -174,33 +200,6 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 		IdleTimeout: c.Duration("idle-timeout"),
 		Logger:      log,
 		Observer:    obs,
-	}
-	mode, err := parseMode(c.String("unix-mode"))
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	type lspec struct {
-		proto, network, addr string
-	}
-	var specs []lspec
-	for _, s := range []struct{ flag, proto, network string }{
-		{"socketmap", "socketmap", "tcp"}, {"tcp", "tcp_table", "tcp"},
-		{"unix", "socketmap", "unix"}, {"tcp-unix", "tcp_table", "unix"},
-	} {
-		if a := c.String(s.flag); a != "" {
-			if s.network == "tcp" && !c.Bool("allow-remote") {
-				if err := checkLoopback(s.flag, a); err != nil {
-					cancel()
-					return nil, err
-				}
-			}
-			specs = append(specs, lspec{s.proto, s.network, a})
-		}
-	}
-	if len(specs) == 0 {
-		cancel()
-		return nil, usageErrorf("no listener configured (set --socketmap, --tcp, --unix or --tcp-unix)")
 	}
 	var lns []net.Listener
 	for _, sp := range specs {
