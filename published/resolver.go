@@ -369,7 +369,7 @@ func (st *state) serve(now time.Time) Result {
 	if res.Source == SourceMTASTS && (st.policy == nil || !now.Before(st.policy.expires)) {
 		// RFC 8461 §5.1: an expired policy is not used; the refresh is
 		// already queued.
-		res.Source, res.Policy = SourceNone, ""
+		res.Source, res.Policy, res.TLSRPT = SourceNone, "", ""
 		res.Evidence.Notes = append(append([]string(nil), res.Evidence.Notes...), "the MTA-STS policy has expired; a refresh is pending, the default applies meanwhile")
 	}
 	return res
@@ -579,5 +579,6 @@ func decodeState(d string, data []byte) (*state, error) {
 	default:
 		return nil, fmt.Errorf("published: stored entry of %s has unknown source %q", d, st.result.Source)
 	}
+	st.result.TLSRPT, _ = st.tlsrpt(d) // never trusted from the store: derived again
 	return st, nil
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -220,11 +221,27 @@ func loadConfig(c *cli.Context) error {
 		if c.IsSet(name) || (name == "db" && os.Getenv("MAILTLS_DB") != "") {
 			continue
 		}
-		if err := c.Set(name, value); err != nil {
+		if err := c.Set(name, configBool(c, name, value)); err != nil {
 			return usageErrorf("%s: %s = %q: %v", path, name, value, err)
 		}
 	}
 	return nil
+}
+
+// configBool turns Postfix-style yes and no into true and false for a
+// boolean flag (tlsrpt = yes), as main.cf writes them.
+func configBool(c *cli.Context, name, value string) string {
+	for _, f := range c.Command.Flags {
+		if _, ok := f.(*cli.BoolFlag); ok && slices.Contains(f.Names(), name) {
+			switch strings.ToLower(value) {
+			case "yes":
+				return "true"
+			case "no":
+				return "false"
+			}
+		}
+	}
+	return value
 }
 
 // loadConfigSetting applies one setting of the config file, when it is

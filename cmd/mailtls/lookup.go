@@ -160,4 +160,6 @@ func lookupCommand(e env) *cli.Command {
 // daemon's precedence rules (policyd) to it.
 type fixedPublisher struct{ value, source string }
 
-func (f fixedPublisher) Publish(string) (string, string, bool) { return f.value, f.source, true }
+func (f fixedPublisher) Publish(string) (policyd.Published, bool) {
+	return policyd.Published{Value: f.value, Source: f.source}, true
+}

@@ -141,12 +141,12 @@ type publishedDaemon struct {
 }
 
 // Publish answers a lookup that matched no override.
-func (p *publishedDaemon) Publish(key string) (string, string, bool) {
+func (p *publishedDaemon) Publish(key string) (policyd.Published, bool) {
 	res := p.r.Lookup(context.Background(), key)
 	if res.Source == published.SourceNone || res.Policy == "" {
-		return "", "", false
+		return policyd.Published{}, false
 	}
-	return res.Policy, string(res.Source), true
+	return policyd.Published{Value: res.Policy, Source: string(res.Source), TLSRPT: res.TLSRPT}, true
 }
 
 func (p *publishedDaemon) stop() {

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -116,5 +118,48 @@ func TestServeResolverSilent(t *testing.T) {
 		if got, code := postmapQ(t, key, m); code != 0 || got != "may" {
 			t.Errorf("%s %s: %q (exit %d), want the default may", key, m, got, code)
 		}
+	}
+}
+
+// TestServeTLSRPT: through the real Postfix client, the map name
+// tlspolicy-tlsrpt adds the TLSRPT attributes to a DANE answer only, never
+// to an override or the default, and the plain name never gets them;
+// tlsrpt = yes in the config file adds them on tcp_table too.
+func TestServeTLSRPT(t *testing.T) {
+	z := testnet.NewZone()
+	z.Sign("all.example")
+	z.Add(t, "all.example. 300 IN MX 10 mx1.all.example.", "mx1.all.example. 300 IN A 127.0.0.1", "_25._tcp.mx1.all.example. 300 IN TLSA "+testTLSA)
+	dnsAddr := testnet.StartDNS(t, z)
+	c := newCLI(t)
+	c.ok("policy", "set", "forced.example", "encrypt")
+	attrs := "dane-only policy_type=tlsa policy_domain=all.example { policy_string = " + testTLSA + " }"
+	d := startServe(t, c, "--resolver", dnsAddr)
+	rpt := "socketmap:inet:" + d.socketmap + ":tlspolicy-tlsrpt"
+	eventually(t, 20*time.Second, "postmap -q all.example "+rpt, func() (bool, string) {
+		got, code := postmapQ(t, "all.example", rpt)
+		return code == 0 && got == attrs, got
+	})
+	for key, want := range map[string]string{"forced.example": "encrypt", "plain.example": "may"} {
+		if got, code := postmapQ(t, key, rpt); code != 0 || got != want {
+			t.Errorf("%s %s: %q (exit %d), want %q", rpt, key, got, code, want)
+		}
+	}
+	for _, m := range []string{"socketmap:inet:" + d.socketmap + ":tlspolicy", "tcp:" + d.tcp} {
+		if got, code := postmapQ(t, "all.example", m); code != 0 || got != "dane-only" {
+			t.Errorf("%s all.example: %q (exit %d), want dane-only without attributes", m, got, code)
+		}
+	}
+
+	conf := filepath.Join(t.TempDir(), "mailtls.conf")
+	if err := os.WriteFile(conf, []byte("tlsrpt = yes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	all := startServe(t, c, "--resolver", dnsAddr, "--config", conf)
+	eventually(t, 20*time.Second, "postmap -q all.example tcp:"+all.tcp, func() (bool, string) {
+		got, code := postmapQ(t, "all.example", "tcp:"+all.tcp)
+		return code == 0 && got == attrs, got
+	})
+	if got, code := postmapQ(t, "forced.example", "tcp:"+all.tcp); code != 0 || got != "encrypt" {
+		t.Errorf("tlsrpt = yes: forced.example %q (exit %d), want the bare override", got, code)
 	}
 }
