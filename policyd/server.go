@@ -46,17 +46,14 @@ var ErrSocketInUse = errors.New("policyd: socket in use")
 // or 400 for tcp_table), so Postfix defers mail rather than sending it
 // without the operator's overrides: load the table before serving.
 type Server struct {
-	Table   *Table
-	MapName string // socketmap map name; DefaultMapName if empty
-	// TLSRPT adds the TLSRPT attributes to every published answer, over
-	// both protocols; without it only socketmap queries for the map name
-	// plus TLSRPTSuffix get them (Postfix 3.10 and later read them).
-	TLSRPT      bool
+	Table       *Table
+	MapName     string           // socketmap map name; DefaultMapName if empty
 	MaxConns    int              // open connections, all listeners together; DefaultMaxConns if 0
 	IdleTimeout time.Duration    // read deadline for each request; DefaultIdleTimeout if 0
 	Logger      *slog.Logger     // nil: discard
 	Now         func() time.Time // clock for deadlines and expiry; time.Now if nil
 	Observer    Observer         // told about every reply (metrics); nil: none
+	TLSRPT      bool             // TLSRPT attributes on every published answer, not only for MapName+TLSRPTSuffix
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
