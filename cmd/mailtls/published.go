@@ -206,6 +206,9 @@ func describePublished(res published.Result) []string {
 			out = append(out, "  mta-sts testing: enforce would answer "+s.Answer)
 		}
 	}
+	if res.TLSRPT != "" {
+		out = append(out, "  tlsrpt (map name tlspolicy-tlsrpt, or --tlsrpt): "+res.TLSRPT)
+	}
 	for _, n := range ev.Notes {
 		out = append(out, "  "+n)
 	}
