@@ -155,7 +155,7 @@ func (s *Server) answerSocketmap(bw *bufio.Writer, req []byte, mapName string) (
 	tlsrpt := s.TLSRPT
 	if string(name) != mapName {
 		if !bytes.HasSuffix(name, []byte(TLSRPTSuffix)) || string(name[:len(name)-len(TLSRPTSuffix)]) != mapName {
-			writeNetstring(bw, "PERM ", "unknown map name (want "+mapName+" or "+mapName+TLSRPTSuffix+")")
+			writeNetstring(bw, "PERM ", "unknown map name (want "+mapName+")")
 			return OriginNone, OutcomePerm
 		}
 		tlsrpt = true
