@@ -15,11 +15,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailtls/mailtls/internal/testnet"
 )
 
 var (
@@ -83,6 +86,8 @@ type mailtlsRun struct {
 	db   string
 	smap string
 	tcp  string
+	// emptyDNS is the loopback resolver start gives the default sources.
+	emptyDNS string
 }
 
 type syncBuffer struct {
@@ -126,7 +131,17 @@ func newMailtlsRun(t *testing.T, logPath string) *mailtlsRun {
 // start runs the process and waits until the socketmap answers.
 func (m *mailtlsRun) start() {
 	m.t.Helper()
-	m.cmd = exec.Command(m.bin, m.args...)
+	args := m.args
+	if !slices.Contains(args, "--resolver") && !slices.Contains(args, "--sources") {
+		// The default sources consult DNS: an empty loopback zone keeps
+		// the default configuration under test and every query on the
+		// machine (destinations publish nothing, so the default answers).
+		if m.emptyDNS == "" {
+			m.emptyDNS = testnet.StartDNS(m.t, testnet.NewZone())
+		}
+		args = append(slices.Clone(args), "--resolver", m.emptyDNS)
+	}
+	m.cmd = exec.Command(m.bin, args...)
 	m.cmd.Env = m.env
 	m.cmd.Stdout = m.log
 	m.cmd.Stderr = m.log

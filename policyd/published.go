@@ -9,7 +9,16 @@ import "strings"
 // for a destination it has never seen, and then at most a short budget.
 // value must be a policy that ParsePolicy accepts unchanged.
 type Publisher interface {
-	Publish(key string) (value, source string, ok bool)
+	Publish(key string) (Published, bool)
+}
+
+// Published is a Publisher's answer.
+type Published struct {
+	Value  string // the policy
+	Source string // "dane" or "mta-sts"
+	// TLSRPT holds the TLSRPT attributes of the policy, as
+	// TLSRPTPolicy.Format returns them, or "".
+	TLSRPT string
 }
 
 // RulePublished is Result.Rule for an answer from a Publisher; the
@@ -39,11 +48,11 @@ func (t *Table) withPublished(key []byte, r Result) Result {
 	if b == nil {
 		return r
 	}
-	v, src, ok := b.p.Publish(string(key))
-	if !ok || v == "" || !notWeaker(v, r) {
+	p, ok := b.p.Publish(string(key))
+	if !ok || p.Value == "" || !notWeaker(p.Value, r) {
 		return r
 	}
-	return Result{Value: v, Found: true, Rule: RulePublished, Source: src, Expired: r.Expired}
+	return Result{Value: p.Value, Found: true, Rule: RulePublished, Source: p.Source, TLSRPT: p.TLSRPT, Expired: r.Expired}
 }
 
 // notWeaker reports whether published policy v may replace the default

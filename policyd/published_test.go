@@ -10,15 +10,16 @@ import (
 type fakePublisher struct {
 	mu      sync.Mutex
 	answers map[string][2]string // key -> value, source
+	tlsrpt  map[string]string    // key -> TLSRPT attributes
 	asked   []string
 }
 
-func (f *fakePublisher) Publish(key string) (string, string, bool) {
+func (f *fakePublisher) Publish(key string) (Published, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.asked = append(f.asked, key)
 	a, ok := f.answers[key]
-	return a[0], a[1], ok
+	return Published{Value: a[0], Source: a[1], TLSRPT: f.tlsrpt[key]}, ok
 }
 
 // TestPublisherPrecedence: an override (exact or .parent) wins and the

@@ -53,6 +53,7 @@ type Server struct {
 	Logger      *slog.Logger     // nil: discard
 	Now         func() time.Time // clock for deadlines and expiry; time.Now if nil
 	Observer    Observer         // told about every reply (metrics); nil: none
+	TLSRPT      bool             // TLSRPT attributes on every published answer, not only for MapName+TLSRPTSuffix
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}

@@ -22,6 +22,7 @@ type Result struct {
 	Found   bool     // false: answer NOTFOUND
 	Rule    string   // "exact", "wildcard", "published", "default" or "notfound"
 	Source  string   // with RulePublished: "dane" or "mta-sts"
+	TLSRPT  string   // with RulePublished: its TLSRPT attributes, or ""
 	Key     string   // the override key that matched; empty for default/notfound
 	Expired []string // keys of expired overrides that would have matched, nearest first
 }

@@ -152,9 +152,13 @@ func (s *Server) answerSocketmap(bw *bufio.Writer, req []byte, mapName string) (
 		return OriginNone, OutcomePerm
 	}
 	name, key := req[:sp], req[sp+1:]
+	tlsrpt := s.TLSRPT
 	if string(name) != mapName {
-		writeNetstring(bw, "PERM ", "unknown map name (want "+mapName+")")
-		return OriginNone, OutcomePerm
+		if !bytes.HasSuffix(name, []byte(TLSRPTSuffix)) || string(name[:len(name)-len(TLSRPTSuffix)]) != mapName {
+			writeNetstring(bw, "PERM ", "unknown map name (want "+mapName+")")
+			return OriginNone, OutcomePerm
+		}
+		tlsrpt = true
 	}
 	if err := checkLookupKey(key); err != nil {
 		writeNetstring(bw, "PERM ", err.Error())
@@ -166,7 +170,11 @@ func (s *Server) answerSocketmap(bw *bufio.Writer, req []byte, mapName string) (
 		writeNetstring(bw, "TEMP ", "policy table not loaded yet")
 		return OriginNone, OutcomeTemp
 	case r.Found:
-		writeNetstring(bw, "OK ", r.Value)
+		v := r.Value
+		if tlsrpt && r.TLSRPT != "" && len("OK ")+len(v)+1+len(r.TLSRPT) <= maxReply {
+			v += " " + r.TLSRPT
+		}
+		writeNetstring(bw, "OK ", v)
 		return originOf(r), OutcomeOK
 	default:
 		writeNetstring(bw, "NOTFOUND ", "")

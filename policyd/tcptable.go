@@ -192,6 +192,13 @@ func (s *Server) answerTCPTable(bw *bufio.Writer, line []byte) (Origin, Outcome)
 		b := bw.AvailableBuffer()
 		b = append(b, "200 "...)
 		b = appendTCPEncoded(b, r.Value)
+		if s.TLSRPT && r.TLSRPT != "" {
+			// The attributes only when the whole reply fits; the policy
+			// alone is a complete answer.
+			if w := appendTCPEncoded(append(b, "%20"...), r.TLSRPT); len(w) <= maxTCPReply {
+				b = w
+			}
+		}
 		if len(b) > maxTCPReply {
 			s.log().Warn("tcp_table reply too long for Postfix", "key", string(key), "len", len(b))
 			bw.WriteString("400 reply-too-long\n")

@@ -357,6 +357,15 @@ func TestFirstContactBudget(t *testing.T) {
 	if !res.Pending || res.Source != SourceNone || !hasNote(res, "not resolved within 2s") {
 		t.Errorf("after the budget: %+v", res)
 	}
+	// The budget is spent once per resolution, not once per lookup: while
+	// the resolution still runs, the next lookup answers at once (with a
+	// resolver that never answers, every delivery to the destination
+	// would otherwise wait the budget again). The fake clock fires no
+	// timer, so a wait here would hang until the test's deadline.
+	go func() { got <- r.Lookup(context.Background(), "slow.burst.example") }()
+	if res := <-got; !res.Pending || res.Source != SourceNone {
+		t.Errorf("second lookup during the resolution: %+v", res)
+	}
 	close(f.release)
 	r.Wait()
 	res = r.Lookup(context.Background(), "slow.burst.example")

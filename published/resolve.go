@@ -159,6 +159,7 @@ func (r *Resolver) resolve(ctx context.Context, d string, prev *state, force boo
 	}
 	st.refreshAt = refresh
 	st.failed = x.failed
+	st.setTLSRPT(d)
 	return st
 }
 

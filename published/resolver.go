@@ -125,6 +125,11 @@ type job struct {
 	domain string
 	force  bool
 	done   chan struct{}
+	// waitUntil ends the waits of lookups for a destination seen for the
+	// first time: set by the first such lookup, to its start plus the
+	// budget, so that the budget is spent once per resolution and not
+	// once per lookup. Guarded by Resolver.mu.
+	waitUntil time.Time
 }
 
 // New returns a Resolver; Start runs its workers.
@@ -317,14 +322,34 @@ func (r *Resolver) Lookup(ctx context.Context, d string) Result {
 	}
 	select {
 	case <-done:
+	case <-r.clock.After(r.waitFor(d, now)):
+	case <-ctx.Done():
+	}
+	select {
+	case <-done: // also when the wait ran out as it finished
 		if st, ok := r.state(d); ok {
 			return st.serve(r.clock.Now())
 		}
-	case <-r.clock.After(r.budget):
-	case <-ctx.Done():
+	default:
 	}
 	return Result{Domain: d, Source: SourceNone, Pending: true,
 		Evidence: Evidence{Notes: []string{fmt.Sprintf("first contact: not resolved within %s; resolution continues in the background", r.budget)}}}
+}
+
+// waitFor is how long a lookup at now for d, whose resolution is queued
+// or running, may wait for it: the rest of the budget of the first lookup
+// that waited for this resolution.
+func (r *Resolver) waitFor(d string, now time.Time) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	j, ok := r.inflight[d]
+	if !ok {
+		return 0 // finished meanwhile: done is closed
+	}
+	if j.waitUntil.IsZero() {
+		j.waitUntil = now.Add(r.budget)
+	}
+	return j.waitUntil.Sub(now)
 }
 
 // notDomain says why next-hop key d gets no published answer: only a
@@ -344,7 +369,7 @@ func (st *state) serve(now time.Time) Result {
 	if res.Source == SourceMTASTS && (st.policy == nil || !now.Before(st.policy.expires)) {
 		// RFC 8461 §5.1: an expired policy is not used; the refresh is
 		// already queued.
-		res.Source, res.Policy = SourceNone, ""
+		res.Source, res.Policy, res.TLSRPT = SourceNone, "", ""
 		res.Evidence.Notes = append(append([]string(nil), res.Evidence.Notes...), "the MTA-STS policy has expired; a refresh is pending, the default applies meanwhile")
 	}
 	return res
@@ -554,5 +579,6 @@ func decodeState(d string, data []byte) (*state, error) {
 	default:
 		return nil, fmt.Errorf("published: stored entry of %s has unknown source %q", d, st.result.Source)
 	}
+	st.result.TLSRPT, _ = st.tlsrpt(d) // never trusted from the store: derived again
 	return st, nil
 }

@@ -22,6 +22,10 @@ type Result struct {
 	// Policy is the Postfix policy value, validated by policyd; "" with
 	// SourceNone.
 	Policy string `json:"policy,omitempty"`
+	// TLSRPT holds the TLSRPT attributes of Policy for Postfix 3.10 and
+	// later (policyd.TLSRPTPolicy.Format), "" with SourceNone. Not
+	// stored: it is derived again from the evidence when loaded.
+	TLSRPT string `json:"tlsrpt,omitempty"`
 	// ResolvedAt is when the evidence was gathered; CacheAge is its age at
 	// the time of the lookup (not stored).
 	ResolvedAt time.Time     `json:"resolved_at"`

@@ -12,11 +12,14 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailtls/mailtls/internal/testnet"
 )
 
 // cli runs the whole command line in-process against one database.
@@ -237,6 +240,12 @@ func startServe(t *testing.T, c *cliT, extra ...string) *daemonProc {
 	pr, pw := io.Pipe()
 	d := &daemonProc{cancel: cancel, done: make(chan int, 1)}
 	args := append([]string{"mailtls", "serve", "--socketmap", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--http", "", "--reload-every", "100ms"}, extra...)
+	if !slices.Contains(extra, "--resolver") && !slices.Contains(extra, "--sources") {
+		// The default sources consult DNS: give them an empty loopback
+		// zone, so that tests run the default configuration and no query
+		// leaves the machine.
+		args = append(args, "--resolver", testnet.StartDNS(t, testnet.NewZone()))
+	}
 	go func() {
 		code := Run(ctx, args, env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: pw, getenv: c.getenv})
 		pw.Close()

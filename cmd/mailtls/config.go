@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -220,11 +221,33 @@ func loadConfig(c *cli.Context) error {
 		if c.IsSet(name) || (name == "db" && os.Getenv("MAILTLS_DB") != "") {
 			continue
 		}
-		if err := c.Set(name, value); err != nil {
+		v, isBool := configBool(c, name, value)
+		if err := c.Set(name, v); err != nil {
+			if isBool {
+				return usageErrorf("%s: %s = %q: want yes or no", path, name, value)
+			}
 			return usageErrorf("%s: %s = %q: %v", path, name, value, err)
 		}
 	}
 	return nil
+}
+
+// configBool turns Postfix-style yes and no into true and false for a
+// boolean flag (tlsrpt = yes), as main.cf writes them, and reports
+// whether name is a boolean flag.
+func configBool(c *cli.Context, name, value string) (string, bool) {
+	for _, f := range c.Command.Flags {
+		if _, ok := f.(*cli.BoolFlag); ok && slices.Contains(f.Names(), name) {
+			switch strings.ToLower(value) {
+			case "yes":
+				return "true", true
+			case "no":
+				return "false", true
+			}
+			return value, true
+		}
+	}
+	return value, false
 }
 
 // loadConfigSetting applies one setting of the config file, when it is

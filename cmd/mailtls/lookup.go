@@ -21,8 +21,9 @@ func lookupCommand(e env) *cli.Command {
 		UsageText: "mailtls lookup example.com\n" +
 			"mailtls lookup a.b.corp.example         # .corp.example wildcard?\n" +
 			"mailtls lookup '[mx.example.com]:587'   # transport next-hop, exact match only\n" +
-			"mailtls lookup --sources override,dane,mta-sts gmail.com             # with the daemon's cached DANE/MTA-STS answer\n" +
-			"mailtls lookup --sources override,dane,mta-sts --resolve gmail.com   # looked up now",
+			"mailtls lookup gmail.com                     # with the daemon's cached DANE/MTA-STS answer\n" +
+			"mailtls lookup --resolve gmail.com           # looked up now\n" +
+			"mailtls lookup --sources override gmail.com  # overrides and the default only",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "default", Value: "may", Usage: "default answer, as given to serve (a LEVEL or notfound)"},
 			&cli.BoolFlag{Name: "resolve", Usage: "look up DANE and MTA-STS now (DNS and HTTPS) instead of reading the daemon's cache; nothing is stored"},
@@ -160,4 +161,6 @@ func lookupCommand(e env) *cli.Command {
 // daemon's precedence rules (policyd) to it.
 type fixedPublisher struct{ value, source string }
 
-func (f fixedPublisher) Publish(string) (string, string, bool) { return f.value, f.source, true }
+func (f fixedPublisher) Publish(string) (policyd.Published, bool) {
+	return policyd.Published{Value: f.value, Source: f.source}, true
+}

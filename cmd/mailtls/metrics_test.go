@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/mailtls/mailtls/internal/testnet"
 	"github.com/mailtls/mailtls/report"
 )
 
@@ -341,7 +342,8 @@ func TestRunMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	smap, web := freeAddr(t), freeAddr(t)
-	stop := c.background("run", "--log", logPath, "--poll", "20ms", "--socketmap", smap, "--tcp", "", "--http", web, "--default", "encrypt")
+	stop := c.background("run", "--log", logPath, "--poll", "20ms", "--socketmap", smap, "--tcp", "", "--http", web, "--default", "encrypt",
+		"--resolver", testnet.StartDNS(t, testnet.NewZone())) // default sources, an empty loopback zone
 	defer stop()
 	var conn net.Conn
 	eventually(t, 20*time.Second, "run listens", func() (bool, string) {

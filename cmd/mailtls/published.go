@@ -58,7 +58,7 @@ func parseSources(v string) (sourceSet, error) {
 // publishedFlags are the daemon's flags for the published sources.
 func publishedFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "sources", Value: sourceOverride, Usage: "policy `SOURCES` in force, comma-separated, strongest first: override (operator overrides), dane, mta-sts (what destinations publish); e.g. override,dane,mta-sts"},
+		&cli.StringFlag{Name: "sources", Value: allSources, Usage: "policy `SOURCES` in force, comma-separated, strongest first: override (operator overrides), dane, mta-sts (what destinations publish); override alone answers without DNS"},
 		&cli.StringFlag{Name: "resolver", Usage: "DNS resolver `ADDR` (host:port) for DANE and MTA-STS; default: the first nameserver of /etc/resolv.conf. DANE needs a validating resolver on loopback"},
 		&cli.DurationFlag{Name: "resolve-timeout", Value: published.DefaultBudget, Usage: "`DURATION` a lookup for a destination seen for the first time waits for DANE and MTA-STS; then the default answers and resolution goes on in the background"},
 	}
@@ -141,12 +141,12 @@ type publishedDaemon struct {
 }
 
 // Publish answers a lookup that matched no override.
-func (p *publishedDaemon) Publish(key string) (string, string, bool) {
+func (p *publishedDaemon) Publish(key string) (policyd.Published, bool) {
 	res := p.r.Lookup(context.Background(), key)
 	if res.Source == published.SourceNone || res.Policy == "" {
-		return "", "", false
+		return policyd.Published{}, false
 	}
-	return res.Policy, string(res.Source), true
+	return policyd.Published{Value: res.Policy, Source: string(res.Source), TLSRPT: res.TLSRPT}, true
 }
 
 func (p *publishedDaemon) stop() {
@@ -205,6 +205,9 @@ func describePublished(res published.Result) []string {
 		if s.Mode == "testing" && s.Answer != "" {
 			out = append(out, "  mta-sts testing: enforce would answer "+s.Answer)
 		}
+	}
+	if res.TLSRPT != "" {
+		out = append(out, "  tlsrpt (map name tlspolicy-tlsrpt, or --tlsrpt): "+res.TLSRPT)
 	}
 	for _, n := range ev.Notes {
 		out = append(out, "  "+n)

@@ -2,6 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -61,13 +65,101 @@ func TestServePublishedDANE(t *testing.T) {
 	if !strings.Contains(out, "exact override forced.example") || strings.Contains(out, "published") {
 		t.Errorf("lookup forced.example:\n%s", out)
 	}
-	// Resolved now, not from the cache; with today's default sources,
-	// nothing published is consulted.
+	// Resolved now, not from the cache.
 	out = c.ok("lookup", "--sources", "override,dane", "--resolve", "--resolver", dnsAddr, "new.example")
 	if !strings.Contains(out, "new.example  may  (default") || !strings.Contains(out, "published: nothing applies") {
 		t.Errorf("lookup --resolve new.example:\n%s", out)
 	}
-	if out := c.ok("lookup", "all.example"); strings.Contains(out, "dane") {
+	if out := c.ok("lookup", "--sources", "override", "all.example"); strings.Contains(out, "dane") {
 		t.Errorf("lookup with --sources override:\n%s", out)
+	}
+}
+
+// TestServeDefaultSources: without --sources the daemon consults all three
+// sources (override,dane,mta-sts), as README says: a destination with
+// validated TLSA records gets dane-only, an override still wins, and
+// --sources override turns the published sources off.
+func TestServeDefaultSources(t *testing.T) {
+	z := testnet.NewZone()
+	z.Sign("all.example")
+	z.Add(t, "all.example. 300 IN MX 10 mx1.all.example.", "mx1.all.example. 300 IN A 127.0.0.1", "_25._tcp.mx1.all.example. 300 IN TLSA "+testTLSA)
+	dnsAddr := testnet.StartDNS(t, z)
+	c := newCLI(t)
+	c.ok("policy", "set", "forced.example", "encrypt")
+	d := startServe(t, c, "--resolver", dnsAddr)
+	m := "socketmap:inet:" + d.socketmap + ":tlspolicy"
+	eventually(t, 20*time.Second, "postmap -q all.example "+m, func() (bool, string) {
+		got, code := postmapQ(t, "all.example", m)
+		return code == 0 && got == "dane-only", got
+	})
+	if got, code := postmapQ(t, "forced.example", m); code != 0 || got != "encrypt" {
+		t.Errorf("forced.example: %q (exit %d), want the override encrypt", got, code)
+	}
+	off := startServe(t, c, "--resolver", dnsAddr, "--sources", "override")
+	if got, code := postmapQ(t, "all.example", "socketmap:inet:"+off.socketmap+":tlspolicy"); code != 0 || got != "may" {
+		t.Errorf("--sources override: all.example %q (exit %d), want the default may", got, code)
+	}
+}
+
+// TestServeResolverSilent: with a resolver that never answers, the daemon
+// starts, and the first lookup of a new destination gets the default once
+// --resolve-timeout runs out, never a temporary error, over both
+// protocols.
+func TestServeResolverSilent(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0") // bound, never read
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	c := newCLI(t)
+	d := startServe(t, c, "--resolver", pc.LocalAddr().String(), "--resolve-timeout", "300ms")
+	for i, m := range []string{"socketmap:inet:" + d.socketmap + ":tlspolicy", "tcp:" + d.tcp} {
+		key := fmt.Sprintf("silent%d.example", i)
+		if got, code := postmapQ(t, key, m); code != 0 || got != "may" {
+			t.Errorf("%s %s: %q (exit %d), want the default may", key, m, got, code)
+		}
+	}
+}
+
+// TestServeTLSRPT: through the real Postfix client, the map name
+// tlspolicy-tlsrpt adds the TLSRPT attributes to a DANE answer only, never
+// to an override or the default, and the plain name never gets them;
+// tlsrpt = yes in the config file adds them on tcp_table too.
+func TestServeTLSRPT(t *testing.T) {
+	z := testnet.NewZone()
+	z.Sign("all.example")
+	z.Add(t, "all.example. 300 IN MX 10 mx1.all.example.", "mx1.all.example. 300 IN A 127.0.0.1", "_25._tcp.mx1.all.example. 300 IN TLSA "+testTLSA)
+	dnsAddr := testnet.StartDNS(t, z)
+	c := newCLI(t)
+	c.ok("policy", "set", "forced.example", "encrypt")
+	attrs := "dane-only policy_type=tlsa policy_domain=all.example { policy_string = " + testTLSA + " }"
+	d := startServe(t, c, "--resolver", dnsAddr)
+	rpt := "socketmap:inet:" + d.socketmap + ":tlspolicy-tlsrpt"
+	eventually(t, 20*time.Second, "postmap -q all.example "+rpt, func() (bool, string) {
+		got, code := postmapQ(t, "all.example", rpt)
+		return code == 0 && got == attrs, got
+	})
+	for key, want := range map[string]string{"forced.example": "encrypt", "plain.example": "may"} {
+		if got, code := postmapQ(t, key, rpt); code != 0 || got != want {
+			t.Errorf("%s %s: %q (exit %d), want %q", rpt, key, got, code, want)
+		}
+	}
+	for _, m := range []string{"socketmap:inet:" + d.socketmap + ":tlspolicy", "tcp:" + d.tcp} {
+		if got, code := postmapQ(t, "all.example", m); code != 0 || got != "dane-only" {
+			t.Errorf("%s all.example: %q (exit %d), want dane-only without attributes", m, got, code)
+		}
+	}
+
+	conf := filepath.Join(t.TempDir(), "mailtls.conf")
+	if err := os.WriteFile(conf, []byte("tlsrpt = yes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	all := startServe(t, c, "--resolver", dnsAddr, "--config", conf)
+	eventually(t, 20*time.Second, "postmap -q all.example tcp:"+all.tcp, func() (bool, string) {
+		got, code := postmapQ(t, "all.example", "tcp:"+all.tcp)
+		return code == 0 && got == attrs, got
+	})
+	if got, code := postmapQ(t, "forced.example", "tcp:"+all.tcp); code != 0 || got != "encrypt" {
+		t.Errorf("tlsrpt = yes: forced.example %q (exit %d), want the bare override", got, code)
 	}
 }

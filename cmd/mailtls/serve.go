@@ -30,7 +30,8 @@ func daemonFlags() []cli.Flag {
 		&cli.StringFlag{Name: "tcp-unix", Usage: "also serve tcp_table on this unix socket `PATH`"},
 		&cli.StringFlag{Name: "unix-mode", Value: "0660", Usage: "permission `MODE` of the unix sockets (octal)"},
 		&cli.StringFlag{Name: "unix-group", Usage: "group `NAME` of the unix sockets, e.g. postfix (mailtls must be a member)"},
-		&cli.StringFlag{Name: "map", Value: "tlspolicy", Usage: "socketmap map `NAME` to answer (others get PERM)"},
+		&cli.StringFlag{Name: "map", Value: "tlspolicy", Usage: "socketmap map `NAME` to answer (others get PERM); NAME-tlsrpt answers the same with TLSRPT attributes"},
+		&cli.BoolFlag{Name: "tlsrpt", Usage: "add the TLSRPT attributes (policy_type, policy_domain, policy_string, mx_host_pattern) to DANE and MTA-STS answers on every listener, for Postfix 3.10 and later (older Postfix rejects them); without it only socketmap queries for NAME-tlsrpt get them"},
 		&cli.StringFlag{Name: "default", Value: "may", Usage: "answer for destinations without override: a policy `LEVEL`, or notfound to let main.cf decide"},
 		&cli.IntFlag{Name: "max-conns", Value: 2000, Usage: "maximum concurrent client connections, all listeners together"},
 		&cli.DurationFlag{Name: "idle-timeout", Value: 2 * time.Minute, Usage: "close a client connection idle this long (Postfix closes after 10s idle)"},
@@ -158,26 +159,10 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 		return nil, fmt.Errorf("load overrides: %w", err)
 	}
 
-	ctx, cancel := context.WithCancel(context.WithoutCancel(c.Context))
-	d := &daemon{table: table, src: src, cancel: cancel, metrics: m}
-	if d.pub, err = startPublished(ctx, c, srcs, st, log); err != nil {
-		cancel()
-		return nil, err
-	}
-	if d.pub != nil {
-		table.SetPublisher(d.pub)
-	}
-	d.srv = &policyd.Server{
-		Table:       table,
-		MapName:     c.String("map"),
-		MaxConns:    c.Int("max-conns"),
-		IdleTimeout: c.Duration("idle-timeout"),
-		Logger:      log,
-		Observer:    obs,
-	}
+	// Flags are checked before the published sources start, so that a
+	// usage error is the only line on stderr.
 	mode, err := parseMode(c.String("unix-mode"))
 	if err != nil {
-		cancel()
 		return nil, err
 	}
 	type lspec struct {
@@ -191,7 +176,6 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 		if a := c.String(s.flag); a != "" {
 			if s.network == "tcp" && !c.Bool("allow-remote") {
 				if err := checkLoopback(s.flag, a); err != nil {
-					cancel()
 					return nil, err
 				}
 			}
@@ -199,8 +183,25 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 		}
 	}
 	if len(specs) == 0 {
-		cancel()
 		return nil, usageErrorf("no listener configured (set --socketmap, --tcp, --unix or --tcp-unix)")
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(c.Context))
+	d := &daemon{table: table, src: src, cancel: cancel, metrics: m}
+	if d.pub, err = startPublished(ctx, c, srcs, st, log); err != nil {
+		cancel()
+		return nil, err
+	}
+	if d.pub != nil {
+		table.SetPublisher(d.pub)
+	}
+	d.srv = &policyd.Server{
+		Table:       table,
+		MapName:     c.String("map"),
+		TLSRPT:      c.Bool("tlsrpt"),
+		MaxConns:    c.Int("max-conns"),
+		IdleTimeout: c.Duration("idle-timeout"),
+		Logger:      log,
+		Observer:    obs,
 	}
 	var lns []net.Listener
 	for _, sp := range specs {

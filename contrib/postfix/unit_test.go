@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailtls/mailtls/internal/testnet"
 )
 
 // The units in this directory and the commands they run, as an operator
@@ -398,7 +400,12 @@ func checkUnitRun(t *testing.T, u unit, journal bool, allowed func(string) bool,
 		}
 	}
 	// Loopback ports of our own instead of the fixed 8470/8471.
-	args = append(args, "--socketmap", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--config", os.DevNull, "--log-level", "debug")
+	// The unit's default sources query DNS: a loopback resolver of the
+	// test's own (destinations publish nothing), so that the sandbox is
+	// checked with the DNS sockets the daemon opens, and no query leaves
+	// the machine.
+	args = append(args, "--socketmap", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--config", os.DevNull, "--log-level", "debug",
+		"--resolver", testnet.StartDNS(t, testnet.NewZone()))
 	for _, d := range []string{"/var/log", "/run", "/var/lib"} {
 		if err := os.MkdirAll(under(d), 0o755); err != nil {
 			t.Fatal(err)
@@ -577,6 +584,9 @@ func checkCalls(t *testing.T, u unit, calls []straceCall, allowed func(string) b
 				report("%s(%s...) is forbidden by RestrictAddressFamilies=%s: %s", c.name, f, strings.Join(families, " "), c.line)
 			}
 		case "connect", "bind":
+			if !slices.Contains(u["IPAddressDeny"], "any") {
+				break
+			}
 			for _, m := range inetAddr.FindAllStringSubmatch(c.args, -1) {
 				// Go binds 127.0.0.1 on a dual-stack socket as ::ffff:127.0.0.1;
 				// the packets are IPv4 loopback.

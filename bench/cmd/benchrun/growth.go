@@ -151,7 +151,7 @@ func growthOverrides(cfg config, dir string, n int) *overrideRow {
 		port := harness.MustFreePort()
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		t0 := time.Now()
-		p, err := harness.Start(cfg.logs, "serve-growth", cfg.bin, "serve", "--db", db, "--socketmap", addr, "--tcp", "", "--http", "", "--log-level", "warn")
+		p, err := harness.Start(cfg.logs, "serve-growth", cfg.bin, "serve", "--db", db, "--socketmap", addr, "--tcp", "", "--http", "", "--sources", "override", "--log-level", "warn")
 		if err != nil {
 			fatalf("%v", err)
 		}

@@ -152,12 +152,12 @@ func startServers(cfg config, dir string, pin bool, only string) (*servers, erro
 	db := filepath.Join(dir, "lookup.db")
 	var err error
 	s.ours, err = harness.Start(cfg.logs, "serve", append(pre, cfg.bin, "serve", "--db", db,
-		"--socketmap", s.addr["ours"], "--tcp", s.addr["ours-tcp"], "--http", "", "--log-level", "warn")...)
+		"--socketmap", s.addr["ours"], "--tcp", s.addr["ours-tcp"], "--http", "", "--sources", "override", "--log-level", "warn")...)
 	if err != nil {
 		return nil, err
 	}
 	s.oursHTTP, err = harness.Start(cfg.logs, "serve-http", append(pre, cfg.bin, "serve", "--db", db,
-		"--socketmap", s.addr["ours-http"], "--tcp", "", "--http", s.addr["http"], "--log-level", "warn")...)
+		"--socketmap", s.addr["ours-http"], "--tcp", "", "--http", s.addr["http"], "--sources", "override", "--log-level", "warn")...)
 	if err != nil {
 		return nil, err
 	}

@@ -56,7 +56,7 @@ func runAbuse(cfg config) *abuseResult {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", harness.MustFreePort())
 	tcpAddr := fmt.Sprintf("127.0.0.1:%d", harness.MustFreePort())
-	args := []string{"serve", "--db", db, "--socketmap", addr, "--tcp", tcpAddr, "--http", "",
+	args := []string{"serve", "--db", db, "--socketmap", addr, "--tcp", tcpAddr, "--http", "", "--sources", "override",
 		"--max-conns", fmt.Sprint(abuseMaxConns), "--idle-timeout", abuseIdle.String(), "--log-level", "info"}
 	p, err := harness.Start(cfg.logs, "abuse-serve", cfg.as(append([]string{cfg.bin}, args...)...)...)
 	if err != nil {

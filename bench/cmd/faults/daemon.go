@@ -74,7 +74,7 @@ func runDaemon(cfg config) *daemonResult {
 		fatalf("daemon: %v", err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", harness.MustFreePort())
-	argv := cfg.as(cfg.bin, "serve", "--db", db, "--socketmap", addr, "--tcp", "", "--http", "", "--log-level", "info")
+	argv := cfg.as(cfg.bin, "serve", "--db", db, "--socketmap", addr, "--tcp", "", "--http", "", "--sources", "override", "--log-level", "info")
 	p, err := harness.Start(cfg.logs, "daemon-serve", argv...)
 	if err != nil {
 		fatalf("%v", err)
@@ -83,7 +83,7 @@ func runDaemon(cfg config) *daemonResult {
 		fatalf("daemon: %v", err)
 	}
 	res := &daemonResult{conns: hammerConns, user: cfg.user,
-		cmd: shellJoin("mailtls", "serve", "--db", db, "--socketmap", addr, "--tcp", "", "--http", "", "--log-level", "info")}
+		cmd: shellJoin("mailtls", "serve", "--db", db, "--socketmap", addr, "--tcp", "", "--http", "", "--sources", "override", "--log-level", "info")}
 	exp := knownExpect()
 	for k, want := range exp {
 		if d, err := visible(addr, k, want[0], 5*time.Second); err != nil {

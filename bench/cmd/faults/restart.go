@@ -40,7 +40,7 @@ func runRestart(cfg config) *restartResult {
 	res := &restartResult{}
 	for i := 0; i < 5; i++ {
 		addr := fmt.Sprintf("127.0.0.1:%d", harness.MustFreePort())
-		args := []string{"run", "--db", db, "--log", logPath, "--socketmap", addr, "--tcp", "", "--http", "", "--log-level", "warn"}
+		args := []string{"run", "--db", db, "--log", logPath, "--socketmap", addr, "--tcp", "", "--http", "", "--sources", "override", "--log-level", "warn"}
 		res.cmd = shellJoin(append([]string{"mailtls"}, args...)...)
 		t0 := time.Now()
 		p, err := harness.Start(cfg.logs, "restart-run", cfg.as(append([]string{cfg.bin}, args...)...)...)
