@@ -37,9 +37,8 @@ func TestTLSRPTAttributes(t *testing.T) {
 	}
 	res = resolve(t, r, "dane.example")
 	wantAnswer(t, res, SourceDANE, "dane-only")
-	if want := "policy_type=tlsa policy_domain=dane.example { policy_string = " + tlsaData + " } { policy_string = 2 0 1 " +
-		strings.Repeat("ab", 32) + " }"; res.TLSRPT != want {
-		t.Errorf("dane.example TLSRPT:\n got %q\nwant %q", res.TLSRPT, want)
+	if res.TLSRPT != "" { // Postfix builds a DANE report's policy itself
+		t.Errorf("dane.example TLSRPT %q, want none", res.TLSRPT)
 	}
 	if res := resolve(t, r, "testing.example"); res.TLSRPT != "" {
 		t.Errorf("testing.example TLSRPT %q, want none", res.TLSRPT)
