@@ -27,7 +27,7 @@ func TestClassifyGolden(t *testing.T) {
 		{"logparse/testdata/tls-failures.log:4", "",
 			"TLS is required, but was not offered by host plain.test[127.0.0.3]", false, StartTLSNotSupported},
 		{"logparse/testdata/real-postfix37-hostile.log (postfix/error)", "",
-			"delivery temporarily suspended: TLS is required, but was not offered by host plain.test[127.0.1.3]", false, StartTLSNotSupported},
+			"delivery temporarily suspended: TLS is required, but was not offered by host enc.test[127.0.3.3]", false, StartTLSNotSupported},
 		{"logparse/testdata/tls-failures.log:15", "",
 			"TLS is required, but host enc.test[127.0.0.13] refused to start TLS: 454 4.7.0 TLS not available due to local problem", false, StartTLSNotSupported},
 		{"logparse/testdata/real-postfix37.log:87,89",
