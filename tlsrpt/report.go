@@ -1,9 +1,12 @@
 package tlsrpt
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -154,6 +157,18 @@ func Build(in Input) Report {
 		ReportID:         ReportID(in.Organization, in.Domain, start),
 		Policies:         []PolicyResult{pr},
 	}
+}
+
+// Marshal encodes r as the report's JSON (RFC 8460 §4.4), without
+// HTML escaping, so that "<" in a reason reads as itself.
+func Marshal(r Report) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(r); err != nil {
+		return nil, fmt.Errorf("tlsrpt: encoding the report: %w", err)
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // Session is one TLS negotiation attempt, as RFC 8460 counts sessions.
