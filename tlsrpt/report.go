@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailtls/mailtls/store"
+	"github.com/mailtls/mailtls/logparse"
 )
 
 // Report is an RFC 8460 §4 aggregate report: one policy domain, one UTC
@@ -96,8 +96,8 @@ type Input struct {
 	// own (§4.3.2.2): one failed policy discovery.
 	FetchFailure *PolicyFetchFailure
 	// Deliveries are the day's recorded delivery rows of Domain, in time
-	// order (store.Deliveries).
-	Deliveries []store.Delivery
+	// order (store.Deliveries, converted).
+	Deliveries []logparse.Delivery
 }
 
 // Day returns the UTC day holding t, as [start, end).
@@ -201,7 +201,7 @@ const sessionGap = 2 * time.Second
 // A session fails when any of its rows names a TLS failure (Classify), or
 // went out in plaintext: starttls-not-supported, or validation-failure
 // after a failed handshake (fallback).
-func Sessions(ds []store.Delivery) []Session {
+func Sessions(ds []logparse.Delivery) []Session {
 	type key struct {
 		host, proc, qid, relay string
 		pid                    int
@@ -241,14 +241,14 @@ func Sessions(ds []store.Delivery) []Session {
 // by its reason, or a plaintext delivery. Rows of an encrypted session
 // that were deferred for other reasons (a 4xx reply to RCPT) are
 // successful TLS sessions.
-func classifyRow(d *store.Delivery) (ResultType, string) {
+func classifyRow(d *logparse.Delivery) (ResultType, string) {
 	dane := strings.HasPrefix(d.TLSFeature, "dane") || strings.HasPrefix(d.TLSFeature, "!dane")
-	if d.TLSFailure || d.Status != store.StatusSent {
+	if d.TLSFailure || d.Status != logparse.StatusSent {
 		if rt := Classify("", d.Reason, dane); rt != "" {
 			return rt, scrub(d.Reason)
 		}
 	}
-	if d.Status == store.StatusSent && d.TLS != nil && !*d.TLS {
+	if d.Status == logparse.StatusSent && d.TLS != nil && !*d.TLS {
 		if d.Fallback {
 			return ValidationFailure, "plaintext after a failed TLS handshake"
 		}
