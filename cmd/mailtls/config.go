@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -205,7 +206,12 @@ func configPath(c *cli.Context) (string, bool) {
 // line (or, for --db, through MAILTLS_DB).
 func loadConfig(c *cli.Context) error {
 	path, explicit := configPath(c)
-	vals, err := readConfig(path, knownFlags(c))
+	own := knownFlags(c)
+	known := maps.Clone(own)
+	for _, n := range tlsrptSettings { // read by the tlsrpt commands
+		known[n] = true
+	}
+	vals, err := readConfig(path, known)
 	if err != nil {
 		if !explicit && errors.Is(err, fs.ErrNotExist) {
 			return nil
@@ -217,7 +223,7 @@ func loadConfig(c *cli.Context) error {
 		return usageErrorf("config: %v", err)
 	}
 	for name, value := range vals {
-		if c.IsSet(name) || (name == "db" && os.Getenv("MAILTLS_DB") != "") {
+		if !own[name] || c.IsSet(name) || (name == "db" && os.Getenv("MAILTLS_DB") != "") {
 			continue
 		}
 		if err := c.Set(name, value); err != nil {
