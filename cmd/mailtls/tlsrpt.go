@@ -30,6 +30,7 @@ var tlsrptSettings = []string{"tlsrpt-org", "tlsrpt-contact", "tlsrpt-sending-ip
 
 func tlsrptFlags() []cli.Flag {
 	return []cli.Flag{
+		&cli.StringFlag{Name: "config", Usage: "config `FILE` to read the tlsrpt-* settings (and resolver, sendmail) from (default /etc/mailtls/mailtls.conf when present)"},
 		&cli.StringFlag{Name: "date", Usage: "the UTC `DAY` to report, YYYY-MM-DD; default: yesterday"},
 		&cli.StringFlag{Name: "tlsrpt-org", Usage: "`NAME` of the reporting organization (RFC 8460 organization-name)"},
 		&cli.StringFlag{Name: "tlsrpt-contact", Usage: "contact mail `ADDRESS` of the reports (contact-info; also their From)"},
