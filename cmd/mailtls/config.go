@@ -193,6 +193,18 @@ func knownFlags(c *cli.Context) map[string]bool {
 	return known
 }
 
+// configNames returns the command's own flag names, and the names a
+// config file may hold: those and the settings of the tlsrpt commands,
+// which share the file with the daemon.
+func configNames(c *cli.Context) (own, known map[string]bool) {
+	own = knownFlags(c)
+	known = maps.Clone(own)
+	for _, n := range tlsrptSettings {
+		known[n] = true
+	}
+	return own, known
+}
+
 // configPath returns the config file in force and whether it was named
 // explicitly.
 func configPath(c *cli.Context) (string, bool) {
@@ -206,11 +218,7 @@ func configPath(c *cli.Context) (string, bool) {
 // line (or, for --db, through MAILTLS_DB).
 func loadConfig(c *cli.Context) error {
 	path, explicit := configPath(c)
-	own := knownFlags(c)
-	known := maps.Clone(own)
-	for _, n := range tlsrptSettings { // read by the tlsrpt commands
-		known[n] = true
-	}
+	own, known := configNames(c)
 	vals, err := readConfig(path, known)
 	if err != nil {
 		if !explicit && errors.Is(err, fs.ErrNotExist) {

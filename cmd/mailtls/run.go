@@ -87,7 +87,8 @@ func reloadConfig(c *cli.Context, d *daemon, level *slogLevelVar, log interface 
 	Error(string, ...any)
 }) {
 	path, _ := configPath(c)
-	vals, err := readConfig(path, knownFlags(c))
+	_, known := configNames(c)
+	vals, err := readConfig(path, known)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			log.Error("config reload failed; keeping current settings", "file", path, "err", err)

@@ -336,3 +336,25 @@ func resultCount(out, result string) int {
 	}
 	return n
 }
+
+// TestTLSRPTConfig: the tlsrpt settings come from the config file the
+// daemon reads too, and the daemon accepts (and ignores) them.
+func TestTLSRPTConfig(t *testing.T) {
+	f := newTLSRPTFixture(t)
+	conf := filepath.Join(t.TempDir(), "mailtls.conf")
+	if err := os.WriteFile(conf, []byte("tlsrpt-org = Conf Org\ntlsrpt-contact = mailto:c@sender.test\nsocketmap = 0.0.0.0:8470\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := f.ok("tlsrpt", "show", "--format", "json", "--domain", "ok.test", "--config", conf)
+	var r tlsrpt.Report
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.OrganizationName != "Conf Org" || r.ContactInfo != "mailto:c@sender.test" {
+		t.Errorf("show with config: %+v %v\n%s", r, err, out)
+	}
+	if out := f.ok("tlsrpt", "show", "--format", "json", "--domain", "ok.test", "--config", conf, "--tlsrpt-org", "Flag Org"); !strings.Contains(out, `"Flag Org"`) {
+		t.Errorf("the flag does not win over the config file:\n%s", out)
+	}
+	_, errs, code := f.run("", "serve", "--config", conf, "--tcp", "")
+	if code != exitUsage || !strings.Contains(errs, "not a loopback address") {
+		t.Errorf("serve with tlsrpt settings in the config: exit %d %q (want the socketmap error, not an unknown setting)", code, errs)
+	}
+}
