@@ -310,7 +310,9 @@ func TestTLSRPTUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"tlsrpt", "send"}, "tlsrpt send needs tlsrpt-org and tlsrpt-contact"},
+		{[]string{"tlsrpt", "send"}, "TLS reports need tlsrpt-org and tlsrpt-contact"},
+		{[]string{"run", "--tlsrpt", "--config", "/dev/null", "--log", "/nonexistent", "--socketmap", "", "--tcp", ""}, "TLS reports need tlsrpt-org and tlsrpt-contact"},
+		{[]string{"tlsrpt", "send", "--tlsrpt-org", "O", "--tlsrpt-contact", "a@b.test", "--tlsrpt-timeout", "0s"}, "--tlsrpt-timeout"},
 		{[]string{"tlsrpt", "send", "--tlsrpt-org", "O", "--tlsrpt-contact", "https://x.test/"}, "not a mail address"},
 		{[]string{"tlsrpt", "show", "--date", "30.11.2026"}, "want a UTC day as YYYY-MM-DD"},
 		{[]string{"tlsrpt", "show", "--format", "csv"}, "invalid --format"},
@@ -356,5 +358,24 @@ func TestTLSRPTConfig(t *testing.T) {
 	_, errs, code := f.run("", "serve", "--config", conf, "--tcp", "")
 	if code != exitUsage || !strings.Contains(errs, "not a loopback address") {
 		t.Errorf("serve with tlsrpt settings in the config: exit %d %q (want the socketmap error, not an unknown setting)", code, errs)
+	}
+}
+
+func TestNextTLSRPTRun(t *testing.T) {
+	day := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		now   time.Time
+		delay time.Duration
+		first bool
+		want  time.Time
+	}{
+		{day.Add(10 * time.Hour), 2 * time.Hour, false, day.AddDate(0, 0, 1).Add(2 * time.Hour)},
+		{day.Add(time.Hour), 2 * time.Hour, true, day.Add(2 * time.Hour)},                                   // start before today's slot
+		{day.Add(10 * time.Hour), 2*time.Hour + 5*time.Minute, true, day.Add(10*time.Hour + 5*time.Minute)}, // start after it: soon
+		{day.Add(23*time.Hour + 59*time.Minute), 0, false, day.AddDate(0, 0, 1)},
+	} {
+		if got := nextTLSRPTRun(tc.now, tc.delay, tc.first); !got.Equal(tc.want) {
+			t.Errorf("nextTLSRPTRun(%s, %s, %v) = %s, want %s", tc.now, tc.delay, tc.first, got, tc.want)
+		}
 	}
 }
