@@ -346,7 +346,7 @@ func (j *tlsrptJob) send(ctx context.Context, day, now time.Time) (*table, int, 
 			case info == nil:
 				continue // did not ask for reports (RFC 8460 §3)
 			case info.Error != "":
-				j.log.Warn("tlsrpt: skipping a domain whose _smtp._tls record is unusable", "domain", domain, "record", info.Record, "error", info.Error)
+				j.log.Warn("tlsrpt: skipping a domain: its _smtp._tls record could not be looked up or is malformed", "domain", domain, "record", info.Record, "error", info.Error)
 				t.add(d.Format("2006-01-02"), domain, "", "skipped", strings.TrimPrefix(info.Error, "discover: "))
 				continue
 			}
