@@ -549,24 +549,5 @@ func (r *run) dialResolved(ctx context.Context, network, addr string) (net.Conn,
 
 // tlsrpt looks up the _smtp._tls record; nil when there is none.
 func (r *run) tlsrpt(ctx context.Context, d string) *TLSRPTInfo {
-	a, err := r.res.Lookup(ctx, "_smtp._tls."+d, dns.TypeTXT)
-	if err != nil {
-		return &TLSRPTInfo{Error: err.Error()}
-	}
-	txt, selErr := mtasts.SelectRecord(txtStrings(a), "v=TLSRPTv1")
-	if txt == "" {
-		return nil
-	}
-	info := &TLSRPTInfo{Record: txt}
-	if selErr != nil {
-		info.Error = selErr.Error()
-		return info
-	}
-	rec, err := ParseTLSRPTRecord(txt)
-	if err != nil {
-		info.Error = err.Error()
-		return info
-	}
-	info.RUA = rec.RUA
-	return info
+	return LookupTLSRPT(ctx, r.res, d)
 }

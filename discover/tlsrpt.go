@@ -1,10 +1,13 @@
 package discover
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/miekg/dns"
 
 	"github.com/mailtls/mailtls/mtasts"
 )
@@ -86,4 +89,31 @@ func checkRUA(u string) error {
 		return fmt.Errorf("rua URI %q: scheme must be mailto or https", shorten(u, 60))
 	}
 	return nil
+}
+
+// LookupTLSRPT looks up and parses the _smtp._tls TXT record of domain d
+// (RFC 8460 §3) through res. It returns nil when d publishes none; a
+// lookup failure or an unusable record is reported in Error, with Record
+// holding the record's text when there is one.
+func LookupTLSRPT(ctx context.Context, res *Resolver, d string) *TLSRPTInfo {
+	a, err := res.Lookup(ctx, "_smtp._tls."+d, dns.TypeTXT)
+	if err != nil {
+		return &TLSRPTInfo{Error: err.Error()}
+	}
+	txt, selErr := mtasts.SelectRecord(txtStrings(a), "v=TLSRPTv1")
+	if txt == "" {
+		return nil
+	}
+	info := &TLSRPTInfo{Record: txt}
+	if selErr != nil {
+		info.Error = selErr.Error()
+		return info
+	}
+	rec, err := ParseTLSRPTRecord(txt)
+	if err != nil {
+		info.Error = err.Error()
+		return info
+	}
+	info.RUA = rec.RUA
+	return info
 }

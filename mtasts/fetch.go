@@ -88,7 +88,9 @@ func (f *Fetcher) Fetch(ctx context.Context, domain string) (*Policy, error) {
 		if ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()) {
 			return nil, fmt.Errorf("%w: GET %s: no answer within %s", ErrPolicyFetch, url, timeout)
 		}
-		return nil, fmt.Errorf("%w: %v", ErrPolicyFetch, err)
+		// %w keeps a certificate error visible to errors.As (TLSRPT's
+		// sts-webpki-invalid, RFC 8460 §4.3.2.2).
+		return nil, fmt.Errorf("%w: %w", ErrPolicyFetch, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {

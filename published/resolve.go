@@ -14,6 +14,7 @@ import (
 
 	"github.com/mailtls/mailtls/mtasts"
 	"github.com/mailtls/mailtls/policyd"
+	"github.com/mailtls/mailtls/tlsrpt"
 )
 
 // maxMX bounds how many MX hosts are examined, as discover does.
@@ -360,6 +361,7 @@ func (x *resolution) mtasts(ctx context.Context, cached *stsPolicy, force bool) 
 	p, err := x.r.fetch(ctx, x.d)
 	if err != nil {
 		x.failed = true
+		x.ev.STSFetchFailure = &STSFetchFailure{Time: x.now, ResultType: string(tlsrpt.STSFetchResult(err)), Error: err.Error()}
 		x.note("MTA-STS policy fetch failed: %v", err)
 		return kept("the policy fetch failed")
 	}

@@ -47,6 +47,9 @@ type Evidence struct {
 	ADTrusted bool `json:"ad_trusted"`
 	// MTASTS is the cached MTA-STS policy, if any, including a testing one.
 	MTASTS *STSEvidence `json:"mta_sts,omitempty"`
+	// STSFetchFailure is the policy fetch that failed at the last
+	// resolution, if one did (for TLSRPT).
+	STSFetchFailure *STSFetchFailure `json:"sts_fetch_failure,omitempty"`
 	// Notes say why each source that did not give the answer did not
 	// apply, and what went wrong on the way.
 	Notes []string `json:"notes,omitempty"`

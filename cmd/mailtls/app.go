@@ -156,6 +156,7 @@ func commands(e env) []*cli.Command {
 		statusCommand(e),
 		postfixConfigCommand(e),
 		checkCommand(e),
+		tlsrptCommand(e),
 		benchLookupCommand(e),
 		benchEchoCommand(e),
 		genLogCommand(e),

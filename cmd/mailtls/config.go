@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -193,6 +194,18 @@ func knownFlags(c *cli.Context) map[string]bool {
 	return known
 }
 
+// configNames returns the command's own flag names, and the names a
+// config file may hold: those and the settings of the tlsrpt commands,
+// which share the file with the daemon.
+func configNames(c *cli.Context) (own, known map[string]bool) {
+	own = knownFlags(c)
+	known = maps.Clone(own)
+	for _, n := range tlsrptSettings {
+		known[n] = true
+	}
+	return own, known
+}
+
 // configPath returns the config file in force and whether it was named
 // explicitly.
 func configPath(c *cli.Context) (string, bool) {
@@ -206,7 +219,8 @@ func configPath(c *cli.Context) (string, bool) {
 // line (or, for --db, through MAILTLS_DB).
 func loadConfig(c *cli.Context) error {
 	path, explicit := configPath(c)
-	vals, err := readConfig(path, knownFlags(c))
+	own, known := configNames(c)
+	vals, err := readConfig(path, known)
 	if err != nil {
 		if !explicit && errors.Is(err, fs.ErrNotExist) {
 			return nil
@@ -218,7 +232,7 @@ func loadConfig(c *cli.Context) error {
 		return usageErrorf("config: %v", err)
 	}
 	for name, value := range vals {
-		if c.IsSet(name) || (name == "db" && os.Getenv("MAILTLS_DB") != "") {
+		if !own[name] || c.IsSet(name) || (name == "db" && os.Getenv("MAILTLS_DB") != "") {
 			continue
 		}
 		v, isBool := configBool(c, name, value)

@@ -207,7 +207,7 @@ func describePublished(res published.Result) []string {
 		}
 	}
 	if res.TLSRPT != "" {
-		out = append(out, "  tlsrpt (map name tlspolicy-tlsrpt, or --tlsrpt): "+res.TLSRPT)
+		out = append(out, "  tlsrpt (map name tlspolicy-tlsrpt, or --tlsrpt-attributes): "+res.TLSRPT)
 	}
 	for _, n := range ev.Notes {
 		out = append(out, "  "+n)

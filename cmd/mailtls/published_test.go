@@ -126,7 +126,7 @@ func TestServeResolverSilent(t *testing.T) {
 // builds a DANE report's policy itself; the MTA-STS attributes are checked
 // end to end in e2e TestPublishedPolicies, which can serve a policy over
 // HTTPS with a trusted test CA), nor to an override or the default, and
-// tlsrpt = yes in the config file is accepted on tcp_table too.
+// tlsrpt-attributes = yes in the config file is accepted on tcp_table too.
 func TestServeTLSRPT(t *testing.T) {
 	z := testnet.NewZone()
 	z.Sign("all.example")
@@ -153,7 +153,7 @@ func TestServeTLSRPT(t *testing.T) {
 	}
 
 	conf := filepath.Join(t.TempDir(), "mailtls.conf")
-	if err := os.WriteFile(conf, []byte("tlsrpt = yes\n"), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte("tlsrpt-attributes = yes\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	all := startServe(t, c, "--resolver", dnsAddr, "--config", conf)
@@ -162,6 +162,6 @@ func TestServeTLSRPT(t *testing.T) {
 		return code == 0 && got == attrs, got
 	})
 	if got, code := postmapQ(t, "forced.example", "tcp:"+all.tcp); code != 0 || got != "encrypt" {
-		t.Errorf("tlsrpt = yes: forced.example %q (exit %d), want the bare override", got, code)
+		t.Errorf("tlsrpt-attributes = yes: forced.example %q (exit %d), want the bare override", got, code)
 	}
 }

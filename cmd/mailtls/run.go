@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
@@ -21,7 +24,7 @@ func runCommand(e env) *cli.Command {
 			"mailtls run --config /etc/mailtls/mailtls.conf\n\n" +
 			"SIGTERM/SIGINT: graceful stop. SIGHUP: reopen the log, re-read the config file\n" +
 			"(default and log-level) and reload overrides.",
-		Flags: append(daemonFlags(), followFlags()...),
+		Flags: append(append(daemonFlags(), followFlags()...), runTLSRPTFlags()...),
 		Action: func(c *cli.Context) error {
 			if err := loadConfig(c); err != nil {
 				return err
@@ -36,6 +39,13 @@ func runCommand(e env) *cli.Command {
 				return err
 			}
 			defer st.Close()
+			var job *tlsrptJob
+			if c.Bool("tlsrpt") {
+				if job, err = newTLSRPTJob(c, log, false); err != nil {
+					return err
+				}
+				job.st = st
+			}
 			fol, err := newFollower(c, st, log)
 			if err != nil {
 				return err
@@ -54,6 +64,12 @@ func runCommand(e env) *cli.Command {
 			log.Info("mailtls run started", "listeners", strings.Join(d.addrs, " "), "db", c.String("db"),
 				"log", fol.source, "overrides", d.table.Load().Len(), "default", c.String("default"))
 
+			if job != nil {
+				ctx, cancel := context.WithCancel(c.Context)
+				stopped := make(chan struct{})
+				go func() { defer close(stopped); job.loop(ctx, func() time.Duration { return rand.N(tlsrptMaxDelay) }) }()
+				defer func() { cancel(); <-stopped }()
+			}
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
@@ -87,7 +103,8 @@ func reloadConfig(c *cli.Context, d *daemon, level *slogLevelVar, log interface 
 	Error(string, ...any)
 }) {
 	path, _ := configPath(c)
-	vals, err := readConfig(path, knownFlags(c))
+	_, known := configNames(c)
+	vals, err := readConfig(path, known)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			log.Error("config reload failed; keeping current settings", "file", path, "err", err)

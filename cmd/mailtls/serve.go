@@ -31,7 +31,7 @@ func daemonFlags() []cli.Flag {
 		&cli.StringFlag{Name: "unix-mode", Value: "0660", Usage: "permission `MODE` of the unix sockets (octal)"},
 		&cli.StringFlag{Name: "unix-group", Usage: "group `NAME` of the unix sockets, e.g. postfix (mailtls must be a member)"},
 		&cli.StringFlag{Name: "map", Value: "tlspolicy", Usage: "socketmap map `NAME` to answer (others get PERM); NAME-tlsrpt answers the same with TLSRPT attributes"},
-		&cli.BoolFlag{Name: "tlsrpt", Usage: "add the TLSRPT attributes (policy_type, policy_domain, policy_string, mx_host_pattern) to DANE and MTA-STS answers on every listener, for Postfix 3.10 and later (older Postfix rejects them); without it only socketmap queries for NAME-tlsrpt get them"},
+		&cli.BoolFlag{Name: "tlsrpt-attributes", Usage: "add the TLSRPT attributes (policy_type, policy_domain, policy_string, mx_host_pattern) to MTA-STS answers on every listener, for Postfix 3.10 and later (older Postfix rejects them); without it only socketmap queries for NAME-tlsrpt get them"},
 		&cli.StringFlag{Name: "default", Value: "may", Usage: "answer for destinations without override: a policy `LEVEL`, or notfound to let main.cf decide"},
 		&cli.IntFlag{Name: "max-conns", Value: 2000, Usage: "maximum concurrent client connections, all listeners together"},
 		&cli.DurationFlag{Name: "idle-timeout", Value: 2 * time.Minute, Usage: "close a client connection idle this long (Postfix closes after 10s idle)"},
@@ -197,7 +197,7 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 	d.srv = &policyd.Server{
 		Table:       table,
 		MapName:     c.String("map"),
-		TLSRPT:      c.Bool("tlsrpt"),
+		TLSRPT:      c.Bool("tlsrpt-attributes"),
 		MaxConns:    c.Int("max-conns"),
 		IdleTimeout: c.Duration("idle-timeout"),
 		Logger:      log,

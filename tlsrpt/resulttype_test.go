@@ -1,0 +1,101 @@
+package tlsrpt
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/mailtls/mailtls/mtasts"
+)
+
+// TestClassifyGolden: one or more real Postfix lines per result type. The
+// source of each is given: a file under logparse/testdata (real-postfix37
+// is captured from the e2e harness's Postfix 3.7.11), or a message format
+// of Postfix 3.7.11 as built into the harness's binaries
+// (strings /usr/lib/postfix/sbin/smtp and libpostfix-tls.so), filled in
+// the way Postfix fills it. verify is the "certificate verification
+// failed" line before the delivery record, reason the delivery record's
+// text in parentheses.
+func TestClassifyGolden(t *testing.T) {
+	tests := []struct {
+		source         string
+		verify, reason string
+		dane           bool
+		want           ResultType
+	}{
+		{"logparse/testdata/tls-failures.log:4", "",
+			"TLS is required, but was not offered by host plain.test[127.0.0.3]", false, StartTLSNotSupported},
+		{"logparse/testdata/real-postfix37-hostile.log (postfix/error)", "",
+			"delivery temporarily suspended: TLS is required, but was not offered by host enc.test[127.0.3.3]", false, StartTLSNotSupported},
+		{"logparse/testdata/tls-failures.log:15", "",
+			"TLS is required, but host enc.test[127.0.0.13] refused to start TLS: 454 4.7.0 TLS not available due to local problem", false, StartTLSNotSupported},
+		{"logparse/testdata/real-postfix37.log:87,89",
+			"server certificate verification failed for verify.test[127.0.1.2]:25: num=62:hostname mismatch",
+			"Server certificate not verified", false, CertificateHostMismatch},
+		{"Postfix 3.7.11 libpostfix-tls: \"%s certificate verification failed for %s: certificate has expired\"",
+			"server certificate verification failed for mx.example.com[192.0.2.1]:25: certificate has expired",
+			"Server certificate not verified", false, CertificateExpired},
+		{"Postfix 3.7.11 libpostfix-tls: \"%s certificate verification failed for %s: certificate not yet valid\"",
+			"server certificate verification failed for mx.example.com[192.0.2.1]:25: certificate not yet valid",
+			"Server certificate not verified", false, ValidationFailure},
+		{"logparse/testdata/tls-failures.log:10,12",
+			"certificate verification failed for selfsigned.test[127.0.0.10]:25: self-signed certificate",
+			"Server certificate not trusted", false, CertificateNotTrusted},
+		{"Postfix 3.7.11 libpostfix-tls: \"certificate verification failed for %s: untrusted issuer %s\"",
+			"certificate verification failed for mx.example.com[192.0.2.1]:25: untrusted issuer /CN=Test CA",
+			"Server certificate not verified", false, CertificateNotTrusted},
+		{"logparse/testdata/tls-failures.log:12 (reason alone)", "",
+			"Server certificate not trusted", false, CertificateNotTrusted},
+		{"logparse/testdata/real-postfix37.log:89 (reason alone: the verification line is not recorded)", "",
+			"Server certificate not verified", false, ValidationFailure},
+		{"logparse/testdata/postfix311.log:6", "",
+			"Server certificate not verified", true, ValidationFailure},
+		{"Postfix 3.7.11 libpostfix-tls: \"certificate verification failed for %s: not trusted by local or TLSA policy\" (dane)",
+			"certificate verification failed for mx.example.com[192.0.2.1]:25: not trusted by local or TLSA policy",
+			"Server certificate not verified", true, TLSAInvalid},
+		{"the same line under a tafile (not DANE) policy",
+			"certificate verification failed for mx.example.com[192.0.2.1]:25: not trusted by local or TLSA policy",
+			"Server certificate not verified", false, CertificateNotTrusted},
+		{"Postfix 3.7.11 libpostfix-tls: \"%s: all TLSA records unusable\" / smtp: \"TLSA records unusable\"", "",
+			"TLSA records unusable", true, TLSAInvalid},
+		{"Postfix 3.7.11 smtp: \"TLSA lookup error for %s:%u\"", "",
+			"TLSA lookup error for mx.example.com:25", true, DNSSECInvalid},
+		{"Postfix 3.7.11 libpostfix-tls: \"DNSSEC status lookup error for %s: %s\"", "",
+			"DNSSEC status lookup error for mx.example.com: Host not found, try again", true, DNSSECInvalid},
+		{"Postfix 3.7.11 smtp: \"no TLSA records found\" (dane-only)", "",
+			"no TLSA records found", true, DANERequired},
+		{"Postfix 3.7.11 smtp: \"non DNSSEC destination\" (dane-only)", "",
+			"non DNSSEC destination", false, DANERequired},
+		{"logparse/testdata/fallback.log:4", "",
+			"Cannot start TLS: handshake failure", false, ValidationFailure},
+		{"logparse/testdata/tls-failures.log:14 (not a TLS failure)", "",
+			"host starttls-only.test[127.0.0.11] said: 530 5.7.0 Must issue a STARTTLS command first (in reply to MAIL FROM command)", false, ""},
+		{"logparse/testdata/tls-failures.log:3 (sent)", "",
+			"250 2.0.0 Ok: queued as 2E3F41C0E4", false, ""},
+	}
+	for _, tc := range tests {
+		if got := Classify(tc.verify, tc.reason, tc.dane); got != tc.want {
+			t.Errorf("%s: Classify(%q, %q, dane=%v) = %q, want %q", tc.source, tc.verify, tc.reason, tc.dane, got, tc.want)
+		}
+	}
+}
+
+func TestSTSFetchResult(t *testing.T) {
+	tests := []struct {
+		err  error
+		want ResultType
+	}{
+		{nil, ""},
+		{fmt.Errorf("%w: GET https://mta-sts.example/.well-known/mta-sts.txt: HTTP 404 Not Found (want 200)", mtasts.ErrPolicyFetch), STSPolicyFetchError},
+		{fmt.Errorf("%w: %w", mtasts.ErrPolicyFetch, x509.UnknownAuthorityError{}), STSWebPKIInvalid},
+		{fmt.Errorf("%w: %w", mtasts.ErrPolicyFetch, x509.HostnameError{Host: "mta-sts.example"}), STSWebPKIInvalid},
+		{fmt.Errorf("%w: mode: want enforce, testing or none", mtasts.ErrPolicySyntax), STSPolicyInvalid},
+		{errors.New("dial tcp 127.0.0.1:443: connection refused"), STSPolicyFetchError},
+	}
+	for _, tc := range tests {
+		if got := STSFetchResult(tc.err); got != tc.want {
+			t.Errorf("STSFetchResult(%v) = %q, want %q", tc.err, got, tc.want)
+		}
+	}
+}
