@@ -162,6 +162,8 @@ FROM deliveries;
 	{fn: addInternal},
 	// 5: the cache of what destinations publish, see published.go.
 	{sql: publishedSchema},
+	// 6: the log of published answers over time, see answerlog.go.
+	{sql: answerLogSchema},
 }
 
 // addInternal records which deliveries are hops inside the host (content
