@@ -1,0 +1,251 @@
+package report
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/mailtls/mailtls/mtasts"
+	"github.com/mailtls/mailtls/published"
+	"github.com/mailtls/mailtls/store"
+)
+
+// PolicySource is what `report policies` reads: the published-policy
+// cache and the recorded deliveries.
+type PolicySource interface {
+	LoadPublished(ctx context.Context, fn func(domain string, data []byte) error) error
+	Deliveries(ctx context.Context, f store.Filter, fn func(store.Delivery) error) error
+}
+
+var _ PolicySource = (*store.Store)(nil)
+
+// Reasons a recorded delivery would have failed under a published policy.
+const (
+	FailMXMismatch  = "mx-mismatch"   // the relay matches no MTA-STS mx pattern
+	FailUntrusted   = "untrusted"     // an Untrusted certificate where MTA-STS demands a valid one
+	FailAnonymous   = "anonymous"     // an Anonymous (no certificate) session
+	FailPlaintext   = "plaintext"     // sent in plaintext
+	FailTLS         = "tls-failure"   // the attempt failed in TLS
+	FailTLSAVerify  = "tlsa-mismatch" // DANE: certificate verification failed
+	FailUnknown     = ""
+	modeDANE        = "dane"
+	policyCheckNote = "checked against the recorded deliveries to the destination (relay other than none, internal hops left out): sent ones, and attempts that failed in TLS"
+)
+
+// PolicyProblem is one relay host and one reason.
+type PolicyProblem struct {
+	MX      string `json:"mx"`
+	Reason  string `json:"reason"`
+	Count   int64  `json:"count"`
+	Message string `json:"message"`
+}
+
+// PolicyCheck is one destination's published policy checked against its
+// recorded deliveries.
+type PolicyCheck struct {
+	Domain string `json:"domain"`
+	Source string `json:"source"` // dane | mta-sts
+	// Mode is enforce or testing (MTA-STS), or dane.
+	Mode string `json:"mode"`
+	// Policy is the answer; for testing, what enforce would answer.
+	Policy   string `json:"policy"`
+	PolicyID string `json:"policy_id,omitempty"`
+	// Deliveries are the recorded deliveries checked; WouldFail those
+	// that would have been deferred under the policy.
+	Deliveries int64           `json:"deliveries"`
+	WouldFail  int64           `json:"would_fail"`
+	Problems   []PolicyProblem `json:"problems"`
+}
+
+// Policies is `report policies --format json`.
+type Policies struct {
+	Rows []PolicyCheck `json:"rows"`
+	// Warnings are the problems of enforce and DANE policies, one line
+	// each: mail routed there will be deferred.
+	Warnings []string `json:"warnings"`
+	Note     string   `json:"note"`
+}
+
+// LoadPolicies checks every cached DANE or MTA-STS (enforce or testing)
+// answer against the deliveries recorded in w to its destination
+// (w.Domain is ignored). A delivery would have failed:
+//
+//   - under MTA-STS (RFC 8461 §4), when its relay host matches none of the
+//     policy's mx patterns (mtasts.Policy.MatchMX), or its certificate was
+//     logged Untrusted or Anonymous, or it went in plaintext, or the
+//     attempt failed in TLS;
+//   - under DANE (RFC 7672), at an MX host with usable TLSA records, when
+//     certificate verification failed (a TLS failure logged with an
+//     Untrusted certificate or "not verified"), or it went in plaintext.
+//
+// Deliveries whose TLS state was not logged are checked for the mx
+// pattern only. Cost: one read of the window's raw rows, filtered in
+// memory by the cached destinations; entries that no longer decode are
+// skipped.
+func LoadPolicies(ctx context.Context, src PolicySource, w store.Window) (Policies, error) {
+	out := Policies{Rows: []PolicyCheck{}, Warnings: []string{}, Note: policyCheckNote}
+	type target struct {
+		check  *PolicyCheck
+		sts    *mtasts.Policy
+		dane   map[string]bool // MX hosts with usable TLSA records
+		counts map[[2]string]int64
+	}
+	targets := map[string]*target{}
+	err := src.LoadPublished(ctx, func(domain string, data []byte) error {
+		res, err := published.Decode(domain, data)
+		if err != nil {
+			return nil // an unreadable entry: the daemon skips it too
+		}
+		t := &target{counts: map[[2]string]int64{}}
+		switch {
+		case res.Source == published.SourceDANE:
+			t.check = &PolicyCheck{Domain: domain, Source: string(res.Source), Mode: modeDANE, Policy: res.Policy}
+			t.dane = map[string]bool{}
+			for _, mx := range res.Evidence.MX {
+				if mx.Usable {
+					t.dane[strings.ToLower(strings.TrimSuffix(mx.Host, "."))] = true
+				}
+			}
+		case res.Evidence.MTASTS != nil && (res.Evidence.MTASTS.Mode == string(mtasts.ModeEnforce) || res.Evidence.MTASTS.Mode == string(mtasts.ModeTesting)):
+			ev := res.Evidence.MTASTS
+			if ev.Mode == string(mtasts.ModeEnforce) && res.Source != published.SourceMTASTS {
+				return nil // expired or overruled: not in force
+			}
+			t.check = &PolicyCheck{Domain: domain, Source: "mta-sts", Mode: ev.Mode, Policy: ev.Answer, PolicyID: ev.ID}
+			t.sts = &mtasts.Policy{Mode: mtasts.Mode(ev.Mode), MX: ev.MX}
+		default:
+			return nil
+		}
+		targets[strings.ToLower(domain)] = t
+		return nil
+	})
+	if err != nil || len(targets) == 0 {
+		return out, err
+	}
+	err = src.Deliveries(ctx, store.Filter{Since: w.Since, Until: w.Until}, func(d store.Delivery) error {
+		t := targets[strings.ToLower(d.Domain)]
+		if t == nil || d.Internal || strings.EqualFold(d.Relay, "none") || (d.Status != store.StatusSent && !d.TLSFailure) {
+			return nil
+		}
+		host := relayHost(d.Relay)
+		t.check.Deliveries++
+		var why string
+		if t.sts != nil {
+			why = stsFailure(t.sts, host, d)
+		} else {
+			why = daneFailure(t.dane, host, d)
+		}
+		if why != FailUnknown {
+			t.check.WouldFail++
+			t.counts[[2]string{host, why}]++
+		}
+		return nil
+	})
+	if err != nil {
+		return out, err
+	}
+	for _, t := range targets {
+		c := t.check
+		for k, n := range t.counts {
+			c.Problems = append(c.Problems, PolicyProblem{MX: k[0], Reason: k[1], Count: n})
+		}
+		sort.Slice(c.Problems, func(i, j int) bool {
+			a, b := c.Problems[i], c.Problems[j]
+			if a.Count != b.Count {
+				return a.Count > b.Count
+			}
+			if a.MX != b.MX {
+				return a.MX < b.MX
+			}
+			return a.Reason < b.Reason
+		})
+		for i := range c.Problems {
+			c.Problems[i].Message = problemMessage(c, c.Problems[i])
+			if c.Mode != string(mtasts.ModeTesting) {
+				out.Warnings = append(out.Warnings, c.Problems[i].Message)
+			}
+		}
+		if c.Problems == nil {
+			c.Problems = []PolicyProblem{}
+		}
+		out.Rows = append(out.Rows, *c)
+	}
+	sort.Slice(out.Rows, func(i, j int) bool { return out.Rows[i].Domain < out.Rows[j].Domain })
+	return out, nil
+}
+
+// relayHost is the host of a relay as logged, "mx.example[192.0.2.1]:25".
+func relayHost(relay string) string {
+	h, _, _ := strings.Cut(relay, "[")
+	return strings.ToLower(strings.TrimSuffix(h, "."))
+}
+
+func stsFailure(p *mtasts.Policy, host string, d store.Delivery) string {
+	switch {
+	case !p.MatchMX(host):
+		return FailMXMismatch
+	case d.Status != store.StatusSent:
+		return FailTLS
+	case d.TLS == nil:
+		return FailUnknown
+	case !*d.TLS:
+		return FailPlaintext
+	}
+	switch strings.ToLower(d.TLSTrust) {
+	case "untrusted":
+		return FailUntrusted
+	case "anonymous":
+		return FailAnonymous
+	}
+	return FailUnknown
+}
+
+func daneFailure(usable map[string]bool, host string, d store.Delivery) string {
+	if !usable[host] {
+		return FailUnknown // no TLSA records there: dane falls back to may
+	}
+	if d.Status != store.StatusSent {
+		if strings.EqualFold(d.TLSTrust, "untrusted") || strings.Contains(strings.ToLower(d.Reason), "not verified") {
+			return FailTLSAVerify
+		}
+		return FailTLS
+	}
+	if d.TLS != nil && !*d.TLS {
+		return FailPlaintext
+	}
+	return FailUnknown
+}
+
+func problemMessage(c *PolicyCheck, p PolicyProblem) string {
+	what := map[string]string{
+		FailMXMismatch: "matches none of its mx patterns",
+		FailUntrusted:  "presented an untrusted certificate",
+		FailAnonymous:  "presented no certificate (anonymous TLS)",
+		FailPlaintext:  "took mail in plaintext",
+		FailTLS:        "failed the TLS handshake",
+		FailTLSAVerify: "failed certificate verification against its TLSA records",
+	}[p.Reason]
+	if c.Mode == string(mtasts.ModeTesting) {
+		return fmt.Sprintf("%s publishes MTA-STS testing: enforce would have deferred %d of %d recorded deliveries, where %s %s",
+			c.Domain, p.Count, c.Deliveries, p.MX, what)
+	}
+	pub := "MTA-STS enforce"
+	if c.Mode == modeDANE {
+		pub = "DANE (" + c.Policy + ")"
+	}
+	return fmt.Sprintf("%s publishes %s, but %s %s in %d of %d deliveries: mail routed there will be deferred",
+		c.Domain, pub, p.MX, what, p.Count, c.Deliveries)
+}
+
+// Summary line of a testing policy: how many recorded deliveries enforce
+// would have deferred.
+func (c PolicyCheck) Summary() string {
+	switch c.Mode {
+	case string(mtasts.ModeTesting):
+		return fmt.Sprintf("%s publishes MTA-STS testing: enforce would have deferred %d of %d recorded deliveries", c.Domain, c.WouldFail, c.Deliveries)
+	case modeDANE:
+		return fmt.Sprintf("%s publishes DANE (%s): %d of %d recorded deliveries would have failed", c.Domain, c.Policy, c.WouldFail, c.Deliveries)
+	}
+	return fmt.Sprintf("%s publishes MTA-STS enforce: %d of %d recorded deliveries would have failed", c.Domain, c.WouldFail, c.Deliveries)
+}
