@@ -147,6 +147,7 @@ func LoadPolicies(ctx context.Context, src PolicySource, w store.Window) (Polici
 	}
 	for _, t := range targets {
 		c := t.check
+		c.Problems = []PolicyProblem{}
 		for k, n := range t.counts {
 			c.Problems = append(c.Problems, PolicyProblem{MX: k[0], Reason: k[1], Count: n})
 		}
@@ -162,16 +163,18 @@ func LoadPolicies(ctx context.Context, src PolicySource, w store.Window) (Polici
 		})
 		for i := range c.Problems {
 			c.Problems[i].Message = problemMessage(c, c.Problems[i])
-			if c.Mode != string(mtasts.ModeTesting) {
-				out.Warnings = append(out.Warnings, c.Problems[i].Message)
-			}
-		}
-		if c.Problems == nil {
-			c.Problems = []PolicyProblem{}
 		}
 		out.Rows = append(out.Rows, *c)
 	}
 	sort.Slice(out.Rows, func(i, j int) bool { return out.Rows[i].Domain < out.Rows[j].Domain })
+	for _, c := range out.Rows {
+		if c.Mode == string(mtasts.ModeTesting) {
+			continue
+		}
+		for _, p := range c.Problems {
+			out.Warnings = append(out.Warnings, p.Message)
+		}
+	}
 	return out, nil
 }
 
@@ -219,23 +222,28 @@ func daneFailure(usable map[string]bool, host string, d store.Delivery) string {
 
 func problemMessage(c *PolicyCheck, p PolicyProblem) string {
 	what := map[string]string{
-		FailMXMismatch: "matches none of its mx patterns",
-		FailUntrusted:  "presented an untrusted certificate",
-		FailAnonymous:  "presented no certificate (anonymous TLS)",
-		FailPlaintext:  "took mail in plaintext",
-		FailTLS:        "failed the TLS handshake",
-		FailTLSAVerify: "failed certificate verification against its TLSA records",
+		FailMXMismatch: "went to %[1]s, which matches none of the policy's mx patterns",
+		FailUntrusted:  "%[1]s presented an untrusted certificate",
+		FailAnonymous:  "%[1]s presented no certificate (anonymous TLS)",
+		FailPlaintext:  "%[1]s took mail in plaintext",
+		FailTLS:        "%[1]s failed the TLS handshake",
+		FailTLSAVerify: "%[1]s failed certificate verification against its TLSA records",
 	}[p.Reason]
+	what = fmt.Sprintf(what, p.MX)
 	if c.Mode == string(mtasts.ModeTesting) {
-		return fmt.Sprintf("%s publishes MTA-STS testing: enforce would have deferred %d of %d recorded deliveries, where %s %s",
-			c.Domain, p.Count, c.Deliveries, p.MX, what)
+		return fmt.Sprintf("%s publishes MTA-STS testing: enforce would have deferred %d of %d recorded deliveries, where %s",
+			c.Domain, p.Count, c.Deliveries, strings.TrimPrefix(what, "went to "))
 	}
 	pub := "MTA-STS enforce"
 	if c.Mode == modeDANE {
 		pub = "DANE (" + c.Policy + ")"
 	}
-	return fmt.Sprintf("%s publishes %s, but %s %s in %d of %d deliveries: mail routed there will be deferred",
-		c.Domain, pub, p.MX, what, p.Count, c.Deliveries)
+	if p.Reason == FailMXMismatch {
+		return fmt.Sprintf("%s publishes %s, but %d of %d deliveries %s: mail routed there will be deferred",
+			c.Domain, pub, p.Count, c.Deliveries, what)
+	}
+	return fmt.Sprintf("%s publishes %s, but %s in %d of %d deliveries: mail routed there will be deferred",
+		c.Domain, pub, what, p.Count, c.Deliveries)
 }
 
 // Summary line of a testing policy: how many recorded deliveries enforce

@@ -55,8 +55,10 @@ func (s *Store) SavePublishedAnswer(ctx context.Context, domain, source, policy,
 	if err := checkText("published source of "+domain, source, false); err != nil {
 		return err
 	}
-	if err := checkText("policy id of "+domain, policyID, true); err != nil {
-		return err
+	if policyID != "" {
+		if err := checkText("policy id of "+domain, policyID, false); err != nil {
+			return err
+		}
 	}
 	if at.IsZero() {
 		at = s.now()
