@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -192,11 +193,14 @@ var PolicySources = []string{"override", "dane", "mta-sts", "default"}
 // applied a level mailtls did not answer).
 //
 // Cost: no rollup knows the answer, so this reads the raw rows of the
-// window (from the pruning horizon on: earlier rows are gone), through the
-// time index, with one table lookup per sent delivery for its relay and
-// tls= field, plus the override history and the answer log once. On the
-// reference machine that is about 1 s per million sent deliveries in the
-// window; the window is the caller's bound (report defaults to 7 days).
+// window (from the pruning horizon on: earlier rows are gone) through the
+// time index, plus the override history and the answer log once. The rows
+// no answer can have governed (recipient domain not in the answer log, no
+// override key matching; see policyCandidates) are counted from the index
+// alone; only the others are read from the table (relay, tls= field) and
+// joined in Go. A [host]:port override, or more than maxCandidateKeys
+// override keys, makes every row a candidate. The window is the caller's
+// bound (report defaults to 7 days).
 func policyRows(ctx context.Context, tx *sql.Tx, p plan) ([]Row, error) {
 	hist, _, err := overrideHistory(ctx, tx)
 	if err != nil {
@@ -219,9 +223,18 @@ func policyRows(ctx context.Context, tx *sql.Tx, p plan) ([]Row, error) {
 		counts[k] = &Row{Key: k}
 	}
 	dw, da := p.m.rawWhere()
-	q := `SELECT time, domain, relay, tls, json_extract(detail, '$[8]') FROM deliveries
-		WHERE status = 'sent' AND time >= ? AND time < ? AND ` + dw + ` AND ` + p.rawInternal()
-	err = queryRows(ctx, tx, "report by policy", q, cat([]any{lo, hi}, da), func(rows *sql.Rows) error {
+	cand, ca := policyCandidates(nodes, hi)
+	base := ` FROM deliveries WHERE status = 'sent' AND time >= ? AND time < ? AND ` + dw + ` AND ` + p.rawInternal()
+	args := cat([]any{lo, hi}, da, ca)
+	// The deliveries no answer can have governed are default, counted
+	// from the time index alone.
+	def := counts["default"]
+	if err := tx.QueryRowContext(ctx, `SELECT count(*), count(CASE WHEN tls = 1 THEN 1 END), count(CASE WHEN tls = 0 THEN 1 END)`+
+		base+` AND NOT `+cand, args...).Scan(&def.Deliveries, &def.Encrypted, &def.Plaintext); err != nil {
+		return nil, fmt.Errorf("store: report by policy: %w", err)
+	}
+	q := `SELECT time, domain, relay, tls, json_extract(detail, '$[8]')` + base + ` AND ` + cand
+	err = queryRows(ctx, tx, "report by policy", q, args, func(rows *sql.Rows) error {
 		var (
 			us           int64
 			domain, rel  string
@@ -278,6 +291,33 @@ func policyRows(ctx context.Context, tx *sql.Tx, p plan) ([]Row, error) {
 		out = append(out, *r)
 	}
 	return out, nil
+}
+
+// maxCandidateKeys bounds the override keys policyCandidates spells out
+// in SQL; with more, every delivery is a candidate.
+const maxCandidateKeys = 200
+
+// policyCandidates is the SQL condition (and its arguments) on a delivery
+// row that some answer other than the default may have governed it: its
+// recipient domain is in the answer log (before hi), or an override key
+// matches it. With more than maxCandidateKeys override keys it is true.
+func policyCandidates(nodes map[string]*keyNode, hi int64) (string, []any) {
+	parts := []string{`lower(domain) IN (SELECT domain FROM answer_log WHERE at < ?)`}
+	args := []any{hi}
+	if len(nodes) > maxCandidateKeys {
+		return "1", nil
+	}
+	keys := make([]string, 0, len(nodes))
+	for k := range nodes {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		w, a := nodes[k].m.rawWhere()
+		parts = append(parts, w)
+		args = append(args, a...)
+	}
+	return "(" + strings.Join(parts, " OR ") + ")", args
 }
 
 // policyLevel is the level (first word, lower case) of a policy.
