@@ -65,6 +65,22 @@ func cacheEntry(t *testing.T, res published.Result) []byte {
 	return data
 }
 
+// savePublished writes a published cache entry and its answer log row
+// through the store API, as resolved at at.
+func savePublished(t *testing.T, c *cliT, at time.Time, res published.Result, id string) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, c.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	res.ResolvedAt = at
+	if err := st.SavePublishedAnswer(ctx, res.Domain, string(res.Source), res.Policy, id, cacheEntry(t, res), at, at.Add(30*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 type policyFixture struct {
 	c  *cliT
 	t0 time.Time
