@@ -28,7 +28,7 @@ const (
 	FailPlaintext   = "plaintext"     // sent in plaintext
 	FailTLS         = "tls-failure"   // the attempt failed in TLS
 	FailTLSAVerify  = "tlsa-mismatch" // DANE: certificate verification failed
-	FailUnknown     = ""
+	failNone        = ""              // would not have failed, or not known
 	modeDANE        = "dane"
 	policyCheckNote = "checked against the recorded deliveries to the destination (relay other than none, internal hops left out): sent ones, and attempts that failed in TLS"
 )
@@ -136,7 +136,7 @@ func LoadPolicies(ctx context.Context, src PolicySource, w store.Window) (Polici
 		} else {
 			why = daneFailure(t.dane, host, d)
 		}
-		if why != FailUnknown {
+		if why != failNone {
 			t.check.WouldFail++
 			t.counts[[2]string{host, why}]++
 		}
@@ -191,7 +191,7 @@ func stsFailure(p *mtasts.Policy, host string, d store.Delivery) string {
 	case d.Status != store.StatusSent:
 		return FailTLS
 	case d.TLS == nil:
-		return FailUnknown
+		return failNone
 	case !*d.TLS:
 		return FailPlaintext
 	}
@@ -201,12 +201,12 @@ func stsFailure(p *mtasts.Policy, host string, d store.Delivery) string {
 	case "anonymous":
 		return FailAnonymous
 	}
-	return FailUnknown
+	return failNone
 }
 
 func daneFailure(usable map[string]bool, host string, d store.Delivery) string {
 	if !usable[host] {
-		return FailUnknown // no TLSA records there: dane falls back to may
+		return failNone // no TLSA records there: dane falls back to may
 	}
 	if d.Status != store.StatusSent {
 		if strings.EqualFold(d.TLSTrust, "untrusted") || strings.Contains(strings.ToLower(d.Reason), "not verified") {
@@ -217,7 +217,7 @@ func daneFailure(usable map[string]bool, host string, d store.Delivery) string {
 	if d.TLS != nil && !*d.TLS {
 		return FailPlaintext
 	}
-	return FailUnknown
+	return failNone
 }
 
 func problemMessage(c *PolicyCheck, p PolicyProblem) string {
@@ -244,16 +244,4 @@ func problemMessage(c *PolicyCheck, p PolicyProblem) string {
 	}
 	return fmt.Sprintf("%s publishes %s, but %s in %d of %d deliveries: mail routed there will be deferred",
 		c.Domain, pub, what, p.Count, c.Deliveries)
-}
-
-// Summary line of a testing policy: how many recorded deliveries enforce
-// would have deferred.
-func (c PolicyCheck) Summary() string {
-	switch c.Mode {
-	case string(mtasts.ModeTesting):
-		return fmt.Sprintf("%s publishes MTA-STS testing: enforce would have deferred %d of %d recorded deliveries", c.Domain, c.WouldFail, c.Deliveries)
-	case modeDANE:
-		return fmt.Sprintf("%s publishes DANE (%s): %d of %d recorded deliveries would have failed", c.Domain, c.Policy, c.WouldFail, c.Deliveries)
-	}
-	return fmt.Sprintf("%s publishes MTA-STS enforce: %d of %d recorded deliveries would have failed", c.Domain, c.WouldFail, c.Deliveries)
 }

@@ -603,8 +603,11 @@ func policiesReportCommand(e env) *cli.Command {
 				return err
 			}
 			if format == "table" {
+				sep := "\n"
 				for _, r := range ps.Rows {
 					for _, p := range r.Problems {
+						fmt.Fprint(e.stdout, sep)
+						sep = ""
 						fmt.Fprintln(e.stdout, escapeControl(p.Message))
 					}
 				}
