@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/mailtls/mailtls/mtasts"
 	"github.com/mailtls/mailtls/published"
@@ -15,7 +16,7 @@ import (
 // cache and the recorded deliveries.
 type PolicySource interface {
 	LoadPublished(ctx context.Context, fn func(domain string, data []byte) error) error
-	Deliveries(ctx context.Context, f store.Filter, fn func(store.Delivery) error) error
+	DeliveriesTo(ctx context.Context, domains []string, since, until time.Time, fn func(store.Delivery) error) error
 }
 
 var _ PolicySource = (*store.Store)(nil)
@@ -80,9 +81,9 @@ type Policies struct {
 //     Untrusted certificate or "not verified"), or it went in plaintext.
 //
 // Deliveries whose TLS state was not logged are checked for the mx
-// pattern only. Cost: one read of the window's raw rows, filtered in
-// memory by the cached destinations; entries that no longer decode are
-// skipped.
+// pattern only. Cost: one read of the window's time index, and of the
+// rows to the cached destinations (store.DeliveriesTo); entries that no
+// longer decode are skipped.
 func LoadPolicies(ctx context.Context, src PolicySource, w store.Window) (Policies, error) {
 	out := Policies{Rows: []PolicyCheck{}, Warnings: []string{}, Note: policyCheckNote}
 	type target struct {
@@ -123,7 +124,12 @@ func LoadPolicies(ctx context.Context, src PolicySource, w store.Window) (Polici
 	if err != nil || len(targets) == 0 {
 		return out, err
 	}
-	err = src.Deliveries(ctx, store.Filter{Since: w.Since, Until: w.Until}, func(d store.Delivery) error {
+	domains := make([]string, 0, len(targets))
+	for d := range targets {
+		domains = append(domains, d)
+	}
+	sort.Strings(domains)
+	err = src.DeliveriesTo(ctx, domains, w.Since, w.Until, func(d store.Delivery) error {
 		t := targets[strings.ToLower(d.Domain)]
 		if t == nil || d.Internal || strings.EqualFold(d.Relay, "none") || (d.Status != store.StatusSent && !d.TLSFailure) {
 			return nil
