@@ -549,3 +549,9 @@ func lowerASCII(s string) string {
 	}
 	return s
 }
+
+// TLSFeatureLevel returns the TLS security level that Postfix 3.11's tls=
+// field (Delivery.TLSFeature) names as the one in force for the delivery,
+// e.g. "secure" for "secure/requiretls" and "dane" for "dane:may", or ""
+// when v names none.
+func TLSFeatureLevel(v string) string { return parseTLSFeature([]byte(v)).target }

@@ -521,7 +521,17 @@ func (r *Resolver) persist(ctx context.Context, d string, st *state) {
 	}
 	data, err := json.Marshal(s)
 	if err == nil {
-		err = r.store.SavePublished(ctx, d, string(st.result.Source), st.result.Policy, data, keep)
+		// Runs on a background worker after a resolution, never on the
+		// lookup path; the answer log row rides in the same transaction.
+		if as, ok := r.store.(AnswerStore); ok {
+			id := ""
+			if s.Policy != nil {
+				id = s.Policy.ID
+			}
+			err = as.SavePublishedAnswer(ctx, d, string(st.result.Source), st.result.Policy, id, data, st.result.ResolvedAt, keep)
+		} else {
+			err = r.store.SavePublished(ctx, d, string(st.result.Source), st.result.Policy, data, keep)
+		}
 	}
 	if err != nil {
 		r.log.Error("published policy: saving the cache failed", "domain", d, "error", err)
@@ -551,6 +561,16 @@ func (r *Resolver) Load(ctx context.Context) (int, error) {
 		return n, fmt.Errorf("published: loading the cache: %w", err)
 	}
 	return n, errors.Join(bad...)
+}
+
+// Decode returns the answer of a stored cache entry (LoadPublished's
+// data), with its evidence, as the cache held it when it was saved.
+func Decode(domain string, data []byte) (Result, error) {
+	st, err := decodeState(domain, data)
+	if err != nil {
+		return Result{}, err
+	}
+	return st.result, nil
 }
 
 func decodeState(d string, data []byte) (*state, error) {

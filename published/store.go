@@ -17,6 +17,15 @@ type Store interface {
 	DeletePublished(ctx context.Context, domain string) error
 }
 
+// AnswerStore is a Store that also logs each destination's answer over
+// time (store.Store: the answer log that `report --by policy` joins
+// deliveries to). When the Store is one, the resolver saves through it:
+// at is when the answer was resolved, policyID the MTA-STS policy id ("" without
+// one; set for a testing policy too).
+type AnswerStore interface {
+	SavePublishedAnswer(ctx context.Context, domain, source, policy, policyID string, data []byte, at, expires time.Time) error
+}
+
 // MemStore is a Store in memory, for tests and for running without a
 // database.
 type MemStore struct {

@@ -208,7 +208,8 @@ const TopPlaintext = 10
 // Data is everything the HTML page shows, each part in its JSON view:
 // Summary is `report --format json`, Days `--by day`, Plaintext
 // `--by domain --sort plaintext --top 10` (rows with plaintext only),
-// Downgrades `report downgrades`, Overrides `report overrides`.
+// Downgrades `report downgrades`, Overrides `report overrides`, Policies
+// `report policies`.
 type Data struct {
 	Window store.Window
 	// PrunedBefore is the pruning horizon when it narrowed the window
@@ -222,6 +223,10 @@ type Data struct {
 	// Warnings is plaintext sent to destinations while they were forced
 	// (the warnings of `report overrides --format json`).
 	Warnings []Warning
+	// Policies is `report policies --format json` for the window, when
+	// the source keeps published answers and the window has no domain
+	// filter.
+	Policies *Policies
 }
 
 // Load reads the page's data for w, narrowed as the store answers it
@@ -272,6 +277,13 @@ func Load(ctx context.Context, src Source, w store.Window) (*Data, error) {
 		return nil, err
 	}
 	d.Warnings = NewWarnings(ws)
+	if ps, ok := src.(PolicySource); ok && w.Domain == "" {
+		p, err := LoadPolicies(ctx, ps, w)
+		if err != nil {
+			return nil, err
+		}
+		d.Policies = &p
+	}
 	return d, nil
 }
 

@@ -162,9 +162,8 @@ FROM deliveries;
 	{fn: addInternal},
 	// 5: the cache of what destinations publish, see published.go.
 	{sql: publishedSchema},
-	// 6: reserved for the answer log (branch of issue #16's answer log);
-	// a no-op here, replaced by it on merge.
-	{fn: func(context.Context, *sql.Tx) error { return nil }},
+	// 6: the log of published answers over time, see answerlog.go.
+	{sql: answerLogSchema},
 	// 7: the TLSRPT reports sent, see tlsrpt.go.
 	{sql: tlsrptSchema},
 }

@@ -83,7 +83,10 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (PruneResult, error
 		}
 		res.Deleted += n
 		if n < int64(pruneChunk) {
-			return res, nil
+			return res, s.withTx(ctx, func(tx *sql.Tx) error {
+				_, err := pruneAnswerLog(ctx, tx, h)
+				return err
+			})
 		}
 	}
 }

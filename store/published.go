@@ -33,15 +33,19 @@ func (s *Store) SavePublished(ctx context.Context, domain, source, policy string
 		return err
 	}
 	return s.withTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO published(domain, source, policy, data, saved, expires) VALUES (?, ?, ?, ?, ?, ?)
+		return savePublishedTx(ctx, tx, domain, source, policy, data, s.now(), expires)
+	})
+}
+
+func savePublishedTx(ctx context.Context, tx *sql.Tx, domain, source, policy string, data []byte, now, expires time.Time) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO published(domain, source, policy, data, saved, expires) VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT(domain) DO UPDATE SET source = excluded.source, policy = excluded.policy, data = excluded.data,
 	saved = excluded.saved, expires = excluded.expires`,
-			domain, source, policy, data, s.now().Unix(), expires.Unix())
-		if err != nil {
-			return fmt.Errorf("store: save published %s: %w", domain, err)
-		}
-		return nil
-	})
+		domain, source, policy, data, now.Unix(), expires.Unix())
+	if err != nil {
+		return fmt.Errorf("store: save published %s: %w", domain, err)
+	}
+	return nil
 }
 
 // LoadPublished calls fn for every published-policy cache entry, in domain

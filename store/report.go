@@ -220,7 +220,7 @@ type Row struct {
 }
 
 // ReportDimensions lists the values ReportBy accepts for by.
-var ReportDimensions = []string{"domain", "day", "hour", "relay", "protocol", "cipher", "trust", "status"}
+var ReportDimensions = []string{"domain", "day", "hour", "relay", "protocol", "cipher", "trust", "status", "policy"}
 
 // ReportBy groups the window by one dimension:
 //
@@ -238,7 +238,10 @@ var ReportDimensions = []string{"domain", "day", "hour", "relay", "protocol", "c
 // rollup when filtered; domain and relay aggregate every daily rollup row in
 // the window (one row per domain, day and TLS outcome); hour with a domain
 // filter reads the raw rows of the days on which the domain had mail (for a
-// domain with mail every day, every row in the window).
+// domain with mail every day, every row in the window); policy (the source
+// of the answer in force for each sent delivery: override, dane, mta-sts,
+// default; see policyRows) reads the raw rows of the window from the
+// pruning horizon on.
 func (s *Store) ReportBy(ctx context.Context, w Window, by string, top int) ([]Row, error) {
 	m, err := parseDomainFilter(w.Domain)
 	if err != nil {
@@ -258,6 +261,9 @@ func (s *Store) ReportBy(ctx context.Context, w Window, by string, top int) ([]R
 			return err
 		}
 		switch {
+		case by == "policy":
+			out, err = policyRows(ctx, tx, p)
+			return err
 		case by == "domain" || by == "relay":
 			q, args = keyedSent(ctx, tx, p, by)
 		case by == "hour" && p.m.kind != matchAll:
@@ -300,8 +306,8 @@ func reportQuery(p plan, by string) (q string, args []any, err error) {
 			src, args = p.dimsSource("1", "1", nil, nil)
 		}
 		q = agg(`SELECT `+col+` AS k, status, tls, n FROM (`+src+`)`, by != "status")
-	case "domain", "relay":
-		// set by keyedSent, which chooses the access path
+	case "domain", "relay", "policy":
+		// set by keyedSent (policy: policyRows, answerlog.go), which chooses the access path
 	case "day":
 		if unfiltered {
 			src, a := p.hourSource()

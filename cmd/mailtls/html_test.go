@@ -28,6 +28,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/mailtls/mailtls/logparse"
+	"github.com/mailtls/mailtls/published"
 	"github.com/mailtls/mailtls/report"
 	"github.com/mailtls/mailtls/store"
 )
@@ -98,6 +99,15 @@ func htmlFixture(t *testing.T, c *cliT) (since, until time.Time) {
 	c.ok("import", "--quiet", planted)
 	c.ok("policy", "set", ".example.com", "encrypt")
 	c.ok("policy", "set", "downgrade.example", "verify", "match=hostname:nexthop")
+	// Published answers: downgrade.example publishes enforce (its
+	// plaintext deliveries would have failed), legacy.example testing with
+	// an mx pattern its relay does not match.
+	enforce := "secure match=mx.downgrade.example servername=hostname"
+	savePublished(t, c, start, published.Result{Domain: "downgrade.example", Source: published.SourceMTASTS, Policy: enforce, Evidence: published.Evidence{
+		MTASTS: &published.STSEvidence{ID: "1", Mode: "enforce", MX: []string{"mx.downgrade.example"}, MaxAge: 604800, Answer: enforce}}}, "1")
+	savePublished(t, c, start, published.Result{Domain: "legacy.example", Source: published.SourceNone, Evidence: published.Evidence{
+		MTASTS: &published.STSEvidence{ID: "2", Mode: "testing", MX: []string{"mx.other.example"}, MaxAge: 604800,
+			Answer: "secure match=mx.other.example servername=hostname"}}}, "2")
 	return start.Add(30*time.Hour + 17*time.Minute + 13*time.Second), start.Add(8*24*time.Hour + 5*time.Hour + 41*time.Minute)
 }
 
@@ -109,6 +119,7 @@ type jsonReport struct {
 	Plaintext  []report.Row
 	Downgrades report.Downgrades
 	Overrides  report.Overrides
+	Policies   report.Policies
 }
 
 func loadJSONReport(t *testing.T, c *cliT, win []string) jsonReport {
@@ -124,6 +135,7 @@ func loadJSONReport(t *testing.T, c *cliT, win []string) jsonReport {
 		{[]string{"report", "--format", "json", "--by", "domain", "--sort", "plaintext", "--top", "10"}, &plain},
 		{[]string{"report", "downgrades", "--format", "json"}, &j.Downgrades},
 		{[]string{"report", "overrides", "--format", "json"}, &j.Overrides},
+		{[]string{"report", "policies", "--format", "json"}, &j.Policies},
 	} {
 		if err := json.Unmarshal([]byte(c.ok(append(q.args, win...)...)), q.into); err != nil {
 			t.Fatalf("%v: %v", q.args, err)
@@ -151,6 +163,7 @@ type domView struct {
 	ChartW   float64                      `json:"chartWidth"`
 	Sections map[string]bool              `json:"sections"`
 	Extra    map[string]map[string]string `json:"extra"`
+	PolicyW  int                          `json:"policyWarnings"`
 }
 
 type domRow struct {
@@ -187,6 +200,7 @@ const readDOM = `(() => {
   const ch = document.getElementById('day-chart');
   if (ch) out.chartWidth = ch.getBoundingClientRect().width;
   document.querySelectorAll('main section[id]').forEach(s => out.sections[s.id] = true);
+  out.policyWarnings = document.querySelectorAll('[data-policy-warning]').length;
   return out;
 })()`
 
@@ -447,7 +461,7 @@ func checkPage(t *testing.T, d domView, j jsonReport) {
 	if d.ChartW < 300 {
 		t.Errorf("day chart rendered %.0f px wide", d.ChartW)
 	}
-	for _, s := range []string{"summary", "days", "plaintext", "downgrades", "overrides", "trust", "protocol"} {
+	for _, s := range []string{"summary", "days", "plaintext", "downgrades", "overrides", "policies", "trust", "protocol"} {
 		if !d.Sections[s] {
 			t.Errorf("no section %q on the page (have %v)", s, d.Sections)
 		}
@@ -580,6 +594,26 @@ func checkPage(t *testing.T, d domView, j jsonReport) {
 		checkDOMRow(t, "override", ov[i], r.Key, map[string]string{"in_force_since": r.InForceSince, "sent": itoa(r.Sent),
 			"encrypted": itoa(r.Encrypted), "plaintext": itoa(r.Plaintext), "deferred": itoa(r.Deferred),
 			"tls_deferred": itoa(r.TLSDeferred), "bounced": itoa(r.Bounced)})
+	}
+	checkPolicies(t, d, j)
+}
+
+// checkPolicies compares the published-policies section with report
+// policies --format json.
+func checkPolicies(t *testing.T, d domView, j jsonReport) {
+	t.Helper()
+	pol := d.Tables["policies"]
+	if len(pol) != len(j.Policies.Rows) || len(j.Policies.Rows) != 2 {
+		t.Errorf("policies: %d rows, JSON %d (want 2)", len(pol), len(j.Policies.Rows))
+	}
+	for i, r := range j.Policies.Rows {
+		if i >= len(pol) {
+			break
+		}
+		checkDOMRow(t, "policy", pol[i], r.Domain, map[string]string{"deliveries": itoa(r.Deliveries), "would_fail": itoa(r.WouldFail)})
+	}
+	if d.PolicyW != len(j.Policies.Warnings) || d.PolicyW == 0 {
+		t.Errorf("policy warnings: page %d, JSON %d %q", d.PolicyW, len(j.Policies.Warnings), j.Policies.Warnings)
 	}
 }
 

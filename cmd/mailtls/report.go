@@ -56,7 +56,7 @@ func reportCommand(e env) *cli.Command {
 			&cli.IntFlag{Name: "top", Value: 0, Usage: "show only the first `N` rows of --by (0 = all)"},
 			&cli.StringFlag{Name: "sort", Value: "sent", Usage: "order the rows of --by (not day or hour) by `ORDER`: sent, plaintext (most first), coverage (worst first) or key"},
 			formatFlag("table", "table|json|csv|html")),
-		Subcommands: []*cli.Command{downgradesCommand(e), overridesReportCommand(e)},
+		Subcommands: []*cli.Command{downgradesCommand(e), overridesReportCommand(e), policiesReportCommand(e)},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
 				return usageErrorf("unknown report %q (want downgrades or overrides, or flags only)", c.Args().First())
@@ -548,4 +548,71 @@ func wasWere(n int64) string {
 
 func usedN(n int64) string {
 	return num(n) + " used"
+}
+
+func policiesReportCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:  "policies",
+		Usage: "published MTA-STS and DANE policies checked against recorded deliveries: which would fail?",
+		UsageText: "mailtls report policies --since 7d\n\n" +
+			"For each destination whose cached published answer is DANE or an MTA-STS policy\n" +
+			"(enforce or testing), the deliveries recorded to it in the window that would have\n" +
+			"been deferred under that policy: a relay matching no MTA-STS mx pattern, an\n" +
+			"Untrusted or Anonymous certificate or plaintext where MTA-STS demands a valid\n" +
+			"certificate, a failed certificate verification at an MX with DANE TLSA records.\n" +
+			"For testing policies: what enforce would have deferred. The cache is filled by\n" +
+			"the daemon (`mailtls serve` with --sources dane or mta-sts).",
+		Flags: append(windowFlags("7d"), formatFlag("table", "table|json|csv")),
+		Action: func(c *cli.Context) error {
+			format := c.String("format")
+			if err := checkFormat(format, "table", "json", "csv"); err != nil {
+				return err
+			}
+			w, err := reportWindow(c)
+			if err != nil {
+				return err
+			}
+			if w.Domain != "" {
+				return usageErrorf("report policies checks every cached destination; drop --domain")
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			ps, err := report.LoadPolicies(c.Context, st, w)
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				return writeJSON(e.stdout, ps)
+			}
+			if len(ps.Rows) == 0 && format == "table" {
+				fmt.Fprintln(e.stdout, "No cached DANE or MTA-STS policy (the daemon caches them with --sources dane,mta-sts).")
+				return nil
+			}
+			t := newTable("DOMAIN", "SOURCE", "MODE", "DELIVERIES", "WOULD FAIL", "WORST MX", "REASON").alignRight(3, 4)
+			for _, r := range ps.Rows {
+				mx, why := "", ""
+				if len(r.Problems) > 0 {
+					mx, why = r.Problems[0].MX, r.Problems[0].Reason
+				}
+				t.add(truncate(r.Domain, 28), r.Source, r.Mode, num(r.Deliveries), num(r.WouldFail), truncate(mx, 28), why)
+			}
+			if err := t.write(e.stdout, format); err != nil {
+				return err
+			}
+			if format == "table" {
+				sep := "\n"
+				for _, r := range ps.Rows {
+					for _, p := range r.Problems {
+						fmt.Fprint(e.stdout, sep)
+						sep = ""
+						fmt.Fprintln(e.stdout, escapeControl(p.Message))
+					}
+				}
+			}
+			return nil
+		},
+	}
 }

@@ -39,6 +39,10 @@ type statusJSON struct {
 	// Warnings: plaintext sent to destinations forced to a mandatory
 	// level, in the --since window (as in report overrides).
 	Warnings []report.Warning `json:"warnings"`
+	// PolicyWarnings: published enforce and DANE policies that recorded
+	// deliveries since --since would have failed (as in report policies).
+	// They do not change the exit code.
+	PolicyWarnings []string `json:"policy_warnings"`
 }
 
 func statusCommand(e env) *cli.Command {
@@ -51,7 +55,10 @@ func statusCommand(e env) *cli.Command {
 			"A follower is stale when its log file has lines it has not recorded and it has\n" +
 			"recorded nothing for --stale: it is stopped or stuck. Exit 1 then, and also when\n" +
 			"a destination forced to encrypt, dane-only, fingerprint, verify or secure got\n" +
-			"plaintext since --since (Postfix is not asking mailtls for it); 0 otherwise.",
+			"plaintext since --since (Postfix is not asking mailtls for it); 0 otherwise.\n" +
+			"It also prints the published MTA-STS enforce and DANE policies that deliveries\n" +
+			"since --since would have failed (see `mailtls report policies`); those warnings\n" +
+			"do not change the exit code.",
 		Flags: []cli.Flag{
 			&cli.DurationFlag{Name: "stale", Value: 5 * time.Minute, Usage: "a follower with unrecorded lines and no commit for `DURATION` is stale (exit 1)"},
 			&cli.StringFlag{Name: "since", Value: "24h", Usage: "look for plaintext sent to forced destinations since `TIME` (a duration back from now, a date or RFC 3339)"},
@@ -83,6 +90,10 @@ func statusCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			pol, err := report.LoadPolicies(c.Context, st, store.Window{Since: since, Until: now})
+			if err != nil {
+				return err
+			}
 			fs := followers(s.Checkpoints, now, c.Duration("stale"))
 			if format == "json" {
 				err = writeJSON(e.stdout, statusJSON{
@@ -90,11 +101,15 @@ func statusCommand(e env) *cli.Command {
 					LastOverrideEdit: rfc(s.LastEdit), LastOverrideBy: s.LastActor,
 					Counted: s.Counted, Stored: s.Stored, First: rfc(s.First), Last: rfc(s.Last),
 					PrunedBefore: rfc(s.PrunedBefore), Followers: fs, Warnings: report.NewWarnings(warns),
+					PolicyWarnings: pol.Warnings,
 				})
 			} else {
 				err = writeStatus(e, s, fs)
 				for _, w := range warns {
 					fmt.Fprintf(e.stdout, "Warning     %s\n", escapeControl(report.WarningMessage(w)))
+				}
+				for _, w := range pol.Warnings {
+					fmt.Fprintf(e.stdout, "Warning     %s\n", escapeControl(w))
 				}
 			}
 			if err != nil {
