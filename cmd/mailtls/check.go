@@ -212,7 +212,7 @@ func domainHistory(ctx context.Context, st *store.Store, domain string, now time
 }
 
 // currentOverride returns the policy of the exact override for key, if any.
-func currentOverride(ctx context.Context, st *store.Store, key string) (*string, error) {
+func currentOverride(ctx context.Context, st overrideWriter, key string) (*string, error) {
 	ovs, err := st.Overrides(ctx)
 	if err != nil {
 		return nil, err
@@ -231,7 +231,7 @@ func currentOverride(ctx context.Context, st *store.Store, key string) (*string,
 // both leave the overrides alone. A current override is replaced only by
 // a policy that does not lower it (policyd.Lowers), unless force; lowered
 // tells that force was needed.
-func applyRecommendation(ctx context.Context, st *store.Store, actor, key string, rec discover.Recommendation, cur *string, force bool) (applied, lowered bool, err error) {
+func applyRecommendation(ctx context.Context, st overrideWriter, actor, key string, rec discover.Recommendation, cur *string, force bool) (applied, lowered bool, err error) {
 	if rec.Level == "" || rec.Level == "may" || cur != nil && *cur == rec.Policy {
 		return false, false, nil
 	}

@@ -83,7 +83,7 @@ func followCommand(e env) *cli.Command {
 // follower wraps a file or journald follower with checkpoint storage.
 type follower struct {
 	source string
-	st     *store.Store
+	st     followStore
 	log    *slog.Logger
 	file   *logparse.Follower
 	jrnl   *logparse.JournalFollower
@@ -95,7 +95,7 @@ type follower struct {
 	failing atomic.Pointer[string] // why the last run failed, until the next one starts
 }
 
-func newFollower(c *cli.Context, st *store.Store, log *slog.Logger) (*follower, error) {
+func newFollower(c *cli.Context, st followStore, log *slog.Logger) (*follower, error) {
 	f := &follower{st: st, log: log}
 	var err error
 	if f.relays, err = internalRelays(c); err != nil {

@@ -75,7 +75,7 @@ func parseRetention(s, flag string) (time.Duration, error) {
 
 // retain deletes deliveries older than keep now and then once a day, until
 // ctx is done. A failure is logged and retried an hour later.
-func retain(ctx context.Context, st *store.Store, keep time.Duration, log *slog.Logger) {
+func retain(ctx context.Context, st pruner, keep time.Duration, log *slog.Logger) {
 	for {
 		next := 24 * time.Hour
 		res, err := st.Prune(ctx, time.Now().Add(-keep))
@@ -100,7 +100,7 @@ func retain(ctx context.Context, st *store.Store, keep time.Duration, log *slog.
 // prune) change window w, and returns the window actually answered: raw
 // listings (deliveries, downgrades) start at the horizon; reports keep
 // whole days before it, so a bound before it moves inward to a midnight.
-func fitToHorizon(ctx context.Context, e env, st *store.Store, w store.Window, listing bool) (store.Window, error) {
+func fitToHorizon(ctx context.Context, e env, st pruner, w store.Window, listing bool) (store.Window, error) {
 	h, err := st.Horizon(ctx)
 	if err != nil || h.IsZero() {
 		return w, err

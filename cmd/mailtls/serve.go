@@ -93,7 +93,7 @@ func newLogger(c *cli.Context, e env) (*slog.Logger, error) {
 }
 
 // storeSource adapts the store to policyd.Source.
-type storeSource struct{ st *store.Store }
+type storeSource struct{ st overrideSource }
 
 func (s storeSource) Version(ctx context.Context) (uint64, error) { return s.st.OverridesVersion(ctx) }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,9 +10,8 @@ import (
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // the "sqlite" driver, to lock the database from outside
-
 	"github.com/mailtls/mailtls/bench/internal/harness"
+	"github.com/mailtls/mailtls/store"
 )
 
 // knownTable is the daemon tests' override table. The hammer's keys and
@@ -252,36 +250,14 @@ func runDaemon(cfg config) *daemonResult {
 // `policy set key encrypt` 1 s into it. It returns what the CLI did and
 // how long after it finished the daemon answered the change.
 func lockCase(cfg config, addr, db, key string, exclusive bool) (cliSaid, vis string) {
-	ctx := context.Background()
-	h, err := sql.Open("sqlite", "file:"+db+"?_pragma=busy_timeout(5000)")
+	release, err := store.LockFile(context.Background(), db, exclusive)
 	if err != nil {
-		return "", "lock: " + err.Error()
-	}
-	defer h.Close()
-	h.SetMaxOpenConns(1)
-	conn, err := h.Conn(ctx)
-	if err != nil {
-		return "", "lock: " + err.Error()
-	}
-	defer conn.Close()
-	stmts := []string{"BEGIN IMMEDIATE", "UPDATE meta SET name = name WHERE 0"}
-	if exclusive {
-		stmts = []string{"PRAGMA locking_mode=EXCLUSIVE", "BEGIN EXCLUSIVE", "UPDATE meta SET name = name WHERE 0"}
-	}
-	for _, s := range stmts {
-		if _, err := conn.ExecContext(ctx, s); err != nil {
-			return "not run", fmt.Sprintf("no change made: the lock could not be taken (`%s`: %v); in WAL mode each open connection holds a shared lock on the database, so no other process can lock the daemon's reads out", s, err)
-		}
+		return "not run", fmt.Sprintf("no change made: the lock could not be taken (%v); in WAL mode each open connection holds a shared lock on the database, so no other process can lock the daemon's reads out", err)
 	}
 	released := make(chan time.Time, 1)
 	go func() {
 		time.Sleep(5 * time.Second)
-		_, _ = conn.ExecContext(ctx, "ROLLBACK")
-		if exclusive {
-			_, _ = conn.ExecContext(ctx, "PRAGMA locking_mode=NORMAL")
-			// The exclusive lock is only dropped at the next access.
-			_, _ = conn.ExecContext(ctx, "SELECT count(*) FROM meta")
-		}
+		_ = release()
 		released <- time.Now()
 	}()
 	time.Sleep(time.Second)

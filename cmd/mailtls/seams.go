@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/mailtls/mailtls/store"
+)
+
+// The storage seam of the commands (ARCHITECTURE.md, "Add a store
+// backend"): each interface is the part of the store one use case needs.
+// *store.Store implements them all, and so must any backend that passes
+// store/storetest (seams_test.go checks both).
+
+// batchCommitter is what the follower writes through: each batch of
+// deliveries is stored with the reader's checkpoint in one transaction,
+// exactly once, and the checkpoint is read back on start.
+type batchCommitter interface {
+	CommitBatchEach(ctx context.Context, source string, ds []store.Delivery, checkpoint []byte, added func(*store.Delivery)) (int, error)
+	Checkpoint(ctx context.Context, source string) ([]byte, error)
+}
+
+// pruner deletes raw deliveries before a day, keeping the rollups (prune,
+// --keep), and tells where the raw rows now start.
+type pruner interface {
+	Prune(ctx context.Context, before time.Time) (store.PruneResult, error)
+	Horizon(ctx context.Context) (time.Time, error)
+}
+
+// followStore is what `mailtls follow` needs: commits, and pruning for --keep.
+type followStore interface {
+	batchCommitter
+	pruner
+}
+
+// overrideWriter changes the overrides (policy set/rm/import, check
+// --apply), each change recorded in the history with who made it and when.
+type overrideWriter interface {
+	SetOverride(ctx context.Context, o store.Override, actor string) error
+	RemoveOverride(ctx context.Context, key, actor string) error
+	ImportOverrides(ctx context.Context, ovs []store.Override, actor string) (int, error)
+	Overrides(ctx context.Context) ([]store.Override, error)
+	History(ctx context.Context, key string) ([]store.Change, error)
+}
+
+// overrideSource is what the daemon reads the overrides from
+// (storeSource adapts it to policyd.Source): OverridesVersion changes on
+// every override change, and the daemon's Table polls it.
+type overrideSource interface {
+	OverridesVersion(ctx context.Context) (uint64, error)
+	OverridePolicies(ctx context.Context, fn func(key, policy string, expires time.Time)) error
+}

@@ -1,0 +1,22 @@
+package main
+
+import (
+	"github.com/mailtls/mailtls/policyd"
+	"github.com/mailtls/mailtls/store"
+	"github.com/mailtls/mailtls/store/storetest"
+)
+
+// The SQLite store, and any backend that passes store/storetest, serves
+// every seam of the commands.
+var (
+	_ batchCommitter = (*store.Store)(nil)
+	_ followStore    = (*store.Store)(nil)
+	_ overrideWriter = (*store.Store)(nil)
+	_ overrideSource = (*store.Store)(nil)
+
+	_ followStore    = storetest.Backend(nil)
+	_ overrideWriter = storetest.Backend(nil)
+	_ overrideSource = storetest.Backend(nil)
+
+	_ policyd.Source = storeSource{}
+)

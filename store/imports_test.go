@@ -1,0 +1,64 @@
+package store_test
+
+import (
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// backends are the directories of the store implementations, the only
+// packages that may import database/sql or a database driver. A new
+// backend adds its own (ARCHITECTURE.md, "Add a store backend").
+var backends = []string{"store"}
+
+// TestSQLStaysInStore: nothing but a store implementation (not even
+// store/storetest) imports database/sql or the SQLite driver, so that
+// every dialect-specific piece stays behind the seam.
+func TestSQLStaysInStore(t *testing.T) {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := 0
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if n := d.Name(); path != root && (strings.HasPrefix(n, ".") || n == "testdata") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") {
+			return nil
+		}
+		files++
+		rel, _ := filepath.Rel(root, path)
+		if slices.Contains(backends, filepath.ToSlash(filepath.Dir(rel))) {
+			return nil
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		for _, im := range f.Imports {
+			p, _ := strconv.Unquote(im.Path.Value)
+			if p == "database/sql" || strings.HasPrefix(p, "database/sql/") || strings.HasPrefix(p, "modernc.org/sqlite") {
+				t.Errorf("%s imports %s: only package store may (use or add a store method)", rel, p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files < 100 {
+		t.Fatalf("walked %d Go files under %s; is this the repository?", files, root)
+	}
+}

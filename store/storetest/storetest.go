@@ -1,0 +1,652 @@
+// Package storetest is the conformance suite of the storage seam
+// (ARCHITECTURE.md, "Add a store backend"): the behaviour that the
+// follower, the reports, the policy commands and the daemon rely on, tested
+// through the seam's methods only. Every store implementation must pass
+// Run; store/conformance_test.go runs it against the SQLite store.
+//
+// The suite knows no SQL and no schema. It writes through the same calls
+// as mailtls does and checks what comes back against its own count of what
+// it wrote.
+package storetest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailtls/mailtls/report"
+	"github.com/mailtls/mailtls/store"
+)
+
+// Backend is a store implementation: the union of the seam's interfaces
+// (the follower's committer, the report reader, the override writer, the
+// daemon's override source, pruning) and Close. cmd/mailtls checks that
+// every Backend satisfies the interfaces it uses.
+type Backend interface {
+	// The follower's committer.
+	CommitBatch(ctx context.Context, source string, ds []store.Delivery, checkpoint []byte) (int, error)
+	CommitBatchEach(ctx context.Context, source string, ds []store.Delivery, checkpoint []byte, added func(*store.Delivery)) (int, error)
+	Checkpoint(ctx context.Context, source string) ([]byte, error)
+	Deliveries(ctx context.Context, f store.Filter, fn func(store.Delivery) error) error
+
+	// The report reader.
+	report.Source
+
+	// The override writer.
+	SetOverride(ctx context.Context, o store.Override, actor string) error
+	RemoveOverride(ctx context.Context, key, actor string) error
+	ImportOverrides(ctx context.Context, ovs []store.Override, actor string) (int, error)
+	Overrides(ctx context.Context) ([]store.Override, error)
+	History(ctx context.Context, key string) ([]store.Change, error)
+
+	// The daemon's override source: the version changes on every change.
+	OverridesVersion(ctx context.Context) (uint64, error)
+	OverridePolicies(ctx context.Context, fn func(key, policy string, expires time.Time)) error
+
+	// Retention.
+	Prune(ctx context.Context, before time.Time) (store.PruneResult, error)
+
+	Close() error
+}
+
+// T is the part of *testing.T the cases use, so that a test of the suite
+// itself can run them with a recorder (see store/conformance_test.go).
+type T interface {
+	Helper()
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+}
+
+// Case is one behaviour of the suite. Run gets a freshly opened, empty
+// backend.
+type Case struct {
+	Name string
+	Run  func(t T, b Backend)
+}
+
+// Cases returns the suite's cases, in the order Run runs them.
+func Cases() []Case {
+	return []Case{
+		{"CommitExactlyOnce", commitExactlyOnce},
+		{"FailedCommitStoresNothing", failedCommit},
+		{"WindowsAndRollups", windows},
+		{"OverrideHistory", overrideHistory},
+		{"ChangeNotification", changeNotification},
+		{"PruneKeepsRollups", pruneKeepsRollups},
+	}
+}
+
+// Run runs every case as a subtest of t, each on a backend from open. open
+// must return an empty store, and arrange for it to be removed
+// (t.Cleanup); the suite closes it.
+func Run(t *testing.T, open func(t *testing.T) Backend) {
+	for _, c := range Cases() {
+		t.Run(c.Name, func(t *testing.T) {
+			b := open(t)
+			defer b.Close()
+			c.Run(t, b)
+		})
+	}
+}
+
+// day0 is the first day of the suite's deliveries: a UTC midnight ten days
+// ago, so that pruning (which refuses the future) can cut into them.
+func day0() time.Time {
+	return time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -10)
+}
+
+func ptr(b bool) *bool { return &b }
+
+// delivery makes a valid delivery; seq makes its key unique.
+func delivery(seq string, at time.Time, domain, status string, tls *bool, internal bool) store.Delivery {
+	sum := sha256.Sum256([]byte(seq))
+	d := store.Delivery{Time: at, Host: "mail", Process: "postfix/smtp", PID: 100, QueueID: "4Q0ABC" + fmt.Sprint(len(seq)),
+		Recipient: "user@" + domain, Domain: domain, Relay: "mx." + domain + "[192.0.2.7]:25", Status: status,
+		TLS: tls, Internal: internal, Key: hex.EncodeToString(sum[:])}
+	if tls != nil && *tls {
+		d.TLSTrust, d.TLSProtocol, d.TLSCipher = "Trusted", "TLSv1.3", "TLS_AES_256_GCM_SHA384"
+	}
+	if status == store.StatusDeferred {
+		d.DSN, d.Reason = "4.4.1", "connection timed out"
+	}
+	if internal {
+		d.Relay, d.Process = "127.0.0.1[127.0.0.1]:10025", "postfix/lmtp"
+	}
+	return d
+}
+
+// series makes n sent, encrypted deliveries to example.com, an hour apart
+// from day0.
+func series(prefix string, n int) []store.Delivery {
+	ds := make([]store.Delivery, n)
+	for i := range ds {
+		ds[i] = delivery(fmt.Sprintf("%s-%d", prefix, i), day0().Add(time.Duration(i)*time.Hour+time.Minute),
+			"example.com", store.StatusSent, ptr(true), false)
+	}
+	return ds
+}
+
+func count(t T, b Backend, f store.Filter) int {
+	t.Helper()
+	n := 0
+	if err := b.Deliveries(context.Background(), f, func(store.Delivery) error { n++; return nil }); err != nil {
+		t.Fatalf("Deliveries(%+v): %v", f, err)
+	}
+	return n
+}
+
+func summary(t T, b Backend, w store.Window) store.Summary {
+	t.Helper()
+	s, err := b.Summary(context.Background(), w)
+	if err != nil {
+		t.Fatalf("Summary(%+v): %v", w, err)
+	}
+	return s
+}
+
+func checkpoint(t T, b Backend, source string) []byte {
+	t.Helper()
+	ck, err := b.Checkpoint(context.Background(), source)
+	if err != nil {
+		t.Fatalf("Checkpoint(%q): %v", source, err)
+	}
+	return ck
+}
+
+func commit(t T, b Backend, source string, ds []store.Delivery, ck []byte, want int) {
+	t.Helper()
+	n, err := b.CommitBatch(context.Background(), source, ds, ck)
+	if err != nil {
+		t.Fatalf("CommitBatch(%d deliveries): %v", len(ds), err)
+	}
+	if n != want {
+		t.Errorf("CommitBatch(%d deliveries) added %d, want %d", len(ds), n, want)
+	}
+}
+
+// commitExactlyOnce: a delivery is stored once whatever the batches that
+// carry it, and the checkpoint is the one committed with the last batch.
+func commitExactlyOnce(t T, b Backend) {
+	ctx := context.Background()
+	const src, other = "file:/var/log/mail.log", "journal"
+	if ck := checkpoint(t, b, src); ck != nil {
+		t.Errorf("checkpoint of a new store = %q, want nil", ck)
+	}
+	ds := series("once", 20)
+	commit(t, b, src, ds[:10], []byte("ck1"), 10)
+	if ck := checkpoint(t, b, src); string(ck) != "ck1" {
+		t.Errorf("checkpoint = %q, want ck1", ck)
+	}
+	// The same batch again (a follower restarted before its checkpoint
+	// was read back): nothing is added, not to the rows nor the rollups.
+	commit(t, b, src, ds[:10], []byte("ck1"), 0)
+	if n := count(t, b, store.Filter{}); n != 10 {
+		t.Errorf("after committing a batch twice: %d rows, want 10", n)
+	}
+	if s := summary(t, b, store.Window{}); s.Deliveries != 10 || s.Encrypted != 10 {
+		t.Errorf("after committing a batch twice: summary has %d deliveries, %d encrypted; want 10, 10", s.Deliveries, s.Encrypted)
+	}
+	// An overlapping batch adds only the new deliveries, and tells which.
+	var got []string
+	n, err := b.CommitBatchEach(ctx, src, ds[5:15], []byte("ck2"), func(d *store.Delivery) { got = append(got, d.Key) })
+	if err != nil {
+		t.Fatalf("CommitBatchEach: %v", err)
+	}
+	var want []string
+	for _, d := range ds[10:15] {
+		want = append(want, d.Key)
+	}
+	if n != 5 || !slices.Equal(got, want) {
+		t.Errorf("overlapping batch: added %d, reported %d keys; want 5 keys, those of the new deliveries in order", n, len(got))
+	}
+	if ck := checkpoint(t, b, src); string(ck) != "ck2" {
+		t.Errorf("checkpoint = %q, want ck2", ck)
+	}
+	// A batch without deliveries still moves the checkpoint (log lines
+	// that were not deliveries), and an empty checkpoint is not "none".
+	commit(t, b, src, nil, []byte("ck3"), 0)
+	if ck := checkpoint(t, b, src); string(ck) != "ck3" {
+		t.Errorf("checkpoint after an empty batch = %q, want ck3", ck)
+	}
+	commit(t, b, other, nil, []byte{}, 0)
+	if ck := checkpoint(t, b, other); ck == nil || len(ck) != 0 {
+		t.Errorf("empty checkpoint read back as %#v, want empty and non-nil", ck)
+	}
+	if ck := checkpoint(t, b, src); string(ck) != "ck3" {
+		t.Errorf("checkpoints of two sources are not kept apart: %q, want ck3", ck)
+	}
+	if s := summary(t, b, store.Window{}); s.Deliveries != 15 {
+		t.Errorf("summary counts %d deliveries, want 15", s.Deliveries)
+	}
+	if _, err := b.CommitBatch(ctx, " ", ds[15:], []byte("x")); err == nil {
+		t.Errorf("CommitBatch with an empty source: no error")
+	}
+}
+
+// failedCommit: a commit that fails or is cancelled leaves neither rows
+// nor checkpoint, so the follower retries the whole batch.
+func failedCommit(t T, b Backend) {
+	const src = "file:/var/log/mail.log"
+	ds := series("fail", 12)
+	commit(t, b, src, ds[:4], []byte("ck1"), 4)
+
+	cctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if n, err := b.CommitBatch(cctx, src, ds[4:8], []byte("ck-cancelled")); err == nil {
+		t.Errorf("CommitBatch with a cancelled context: no error (added %d)", n)
+	}
+	bad := append(slices.Clone(ds[4:8]), delivery("fail-bad", day0(), "example.com", "lost", nil, false))
+	if n, err := b.CommitBatch(context.Background(), src, bad, []byte("ck-bad")); err == nil || !errors.Is(err, store.ErrBadInput) {
+		t.Errorf("CommitBatch with a delivery of status %q: added %d, err %v; want an error wrapping store.ErrBadInput", "lost", n, err)
+	}
+	if ck := checkpoint(t, b, src); string(ck) != "ck1" {
+		t.Errorf("checkpoint after failed commits = %q, want ck1", ck)
+	}
+	if n := count(t, b, store.Filter{}); n != 4 {
+		t.Errorf("rows after failed commits: %d, want 4", n)
+	}
+	if s := summary(t, b, store.Window{}); s.Deliveries != 4 {
+		t.Errorf("summary after failed commits: %d deliveries, want 4", s.Deliveries)
+	}
+	// The retry stores all of the batch: the failed attempts kept no key.
+	commit(t, b, src, ds[4:8], []byte("ck2"), 4)
+	if ck := checkpoint(t, b, src); string(ck) != "ck2" {
+		t.Errorf("checkpoint = %q, want ck2", ck)
+	}
+}
+
+// matches is the domain filter's meaning (store.Filter).
+func matches(filter, domain string) bool {
+	switch {
+	case filter == "":
+		return true
+	case strings.HasPrefix(filter, "*."):
+		return domain == filter[2:] || strings.HasSuffix(domain, filter[1:])
+	case strings.HasPrefix(filter, "."):
+		return strings.HasSuffix(domain, filter)
+	}
+	return domain == filter
+}
+
+// dataset is four days of mixed deliveries: several domains (one ends in
+// "example.com" without being under it), every status, TLS on, off and
+// unknown, and internal hops.
+func dataset() []store.Delivery {
+	domains := []string{"example.com", "a.example.com", "b.a.example.com", "example.net", "notexample.com"}
+	statuses := []string{store.StatusSent, store.StatusSent, store.StatusSent, store.StatusDeferred, store.StatusBounced, store.StatusExpired}
+	tls := []*bool{ptr(true), ptr(false), nil, ptr(true)}
+	var ds []store.Delivery
+	for i := 0; i < 4*24*6; i++ { // one every 10 minutes, with a jitter
+		at := day0().Add(time.Duration(i)*10*time.Minute + time.Duration(i%7)*time.Minute + time.Duration(i%13)*time.Second)
+		ds = append(ds, delivery(fmt.Sprintf("win-%d", i), at, domains[i%len(domains)], statuses[i%len(statuses)],
+			tls[i%len(tls)], i%11 == 0))
+	}
+	return ds
+}
+
+// expected counts ds in w, as Summary must.
+func expected(ds []store.Delivery, w store.Window) store.Summary {
+	var s store.Summary
+	for _, d := range ds {
+		if d.Time.Before(w.Since) || !w.Until.IsZero() && !d.Time.Before(w.Until) || !matches(w.Domain, d.Domain) {
+			continue
+		}
+		if d.Internal {
+			s.Internal++
+			if !w.IncludeInternal {
+				continue
+			}
+		}
+		switch d.Status {
+		case store.StatusSent:
+			s.Deliveries++
+			switch {
+			case d.TLS == nil:
+				s.Unknown++
+			case *d.TLS:
+				s.Encrypted++
+			default:
+				s.Plaintext++
+			}
+		case store.StatusDeferred:
+			s.Deferred++
+		case store.StatusBounced:
+			s.Bounced++
+		case store.StatusExpired:
+			s.Expired++
+		}
+	}
+	return s
+}
+
+// counts is the part of a Summary the dataset determines.
+func counts(s store.Summary) [8]int64 {
+	return [8]int64{s.Deliveries, s.Encrypted, s.Plaintext, s.Unknown, s.Deferred, s.Bounced, s.Expired, s.Internal}
+}
+
+const countNames = "deliveries, encrypted, plaintext, unknown, deferred, bounced, expired, internal"
+
+func commitAll(t T, b Backend, ds []store.Delivery) {
+	t.Helper()
+	for i := 0; i < len(ds); i += 100 {
+		part := ds[i:min(i+100, len(ds))]
+		commit(t, b, "file:/var/log/mail.log", part, []byte(fmt.Sprint(i)), len(part))
+	}
+}
+
+// windows: a report window answered from rollups counts exactly the raw
+// rows in it, with partial first and last hours and days, every kind of
+// domain filter, and with internal hops left out or included.
+func windows(t T, b Backend) {
+	ctx := context.Background()
+	ds := dataset()
+	commitAll(t, b, ds)
+	d := day0()
+	wins := []struct {
+		name         string
+		since, until time.Time
+	}{
+		{"unbounded", time.Time{}, time.Time{}},
+		{"partial first and last day", d.Add(13*time.Hour + 37*time.Minute + 5*time.Second), d.Add(3*24*time.Hour + 9*time.Hour + 12*time.Minute)},
+		{"whole day", d.Add(24 * time.Hour), d.Add(48 * time.Hour)},
+		{"within one hour", d.Add(30*time.Hour + 10*time.Minute), d.Add(30*time.Hour + 50*time.Minute)},
+		{"from a time on", d.Add(50*time.Hour + 1*time.Second), time.Time{}},
+		{"until a time", time.Time{}, d.Add(47*time.Hour + 59*time.Minute)},
+		{"empty", d.Add(time.Hour), d.Add(time.Hour)},
+	}
+	for _, wn := range wins {
+		for _, dom := range []string{"", "example.com", "*.example.com", ".example.com", "example.net"} {
+			for _, incl := range []bool{false, true} {
+				w := store.Window{Since: wn.since, Until: wn.until, Domain: dom, IncludeInternal: incl}
+				what := fmt.Sprintf("%s, domain %q, include internal %v", wn.name, dom, incl)
+				got, want := summary(t, b, w), expected(ds, w)
+				if counts(got) != counts(want) {
+					t.Errorf("%s: summary (%s) = %v, want %v", what, countNames, counts(got), counts(want))
+				}
+				// The raw rows say the same.
+				raw := 0
+				err := b.Deliveries(ctx, store.Filter{Since: w.Since, Until: w.Until, Domain: dom}, func(d store.Delivery) error {
+					if d.Status == store.StatusSent && (incl || !d.Internal) {
+						raw++
+					}
+					return nil
+				})
+				if err != nil {
+					t.Fatalf("%s: Deliveries: %v", what, err)
+				}
+				if int64(raw) != got.Deliveries {
+					t.Errorf("%s: summary counts %d sent deliveries, the raw rows %d", what, got.Deliveries, raw)
+				}
+				// Grouped reports add up to the summary.
+				for _, by := range []string{"day", "hour", "domain", "status"} {
+					rows, err := b.ReportBy(ctx, w, by, 0)
+					if err != nil {
+						t.Fatalf("%s: ReportBy(%s): %v", what, by, err)
+					}
+					var n int64
+					for _, r := range rows {
+						if by != "status" || r.Key == store.StatusSent {
+							n += r.Deliveries
+						}
+					}
+					if n != want.Deliveries {
+						t.Errorf("%s: ReportBy(%s) adds up to %d sent deliveries, want %d", what, by, n, want.Deliveries)
+					}
+				}
+			}
+		}
+	}
+	if _, err := b.Summary(ctx, store.Window{Domain: "exa mple.com"}); !errors.Is(err, store.ErrBadInput) {
+		t.Errorf("Summary with domain filter %q: err %v, want one wrapping store.ErrBadInput", "exa mple.com", err)
+	}
+}
+
+// overrideHistory: every change is in the history, newest first, with who
+// made it and when; the override keeps its expiry.
+func overrideHistory(t T, b Backend) {
+	ctx := context.Background()
+	const key = "example.com"
+	before := time.Now().Truncate(time.Second)
+	expires := time.Now().Add(48 * time.Hour).Truncate(time.Second).UTC()
+	steps := []struct {
+		actor string
+		do    func() error
+	}{
+		{"alice", func() error { return b.SetOverride(ctx, store.Override{Key: key, Policy: "encrypt"}, "alice") }},
+		{"bob", func() error {
+			return b.SetOverride(ctx, store.Override{Key: key, Policy: "secure match=.example.com", Note: "ticket 7"}, "bob")
+		}},
+		{"carol", func() error { return b.RemoveOverride(ctx, key, "carol") }},
+		{"dave", func() error {
+			return b.SetOverride(ctx, store.Override{Key: key, Policy: "encrypt", Expires: expires}, "dave")
+		}},
+	}
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			t.Fatalf("change by %s: %v", s.actor, err)
+		}
+	}
+	// Setting it to what it is changes nothing and records nothing.
+	if err := b.SetOverride(ctx, store.Override{Key: key, Policy: "encrypt", Expires: expires}, "erin"); err != nil {
+		t.Fatalf("SetOverride: %v", err)
+	}
+	if err := b.SetOverride(ctx, store.Override{Key: "[mx.example.net]:25", Policy: "may"}, "frank"); err != nil {
+		t.Fatalf("SetOverride: %v", err)
+	}
+	after := time.Now().Add(time.Second)
+	hist, err := b.History(ctx, key)
+	if err != nil {
+		t.Fatalf("History: %v", err)
+	}
+	want := []store.Change{
+		{Key: key, Old: "", New: "encrypt", Actor: "dave"},
+		{Key: key, Old: "secure match=.example.com", New: "", Actor: "carol"},
+		{Key: key, Old: "encrypt", New: "secure match=.example.com", Actor: "bob", Note: "ticket 7"},
+		{Key: key, Old: "", New: "encrypt", Actor: "alice"},
+	}
+	if len(hist) != len(want) {
+		t.Fatalf("History(%q) has %d changes, want %d: %+v", key, len(hist), len(want), hist)
+	}
+	for i, c := range hist {
+		if c.At.Before(before) || c.At.After(after) {
+			t.Errorf("change %d made at %v, want between %v and %v", i, c.At, before, after)
+		}
+		c.At = time.Time{}
+		if c != want[i] {
+			t.Errorf("change %d (newest first) = %+v, want %+v", i, c, want[i])
+		}
+	}
+	if all, err := b.History(ctx, ""); err != nil || len(all) != len(want)+1 || all[0].Key != "[mx.example.net]:25" {
+		t.Errorf("History of all keys: %d changes (err %v), want %d, newest first", len(all), err, len(want)+1)
+	}
+	ovs, err := b.Overrides(ctx)
+	if err != nil {
+		t.Fatalf("Overrides: %v", err)
+	}
+	var got *store.Override
+	for i := range ovs {
+		if ovs[i].Key == key {
+			got = &ovs[i]
+		}
+	}
+	switch {
+	case len(ovs) != 2 || got == nil:
+		t.Errorf("Overrides = %+v, want two, one for %s", ovs, key)
+	case got.Policy != "encrypt" || !got.Expires.Equal(expires):
+		t.Errorf("override %s = %q expiring %v, want encrypt expiring %v", key, got.Policy, got.Expires, expires)
+	case got.Created.Before(before) || got.Updated.Before(got.Created) || got.Updated.After(after):
+		t.Errorf("override %s created %v, updated %v: want times of this test, updated not before created", key, got.Created, got.Updated)
+	}
+	pol := map[string]time.Time{}
+	if err := b.OverridePolicies(ctx, func(k, p string, exp time.Time) { pol[k+" "+p] = exp }); err != nil {
+		t.Fatalf("OverridePolicies: %v", err)
+	}
+	if exp, ok := pol[key+" encrypt"]; len(pol) != 2 || !ok || !exp.Equal(expires) {
+		t.Errorf("OverridePolicies = %v, want %s encrypt expiring %v and one more", pol, key, expires)
+	}
+	if err := b.RemoveOverride(ctx, "absent.example", "carol"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RemoveOverride of a missing key: err %v, want one wrapping store.ErrNotFound", err)
+	}
+	// An import is all or nothing.
+	bad := []store.Override{{Key: "new.example", Policy: "encrypt"}, {Key: "new.example", Policy: "secure"}}
+	if _, err := b.ImportOverrides(ctx, bad, "gina"); !errors.Is(err, store.ErrBadInput) {
+		t.Errorf("import with a key twice: err %v, want one wrapping store.ErrBadInput", err)
+	}
+	if ovs, _ := b.Overrides(ctx); len(ovs) != 2 {
+		t.Errorf("a failed import stored something: %d overrides, want 2", len(ovs))
+	}
+	n, err := b.ImportOverrides(ctx, []store.Override{{Key: "new.example", Policy: "encrypt"}, {Key: key, Policy: "encrypt", Expires: expires}}, "gina")
+	if err != nil || n != 1 {
+		t.Errorf("import of one new and one unchanged override: %d changed (err %v), want 1", n, err)
+	}
+	if h, _ := b.History(ctx, "new.example"); len(h) != 1 || h[0].Actor != "gina" || h[0].New != "encrypt" {
+		t.Errorf("history of an imported override = %+v, want one creation by gina", h)
+	}
+}
+
+// changeNotification: the overrides version moves on every change to the
+// overrides, and on nothing else, so the daemon reloads exactly when it
+// must.
+func changeNotification(t T, b Backend) {
+	ctx := context.Background()
+	version := func() uint64 {
+		t.Helper()
+		v, err := b.OverridesVersion(ctx)
+		if err != nil {
+			t.Fatalf("OverridesVersion: %v", err)
+		}
+		return v
+	}
+	last := version()
+	moved := func(what string, want bool) {
+		t.Helper()
+		v := version()
+		if (v != last) != want {
+			t.Errorf("%s: version %d -> %d; want it to move: %v", what, last, v, want)
+		}
+		last = v
+	}
+	reads := func(what string) {
+		t.Helper()
+		_, _ = b.Overrides(ctx)
+		_, _ = b.History(ctx, "")
+		_ = b.OverridePolicies(ctx, func(string, string, time.Time) {})
+		_, _ = b.Summary(ctx, store.Window{})
+		moved("reads after "+what, false)
+	}
+	reads("open")
+	steps := []struct {
+		what string
+		do   func() error
+	}{
+		{"set", func() error { return b.SetOverride(ctx, store.Override{Key: "example.com", Policy: "encrypt"}, "a") }},
+		{"change", func() error { return b.SetOverride(ctx, store.Override{Key: "example.com", Policy: "secure"}, "a") }},
+		{"change the note", func() error {
+			return b.SetOverride(ctx, store.Override{Key: "example.com", Policy: "secure", Note: "n"}, "a")
+		}},
+		{"change the expiry", func() error {
+			return b.SetOverride(ctx, store.Override{Key: "example.com", Policy: "secure", Note: "n", Expires: time.Now().Add(time.Hour)}, "a")
+		}},
+		{"remove", func() error { return b.RemoveOverride(ctx, "example.com", "a") }},
+		{"set again", func() error { return b.SetOverride(ctx, store.Override{Key: "example.com", Policy: "encrypt"}, "a") }},
+		{"import", func() error {
+			_, err := b.ImportOverrides(ctx, []store.Override{{Key: ".example.net", Policy: "verify"}}, "a")
+			return err
+		}},
+	}
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			t.Fatalf("%s: %v", s.what, err)
+		}
+		moved(s.what, true)
+		reads(s.what)
+	}
+	// Deliveries are not overrides: the follower's commits must not make
+	// the daemon reload.
+	commit(t, b, "journal", series("notify", 3), []byte("c"), 3)
+	moved("a delivery commit", false)
+	if err := b.RemoveOverride(ctx, "absent.example", "a"); err == nil {
+		t.Errorf("RemoveOverride of a missing key: no error")
+	}
+	moved("a failed remove", false)
+}
+
+// pruneKeepsRollups: pruning deletes the raw rows of whole days before the
+// horizon and keeps every report total; deliveries before the horizon are
+// not stored again.
+func pruneKeepsRollups(t T, b Backend) {
+	ctx := context.Background()
+	ds := dataset()
+	commitAll(t, b, ds)
+	d := day0()
+	whole := []store.Window{{}, {Domain: "*.example.com"}, {Since: d.Add(24 * time.Hour), Until: d.Add(72 * time.Hour)},
+		{Since: d, Until: d.Add(48 * time.Hour), Domain: "example.net", IncludeInternal: true}}
+	var sums []store.Summary
+	var byDay [][]store.Row
+	for _, w := range whole {
+		sums = append(sums, summary(t, b, w))
+		rows, err := b.ReportBy(ctx, w, "day", 0)
+		if err != nil {
+			t.Fatalf("ReportBy(day): %v", err)
+		}
+		byDay = append(byDay, rows)
+	}
+	horizon := d.Add(2 * 24 * time.Hour)
+	before := count(t, b, store.Filter{Until: horizon})
+	res, err := b.Prune(ctx, horizon.Add(5*time.Hour+3*time.Minute))
+	if err != nil {
+		t.Fatalf("Prune: %v", err)
+	}
+	if !res.Horizon.Equal(horizon) || res.Deleted != int64(before) {
+		t.Errorf("Prune: horizon %v, deleted %d; want the midnight %v and %d", res.Horizon, res.Deleted, horizon, before)
+	}
+	if h, err := b.Horizon(ctx); err != nil || !h.Equal(horizon) {
+		t.Errorf("Horizon = %v (err %v), want %v", h, err, horizon)
+	}
+	if n := count(t, b, store.Filter{Until: horizon}); n != 0 {
+		t.Errorf("%d raw rows before the horizon after Prune, want 0", n)
+	}
+	if n, all := count(t, b, store.Filter{}), len(ds)-before; n != all {
+		t.Errorf("%d raw rows after Prune, want the %d from the horizon on", n, all)
+	}
+	check := func(when string) {
+		t.Helper()
+		for i, w := range whole {
+			if got := summary(t, b, w); !reflect.DeepEqual(got, sums[i]) {
+				t.Errorf("%s: Summary(%+v) = %+v, want as before pruning: %+v", when, w, got, sums[i])
+			}
+			rows, err := b.ReportBy(ctx, w, "day", 0)
+			if err != nil {
+				t.Fatalf("ReportBy(day): %v", err)
+			}
+			if !reflect.DeepEqual(rows, byDay[i]) {
+				t.Errorf("%s: ReportBy(%+v, day) = %+v, want as before pruning: %+v", when, w, rows, byDay[i])
+			}
+		}
+	}
+	check("after Prune")
+	// A log read again from the start must count neither the pruned days
+	// nor the days kept twice.
+	n, err := b.CommitBatch(ctx, "file:/var/log/mail.log", ds[:400], []byte("again"))
+	if err != nil {
+		t.Fatalf("CommitBatch: %v", err)
+	}
+	if n != 0 {
+		t.Errorf("re-committing deliveries already stored (some pruned) added %d, want 0", n)
+	}
+	check("after re-reading the log")
+	// The horizon never moves back.
+	if res, err := b.Prune(ctx, d); err != nil || !res.Horizon.Equal(horizon) || res.Deleted != 0 {
+		t.Errorf("Prune to an earlier day: horizon %v, deleted %d, err %v; want %v, 0, nil", res.Horizon, res.Deleted, err, horizon)
+	}
+	if _, err := b.Prune(ctx, time.Now().Add(48*time.Hour)); !errors.Is(err, store.ErrBadInput) {
+		t.Errorf("Prune before a future time: err %v, want one wrapping store.ErrBadInput", err)
+	}
+}
