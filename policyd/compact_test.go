@@ -1,6 +1,7 @@
 package policyd
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -236,4 +237,38 @@ func cut(s string, sep byte) (string, string, bool) {
 		}
 	}
 	return s, "", false
+}
+
+// A source may yield overrides in any order (the store scans its table in
+// row order): when two keys normalise to the same one, the key that sorts
+// last wins, as when the store read them in key order, whatever the order
+// they arrive in.
+func TestReloadCollisionsIndependentOfOrder(t *testing.T) {
+	ovs := []Override{
+		{Key: "example.com", Value: "encrypt"}, // sorts after "Example.com" and "EXAMPLE.COM."
+		{Key: "Example.com", Value: "may"},
+		{Key: "EXAMPLE.COM.", Value: "dane"},
+		{Key: ".Example.net", Value: "none"},
+		{Key: ".example.net", Value: "verify"}, // sorts last
+	}
+	for _, order := range [][]int{{0, 1, 2, 3, 4}, {1, 2, 0, 4, 3}, {2, 1, 0, 3, 4}, {4, 3, 2, 1, 0}} {
+		var in []Override
+		for _, i := range order {
+			in = append(in, ovs[i])
+		}
+		tb := NewTable("may")
+		if _, err := tb.Reload(context.Background(), &fakeSource{ovs: in}); err != nil {
+			t.Fatal(err)
+		}
+		s := tb.Load()
+		if r := s.Lookup("example.com", time.Now()); r.Value != "encrypt" || r.Key != "example.com" {
+			t.Errorf("order %v: example.com = %+v, want encrypt from example.com", order, r)
+		}
+		if r := s.Lookup("a.example.net", time.Now()); r.Value != "verify" {
+			t.Errorf("order %v: a.example.net = %+v, want verify", order, r)
+		}
+		if s.Len() != 2 {
+			t.Errorf("order %v: Len = %d, want 2", order, s.Len())
+		}
+	}
 }

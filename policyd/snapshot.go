@@ -108,6 +108,13 @@ type Builder struct {
 	expiry bool              // some override expires
 	norm   map[string]uint32 // raw value -> index of its normal form in s.vals; values repeat a lot
 	vidx   map[string]uint32 // normal form -> index in s.vals
+
+	// byKey: when two overrides normalise to the same key, the one whose
+	// key as given sorts last wins, whatever the order of Add (Table's
+	// loads; see Source). raw holds the given key of the entries where it
+	// differs from the normal one.
+	byKey bool
+	raw   map[uint32]string
 }
 
 // NewBuilder starts a snapshot answering def when nothing matches; size is
@@ -184,6 +191,16 @@ func (b *Builder) Add(o Override) {
 	}
 	s := b.s
 	if i, ok := b.find(k); ok {
+		if b.byKey {
+			old, ok := b.raw[i]
+			if !ok {
+				old = k
+			}
+			if o.Key < old {
+				return
+			}
+			b.setRaw(i, o.Key, k)
+		}
 		s.val[i], s.exp[i] = v, exp
 		return
 	}
@@ -198,6 +215,20 @@ func (b *Builder) Add(o Override) {
 	s.val = append(s.val, v)
 	s.exp = append(s.exp, exp)
 	b.insert(uint32(len(s.end) - 1))
+	if b.byKey {
+		b.setRaw(uint32(len(s.end)-1), o.Key, k)
+	}
+}
+
+func (b *Builder) setRaw(i uint32, raw, k string) {
+	if raw == k {
+		delete(b.raw, i)
+		return
+	}
+	if b.raw == nil {
+		b.raw = map[uint32]string{}
+	}
+	b.raw[i] = strings.Clone(raw)
 }
 
 func (b *Builder) key(i uint32) []byte {
@@ -258,7 +289,7 @@ func (b *Builder) Snapshot() *Snapshot {
 	} else if cap(s.exp)-len(s.exp) > len(s.exp)/8 {
 		s.exp = slices.Clone(s.exp)
 	}
-	b.s, b.keys, b.norm, b.vidx = nil, nil, nil, nil
+	b.s, b.keys, b.norm, b.vidx, b.raw = nil, nil, nil, nil, nil
 	return s
 }
 
@@ -380,14 +411,17 @@ func isDomainKey(k []byte) bool {
 type Source interface {
 	// Version is cheap and changes whenever the overrides may have changed.
 	Version(ctx context.Context) (uint64, error)
-	// Overrides calls add for every override. A snapshot is stored only
-	// if it returns nil.
+	// Overrides calls add for every override, in any order: when two keys
+	// normalise to the same one, the override whose key as given sorts
+	// last (bytewise) wins, as if they came in key order. A snapshot is
+	// stored only if it returns nil.
 	Overrides(ctx context.Context, add func(Override)) error
 }
 
 // load builds a snapshot from src.
 func (t *Table) load(ctx context.Context, src Source) (*Snapshot, error) {
-	b := NewBuilder(*t.def.Load(), 0)
+	b := NewBuilder(*t.def.Load(), t.Load().Len()) // a reload is about as big
+	b.byKey = true
 	if err := src.Overrides(ctx, b.Add); err != nil {
 		return nil, err
 	}
