@@ -112,7 +112,7 @@ type Resolver struct {
 	clock        Clock
 	log          *slog.Logger
 
-	entries sync.Map // domain -> *state; the lookup path reads only this
+	entries entries // the lookup path reads only this
 
 	mu       sync.Mutex
 	inflight map[string]*job
@@ -252,7 +252,7 @@ func (r *Resolver) run(ctx context.Context, j *job) {
 		close(j.done)
 		return
 	}
-	r.entries.Store(j.domain, st)
+	r.entries.store(j.domain, st)
 	if st.failed {
 		r.log.Warn("published policy: resolution incomplete", "domain", j.domain, "source", st.result.Source,
 			"policy", st.result.Policy, "reason", strings.Join(st.result.Evidence.Notes, "; "))
@@ -267,11 +267,7 @@ func (r *Resolver) run(ctx context.Context, j *job) {
 }
 
 func (r *Resolver) state(d string) (*state, bool) {
-	v, ok := r.entries.Load(d)
-	if !ok {
-		return nil, false
-	}
-	return v.(*state), true
+	return r.entries.load(d)
 }
 
 // schedule queues a resolution of d unless one is queued or running. It
@@ -439,15 +435,9 @@ func (r *Resolver) RefreshActive(ctx context.Context) (queued, skipped int, err 
 // evict forgets the entries keep rejects, in memory and in the store.
 func (r *Resolver) evict(ctx context.Context) {
 	now := r.clock.Now()
-	var gone []string
-	r.entries.Range(func(k, v any) bool {
-		if !v.(*state).keep(now) {
-			gone = append(gone, k.(string))
-		}
-		return true
-	})
+	gone := r.entries.stale(func(st *state) bool { return st.keep(now) })
 	for _, d := range gone {
-		r.entries.Delete(d)
+		r.entries.delete(d)
 		if r.store != nil {
 			if err := r.store.DeletePublished(ctx, d); err != nil {
 				r.log.Error("published policy: deleting a stale cache entry failed", "domain", d, "error", err)
@@ -530,16 +520,17 @@ func (r *Resolver) Load(ctx context.Context) (int, error) {
 	)
 	for range runtime.GOMAXPROCS(0) {
 		wg.Go(func() {
+			in := interner{} // per worker: no lock
 			for batch := range work {
 				for _, e := range batch {
-					st, err := decodeState(e.d, e.data)
+					st, err := decodeState(e.d, e.data, in)
 					if err != nil {
 						mu.Lock()
 						bad = append(bad, err)
 						mu.Unlock()
 						continue
 					}
-					r.entries.Store(e.d, st)
+					r.entries.store(e.d, st)
 					n.Add(1)
 				}
 			}
@@ -567,13 +558,19 @@ func (r *Resolver) Load(ctx context.Context) (int, error) {
 	return int(n.Load()), errors.Join(bad...)
 }
 
-func decodeState(d string, data []byte) (*state, error) {
+// decodeState decodes a stored entry; in, if not nil, shares the strings
+// that repeat across entries.
+func decodeState(d string, data []byte, in interner) (*state, error) {
 	var s stored
 	if err := json.Unmarshal(data, &s); err != nil || s.V != 1 {
 		return nil, fmt.Errorf("published: stored entry of %s is unreadable (version %d): %v", d, s.V, err)
 	}
 	st := &state{result: s.Result, refreshAt: s.RefreshAt}
 	st.result.Domain = d
+	st.result.Source = Source(in.intern(string(st.result.Source)))
+	for i, n := range st.result.Evidence.Notes {
+		st.result.Evidence.Notes[i] = in.intern(n)
+	}
 	if s.Policy != nil {
 		p, err := mtasts.ParsePolicy(s.Policy.Text)
 		if err != nil {
@@ -589,7 +586,7 @@ func decodeState(d string, data []byte) (*state, error) {
 		if err != nil {
 			return nil, fmt.Errorf("published: stored answer of %s: %w", d, err)
 		}
-		st.result.Policy = pp.String()
+		st.result.Policy = in.intern(pp.String())
 	default:
 		return nil, fmt.Errorf("published: stored entry of %s has unknown source %q", d, st.result.Source)
 	}
