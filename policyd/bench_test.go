@@ -54,6 +54,22 @@ func BenchmarkLookup(b *testing.B) {
 	}
 }
 
+// BenchmarkLookup1M is BenchmarkLookup over a million overrides, where the
+// index no longer fits in the CPU caches.
+func BenchmarkLookup1M(b *testing.B) {
+	const n = 1_000_000
+	snap := NewSnapshot(benchOverrides(n), "may")
+	keys := benchKeys(n)
+	now := time.Now()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if r := snap.Lookup(keys[i&3], now); !r.Found {
+			b.Fatal("not found")
+		}
+	}
+}
+
 func BenchmarkSnapshotBuild100k(b *testing.B) {
 	ovs := benchOverrides(100_000)
 	b.ReportAllocs()

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
+	"math"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -35,17 +38,52 @@ const (
 	RuleNotFound = "notfound"
 )
 
-type entry struct {
-	key, value string
-	expires    int64 // Unix nanoseconds; 0: never
-}
-
 // Snapshot is an immutable set of overrides plus a default, safe for
 // concurrent lookups. A nil *Snapshot finds nothing.
+//
+// It is compact, for tables of millions of overrides: the keys are one
+// string, each override three numbers (where its key ends, its value
+// among the few distinct ones, its expiry), and the index an
+// open-addressing hash table of entry numbers. Nothing in it but the key
+// string and the distinct values holds a pointer, so that the garbage
+// collector has next to nothing to scan, and a lookup hashes the key once
+// per candidate (itself, then each parent wildcard) as a map would.
 type Snapshot struct {
-	m       map[string]entry
+	keys  string   // every key, concatenated
+	end   []uint32 // key i is keys[end[i-1]:end[i]] (end[-1] = 0)
+	val   []uint32 // value of entry i: an index into vals
+	exp   []int64  // expiry of entry i, Unix nanoseconds, 0: never; nil when none expires
+	vals  []string // distinct values
+	slots []uint32 // hash table: entry number + 1; 0 is empty; len is a power of two
+	seed  maphash.Seed
+
 	def     string
 	invalid []string
+}
+
+func (s *Snapshot) key(i uint32) string {
+	var start uint32
+	if i > 0 {
+		start = s.end[i-1]
+	}
+	return s.keys[start:s.end[i]]
+}
+
+// find returns the entry of key k, or false.
+func (s *Snapshot) find(k []byte) (uint32, bool) {
+	if len(s.slots) == 0 {
+		return 0, false
+	}
+	mask := uint64(len(s.slots) - 1)
+	for h := maphash.Bytes(s.seed, k) & mask; ; h = (h + 1) & mask {
+		e := s.slots[h]
+		if e == 0 {
+			return 0, false
+		}
+		if s.key(e-1) == string(k) {
+			return e - 1, true
+		}
+	}
 }
 
 // NewSnapshot builds a snapshot. Keys are normalised with NormalizeKey and
@@ -63,40 +101,77 @@ func NewSnapshot(ovs []Override, def string) *Snapshot {
 }
 
 // Builder builds a Snapshot one override at a time, with NewSnapshot's
-// rules, so that a large table need not be held twice while loading.
+// rules, so that a large table need not be held twice while loading. It
+// keeps no reference to the strings it is given.
 type Builder struct {
-	s    *Snapshot
-	norm map[string]string // raw value -> normal form; values repeat a lot
+	s      *Snapshot
+	keys   []byte
+	expiry bool              // some override expires
+	norm   map[string]uint32 // raw value -> index of its normal form in s.vals; values repeat a lot
+	vidx   map[string]uint32 // normal form -> index in s.vals
+
+	// byKey: when two overrides normalise to the same key, the one whose
+	// key as given sorts last wins, whatever the order of Add (Table's
+	// loads; see Source). raw holds the given key of the entries where it
+	// differs from the normal one.
+	byKey bool
+	raw   map[uint32]string
 }
 
 // NewBuilder starts a snapshot answering def when nothing matches; size is
 // the expected number of overrides (a hint).
 func NewBuilder(def string, size int) *Builder {
-	b := &Builder{s: &Snapshot{m: make(map[string]entry, size)}, norm: make(map[string]string)}
+	s := &Snapshot{seed: maphash.MakeSeed()}
+	size = max(size, 0)
+	s.end = make([]uint32, 0, size)
+	s.val = make([]uint32, 0, size)
+	s.exp = make([]int64, 0, size)
+	s.slots = make([]uint32, slotsFor(size))
+	b := &Builder{s: s, keys: make([]byte, 0, 16*size), norm: map[string]uint32{}, vidx: map[string]uint32{}}
 	if def != "" {
-		v, err := b.normValue(def)
+		p, err := ParsePolicy(def)
 		if err != nil {
-			b.s.invalid = append(b.s.invalid, fmt.Sprintf("default: %v", err))
+			s.invalid = append(s.invalid, fmt.Sprintf("default: %v", err))
+			s.def = def
+		} else {
+			s.def = p.String()
 		}
-		b.s.def = v
 	}
 	return b
 }
 
-func (b *Builder) normValue(v string) (string, error) {
-	if n, ok := b.norm[v]; ok {
-		return n, nil
+// slotsFor is the hash table size for n entries: a power of two, at least
+// twice n, so that probe sequences stay short.
+func slotsFor(n int) int {
+	sz := 8
+	for sz < 2*n {
+		sz <<= 1
 	}
-	p, err := ParsePolicy(v)
-	if err != nil {
-		return v, err
+	return sz
+}
+
+// value returns the index in s.vals of the normal form of raw value v.
+func (b *Builder) value(v string) (uint32, error) {
+	if i, ok := b.norm[v]; ok {
+		return i, nil
 	}
-	n := p.String()
-	if n == v {
-		n = v // share the caller's string
+	n, err := v, error(nil)
+	if p, perr := ParsePolicy(v); perr != nil {
+		err = perr
+	} else {
+		n = p.String()
 	}
-	b.norm[v] = n
-	return n, nil
+	i, ok := b.vidx[n]
+	if !ok {
+		n = strings.Clone(n) // the caller's string may be transient
+		i = uint32(len(b.s.vals))
+		b.s.vals = append(b.s.vals, n)
+		b.vidx[n] = i
+	}
+	if err == nil {
+		b.norm[strings.Clone(v)] = i // an invalid value is reported each time
+	}
+	return i, err
 }
 
 // Add adds one override; a later one for the same normal key wins.
@@ -106,22 +181,116 @@ func (b *Builder) Add(o Override) {
 		b.s.invalid = append(b.s.invalid, err.Error())
 		return
 	}
-	v, err := b.normValue(o.Value)
+	v, err := b.value(o.Value)
 	if err != nil {
 		b.s.invalid = append(b.s.invalid, fmt.Sprintf("key %s: %v", k, err))
 	}
 	var exp int64
 	if !o.Expires.IsZero() {
 		exp = o.Expires.UnixNano()
+		b.expiry = b.expiry || exp != 0
 	}
-	b.s.m[k] = entry{key: k, value: v, expires: exp}
+	s := b.s
+	if i, ok := b.find(k); ok {
+		if b.byKey {
+			old, ok := b.raw[i]
+			if !ok {
+				old = k
+			}
+			if o.Key < old {
+				return
+			}
+			b.setRaw(i, o.Key, k)
+		}
+		s.val[i], s.exp[i] = v, exp
+		return
+	}
+	if 2*(len(s.end)+1) > len(s.slots) {
+		b.grow()
+	}
+	b.keys = append(b.keys, k...)
+	if uint64(len(b.keys)) > math.MaxUint32 {
+		panic("policyd: override keys exceed 4 GiB")
+	}
+	s.end = append(s.end, uint32(len(b.keys)))
+	s.val = append(s.val, v)
+	s.exp = append(s.exp, exp)
+	b.insert(uint32(len(s.end) - 1))
+	if b.byKey {
+		b.setRaw(uint32(len(s.end)-1), o.Key, k)
+	}
+}
+
+func (b *Builder) setRaw(i uint32, raw, k string) {
+	if raw == k {
+		delete(b.raw, i)
+		return
+	}
+	if b.raw == nil {
+		b.raw = map[uint32]string{}
+	}
+	b.raw[i] = strings.Clone(raw)
+}
+
+func (b *Builder) key(i uint32) []byte {
+	var start uint32
+	if i > 0 {
+		start = b.s.end[i-1]
+	}
+	return b.keys[start:b.s.end[i]]
+}
+
+func (b *Builder) find(k string) (uint32, bool) {
+	s := b.s
+	mask := uint64(len(s.slots) - 1)
+	for h := maphash.String(s.seed, k) & mask; ; h = (h + 1) & mask {
+		e := s.slots[h]
+		if e == 0 {
+			return 0, false
+		}
+		if string(b.key(e-1)) == k {
+			return e - 1, true
+		}
+	}
+}
+
+// insert puts entry i, known to be absent, in the hash table.
+func (b *Builder) insert(i uint32) {
+	s := b.s
+	mask := uint64(len(s.slots) - 1)
+	h := maphash.Bytes(s.seed, b.key(i)) & mask
+	for s.slots[h] != 0 {
+		h = (h + 1) & mask
+	}
+	s.slots[h] = i + 1
+}
+
+func (b *Builder) grow() {
+	b.s.slots = make([]uint32, 2*len(b.s.slots))
+	for i := range uint32(len(b.s.end)) {
+		b.insert(i)
+	}
 }
 
 // Snapshot returns the snapshot built so far. The Builder must not be
 // used afterwards.
 func (b *Builder) Snapshot() *Snapshot {
 	s := b.s
-	b.s, b.norm = nil, nil
+	s.keys = string(b.keys) // one copy, of the exact size
+	if len(s.end) == 0 {
+		s.slots = nil
+	}
+	// Give back what growing by doubling left over.
+	s.end, s.val = slices.Clip(s.end), slices.Clip(s.val)
+	if cap(s.end)-len(s.end) > len(s.end)/8 {
+		s.end, s.val = slices.Clone(s.end), slices.Clone(s.val)
+	}
+	if !b.expiry {
+		s.exp = nil
+	} else if cap(s.exp)-len(s.exp) > len(s.exp)/8 {
+		s.exp = slices.Clone(s.exp)
+	}
+	b.s, b.keys, b.norm, b.vidx, b.raw = nil, nil, nil, nil, nil
 	return s
 }
 
@@ -130,7 +299,7 @@ func (s *Snapshot) Len() int {
 	if s == nil {
 		return 0
 	}
-	return len(s.m)
+	return len(s.end)
 }
 
 // Default returns the answer used when no override matches.
@@ -198,22 +367,22 @@ func (s *Snapshot) lookupBytes(k []byte, now int64) Result {
 		r.Rule = RuleNotFound
 		return r
 	}
-	if e, ok := s.m[string(k)]; ok {
-		if e.expires == 0 || e.expires > now {
-			return Result{Value: e.value, Found: true, Rule: RuleExact, Key: e.key}
+	if i, ok := s.find(k); ok {
+		if s.exp == nil || s.exp[i] == 0 || s.exp[i] > now {
+			return Result{Value: s.vals[s.val[i]], Found: true, Rule: RuleExact, Key: s.key(i)}
 		}
-		r.Expired = append(r.Expired, e.key)
+		r.Expired = append(r.Expired, s.key(i))
 	}
 	if isDomainKey(k) {
 		for i := 1; i < len(k); i++ {
 			if k[i] != '.' {
 				continue
 			}
-			if e, ok := s.m[string(k[i:])]; ok {
-				if e.expires == 0 || e.expires > now {
-					return Result{Value: e.value, Found: true, Rule: RuleWildcard, Key: e.key, Expired: r.Expired}
+			if e, ok := s.find(k[i:]); ok {
+				if s.exp == nil || s.exp[e] == 0 || s.exp[e] > now {
+					return Result{Value: s.vals[s.val[e]], Found: true, Rule: RuleWildcard, Key: s.key(e), Expired: r.Expired}
 				}
-				r.Expired = append(r.Expired, e.key)
+				r.Expired = append(r.Expired, s.key(e))
 			}
 		}
 	}
@@ -243,14 +412,17 @@ func isDomainKey(k []byte) bool {
 type Source interface {
 	// Version is cheap and changes whenever the overrides may have changed.
 	Version(ctx context.Context) (uint64, error)
-	// Overrides calls add for every override. A snapshot is stored only
-	// if it returns nil.
+	// Overrides calls add for every override, in any order: when two keys
+	// normalise to the same one, the override whose key as given sorts
+	// last (bytewise) wins, as if they came in key order. A snapshot is
+	// stored only if it returns nil.
 	Overrides(ctx context.Context, add func(Override)) error
 }
 
 // load builds a snapshot from src.
 func (t *Table) load(ctx context.Context, src Source) (*Snapshot, error) {
-	b := NewBuilder(*t.def.Load(), 0)
+	b := NewBuilder(*t.def.Load(), t.Load().Len()) // a reload is about as big
+	b.byKey = true
 	if err := src.Overrides(ctx, b.Add); err != nil {
 		return nil, err
 	}

@@ -13,6 +13,8 @@ import (
 // longer worth keeping. store.Store implements it in SQLite.
 type Store interface {
 	SavePublished(ctx context.Context, domain, source, policy string, data []byte, expires time.Time) error
+	// LoadPublished calls fn for every entry; data is valid only during
+	// the call.
 	LoadPublished(ctx context.Context, fn func(domain string, data []byte) error) error
 	DeletePublished(ctx context.Context, domain string) error
 }

@@ -29,7 +29,7 @@ type STSFetchFailure struct {
 // policies, so a report for an earlier day names the policy as it is
 // cached at the time of the report.
 func TLSRPTPolicy(domain string, data []byte) (tlsrpt.Policy, *tlsrpt.PolicyFetchFailure, error) {
-	st, err := decodeState(domain, data)
+	st, err := decodeState(domain, data, nil)
 	if err != nil {
 		return tlsrpt.Policy{}, nil, err
 	}

@@ -306,15 +306,21 @@ func (s *Store) Overrides(ctx context.Context) ([]Override, error) {
 }
 
 // OverridePolicies calls fn with the key, policy and expiry of every
-// override (the columns the policy daemon serves), in key order. Equal
+// override (the columns the policy daemon serves), in no particular order:
+// a scan of the table is four times faster than one in key order, which
+// looks each row up through the key index. Equal
 // policies are passed as the same string, so a daemon holding a million
 // overrides keeps one copy of each distinct policy.
+//
+// It reads through a connection without mmap and with a small page cache
+// (see bulkRead), so that loading a million overrides does not leave the
+// table's pages in the daemon's memory.
 func (s *Store) OverridePolicies(ctx context.Context, fn func(key, policy string, expires time.Time)) error {
-	r, err := s.reader()
-	if err != nil {
-		return err
-	}
-	rows, err := r.QueryContext(ctx, `SELECT key, policy, expires FROM overrides ORDER BY key`)
+	return s.bulkRead(ctx, func(c *sql.Conn) error { return overridePolicies(ctx, c, fn) })
+}
+
+func overridePolicies(ctx context.Context, c *sql.Conn, fn func(key, policy string, expires time.Time)) error {
+	rows, err := c.QueryContext(ctx, `SELECT key, policy, expires FROM overrides`)
 	if err != nil {
 		return fmt.Errorf("store: list overrides: %w", err)
 	}

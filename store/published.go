@@ -49,13 +49,19 @@ ON CONFLICT(domain) DO UPDATE SET source = excluded.source, policy = excluded.po
 }
 
 // LoadPublished calls fn for every published-policy cache entry, in domain
-// order.
+// order. data is valid only during the call. Like OverridePolicies, it
+// reads without mmap (bulkRead).
 func (s *Store) LoadPublished(ctx context.Context, fn func(domain string, data []byte) error) error {
-	return s.read(ctx, func(tx *sql.Tx) error {
+	return s.bulkRead(ctx, func(c *sql.Conn) error {
+		tx, err := c.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		if err != nil {
+			return fmt.Errorf("store: begin read: %w", err)
+		}
+		defer tx.Rollback() //nolint:errcheck // read-only
 		return queryRows(ctx, tx, "published", `SELECT domain, data FROM published ORDER BY domain`, nil, func(rows *sql.Rows) error {
 			var (
 				d    string
-				data []byte
+				data sql.RawBytes
 			)
 			if err := rows.Scan(&d, &data); err != nil {
 				return err

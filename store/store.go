@@ -191,8 +191,8 @@ func dsn(path string, reader bool, ckptPages int) string {
 	}
 	if reader {
 		q = append(q, "_pragma=query_only(1)",
-			"_pragma=cache_size(-32768)", // 32 MiB per connection
-			"_pragma=mmap_size(268435456)")
+			fmt.Sprintf("_pragma=cache_size(-%d)", readerCacheKiB),
+			fmt.Sprintf("_pragma=mmap_size(%d)", readerMmap))
 	} else {
 		// The writer keeps a small cache and no mmap, so that a bulk
 		// import stays well under 100 MB of memory. A 1M-line import

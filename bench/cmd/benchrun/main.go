@@ -14,7 +14,7 @@
 //	BENCH_OVERRIDES      override table sizes ("10 10000 100000 1000000")
 //	BENCH_GROWTH_ROWS    stored deliveries for report timing ("1000000 10000000 30000000")
 //	BENCH_REFILL_HOURS   refill a cached delivery database older than this (24)
-//	BENCH_SECTIONS       which sections to run ("lookup ingest growth")
+//	BENCH_SECTIONS       which sections to run ("lookup ingest growth"; also "memory")
 //	BENCH_LOOKUP_ONLY    http: in the lookup section, only mailtls serve without and with --http
 //	BENCH_OUT            output file (BENCHMARKS.md)
 //	BENCH_BIN            mailtls binary (bin/mailtls)
@@ -146,6 +146,9 @@ func main() {
 	}
 	if cfg.sections["growth"] {
 		rep.growth = runGrowth(ctx, cfg)
+	}
+	if cfg.sections["memory"] {
+		rep.memory = runMemory(ctx, cfg)
 	}
 	rep.end = time.Now()
 	rep.loadEnd = harness.LoadAvg()

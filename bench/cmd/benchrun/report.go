@@ -16,6 +16,7 @@ type report struct {
 	lookup             *lookupResult
 	ingest             *ingestResult
 	growth             *growthResult
+	memory             *memoryResult
 }
 
 func us(x float64) string { return harness.Int(int64(x + 0.5)) }
@@ -50,6 +51,9 @@ func (r *report) markdown() string {
 	}
 	if r.growth != nil {
 		r.growthSection(&b)
+	}
+	if r.memory != nil {
+		r.memorySection(&b)
 	}
 	return b.String()
 }
