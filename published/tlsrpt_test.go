@@ -55,7 +55,7 @@ func TestTLSRPTAttributes(t *testing.T) {
 		Policy: &storedPolicy{ID: st.policy.id, Text: st.policy.p.String(), Fetched: st.policy.fetched, Expires: st.policy.expires}}
 	s.Result.TLSRPT = "policy_type=sts, smuggled"
 	data, _ := json.Marshal(s)
-	got, err := decodeState("sts.example", data)
+	got, err := decodeState("sts.example", data, nil)
 	if err != nil || got.result.TLSRPT != st.result.TLSRPT {
 		t.Errorf("decoded TLSRPT %q (%v), want %q", got.result.TLSRPT, err, st.result.TLSRPT)
 	}
