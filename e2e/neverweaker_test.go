@@ -47,7 +47,7 @@ func TestNeverWeakerThanPostfix(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.args = []string{"run", "--db", m.db, "--log", pf.LogPath(), "--socketmap", m.smap, "--tcp", m.tcp,
-		"--poll", "100ms", "--reload-every", "200ms", "--config", conf}
+		"--poll", "100ms", "--reload-every", "200ms", "--config", conf, "--http", ""}
 	m.env = append(cleanEnv(), "MAIL_CONFIG="+pf.ConfigDir())
 	m.start()
 	// Started with the built-in default (may) under main.cf's encrypt: it says so.

@@ -26,12 +26,12 @@ func TestConfigFile(t *testing.T) {
 		t.Fatalf("typo in config: exit %d %q", code, errs)
 	}
 	// A boolean takes yes or no, as in main.cf.
-	if err := os.WriteFile(conf, []byte("tlsrpt = maybe\n"), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte("tlsrpt-attributes = maybe\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	_, errs, code = c.run("", "serve", "--config", conf)
-	if code != exitUsage || !strings.Contains(errs, `tlsrpt = "maybe": want yes or no`) || strings.Count(errs, "\n") != 1 {
-		t.Fatalf("tlsrpt = maybe: exit %d %q", code, errs)
+	if code != exitUsage || !strings.Contains(errs, `tlsrpt-attributes = "maybe": want yes or no`) || strings.Count(errs, "\n") != 1 {
+		t.Fatalf("tlsrpt-attributes = maybe: exit %d %q", code, errs)
 	}
 	_, errs, code = c.run("", "serve", "--config", filepath.Join(t.TempDir(), "missing.conf"))
 	if code != exitUsage || strings.Count(errs, "\n") != 1 {
