@@ -240,7 +240,7 @@ func overrideStats(ctx context.Context, tx *sql.Tx, p plan, key string, km match
 		coalesce(sum(CASE WHEN status = 'sent' AND tls = 1 THEN n END), 0),
 		coalesce(sum(CASE WHEN status = 'sent' AND tls = 0 THEN n END), 0),
 		coalesce(sum(CASE WHEN status = 'deferred' THEN n END), 0),
-		coalesce(sum(CASE WHEN status = 'deferred' AND tls_failure THEN n END), 0),
+		coalesce(sum(CASE WHEN status = 'deferred' AND tls_failure = 1 THEN n END), 0),
 		coalesce(sum(CASE WHEN status = 'bounced' THEN n END), 0),
 		coalesce(sum(CASE WHEN status = 'expired' THEN n END), 0)
 		FROM (`+src+`)`, args, func(rows *sql.Rows) error {
@@ -289,7 +289,7 @@ func (s *Store) Suggest(ctx context.Context, minDeliveries, minDays int, now tim
 		SELECT rdomain AS rd,
 			sum(CASE WHEN status = 'sent' THEN n ELSE 0 END) AS sent,
 			sum(CASE WHEN status = 'sent' AND tls = 1 THEN n ELSE 0 END) AS enc,
-			sum(CASE WHEN (status = 'sent' AND tls <> 1) OR tls_failure THEN n ELSE 0 END) AS unclean,
+			sum(CASE WHEN (status = 'sent' AND tls <> 1) OR tls_failure = 1 THEN n ELSE 0 END) AS unclean,
 			sum(CASE WHEN status = 'sent' AND tls = 1 AND trust IN ('verified', 'trusted') THEN n ELSE 0 END) AS vt,
 			count(DISTINCT CASE WHEN status = 'sent' THEN day END) AS days,
 			min(CASE WHEN status = 'sent' THEN first_time END) AS ft,
@@ -298,7 +298,7 @@ func (s *Store) Suggest(ctx context.Context, minDeliveries, minDays int, now tim
 		UNION ALL
 		SELECT mailtls_rev(domain), count(CASE WHEN status = 'sent' THEN 1 END),
 			count(CASE WHEN status = 'sent' AND tls = 1 THEN 1 END),
-			count(CASE WHEN (status = 'sent' AND tls IS NOT 1) OR tls_failure THEN 1 END),
+			count(CASE WHEN (status = 'sent' AND tls IS NOT 1) OR tls_failure = 1 THEN 1 END),
 			count(CASE WHEN status = 'sent' AND tls = 1 AND tls_trust IN ('verified', 'trusted') THEN 1 END),
 			count(DISTINCT CASE WHEN status = 'sent' THEN time / ` + fmt.Sprint(usPerDay) + ` END),
 			min(CASE WHEN status = 'sent' THEN time END),

@@ -334,7 +334,7 @@ func (ru *rollups) writeDays(ctx context.Context, t *wtx, internal bool) error {
 	}
 	if err := t.execChunked(ctx, `INSERT INTO `+table+`(rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port, n, first_time, last_time) VALUES `,
 		` ON CONFLICT(rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port) DO UPDATE
-			SET n = n + excluded.n, first_time = min(first_time, excluded.first_time), last_time = max(last_time, excluded.last_time)`,
+			SET n = `+table+`.n + excluded.n, first_time = min(`+table+`.first_time, excluded.first_time), last_time = max(`+table+`.last_time, excluded.last_time)`,
 		14, vals); err != nil {
 		return fmt.Errorf("store: update %s: %w", table, err)
 	}
@@ -367,7 +367,7 @@ func (ru *rollups) writeHours(ctx context.Context, t *wtx, internal bool) error 
 		table = "rollup_hour_internal"
 	}
 	if err := t.execChunked(ctx, `INSERT INTO `+table+`(hour, status, tls, trust, protocol, cipher, fallback, tls_failure, n) VALUES `,
-		` ON CONFLICT(hour, status, tls, trust, protocol, cipher, fallback, tls_failure) DO UPDATE SET n = n + excluded.n`,
+		` ON CONFLICT(hour, status, tls, trust, protocol, cipher, fallback, tls_failure) DO UPDATE SET n = `+table+`.n + excluded.n`,
 		9, vals); err != nil {
 		return fmt.Errorf("store: update %s: %w", table, err)
 	}
@@ -558,6 +558,10 @@ func insertBatch(ctx context.Context, t *wtx, b *Batch) (rows []row, skipped []b
 	rows = b.rows
 	if len(rows) == 0 {
 		return nil, nil, 0, old, nil
+	}
+	if t.eng == engPostgres {
+		skipped, added, err = insertReturning(ctx, t, b)
+		return rows, skipped, added, old, err
 	}
 	var maxID int64
 	if err := t.QueryRowContext(ectx, `SELECT coalesce(max(id), 0) FROM deliveries`).Scan(&maxID); err != nil {

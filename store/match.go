@@ -88,24 +88,27 @@ func parseOverrideKey(key string) (matcher, error) {
 	return matcher{}, fmt.Errorf("%w: override key %q; accepted: example.com, .example.com, [host]:port", ErrBadInput, key)
 }
 
-// globEscape quotes GLOB metacharacters.
-func globEscape(s string) string {
-	return strings.NewReplacer("[", "[[]", "*", "[*]", "?", "[?]").Replace(s)
+// likeEscape quotes LIKE metacharacters, for ESCAPE '\'.
+func likeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(s)
 }
 
-// rawWhere is the condition over the deliveries table.
+// rawWhere is the condition over the deliveries table. The patterns use
+// LIKE, which both engines have (SQLite has no ~, PostgreSQL no GLOB):
+// SQLite's LIKE ignores ASCII case, which changes nothing here, since
+// stored domains, lower(relay) and the matcher's values are all lower case.
 func (m matcher) rawWhere() (string, []any) {
 	switch m.kind {
 	case matchExact:
 		return "domain = ?", []any{m.domain}
 	case matchTree:
-		return "(domain = ? OR domain GLOB ?)", []any{m.domain, "*." + globEscape(m.domain)}
+		return `(domain = ? OR domain LIKE ? ESCAPE '\')`, []any{m.domain, "%." + likeEscape(m.domain)}
 	case matchSubs:
-		return "domain GLOB ?", []any{"*." + globEscape(m.domain)}
+		return `domain LIKE ? ESCAPE '\'`, []any{"%." + likeEscape(m.domain)}
 	case matchRelay:
-		return "lower(relay) GLOB ?", []any{globEscape(m.host) + "[[]*]:" + strconv.Itoa(m.port)}
+		return `lower(relay) LIKE ? ESCAPE '\'`, []any{likeEscape(m.host) + "[%]:" + strconv.Itoa(m.port)}
 	}
-	return "1", nil
+	return "TRUE", nil
 }
 
 // rollWhere is the condition over rollup_day. Domains are stored reversed,
@@ -125,5 +128,5 @@ func (m matcher) rollWhere() (string, []any) {
 	case matchRelay:
 		return "(relay_host = ? AND relay_port = ?)", []any{m.host, m.port}
 	}
-	return "1", nil
+	return "TRUE", nil
 }

@@ -1,0 +1,52 @@
+package store
+
+import (
+	"strings"
+	"testing"
+)
+
+// onPostgres reports whether t runs under TestOnPostgres, whose tests get
+// their stores (openTest) from PostgreSQL.
+func onPostgres(t *testing.T) bool { return strings.HasPrefix(t.Name(), "TestOnPostgres/") }
+
+// TestOnPostgres runs the package's behavioural tests again with stores on
+// PostgreSQL. Tests that look at SQLite itself (files, modes, PRAGMAs, page
+// sizes, WAL, query plans, file replacement) stay SQLite-only.
+func TestOnPostgres(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		f    func(*testing.T)
+	}{
+		{"Downgrades", TestDowngrades},
+		{"DowngradesMatchRawRows", TestDowngradesMatchRawRows},
+		{"Suggest", TestSuggest},
+		{"AnswerLog", TestAnswerLog},
+		{"Bulk", TestBulk},
+		{"CommitBatchIdempotent", TestCommitBatchIdempotent},
+		{"CheckpointAtomic", TestCheckpointAtomic},
+		{"CommitBatchValidation", TestCommitBatchValidation},
+		{"DeliveriesRoundTripAndFilter", TestDeliveriesRoundTripAndFilter},
+		{"DeliveriesFilterMatchesRawRows", TestDeliveriesFilterMatchesRawRows},
+		{"DuplicateKeysWithinChunk", TestDuplicateKeysWithinChunk},
+		{"CommitBatchEach", TestCommitBatchEach},
+		{"OverridesInForce", TestOverridesInForce},
+		{"InternalHops", TestInternalHops},
+		{"OverridesCRUD", TestOverridesCRUD},
+		{"OverrideValidation", TestOverrideValidation},
+		{"ImportAllOrNothing", TestImportAllOrNothing},
+		{"OverridesVersion", TestOverridesVersion},
+		{"ConcurrentVersionAndWrites", TestConcurrentVersionAndWrites},
+		{"ImportOverridesBlocks", TestImportOverridesBlocks},
+		{"Prune", TestPrune},
+		{"Status", TestStatus},
+		{"Published", TestPublished},
+		{"ActiveDomains", TestActiveDomains},
+		{"SummaryMatchesRawRows", TestSummaryMatchesRawRows},
+		{"ReportByMatchesRawRows", TestReportByMatchesRawRows},
+		{"OverrideActivityMatchesRawRows", TestOverrideActivityMatchesRawRows},
+		{"DryRunMatchesRawRows", TestDryRunMatchesRawRows},
+		{"TLSRPTSendOnce", TestTLSRPTSendOnce},
+	} {
+		t.Run(tc.name, tc.f)
+	}
+}

@@ -1,0 +1,143 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailtls/mailtls/internal/pgtest"
+)
+
+// openPG opens a store on a fresh PostgreSQL database with a fixed clock.
+func openPG(t *testing.T) (*Store, string) {
+	t.Helper()
+	dsn := pgtest.DSN(t)
+	s, err := Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	s.now = func() time.Time { return t0 }
+	return s, dsn
+}
+
+// TestPostgresConcurrentOpen: hosts starting at once on an empty database
+// all succeed, and the schema is set up once (the advisory lock).
+func TestPostgresConcurrentOpen(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	const n = 6
+	var wg sync.WaitGroup
+	stores := make([]*Store, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stores[i], errs[i] = Open(context.Background(), dsn)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("open %d of %d: %v", i+1, n, err)
+		}
+		defer stores[i].Close()
+	}
+	r, _ := stores[0].reader()
+	var count, max int
+	if err := r.QueryRow(`SELECT count(*), max(version) FROM schema_migrations`).Scan(&count, &max); err != nil {
+		t.Fatal(err)
+	}
+	if count != len(migrations) || max != len(migrations) {
+		t.Errorf("schema_migrations: %d rows up to version %d; want %d, each once", count, max, len(migrations))
+	}
+	// Each store writes and sees the others' writes.
+	for i, s := range stores {
+		if err := s.SetOverride(context.Background(), Override{Key: fmt.Sprintf("h%d.example", i), Policy: "encrypt"}, "host"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ovs, err := stores[n-1].Overrides(context.Background())
+	if err != nil || len(ovs) != n {
+		t.Errorf("overrides seen by the last store: %d, %v; want %d", len(ovs), err, n)
+	}
+}
+
+// TestPostgresNotify: a change through one store handle wakes the listener
+// of another, and versions differ.
+func TestPostgresNotify(t *testing.T) {
+	a, dsn := openPG(t)
+	b, err := Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := b.OverrideChanges(ctx)
+	// The listener signals once connected.
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("listener did not connect within 10s")
+	}
+	v0, err := b.OverridesVersion(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetOverride(ctx, Override{Key: "example.com", Policy: "encrypt"}, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	case <-time.After(2 * time.Second):
+		t.Fatal("no notification within 2s of a change through another handle")
+	}
+	if v1, err := b.OverridesVersion(ctx); err != nil || v1 == v0 {
+		t.Errorf("version after a change = %d, %v; want other than %d", v1, err, v0)
+	}
+	if (&Store{}).OverrideChanges(ctx) != nil {
+		t.Error("a SQLite store announces changes; want nil (polling)")
+	}
+}
+
+// TestPostgresUnreachable: a DSN with a password and nothing listening:
+// Open fails with ErrUnavailable, and neither the error nor anything else
+// holds the password.
+func TestPostgresUnreachable(t *testing.T) {
+	const pw = "s3cret-Passw0rd"
+	dsn := "postgres://mailtls:" + pw + "@127.0.0.1:1/mailtls?sslmode=disable&connect_timeout=5"
+	_, err := Open(context.Background(), dsn)
+	if err == nil || !errors.Is(err, ErrUnavailable) || strings.Contains(err.Error(), pw) {
+		t.Fatalf("Open(unreachable) = %v; want ErrUnavailable without the password", err)
+	}
+	if !strings.Contains(err.Error(), "postgres://mailtls:xxxxx@127.0.0.1:1/mailtls") {
+		t.Errorf("error %q does not name the (redacted) database", err)
+	}
+	kv := "host=127.0.0.1 port=1 dbname=mailtls user=mailtls password=" + pw + " sslmode=disable connect_timeout=5"
+	if _, err := Open(context.Background(), kv); err == nil || strings.Contains(err.Error(), pw) {
+		t.Errorf("Open(unreachable key=value DSN) = %v; want an error without the password", err)
+	}
+}
+
+// TestPostgresPathRedacted: Path and Status show the DSN without its
+// password, and Status gives the database's size.
+func TestPostgresPathRedacted(t *testing.T) {
+	_, dsn := openPG(t)
+	s, err := Open(context.Background(), strings.Replace(dsn, "mailtls@", "mailtls:pw-123456@", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if strings.Contains(s.Path(), "pw-123456") || !strings.Contains(s.Path(), "xxxxx") {
+		t.Errorf("Path() = %q; want the password redacted", s.Path())
+	}
+	st, err := s.Status(context.Background(), time.Now())
+	if err != nil || strings.Contains(st.Path, "pw-123456") || st.Bytes <= 0 {
+		t.Errorf("Status: path %q, %d bytes, %v; want the redacted DSN and the database size", st.Path, st.Bytes, err)
+	}
+}
