@@ -54,7 +54,7 @@ func (s *Store) Downgrades(ctx context.Context, w Window) ([]Downgrade, error) {
 	var out []Downgrade
 	err = s.read(ctx, func(tx *sql.Tx) error {
 		var err error
-		out, err = downgrades(ctx, tx, p)
+		out, err = downgrades(ctx, tx, p, s.eng == engPostgres)
 		return err
 	})
 	if err != nil {
@@ -69,7 +69,10 @@ func (s *Store) Downgrades(ctx context.Context, w Window) ([]Downgrade, error) {
 	return out, nil
 }
 
-func downgrades(ctx context.Context, tx *sql.Tx, p plan) ([]Downgrade, error) {
+// downgrades answers Downgrades. With prefetch it looks up each domain's
+// first encrypted delivery before the pass over the bad deliveries, not
+// during it: a PostgreSQL connection runs one query at a time.
+func downgrades(ctx context.Context, tx *sql.Tx, p plan, prefetch bool) ([]Downgrade, error) {
 	qs := []string{
 		// The domain's first encrypted delivery ever.
 		`SELECT min(first_time) FROM rollup_day INDEXED BY rollup_day_first_enc WHERE rdomain = ?1 AND status = 'sent' AND tls = 1`,
@@ -116,8 +119,28 @@ func downgrades(ctx context.Context, tx *sql.Tx, p plan) ([]Downgrade, error) {
 	firsts := map[string]sql.NullInt64{} // invalid: never encrypted, not a downgrade
 	spans := map[string]*span{}
 	dw, da := p.m.rawWhere()
+	where := badSQL + ` AND time >= ? AND time < ? AND ` + dw + ` AND ` + p.rawInternal()
+	if prefetch {
+		var doms []string
+		if err := queryRows(ctx, tx, "downgrades", `SELECT DISTINCT domain FROM deliveries WHERE `+where, cat([]any{p.lo, p.hi}, da),
+			func(rows *sql.Rows) error {
+				var d string
+				err := rows.Scan(&d)
+				doms = append(doms, d)
+				return err
+			}); err != nil {
+			return nil, err
+		}
+		for _, d := range doms {
+			var first sql.NullInt64
+			if err := firstEnc.QueryRowContext(ctx, reverse(d)).Scan(&first); err != nil {
+				return nil, fmt.Errorf("store: downgrades: %s: %w", d, err)
+			}
+			firsts[d] = first
+		}
+	}
 	err := queryRows(ctx, tx, "downgrades", `SELECT domain, time, status = 'sent' AND tls IS 0 FROM deliveries INDEXED BY deliveries_bad
-		WHERE `+badSQL+` AND time >= ? AND time < ? AND `+dw+` AND `+p.rawInternal(), cat([]any{p.lo, p.hi}, da), func(rows *sql.Rows) error {
+		WHERE `+where, cat([]any{p.lo, p.hi}, da), func(rows *sql.Rows) error {
 		var (
 			d     string
 			at    int64
