@@ -12,8 +12,8 @@ func onPostgres(t *testing.T) bool { return strings.HasPrefix(t.Name(), "TestOnP
 // TestOnPostgres runs the package's behavioural tests again with stores on
 // PostgreSQL. Tests that look at SQLite itself (files, modes, PRAGMAs, page
 // sizes, WAL, query plans, file replacement) or inject faults with SQLite
-// triggers (CheckpointAtomic, ImportAllOrNothing) stay SQLite-only, and so
-// does Bulk, which reads SQLite's WAL settings.
+// triggers (CheckpointAtomic, ImportAllOrNothing) stay SQLite-only. The
+// ...Copy runs send every batch through COPY (copyMinRows).
 func TestOnPostgres(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -23,7 +23,12 @@ func TestOnPostgres(t *testing.T) {
 		{"DowngradesMatchRawRows", TestDowngradesMatchRawRows},
 		{"Suggest", TestSuggest},
 		{"AnswerLog", TestAnswerLog},
+		{"Bulk", TestBulk},
+		{"BulkCopy", func(t *testing.T) { withCopy(t); TestBulk(t) }},
 		{"CommitBatchIdempotent", TestCommitBatchIdempotent},
+		{"CommitBatchIdempotentCopy", func(t *testing.T) { withCopy(t); TestCommitBatchIdempotent(t) }},
+		{"DuplicateKeysWithinChunkCopy", func(t *testing.T) { withCopy(t); TestDuplicateKeysWithinChunk(t) }},
+		{"CommitBatchEachCopy", func(t *testing.T) { withCopy(t); TestCommitBatchEach(t) }},
 		{"CommitBatchValidation", TestCommitBatchValidation},
 		{"DeliveriesRoundTripAndFilter", TestDeliveriesRoundTripAndFilter},
 		{"DeliveriesFilterMatchesRawRows", TestDeliveriesFilterMatchesRawRows},
@@ -48,4 +53,11 @@ func TestOnPostgres(t *testing.T) {
 	} {
 		t.Run(tc.name, tc.f)
 	}
+}
+
+// withCopy makes every batch of t go in with COPY on PostgreSQL.
+func withCopy(t *testing.T) {
+	old := copyMinRows
+	copyMinRows = 1
+	t.Cleanup(func() { copyMinRows = old })
 }

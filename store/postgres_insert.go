@@ -98,7 +98,8 @@ func returnedKeys(ctx context.Context, t *wtx, q string, args []any) (map[string
 
 // copyMinRows is the size from which a batch goes in with COPY rather than
 // multi-row INSERTs (a bulk import's batches, a follower's catch-up).
-const copyMinRows = 1024
+// Tests lower it to run small batches through COPY.
+var copyMinRows = 1024
 
 // pgStaging is the session's staging table of COPY: rows go in with COPY,
 // then into deliveries with one INSERT ... SELECT, whose ON CONFLICT DO
