@@ -74,7 +74,7 @@ func followCommand(e env) *cli.Command {
 				return err
 			}
 			defer w.stop()
-			log.Info("mailtls follow started", "source", f.source, "db", c.String("db"), "http", w.addr())
+			log.Info("mailtls follow started", "source", f.source, "db", dbName(c), "http", w.addr())
 			return f.run(c.Context)
 		},
 	}

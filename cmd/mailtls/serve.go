@@ -76,7 +76,7 @@ func serveCommand(e env) *cli.Command {
 				return err
 			}
 			defer w.stop()
-			log.Info("mailtls serve started", "listeners", strings.Join(d.addrs, " "), "db", c.String("db"), "overrides", d.table.Load().Len(), "default", c.String("default"))
+			log.Info("mailtls serve started", "listeners", strings.Join(d.addrs, " "), "db", dbName(c), "overrides", d.table.Load().Len(), "default", c.String("default"))
 			<-c.Context.Done()
 			log.Info("shutting down")
 			return d.stop()
@@ -239,7 +239,7 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		_ = table.Watch(ctx, src, c.Duration("reload-every"), log)
+		_ = table.WatchWake(ctx, src, c.Duration("reload-every"), changes(ctx, st, srcs.override), log)
 	}()
 	return d, nil
 }
