@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/mailtls/mailtls/internal/pgtest"
 )
 
@@ -139,5 +141,80 @@ func TestPostgresPathRedacted(t *testing.T) {
 	st, err := s.Status(context.Background(), time.Now())
 	if err != nil || strings.Contains(st.Path, "pw-123456") || st.Bytes <= 0 {
 		t.Errorf("Status: path %q, %d bytes, %v; want the redacted DSN and the database size", st.Path, st.Bytes, err)
+	}
+}
+
+// TestPostgresReconnect: when the server drops the connections, the
+// listener reconnects (and signals, for what it may have missed), and
+// when the database is gone OverridesVersion says ErrUnavailable, so the
+// daemon keeps its snapshot.
+func TestPostgresReconnect(t *testing.T) {
+	a, dsn := openPG(t)
+	b, err := Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := b.OverrideChanges(ctx)
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("listener did not connect within 10s")
+	}
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := cfg.Database
+	cfg.Database = "postgres"
+	admin, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	kill := func(db string) int {
+		t.Helper()
+		var n int
+		if err := admin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1`, db).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := kill(db); n < 1 {
+		t.Fatalf("terminated %d backends, want the listener's and the pools'", n)
+	}
+	select {
+	case <-ch: // reconnected
+	case <-time.After(10 * time.Second):
+		t.Fatal("listener did not reconnect within 10s of losing its connection")
+	}
+	// A change after the reconnection is announced (the pools may need a
+	// retry after their connections were killed).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := a.SetOverride(ctx, Override{Key: "example.com", Policy: "encrypt"}, "alice")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SetOverride after the connections were killed: %v", err)
+		}
+	}
+	select {
+	case <-ch:
+	case <-time.After(2 * time.Second):
+		t.Fatal("no notification within 2s after the listener reconnected")
+	}
+	if _, err := b.OverridesVersion(ctx); err != nil {
+		t.Fatalf("OverridesVersion with the server up: %v", err)
+	}
+	// The database goes away.
+	if _, err := admin.Exec(ctx, "DROP DATABASE "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.OverridesVersion(ctx); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("OverridesVersion with the database gone = %v; want ErrUnavailable", err)
 	}
 }
