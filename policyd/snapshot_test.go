@@ -313,7 +313,11 @@ func TestTableWatchWake(t *testing.T) {
 	polled() // the initial load
 	value := func() string { return tab.Load().Lookup("example.com", t0).Value }
 	src.set(2, []Override{{Key: "example.com", Value: "secure"}}, nil)
-	wake <- struct{}{}
+	select {
+	case wake <- struct{}{}:
+	case <-time.After(10 * time.Second):
+		t.Fatal("WatchWake does not take wake-ups")
+	}
 	polled()
 	if got := value(); got != "secure" {
 		t.Errorf("after a wake-up: %q, want secure", got)
