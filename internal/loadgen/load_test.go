@@ -68,9 +68,9 @@ func TestHist(t *testing.T) {
 
 func TestRunLoad(t *testing.T) {
 	for _, tc := range []struct {
-		network string
+		network  string
 		tcpTable bool
-		name    string
+		name     string
 	}{{"tcp", false, "socketmap"}, {"unix", false, "socketmap"}, {"tcp", true, "tcp"}} {
 		t.Run(tc.network+"/"+tc.name, func(t *testing.T) {
 			srv := newTestServer(t, "may")

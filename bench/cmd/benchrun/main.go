@@ -38,17 +38,17 @@ import (
 
 type config struct {
 	bin, tool, filldb, dir, out string
-	runs                  int
-	dur                   time.Duration
-	conns                 []int
-	pin, pinCompare       bool
-	logLines              []int
-	overrides             []int
-	rows                  []int
-	refill                time.Duration
-	sections              map[string]bool
-	lookupOnly            string // BENCH_LOOKUP_ONLY
-	logs                  string // per-process logs
+	runs                        int
+	dur                         time.Duration
+	conns                       []int
+	pin, pinCompare             bool
+	logLines                    []int
+	overrides                   []int
+	rows                        []int
+	refill                      time.Duration
+	sections                    map[string]bool
+	lookupOnly                  string // BENCH_LOOKUP_ONLY
+	logs                        string // per-process logs
 }
 
 func env(name, def string) string {

@@ -24,13 +24,13 @@ import (
 
 type config struct {
 	bin, tool, dir, out, logs string
-	user                string // run the daemon and CLI as this user ("" = as is)
-	uid, gid            int
-	tmpfs               bool // mount tmpfs for the disk-full case
-	phases              map[string]bool
-	scale               float64 // multiplies follower line counts
-	policySets          int     // `policy set` loop length in the 10,000-changes case
-	fcases              string  // follower cases to run, e.g. "F1,F3"
+	user                      string // run the daemon and CLI as this user ("" = as is)
+	uid, gid                  int
+	tmpfs                     bool // mount tmpfs for the disk-full case
+	phases                    map[string]bool
+	scale                     float64 // multiplies follower line counts
+	policySets                int     // `policy set` loop length in the 10,000-changes case
+	fcases                    string  // follower cases to run, e.g. "F1,F3"
 }
 
 type suite struct {
