@@ -158,9 +158,6 @@ func commands(e env) []*cli.Command {
 		postfixConfigCommand(e),
 		checkCommand(e),
 		tlsrptCommand(e),
-		benchLookupCommand(e),
-		benchEchoCommand(e),
-		genLogCommand(e),
 	}
 }
 
