@@ -90,7 +90,7 @@ func RedactDSN(s string) string {
 func parseDSN(target string) (*pgx.ConnConfig, string, error) {
 	red := RedactDSN(target)
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: database %s: %s", ErrBadInput, red, RedactDSN(fmt.Sprintf(format, args...)))
+		return fmt.Errorf("%w: database %q: %s", ErrBadInput, red, strings.ReplaceAll(RedactDSN(fmt.Sprintf(format, args...)), "\n", " "))
 	}
 	var sslmode, port string
 	if m := schemeRE.FindStringSubmatch(target); m != nil {
