@@ -298,13 +298,28 @@ func rekeyBadIndex(ctx context.Context, tx *sql.Tx, _ engine) error {
 type execBeginner interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func createSchemaMigrations(ctx context.Context, w execBeginner, eng engine) error {
+	if eng == engPostgres {
+		// CREATE TABLE IF NOT EXISTS needs the CREATE privilege even when
+		// the table exists, and a database user may have been granted
+		// only the tables (README, "Fleet").
+		var exists bool
+		if err := w.QueryRowContext(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil || exists {
+			return err
+		}
+	}
+	_, err := w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version INTEGER PRIMARY KEY,
+	applied INTEGER NOT NULL
+)`)
+	return err
 }
 
 func migrate(ctx context.Context, w execBeginner, eng engine) error {
-	if _, err := w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-	version INTEGER PRIMARY KEY,
-	applied INTEGER NOT NULL
-)`); err != nil {
+	if err := createSchemaMigrations(ctx, w, eng); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
 	for {

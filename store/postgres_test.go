@@ -218,3 +218,53 @@ func TestPostgresReconnect(t *testing.T) {
 		t.Errorf("OverridesVersion with the database gone = %v; want ErrUnavailable", err)
 	}
 }
+
+// TestPostgresLeastPrivilege: once the schema exists, a user granted only
+// CONNECT, USAGE on the schema and the table privileges (README, "Fleet")
+// can run mailtls, bulk COPY included.
+func TestPostgresLeastPrivilege(t *testing.T) {
+	ctx := context.Background()
+	owner, dsn := openPG(t)
+	owner.Close()
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	role := "app_" + cfg.Database
+	db := pgx.Identifier{cfg.Database}.Sanitize()
+	for _, q := range []string{
+		"CREATE ROLE " + role + " LOGIN",
+		"GRANT CONNECT ON DATABASE " + db + " TO " + role,
+		"REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+		"GRANT USAGE ON SCHEMA public TO " + role,
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO " + role,
+	} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	t.Cleanup(func() {
+		_, _ = admin.Exec(ctx, "DROP OWNED BY "+role)
+		_, _ = admin.Exec(ctx, "DROP ROLE "+role)
+	})
+	s, err := Open(ctx, strings.Replace(dsn, "postgres://mailtls@", "postgres://"+role+"@", 1))
+	if err != nil {
+		t.Fatalf("open as %s: %v", role, err)
+	}
+	defer s.Close()
+	if err := s.SetOverride(ctx, Override{Key: "example.com", Policy: "encrypt"}, "app"); err != nil {
+		t.Errorf("SetOverride as %s: %v", role, err)
+	}
+	ds := randomDeliveries(3, copyMinRows+10, t0.Add(-48*time.Hour), 48*time.Hour)
+	if n, err := s.CommitBatch(ctx, "file:/var/log/mail.log", ds, []byte("ck")); err != nil || n != len(ds) {
+		t.Errorf("CommitBatch (COPY) as %s: %d, %v; want %d", role, n, err, len(ds))
+	}
+	if _, err := s.Prune(ctx, t0.Add(-24*time.Hour)); err != nil {
+		t.Errorf("Prune as %s: %v", role, err)
+	}
+}
