@@ -59,6 +59,8 @@ func toGolden(d Delivery) goldenRecord {
 // default reference time makes "Nov 28" stamps fall in 2026.
 func goldenOptions(name string) Options {
 	switch name {
+	case "real-postfix37-tlsrpt.log", "postfix310-tlsrpt.log": // captured (written) in December 2026
+		return Options{RefTime: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC), Location: time.UTC}
 	case "rollover.log":
 		return Options{RefTime: time.Date(2027, 1, 2, 12, 0, 0, 0, time.UTC), Location: time.FixedZone("CET", 3600)}
 	}

@@ -182,10 +182,14 @@ func Build(in Input) Report {
 		}
 		of[i] = a
 	}
+	// A delivery record is logged after the session, whose policy Postfix
+	// looked up before it, and traditional syslog stamps have whole
+	// seconds: a session logged in the second a policy came into force
+	// counts under it.
 	at := func(t time.Time) *acc {
 		i := 0
 		for j, p := range periods {
-			if !p.From.After(t) {
+			if !p.From.Truncate(time.Second).After(t) {
 				i = j
 			}
 		}

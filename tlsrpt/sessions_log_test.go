@@ -54,6 +54,11 @@ func TestSessionsFromLog(t *testing.T) {
 		file, domain string
 		want         []sessionResult
 	}{
+		{"real-postfix37-tlsrpt.log", "mismatch.test", []sessionResult{{CertificateHostMismatch, "num=62:hostname mismatch", false}}},
+		{"real-postfix37-tlsrpt.log", "expired.test", []sessionResult{{CertificateExpired, "certificate has expired", false}}},
+		{"real-postfix37-tlsrpt.log", "untrusted.test", []sessionResult{{CertificateNotTrusted, "untrusted issuer /CN=mailtls e2e untrusted CA", false}}},
+		{"real-postfix37-tlsrpt.log", "plain.test", []sessionResult{{StartTLSNotSupported, "TLS is required, but was not offered by host plain.test[127.0.1.3]", false}}},
+		{"real-postfix37-tlsrpt.log", "tls.test", []sessionResult{{"", "", false}}},
 		{"tls-failures.log", "mismatch.test", []sessionResult{{CertificateHostMismatch, "num=62:hostname mismatch", false}}},
 		{"tls-failures.log", "selfsigned.test", []sessionResult{{CertificateNotTrusted, "self-signed certificate", false}}},
 		{"tls-failures.log", "plain.test", []sessionResult{{StartTLSNotSupported, "TLS is required, but was not offered by host plain.test[127.0.0.3]", false}}},
@@ -157,6 +162,16 @@ func TestBuildPeriods(t *testing.T) {
 	}
 	if errs := schemaErrors(mustMarshal(t, r)); errs != nil {
 		t.Errorf("schema: %v", errs)
+	}
+	// A session logged (in whole seconds) in the second a policy came
+	// into force counts under it.
+	in.Periods = []PolicyPeriod{{day, a}, {day.Add(400*time.Second + 300*time.Millisecond), b}}
+	got = nil
+	for _, p := range Build(in).Policies {
+		got = append(got, string(p.Policy.Type)+" "+itoa(p.Summary.Successful)+"/"+itoa(p.Summary.Failed))
+	}
+	if want := []string{"sts 1/0", "tlsa 2/4"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("policies %v, want %v", got, want)
 	}
 	// No session at all: still one policy, the first.
 	in.Deliveries, in.FetchFailure = nil, nil
