@@ -100,6 +100,9 @@ func FuzzDetail(f *testing.F) {
 	f.Fuzz(func(t *testing.T, qid, rcpt, dsn, reason string, pid int, raw string) {
 		pid = int(int32(pid))
 		d := detailOf(qid, rcpt, rcpt+qid, dsn, reason, dsn+reason, pid, qid)
+		if pid%3 == 1 {
+			d = withTLS(d, dsn, reason, qid)
+		}
 		var got Delivery
 		if err := decodeDetail(string(appendDetail(nil, &d)), &got); err != nil || !reflect.DeepEqual(got, d) {
 			t.Fatalf("round trip: got %#v, %v; want %#v", got, err, d)
