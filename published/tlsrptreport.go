@@ -43,10 +43,11 @@ func TLSRPTPolicy(domain string, data []byte) (tlsrpt.Policy, *tlsrpt.PolicyFetc
 // answer is the cached one (same source, answer and policy id), it is the
 // cached policy, as TLSRPTPolicy gives it. An earlier answer keeps only
 // what the log holds: a dane answer is a tlsa policy without its records,
-// an mta-sts answer (or a testing policy: source none with a policy id)
-// an sts policy whose mx-host are the answer's match= patterns (for
-// enforce) and whose policy-string is unknown, so left out; anything else
-// is no-policy-found.
+// an mta-sts answer (or a testing policy: source none with a policy id;
+// the log cannot tell it from a policy of mode none) an sts policy whose
+// mx-host are the answer's match= patterns (for enforce) and whose
+// policy-string is unknown, so left out; anything else is
+// no-policy-found.
 func AnswerPolicy(domain, source, answer, policyID string, cached []byte) tlsrpt.Policy {
 	if cached != nil {
 		if st, err := decodeState(domain, cached, nil); err == nil && string(st.result.Source) == source &&
