@@ -17,10 +17,11 @@ dir=${FAULTS_DIR:-/tmp/mailtls-faults}
 command -v setpriv >/dev/null || { echo "faults: setpriv (util-linux) is required" >&2; exit 1; }
 mkdir -p "$dir.bin"
 $GO build -o "$dir.bin/faults" ./bench/cmd/faults
+$GO build -o "$dir.bin/mailtls-bench" ./bench/cmd/mailtls-bench
 # The daemon runs as nobody: it must be able to reach the binary.
 install -m 0755 bin/mailtls "$dir.bin/mailtls"
 chmod 0755 "$dir.bin"
 
-exec "$dir.bin/faults" -bin "$dir.bin/mailtls" -dir "$dir" -out "${FAULTS_OUT:-RELIABILITY.md}" \
+exec "$dir.bin/faults" -bin "$dir.bin/mailtls" -tool "$dir.bin/mailtls-bench" -dir "$dir" -out "${FAULTS_OUT:-RELIABILITY.md}" \
 	-phases "${FAULTS_PHASES:-daemon,abuse,follower,restart}" \
 	-user "${FAULTS_USER-nobody}" -scale "${FAULTS_SCALE:-1}" ${FAULTS_CHECK:+-check}

@@ -38,6 +38,8 @@ fi
 mkdir -p "$BENCH_DIR/bin"
 $GO build -o "$BENCH_DIR/bin/benchrun" ./bench/cmd/benchrun
 $GO build -o "$BENCH_DIR/bin/filldb" ./bench/cmd/filldb
+$GO build -o "$BENCH_DIR/bin/mailtls-bench" ./bench/cmd/mailtls-bench
+export BENCH_TOOL="$BENCH_DIR/bin/mailtls-bench"
 export BENCH_FILLDB="$BENCH_DIR/bin/filldb"
 export BENCH_BIN="$PWD/bin/mailtls"
 

@@ -17,8 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailtls/mailtls/dnsname"
 	"github.com/miekg/dns"
-	"golang.org/x/net/idna"
 
 	"github.com/mailtls/mailtls/mtasts"
 )
@@ -154,14 +154,14 @@ type TLSRPTInfo struct {
 func NormalizeDomain(s string) (string, error) {
 	orig := s
 	s = strings.TrimSuffix(strings.TrimSpace(s), ".")
-	a, err := idna.Lookup.ToASCII(s)
+	a, err := dnsname.ToASCII(s)
 	if err == nil {
-		err = checkHostname(a)
+		err = dnsname.Check(a)
 	}
 	if err != nil {
 		return "", fmt.Errorf("%w: domain %q: %v (want a mail domain such as example.com)", ErrBadInput, orig, err)
 	}
-	return strings.ToLower(a), nil
+	return a, nil
 }
 
 func (c *Checker) now() time.Time {

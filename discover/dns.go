@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/mailtls/mailtls/dnsname"
 )
 
 // Sentinel errors of the DNS client.
@@ -46,7 +49,7 @@ const FallbackResolver = "127.0.0.1:53"
 func NewResolver(addr, resolvConf string) (*Resolver, error) {
 	if addr != "" {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
-			if net.ParseIP(addr) == nil && checkHostname(addr) != nil {
+			if net.ParseIP(addr) == nil && !dnsname.Valid(strings.ToLower(addr)) {
 				return nil, fmt.Errorf("%w: invalid resolver address %q (want host:port, e.g. 127.0.0.1:53)", ErrNoResolver, addr)
 			}
 			addr = net.JoinHostPort(addr, "53")

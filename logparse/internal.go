@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/mailtls/mailtls/dnsname"
 )
 
 // InternalRelays decides which deliveries are hops inside the host rather
@@ -118,8 +120,8 @@ func parseRelayEntry(s string) (relayEntry, error) {
 		e.prefix = netip.PrefixFrom(a, a.BitLen())
 		return e, nil
 	}
-	if !validHostName(host) {
-		return e, errors.New("not an address or host name")
+	if err := dnsname.Check(strings.TrimSuffix(host, ".")); err != nil {
+		return e, fmt.Errorf("not an address or host name: %v", err)
 	}
 	e.host = host
 	return e, nil
@@ -131,24 +133,6 @@ func parsePort(s string) (int, error) {
 		return 0, fmt.Errorf("port %q is not 1-65535", s)
 	}
 	return p, nil
-}
-
-func validHostName(h string) bool {
-	if len(h) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
-		if label == "" || len(label) > 63 {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // Internal reports whether a delivery to relay (as logged after "relay=")

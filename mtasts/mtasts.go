@@ -7,7 +7,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/mailtls/mailtls/policyd"
+	"github.com/mailtls/mailtls/dnsname"
 )
 
 // Sentinel errors of the MTA-STS parsers and fetcher.
@@ -320,7 +320,7 @@ func validPolicyExtValue(v string) bool {
 
 // parseMXPattern checks sts-policy-mx-value = ["*."] Domain, where Domain is
 // an RFC 5321 host name in A-label form, and lowercases it. A wildcard may
-// only be the whole leftmost label. The host name rule is policyd's, the
+// only be the whole leftmost label. The host name rule is package dnsname's, the
 // one every name that reaches Postfix passes, because the patterns become
 // the match= list of the Postfix answer.
 func parseMXPattern(v string) (string, error) {
@@ -331,37 +331,13 @@ func parseMXPattern(v string) (string, error) {
 	return strings.ToLower(v), nil
 }
 
-// checkHostname accepts a host name in A-label form: what
-// policyd.NormalizeKey accepts as a plain domain, with no trailing dot, no
-// wildcard and no port. The cases NormalizeKey would rewrite or read as a
-// transport next-hop are refused here first, with a reason.
+// checkHostname accepts a host name in A-label form (any case), by the
+// one rule of package dnsname; a wildcard gets its own reason.
 func checkHostname(s string) error {
-	switch {
-	case s == "":
-		return errors.New("empty name")
-	case strings.HasSuffix(s, ".") || strings.HasPrefix(s, ".") || strings.Contains(s, ".."):
-		return errors.New("empty label")
-	case strings.ContainsAny(s, "*"):
+	if strings.Contains(s, "*") {
 		return errors.New("a wildcard is only allowed as the whole leftmost label")
 	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !isAlnum(c) && c != '-' && c != '.' && c != '_' {
-			return fmt.Errorf("character %q (only letters, digits and \"-\", in A-label form)", c)
-		}
-	}
-	if _, err := policyd.NormalizeKey(s); err != nil {
-		// policyd's message names the reason after the key; drop its
-		// sentinel and key-syntax help, which are about override keys.
-		msg := strings.TrimPrefix(err.Error(), policyd.ErrBadKey.Error()+": ")
-		if k := fmt.Sprintf("key %q: ", s); strings.HasPrefix(msg, k) {
-			msg = msg[len(k):]
-		}
-		if i := strings.Index(msg, " (want example.com"); i > 0 {
-			msg = msg[:i]
-		}
-		return errors.New(msg)
-	}
-	return nil
+	return dnsname.Check(strings.ToLower(s))
 }
 
 // MatchMX reports whether the MX host name matches one of the policy's mx

@@ -117,7 +117,7 @@ func TestParsePolicy(t *testing.T) {
 		{"bare wildcard", "version: STSv1\nmode: enforce\nmx: *\nmax_age: 1\n", nil, "mx \"*\""},
 		{"double wildcard", "version: STSv1\nmode: enforce\nmx: *.*.b\nmax_age: 1\n", nil, "mx"},
 		{"trailing dot", "version: STSv1\nmode: enforce\nmx: a.b.\nmax_age: 1\n", nil, "empty label"},
-		{"U-label", "version: STSv1\nmode: enforce\nmx: bücher.example\nmax_age: 1\n", nil, "only letters"},
+		{"U-label", "version: STSv1\nmode: enforce\nmx: bücher.example\nmax_age: 1\n", nil, "A-label form"},
 		{"mx with space", "version: STSv1\nmode: enforce\nmx: a.b c.d\nmax_age: 1\n", nil, "mx"},
 		{"hyphen label", "version: STSv1\nmode: enforce\nmx: -a.b\nmax_age: 1\n", nil, "starts or ends"},
 		{"no colon", "version STSv1\nmode: enforce\nmx: a.b\nmax_age: 1\n", nil, "not key: value"},

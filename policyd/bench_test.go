@@ -1,9 +1,7 @@
 package policyd
 
 import (
-	"context"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 )
@@ -81,52 +79,7 @@ func BenchmarkSnapshotBuild100k(b *testing.B) {
 	}
 }
 
-// benchLoad runs RunLoad with 32 persistent connections against addr for
-// b.N requests and reports throughput and latency.
-func benchLoad(b *testing.B, addr string, keys []string) {
-	b.Helper()
-	b.ResetTimer()
-	res, err := RunLoad(context.Background(), LoadConfig{
-		Network: "tcp", Addr: addr, Proto: "socketmap",
-		Conns: 32, MaxRequests: int64(b.N), Keys: keys,
-	})
-	b.StopTimer()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if res.Errors != 0 {
-		b.Fatalf("%d errors", res.Errors)
-	}
-	b.ReportMetric(res.PerSec, "lookups/s")
-	b.ReportMetric(float64(res.P50.Microseconds()), "p50-µs")
-	b.ReportMetric(float64(res.P99.Microseconds()), "p99-µs")
-}
-
-// BenchmarkSocketmap32Conns measures the real server, in process, on
-// 127.0.0.1 with 32 client connections (the load client shares the CPUs).
-func BenchmarkSocketmap32Conns(b *testing.B) {
-	const n = 100_000
-	tab := NewTable("may")
-	tab.Store(NewSnapshot(benchOverrides(n), "may"))
-	srv := &Server{Table: tab}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go srv.ServeSocketmap(context.Background(), ln)
-	defer srv.Shutdown(context.Background())
-	benchLoad(b, ln.Addr().String(), benchKeys(n))
-}
-
-// BenchmarkSocketmapEcho32Conns is the ceiling: the same load against a
-// server that answers "OK may" without looking anything up.
-func BenchmarkSocketmapEcho32Conns(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go ServeEcho(ctx, ln)
-	benchLoad(b, ln.Addr().String(), benchKeys(100_000))
-}
+// BenchOverrides and BenchKeys serve the load benchmarks of
+// load_bench_test.go (package policyd_test, which can import
+// internal/loadgen).
+var BenchOverrides, BenchKeys = benchOverrides, benchKeys

@@ -25,7 +25,7 @@ func FuzzNetstring(f *testing.F) {
 		var scratch []byte
 		consumed := 0
 		for {
-			p, err := readNetstring(br, maxQuery, &scratch)
+			p, err := ReadNetstring(br, MaxQuery, &scratch)
 			if err != nil {
 				if err != io.EOF && err != io.ErrUnexpectedEOF && !errors.Is(err, errNetstring) {
 					t.Fatalf("unexpected error type %v", err)
@@ -35,7 +35,7 @@ func FuzzNetstring(f *testing.F) {
 				}
 				return
 			}
-			if len(p) > maxQuery {
+			if len(p) > MaxQuery {
 				t.Fatalf("payload of %d bytes", len(p))
 			}
 			// What was accepted is exactly a canonical netstring.
@@ -66,7 +66,7 @@ func FuzzTCPTableDecode(f *testing.F) {
 		}
 		// Encoding the decoded key gives a wire form that decodes back to
 		// it and contains only bytes that need no encoding.
-		enc := appendTCPEncoded(nil, string(key))
+		enc := AppendTCPEncoded(nil, string(key))
 		for _, c := range enc {
 			if c != '%' && tcpNeedsEncoding(c) {
 				t.Fatalf("encoded %q contains raw %q", enc, c)

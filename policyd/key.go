@@ -9,21 +9,13 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"golang.org/x/net/idna"
+	"github.com/mailtls/mailtls/dnsname"
 )
 
 // ErrBadKey is wrapped by every key validation error.
 var ErrBadKey = errors.New("policyd: invalid key")
 
 const keyHelp = "want example.com, .example.com, example.com:port, [host], [host]:port, [192.0.2.1]:25 or [ipv6:2001:db8::1]:25"
-
-// idnaProfile maps U-labels to A-labels for lookup (RFC 5891 section 5),
-// with non-transitional processing (UTS #46), as browsers and resolvers do.
-var idnaProfile = idna.New(
-	idna.MapForLookup(),
-	idna.Transitional(false),
-	idna.BidiRule(),
-)
 
 func badKey(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrBadKey}, args...)...)
@@ -185,88 +177,22 @@ func normPort(orig, p string) (string, error) {
 // trailing dot (an absolute name, RFC 1034 section 3.1). The dot is dropped
 // after IDNA mapping, so that an ideographic full stop (U+3002) counts too.
 func normDomain(orig, d string) (string, error) {
-	ascii := true
-	for i := 0; i < len(d); i++ {
-		if d[i] >= 0x80 {
-			ascii = false
-			break
-		}
-	}
-	if !ascii {
-		a, err := idnaProfile.ToASCII(d)
-		if err != nil {
-			return "", badKey("key %q is not a valid internationalised domain name: %v", orig, err)
-		}
-		d = a
+	d, err := dnsname.ToASCII(d)
+	if err != nil {
+		return "", badKey("key %q is %v", orig, err)
 	}
 	d = strings.TrimSuffix(d, ".")
 	if d == "" {
 		return "", badKey("key %q has an empty domain name (%s)", orig, keyHelp)
 	}
 	d = strings.ToLower(d)
-	if err := checkHostname(d); err != nil {
+	if err := dnsname.Check(d); err != nil {
 		if looksNumeric(d) {
 			return "", badKey("key %q is an address, not a domain (want [%s] or [%s]:port)", orig, d, d)
 		}
 		return "", badKey("key %q: %v (%s)", orig, err, keyHelp)
 	}
 	return d, nil
-}
-
-// checkHostname checks a lowercase ASCII host name: labels of letters,
-// digits, hyphens and underscores (Postfix valid_hostname accepts "_"),
-// 1-63 bytes each, 253 bytes in all (RFC 1035 section 2.3.4), no hyphen at
-// either end of a label, and a last label that is not all digits
-// (RFC 3696 section 2). Labels starting "xn--" must be valid punycode.
-func checkHostname(d string) error {
-	if d == "" {
-		return errors.New("empty domain name")
-	}
-	if len(d) > 253 {
-		return fmt.Errorf("domain name is %d bytes long (want at most 253)", len(d))
-	}
-	var last string
-	for rest := d; ; {
-		label := rest
-		dot := strings.IndexByte(rest, '.')
-		if dot >= 0 {
-			label, rest = rest[:dot], rest[dot+1:]
-		}
-		if err := checkLabel(label); err != nil {
-			return err
-		}
-		last = label
-		if dot < 0 {
-			break
-		}
-	}
-	if looksNumeric(last) {
-		return fmt.Errorf("last label %q is all digits", last)
-	}
-	return nil
-}
-
-func checkLabel(l string) error {
-	switch {
-	case l == "":
-		return errors.New("empty label (two dots in a row, or a dot at the start)")
-	case len(l) > 63:
-		return fmt.Errorf("label %q is %d bytes long (want at most 63)", shorten(l), len(l))
-	case l[0] == '-' || l[len(l)-1] == '-':
-		return fmt.Errorf("label %q starts or ends with a hyphen", l)
-	}
-	for i := 0; i < len(l); i++ {
-		c := l[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return fmt.Errorf("character %q in label %q (want letters, digits, hyphens)", c, l)
-		}
-	}
-	if strings.HasPrefix(l, "xn--") {
-		if _, err := idnaProfile.ToUnicode(l); err != nil {
-			return fmt.Errorf("label %q is not valid punycode: %v", l, err)
-		}
-	}
-	return nil
 }
 
 func shorten(s string) string {

@@ -78,7 +78,7 @@ func TestNonUTF8KeyNeverDefault(t *testing.T) {
 				}
 				continue
 			}
-			cl.send("get " + string(appendTCPEncoded(nil, key)) + "\n")
+			cl.send("get " + string(AppendTCPEncoded(nil, key)) + "\n")
 			if got := cl.line(); got != "400 invalid-key" {
 				t.Errorf("tcp_table %q = %q, want 400 invalid-key", key, got)
 			}

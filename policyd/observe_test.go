@@ -98,15 +98,15 @@ func TestObservedHotPathAllocs(t *testing.T) {
 	srv := newTestServer(t, "may")
 	var n countingObserver
 	srv.Observer = &n
-	bw := bufio.NewWriterSize(io.Discard, writeBufSize)
+	bw := bufio.NewWriterSize(io.Discard, WriteBufSize)
 	in := strings.NewReader("")
-	br := bufio.NewReaderSize(in, readBufSize)
+	br := bufio.NewReaderSize(in, ReadBufSize)
 	var scratch []byte
 	raw := netstring("tlspolicy a.b.corp.example")
 	allocs := testing.AllocsPerRun(200, func() {
 		in.Reset(raw)
 		br.Reset(in)
-		req, err := readNetstring(br, maxQuery, &scratch)
+		req, err := ReadNetstring(br, MaxQuery, &scratch)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -134,16 +134,16 @@ func BenchmarkAnswer(b *testing.B) {
 			if observed {
 				srv.Observer = new(countingObserver)
 			}
-			bw := bufio.NewWriterSize(io.Discard, writeBufSize)
+			bw := bufio.NewWriterSize(io.Discard, WriteBufSize)
 			in := strings.NewReader("")
-			br := bufio.NewReaderSize(in, readBufSize)
+			br := bufio.NewReaderSize(in, ReadBufSize)
 			var scratch []byte
 			raw := netstring("tlspolicy a.b.corp.example")
 			b.ReportAllocs()
 			for b.Loop() {
 				in.Reset(raw)
 				br.Reset(in)
-				req, _ := readNetstring(br, maxQuery, &scratch)
+				req, _ := ReadNetstring(br, MaxQuery, &scratch)
 				t0 := srv.startTimer()
 				o, out := srv.answerSocketmap(bw, req, DefaultMapName)
 				srv.observe(ProtoSocketmap, o, out, t0)

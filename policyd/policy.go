@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/mailtls/mailtls/dnsname"
 )
 
 // ErrBadPolicy is wrapped by every policy validation error.
@@ -373,7 +375,7 @@ func normMatch(level, val string) (string, error) {
 			return "", badPolicy("match=%s has an empty list item (want hostname, nexthop, dot-nexthop, example.com or .example.com, separated by \":\")", val)
 		}
 		name := strings.TrimPrefix(p, ".")
-		if err := checkHostname(name); err != nil {
+		if err := dnsname.Check(name); err != nil {
 			return "", badPolicy("match=%s: %q is not a keyword or domain name: %v (want hostname, nexthop, dot-nexthop, example.com or .example.com, separated by \":\")", val, p, err)
 		}
 	}
@@ -423,7 +425,7 @@ func normServername(_, val string) (string, error) {
 	if v == "hostname" {
 		return v, nil
 	}
-	if err := checkHostname(v); err != nil {
+	if err := dnsname.Check(v); err != nil {
 		return "", badPolicy("servername=%s: %v (want a host name or the word hostname)", val, err)
 	}
 	return v, nil

@@ -31,8 +31,8 @@ const shutdownGrace = 5 * time.Second
 // replies are a policy line, so small buffers keep idle connections cheap;
 // longer queries (up to 10,000 bytes) go through a scratch buffer.
 const (
-	readBufSize  = 4096
-	writeBufSize = 1024
+	ReadBufSize  = 4096
+	WriteBufSize = 1024
 )
 
 // ErrSocketInUse is returned by Listen when a live server already listens

@@ -115,7 +115,7 @@ func (c *client) send(raw string) {
 func (c *client) reply() string {
 	c.t.Helper()
 	var scratch []byte
-	b, err := readNetstring(c.br, maxReply, &scratch)
+	b, err := ReadNetstring(c.br, MaxReply, &scratch)
 	if err != nil {
 		c.t.Fatalf("reading reply: %v", err)
 	}
@@ -264,7 +264,7 @@ func TestSocketmapMalformed(t *testing.T) {
 	// A well-framed query of exactly 10000 bytes gets an answer (its key
 	// is refused as too long for a destination) and the connection stays.
 	cl := dial(t, "tcp", addr)
-	q := "tlspolicy " + strings.Repeat("a", maxQuery-len("tlspolicy "))
+	q := "tlspolicy " + strings.Repeat("a", MaxQuery-len("tlspolicy "))
 	if got := cl.query(q); got != "PERM invalid key: 9990 bytes long (a destination is at most 512)" {
 		t.Errorf("10000-byte query: got %q", got)
 	}
@@ -582,16 +582,16 @@ func TestListenUnix(t *testing.T) {
 // allocates nothing, for both protocols.
 func TestHotPathAllocs(t *testing.T) {
 	srv := newTestServer(t, "may")
-	bw := bufio.NewWriterSize(io.Discard, writeBufSize)
+	bw := bufio.NewWriterSize(io.Discard, WriteBufSize)
 	for _, q := range []string{"tlspolicy example.com", "tlspolicy A.B.Corp.Example", "tlspolicy [mx.example.net]:587", "tlspolicy nowhere.example"} {
 		in := strings.NewReader("")
-		br := bufio.NewReaderSize(in, readBufSize)
+		br := bufio.NewReaderSize(in, ReadBufSize)
 		var scratch []byte
 		raw := netstring(q)
 		allocs := testing.AllocsPerRun(200, func() {
 			in.Reset(raw)
 			br.Reset(in)
-			req, err := readNetstring(br, maxQuery, &scratch)
+			req, err := ReadNetstring(br, MaxQuery, &scratch)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -604,12 +604,12 @@ func TestHotPathAllocs(t *testing.T) {
 	}
 	for _, q := range []string{"get example.com\n", "get b.corp%2Eexample\n", "get nowhere.example\n"} {
 		in := strings.NewReader("")
-		br := bufio.NewReaderSize(in, readBufSize)
+		br := bufio.NewReaderSize(in, ReadBufSize)
 		var scratch []byte
 		allocs := testing.AllocsPerRun(200, func() {
 			in.Reset(q)
 			br.Reset(in)
-			line, err := readLine(br, maxTCPRequest, &scratch)
+			line, err := ReadTCPLine(br, maxTCPRequest, &scratch)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -11,11 +11,11 @@ import (
 	"strconv"
 )
 
-// maxQuery is Postfix's socketmap query limit (socketmap_table(5)).
-const maxQuery = 10000
+// MaxQuery is Postfix's socketmap query limit (socketmap_table(5)).
+const MaxQuery = 10000
 
-// maxReply is Postfix's socketmap reply limit (socketmap_table(5)).
-const maxReply = 100000
+// MaxReply is Postfix's socketmap reply limit (socketmap_table(5)).
+const MaxReply = 100000
 
 // Netstring errors. After any of them the stream cannot be resynchronised.
 var (
@@ -27,12 +27,12 @@ var (
 	errNetstringNoLength = fmt.Errorf("%w: missing length", errNetstring)
 )
 
-// readNetstring reads one netstring ("len:data,", https://cr.yp.to/proto/netstrings.txt)
+// ReadNetstring reads one netstring ("len:data,", https://cr.yp.to/proto/netstrings.txt)
 // of at most max data bytes. The length has no leading zeros, as the
 // specification requires. The returned slice aliases br's buffer or
 // *scratch and is valid until the next read; callers may modify it.
 // A clean end of stream before the first byte is io.EOF.
-func readNetstring(br *bufio.Reader, max int, scratch *[]byte) ([]byte, error) {
+func ReadNetstring(br *bufio.Reader, max int, scratch *[]byte) ([]byte, error) {
 	n, digits := 0, 0
 	for {
 		c, err := br.ReadByte()
@@ -90,9 +90,9 @@ func readNetstring(br *bufio.Reader, max int, scratch *[]byte) ([]byte, error) {
 	return buf[:n:n], nil
 }
 
-// writeNetstring writes prefix+value as one netstring. It builds the reply
+// WriteNetstring writes prefix+value as one netstring. It builds the reply
 // in bw's free buffer space, so it does not allocate unless bw is nearly full.
-func writeNetstring(bw *bufio.Writer, prefix, value string) error {
+func WriteNetstring(bw *bufio.Writer, prefix, value string) error {
 	b := bw.AvailableBuffer()
 	b = strconv.AppendInt(b, int64(len(prefix)+len(value)), 10)
 	b = append(b, ':')
@@ -109,8 +109,8 @@ func writeNetstring(bw *bufio.Writer, prefix, value string) error {
 // connection, as the stream cannot be resynchronised.
 func (s *Server) socketmapConn(ctx context.Context, c *srvConn) {
 	nc := c.nc
-	br := bufio.NewReaderSize(nc, readBufSize)
-	bw := bufio.NewWriterSize(nc, writeBufSize)
+	br := bufio.NewReaderSize(nc, ReadBufSize)
+	bw := bufio.NewWriterSize(nc, WriteBufSize)
 	idle := s.idleTimeout()
 	mapName := s.mapName()
 	log := s.log()
@@ -119,13 +119,13 @@ func (s *Server) socketmapConn(ctx context.Context, c *srvConn) {
 		if !s.awaitRequest(ctx, c, br, bw, idle, log, "socketmap") {
 			return
 		}
-		req, err := readNetstring(br, maxQuery, &scratch)
+		req, err := ReadNetstring(br, MaxQuery, &scratch)
 		c.state.Store(stateActive)
 		t0 := s.startTimer()
 		if err != nil {
 			if errors.Is(err, errNetstring) {
 				log.DebugContext(ctx, "socketmap: closing connection after malformed request", "remote", nc.RemoteAddr().String(), "err", err)
-				writeNetstring(bw, "PERM ", err.Error())
+				WriteNetstring(bw, "PERM ", err.Error())
 				s.observe(ProtoSocketmap, OriginNone, OutcomePerm, t0)
 				bw.Flush()
 				return
@@ -148,36 +148,36 @@ func (s *Server) socketmapConn(ctx context.Context, c *srvConn) {
 func (s *Server) answerSocketmap(bw *bufio.Writer, req []byte, mapName string) (Origin, Outcome) {
 	sp := bytes.IndexByte(req, ' ')
 	if sp < 0 {
-		writeNetstring(bw, "PERM ", "malformed request (want \"name key\")")
+		WriteNetstring(bw, "PERM ", "malformed request (want \"name key\")")
 		return OriginNone, OutcomePerm
 	}
 	name, key := req[:sp], req[sp+1:]
 	tlsrpt := s.TLSRPT
 	if string(name) != mapName {
 		if !bytes.HasSuffix(name, []byte(TLSRPTSuffix)) || string(name[:len(name)-len(TLSRPTSuffix)]) != mapName {
-			writeNetstring(bw, "PERM ", "unknown map name (want "+mapName+")")
+			WriteNetstring(bw, "PERM ", "unknown map name (want "+mapName+")")
 			return OriginNone, OutcomePerm
 		}
 		tlsrpt = true
 	}
 	if err := checkLookupKey(key); err != nil {
-		writeNetstring(bw, "PERM ", err.Error())
+		WriteNetstring(bw, "PERM ", err.Error())
 		return OriginNone, OutcomePerm
 	}
 	r, ok := s.lookup(key)
 	switch {
 	case !ok:
-		writeNetstring(bw, "TEMP ", "policy table not loaded yet")
+		WriteNetstring(bw, "TEMP ", "policy table not loaded yet")
 		return OriginNone, OutcomeTemp
 	case r.Found:
 		v := r.Value
-		if tlsrpt && r.TLSRPT != "" && len("OK ")+len(v)+1+len(r.TLSRPT) <= maxReply {
+		if tlsrpt && r.TLSRPT != "" && len("OK ")+len(v)+1+len(r.TLSRPT) <= MaxReply {
 			v += " " + r.TLSRPT
 		}
-		writeNetstring(bw, "OK ", v)
+		WriteNetstring(bw, "OK ", v)
 		return originOf(r), OutcomeOK
 	default:
-		writeNetstring(bw, "NOTFOUND ", "")
+		WriteNetstring(bw, "NOTFOUND ", "")
 		return originOf(r), OutcomeNotFound
 	}
 }

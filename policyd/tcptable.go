@@ -13,8 +13,8 @@ import (
 // Postfix keys are far shorter; this matches the socketmap query limit.
 const maxTCPRequest = 10000
 
-// maxTCPReply is the longest reply line tcp_table(5) clients accept.
-const maxTCPReply = 4096
+// MaxTCPReply is the longest reply line tcp_table(5) clients accept.
+const MaxTCPReply = 4096
 
 var (
 	errTCPTable        = errors.New("policyd: malformed tcp_table request")
@@ -30,9 +30,9 @@ func tcpNeedsEncoding(c byte) bool {
 	return c <= ' ' || c == '%' || c >= 0x7f
 }
 
-// appendTCPEncoded appends s to dst, %XX-encoding (uppercase hex) the bytes
+// AppendTCPEncoded appends s to dst, %XX-encoding (uppercase hex) the bytes
 // tcp_table(5) requires.
-func appendTCPEncoded(dst []byte, s string) []byte {
+func AppendTCPEncoded(dst []byte, s string) []byte {
 	const hexdigits = "0123456789ABCDEF"
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -84,10 +84,10 @@ func unhex(c byte) (byte, bool) {
 	return 0, false
 }
 
-// readLine reads one newline-terminated line of at most max bytes and
+// ReadTCPLine reads one newline-terminated line of at most max bytes and
 // returns it without the newline. The result aliases br's buffer or
 // *scratch and is valid until the next read.
-func readLine(br *bufio.Reader, max int, scratch *[]byte) ([]byte, error) {
+func ReadTCPLine(br *bufio.Reader, max int, scratch *[]byte) ([]byte, error) {
 	line, err := br.ReadSlice('\n')
 	if err == nil {
 		if len(line)-1 > max {
@@ -137,8 +137,8 @@ func parseTCPRequest(line []byte) ([]byte, error) {
 // connection; other malformed requests get a 400 reply.
 func (s *Server) tcpTableConn(ctx context.Context, c *srvConn) {
 	nc := c.nc
-	br := bufio.NewReaderSize(nc, readBufSize)
-	bw := bufio.NewWriterSize(nc, writeBufSize)
+	br := bufio.NewReaderSize(nc, ReadBufSize)
+	bw := bufio.NewWriterSize(nc, WriteBufSize)
 	idle := s.idleTimeout()
 	log := s.log()
 	var scratch []byte
@@ -146,7 +146,7 @@ func (s *Server) tcpTableConn(ctx context.Context, c *srvConn) {
 		if !s.awaitRequest(ctx, c, br, bw, idle, log, "tcp_table") {
 			return
 		}
-		line, err := readLine(br, maxTCPRequest, &scratch)
+		line, err := ReadTCPLine(br, maxTCPRequest, &scratch)
 		c.state.Store(stateActive)
 		t0 := s.startTimer()
 		if err != nil {
@@ -191,15 +191,15 @@ func (s *Server) answerTCPTable(bw *bufio.Writer, line []byte) (Origin, Outcome)
 	case r.Found:
 		b := bw.AvailableBuffer()
 		b = append(b, "200 "...)
-		b = appendTCPEncoded(b, r.Value)
+		b = AppendTCPEncoded(b, r.Value)
 		if s.TLSRPT && r.TLSRPT != "" {
 			// The attributes only when the whole reply fits; the policy
 			// alone is a complete answer.
-			if w := appendTCPEncoded(append(b, "%20"...), r.TLSRPT); len(w) <= maxTCPReply {
+			if w := AppendTCPEncoded(append(b, "%20"...), r.TLSRPT); len(w) <= MaxTCPReply {
 				b = w
 			}
 		}
-		if len(b) > maxTCPReply {
+		if len(b) > MaxTCPReply {
 			s.log().Warn("tcp_table reply too long for Postfix", "key", string(key), "len", len(b))
 			bw.WriteString("400 reply-too-long\n")
 			return originOf(r), OutcomeTemp

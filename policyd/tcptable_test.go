@@ -21,7 +21,7 @@ func TestTCPEncodeDecode(t *testing.T) {
 		{"", ""},
 	}
 	for _, tt := range tests {
-		if got := string(appendTCPEncoded(nil, tt.raw)); got != tt.enc {
+		if got := string(AppendTCPEncoded(nil, tt.raw)); got != tt.enc {
 			t.Errorf("encode(%q) = %q, want %q", tt.raw, got, tt.enc)
 		}
 		dec, err := decodeTCP([]byte(tt.enc))
@@ -64,13 +64,13 @@ func TestReadLine(t *testing.T) {
 		var err error
 		for {
 			var line []byte
-			if line, err = readLine(br, maxTCPRequest, &scratch); err != nil {
+			if line, err = ReadTCPLine(br, maxTCPRequest, &scratch); err != nil {
 				break
 			}
 			got = append(got, string(line))
 		}
 		if !errors.Is(err, tt.err) || strings.Join(got, "|") != strings.Join(tt.lines, "|") {
-			t.Errorf("readLine(%.20q...) = %d lines, %v; want %d lines, %v", tt.in, len(got), err, len(tt.lines), tt.err)
+			t.Errorf("ReadTCPLine(%.20q...) = %d lines, %v; want %d lines, %v", tt.in, len(got), err, len(tt.lines), tt.err)
 		}
 	}
 }

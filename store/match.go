@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/mailtls/mailtls/dnsname"
 )
 
 // matcher selects deliveries by destination. It renders constant SQL
@@ -25,35 +27,17 @@ const (
 	matchRelay           // [host]:port: deliveries whose relay is host, port
 )
 
-func validDomain(d string) bool {
-	if d == "" || len(d) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(d, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
-}
-
 // parseDomainFilter parses Filter.Domain / Window.Domain.
 func parseDomainFilter(s string) (matcher, error) {
 	d := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(s)), ".")
 	switch {
 	case d == "":
 		return matcher{kind: matchAll}, nil
-	case strings.HasPrefix(d, "*.") && validDomain(d[2:]):
+	case strings.HasPrefix(d, "*.") && dnsname.Valid(d[2:]):
 		return matcher{kind: matchTree, domain: d[2:]}, nil
-	case strings.HasPrefix(d, ".") && validDomain(d[1:]):
+	case strings.HasPrefix(d, ".") && dnsname.Valid(d[1:]):
 		return matcher{kind: matchSubs, domain: d[1:]}, nil
-	case validDomain(d):
+	case dnsname.Valid(d):
 		return matcher{kind: matchExact, domain: d}, nil
 	}
 	return matcher{}, fmt.Errorf("%w: domain filter %q; accepted: example.com, *.example.com (with subdomains), .example.com (subdomains only)", ErrBadInput, s)

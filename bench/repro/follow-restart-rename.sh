@@ -8,9 +8,12 @@
 set -euo pipefail
 B=${B:-$(cd "$(dirname "$0")/../.." && pwd)/bin/mailtls}
 mode=${1:-restart}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+G=${G:-$root/bin/mailtls-bench} # the log generator
+[ -x "$G" ] || (cd "$root" && go build -o "$G" ./bench/cmd/mailtls-bench)
 d=$(mktemp -d /tmp/mailtls-repro.XXXXXX)
 cd "$d"
-"$B" gen-log --lines 30000 --days 1 --seed 7 > src.log 2>/dev/null
+"$G" gen-log --lines 30000 --days 1 --seed 7 > src.log 2>/dev/null
 head -n 3000 src.log > A           # in mail.log before the rotation
 sed -n 3001,3300p src.log > Bp     # written to the renamed file during 1 s
 sed -n 3301,6000p src.log > C      # written to the new file afterwards

@@ -157,9 +157,6 @@ func commands(e env) []*cli.Command {
 		postfixConfigCommand(e),
 		checkCommand(e),
 		tlsrptCommand(e),
-		benchLookupCommand(e),
-		benchEchoCommand(e),
-		genLogCommand(e),
 	}
 }
 

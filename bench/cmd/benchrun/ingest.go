@@ -74,7 +74,7 @@ func logFile(cfg config, n int) (string, int, int64) {
 		fatalf("%v", err)
 	}
 	bw := bufio.NewWriterSize(f, 1<<20)
-	r, err := harness.RunTo("", nil, 30*time.Minute, bw, cfg.bin, "gen-log", "--lines", strconv.Itoa(n), "--days", "7", "--seed", "1")
+	r, err := harness.RunTo("", nil, 30*time.Minute, bw, cfg.tool, "gen-log", "--lines", strconv.Itoa(n), "--days", "7", "--seed", "1")
 	if err != nil {
 		fatalf("gen-log: %v", err)
 	}

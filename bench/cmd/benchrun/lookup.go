@@ -83,7 +83,7 @@ func benchLookupFor(cfg config, d time.Duration, addr string, conns int, keys st
 }
 
 func benchLookup(cfg config, pin bool, proto, addr string, conns int, keys string) (lookupStat, error) {
-	argv := []string{cfg.bin, "bench-lookup", "--proto", proto, "--addr", addr,
+	argv := []string{cfg.tool, "lookup", "--proto", proto, "--addr", addr,
 		"--conns", strconv.Itoa(conns), "--duration", cfg.dur.String(), "--keys", keys, "--format", "json"}
 	if pin {
 		argv = append([]string{"taskset", "-c", "1"}, argv...)
@@ -94,7 +94,7 @@ func benchLookup(cfg config, pin bool, proto, addr string, conns int, keys strin
 	}
 	var st lookupStat
 	if err := json.Unmarshal(r.Stdout, &st); err != nil {
-		return lookupStat{}, fmt.Errorf("bench-lookup output %q: %w", r.Stdout, err)
+		return lookupStat{}, fmt.Errorf("mailtls-bench lookup output %q: %w", r.Stdout, err)
 	}
 	return st, nil
 }
@@ -177,7 +177,7 @@ func startServers(cfg config, dir string, pin bool, only string) (*servers, erro
 	if err != nil {
 		return nil, err
 	}
-	s.echo, err = harness.Start(cfg.logs, "bench-echo", append(pre, cfg.bin, "bench-echo", "--addr", s.addr["echo"])...)
+	s.echo, err = harness.Start(cfg.logs, "bench-echo", append(pre, cfg.tool, "echo", "--addr", s.addr["echo"])...)
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +249,7 @@ func runLookup(_ context.Context, cfg config) *lookupResult {
 	specs := []spec{
 		{"mailtls serve", "socketmap", "ours", commonKeys},
 		{"mta-sts-daemon", "socketmap", "mts", commonKeys},
-		{"mailtls bench-echo (no-op)", "socketmap", "echo", commonKeys},
+		{"mailtls-bench echo (no-op)", "socketmap", "echo", commonKeys},
 		{"mailtls serve", "tcp", "ours-tcp", commonKeys},
 		{"mailtls serve", "socketmap", "ours", mixKeys},
 		{httpServerName, "socketmap", "ours-http", commonKeys},

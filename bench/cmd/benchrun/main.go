@@ -19,6 +19,7 @@
 //	BENCH_OUT            output file (BENCHMARKS.md)
 //	BENCH_BIN            mailtls binary (bin/mailtls)
 //	BENCH_FILLDB         filldb binary (built by run.sh)
+//	BENCH_TOOL           mailtls-bench binary: load client, echo server, log generator (built by run.sh)
 package main
 
 import (
@@ -36,18 +37,18 @@ import (
 )
 
 type config struct {
-	bin, filldb, dir, out string
-	runs                  int
-	dur                   time.Duration
-	conns                 []int
-	pin, pinCompare       bool
-	logLines              []int
-	overrides             []int
-	rows                  []int
-	refill                time.Duration
-	sections              map[string]bool
-	lookupOnly            string // BENCH_LOOKUP_ONLY
-	logs                  string // per-process logs
+	bin, tool, filldb, dir, out string
+	runs                        int
+	dur                         time.Duration
+	conns                       []int
+	pin, pinCompare             bool
+	logLines                    []int
+	overrides                   []int
+	rows                        []int
+	refill                      time.Duration
+	sections                    map[string]bool
+	lookupOnly                  string // BENCH_LOOKUP_ONLY
+	logs                        string // per-process logs
 }
 
 func env(name, def string) string {
@@ -83,6 +84,7 @@ func main() {
 	cfg := config{
 		bin:        env("BENCH_BIN", "bin/mailtls"),
 		filldb:     env("BENCH_FILLDB", ""),
+		tool:       env("BENCH_TOOL", ""),
 		dir:        env("BENCH_DIR", "/tmp/mailtls-bench"),
 		out:        env("BENCH_OUT", "BENCHMARKS.md"),
 		conns:      ints("BENCH_CONNS", "1 8 32 128"),
@@ -117,6 +119,9 @@ func main() {
 	}
 	if _, err := os.Stat(cfg.bin); err != nil {
 		fatalf("mailtls binary: %v (run make build)", err)
+	}
+	if cfg.tool == "" {
+		fatalf("BENCH_TOOL is not set (bench/run.sh builds bench/cmd/mailtls-bench)")
 	}
 	if err := os.MkdirAll(cfg.dir, 0o755); err != nil {
 		fatalf("%v", err)

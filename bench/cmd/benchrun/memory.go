@@ -235,11 +235,11 @@ func runMemory(_ context.Context, cfg config) *memoryResult {
 		}()
 	}
 	res.cached = series{server: "mailtls serve", proto: "socketmap", keys: memCachedKeys, conns: 32}
-	res.echo = series{server: "mailtls bench-echo (no-op)", proto: "socketmap", keys: memCachedKeys, conns: 32}
+	res.echo = series{server: "mailtls-bench echo (no-op)", proto: "socketmap", keys: memCachedKeys, conns: 32}
 	res.quiet = series{server: "mailtls serve, no resolution", proto: "socketmap", keys: memCachedKeys, conns: 32}
 	res.burst = series{server: "mailtls serve, burst of new destinations", proto: "socketmap", keys: memCachedKeys, conns: 32}
 	echoAddr := fmt.Sprintf("127.0.0.1:%d", harness.MustFreePort())
-	echo, err := harness.Start(cfg.logs, "mem-echo", append(pre, cfg.bin, "bench-echo", "--addr", echoAddr)...)
+	echo, err := harness.Start(cfg.logs, "mem-echo", append(pre, cfg.tool, "echo", "--addr", echoAddr)...)
 	if err != nil {
 		fatalf("%v", err)
 	}

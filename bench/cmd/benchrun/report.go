@@ -82,7 +82,7 @@ func (r *report) targets(b *strings.Builder) {
 		}
 		var echo *series
 		for _, s := range l.rows {
-			if s.conns == 32 && s.keys == commonKeys && strings.HasPrefix(s.server, "mailtls bench-echo") {
+			if s.conns == 32 && s.keys == commonKeys && strings.HasPrefix(s.server, "mailtls-bench echo") {
 				echo = s
 			}
 		}
@@ -231,10 +231,10 @@ func (r *report) lookupSection(b *strings.Builder) {
 	}
 	w("Servers, started once and measured in turn (order rotated each run): `mailtls serve --db lookup.db --socketmap ADDR --tcp ADDR --log-level warn`\n")
 	w("(database with 5 overrides, incl. `.example.com` and `.corp.example` wildcards), `mta-sts-daemon -c mta-sts-daemon.yml`\n")
-	w("(postfix-mta-sts-resolver %s, cache `type: internal`, uvloop %v), and `mailtls bench-echo --addr ADDR`, a no-op netstring\n", l.mtsVersion, l.uvloop)
+	w("(postfix-mta-sts-resolver %s, cache `type: internal`, uvloop %v), and `mailtls-bench echo --addr ADDR`, a no-op netstring\n", l.mtsVersion, l.uvloop)
 	w("server answering `OK may` to everything without looking anything up: roughly the ceiling of this machine,\nprotocol and client (its own goroutine-per-connection loop is not tuned, so mailtls can come out above it).\n")
 	w("CPU placement: %s.\n\n", pin)
-	w("Each cell: `mailtls bench-lookup --proto PROTO --addr ADDR --conns N --duration %s --keys KEYS --format json`\n", cfg.dur)
+	w("Each cell: `mailtls-bench lookup --proto PROTO --addr ADDR --conns N --duration %s --keys KEYS --format json`\n", cfg.dur)
 	w("(persistent connections, one request in flight per connection, latency from write to complete reply).\n\n")
 	w("- **common** keys `%s`: answered by all three servers from memory. mta-sts-daemon answers\n", commonKeys)
 	w("  NOTFOUND for IP literals and `.parent` keys without DNS; a domain key would make it resolve `_mta-sts` records,\n")
@@ -328,7 +328,7 @@ func (r *report) ingestSection(b *strings.Builder) {
 	in := r.ingest
 	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	w("## 2. Log ingestion\n\n")
-	w("Input: `mailtls gen-log --lines N --days 7 --seed 1 > log-N.log` (synthetic Postfix log, RFC 3339 time stamps,\n")
+	w("Input: `mailtls-bench gen-log --lines N --days 7 --seed 1 > log-N.log` (synthetic Postfix log, RFC 3339 time stamps,\n")
 	w("~20%% delivery lines, ~13%% TLS lines), cached in the work directory; every tool reads the same file from the page cache.\n")
 	w("Each timed run starts after `sync`, so that no tool pays for the disk writes of the one before.\n\n")
 	w("- `mailtls --db ingest.db import log-N.log` into a **fresh** database each run (parse, correlate TLS, store).\n")
@@ -378,7 +378,7 @@ func (r *report) growthSection(b *strings.Builder) {
 	w("(fresh database, after `sync`; %d runs up to %s entries, 1 run above). Then, %d times: `mailtls serve --db overrides-N.db` is started\n", r.cfg.runs, harness.Int(importRunsMax), r.cfg.runs)
 	w("and polled with a new connection every 2 ms until an override is answered (\"start → first answer\", which includes\n")
 	w("opening the database and building the snapshot), then loaded with\n")
-	w("`mailtls bench-lookup --conns 32 --duration %s --keys KEYS` where KEYS hit an exact entry, a wildcard, a next-hop,\n", r.cfg.dur)
+	w("`mailtls-bench lookup --conns 32 --duration %s --keys KEYS` where KEYS hit an exact entry, a wildcard, a next-hop,\n", r.cfg.dur)
 	w("a secure entry, the last exact entry, and miss once (e.g. `%s,oLAST.example`): first for 2 s right after the first\n", strings.TrimSuffix(g.keys, ",o0.example"))
 	w("answer (\"just started\"), then, after a 3 s pause, for %s (the other columns), with the CPU placement of section 1.\n", r.cfg.dur)
 	w("RSS is the daemon's VmRSS after the test.\n\n")

@@ -237,7 +237,7 @@ func runFollower(cfg config) *followerResult {
 	src := filepath.Join(dir, "source.log")
 	f, err := os.Create(src)
 	must(err)
-	r, err := harness.RunTo("", nil, 5*time.Minute, f, cfg.bin, "gen-log", "--lines", strconv.Itoa(n), "--days", "2", "--seed", "7")
+	r, err := harness.RunTo("", nil, 5*time.Minute, f, cfg.tool, "gen-log", "--lines", strconv.Itoa(n), "--days", "2", "--seed", "7")
 	must(err)
 	must(f.Close())
 	b, err := os.ReadFile(src)
@@ -246,7 +246,7 @@ func runFollower(cfg config) *followerResult {
 	if len(lines[len(lines)-1]) == 0 {
 		lines = lines[:len(lines)-1]
 	}
-	res := &followerResult{gen: fmt.Sprintf("`mailtls gen-log --lines %d --days 2 --seed 7` (%s)", n, strings.TrimSpace(string(r.Stderr)))}
+	res := &followerResult{gen: fmt.Sprintf("`mailtls-bench gen-log --lines %d --days 2 --seed 7` (%s)", n, strings.TrimSpace(string(r.Stderr)))}
 
 	rotations := func(every, until time.Duration) []event {
 		var evs []event

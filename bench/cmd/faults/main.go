@@ -23,14 +23,14 @@ import (
 )
 
 type config struct {
-	bin, dir, out, logs string
-	user                string // run the daemon and CLI as this user ("" = as is)
-	uid, gid            int
-	tmpfs               bool // mount tmpfs for the disk-full case
-	phases              map[string]bool
-	scale               float64 // multiplies follower line counts
-	policySets          int     // `policy set` loop length in the 10,000-changes case
-	fcases              string  // follower cases to run, e.g. "F1,F3"
+	bin, tool, dir, out, logs string
+	user                      string // run the daemon and CLI as this user ("" = as is)
+	uid, gid                  int
+	tmpfs                     bool // mount tmpfs for the disk-full case
+	phases                    map[string]bool
+	scale                     float64 // multiplies follower line counts
+	policySets                int     // `policy set` loop length in the 10,000-changes case
+	fcases                    string  // follower cases to run, e.g. "F1,F3"
 }
 
 type suite struct {
@@ -59,6 +59,7 @@ func main() {
 	var cfg config
 	var phases string
 	flag.StringVar(&cfg.bin, "bin", "bin/mailtls", "mailtls `binary`")
+	flag.StringVar(&cfg.tool, "tool", "mailtls-bench", "mailtls-bench `binary` (the log generator)")
 	flag.StringVar(&cfg.dir, "dir", "/tmp/mailtls-faults", "work `directory` (emptied first)")
 	flag.StringVar(&cfg.out, "out", "RELIABILITY.md", "output `file`")
 	flag.StringVar(&cfg.user, "user", "nobody", "run the daemon and the CLI as this `user` (empty: as the caller)")
@@ -75,6 +76,9 @@ func main() {
 	}
 	var err error
 	if cfg.bin, err = filepath.Abs(cfg.bin); err != nil {
+		fatalf("%v", err)
+	}
+	if cfg.tool, err = filepath.Abs(cfg.tool); err != nil {
 		fatalf("%v", err)
 	}
 	if cfg.dir, err = filepath.Abs(cfg.dir); err != nil {

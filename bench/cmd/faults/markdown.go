@@ -113,7 +113,7 @@ func (s *suite) daemonSection(b *strings.Builder) {
 	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	w("## 1. Policy daemon under database faults\n\n")
 	w("Command: `%s`, database made with `mailtls policy import` of 4 overrides (exact, `.parent` wildcard,\n", d.cmd)
-	w("`[192.0.2.1]:25`, `secure match=`). %d persistent socketmap connections (bench/cmd/faults, like `mailtls bench-lookup`)\n", d.conns)
+	w("`[192.0.2.1]:25`, `secure match=`). %d persistent socketmap connections (bench/cmd/faults, like `mailtls-bench lookup`)\n", d.conns)
 	w("send lookups back to back for the whole test and check **every** answer: override keys must get their policy\n")
 	w("(`known.example`, `KNOWN.Example`, `a.b.wild.example`, `[192.0.2.1]:25`, `forced.example.net`) and the others `OK may`\n")
 	w("(`wild.example`, `other.example.net`, `plain.example`). An error is a failed connection, read or a TEMP/PERM reply;\n")

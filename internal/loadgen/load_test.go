@@ -1,13 +1,20 @@
-package policyd
+package loadgen
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/mailtls/mailtls/policyd"
 )
 
 func TestHist(t *testing.T) {
@@ -61,13 +68,13 @@ func TestHist(t *testing.T) {
 
 func TestRunLoad(t *testing.T) {
 	for _, tc := range []struct {
-		network string
-		proto   protocol
-		name    string
-	}{{"tcp", protoSocketmap, "socketmap"}, {"unix", protoSocketmap, "socketmap"}, {"tcp", protoTCPTable, "tcp"}} {
+		network  string
+		tcpTable bool
+		name     string
+	}{{"tcp", false, "socketmap"}, {"unix", false, "socketmap"}, {"tcp", true, "tcp"}} {
 		t.Run(tc.network+"/"+tc.name, func(t *testing.T) {
 			srv := newTestServer(t, "may")
-			network, addr := listen(t, srv, tc.network, tc.proto)
+			network, addr := listen(t, srv, tc.network, tc.tcpTable)
 			res, err := RunLoad(context.Background(), LoadConfig{
 				Network: network, Addr: addr, Proto: tc.name,
 				Conns: 4, MaxRequests: 3000,
@@ -89,7 +96,7 @@ func TestRunLoad(t *testing.T) {
 func TestRunLoadCountsErrors(t *testing.T) {
 	// A wrong map name gets PERM replies: each one is an error.
 	srv := newTestServer(t, "may")
-	_, addr := listen(t, srv, "tcp", protoSocketmap)
+	_, addr := listen(t, srv, "tcp", false)
 	res, err := RunLoad(context.Background(), LoadConfig{Addr: addr, MapName: "wrong", Conns: 2, MaxRequests: 100})
 	if err != nil {
 		t.Fatal(err)
@@ -159,9 +166,79 @@ func TestServeEchoReplies(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go ServeEcho(ctx, ln)
-	cl := dial(t, "tcp", ln.Addr().String())
-	got := []string{cl.query("tlspolicy a"), cl.query("anything at all")}
+	c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	br, bw := bufio.NewReader(c), bufio.NewWriter(c)
+	var got []string
+	var scratch []byte
+	for _, q := range []string{"tlspolicy a", "anything at all"} {
+		if err := policyd.WriteNetstring(bw, "", q); err != nil {
+			t.Fatal(err)
+		}
+		if err := bw.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := policyd.ReadNetstring(br, policyd.MaxReply, &scratch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, string(rep))
+	}
 	if !slices.Equal(got, []string{"OK may", "OK may"}) {
 		t.Errorf("echo replies %q", got)
 	}
+}
+
+// newTestServer is a real policy daemon answering from a few overrides,
+// with def for everything else.
+func newTestServer(t testing.TB, def string) *policyd.Server {
+	t.Helper()
+	tab := policyd.NewTable(def)
+	tab.Store(policyd.NewSnapshot([]policyd.Override{
+		{Key: "example.com", Value: "encrypt protocols=>=TLSv1.2"},
+		{Key: ".corp.example", Value: "verify match=hostname"},
+	}, def))
+	return &policyd.Server{Table: tab, IdleTimeout: 10 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
+// listen serves srv on a fresh listener ("tcp" on 127.0.0.1:0, or "unix"
+// in a temporary directory) until the end of the test.
+func listen(t testing.TB, srv *policyd.Server, network string, tcpTable bool) (string, string) {
+	t.Helper()
+	addr := "127.0.0.1:0"
+	if network == "unix" {
+		dir, err := os.MkdirTemp("", "lg")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		addr = filepath.Join(dir, "p.sock")
+	}
+	ln, err := policyd.Listen(context.Background(), network, addr, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if tcpTable {
+			errc <- srv.ServeTCPTable(context.Background(), ln)
+		} else {
+			errc <- srv.ServeSocketmap(context.Background(), ln)
+		}
+	}()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-errc; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return network, ln.Addr().String()
 }

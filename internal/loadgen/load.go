@@ -1,6 +1,8 @@
-package policyd
+package loadgen
 
 import (
+	"github.com/mailtls/mailtls/policyd"
+
 	"bufio"
 	"context"
 	"errors"
@@ -59,7 +61,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
 		return LoadResult{}, fmt.Errorf("%w: no address", ErrBadLoadConfig)
 	}
 	if cfg.MapName == "" {
-		cfg.MapName = DefaultMapName
+		cfg.MapName = policyd.DefaultMapName
 	}
 	if cfg.Conns <= 0 {
 		cfg.Conns = 1
@@ -77,7 +79,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
 			q := cfg.MapName + " " + k
 			reqs[i] = fmt.Appendf(nil, "%d:%s,", len(q), q)
 		} else {
-			b := append([]byte("get "), appendTCPEncoded(nil, k)...)
+			b := append([]byte("get "), policyd.AppendTCPEncoded(nil, k)...)
 			reqs[i] = append(b, '\n')
 		}
 	}
@@ -235,13 +237,13 @@ func roundTrip(c net.Conn, br *bufio.Reader, req []byte, socketmap bool, scratch
 		return false, err
 	}
 	if socketmap {
-		rep, err := readNetstring(br, maxReply, scratch)
+		rep, err := policyd.ReadNetstring(br, policyd.MaxReply, scratch)
 		if err != nil {
 			return false, err
 		}
 		return hasPrefix(rep, "OK ") || hasPrefix(rep, "NOTFOUND "), nil
 	}
-	line, err := readLine(br, maxTCPReply, scratch)
+	line, err := policyd.ReadTCPLine(br, policyd.MaxTCPReply, scratch)
 	if err != nil {
 		return false, err
 	}
@@ -343,17 +345,17 @@ func ServeEcho(ctx context.Context, ln net.Listener) error {
 			defer nc.Close()
 			stopConn := context.AfterFunc(ctx, func() { nc.Close() })
 			defer stopConn()
-			br := bufio.NewReaderSize(nc, readBufSize)
-			bw := bufio.NewWriterSize(nc, writeBufSize)
+			br := bufio.NewReaderSize(nc, policyd.ReadBufSize)
+			bw := bufio.NewWriterSize(nc, policyd.WriteBufSize)
 			var scratch []byte
 			for {
 				if br.Buffered() == 0 && bw.Flush() != nil {
 					return
 				}
-				if _, err := readNetstring(br, maxQuery, &scratch); err != nil {
+				if _, err := policyd.ReadNetstring(br, policyd.MaxQuery, &scratch); err != nil {
 					return
 				}
-				writeNetstring(bw, "OK ", "may")
+				policyd.WriteNetstring(bw, "OK ", "may")
 			}
 		}()
 	}
