@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -21,6 +23,12 @@ type testPKI struct {
 	caPEM    []byte // CA certificate
 	chainPEM []byte // receiver certificate followed by the CA
 	keyPEM   []byte // receiver key (RSA 2048, like most real MX hosts)
+	// The same key in two more certificates: expiredPEM from the CA for
+	// expired.test, valid from two days ago until yesterday (followed by
+	// the CA); untrustedPEM for untrusted.test from another CA, which no
+	// one trusts, followed by that CA (as a server with a private CA
+	// sends it).
+	expiredPEM, untrustedPEM []byte
 }
 
 var (
@@ -78,5 +86,58 @@ func makePKI(now time.Time) (testPKI, error) {
 	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
 	chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), caPEM...)
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
-	return testPKI{caPEM: caPEM, chainPEM: chain, keyPEM: keyPEM}, nil
+
+	expTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(3),
+		Subject:      pkix.Name{CommonName: "expired.test"},
+		DNSNames:     []string{"expired.test"},
+		NotBefore:    now.Add(-48 * time.Hour),
+		NotAfter:     now.Add(-24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	expDER, err := x509.CreateCertificate(rand.Reader, expTmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return testPKI{}, fmt.Errorf("e2e: expired certificate: %w", err)
+	}
+	expired := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: expDER}), caPEM...)
+
+	// The other CA signs with ECDSA: no second RSA key to generate.
+	otherKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return testPKI{}, fmt.Errorf("e2e: untrusted CA key: %w", err)
+	}
+	otherTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(4),
+		Subject:               pkix.Name{CommonName: "mailtls e2e untrusted CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	otherDER, err := x509.CreateCertificate(rand.Reader, otherTmpl, otherTmpl, &otherKey.PublicKey, otherKey)
+	if err != nil {
+		return testPKI{}, fmt.Errorf("e2e: untrusted CA certificate: %w", err)
+	}
+	other, err := x509.ParseCertificate(otherDER)
+	if err != nil {
+		return testPKI{}, fmt.Errorf("e2e: untrusted CA certificate: %w", err)
+	}
+	untTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(5),
+		Subject:      pkix.Name{CommonName: "untrusted.test"},
+		DNSNames:     []string{"untrusted.test"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	untDER, err := x509.CreateCertificate(rand.Reader, untTmpl, other, &key.PublicKey, otherKey)
+	if err != nil {
+		return testPKI{}, fmt.Errorf("e2e: untrusted certificate: %w", err)
+	}
+	untrusted := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: untDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: otherDER})...)
+	return testPKI{caPEM: caPEM, chainPEM: chain, keyPEM: keyPEM, expiredPEM: expired, untrustedPEM: untrusted}, nil
 }

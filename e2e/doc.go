@@ -8,6 +8,8 @@
 //	127.0.N.3:25  receiver "plain": no STARTTLS
 //	127.0.N.4:25  receiver "tls1":  STARTTLS, but TLSv1.0 only (OpenSSL @SECLEVEL=0)
 //	127.0.N.5:24  receiver "lmtp":  smtp-sink -L (LMTP, no TLS)
+//	127.0.N.6:25  receiver "expired":   STARTTLS, a test CA certificate for expired.test that has expired
+//	127.0.N.7:25  receiver "untrusted": STARTTLS, a certificate for untrusted.test from a CA no one trusts
 //
 // N is 1+slot, where the slot (0..7) is taken with flock(2) on
 // /tmp/mailtls-e2e/slotS.lock, so that parallel tests and parallel `go test`

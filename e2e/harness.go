@@ -38,10 +38,16 @@ const (
 	ReceiverPlain Receiver = "plain" // no STARTTLS
 	ReceiverTLS1  Receiver = "tls1"  // STARTTLS with TLSv1.0 only
 	ReceiverLMTP  Receiver = "lmtp"  // LMTP (smtp-sink -L) on port 24, no TLS
+	// ReceiverExpired: STARTTLS, a certificate from the test CA for
+	// expired.test that expired yesterday.
+	ReceiverExpired Receiver = "expired"
+	// ReceiverUntrusted: STARTTLS, a certificate for untrusted.test from a
+	// CA that Postfix does not trust (not even with Config.TrustTestCA).
+	ReceiverUntrusted Receiver = "untrusted"
 )
 
 // hostOctet is the last octet of each receiver's address 127.0.N.x.
-var hostOctet = map[Receiver]int{ReceiverTLS: 2, ReceiverPlain: 3, ReceiverTLS1: 4, ReceiverLMTP: 5}
+var hostOctet = map[Receiver]int{ReceiverTLS: 2, ReceiverPlain: 3, ReceiverTLS1: 4, ReceiverLMTP: 5, ReceiverExpired: 6, ReceiverUntrusted: 7}
 
 const submitOctet = 1
 
@@ -58,6 +64,8 @@ func DefaultHosts() map[string]string {
 		"wild.test":          string(ReceiverPlain),
 		"tls1.test":          string(ReceiverTLS1),
 		"lmtp.test":          string(ReceiverLMTP), // via transport lmtp
+		"expired.test":       string(ReceiverExpired),
+		"untrusted.test":     string(ReceiverUntrusted),
 	}
 }
 
@@ -87,7 +95,7 @@ type Config struct {
 	// Without it, it is Untrusted.
 	TrustTestCA bool
 	// Hosts adds or replaces /etc/hosts entries: name -> receiver
-	// ("tls", "plain", "tls1", "lmtp") or an IP address.
+	// ("tls", "plain", "tls1", "lmtp", "expired", "untrusted") or an IP address.
 	Hosts map[string]string
 	// Transports adds or replaces transport_maps entries:
 	// domain -> "transport:nexthop".

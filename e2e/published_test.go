@@ -19,43 +19,15 @@ import (
 	"github.com/mailtls/mailtls/internal/testnet"
 )
 
-// TestPublishedPolicies runs the daemon with its default sources against a
-// real Postfix. Names resolve through a loopback DNS server (testnet) that
-// signs the DANE zones (AD bit); the MTA-STS policies come from an HTTPS
-// server on 127.0.N.10:443 whose certificate is from a test CA the daemon
-// trusts through SSL_CERT_FILE, as Go documents. Postfix trusts the
-// receivers' CA (smtp_tls_CAfile) and, with its own DNS off, does no
-// MTA-STS itself: mailtls's "secure match=... servername=hostname" is what
-// makes it verify. The receiver's certificate names mx.tls.test (among
-// ReceiverCertNames), which the enforce policy's "*.tls.test" covers.
-func TestPublishedPolicies(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	const (
-		enforce  = "enforce.test"  // mx *.tls.test: matches the receiver's certificate
-		mismatch = "mismatch.test" // mx mx.nowhere.test: the certificate does not match
-		testingD = "testing.test"  // mode testing: the default
-		override = "override.test" // enforce (mismatching), but an override says encrypt
-		none     = "none.test"     // publishes nothing
-		daneAll  = "dane-all.test" // every MX has validated TLSA records
-		daneMix  = "dane-mix.test" // one of two
-	)
-	hosts := map[string]string{}
-	for _, d := range []string{enforce, mismatch, testingD, override, none} {
-		hosts[d] = string(ReceiverTLS)
-	}
-	smap := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	tcp := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	pf := StartPostfix(t, Config{PolicyMaps: "socketmap:inet:" + smap + ":tlspolicy", TrustTestCA: true, Hosts: hosts})
-
-	// The policy host: one address of this instance's 127.0.N.0/24.
+// startPolicyHost serves the MTA-STS policies (domain -> policy text) from
+// https://mta-sts.DOMAIN/ on 127.0.N.10:443, one address of pf's
+// 127.0.N.0/24, with a certificate from a new test CA, and adds to z, for
+// each domain, an MX record naming mx.tls.test (the "tls" receiver), the
+// _mta-sts TXT record (id 20261201) and the policy host's address. It
+// returns the CA's PEM file, for the daemon's SSL_CERT_FILE.
+func startPolicyHost(t *testing.T, pf *Postfix, z *testnet.Zone, policies map[string]string) string {
+	t.Helper()
 	stsIP := pf.netPfx + "10"
-	policies := map[string]string{
-		enforce:  "version: STSv1\nmode: enforce\nmx: *.tls.test\nmax_age: 86400\n",
-		mismatch: "version: STSv1\nmode: enforce\nmx: mx.nowhere.test\nmax_age: 86400\n",
-		testingD: "version: STSv1\nmode: testing\nmx: mx.nowhere.test\nmax_age: 86400\n",
-		override: "version: STSv1\nmode: enforce\nmx: mx.nowhere.test\nmax_age: 86400\n",
-	}
 	ca := testnet.NewCA(t)
 	var names []string
 	for d := range policies {
@@ -86,14 +58,53 @@ func TestPublishedPolicies(t *testing.T) {
 	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw}), 0o644); err != nil {
 		t.Fatal(err)
 	}
-
-	z := testnet.NewZone()
-	mxIP := pf.Addr(ReceiverTLS)
 	for d := range policies {
 		z.Add(t, d+". 300 IN MX 10 mx.tls.test.", "_mta-sts."+d+". 300 IN TXT \"v=STSv1; id=20261201\"",
 			"mta-sts."+d+". 300 IN A "+stsIP)
 	}
-	z.Add(t, "mx.tls.test. 300 IN A "+mxIP, none+". 300 IN MX 10 mx.tls.test.")
+	z.Add(t, "mx.tls.test. 300 IN A "+pf.Addr(ReceiverTLS))
+	return caFile
+}
+
+// TestPublishedPolicies runs the daemon with its default sources against a
+// real Postfix. Names resolve through a loopback DNS server (testnet) that
+// signs the DANE zones (AD bit); the MTA-STS policies come from an HTTPS
+// server on 127.0.N.10:443 whose certificate is from a test CA the daemon
+// trusts through SSL_CERT_FILE, as Go documents. Postfix trusts the
+// receivers' CA (smtp_tls_CAfile) and, with its own DNS off, does no
+// MTA-STS itself: mailtls's "secure match=... servername=hostname" is what
+// makes it verify. The receiver's certificate names mx.tls.test (among
+// ReceiverCertNames), which the enforce policy's "*.tls.test" covers.
+func TestPublishedPolicies(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	const (
+		enforce  = "enforce.test"  // mx *.tls.test: matches the receiver's certificate
+		mismatch = "mismatch.test" // mx mx.nowhere.test: the certificate does not match
+		testingD = "testing.test"  // mode testing: the default
+		override = "override.test" // enforce (mismatching), but an override says encrypt
+		none     = "none.test"     // publishes nothing
+		daneAll  = "dane-all.test" // every MX has validated TLSA records
+		daneMix  = "dane-mix.test" // one of two
+	)
+	hosts := map[string]string{}
+	for _, d := range []string{enforce, mismatch, testingD, override, none} {
+		hosts[d] = string(ReceiverTLS)
+	}
+	smap := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	tcp := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	pf := StartPostfix(t, Config{PolicyMaps: "socketmap:inet:" + smap + ":tlspolicy", TrustTestCA: true, Hosts: hosts})
+
+	policies := map[string]string{
+		enforce:  "version: STSv1\nmode: enforce\nmx: *.tls.test\nmax_age: 86400\n",
+		mismatch: "version: STSv1\nmode: enforce\nmx: mx.nowhere.test\nmax_age: 86400\n",
+		testingD: "version: STSv1\nmode: testing\nmx: mx.nowhere.test\nmax_age: 86400\n",
+		override: "version: STSv1\nmode: enforce\nmx: mx.nowhere.test\nmax_age: 86400\n",
+	}
+	z := testnet.NewZone()
+	caFile := startPolicyHost(t, pf, z, policies)
+	z.Add(t, none+". 300 IN MX 10 mx.tls.test.")
+	mxIP := pf.Addr(ReceiverTLS)
 	const tlsa = "3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	for _, d := range []string{daneAll, daneMix} {
 		z.Sign(d)

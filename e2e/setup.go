@@ -282,7 +282,7 @@ func ensureDefaultMainCF(ctx context.Context, postconf string) error {
 // listens on one of the slot's addresses.
 func (p *Postfix) checkAddrsFree() error {
 	addrs := []string{p.SubmitAddr()}
-	for _, r := range []Receiver{ReceiverTLS, ReceiverPlain, ReceiverTLS1} {
+	for _, r := range []Receiver{ReceiverTLS, ReceiverPlain, ReceiverTLS1, ReceiverExpired, ReceiverUntrusted} {
 		addrs = append(addrs, net.JoinHostPort(p.Addr(r), "25"))
 	}
 	addrs = append(addrs, net.JoinHostPort(p.Addr(ReceiverLMTP), "24"))
@@ -371,6 +371,10 @@ func (p *Postfix) masterCF() string {
 	b.WriteString(rcv(ReceiverTLS1, "mx.tls1.test", "-o smtpd_tls_security_level=may",
 		"-o smtpd_tls_protocols=<=TLSv1", "-o smtpd_tls_mandatory_protocols=<=TLSv1",
 		"-o tls_medium_cipherlist=DEFAULT@SECLEVEL=0"))
+	b.WriteString(rcv(ReceiverExpired, "mx.expired.test", "-o smtpd_tls_security_level=may",
+		"-o smtpd_tls_cert_file=$config_directory/expired.pem"))
+	b.WriteString(rcv(ReceiverUntrusted, "mx.untrusted.test", "-o smtpd_tls_security_level=may",
+		"-o smtpd_tls_cert_file=$config_directory/untrusted.pem"))
 	b.WriteString(`pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -412,7 +416,7 @@ func (p *Postfix) hostsFile(cfg Config) (string, error) {
 		if ip == nil {
 			o, ok := hostOctet[Receiver(v)]
 			if !ok {
-				return "", fmt.Errorf("e2e: Config.Hosts[%q] = %q: want an IP address or a receiver (tls, plain, tls1, lmtp)", name, v)
+				return "", fmt.Errorf("e2e: Config.Hosts[%q] = %q: want an IP address or a receiver (tls, plain, tls1, lmtp, expired, untrusted)", name, v)
 			}
 			ip = net.ParseIP(fmt.Sprintf("%s%d", p.netPfx, o))
 		}
@@ -444,12 +448,14 @@ func (p *Postfix) writeConfig(cfg Config) error {
 		fmt.Fprintf(&main, "%s = %s\n", kv.name, kv.value)
 	}
 	files := map[string]string{
-		"main.cf":      main.String(),
-		"master.cf":    p.masterCF(),
-		"transport":    tr.String(),
-		"hosts":        hosts,
-		"ca.pem":       string(certs.caPEM),
-		"receiver.pem": string(certs.chainPEM),
+		"main.cf":       main.String(),
+		"master.cf":     p.masterCF(),
+		"transport":     tr.String(),
+		"hosts":         hosts,
+		"ca.pem":        string(certs.caPEM),
+		"receiver.pem":  string(certs.chainPEM),
+		"expired.pem":   string(certs.expiredPEM),
+		"untrusted.pem": string(certs.untrustedPEM),
 	}
 	for k, v := range cfg.Files {
 		if k != filepath.Base(k) || files[k] != "" {

@@ -31,13 +31,24 @@ import (
 	"github.com/mailtls/mailtls/tlsrpt"
 )
 
-// TestRealTLSRPT: deliveries through a real Postfix to a destination that
-// fails a forced verify (hostname mismatch), one without STARTTLS under a
-// forced encrypt, and one that succeeds; tlsrpt show counts one session
-// each (the first message has two recipients); tlsrpt send mails two
-// reports through the same Postfix (sendmail, pickup, smtp) to a mailbox
-// (smtp-sink -d) and posts one to a loopback HTTPS receiver, each equal to
-// show's; a second send sends nothing.
+// TestRealTLSRPT: deliveries through a real Postfix to
+//   - mismatch.test, whose certificate does not match its MTA-STS policy
+//     (enforce, mx: mx.nowhere.test; the daemon answers "secure match=...",
+//     Postfix finds a hostname mismatch): certificate-host-mismatch under
+//     policy-type sts with the policy's lines;
+//   - plain.test, which offers no STARTTLS, under a forced encrypt:
+//     starttls-not-supported;
+//   - expired.test and untrusted.test under a forced verify, whose
+//     certificates have expired and come from a CA Postfix does not
+//     trust: certificate-expired and certificate-not-trusted;
+//   - tls.test, which succeeds.
+//
+// tlsrpt show counts one session each (the first message has two
+// recipients); tlsrpt send mails two reports through the same Postfix
+// (sendmail, pickup, smtp) to a mailbox (smtp-sink -d) and posts two to a
+// loopback HTTPS receiver, each equal to show's; a second send sends
+// nothing. MAILTLS_E2E_CAPTURE of this test is
+// logparse/testdata/real-postfix37-tlsrpt.log.
 func TestRealTLSRPT(t *testing.T) {
 	parallel(t)
 	// The mailbox: smtp-sink dumping each message into a file.
@@ -71,9 +82,12 @@ func TestRealTLSRPT(t *testing.T) {
 		return err == nil
 	})
 
+	const mismatch = "mismatch.test"
 	smap := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	pf := StartPostfix(t, Config{
-		PolicyMaps: "socketmap:inet:" + smap + ":tlspolicy",
+		PolicyMaps:  "socketmap:inet:" + smap + ":tlspolicy",
+		TrustTestCA: true, // the "tls" receiver's certificate is trusted: only its name is wrong
+		Hosts:       map[string]string{mismatch: string(ReceiverTLS)},
 		Main: map[string]string{
 			// rcv.test is the mailbox; the others keep their harness routes.
 			"transport_maps": "inline:{ rcv.test=smtp:[" + strings.Replace(sinkAddr, ":", "]:", 1) + " }",
@@ -82,21 +96,8 @@ func TestRealTLSRPT(t *testing.T) {
 			"minimal_backoff_time": "1h", "maximal_backoff_time": "1h", "queue_run_delay": "1h",
 		},
 	})
-	m := newMailtlsRun(t, pf.LogPath())
-	m.smap = smap
-	m.args = []string{"run", "--db", m.db, "--log", pf.LogPath(), "--socketmap", smap, "--tcp", m.tcp,
-		"--poll", "100ms", "--reload-every", "200ms", "--config", "/dev/null", "--http", ""}
-	m.start()
-	m.cli("policy", "set", "verify.test", "verify")
-	m.cli("policy", "set", "plain.test", "encrypt")
-	for d, want := range map[string]string{"verify.test": "verify", "plain.test": "encrypt"} {
-		waitFor(t, d+" served", 10*time.Second, func() bool {
-			out, _ := pf.Postmap(d, "socketmap:inet:"+smap+":tlspolicy")
-			return out == want
-		})
-	}
 
-	// The HTTPS receiver, trusted by the mailtls process through SSL_CERT_FILE.
+	// The HTTPS receiver, trusted by tlsrpt send through SSL_CERT_FILE.
 	var mu sync.Mutex
 	var posts [][]byte
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -114,22 +115,47 @@ func TestRealTLSRPT(t *testing.T) {
 	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// DNS: mismatch.test's MTA-STS policy (served on loopback HTTPS, its
+	// CA trusted by the daemon) and the _smtp._tls records.
+	const mismatchPolicy = "version: STSv1\nmode: enforce\nmx: mx.nowhere.test\nmax_age: 86400\n"
 	z := testnet.NewZone()
+	policyCA := startPolicyHost(t, pf, z, map[string]string{mismatch: mismatchPolicy})
 	z.Add(t,
-		`_smtp._tls.verify.test. 60 IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@rcv.test,`+srv.URL+`/v1"`,
+		`_smtp._tls.mismatch.test. 60 IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@rcv.test,`+srv.URL+`/v1"`,
 		`_smtp._tls.plain.test. 60 IN TXT "v=TLSRPTv1; rua=mailto:reports@rcv.test"`,
 		`_smtp._tls.tls.test. 60 IN TXT "v=TLSRPTv1; rua=`+srv.URL+`/tls"`)
 	dnsAddr := testnet.StartDNS(t, z)
+
+	m := newMailtlsRun(t, pf.LogPath())
+	m.smap = smap
+	m.args = []string{"run", "--db", m.db, "--log", pf.LogPath(), "--socketmap", smap, "--tcp", m.tcp,
+		"--poll", "100ms", "--reload-every", "200ms", "--config", "/dev/null", "--http", "", "--resolver", dnsAddr}
+	m.env = append(cleanEnv(), "SSL_CERT_FILE="+policyCA)
+	m.start()
+	m.cli("policy", "set", "plain.test", "encrypt")
+	m.cli("policy", "set", "expired.test", "verify")
+	m.cli("policy", "set", "untrusted.test", "verify")
+	// A first contact may outlast the lookup budget (the default answers
+	// meanwhile): each key is asked until its answer settles.
+	for d, want := range map[string]string{mismatch: "secure match=mx.nowhere.test servername=hostname",
+		"plain.test": "encrypt", "expired.test": "verify", "untrusted.test": "verify"} {
+		waitFor(t, d+" served", 20*time.Second, func() bool {
+			out, _ := pf.Postmap(d, "socketmap:inet:"+smap+":tlspolicy")
+			return out == want
+		})
+	}
 	sendmail := filepath.Join(t.TempDir(), "sendmail")
 	if err := os.WriteFile(sendmail, []byte("#!/bin/sh\nexec /usr/sbin/sendmail -C "+pf.ConfigDir()+" \"$@\"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 
-	qV := pf.Send(from, "u1@verify.test,u2@verify.test", "tlsrpt verify")
+	qM := pf.Send(from, "u1@"+mismatch+",u2@"+mismatch, "tlsrpt mismatch")
 	qP := pf.Send(from, "u@plain.test", "tlsrpt plain")
 	qT := pf.Send(from, "u@tls.test", "tlsrpt tls")
-	for _, w := range []struct{ q, status, rcpt string }{{qV, "deferred", "u1@verify.test"}, {qV, "deferred", "u2@verify.test"},
-		{qP, "deferred", "u@plain.test"}, {qT, "sent", "u@tls.test"}} {
+	qE := pf.Send(from, "u@expired.test", "tlsrpt expired")
+	qU := pf.Send(from, "u@untrusted.test", "tlsrpt untrusted")
+	for _, w := range []struct{ q, status, rcpt string }{{qM, "deferred", "u1@" + mismatch}, {qM, "deferred", "u2@" + mismatch},
+		{qP, "deferred", "u@plain.test"}, {qT, "sent", "u@tls.test"}, {qE, "deferred", "u@expired.test"}, {qU, "deferred", "u@untrusted.test"}} {
 		m.waitRow(w.rcpt, func(r row) bool { return r.QueueID == w.q && r.Status == w.status && r.Recipient == w.rcpt })
 	}
 
@@ -144,22 +170,43 @@ func TestRealTLSRPT(t *testing.T) {
 		}
 		shown[r.Policies[0].Policy.Domain] = r
 	}
+	stsPolicy := tlsrpt.Policy{Type: tlsrpt.PolicySTS, Domain: mismatch, MXHost: []string{"mx.nowhere.test"},
+		String: []string{"version: STSv1", "mode: enforce", "mx: mx.nowhere.test", "max_age: 86400"}}
 	for d, w := range map[string]struct {
 		ok, fail int64
 		rt       tlsrpt.ResultType
-	}{"verify.test": {0, 1, tlsrpt.ValidationFailure}, "plain.test": {0, 1, tlsrpt.StartTLSNotSupported}, "tls.test": {1, 0, ""}} {
+		rcv      Receiver
+	}{
+		mismatch:         {0, 1, tlsrpt.CertificateHostMismatch, ReceiverTLS},
+		"plain.test":     {0, 1, tlsrpt.StartTLSNotSupported, ReceiverPlain},
+		"expired.test":   {0, 1, tlsrpt.CertificateExpired, ReceiverExpired},
+		"untrusted.test": {0, 1, tlsrpt.CertificateNotTrusted, ReceiverUntrusted},
+		"tls.test":       {1, 0, "", ""},
+	} {
 		r, ok := shown[d]
 		if !ok {
 			t.Errorf("show has no report for %s: %v", d, shown)
 			continue
 		}
+		if len(r.Policies) != 1 {
+			t.Errorf("%s: %d policies, want 1: %+v", d, len(r.Policies), r.Policies)
+			continue
+		}
 		p := r.Policies[0]
-		if p.Summary != (tlsrpt.Summary{Successful: w.ok, Failed: w.fail}) || p.Policy.Type != tlsrpt.PolicyNoPolicyFound {
-			t.Errorf("%s: %+v %+v, want %d successful, %d failed", d, p.Policy, p.Summary, w.ok, w.fail)
+		wantPolicy := tlsrpt.Policy{Type: tlsrpt.PolicyNoPolicyFound, Domain: d}
+		if d == mismatch {
+			wantPolicy = stsPolicy
 		}
-		if w.rt != "" && (len(p.FailureDetails) != 1 || p.FailureDetails[0].ResultType != w.rt || p.FailureDetails[0].ReceivingIP != pf.Addr(map[string]Receiver{"verify.test": ReceiverTLS, "plain.test": ReceiverPlain}[d])) {
-			t.Errorf("%s: failure details %+v, want one %s", d, p.FailureDetails, w.rt)
+		if p.Summary != (tlsrpt.Summary{Successful: w.ok, Failed: w.fail}) || !reflect.DeepEqual(p.Policy, wantPolicy) {
+			t.Errorf("%s: %+v %+v, want %+v with %d successful, %d failed", d, p.Policy, p.Summary, wantPolicy, w.ok, w.fail)
 		}
+		if w.rt != "" && (len(p.FailureDetails) != 1 || p.FailureDetails[0].ResultType != w.rt || p.FailureDetails[0].ReceivingIP != pf.Addr(w.rcv) ||
+			p.FailureDetails[0].FailedSessionCount != 1) {
+			t.Errorf("%s: failure details %+v, want one session %s from %s", d, p.FailureDetails, w.rt, pf.Addr(w.rcv))
+		}
+	}
+	if t.Failed() {
+		t.Logf("Postfix log:\n%s", strings.Join(pf.LogLines(), "\n"))
 	}
 
 	send := func() string {
@@ -207,7 +254,7 @@ func TestRealTLSRPT(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	if !got["verify.test"] || !got["plain.test"] || !got["https verify.test"] || !got["https tls.test"] || nPosts != 2 || len(boxed()) != 2 {
+	if !got[mismatch] || !got["plain.test"] || !got["https "+mismatch] || !got["https tls.test"] || nPosts != 2 || len(boxed()) != 2 {
 		t.Errorf("delivered: %v (%d posts, %d mails); send said:\n%s", got, nPosts, len(boxed()), out)
 	}
 

@@ -84,6 +84,17 @@ const stateVersion = 1
 //   - TLSFailure is set on records that are not "sent" whose reason is
 //     about TLS (TLS, SSL, certificate, handshake) or whose "tls=" field
 //     reports a policy violation.
+//   - A "certificate verification failed for R: WHY" line (logged during
+//     the handshake, before the summary line) gives WHY to the deliveries
+//     of the session that the next TLS summary line to R opens
+//     (TLSVerify): the delivery record itself says only "Server
+//     certificate not verified".
+//   - Postfix >= 3.10's "TLSRPT: status=..." line names the connection's
+//     MX (host[addr]); it goes, as logged, to the deliveries of the next
+//     message to that MX from this process (TLSRPT), before or after the
+//     TLS summary line. A summary line for another MX, or once the status
+//     went to a message, a "connect to" line or a delivery to another
+//     relay drops it.
 //
 // tlsproxy(8) copies of TLS summary lines are ignored, as are lines of every
 // other program.
@@ -125,7 +136,8 @@ type Correlator struct {
 type failID struct{ qid, host string }
 
 // procState is what the correlator remembers about one client process.
-// An entry without an open session or handshake failure is deleted.
+// An entry without an open session, handshake failure, pending
+// verification failure or TLSRPT status is deleted.
 type procState struct {
 	Open   bool   `json:"open,omitempty"`
 	Relay  string `json:"relay,omitempty"`
@@ -137,17 +149,43 @@ type procState struct {
 	FailRelay string `json:"fail_relay,omitempty"` // last "SSL_connect error to"
 	FailQID   string `json:"fail_qid,omitempty"`   // bound by the first delivery after it
 
+	// A certificate verification failure (stateText), logged during the
+	// handshake before the TLS summary line: pending until that line, then
+	// the open session's (SessVerify).
+	Verify      string `json:"verify,omitempty"`
+	VerifyRelay string `json:"verify_relay,omitempty"`
+	SessVerify  string `json:"sess_verify,omitempty"`
+
+	// Postfix >= 3.10's TLSRPT status line (the text after "TLSRPT: ") for
+	// the connection to RPTMX ("host[addr]", lowercased), logged before
+	// or after the TLS summary line; bound to a queue id by the first
+	// delivery to RPTMX after it.
+	RPT    string `json:"rpt,omitempty"`
+	RPTMX  string `json:"rpt_mx,omitempty"`
+	RPTQID string `json:"rpt_qid,omitempty"`
+
 	Used uint64 `json:"used"`
 
 	key string // its key in Correlator.procs
 }
 
-func (p *procState) idle() bool { return !p.Open && p.FailRelay == "" }
+func (p *procState) idle() bool { return !p.Open && p.FailRelay == "" && p.Verify == "" && p.RPT == "" }
 
-// cost bounds the size of the entry in MarshalState's output.
+// cost bounds the size of the entry in MarshalState's output. The fields
+// of verification failures and TLSRPT lines, rarely set, add their JSON
+// names (`,"verify_relay":""`) only when they are.
 func (p *procState) cost() int {
-	return procOverhead + len(p.key) + len(p.Relay) + len(p.Trust) + len(p.Proto) + len(p.Cipher) +
+	n := procOverhead + len(p.key) + len(p.Relay) + len(p.Trust) + len(p.Proto) + len(p.Cipher) +
 		len(p.QID) + len(p.FailRelay) + len(p.FailQID)
+	for _, f := range [...]struct {
+		v    string
+		name int
+	}{{p.Verify, 12}, {p.VerifyRelay, 18}, {p.SessVerify, 17}, {p.RPT, 9}, {p.RPTMX, 12}, {p.RPTQID, 13}} {
+		if f.v != "" {
+			n += f.name + len(f.v)
+		}
+	}
+	return n
 }
 
 func (f failID) cost() int { return failOverhead + len(f.qid) + len(f.host) }
@@ -213,22 +251,38 @@ func (c *Correlator) feed(line []byte) []Delivery {
 			c.onTLS(h, &t)
 			return nil
 		}
+		if text, st, ok := parseTLSRPTLine(msg); ok {
+			p := c.proc(h, true)
+			p.RPT, p.RPTMX, p.RPTQID = text, lowerASCII(st.MX), ""
+			return nil
+		}
+		if bytes.HasPrefix(msg, []byte(tlsrptPrefix)) {
+			return nil // a TLSRPT line we cannot read: our own reading stands
+		}
 	case 'S':
 		if r, ok := parseHandshakeError(msg); ok {
 			p := c.proc(h, true)
 			p.Open = false
 			p.FailRelay = string(r)
 			p.FailQID = ""
+			p.Verify, p.VerifyRelay, p.SessVerify = "", "", ""
 			return nil
 		}
 	case 'c':
 		if _, ok := parseConnectError(msg); ok {
 			if p := c.proc(h, false); p != nil {
 				p.Open = false
+				p.Verify, p.VerifyRelay, p.SessVerify = "", "", ""
+				p.RPT, p.RPTMX, p.RPTQID = "", "", ""
 				c.dropIfIdle(h, p)
 			}
 			return nil
 		}
+	}
+	if relay, why, ok := parseVerifyFailure(msg); ok {
+		p := c.proc(h, true)
+		p.Verify, p.VerifyRelay = stateText(why, maxVerifyLen), string(relay)
+		return nil
 	}
 	d, ok := parseDelivery(msg)
 	if !ok {
@@ -317,6 +371,17 @@ func (c *Correlator) onTLS(h *header, t *tlsLine) {
 	setString(&p.Cipher, t.cipher)
 	p.Trust = t.trust
 	p.QID = ""
+	// The verification failure logged during this handshake, if any.
+	p.SessVerify = ""
+	if p.Verify != "" && p.VerifyRelay == p.Relay {
+		p.SessVerify = p.Verify
+	}
+	p.Verify, p.VerifyRelay = "", ""
+	// A TLSRPT line already bound to a delivery, or for another MX, is
+	// not this connection's.
+	if p.RPT != "" && (p.RPTQID != "" || p.RPTMX != relayMX(p.Relay)) {
+		p.RPT, p.RPTMX, p.RPTQID = "", "", ""
+	}
 	if p.FailRelay != "" && relayHost(p.FailRelay) == relayHost(p.Relay) {
 		// The retry with TLS succeeded.
 		p.FailRelay, p.FailQID = "", ""
@@ -369,18 +434,31 @@ func (c *Correlator) onDelivery(line []byte, h *header, d *deliveryLine, status 
 	if failHost != "" && (failed || bytes.Contains(d.reason, reasonCannotStartTLS)) {
 		c.failedPut(qid, failHost)
 	}
+	// Postfix >= 3.10: the connection's TLSRPT status, for the deliveries
+	// of one message to its MX.
+	if p.RPT != "" {
+		if (p.RPTQID == "" || p.RPTQID == qid) && relay != "none" && p.RPTMX == relayMX(relay) {
+			p.RPTQID = qid
+			del.TLSRPT = p.RPT
+		} else if relay != "none" {
+			p.RPT, p.RPTMX, p.RPTQID = "", "", ""
+		}
+	}
 
 	yes, no := true, false
 	switch {
 	case relay == "none":
 		// No connection was made: TLS does not apply.
 		p.Open = false
+		p.SessVerify = ""
 	case p.Open && p.Relay == relay && (p.QID == "" || p.QID == qid):
 		p.QID = qid
 		del.TLS = &yes
 		del.TLSTrust, del.TLSProtocol, del.TLSCipher = p.Trust, p.Proto, p.Cipher
+		del.TLSVerify = p.SessVerify
 	default:
 		p.Open = false
+		p.SessVerify = ""
 		switch {
 		case failed && status == StatusSent:
 			del.TLS = &no
@@ -400,7 +478,7 @@ func (c *Correlator) onDelivery(line []byte, h *header, d *deliveryLine, status 
 		switch {
 		case feat.final == "none":
 			del.TLS = &no
-			del.TLSTrust, del.TLSProtocol, del.TLSCipher = "", "", ""
+			del.TLSTrust, del.TLSProtocol, del.TLSCipher, del.TLSVerify = "", "", "", ""
 			// "may:none" is also what a server that offers no STARTTLS
 			// gives: plaintext, but a fallback only after a failed handshake.
 			del.Fallback = status == StatusSent && failed

@@ -40,6 +40,8 @@ type goldenRecord struct {
 	Fallback    bool   `json:"fallback"`
 	TLSFailure  bool   `json:"tls_failure"`
 	TLSFeature  string `json:"tls_feature,omitempty"`
+	TLSVerify   string `json:"tls_verify,omitempty"`
+	TLSRPT      string `json:"tlsrpt,omitempty"`
 }
 
 func toGolden(d Delivery) goldenRecord {
@@ -49,6 +51,7 @@ func toGolden(d Delivery) goldenRecord {
 		Relay: d.Relay, Status: d.Status, DSN: d.DSN, Reason: d.Reason,
 		TLS: d.TLS, TLSTrust: d.TLSTrust, TLSProtocol: d.TLSProtocol, TLSCipher: d.TLSCipher,
 		Fallback: d.Fallback, TLSFailure: d.TLSFailure, TLSFeature: d.TLSFeature,
+		TLSVerify: d.TLSVerify, TLSRPT: d.TLSRPT,
 	}
 }
 
@@ -56,6 +59,8 @@ func toGolden(d Delivery) goldenRecord {
 // default reference time makes "Nov 28" stamps fall in 2026.
 func goldenOptions(name string) Options {
 	switch name {
+	case "real-postfix37-tlsrpt.log", "postfix310-tlsrpt.log": // captured (written) in December 2026
+		return Options{RefTime: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC), Location: time.UTC}
 	case "rollover.log":
 		return Options{RefTime: time.Date(2027, 1, 2, 12, 0, 0, 0, time.UTC), Location: time.FixedZone("CET", 3600)}
 	}
@@ -360,7 +365,15 @@ func checkDelivery(t *testing.T, d Delivery) {
 	default:
 		t.Fatalf("trust %q", d.TLSTrust)
 	}
-	if (d.TLS == nil || !*d.TLS) && (d.TLSTrust != "" || d.TLSCipher != "" || d.TLSProtocol != "") {
+	if d.TLSRPT != "" {
+		if st, err := ParseTLSRPTStatus(d.TLSRPT); err != nil || relayMX(d.Relay) != lowerASCII(st.MX) {
+			t.Fatalf("TLSRPT status %q (%v) on %+v", d.TLSRPT, err, d)
+		}
+	}
+	if len(d.TLSVerify) > maxVerifyLen || stateText([]byte(d.TLSVerify), maxVerifyLen) != d.TLSVerify {
+		t.Fatalf("TLSVerify %q", d.TLSVerify)
+	}
+	if (d.TLS == nil || !*d.TLS) && (d.TLSTrust != "" || d.TLSCipher != "" || d.TLSProtocol != "" || d.TLSVerify != "") {
 		t.Fatalf("TLS details without TLS: %+v", d)
 	}
 	if d.Fallback && (d.TLS == nil || *d.TLS || d.Status != StatusSent) {

@@ -32,6 +32,14 @@ type Delivery struct {
 	// TLSFeature is Postfix 3.11's tls= field as logged (for example
 	// "may:none", "dane:halfdane", "!encrypt"), or "" when absent.
 	TLSFeature string
+	// TLSVerify is why certificate verification failed for the session,
+	// as Postfix logged it in the line before the TLS summary line
+	// ("num=62:hostname mismatch", "certificate has expired", "untrusted
+	// issuer /CN=..."), or "".
+	TLSVerify string
+	// TLSRPT is Postfix >= 3.10's own TLSRPT status of the connection,
+	// the text after "TLSRPT: " (ParseTLSRPTStatus reads it), or "".
+	TLSRPT string
 	// Internal marks a hop inside the host (content filter, local LMTP):
 	// the relay is a loopback address, a unix socket or a configured
 	// internal relay. Reports leave these out of the outbound coverage.

@@ -28,5 +28,6 @@
 //
 // The package does no I/O except in the followers (follow*.go, journal*.go).
 // It follows the Postfix logging formats of postconf(5) smtp_tls_loglevel,
-// postlogd(8) and, for Postfix 3.11, the "tls=" delivery status field.
+// postlogd(8), for Postfix 3.11 the "tls=" delivery status field, and for
+// Postfix 3.10 built with libtlsrpt its "TLSRPT:" status lines.
 package logparse

@@ -1,6 +1,10 @@
 package logparse
 
-import "bytes"
+import (
+	"bytes"
+	"fmt"
+	"strings"
+)
 
 // Messages of the Postfix smtp(8)/lmtp(8) client that matter for TLS
 // correlation. All parsers work on the message part of a line (after
@@ -202,11 +206,205 @@ func parseConnectError(msg []byte) ([]byte, bool) {
 	return parseRelayPrefix(msg, "connect to ")
 }
 
-func parseVerifyFailure(msg []byte) ([]byte, bool) {
-	if r, ok := parseRelayPrefix(msg, "server certificate verification failed for "); ok {
-		return r, true
+// verifyPrefixes start the lines of tls_log_verify_error() (tls_verify.c,
+// the same texts in Postfix 3.7 to 3.12): "%s certificate verification
+// failed for %s: ..." with PURPOSE "server" (the leaf) or "CA" (a CA
+// certificate of the chain), and the forms without a purpose.
+var verifyPrefixes = [...]string{
+	"server certificate verification failed for ",
+	"CA certificate verification failed for ",
+	"certificate verification failed for ",
+}
+
+// parseVerifyFailure parses a certificate verification failure, which
+// Postfix logs during the handshake, before the TLS summary line, whenever
+// the level requires a matching certificate (verify, secure, dane), and
+// with smtp_tls_loglevel >= 1 otherwise:
+//
+//	server certificate verification failed for verify.test[127.0.1.2]:25: num=62:hostname mismatch
+//	server certificate verification failed for expired.test[127.0.1.6]:25: certificate has expired
+//	certificate verification failed for untrusted.test[127.0.1.7]:25: untrusted issuer /CN=mailtls e2e untrusted CA
+//
+// It returns the relay and the text after it (why verification failed).
+func parseVerifyFailure(msg []byte) (relay, why []byte, ok bool) {
+	if len(msg) == 0 || msg[0] != 's' && msg[0] != 'C' && msg[0] != 'c' {
+		return nil, nil, false
 	}
-	return parseRelayPrefix(msg, "certificate verification failed for ")
+	for _, p := range verifyPrefixes {
+		if bytes.HasPrefix(msg, []byte(p)) {
+			relay, why, ok = cutRelay(msg[len(p):])
+			if !ok || len(why) == 0 {
+				return nil, nil, false
+			}
+			return relay, why, true
+		}
+	}
+	return nil, nil, false
+}
+
+// maxVerifyLen and maxTLSRPTLen cap the texts of a verification failure
+// and of a TLSRPT status line kept in the correlator state. A TLSRPT line
+// holds a domain and an MX host name (255 bytes each), an address, a
+// failure type and a short reason.
+const (
+	maxVerifyLen = 200
+	maxTLSRPTLen = 700
+)
+
+// stateText returns b as a string that may be kept in the correlator
+// state with spaces: at most max bytes, and every byte that stateSafe
+// refuses, other than a space, replaced by '?' (Postfix itself prints
+// certificate names with printable(), '?' for what is not printable).
+func stateText(b []byte, max int) string {
+	if len(b) > max {
+		b = b[:max]
+	}
+	out := []byte(nil)
+	for i, c := range b {
+		if c != ' ' && !stateSafe(b[i:i+1], 1) {
+			if out == nil {
+				out = bytes.Clone(b)
+			}
+			out[i] = '?'
+		}
+	}
+	if out != nil {
+		return string(out)
+	}
+	return string(b)
+}
+
+// TLSRPTStatus is a status line that Postfix 3.10 and later write when
+// built with libtlsrpt and smtp_tlsrpt_enable = yes (tlsrpt_wrapper.c,
+// trw_report_success and trw_report_failure; TLSRPT_README, "TLSRPT Status
+// logging"), one per TLS handshake on a new connection, from the smtp(8)
+// process (or tlsproxy(8)), without a queue id:
+//
+//	TLSRPT: status=success, domain=example.com, receiving_mx=mail.example.com[192.0.2.1]
+//	TLSRPT: status=failure, domain=example.org, receiving_mx=mail.example.org[192.0.2.2], failure_type=starttls_not_supported
+//	TLSRPT: status=failure, domain=example.net, receiving_mx=mail.example.net[192.0.2.3], failure_type=validation_failure, failure_reason=self-signed_certificate
+//
+// Delivery.TLSRPT keeps the text after "TLSRPT: "; ParseTLSRPTStatus reads
+// it.
+type TLSRPTStatus struct {
+	Success bool
+	Domain  string // the TLSRPT policy domain
+	MX      string // receiving_mx as logged: "host[addr]"
+	// FailureType is failure_type in RFC 8460 spelling: Postfix logs
+	// "certificate_host_mismatch" for the result type
+	// "certificate-host-mismatch". "" on success.
+	FailureType   string
+	FailureReason string // failure_reason (OpenSSL's error, spaces as '_'), or ""
+}
+
+// tlsrptPrefix starts a TLSRPT status line.
+const tlsrptPrefix = "TLSRPT: "
+
+// ParseTLSRPTStatus parses the text of a TLSRPT status line after
+// "TLSRPT: ". The fields are those of Postfix 3.10.0 to 3.12, in their
+// order; a line in any other form is an error, and mailtls then keeps its
+// own reading of the session.
+func ParseTLSRPTStatus(s string) (TLSRPTStatus, error) {
+	var st TLSRPTStatus
+	orig := s
+	bad := func(why string) (TLSRPTStatus, error) {
+		return TLSRPTStatus{}, fmt.Errorf("logparse: TLSRPT status %q: %s (want \"status=success|failure, domain=D, receiving_mx=HOST[ADDR][, failure_type=T[, failure_reason=R]]\")", shorten(orig, 80), why)
+	}
+	if len(s) > maxTLSRPTLen {
+		return bad("too long")
+	}
+	field := func(name string) (string, bool) {
+		rest, ok := strings.CutPrefix(s, name+"=")
+		if !ok {
+			return "", false
+		}
+		v, after, found := strings.Cut(rest, ", ")
+		if found {
+			s = after
+		} else {
+			s = ""
+		}
+		return v, true
+	}
+	status, ok := field("status")
+	switch {
+	case !ok:
+		return bad("no status")
+	case status == "success":
+		st.Success = true
+	case status == "failure":
+	default:
+		return bad("status " + status)
+	}
+	if st.Domain, ok = field("domain"); !ok || st.Domain == "" || !stateSafe(st.Domain, 255) {
+		return bad("no domain")
+	}
+	if st.MX, ok = field("receiving_mx"); !ok || !stateSafe(st.MX, maxRelayLen) {
+		return bad("no receiving_mx")
+	}
+	if lb := strings.IndexByte(st.MX, '['); lb <= 0 || !strings.HasSuffix(st.MX, "]") || lb == len(st.MX)-2 {
+		return bad("receiving_mx is not HOST[ADDR]")
+	}
+	if st.Success {
+		if s != "" {
+			return bad("text after a success")
+		}
+		return st, nil
+	}
+	ft, ok := field("failure_type")
+	if !ok || ft == "" {
+		return bad("a failure without failure_type")
+	}
+	rt := []byte(ft)
+	for i, c := range rt {
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case c >= 'A' && c <= 'Z':
+			rt[i] = c + 'a' - 'A'
+		case c == '_':
+			rt[i] = '-'
+		default:
+			return bad("failure_type " + ft)
+		}
+	}
+	st.FailureType = string(rt)
+	if s != "" {
+		r, ok := strings.CutPrefix(s, "failure_reason=")
+		if !ok || r == "" {
+			return bad("text after failure_type")
+		}
+		st.FailureReason = r
+	}
+	return st, nil
+}
+
+// parseTLSRPTLine parses a TLSRPT status line: the text after the prefix,
+// as kept (stateText), and its parsed form.
+func parseTLSRPTLine(msg []byte) (string, TLSRPTStatus, bool) {
+	if !bytes.HasPrefix(msg, []byte(tlsrptPrefix)) || len(msg)-len(tlsrptPrefix) > maxTLSRPTLen {
+		return "", TLSRPTStatus{}, false
+	}
+	text := stateText(msg[len(tlsrptPrefix):], maxTLSRPTLen)
+	st, err := ParseTLSRPTStatus(text)
+	return text, st, err == nil
+}
+
+// relayMX returns "host[addr]" of a relay "host[addr]:port", lowercased,
+// as a TLSRPT status line names the receiving MX; "" without brackets.
+func relayMX(relay string) string {
+	i := strings.LastIndexByte(relay, ']')
+	if i <= 0 || strings.IndexByte(relay, '[') <= 0 {
+		return ""
+	}
+	return lowerASCII(relay[:i+1])
+}
+
+// shorten truncates s for error messages.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 // deliveryLine is a delivery status record (log_adhoc.c):

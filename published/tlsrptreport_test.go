@@ -2,6 +2,7 @@ package published
 
 import (
 	"context"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -71,6 +72,40 @@ func TestTLSRPTPolicy(t *testing.T) {
 	for d, rt := range want {
 		if fails[d] != rt {
 			t.Errorf("%s: fetch failure %q, want %q", d, fails[d], rt)
+		}
+	}
+}
+
+// TestAnswerPolicy: the answer cached now gives the cached policy, with
+// its lines; an earlier answer what the answer log holds of it.
+func TestAnswerPolicy(t *testing.T) {
+	data := []byte(`{"v":1,"result":{"source":"mta-sts","policy":"secure match=.b.example:mx.b.example servername=hostname","resolved_at":"2026-01-01T00:00:00Z","evidence":{}},` +
+		`"policy":{"id":"2","text":"version: STSv1\r\nmode: enforce\r\nmx: *.b.example\r\nmx: mx.b.example\r\nmax_age: 86400\r\n","fetched":"2026-01-01T00:00:00Z","expires":"2099-01-01T00:00:00Z"}}`)
+	now := tlsrpt.Policy{Type: tlsrpt.PolicySTS, Domain: "b.example", MXHost: []string{"*.b.example", "mx.b.example"},
+		String: []string{"version: STSv1", "mode: enforce", "mx: *.b.example", "mx: mx.b.example", "max_age: 86400"}}
+	for _, tc := range []struct {
+		source, answer, id string
+		cached             []byte
+		want               tlsrpt.Policy
+	}{
+		{"mta-sts", "secure match=.b.example:mx.b.example servername=hostname", "2", data, now},
+		// the same, spelled otherwise: Postfix's answer is compared parsed
+		{"mta-sts", "secure  match=.b.example:mx.b.example servername=hostname", "2", data, now},
+		// an earlier policy: its id differs
+		{"mta-sts", "secure match=.old.example servername=hostname", "1", data,
+			tlsrpt.Policy{Type: tlsrpt.PolicySTS, Domain: "b.example", MXHost: []string{"*.old.example"}}},
+		{"mta-sts", "secure match=.b.example:mx.b.example servername=hostname", "1", nil,
+			tlsrpt.Policy{Type: tlsrpt.PolicySTS, Domain: "b.example", MXHost: []string{"*.b.example", "mx.b.example"}}},
+		// a testing policy: source none with a policy id, no answer
+		{"none", "", "7", data, tlsrpt.Policy{Type: tlsrpt.PolicySTS, Domain: "b.example"}},
+		{"dane", "dane-only", "", data, tlsrpt.Policy{Type: tlsrpt.PolicyTLSA, Domain: "b.example"}},
+		{"none", "", "", data, tlsrpt.Policy{Type: tlsrpt.PolicyNoPolicyFound, Domain: "b.example"}},
+		{"mta-sts", "secure match=x servername=hostname", "2", []byte("not json"),
+			tlsrpt.Policy{Type: tlsrpt.PolicySTS, Domain: "b.example", MXHost: []string{"x"}}},
+	} {
+		got := AnswerPolicy("b.example", tc.source, tc.answer, tc.id, tc.cached)
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("AnswerPolicy(%q, %q, %q) = %+v, want %+v", tc.source, tc.answer, tc.id, got, tc.want)
 		}
 	}
 }

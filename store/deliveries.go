@@ -39,6 +39,8 @@ type Delivery struct {
 	Fallback    bool
 	TLSFailure  bool
 	TLSFeature  string // Postfix 3.11's tls= field, or ""
+	TLSVerify   string // why certificate verification failed (logparse.Delivery.TLSVerify), or ""
+	TLSRPT      string // Postfix >= 3.10's TLSRPT status (logparse.Delivery.TLSRPT), or ""
 	Internal    bool   // hop inside the host (content filter, local LMTP)
 	Key         string // hex sha256 of the log line; identity for idempotency
 }

@@ -12,7 +12,11 @@ import (
 //	["queue_id", "recipient", "orig_to", "dsn", "reason", "process", pid, "host"]
 //
 // followed, when the delivery line had Postfix 3.11's tls= field (schema
-// version 4 on), by a ninth element, "tls_feature".
+// version 4 on), by a ninth element, "tls_feature", and, when the session
+// had a certificate verification failure or Postfix >= 3.10 logged a
+// TLSRPT status for it, by "tls_verify" and "tlsrpt" (the ninth then
+// present, "" without a tls= field). The column is JSON text, so these
+// needed no migration; a binary older than them cannot read such rows.
 //
 // Binding one value per row instead of eight is a fifth of a bulk import's
 // time. The array stays readable from the sqlite3 shell (json_extract, and
@@ -21,8 +25,12 @@ import (
 // written as it is, and decodeDetail gives back what appendDetail was given.
 
 // detailFields is the number of elements of a detail array, the optional
-// tls_feature included.
-const detailFields = 9
+// tls_feature, tls_verify and tlsrpt included; minDetailFields without
+// them.
+const (
+	detailFields    = 11
+	minDetailFields = 8
+)
 
 // appendDetail appends the detail array of d to dst.
 func appendDetail(dst []byte, d *Delivery) []byte {
@@ -37,9 +45,15 @@ func appendDetail(dst []byte, d *Delivery) []byte {
 	dst = strconv.AppendInt(dst, int64(d.PID), 10)
 	dst = append(dst, ',')
 	dst = appendJSONString(dst, d.Host)
-	if d.TLSFeature != "" {
+	if d.TLSFeature != "" || d.TLSVerify != "" || d.TLSRPT != "" {
 		dst = append(dst, ',')
 		dst = appendJSONString(dst, d.TLSFeature)
+	}
+	if d.TLSVerify != "" || d.TLSRPT != "" {
+		dst = append(dst, ',')
+		dst = appendJSONString(dst, d.TLSVerify)
+		dst = append(dst, ',')
+		dst = appendJSONString(dst, d.TLSRPT)
 	}
 	return append(dst, ']')
 }
@@ -91,13 +105,14 @@ func decodeDetail(s string, d *Delivery) error {
 		return err
 	}
 	d.QueueID, d.Recipient, d.OrigTo, d.DSN, d.Reason, d.Process, d.Host, d.TLSFeature = strs[0], strs[1], strs[2], strs[3], strs[4], strs[5], strs[7], strs[8]
+	d.TLSVerify, d.TLSRPT = strs[9], strs[10]
 	d.PID = int(pid)
 	return nil
 }
 
 func decodeDetailJSON(s string, strs *[detailFields]string, pid *int64) error {
 	var raw []json.RawMessage
-	if err := json.Unmarshal([]byte(s), &raw); err != nil || len(raw) < detailFields-1 || len(raw) > detailFields {
+	if err := json.Unmarshal([]byte(s), &raw); err != nil || len(raw) < minDetailFields || len(raw) > detailFields {
 		return errDetail
 	}
 	for i, r := range raw {
@@ -124,8 +139,8 @@ func scanDetail(s string, strs *[detailFields]string, pid *int64) error {
 		return errOtherJSON
 	}
 	for i := range detailFields {
-		if i == detailFields-1 && p.i < len(s) && s[p.i] == ']' {
-			break // no tls_feature
+		if i >= minDetailFields && p.i < len(s) && s[p.i] == ']' {
+			break // no tls_feature, tls_verify, tlsrpt
 		}
 		if i > 0 && !p.byte(',') {
 			return errOtherJSON

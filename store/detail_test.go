@@ -22,6 +22,9 @@ func TestDetailRoundTrip(t *testing.T) {
 		detailOf("4ABC", "u@example.com", "", "2.0.0", "250 2.0.0 Ok: queued as 5DEF", "postfix/smtp", 1234, "mx1"),
 		detailOf(`a"b\c`, "tab\there", "nl\nx\r", "\x00\x01\x1f", "caf\xc3\xa9 \xff\xfe invalid UTF-8", "\u2028", -1, "]["),
 		detailOf("", "", "", "", strings.Repeat(`\"`, 100), "", 1<<31-1, ""),
+		withTLS(detailOf("4ABC", "u@example.com", "", "4.7.5", "Server certificate not verified", "postfix/smtp", 7, "mx1"), "", "num=62:hostname mismatch", ""),
+		withTLS(detailOf("4ABC", "u@example.com", "", "2.0.0", "250 ok", "postfix/smtp", 7, "mx1"), "verify", "", "status=success, domain=example.com, receiving_mx=mx[192.0.2.1]"),
+		withTLS(detailOf("4ABC", "u@example.com", "", "2.0.0", "250 ok", "postfix/smtp", 7, "mx1"), "dane", "", ""),
 	} {
 		enc := string(appendDetail(nil, &d))
 		var got Delivery
@@ -32,6 +35,38 @@ func TestDetailRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(got, d) {
 			t.Errorf("round trip of %q:\n got %#v\nwant %#v", enc, got, d)
 		}
+	}
+}
+
+func withTLS(d Delivery, feature, verify, rpt string) Delivery {
+	d.TLSFeature, d.TLSVerify, d.TLSRPT = feature, verify, rpt
+	return d
+}
+
+// TestDetailLengths: the array has 8 elements without the TLS fields, 9
+// with only tls_feature, and 11 with tls_verify or tlsrpt; decodeDetail
+// reads each.
+func TestDetailLengths(t *testing.T) {
+	for _, tc := range []struct {
+		d    Delivery
+		want string
+	}{
+		{detailOf("q", "r", "", "d", "x", "p", 1, "h"), `["q","r","","d","x","p",1,"h"]`},
+		{withTLS(detailOf("q", "r", "", "d", "x", "p", 1, "h"), "may", "", ""), `["q","r","","d","x","p",1,"h","may"]`},
+		{withTLS(detailOf("q", "r", "", "d", "x", "p", 1, "h"), "", "why", ""), `["q","r","","d","x","p",1,"h","","why",""]`},
+		{withTLS(detailOf("q", "r", "", "d", "x", "p", 1, "h"), "", "", "rpt"), `["q","r","","d","x","p",1,"h","","","rpt"]`},
+	} {
+		if got := string(appendDetail(nil, &tc.d)); got != tc.want {
+			t.Errorf("appendDetail = %s, want %s", got, tc.want)
+		}
+		var back Delivery
+		if err := decodeDetail(" "+tc.want, &back); err != nil || !reflect.DeepEqual(back, tc.d) {
+			t.Errorf("decodeDetail(%s) through encoding/json = %#v, %v", tc.want, back, err)
+		}
+	}
+	var d Delivery
+	if err := decodeDetail(`["q","r","","d","x","p",1,"h","","","rpt","more"]`, &d); err == nil {
+		t.Error("decodeDetail accepted 12 elements")
 	}
 }
 
@@ -65,6 +100,9 @@ func FuzzDetail(f *testing.F) {
 	f.Fuzz(func(t *testing.T, qid, rcpt, dsn, reason string, pid int, raw string) {
 		pid = int(int32(pid))
 		d := detailOf(qid, rcpt, rcpt+qid, dsn, reason, dsn+reason, pid, qid)
+		if pid%3 == 1 {
+			d = withTLS(d, dsn, reason, qid)
+		}
 		var got Delivery
 		if err := decodeDetail(string(appendDetail(nil, &d)), &got); err != nil || !reflect.DeepEqual(got, d) {
 			t.Fatalf("round trip: got %#v, %v; want %#v", got, err, d)

@@ -91,7 +91,12 @@ type Input struct {
 	SendingMTAIP string
 	Domain       string
 	Day          time.Time // any time on the UTC day
-	Policy       Policy
+	// Periods are the policies in force during Day, in time order (see
+	// InForce): each session counts under the one in force at its start,
+	// and each policy with sessions is one element of policies[]. Without
+	// Periods, Policy is the policy of the whole day.
+	Periods []PolicyPeriod
+	Policy  Policy
 	// FetchFailure, when it falls on Day, is reported as a failure of its
 	// own (§4.3.2.2): one failed policy discovery.
 	FetchFailure *PolicyFetchFailure
@@ -116,47 +121,132 @@ func ReportID(org, domain string, day time.Time) string {
 	return s.Format("2006-01-02") + "_" + domain + "_" + hex.EncodeToString(h[:8])
 }
 
+// PolicyPeriod is a policy in force from From on, until the From of the
+// next period.
+type PolicyPeriod struct {
+	From   time.Time
+	Policy Policy
+}
+
+// InForce returns the periods among changes (the answers in force for a
+// domain over time, in time order, each from its From until the next
+// one's) that overlap the UTC day holding day, the first moved to the
+// day's start. Before the first change the destination had no published
+// answer: no-policy-found.
+func InForce(day time.Time, changes []PolicyPeriod) []PolicyPeriod {
+	start, end := Day(day)
+	out := []PolicyPeriod{{From: start, Policy: Policy{Type: PolicyNoPolicyFound}}}
+	for _, c := range changes {
+		switch {
+		case !c.From.Before(end):
+			return out
+		case !c.From.After(start):
+			out[0].Policy = c.Policy
+		default:
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // Build makes the report of in. A report with no session and no failure
-// is still a report; callers decide whether to send it.
+// is still a report (with the first policy); callers decide whether to
+// send it.
 func Build(in Input) Report {
 	start, end := Day(in.Day)
-	pol := in.Policy
-	pol.Domain = in.Domain
-	pr := PolicyResult{Policy: pol}
+	periods := in.Periods
+	if len(periods) == 0 {
+		periods = []PolicyPeriod{{From: start, Policy: in.Policy}}
+	}
 	type detailKey struct {
 		rt               ResultType
 		host, ip, reason string
 	}
-	counts := map[detailKey]int64{}
+	type acc struct {
+		pr     PolicyResult
+		counts map[detailKey]int64
+	}
+	// A policy in force in several periods of the day is one element.
+	var accs []*acc
+	byPolicy := map[string]*acc{}
+	of := make([]*acc, len(periods))
+	for i, p := range periods {
+		pol := p.Policy
+		pol.Domain = in.Domain
+		k, _ := json.Marshal(pol)
+		a, ok := byPolicy[string(k)]
+		if !ok {
+			a = &acc{pr: PolicyResult{Policy: pol}, counts: map[detailKey]int64{}}
+			byPolicy[string(k)] = a
+			accs = append(accs, a)
+		}
+		of[i] = a
+	}
+	// A delivery record is logged after the session, whose policy Postfix
+	// looked up before it, and traditional syslog stamps have whole
+	// seconds: a session logged in the second a policy came into force
+	// counts under it.
+	at := func(t time.Time) *acc {
+		i := 0
+		for j, p := range periods {
+			if !p.From.Truncate(time.Second).After(t) {
+				i = j
+			}
+		}
+		return of[i]
+	}
 	for _, s := range Sessions(in.Deliveries) {
+		a := at(s.Time)
 		if s.Result == "" {
-			pr.Summary.Successful++
+			a.pr.Summary.Successful++
 			continue
 		}
-		pr.Summary.Failed++
-		counts[detailKey{s.Result, s.MXHost, s.IP, s.Reason}]++
+		a.pr.Summary.Failed++
+		a.counts[detailKey{s.Result, s.MXHost, s.IP, s.Reason}]++
 	}
 	if f := in.FetchFailure; f != nil && !f.Time.Before(start) && f.Time.Before(end) && f.ResultType != "" {
-		pr.Summary.Failed++
-		counts[detailKey{rt: f.ResultType, reason: scrub(f.Error)}]++
+		a := at(f.Time)
+		a.pr.Summary.Failed++
+		a.counts[detailKey{rt: f.ResultType, reason: scrub(f.Error)}]++
 	}
-	for k, n := range counts {
-		pr.FailureDetails = append(pr.FailureDetails, FailureDetail{
-			ResultType: k.rt, SendingMTAIP: in.SendingMTAIP, ReceivingMXHostname: k.host,
-			ReceivingIP: k.ip, FailedSessionCount: n, FailureReasonCode: k.reason,
+	var policies []PolicyResult
+	for _, a := range accs {
+		pr := a.pr
+		if pr.Summary.Successful+pr.Summary.Failed == 0 {
+			continue // in force, but no session under it
+		}
+		for k, n := range a.counts {
+			pr.FailureDetails = append(pr.FailureDetails, FailureDetail{
+				ResultType: k.rt, SendingMTAIP: in.SendingMTAIP, ReceivingMXHostname: k.host,
+				ReceivingIP: k.ip, FailedSessionCount: n, FailureReasonCode: k.reason,
+			})
+		}
+		slices.SortFunc(pr.FailureDetails, func(a, b FailureDetail) int {
+			return cmp.Or(cmp.Compare(a.ResultType, b.ResultType), cmp.Compare(a.ReceivingMXHostname, b.ReceivingMXHostname),
+				cmp.Compare(a.ReceivingIP, b.ReceivingIP), cmp.Compare(a.FailureReasonCode, b.FailureReasonCode))
 		})
+		policies = append(policies, pr)
 	}
-	slices.SortFunc(pr.FailureDetails, func(a, b FailureDetail) int {
-		return cmp.Or(cmp.Compare(a.ResultType, b.ResultType), cmp.Compare(a.ReceivingMXHostname, b.ReceivingMXHostname),
-			cmp.Compare(a.ReceivingIP, b.ReceivingIP), cmp.Compare(a.FailureReasonCode, b.FailureReasonCode))
-	})
+	if len(policies) == 0 {
+		policies = []PolicyResult{accs[0].pr} // §4.4: at least one element
+	}
 	return Report{
 		OrganizationName: in.Organization,
 		DateRange:        DateRange{Start: start.Format(time.RFC3339), End: end.Add(-time.Second).Format(time.RFC3339)},
 		ContactInfo:      in.Contact,
 		ReportID:         ReportID(in.Organization, in.Domain, start),
-		Policies:         []PolicyResult{pr},
+		Policies:         policies,
 	}
+}
+
+// Totals sums the session counts of every policy of r.
+func (r Report) Totals() Summary {
+	var t Summary
+	for _, p := range r.Policies {
+		t.Successful += p.Summary.Successful
+		t.Failed += p.Summary.Failed
+	}
+	return t
 }
 
 // Marshal encodes r as the report's JSON (RFC 8460 §4.4), without
@@ -173,11 +263,14 @@ func Marshal(r Report) ([]byte, error) {
 
 // Session is one TLS negotiation attempt, as RFC 8460 counts sessions.
 type Session struct {
+	Time       time.Time // of its first delivery record
 	MXHost, IP string
 	// Result is "" for a session whose TLS negotiation succeeded.
 	Result ResultType
 	// Reason is the scrubbed log text the result came from.
 	Reason string
+	// Postfix: the result is Postfix's own, from its TLSRPT status line.
+	Postfix bool
 }
 
 // sessionGap: the delivery records of one session (one message's
@@ -200,7 +293,9 @@ const sessionGap = 2 * time.Second
 //
 // A session fails when any of its rows names a TLS failure (Classify), or
 // went out in plaintext: starttls-not-supported, or validation-failure
-// after a failed handshake (fallback).
+// after a failed handshake (fallback). Where Postfix >= 3.10 logged its
+// own TLSRPT status for the session (logparse.Delivery.TLSRPT) with a
+// result type of RFC 8460, that status is the result, success included.
 func Sessions(ds []logparse.Delivery) []Session {
 	type key struct {
 		host, proc, qid, relay string
@@ -217,44 +312,65 @@ func Sessions(ds []logparse.Delivery) []Session {
 		if d.Internal || d.Relay == "" || d.Relay == "none" {
 			continue
 		}
-		rt, reason := classifyRow(d)
-		if rt == "" && (d.TLS == nil || !*d.TLS) {
+		rt, reason, postfix := classifyRow(d)
+		if rt == "" && !postfix && (d.TLS == nil || !*d.TLS) {
 			continue
 		}
 		k := key{d.Host, d.Process, d.QueueID, d.Relay, d.PID}
 		if o, ok := cur[k]; ok && d.Time.Sub(o.last) <= sessionGap && d.Time.Sub(o.last) >= 0 {
 			o.last = d.Time
 			cur[k] = o
-			if s := &out[o.idx]; s.Result == "" && rt != "" {
+			switch s := &out[o.idx]; {
+			case postfix && !s.Postfix:
+				s.Result, s.Reason, s.Postfix = rt, reason, true
+			case !postfix && !s.Postfix && s.Result == "" && rt != "":
 				s.Result, s.Reason = rt, reason
 			}
 			continue
 		}
 		host, ip := splitRelay(d.Relay)
-		out = append(out, Session{MXHost: host, IP: ip, Result: rt, Reason: reason})
+		out = append(out, Session{Time: d.Time, MXHost: host, IP: ip, Result: rt, Reason: reason, Postfix: postfix})
 		cur[k] = open{idx: len(out) - 1, last: d.Time}
 	}
 	return out
 }
 
-// classifyRow is the result type of one delivery row: a TLS failure named
-// by its reason, or a plaintext delivery. Rows of an encrypted session
-// that were deferred for other reasons (a 4xx reply to RCPT) are
-// successful TLS sessions.
-func classifyRow(d *logparse.Delivery) (ResultType, string) {
+// classifyRow is the result type of one delivery row, and whether it is
+// Postfix's own: the TLSRPT status Postfix >= 3.10 logged for the session
+// (success or a failure of a known result type), else a TLS failure named
+// by the row's reason, made specific by the session's certificate
+// verification failure (a hostname mismatch, an expired certificate), or
+// a plaintext delivery. Rows of an encrypted session that were deferred
+// for other reasons (a 4xx reply to RCPT) are successful TLS sessions.
+func classifyRow(d *logparse.Delivery) (ResultType, string, bool) {
+	if d.TLSRPT != "" {
+		if st, err := logparse.ParseTLSRPTStatus(d.TLSRPT); err == nil {
+			if st.Success {
+				return "", "", true
+			}
+			if rt := ResultType(st.FailureType); rt.Known() {
+				return rt, scrub(st.FailureReason), true
+			}
+		}
+	}
 	dane := strings.HasPrefix(d.TLSFeature, "dane") || strings.HasPrefix(d.TLSFeature, "!dane")
 	if d.TLSFailure || d.Status != logparse.StatusSent {
 		if rt := Classify("", d.Reason, dane); rt != "" {
-			return rt, scrub(d.Reason)
+			if d.TLSVerify != "" && (rt == ValidationFailure || rt == CertificateNotTrusted) {
+				if v := Classify(d.TLSVerify, "", dane); v != "" {
+					return v, scrub(d.TLSVerify), false
+				}
+			}
+			return rt, scrub(d.Reason), false
 		}
 	}
 	if d.Status == logparse.StatusSent && d.TLS != nil && !*d.TLS {
 		if d.Fallback {
-			return ValidationFailure, "plaintext after a failed TLS handshake"
+			return ValidationFailure, "plaintext after a failed TLS handshake", false
 		}
-		return StartTLSNotSupported, "delivered in plaintext: STARTTLS not offered"
+		return StartTLSNotSupported, "delivered in plaintext: STARTTLS not offered", false
 	}
-	return "", ""
+	return "", "", false
 }
 
 // splitRelay splits "host[addr]:port" into host and addr.

@@ -28,6 +28,20 @@ const (
 	STSWebPKIInvalid        ResultType = "sts-webpki-invalid"
 )
 
+// resultTypes are every result type of RFC 8460 §4.3.2.
+var resultTypes = [...]ResultType{StartTLSNotSupported, CertificateHostMismatch, CertificateExpired, CertificateNotTrusted,
+	ValidationFailure, TLSAInvalid, DNSSECInvalid, DANERequired, STSPolicyFetchError, STSPolicyInvalid, STSWebPKIInvalid}
+
+// Known reports whether r is a result type of RFC 8460.
+func (r ResultType) Known() bool {
+	for _, k := range resultTypes {
+		if r == k {
+			return true
+		}
+	}
+	return false
+}
+
 // rule maps a fragment of Postfix's log text to a result type. Rules are
 // tried in order and the first whose fragment occurs (case-insensitively)
 // wins, so the specific ones come first.
@@ -41,9 +55,17 @@ type rule struct {
 // rules come from Postfix's own message texts (smtp(8), tls_verify.c,
 // tls_dane.c, smtp_tls_policy.c as built into Postfix 3.7; the golden test
 // lists a real line for each). The texts of the "certificate verification
-// failed" lines are the most specific; the delivery record's reason
-// ("Server certificate not verified") is what is left when only that was
-// recorded.
+// failed" lines (logparse.Delivery.TLSVerify) are the most specific; the
+// delivery record's reason ("Server certificate not verified") is what is
+// left when only that was recorded.
+//
+// Where Postfix 3.10's own TLSRPT code (tls_verify.c, smtp_proto.c) names
+// these failures differently, RFC 8460 §4.3.2.1 decides here: a
+// self-signed certificate or an untrusted issuer is
+// certificate-not-trusted ("a trust chain could not be established"),
+// which Postfix 3.10 reports as validation-failure with the OpenSSL error
+// as failure_reason. Postfix's own TLSRPT lines, where logged, win
+// (Sessions).
 var rules = []rule{
 	// tls_verify.c: "certificate verification failed for %s: num=%d:%s"
 	// with OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH (62).
@@ -59,6 +81,9 @@ var rules = []rule{
 	{fragment: "self-signed certificate", result: CertificateNotTrusted},
 	{fragment: "untrusted issuer", result: CertificateNotTrusted},
 	{fragment: "unable to get local issuer certificate", result: CertificateNotTrusted},
+	// OpenSSL's X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE (21), in the
+	// "num=21:..." form: a lone certificate whose issuer is unknown.
+	{fragment: "unable to verify the first certificate", result: CertificateNotTrusted},
 	// smtp_tls_policy.c / tls_dane.c: the TLSA or DNSSEC lookup itself
 	// failed (SERVFAIL, typically a bogus signature).
 	{fragment: "tlsa lookup error", result: DNSSECInvalid},

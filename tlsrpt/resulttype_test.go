@@ -10,11 +10,13 @@ import (
 )
 
 // TestClassifyGolden: one or more real Postfix lines per result type. The
-// source of each is given: a file under logparse/testdata (real-postfix37
-// is captured from the e2e harness's Postfix 3.7.11), or a message format
-// of Postfix 3.7.11 as built into the harness's binaries
-// (strings /usr/lib/postfix/sbin/smtp and libpostfix-tls.so), filled in
-// the way Postfix fills it. verify is the "certificate verification
+// source of each is given: a file under logparse/testdata (real-postfix37*
+// are captured from the e2e harness's Postfix 3.7.11:
+// real-postfix37-tlsrpt.log by TestRealTLSRPT), or a message format of
+// Postfix 3.7.11 as built into the harness's binaries (strings
+// /usr/lib/postfix/sbin/smtp and libpostfix-tls.so; the same texts in
+// tls_verify.c of Postfix 3.7.11 to 3.12), filled in the way Postfix fills
+// it. verify is the "certificate verification
 // failed" line before the delivery record, reason the delivery record's
 // text in parentheses.
 func TestClassifyGolden(t *testing.T) {
@@ -24,18 +26,32 @@ func TestClassifyGolden(t *testing.T) {
 		dane           bool
 		want           ResultType
 	}{
+		{"logparse/testdata/real-postfix37-tlsrpt.log:20 (encrypt, no STARTTLS)", "",
+			"TLS is required, but was not offered by host plain.test[127.0.1.3]", false, StartTLSNotSupported},
 		{"logparse/testdata/tls-failures.log:4", "",
 			"TLS is required, but was not offered by host plain.test[127.0.0.3]", false, StartTLSNotSupported},
 		{"logparse/testdata/real-postfix37-hostile.log (postfix/error)", "",
 			"delivery temporarily suspended: TLS is required, but was not offered by host enc.test[127.0.3.3]", false, StartTLSNotSupported},
 		{"logparse/testdata/tls-failures.log:15", "",
 			"TLS is required, but host enc.test[127.0.0.13] refused to start TLS: 454 4.7.0 TLS not available due to local problem", false, StartTLSNotSupported},
-		{"logparse/testdata/real-postfix37.log:87,89",
+		{"logparse/testdata/real-postfix37.log:87,89 (verify, a name not in the certificate)",
 			"server certificate verification failed for verify.test[127.0.1.2]:25: num=62:hostname mismatch",
 			"Server certificate not verified", false, CertificateHostMismatch},
-		{"Postfix 3.7.11 libpostfix-tls: \"%s certificate verification failed for %s: certificate has expired\"",
-			"server certificate verification failed for mx.example.com[192.0.2.1]:25: certificate has expired",
+		{"logparse/testdata/real-postfix37-tlsrpt.log:17,22 (MTA-STS secure match=mx.nowhere.test)",
+			"server certificate verification failed for mismatch.test[127.0.1.2]:25: num=62:hostname mismatch",
+			"Server certificate not verified", false, CertificateHostMismatch},
+		{"logparse/testdata/real-postfix37-tlsrpt.log:46,48 (verify, expired certificate)",
+			"server certificate verification failed for expired.test[127.0.1.6]:25: certificate has expired",
 			"Server certificate not verified", false, CertificateExpired},
+		{"Postfix 3.7.11 libpostfix-tls: \"%s certificate verification failed for %s: certificate has expired\" (a CA's)",
+			"CA certificate verification failed for mx.example.com[192.0.2.1]:25: certificate has expired",
+			"Server certificate not verified", false, CertificateExpired},
+		{"logparse/testdata/real-postfix37-tlsrpt.log:56,58 (verify, a CA Postfix does not trust)",
+			"certificate verification failed for untrusted.test[127.0.1.7]:25: untrusted issuer /CN=mailtls e2e untrusted CA",
+			"Server certificate not verified", false, CertificateNotTrusted},
+		{"Postfix 3.7.11 libpostfix-tls: \"%s certificate verification failed for %s: num=%d:%s\" with OpenSSL's error 21",
+			"server certificate verification failed for mx.example.com[192.0.2.1]:25: num=21:unable to verify the first certificate",
+			"Server certificate not verified", false, CertificateNotTrusted},
 		{"Postfix 3.7.11 libpostfix-tls: \"%s certificate verification failed for %s: certificate not yet valid\"",
 			"server certificate verification failed for mx.example.com[192.0.2.1]:25: certificate not yet valid",
 			"Server certificate not verified", false, ValidationFailure},

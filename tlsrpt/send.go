@@ -125,7 +125,7 @@ func MailMessage(r Report, from, to string, now time.Time) ([]byte, error) {
 	h("Content-Type", `multipart/report; report-type="tlsrpt"; boundary="`+boundary+`"`)
 	b.WriteString("\r\n")
 	fmt.Fprintf(&b, "--%s\r\nContent-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\n", boundary)
-	s := r.Policies[0].Summary
+	s := r.Totals()
 	fmt.Fprintf(&b, "This is an aggregate TLS report (RFC 8460) from %s for %s, %s to %s:\r\n%d successful and %d failed TLS sessions.\r\n\r\n",
 		sub, domain, r.DateRange.Start, r.DateRange.End, s.Successful, s.Failed)
 	name := FileName(sub, r)

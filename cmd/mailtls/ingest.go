@@ -32,6 +32,7 @@ func toStore(ds []logparse.Delivery, relays *logparse.InternalRelays) []store.De
 			Relay: d.Relay, Status: d.Status, DSN: d.DSN, Reason: d.Reason,
 			TLS: d.TLS, TLSTrust: d.TLSTrust, TLSProtocol: d.TLSProtocol, TLSCipher: d.TLSCipher,
 			Fallback: d.Fallback, TLSFailure: d.TLSFailure, TLSFeature: d.TLSFeature,
+			TLSVerify: d.TLSVerify, TLSRPT: d.TLSRPT,
 			Internal: d.Internal || relays.Internal(d.Relay), Key: d.Key,
 		}
 	}

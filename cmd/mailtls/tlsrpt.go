@@ -119,8 +119,12 @@ func loadTLSRPTSettings(c *cli.Context) error {
 }
 
 // buildTLSRPT makes the reports of day for every policy domain (or only
-// domain) with TLS sessions that day, in domain order. The policy of each
-// is its entry in the published-policy cache (no-policy-found without one).
+// domain) with TLS sessions that day, in domain order. The policies of
+// each are the answers in force that day in the answer log
+// (published.AnswerPolicy, tlsrpt.InForce); a domain without any logged
+// answer (--sources override, or a database older than the answer log)
+// has its entry in the published-policy cache now (no-policy-found
+// without one).
 func buildTLSRPT(ctx context.Context, st *store.Store, day time.Time, domain string, id tlsrptIdentity) ([]tlsrpt.Report, error) {
 	start, end := tlsrpt.Day(day)
 	byDomain := map[string][]logparse.Delivery{}
@@ -138,6 +142,7 @@ func buildTLSRPT(ctx context.Context, st *store.Store, day time.Time, domain str
 		f *tlsrpt.PolicyFetchFailure
 	}
 	pols := map[string]pol{}
+	cached := map[string][]byte{}
 	if err := st.LoadPublished(ctx, func(d string, data []byte) error {
 		if _, ok := byDomain[d]; !ok {
 			return nil
@@ -147,6 +152,7 @@ func buildTLSRPT(ctx context.Context, st *store.Store, day time.Time, domain str
 			return fmt.Errorf("tlsrpt: %w", err)
 		}
 		pols[d] = pol{p, ff}
+		cached[d] = slices.Clone(data)
 		return nil
 	}); err != nil {
 		return nil, err
@@ -163,9 +169,24 @@ func buildTLSRPT(ctx context.Context, st *store.Store, day time.Time, domain str
 		if !ok {
 			p.p = tlsrpt.Policy{Type: tlsrpt.PolicyNoPolicyFound}
 		}
-		r := tlsrpt.Build(tlsrpt.Input{Organization: id.org, Contact: id.contact,
-			SendingMTAIP: id.sendingIP, Domain: d, Day: start, Policy: p.p, FetchFailure: p.f, Deliveries: byDomain[d]})
-		if s := r.Policies[0].Summary; s.Successful+s.Failed > 0 {
+		logged := false
+		var changes []tlsrpt.PolicyPeriod
+		if err := st.AnswerLog(ctx, d, func(a store.AnswerChange) error {
+			logged = true
+			if a.At.Before(end) {
+				changes = append(changes, tlsrpt.PolicyPeriod{From: a.At, Policy: published.AnswerPolicy(d, a.Source, a.Policy, a.PolicyID, cached[d])})
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		var periods []tlsrpt.PolicyPeriod
+		if logged {
+			periods = tlsrpt.InForce(start, changes)
+		}
+		r := tlsrpt.Build(tlsrpt.Input{Organization: id.org, Contact: id.contact, SendingMTAIP: id.sendingIP, Domain: d, Day: start,
+			Periods: periods, Policy: p.p, FetchFailure: p.f, Deliveries: byDomain[d]})
+		if s := r.Totals(); s.Successful+s.Failed > 0 {
 			out = append(out, r)
 		}
 	}
@@ -176,7 +197,7 @@ func toLogparse(d store.Delivery) logparse.Delivery {
 	return logparse.Delivery{Time: d.Time, Host: d.Host, Process: d.Process, PID: d.PID, QueueID: d.QueueID,
 		Recipient: d.Recipient, OrigTo: d.OrigTo, Domain: d.Domain, Relay: d.Relay, Status: d.Status, DSN: d.DSN,
 		Reason: d.Reason, TLS: d.TLS, TLSTrust: d.TLSTrust, TLSProtocol: d.TLSProtocol, TLSCipher: d.TLSCipher,
-		Fallback: d.Fallback, TLSFailure: d.TLSFailure, TLSFeature: d.TLSFeature, Internal: d.Internal, Key: d.Key}
+		Fallback: d.Fallback, TLSFailure: d.TLSFailure, TLSFeature: d.TLSFeature, TLSVerify: d.TLSVerify, TLSRPT: d.TLSRPT, Internal: d.Internal, Key: d.Key}
 }
 
 func tlsrptShow(c *cli.Context, e env) error {
@@ -220,11 +241,12 @@ func tlsrptShow(c *cli.Context, e env) error {
 	}
 	t := newTable("DOMAIN", "POLICY", "RESULT", "MX", "IP", "SESSIONS").alignRight(5)
 	for _, r := range reports {
-		p := r.Policies[0]
-		t.add(p.Policy.Domain, string(p.Policy.Type), "successful", "", "", itoa(p.Summary.Successful))
-		t.add(p.Policy.Domain, string(p.Policy.Type), "failed", "", "", itoa(p.Summary.Failed))
-		for _, f := range p.FailureDetails {
-			t.add(p.Policy.Domain, string(p.Policy.Type), "  "+string(f.ResultType), f.ReceivingMXHostname, f.ReceivingIP, itoa(f.FailedSessionCount))
+		for _, p := range r.Policies {
+			t.add(p.Policy.Domain, string(p.Policy.Type), "successful", "", "", itoa(p.Summary.Successful))
+			t.add(p.Policy.Domain, string(p.Policy.Type), "failed", "", "", itoa(p.Summary.Failed))
+			for _, f := range p.FailureDetails {
+				t.add(p.Policy.Domain, string(p.Policy.Type), "  "+string(f.ResultType), f.ReceivingMXHostname, f.ReceivingIP, itoa(f.FailedSessionCount))
+			}
 		}
 	}
 	fmt.Fprintf(e.stdout, "TLS reports for %s (UTC)\n", day.Format("2006-01-02"))

@@ -379,3 +379,74 @@ func TestNextTLSRPTRun(t *testing.T) {
 		}
 	}
 }
+
+// TestTLSRPTPolicyInForce: a destination whose MTA-STS policy changed.
+// Policy 1 (mx1) was in force from three days ago, policy 2 (mx2, the one
+// cached now) from yesterday noon. The report of the day before yesterday
+// names policy 1, as the answer log keeps it (its mx pattern, no policy
+// lines: the cache holds only policy 2's); yesterday's has two policies,
+// each with the sessions of its hours, policy 2 with its lines.
+func TestTLSRPTPolicyInForce(t *testing.T) {
+	c := newCLI(t)
+	ctx := context.Background()
+	st, err := store.Open(ctx, c.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	today, _ := tlsrpt.Day(time.Now())
+	yesterday, before := today.AddDate(0, 0, -1), today.AddDate(0, 0, -2)
+	entry := func(id, mx string) (string, []byte) {
+		answer := "secure match=" + mx + " servername=hostname"
+		return answer, []byte(`{"v":1,"result":{"source":"mta-sts","policy":"` + answer + `","resolved_at":"2026-01-01T00:00:00Z","evidence":{}},` +
+			`"policy":{"id":"` + id + `","text":"version: STSv1\r\nmode: enforce\r\nmx: ` + mx + `\r\nmax_age: 86400\r\n","fetched":"2026-01-01T00:00:00Z","expires":"2099-01-01T00:00:00Z"}}`)
+	}
+	a1, d1 := entry("1", "mx1.chg.test")
+	a2, d2 := entry("2", "mx2.chg.test")
+	if err := st.SavePublishedAnswer(ctx, "chg.test", "mta-sts", a1, "1", d1, today.AddDate(0, 0, -3), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SavePublishedAnswer(ctx, "chg.test", "mta-sts", a2, "2", d2, yesterday.Add(12*time.Hour), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	yes := true
+	n := 0
+	d := func(at time.Time, mx, status, reason string) store.Delivery {
+		n++
+		return store.Delivery{Time: at, Host: "sender", Process: "postfix/smtp", PID: 100 + n, QueueID: fmt.Sprintf("Q%05d", n),
+			Recipient: "u@chg.test", Domain: "chg.test", Relay: mx + "[127.0.1.9]:25", Status: status, DSN: "2.0.0", Reason: reason,
+			TLS: &yes, TLSFailure: status != "sent", Key: fmt.Sprintf("%064x", n)}
+	}
+	ds := []store.Delivery{
+		d(before.Add(9*time.Hour), "mx1.chg.test", "sent", "250 ok"),
+		d(yesterday.Add(8*time.Hour), "mx1.chg.test", "sent", "250 ok"),
+		d(yesterday.Add(9*time.Hour), "mx1.chg.test", "sent", "250 ok"),
+		d(yesterday.Add(13*time.Hour), "mx1.chg.test", "deferred", "Server certificate not verified"),
+		d(yesterday.Add(14*time.Hour), "mx2.chg.test", "sent", "250 ok"),
+	}
+	if _, err := st.AddDeliveries(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	show := func(day time.Time) tlsrpt.Report {
+		t.Helper()
+		out := c.ok("tlsrpt", "show", "--format", "json", "--date", day.Format("2006-01-02"), "--tlsrpt-org", "O", "--tlsrpt-contact", "mailto:t@sender.test")
+		var r tlsrpt.Report
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("show: %v\n%s", err, out)
+		}
+		return r
+	}
+	p1 := tlsrpt.Policy{Type: tlsrpt.PolicySTS, Domain: "chg.test", MXHost: []string{"mx1.chg.test"}}
+	p2 := tlsrpt.Policy{Type: tlsrpt.PolicySTS, Domain: "chg.test", MXHost: []string{"mx2.chg.test"},
+		String: []string{"version: STSv1", "mode: enforce", "mx: mx2.chg.test", "max_age: 86400"}}
+	r := show(before)
+	if len(r.Policies) != 1 || !reflect.DeepEqual(r.Policies[0].Policy, p1) || r.Policies[0].Summary != (tlsrpt.Summary{Successful: 1}) {
+		t.Errorf("the day before yesterday: %+v, want policy 1 with one session", r.Policies)
+	}
+	r = show(yesterday)
+	if len(r.Policies) != 2 || !reflect.DeepEqual(r.Policies[0].Policy, p1) || r.Policies[0].Summary != (tlsrpt.Summary{Successful: 2}) ||
+		!reflect.DeepEqual(r.Policies[1].Policy, p2) || r.Policies[1].Summary != (tlsrpt.Summary{Successful: 1, Failed: 1}) {
+		t.Errorf("yesterday: %+v, want policy 1 with 2 sessions, then policy 2 with 1 + 1 failed", r.Policies)
+	}
+}
