@@ -93,6 +93,7 @@ type follower struct {
 
 	metrics *metrics.Metrics       // nil without --http; set before run
 	failing atomic.Pointer[string] // why the last run failed, until the next one starts
+	commits atomic.Int64           // batches committed, to reset the backoff
 }
 
 func newFollower(c *cli.Context, st followStore, log *slog.Logger) (*follower, error) {
@@ -163,9 +164,22 @@ func (f *follower) reopen() {
 	}
 }
 
+// followRetryFirst and followRetryMost bound the follower's backoff
+// after a storage error: a database that is away (PostgreSQL restarting,
+// the network cut) is retried at 1, 2, 4, 8, 10, 10, ... s, so that the
+// follower catches up at most 10 s after it returns.
+const (
+	followRetryFirst = time.Second
+	followRetryMost  = 10 * time.Second
+)
+
 // run follows until ctx is done, retrying after storage errors: a database
-// that is briefly locked or full must not end the follower; it resumes from
-// the last committed checkpoint, so nothing is lost or counted twice.
+// that is briefly locked, full or away must not end the follower. The log
+// is the buffer: the follower commits nothing while the store fails, keeps
+// its position in the store's checkpoint, and resumes from it, so nothing
+// is lost or counted twice. The backoff starts again after a run that
+// committed. Stopped (ctx done) while the store was failing, run returns
+// an error saying so, which makes the exit code of run and follow 1.
 func (f *follower) run(ctx context.Context) error {
 	if f.keep > 0 {
 		rctx, cancel := context.WithCancel(ctx)
@@ -176,27 +190,38 @@ func (f *follower) run(ctx context.Context) error {
 		}()
 		defer func() { cancel(); <-done }()
 	}
-	backoff := time.Second
+	backoff := followRetryFirst
 	for {
+		before := f.commits.Load()
 		err := f.runOnce(ctx)
 		if ctx.Err() != nil {
-			return nil
+			return f.stoppedFailing()
 		}
 		if err == nil {
 			return nil
+		}
+		if f.commits.Load() != before {
+			backoff = followRetryFirst
 		}
 		msg := err.Error()
 		f.failing.Store(&msg)
 		f.log.Error("follower stopped; restarting from the last checkpoint", "err", err, "retry_in", backoff)
 		select {
 		case <-ctx.Done():
-			return nil
+			return f.stoppedFailing()
 		case <-time.After(backoff):
 		}
-		if backoff < 30*time.Second {
-			backoff *= 2
-		}
+		backoff = min(2*backoff, followRetryMost)
 	}
+}
+
+// stoppedFailing is the error of a follower stopped while its last attempt
+// had failed, or nil.
+func (f *follower) stoppedFailing() error {
+	if msg := f.failing.Load(); msg != nil {
+		return fmt.Errorf("follower stopped while failing (nothing committed since; the next start resumes from the last checkpoint): %s", *msg)
+	}
+	return nil
 }
 
 func (f *follower) runOnce(ctx context.Context) error {
@@ -220,6 +245,7 @@ func (f *follower) runOnce(ctx context.Context) error {
 		_, err := f.st.CommitBatchEach(ctx, f.source, toStore(b.Deliveries, f.relays), b.Checkpoint.Marshal(), added)
 		if err == nil {
 			f.failing.Store(nil)
+			f.commits.Add(1)
 			if f.metrics != nil {
 				f.metrics.Follower.Committed(b, time.Now())
 			}

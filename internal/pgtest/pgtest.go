@@ -115,6 +115,60 @@ func SocketDir() string {
 	return running.dir
 }
 
+// Cluster is a private PostgreSQL cluster of one test (New), which the
+// test may stop and start again: for the behaviour of mailtls while its
+// database is away. The shared cluster of DSN is never stopped by tests.
+type Cluster struct {
+	c *cluster
+	t testing.TB
+}
+
+// New starts a private cluster for t, stopped and removed at t's end. Like
+// DSN it skips t when MAILTLS_TEST_PG=off and fails it when PostgreSQL
+// cannot be started.
+func New(t testing.TB) *Cluster {
+	t.Helper()
+	if Off() {
+		t.Skipf("%s=off: skipping a test against PostgreSQL", Env)
+	}
+	c, err := start()
+	if err != nil {
+		t.Fatalf("PostgreSQL for the tests: %v (install the postgresql package, see .ci/deps, or set %s=off to skip these tests)", err, Env)
+	}
+	t.Cleanup(func() {
+		if err := c.stop(); err != nil {
+			t.Errorf("pgtest: %v", err)
+		}
+	})
+	return &Cluster{c: c, t: t}
+}
+
+// DSN returns the URL of the cluster's database postgres, which a test
+// has to itself.
+func (c *Cluster) DSN() string { return c.c.url("postgres") }
+
+// SocketDir is the directory of the cluster's unix socket.
+func (c *Cluster) SocketDir() string { return c.c.dir }
+
+// Stop stops the server at once (pg_ctl -m immediate): clients see their
+// connections cut and new ones refused, as when the server crashes. It
+// fails the test when pg_ctl does.
+func (c *Cluster) Stop() {
+	c.t.Helper()
+	if out, err := c.c.run("pg_ctl", "-D", filepath.Join(c.c.dir, "data"), "-m", "immediate", "-w", "stop"); err != nil {
+		c.t.Fatalf("pg_ctl stop: %v: %s", err, out)
+	}
+}
+
+// Start starts the server again after Stop, waiting until it accepts
+// connections.
+func (c *Cluster) Start() {
+	c.t.Helper()
+	if err := c.c.startServer(); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
 func (c *cluster) url(db string) string {
 	q := url.Values{"host": {c.dir}, "port": {strconv.Itoa(port)}, "sslmode": {"disable"}}
 	return "postgres://" + superuser + "@/" + db + "?" + q.Encode()
@@ -184,19 +238,28 @@ func start() (*cluster, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("initdb: %v: %s", err, out)
 	}
+	if err := c.startServer(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return c, nil
+}
+
+// startServer starts the server of an initialised cluster and waits until
+// it accepts connections.
+func (c *cluster) startServer() error {
 	opts := strings.Join([]string{
 		"-c listen_addresses=''",
-		"-c unix_socket_directories=" + dir,
+		"-c unix_socket_directories=" + c.dir,
 		"-p " + strconv.Itoa(port),
 		"-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
 		"-c shared_buffers=16MB", "-c max_connections=200",
 	}, " ")
-	if out, err := c.run("pg_ctl", "-D", data, "-l", filepath.Join(dir, "log"), "-o", opts, "-w", "-t", "60", "start"); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "log"))
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("pg_ctl start: %v: %s %s", err, out, log)
+	if out, err := c.run("pg_ctl", "-D", filepath.Join(c.dir, "data"), "-l", filepath.Join(c.dir, "log"), "-o", opts, "-w", "-t", "60", "start"); err != nil {
+		log, _ := os.ReadFile(filepath.Join(c.dir, "log"))
+		return fmt.Errorf("pg_ctl start: %v: %s %s", err, out, log)
 	}
-	return c, nil
+	return nil
 }
 
 func (c *cluster) run(prog string, args ...string) ([]byte, error) {
@@ -211,6 +274,9 @@ func (c *cluster) run(prog string, args ...string) ([]byte, error) {
 }
 
 func (c *cluster) stop() error {
+	if _, err := os.Stat(filepath.Join(c.dir, "data", "postmaster.pid")); errors.Is(err, os.ErrNotExist) {
+		return os.RemoveAll(c.dir) // stopped already (Cluster.Stop)
+	}
 	out, err := c.run("pg_ctl", "-D", filepath.Join(c.dir, "data"), "-m", "immediate", "-w", "stop")
 	rmErr := os.RemoveAll(c.dir)
 	if err != nil {
