@@ -210,8 +210,18 @@ func (f fleetCLI) waitHost(host string, want int64) statusOf {
 	f.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		s := f.status("--host", host)
-		if len(s.Hosts) == 1 && s.Hosts[0].Deliveries == want && len(s.Followers) == 1 && s.Followers[0].Behind == 0 {
+		s := f.status() // not --host: that fails until the follower has registered its host
+		var delivered int64 = -1
+		for _, h := range s.Hosts {
+			if h.Name == host {
+				delivered = h.Deliveries
+			}
+		}
+		caught := false
+		for _, fl := range s.Followers {
+			caught = caught || (fl.Host == host && fl.Behind == 0)
+		}
+		if delivered == want && caught {
 			return s
 		}
 		if time.Now().After(deadline) {
