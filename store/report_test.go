@@ -23,7 +23,7 @@ func randomDeliveries(seed int64, n int, start time.Time, span time.Duration) []
 	for i := range out {
 		dom := testDomains[r.Intn(len(testDomains))]
 		d := Delivery{
-			Time: start.Add(time.Duration(r.Int63n(int64(span/time.Microsecond))) * time.Microsecond),
+			Time:    start.Add(time.Duration(r.Int63n(int64(span/time.Microsecond))) * time.Microsecond),
 			LogHost: "mail", Process: "postfix/smtp", PID: r.Intn(1000),
 			QueueID: fmt.Sprintf("R%d", i), Recipient: "u@" + dom, Domain: dom,
 			Key: keyOf(int(seed)*1_000_000 + i),

@@ -16,7 +16,7 @@ import (
 type followerStatus struct {
 	Host    string    `json:"host"` // the fleet host it writes as
 	Source  string    `json:"source"`
-	Updated time.Time `json:"updated"` // last commit (UTC, whole seconds)
+	Updated time.Time `json:"updated"`     // last commit (UTC, whole seconds)
 	Lag     int64     `json:"lag_seconds"` // since the last commit
 	// Behind is the number of bytes of the followed file not yet recorded,
 	// or -1 when unknown (journald, or the file was rotated since).
@@ -29,10 +29,10 @@ type followerStatus struct {
 // keep up.
 type hostStatus struct {
 	Name       string `json:"name"`
-	Deliveries int64  `json:"deliveries"` // counted in reports
-	LastCommit string `json:"last_commit"`  // of its followers, RFC 3339; "" if none
-	Lag        int64  `json:"lag_seconds"`  // since LastCommit; -1 if none
-	Stale      bool   `json:"stale"`        // one of its followers is stale
+	Deliveries int64  `json:"deliveries"`  // counted in reports
+	LastCommit string `json:"last_commit"` // of its followers, RFC 3339; "" if none
+	Lag        int64  `json:"lag_seconds"` // since LastCommit; -1 if none
+	Stale      bool   `json:"stale"`       // one of its followers is stale
 
 	commit time.Time // LastCommit, for the table
 }
