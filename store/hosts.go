@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -288,6 +289,12 @@ func (s *Store) LockSource(ctx context.Context, host, source string) (release fu
 	sum := sha256.Sum256([]byte(host + "\x00" + source))
 	path := fmt.Sprintf("%s.follower-%x.lock", s.path, sum[:8])
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, fileMode)
+	writable := err == nil
+	if errors.Is(err, fs.ErrPermission) {
+		// Made by another user (root, before the service ran as its
+		// own): flock needs no write access.
+		f, err = os.Open(path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store: lock follower of %s as host %s: %w", source, host, err)
 	}
@@ -300,7 +307,7 @@ func (s *Store) LockSource(ctx context.Context, host, source string) (release fu
 		return nil, fmt.Errorf("store: lock follower of %s as host %s: %w", source, host, err)
 	}
 	// For whoever looks at the file: who holds it.
-	if err := f.Truncate(0); err == nil {
+	if writable && f.Truncate(0) == nil {
 		_, _ = fmt.Fprintf(f, "host %s\nsource %s\npid %d\n", host, source, os.Getpid())
 	}
 	return func() { f.Close() }, nil
