@@ -59,6 +59,8 @@ FROM deliveries;
 	{sql: answerLogSchema},
 	// 7: the TLSRPT reports sent, see tlsrpt.go.
 	{sql: tlsrptSchema},
+	// 8: fleet hosts on deliveries, checkpoints and rollups, see hosts.go.
+	{sql: hostsSchema},
 }
 
 // pgDeliveryLog is the PostgreSQL text of the delivery_log view (see
@@ -319,11 +321,17 @@ func createSchemaMigrations(ctx context.Context, w execBeginner, eng engine) err
 }
 
 func migrate(ctx context.Context, w execBeginner, eng engine) error {
+	return migrateTo(ctx, w, eng, len(migrations))
+}
+
+// migrateTo applies the pending migrations up to version last (tests make
+// databases of older versions with it).
+func migrateTo(ctx context.Context, w execBeginner, eng engine, last int) error {
 	if err := createSchemaMigrations(ctx, w, eng); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
 	for {
-		applied, err := migrateOne(ctx, w, eng)
+		applied, err := migrateOne(ctx, w, eng, last)
 		if err != nil {
 			return err
 		}
@@ -336,7 +344,7 @@ func migrate(ctx context.Context, w execBeginner, eng engine) error {
 // migrateOne applies the next pending migration, if any, in one
 // transaction. The version is read inside the (immediate) transaction so
 // two processes opening a new database at once do not both apply it.
-func migrateOne(ctx context.Context, w execBeginner, eng engine) (bool, error) {
+func migrateOne(ctx context.Context, w execBeginner, eng engine, last int) (bool, error) {
 	tx, err := w.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("begin migration: %w", err)
@@ -349,7 +357,7 @@ func migrateOne(ctx context.Context, w execBeginner, eng engine) (bool, error) {
 		return false, errors.Join(fmt.Errorf("%w: database has schema version %d, this binary knows up to %d; upgrade mailtls",
 			ErrSchemaTooNew, cur, len(migrations)), rollback(tx))
 	}
-	if cur == len(migrations) {
+	if cur >= last {
 		return false, rollback(tx)
 	}
 	next := cur + 1

@@ -26,6 +26,27 @@ import (
 // under, so that hosts starting at once never race ("mtls" in ASCII).
 const pgMigrateLock = 0x6d746c73
 
+// Keys of the transaction advisory locks (serialize) that order the
+// read-then-write transactions of several hosts, which SQLite's single
+// writer orders by itself: override changes (so that the history's old
+// values chain up), TLSRPT claims (so that a report is claimed once).
+const (
+	pgOverridesLock = pgMigrateLock + 1
+	pgTLSRPTLock    = pgMigrateLock + 2
+)
+
+// serialize makes tx wait for, and then hold until it ends, the advisory
+// lock key on PostgreSQL; on SQLite the write transaction is alone anyway.
+func (s *Store) serialize(ctx context.Context, tx *sql.Tx, key int64) error {
+	if s.eng != engPostgres {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, key); err != nil {
+		return fmt.Errorf("store: lock: %w", err)
+	}
+	return nil
+}
+
 // pgNotifyChannel is the channel of the NOTIFY sent (by a trigger on
 // meta, see pgNotifySchema) in every transaction that changes overrides.
 const pgNotifyChannel = "mailtls_overrides"

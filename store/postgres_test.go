@@ -268,3 +268,48 @@ func TestPostgresLeastPrivilege(t *testing.T) {
 		t.Errorf("Prune as %s: %v", role, err)
 	}
 }
+
+// TestPostgresConcurrentOverrideChanges: two hosts changing the same
+// override at once never fail, and the history chains up: each change's
+// old value is the new value of the change before it.
+func TestPostgresConcurrentOverrideChanges(t *testing.T) {
+	a, dsn := openPG(t)
+	b, err := Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	const n = 40
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for h, s := range []*Store{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				if err := s.SetOverride(ctx, Override{Key: "example.com", Policy: fmt.Sprintf("encrypt protocols=>=TLSv1.%d", 2+(i+h)%2)}, fmt.Sprintf("host%d", h)); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("SetOverride: %v", err)
+	}
+	hist, err := a.History(ctx, "example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// History is newest first.
+	for i := 0; i+1 < len(hist); i++ {
+		if hist[i].Old != hist[i+1].New {
+			t.Fatalf("history does not chain: change %d has old %q, the change before it new %q", len(hist)-i, hist[i].Old, hist[i+1].New)
+		}
+	}
+	if len(hist) < 2 || hist[len(hist)-1].Old != "" {
+		t.Errorf("history of %d changes, first with old %q; want a creation and changes", len(hist), hist[len(hist)-1].Old)
+	}
+}
