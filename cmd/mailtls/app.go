@@ -149,6 +149,7 @@ func commands(e env) []*cli.Command {
 		policyCommand(e),
 		lookupCommand(e),
 		importCommand(e),
+		migrateCommand(e),
 		followCommand(e),
 		deliveriesCommand(e),
 		reportCommand(e),
