@@ -177,6 +177,7 @@ func openPostgres(ctx context.Context, target string) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{path: red, eng: engPostgres, pgcfg: cfg, now: time.Now}
+	s.host, s.hostErr = DefaultHost()
 	w := sql.OpenDB(pgConnector{stdlib.GetConnector(*cfg)})
 	w.SetMaxOpenConns(1) // one writer per process, as with SQLite
 	w.SetMaxIdleConns(1)
@@ -364,4 +365,25 @@ func (s *Store) listen(ctx context.Context, ch chan<- struct{}) {
 		}
 		wait = min(2*wait, most)
 	}
+}
+
+// lockSourcePG is LockSource on PostgreSQL: a session advisory lock, keyed
+// by the hash of host and source, held by a connection of its own until
+// release (or until that connection is lost).
+func (s *Store) lockSourcePG(ctx context.Context, host, source string, key int64) (func(), error) {
+	conn, err := pgx.ConnectConfig(ctx, s.pgcfg.Copy())
+	if err != nil {
+		return nil, fmt.Errorf("store: lock follower of %s as host %s: %s", source, host, RedactDSN(err.Error()))
+	}
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&got); err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("store: lock follower of %s as host %s: %s", source, host, RedactDSN(err.Error()))
+	}
+	if !got {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("%w as host %s on %s (advisory lock %d held in %s): stop it, or give this one another --host",
+			ErrSourceLocked, host, source, key, s.path)
+	}
+	return func() { conn.Close(context.Background()) }, nil
 }

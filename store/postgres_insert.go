@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -14,8 +15,7 @@ import (
 // a key repeated in the statement after its first row), and RETURNING
 // tells which rows went in, where SQLite's insertBatch reads rowids.
 var pgInsertStmts = func() []string {
-	head := `INSERT INTO deliveries(time, domain, relay, status, tls, tls_trust, tls_protocol, tls_cipher,
-	fallback, tls_failure, key, detail, internal, queue_id, recipient, orig_to, dsn, reason, process, pid, host) VALUES `
+	head := strings.Replace(insertHead, "INSERT OR IGNORE INTO", "INSERT INTO", 1)
 	var out []string
 	for n := 1; n <= insertChunk; n *= 2 {
 		out = append(out, head+valuesList(insertTuple, n)+` ON CONFLICT DO NOTHING RETURNING key`)
@@ -107,15 +107,16 @@ var copyMinRows = 1024
 // (Spelt as SQLite's, like all SQL here; see pgSQL.)
 const pgStaging = `CREATE TEMP TABLE IF NOT EXISTS mailtls_staging (
 	seq INTEGER, time INTEGER, domain TEXT, relay TEXT, status TEXT, tls INTEGER, tls_trust TEXT, tls_protocol TEXT,
-	tls_cipher TEXT, fallback INTEGER, tls_failure INTEGER, key BLOB, detail TEXT, internal INTEGER) ON COMMIT DELETE ROWS`
+	tls_cipher TEXT, fallback INTEGER, tls_failure INTEGER, key BLOB, detail TEXT, internal INTEGER, host_id INTEGER)
+	ON COMMIT DELETE ROWS`
 
 var pgStagingCols = []string{"seq", "time", "domain", "relay", "status", "tls", "tls_trust", "tls_protocol", "tls_cipher",
-	"fallback", "tls_failure", "key", "detail", "internal"}
+	"fallback", "tls_failure", "key", "detail", "internal", "host_id"}
 
 const pgFromStaging = `INSERT INTO deliveries(time, domain, relay, status, tls, tls_trust, tls_protocol, tls_cipher,
-	fallback, tls_failure, key, detail, internal, queue_id, recipient, orig_to, dsn, reason, process, pid, host)
+	fallback, tls_failure, key, detail, internal, host_id, queue_id, recipient, orig_to, dsn, reason, process, pid, host)
 	SELECT time, domain, relay, status, tls, tls_trust, tls_protocol, tls_cipher, fallback, tls_failure, key, detail, internal,
-		'', '', '', '', '', '', 0, '' FROM mailtls_staging ORDER BY seq
+		host_id, '', '', '', '', '', '', 0, '' FROM mailtls_staging ORDER BY seq
 	ON CONFLICT DO NOTHING RETURNING key`
 
 // copyReturning stores b through the staging table (pgStaging).
