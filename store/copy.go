@@ -433,7 +433,7 @@ func copyPrunedRollups(ctx context.Context, src, dst *Store, names map[int64]str
 	}
 	return dst.withTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO meta(name, value) VALUES (?, ?)
-			ON CONFLICT(name) DO UPDATE SET value = max(value, excluded.value)`, horizonName, h); err != nil {
+			ON CONFLICT(name) DO UPDATE SET value = max(meta.value, excluded.value)`, horizonName, h); err != nil {
 			return fmt.Errorf("store: copy the pruning horizon: %w", err)
 		}
 		return nil
