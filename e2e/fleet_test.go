@@ -261,3 +261,92 @@ func TestFleetDatabaseAway(t *testing.T) {
 		t.Fatal("run did not exit within 10 s of SIGTERM")
 	}
 }
+
+// TestFleetMigrateKilled: `mailtls migrate` from a host's SQLite file into
+// PostgreSQL, killed with SIGKILL half-way through the deliveries and run
+// again, ends with exactly the source's deliveries, overrides and report;
+// a third run adds nothing.
+func TestFleetMigrateKilled(t *testing.T) {
+	t.Parallel()
+	pg := pgtest.New(t)
+	dir := t.TempDir()
+	bin := mailtlsBin(t)
+	src := fleetCLI{t: t, bin: bin, db: filepath.Join(dir, "host.db")}
+	dst := fleetCLI{t: t, bin: bin, db: pg.DSN()}
+	logPath := filepath.Join(dir, "mail.log")
+	truth := genLog(t, logPath, 61, 150_000)
+	src.ok("import", "--quiet", "--config", "/dev/null", "--host", "mx-old", logPath)
+	src.ok("policy", "set", "example.com", "encrypt")
+	src.ok("policy", "set", ".corp.example", "verify")
+	src.ok("policy", "set", "example.com", "secure")
+
+	migrate := exec.Command(bin, "migrate", "--from", src.db, "--to", dst.db)
+	stderr, err := migrate.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var seen bytes.Buffer
+	buf := make([]byte, 4096)
+	killed := false
+	for !killed {
+		n, err := stderr.Read(buf)
+		seen.Write(buf[:n])
+		for _, l := range strings.Split(seen.String(), "\n") {
+			var done, total string
+			if _, perr := fmt.Sscanf(l, "migrate: deliveries %s of %s", &done, &total); perr == nil && done != "0" && done != total {
+				_ = migrate.Process.Signal(syscall.SIGKILL)
+				killed = true
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	werr := migrate.Wait()
+	if !killed {
+		t.Fatalf("migrate ended (%v) before it could be killed half-way; stderr:\n%s", werr, seen.String())
+	}
+	t.Logf("killed after: %s", strings.TrimSpace(seen.String()[strings.LastIndex(strings.TrimSpace(seen.String()), "\n")+1:]))
+	if got := len(dump(t, bin, dst.db)); got == 0 {
+		t.Logf("the killed run had committed no deliveries")
+	}
+
+	out := dst.ok("migrate", "--quiet", "--from", src.db, "--to", dst.db)
+	if !strings.Contains(out, "already present") {
+		t.Errorf("second migrate: %q", out)
+	}
+	want, got := dump(t, bin, src.db), dump(t, bin, dst.db)
+	lost, dup := diff(want, got)
+	if len(lost) > 0 || len(dup) > 0 || len(want) < len(truth.Deliveries)/2 {
+		t.Fatalf("after a killed migrate and a second run: %d in the target, %d in the source; %d lost (e.g. %q), %d extra or twice (e.g. %q)",
+			len(got), len(want), len(lost), first(lost), len(dup), first(dup))
+	}
+	if s, d := src.summary("--since", "7d"), dst.summary("--since", "7d"); s != d || s.Deliveries != sentIn(truth) {
+		t.Errorf("report: source %+v, target %+v, truth %d sent", s, d, sentIn(truth))
+	}
+	if s, d := src.ok("policy", "list"), dst.ok("policy", "list"); s != d || !strings.Contains(d, "secure") {
+		t.Errorf("policy list: source %q, target %q", s, d)
+	}
+	third := dst.ok("migrate", "--quiet", "--from", src.db, "--to", dst.db)
+	if !strings.Contains(third, ": 0 overrides (0 conflicting), 0 history entries, 0 deliveries") {
+		t.Errorf("third migrate added something: %q", third)
+	}
+
+	// A conflicting override in the target stops it, with a one-line error.
+	dst.ok("policy", "set", "example.com", "dane")
+	_, errs, err := dst.run("migrate", "--from", src.db, "--to", dst.db)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(errs, "--prefer") {
+		t.Errorf("migrate onto a conflicting override: %v, stderr %q; want exit 2 naming --prefer", err, errs)
+	}
+	for _, bad := range [][]string{{"migrate", "--from", filepath.Join(dir, "none.db"), "--to", dst.db}, {"migrate", "--from", src.db, "--to", dst.db, "--prefer", "both"}, {"migrate", "--to", dst.db}} {
+		_, errs, err := dst.run(bad...)
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || strings.Count(errs, "\n") != 1 {
+			t.Errorf("mailtls %s: %v, stderr %q; want exit 2 and one line", strings.Join(bad, " "), err, errs)
+		}
+	}
+}

@@ -88,21 +88,23 @@ func Copy(ctx context.Context, src, dst *Store, opt CopyOptions) (CopyResult, er
 	if err != nil {
 		return res, err
 	}
-	if err := copyOverrides(ctx, src, dst, opt.Prefer, &res); err != nil {
+	n, err := copyOverrides(ctx, src, dst, opt.Prefer, &res)
+	if err != nil {
 		return res, err
 	}
-	progress("overrides", int64(res.Overrides), int64(res.Overrides))
+	progress("overrides added", int64(res.Overrides), int64(n))
 	if err := copyDeliveries(ctx, src, dst, names, progress, &res); err != nil {
 		return res, err
 	}
-	if err := copyCheckpoints(ctx, src, dst, names, &res); err != nil {
+	if n, err = copyCheckpoints(ctx, src, dst, names, &res); err != nil {
 		return res, err
 	}
-	progress("checkpoints", int64(res.Checkpoints), int64(res.Checkpoints))
-	if err := copyPrunedRollups(ctx, src, dst, names, &res); err != nil {
+	progress("checkpoints added", int64(res.Checkpoints), int64(n))
+	rows, err := copyPrunedRollups(ctx, src, dst, names, &res)
+	if err != nil {
 		return res, err
 	}
-	progress("rollups", res.Rollups, res.Rollups)
+	progress("rollup rows of pruned days added", res.Rollups, rows)
 	return res, nil
 }
 
@@ -148,10 +150,10 @@ type historyRow struct {
 
 // copyOverrides copies the overrides and the history in one transaction
 // of the target.
-func copyOverrides(ctx context.Context, src, dst *Store, prefer string, res *CopyResult) error {
+func copyOverrides(ctx context.Context, src, dst *Store, prefer string, res *CopyResult) (int, error) {
 	ovs, err := src.Overrides(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var hist []historyRow
 	err = src.read(ctx, func(tx *sql.Tx) error {
@@ -166,9 +168,9 @@ func copyOverrides(ctx context.Context, src, dst *Store, prefer string, res *Cop
 			})
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return dst.withTx(ctx, func(tx *sql.Tx) error {
+	return len(ovs), dst.withTx(ctx, func(tx *sql.Tx) error {
 		if err := dst.serialize(ctx, tx, pgOverridesLock); err != nil {
 			return err
 		}
@@ -305,7 +307,7 @@ func copyDeliveries(ctx context.Context, src, dst *Store, names map[int64]string
 }
 
 // copyCheckpoints copies the followers' checkpoints the target lacks.
-func copyCheckpoints(ctx context.Context, src, dst *Store, names map[int64]string, res *CopyResult) error {
+func copyCheckpoints(ctx context.Context, src, dst *Store, names map[int64]string, res *CopyResult) (int, error) {
 	type ckpt struct {
 		host    int64
 		source  string
@@ -325,11 +327,11 @@ func copyCheckpoints(ctx context.Context, src, dst *Store, names map[int64]strin
 			})
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for _, c := range cps {
 		if err := dst.SetHost(ctx, names[c.host]); err != nil {
-			return err
+			return 0, err
 		}
 		err := dst.withTx(ctx, func(tx *sql.Tx) error {
 			id, err := dst.hostID(ctx, tx)
@@ -347,27 +349,27 @@ func copyCheckpoints(ctx context.Context, src, dst *Store, names map[int64]strin
 			return nil
 		})
 		if err != nil {
-			return err
+			return 0, err
 		}
 	}
-	return nil
+	return len(cps), nil
 }
 
 // copyPrunedRollups copies the rollup rows of the days (hours) before the
 // source's pruning horizon, whose raw rows are gone and so were not
 // rebuilt by copyDeliveries, and raises the target's horizon to the
 // source's: before it, the target's raw rows are not complete either.
-func copyPrunedRollups(ctx context.Context, src, dst *Store, names map[int64]string, res *CopyResult) error {
+func copyPrunedRollups(ctx context.Context, src, dst *Store, names map[int64]string, res *CopyResult) (int64, error) {
 	var h int64
 	if err := src.read(ctx, func(tx *sql.Tx) error {
 		var err error
 		h, err = horizon(ctx, tx)
 		return err
 	}); err != nil {
-		return err
+		return 0, err
 	}
 	if h == horizonNone {
-		return nil
+		return 0, nil
 	}
 	tables := []struct{ name, cols, bound string }{
 		{"rollup_day", "rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port, n, first_time, last_time", "day"},
@@ -380,9 +382,10 @@ func copyPrunedRollups(ctx context.Context, src, dst *Store, names map[int64]str
 		ids = append(ids, id)
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	var total int64
 	for _, id := range ids {
 		if err := dst.SetHost(ctx, names[id]); err != nil {
-			return err
+			return 0, err
 		}
 		for _, t := range tables {
 			limit := floorDiv(h, usPerDay)
@@ -407,8 +410,9 @@ func copyPrunedRollups(ctx context.Context, src, dst *Store, names map[int64]str
 					})
 			})
 			if err != nil {
-				return err
+				return 0, err
 			}
+			total += int64(len(rows))
 			err = dst.withTx(ctx, func(tx *sql.Tx) error {
 				hid, err := dst.hostID(ctx, tx)
 				if err != nil {
@@ -427,11 +431,11 @@ func copyPrunedRollups(ctx context.Context, src, dst *Store, names map[int64]str
 				return nil
 			})
 			if err != nil {
-				return err
+				return 0, err
 			}
 		}
 	}
-	return dst.withTx(ctx, func(tx *sql.Tx) error {
+	return total, dst.withTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO meta(name, value) VALUES (?, ?)
 			ON CONFLICT(name) DO UPDATE SET value = max(meta.value, excluded.value)`, horizonName, h); err != nil {
 			return fmt.Errorf("store: copy the pruning horizon: %w", err)

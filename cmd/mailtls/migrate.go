@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -62,12 +61,8 @@ func migrateCommand(e env) *cli.Command {
 			}
 			defer dst.Close()
 			if !c.Bool("quiet") {
-				last := time.Time{}
 				opt.Progress = func(stage string, done, total int64) {
-					if now := time.Now(); done == total || now.Sub(last) >= time.Second {
-						last = now
-						fmt.Fprintf(e.stderr, "migrate: %s %s of %s\n", stage, num(done), num(total))
-					}
+					fmt.Fprintf(e.stderr, "migrate: %s %s of %s\n", stage, num(done), num(total))
 				}
 			}
 			res, err := store.Copy(c.Context, src, dst, opt)
