@@ -50,6 +50,7 @@ func TestOnPostgres(t *testing.T) {
 		{"OverrideActivityMatchesRawRows", TestOverrideActivityMatchesRawRows},
 		{"DryRunMatchesRawRows", TestDryRunMatchesRawRows},
 		{"TLSRPTSendOnce", TestTLSRPTSendOnce},
+		{"NoHostToWriteAs", TestNoHostToWriteAs},
 	} {
 		t.Run(tc.name, tc.f)
 	}
