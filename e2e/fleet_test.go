@@ -192,7 +192,9 @@ func TestFleetDatabaseAway(t *testing.T) {
 	m := fleetRun(t, dsn, "mx-a", logPath)
 	waitFor(t, "follower caught up with the first third", 60*time.Second, caughtUp)
 
-	pg.Stop()
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
 	appendLog(parts[1])
 	// The daemon answers from its snapshot while the database is away.
 	lookups, errs, wrong := 0, 0, 0
@@ -222,7 +224,9 @@ func TestFleetDatabaseAway(t *testing.T) {
 		t.Errorf("status while the database is away: %v, stderr %q; want exit 1 and one line saying the database is unavailable", err, serr)
 	}
 
-	pg.Start()
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
 	appendLog(parts[2])
 	back := time.Now()
 	waitFor(t, "follower caught up after PostgreSQL came back", 60*time.Second, caughtUp)
@@ -244,7 +248,9 @@ func TestFleetDatabaseAway(t *testing.T) {
 
 	// Stopped while the database is away: exit 1, saying so.
 	failures := strings.Count(m.log.String(), "follower stopped; restarting")
-	pg.Stop()
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
 	appendLog(lines[0])
 	waitFor(t, "a failed commit after the second stop", 30*time.Second, func() bool {
 		return strings.Count(m.log.String(), "follower stopped; restarting") > failures

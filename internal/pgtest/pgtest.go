@@ -4,7 +4,9 @@
 // unprivileged user when the tests run as root (initdb refuses root), and
 // stopped when the tests end (Main). Each test gets a database of its own
 // (DSN), so tests stay independent. The cluster trades durability for
-// speed: fsync off, small buffers.
+// speed: fsync off, small buffers. A test that stops and starts its
+// database gets a private cluster (New); the fault suite, not a test,
+// starts one with StartCluster.
 //
 // MAILTLS_TEST_PG=off skips the tests that need PostgreSQL, saying so.
 // Otherwise a missing PostgreSQL fails them: CI must not pass by skipping.
@@ -115,12 +117,20 @@ func SocketDir() string {
 	return running.dir
 }
 
-// Cluster is a private PostgreSQL cluster of one test (New), which the
-// test may stop and start again: for the behaviour of mailtls while its
-// database is away. The shared cluster of DSN is never stopped by tests.
-type Cluster struct {
-	c *cluster
-	t testing.TB
+// Cluster is a private PostgreSQL cluster (New in a test, StartCluster
+// in the fault suite), which its user may stop and start again: for the
+// behaviour of mailtls while its database is away. The shared cluster of
+// DSN is never stopped by tests.
+type Cluster struct{ c *cluster }
+
+// StartCluster starts a private cluster outside a test (bench/cmd/faults);
+// Close stops it and removes its files.
+func StartCluster() (*Cluster, error) {
+	c, err := start()
+	if err != nil {
+		return nil, fmt.Errorf("PostgreSQL: %w (install the postgresql package, see .ci/deps)", err)
+	}
+	return &Cluster{c: c}, nil
 }
 
 // New starts a private cluster for t, stopped and removed at t's end. Like
@@ -131,19 +141,19 @@ func New(t testing.TB) *Cluster {
 	if Off() {
 		t.Skipf("%s=off: skipping a test against PostgreSQL", Env)
 	}
-	c, err := start()
+	c, err := StartCluster()
 	if err != nil {
-		t.Fatalf("PostgreSQL for the tests: %v (install the postgresql package, see .ci/deps, or set %s=off to skip these tests)", err, Env)
+		t.Fatalf("%v, or set %s=off to skip these tests", err, Env)
 	}
 	t.Cleanup(func() {
-		if err := c.stop(); err != nil {
+		if err := c.Close(); err != nil {
 			t.Errorf("pgtest: %v", err)
 		}
 	})
-	return &Cluster{c: c, t: t}
+	return c
 }
 
-// DSN returns the URL of the cluster's database postgres, which a test
+// DSN returns the URL of the cluster's database postgres, which its user
 // has to itself.
 func (c *Cluster) DSN() string { return c.c.url("postgres") }
 
@@ -151,23 +161,20 @@ func (c *Cluster) DSN() string { return c.c.url("postgres") }
 func (c *Cluster) SocketDir() string { return c.c.dir }
 
 // Stop stops the server at once (pg_ctl -m immediate): clients see their
-// connections cut and new ones refused, as when the server crashes. It
-// fails the test when pg_ctl does.
-func (c *Cluster) Stop() {
-	c.t.Helper()
+// connections cut and new ones refused, as when the server crashes.
+func (c *Cluster) Stop() error {
 	if out, err := c.c.run("pg_ctl", "-D", filepath.Join(c.c.dir, "data"), "-m", "immediate", "-w", "stop"); err != nil {
-		c.t.Fatalf("pg_ctl stop: %v: %s", err, out)
+		return fmt.Errorf("pg_ctl stop: %v: %s", err, out)
 	}
+	return nil
 }
 
 // Start starts the server again after Stop, waiting until it accepts
 // connections.
-func (c *Cluster) Start() {
-	c.t.Helper()
-	if err := c.c.startServer(); err != nil {
-		c.t.Fatal(err)
-	}
-}
+func (c *Cluster) Start() error { return c.c.startServer() }
+
+// Close stops the server if it runs and removes the cluster's files.
+func (c *Cluster) Close() error { return c.c.stop() }
 
 func (c *cluster) url(db string) string {
 	q := url.Values{"host": {c.dir}, "port": {strconv.Itoa(port)}, "sslmode": {"disable"}}

@@ -1,10 +1,10 @@
 // Command faults is mailtls's fault suite: it runs the policy daemon and
 // the log follower as separate processes, breaks things around them
 // (locked, unreadable and replaced databases, abusive clients, SIGKILL,
-// log rotation, a full disk) and writes what clients and the database saw
+// log rotation, a full disk, PostgreSQL restarted and stopped) and writes what clients and the database saw
 // to RELIABILITY.md. bench/faults.sh (`make faults`) builds and runs it.
 //
-//	faults -bin bin/mailtls -dir /tmp/mailtls-faults -out RELIABILITY.md [-phases daemon,abuse,follower,restart]
+//	faults -bin bin/mailtls -dir /tmp/mailtls-faults -out RELIABILITY.md [-phases daemon,abuse,follower,restart,fleet]
 package main
 
 import (
@@ -41,6 +41,7 @@ type suite struct {
 	abuse    *abuseResult
 	follower *followerResult
 	restart  *restartResult
+	fleet    *fleetResult
 	foreign  string
 	failed   []string // correctness checks that failed, set by summary
 }
@@ -64,7 +65,7 @@ func main() {
 	flag.StringVar(&cfg.out, "out", "RELIABILITY.md", "output `file`")
 	flag.StringVar(&cfg.user, "user", "nobody", "run the daemon and the CLI as this `user` (empty: as the caller)")
 	flag.BoolVar(&cfg.tmpfs, "tmpfs", true, "mount a small tmpfs for the disk-full case (needs root)")
-	flag.StringVar(&phases, "phases", "daemon,abuse,follower,restart", "comma-separated `phases` to run")
+	flag.StringVar(&phases, "phases", "daemon,abuse,follower,restart,fleet", "comma-separated `phases` to run")
 	flag.Float64Var(&cfg.scale, "scale", 1, "scale the follower's line counts")
 	flag.IntVar(&cfg.policySets, "policy-sets", 200, "length of the `policy set` loop")
 	flag.StringVar(&cfg.fcases, "follower-cases", "F1,F2,F3,F4,F5,F6", "follower `cases` to run")
@@ -128,6 +129,9 @@ func main() {
 	}
 	if cfg.phases["restart"] {
 		s.restart = runRestart(s.cfg)
+	}
+	if cfg.phases["fleet"] {
+		s.fleet = runFleet(s.cfg)
 	}
 	s.foreign = fw.Stop()
 	if err := os.WriteFile(cfg.out, []byte(s.markdown()), 0o644); err != nil {

@@ -42,6 +42,9 @@ func (s *suite) markdown() string {
 	if s.restart != nil {
 		s.restartSection(&b)
 	}
+	if s.fleet != nil {
+		s.fleetSection(&b)
+	}
 	return b.String()
 }
 
@@ -95,6 +98,9 @@ func (s *suite) summary(b *strings.Builder) {
 	if r := s.restart; r != nil && len(r.first) > 0 {
 		t.Add(fmt.Sprintf("restart with %s overrides: start → first answer (median of %d)", harness.Int(restartOverrides), len(r.first)), "—",
 			fmt.Sprintf("%.0f ms", harness.Median(r.first)), "—")
+	}
+	if s.fleet != nil {
+		s.fleetSummary(&t, verdict)
 	}
 	b.WriteString("## Summary\n\n")
 	b.WriteString(t.String())

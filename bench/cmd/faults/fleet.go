@@ -1,0 +1,334 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mailtls/mailtls/bench/internal/harness"
+	"github.com/mailtls/mailtls/internal/pgtest"
+)
+
+// The fleet phase: mailtls on PostgreSQL (a cluster of its own, started
+// with pgtest as an unprivileged user, on a unix socket) while the server
+// restarts, stops for 30 s, a second follower tries the same host name,
+// and a migrate is killed half-way.
+
+// fleetOutage is how long the server stays stopped in case G2.
+const fleetOutage = 30 * time.Second
+
+type fleetResult struct {
+	cmd     string
+	client  *client
+	windows []*window
+	// follower across G1 and G2: lost and duplicated deliveries against
+	// one import of the same log
+	expected, lost, dup int
+	catchUp             time.Duration // from the server's start after G2 to the follower caught up
+	exit                string        // how run ended
+	second              string        // G3: what the second follower said
+	secondOK            bool
+	secondAfter         string // G3b: the same after G1 and G2
+	secondAfterOK       bool
+	migrate             string // G4: what happened
+	migrateLost         int
+	migrateDup          int
+	migrateExpected     int
+	migrateKilledAt     string
+	failures            []string
+}
+
+func runFleet(cfg config) *fleetResult {
+	res := &fleetResult{}
+	dir := filepath.Join(cfg.dir, "fleet")
+	cfg.mkdirFor(dir)
+	pg, err := pgtest.StartCluster()
+	if err != nil {
+		fatalf("fleet: %v", err)
+	}
+	defer func() {
+		if err := pg.Close(); err != nil {
+			logf("fleet: %v", err)
+		}
+	}()
+	dsn := pg.DSN()
+	logf("fleet: PostgreSQL on %s", pg.SocketDir())
+	if _, err := cfg.cli(time.Minute, "--db", dsn, "policy", "set", "known.example", "encrypt"); err != nil {
+		fatalf("fleet: %v", err)
+	}
+
+	// The log: generated, written in chunks through the whole case.
+	genPath := filepath.Join(dir, "gen.log")
+	lines := int(60_000 * cfg.scale)
+	r, err := harness.Run(2*time.Minute, false, cfg.tool, "gen-log", "-lines", fmt.Sprint(lines), "-days", "2", "-seed", "71")
+	if err != nil {
+		fatalf("fleet: gen-log: %v", err)
+	}
+	must(os.WriteFile(genPath, r.Stdout, 0o644))
+	all := bytes.SplitAfter(r.Stdout, []byte("\n"))
+	logPath := filepath.Join(dir, "mail.log")
+	must(os.WriteFile(logPath, nil, 0o644))
+
+	addr := fmt.Sprintf("127.0.0.1:%d", harness.MustFreePort())
+	args := []string{"run", "--db", dsn, "--host", "fa", "--log", logPath, "--socketmap", addr, "--tcp", "", "--http", "",
+		"--sources", "override", "--poll", "100ms", "--log-level", "info", "--config", "/dev/null"}
+	res.cmd = shellJoin(append([]string{"mailtls"}, args...)...)
+	run, err := harness.Start(cfg.logs, "fleet-run", cfg.as(append([]string{cfg.bin}, args...)...)...)
+	must(err)
+	if _, err := visible(addr, "known.example", "OK encrypt", 30*time.Second); err != nil {
+		fatalf("fleet: %v", err)
+	}
+	// G3. A second follower under the same host name and log.
+	res.second, res.secondOK = secondFollower(cfg, dsn, logPath)
+	c := newClient(addr, map[string][]string{"known.example": {"OK encrypt"}, "other.example": {"OK may"}}, time.Millisecond)
+	res.client = c
+	c.phase("baseline")
+	c.run(16)
+
+	writer := make(chan int, 1)
+	stopWriting := make(chan struct{})
+	go func() { // appends the log in 50 chunks, one every 900 ms (about 45 s)
+		f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			writer <- 0
+			return
+		}
+		defer f.Close()
+		n, step := 0, max(1, len(all)/50)
+		for i := 0; i < len(all); i += step {
+			_, _ = f.Write(bytes.Join(all[i:min(i+step, len(all))], nil))
+			n++
+			select {
+			case <-stopWriting:
+			case <-time.After(900 * time.Millisecond):
+			}
+		}
+		writer <- n
+	}()
+
+	time.Sleep(3 * time.Second) // the baseline window
+	c.phase("G1. PostgreSQL restarted")
+	if err := pg.Stop(); err != nil {
+		fatalf("fleet: %v", err)
+	}
+	if err := pg.Start(); err != nil {
+		fatalf("fleet: %v", err)
+	}
+	time.Sleep(5 * time.Second) // the window after the restart
+	c.phase(fmt.Sprintf("G2. PostgreSQL stopped for %s", fleetOutage))
+	if err := pg.Stop(); err != nil {
+		fatalf("fleet: %v", err)
+	}
+	time.Sleep(fleetOutage) // the outage itself
+	if err := pg.Start(); err != nil {
+		fatalf("fleet: %v", err)
+	}
+	back := time.Now()
+	c.phase("after")
+	close(stopWriting)
+	<-writer
+	// Caught up: the stored deliveries stop changing at the reference's count.
+	refDB := filepath.Join(dir, "ref", "ref.db")
+	cfg.mkdirFor(filepath.Dir(refDB))
+	if _, err := cfg.cli(5*time.Minute, "--db", refDB, "import", "--quiet", "--host", "fa", genPath); err != nil {
+		fatalf("fleet: reference import: %v", err)
+	}
+	want := deliveries(cfg, refDB)
+	res.expected = total(want)
+	var got map[string]int
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		got = deliveries(cfg, dsn)
+		if total(got) >= res.expected || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond) // polling interval
+	}
+	res.catchUp = time.Since(back)
+	time.Sleep(2 * time.Second) // the "after" window
+	c.halt()
+	res.windows = c.all
+	got = deliveries(cfg, dsn)
+	for k, n := range want {
+		if g := got[k]; g < n {
+			res.lost += n - g
+		}
+	}
+	for k, g := range got {
+		if g > want[k] {
+			res.dup += g - want[k]
+		}
+	}
+
+	// G3b. The same after the restarts.
+	res.secondAfter, res.secondAfterOK = secondFollower(cfg, dsn, logPath)
+
+	t0 := time.Now()
+	if err := run.Stop(15 * time.Second); err != nil {
+		res.exit = fmt.Sprintf("stop: %v", err)
+	} else {
+		res.exit = fmt.Sprintf("exited 0 %d ms after SIGTERM", time.Since(t0).Milliseconds())
+	}
+
+	// G4. A migrate killed half-way, run again.
+	res.migrateCase(cfg, dir, genPath, dsn)
+	logf("fleet: %d lost, %d duplicated of %d; migrate: %s", res.lost, res.dup, res.expected, res.migrate)
+	return res
+}
+
+// secondFollower starts `mailtls follow` under run's host name and log and
+// reports what it said and whether it was refused.
+func secondFollower(cfg config, dsn, logPath string) (string, bool) {
+	r, err := cfg.cli(30*time.Second, "--db", dsn, "follow", "--host", "fa", "--log", logPath, "--http", "", "--config", "/dev/null", "--log-level", "error")
+	said := oneLine(string(r.Stderr), 200)
+	if err != nil && !strings.Contains(err.Error(), harness.ErrTimeout.Error()) && strings.Contains(said, "another follower is running") {
+		return said, true
+	}
+	if err != nil && strings.Contains(err.Error(), harness.ErrTimeout.Error()) {
+		return "not refused: it ran until killed after 30 s", false
+	}
+	return fmt.Sprintf("not refused (%v): %s", err, said), false
+}
+
+// migrateCase imports the log into a SQLite file as host "old", starts
+// `mailtls migrate` into PostgreSQL, kills it (SIGKILL) once it has
+// copied some deliveries, runs it again and compares.
+func (res *fleetResult) migrateCase(cfg config, dir, genPath, dsn string) {
+	src := filepath.Join(dir, "old", "old.db")
+	cfg.mkdirFor(filepath.Dir(src))
+	if _, err := cfg.cli(5*time.Minute, "--db", src, "import", "--quiet", "--host", "old", genPath); err != nil {
+		fatalf("fleet: import: %v", err)
+	}
+	p, err := harness.Start(cfg.logs, "fleet-migrate", cfg.as(cfg.bin, "migrate", "--from", src, "--to", dsn)...)
+	must(err)
+	deadline := time.Now().Add(2 * time.Minute)
+	for !p.Exited() && time.Now().Before(deadline) {
+		if l := lastProgress(p.LogPath); l != "" {
+			var done, total string
+			if _, err := fmt.Sscanf(l, "migrate: deliveries %s of %s", &done, &total); err == nil && done != "0" && done != total {
+				p.Kill()
+				res.migrateKilledAt = l
+				break
+			}
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval
+	}
+	p.Kill()
+	if res.migrateKilledAt == "" {
+		res.migrate = "migrate ended before it could be killed half-way"
+		res.failures = append(res.failures, res.migrate)
+		return
+	}
+	if _, err := cfg.cli(5*time.Minute, "migrate", "--quiet", "--from", src, "--to", dsn); err != nil {
+		res.migrate = "second run failed: " + oneLine(err.Error(), 200)
+		res.failures = append(res.failures, res.migrate)
+		return
+	}
+	want := deliveries(cfg, src)
+	r, err := harness.Run(5*time.Minute, false, cfg.as(cfg.bin, "--db", dsn, "deliveries", "--host", "old", "--format", "jsonl")...)
+	if err != nil {
+		res.migrate = "deliveries: " + oneLine(err.Error(), 200)
+		res.failures = append(res.failures, res.migrate)
+		return
+	}
+	got := map[string]int{}
+	sc := bufio.NewScanner(bytes.NewReader(r.Stdout))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if l := sc.Text(); l != "" {
+			got[l]++
+		}
+	}
+	res.migrateExpected = total(want)
+	for k, n := range want {
+		if g := got[k]; g < n {
+			res.migrateLost += n - g
+		}
+	}
+	for k, g := range got {
+		if g > want[k] {
+			res.migrateDup += g - want[k]
+		}
+	}
+	res.migrate = fmt.Sprintf("killed at %q, run again: %d lost, %d duplicated of %d", res.migrateKilledAt, res.migrateLost, res.migrateDup, res.migrateExpected)
+}
+
+// lastProgress returns the last complete "migrate: deliveries" line of a
+// process log, or "".
+func lastProgress(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	last := ""
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "migrate: deliveries ") {
+			last = l
+		}
+	}
+	return last
+}
+
+func (s *suite) fleetSummary(t *harness.Table, verdict func(bool, ...string) string) {
+	f := s.fleet
+	var errs, wrong, ok int64
+	for _, w := range f.windows {
+		ok += w.ok.Load()
+		errs += w.errs.Load()
+		wrong += w.wrong.Load()
+	}
+	t.Add("G1/G2. daemon on PostgreSQL restarted, then stopped 30 s: errors / wrong answers", "0 / 0",
+		fmt.Sprintf("%s / %s of %s lookups", harness.Int(errs), harness.Int(wrong), harness.Int(ok+errs)),
+		verdict(errs == 0 && wrong == 0 && ok > 0, fmt.Sprintf("fleet: %d lookup errors, %d wrong answers", errs, wrong)))
+	t.Add("G1/G2. follower across both: lost / duplicated", "0 / 0", fmt.Sprintf("%d / %d of %s", f.lost, f.dup, harness.Int(int64(f.expected))),
+		verdict(f.lost == 0 && f.dup == 0 && f.expected > 0, fmt.Sprintf("fleet: follower %d lost, %d duplicated", f.lost, f.dup)))
+	t.Add("G3. second follower with the same host name", "refused", orDash(f.second), verdict(f.secondOK, "fleet: second follower: "+f.second))
+	// Not counted by -check yet: a known gap, see the section.
+	t.Add("G3b. the same after the server restarted (not counted yet: known gap)", "refused", orDash(f.secondAfter), verdict(f.secondAfterOK))
+	t.Add("G4. killed migrate, run again: lost / duplicated", "0 / 0", fmt.Sprintf("%d / %d of %s", f.migrateLost, f.migrateDup, harness.Int(int64(f.migrateExpected))),
+		verdict(f.migrateKilledAt != "" && f.migrateLost == 0 && f.migrateDup == 0 && f.migrateExpected > 0, "fleet: "+f.migrate))
+	t.Add("fleet: run survives and stops cleanly", "exit 0", f.exit, verdict(strings.HasPrefix(f.exit, "exited 0"), "fleet: "+f.exit))
+}
+
+func (s *suite) fleetSection(b *strings.Builder) {
+	f := s.fleet
+	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	w("## 5. Fleet: PostgreSQL restarted, stopped, a second follower, a killed migrate\n\n")
+	w("A PostgreSQL cluster of the suite's own (initdb and pg_ctl as an unprivileged user, unix socket only,\n")
+	w("internal/pgtest). Command: `%s`. 16 socketmap connections, one lookup per ms each,\n", f.cmd)
+	w("check every answer (`known.example` must get `OK encrypt`, an override; `other.example` `OK may`), while a writer\n")
+	w("appends a generated log of %s lines in 50 chunks over about 45 s. G1: `pg_ctl stop -m immediate` then start;\n", harness.Int(int64(60_000*s.cfg.scale)))
+	w("G2: stopped for %s, then started. The stored deliveries are then compared, as a multiset of\n", fleetOutage)
+	w("`deliveries --format jsonl` rows, with one `import --host fa` of the same log into SQLite.\n\n")
+	t := harness.Table{Head: []string{"window", "s", "answered", "errors", "wrong", "p50 µs", "p99 µs", "max µs"}}
+	for _, win := range f.windows {
+		winRow(&t, []string{win.name}, win)
+	}
+	b.WriteString(t.String())
+	w("\nFollower: %d lost, %d duplicated of %s; caught up %.1f s after the server was started again (it retries at 1, 2, 4, 8, 10 s).\n",
+		f.lost, f.dup, harness.Int(int64(f.expected)), f.catchUp.Seconds())
+	w("Run: %s.\n\n", f.exit)
+	w("G3. `mailtls follow --host fa` on the same log while run follows it, before G1: %s\n\n", orDash(f.second))
+	w("G3b. The same after G1 and G2: %s. The follower's lock is a session advisory lock on a connection of its own,\n", orDash(f.secondAfter))
+	w("which a server restart ends and nothing takes again (issue #17, open), so this row is not counted by\n")
+	w("`FAULTS_CHECK` yet. Two followers of one host and log still store each delivery once (its key is the line's hash and the\n")
+	w("host), but their checkpoints overwrite each other.\n\n")
+	w("G4. `mailtls migrate --from old.db --to DSN` (the same log imported as host old), SIGKILL once it reported\n")
+	w("copied deliveries, then run again: %s.\n", f.migrate)
+	for _, fl := range f.failures {
+		w("\n- %s\n", fl)
+	}
+	for _, win := range f.windows {
+		if len(win.samples) > 0 {
+			w("\nFirst errors or wrong answers in %s:\n\n", win.name)
+			for _, sm := range win.samples {
+				w("- `%s`\n", sm)
+			}
+		}
+	}
+	w("\n")
+}
