@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -152,17 +151,7 @@ func runFleet(cfg config) *fleetResult {
 	time.Sleep(2 * time.Second) // the "after" window
 	c.halt()
 	res.windows = c.all
-	got = deliveries(cfg, dsn)
-	for k, n := range want {
-		if g := got[k]; g < n {
-			res.lost += n - g
-		}
-	}
-	for k, g := range got {
-		if g > want[k] {
-			res.dup += g - want[k]
-		}
-	}
+	res.lost, res.dup = multisetDiff(want, deliveries(cfg, dsn))
 
 	// G3b. The same after the restarts.
 	res.secondAfter, res.secondAfterOK = secondFollower(cfg, dsn, logPath)
@@ -228,33 +217,22 @@ func (res *fleetResult) migrateCase(cfg config, dir, genPath, dsn string) {
 		res.failures = append(res.failures, res.migrate)
 		return
 	}
-	want := deliveries(cfg, src)
-	r, err := harness.Run(5*time.Minute, false, cfg.as(cfg.bin, "--db", dsn, "deliveries", "--host", "old", "--format", "jsonl")...)
-	if err != nil {
-		res.migrate = "deliveries: " + oneLine(err.Error(), 200)
-		res.failures = append(res.failures, res.migrate)
-		return
-	}
-	got := map[string]int{}
-	sc := bufio.NewScanner(bytes.NewReader(r.Stdout))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if l := sc.Text(); l != "" {
-			got[l]++
-		}
-	}
+	want, got := deliveries(cfg, src), deliveries(cfg, dsn, "--host", "old")
 	res.migrateExpected = total(want)
+	res.migrateLost, res.migrateDup = multisetDiff(want, got)
+	res.migrate = fmt.Sprintf("killed at %q, run again: %d lost, %d duplicated of %d", res.migrateKilledAt, res.migrateLost, res.migrateDup, res.migrateExpected)
+}
+
+// multisetDiff counts the rows of want missing from got, and those of got
+// beyond want.
+func multisetDiff(want, got map[string]int) (lost, extra int) {
 	for k, n := range want {
-		if g := got[k]; g < n {
-			res.migrateLost += n - g
-		}
+		lost += max(0, n-got[k])
 	}
 	for k, g := range got {
-		if g > want[k] {
-			res.migrateDup += g - want[k]
-		}
+		extra += max(0, g-want[k])
 	}
-	res.migrate = fmt.Sprintf("killed at %q, run again: %d lost, %d duplicated of %d", res.migrateKilledAt, res.migrateLost, res.migrateDup, res.migrateExpected)
+	return lost, extra
 }
 
 // lastProgress returns the last complete "migrate: deliveries" line of a

@@ -523,9 +523,9 @@ func fillBallast(path string, leave int64) {
 	f.Close()
 }
 
-// deliveries returns `mailtls deliveries --format jsonl` as a multiset.
-func deliveries(cfg config, db string) map[string]int {
-	r, err := harness.Run(5*time.Minute, false, cfg.as(cfg.bin, "--db", db, "deliveries", "--format", "jsonl")...)
+// deliveries returns `mailtls deliveries --format jsonl [args]` as a multiset.
+func deliveries(cfg config, db string, args ...string) map[string]int {
+	r, err := harness.Run(5*time.Minute, false, cfg.as(append([]string{cfg.bin, "--db", db, "deliveries", "--format", "jsonl"}, args...)...)...)
 	if err != nil {
 		return map[string]int{}
 	}
