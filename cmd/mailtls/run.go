@@ -62,7 +62,7 @@ func runCommand(e env) *cli.Command {
 			}
 			defer w.stop()
 			log.Info("mailtls run started", "listeners", strings.Join(d.addrs, " "), "db", c.String("db"),
-				"log", fol.source, "overrides", d.table.Load().Len(), "default", c.String("default"))
+				"log", fol.source, "default", c.String("default"))
 
 			if job != nil {
 				ctx, cancel := context.WithCancel(c.Context)
