@@ -104,7 +104,7 @@ func newPublished(c *cli.Context, srcs sourceSet, st published.Store, active pub
 // when the load is over. Due refreshes are queued every minute for
 // destinations with recent deliveries. It returns nil when the sources
 // are off.
-func startPublished(ctx context.Context, c *cli.Context, srcs sourceSet, st *store.Store, log *slog.Logger, loaded func(cached int)) (*publishedDaemon, error) {
+func startPublished(ctx context.Context, c *cli.Context, srcs sourceSet, st *store.Store, log *slog.Logger, after <-chan struct{}, loaded func(cached int)) (*publishedDaemon, error) {
 	r, err := newPublished(c, srcs, st, st.ActiveDomains, log)
 	if r == nil || err != nil {
 		return nil, err
@@ -114,6 +114,10 @@ func startPublished(ctx context.Context, c *cli.Context, srcs sourceSet, st *sto
 	ctx, p.cancel = context.WithCancel(ctx)
 	p.wg.Go(func() {
 		defer r.Close() // also when start-up fails after this point
+		select {
+		case <-after:
+		case <-ctx.Done():
+		}
 		n, err := r.Load(ctx)
 		if err != nil && ctx.Err() == nil {
 			if r.Loaded() {
