@@ -466,9 +466,6 @@ func (r *Resolver) Resolve(ctx context.Context, d string) (Result, error) {
 // store hold only destinations in use.
 func (r *Resolver) RefreshActive(ctx context.Context) (queued, skipped int, err error) {
 	r.dns.expire()
-	if !r.loaded.Load() {
-		return 0, 0, nil // not before what the store holds is known
-	}
 	r.evict(ctx)
 	if r.active == nil {
 		return 0, 0, nil
@@ -482,7 +479,10 @@ func (r *Resolver) RefreshActive(ctx context.Context) (queued, skipped int, err 
 		if notDomain(d) != "" {
 			continue
 		}
-		st, ok := r.state(d)
+		st, ok, err := r.known(ctx, d)
+		if err != nil {
+			continue // the cache is still loading: its worker would not resolve d either
+		}
 		force := false
 		if ok {
 			if p := st.policy; p != nil {

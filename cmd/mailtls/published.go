@@ -135,8 +135,8 @@ func startPublished(ctx context.Context, c *cli.Context, srcs sourceSet, st *sto
 				return
 			case <-t.C:
 				if !r.Loaded() {
-					// The start-up load failed: try again (RefreshActive
-					// waits for it).
+					// The start-up load failed: try again, so that
+					// lookups stop reading the store.
 					if _, err := r.Load(ctx); err != nil && !r.Loaded() {
 						if ctx.Err() == nil {
 							log.Error("published sources: loading the cache failed again; lookups keep reading it from the store", "err", err)
