@@ -215,6 +215,12 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 	if gcPercent < 0 {
 		debug.SetGCPercent(gcPercent) // GOGC=off stays off
 	}
+	serving := false
+	defer func() {
+		if !serving {
+			debug.SetGCPercent(gcPercent)
+		}
+	}()
 	d.warm.Add(1)
 	ovDone := make(chan struct{})
 	if d.pub, err = startPublished(ctx, c, srcs, st, log, ovDone, func(n int) {
@@ -303,6 +309,7 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 		}
 		log.Info("start-up loads done: answering from memory", args...)
 	})
+	serving = true
 	return d, nil
 }
 
