@@ -103,3 +103,26 @@ func TestWarmupFromStore(t *testing.T) {
 	}
 	check("after the loads")
 }
+
+// TestHealthWhileLoading: /healthz answers 503 with what the daemon is
+// still loading at start, and ok once both loads are done.
+func TestHealthWhileLoading(t *testing.T) {
+	r, err := published.New(published.Config{DNS: &discover.Resolver{Servers: []string{"127.0.0.1:9"}}, Store: &published.MemStore{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{table: policyd.NewTable("may"), pub: &publishedDaemon{r: r}}
+	if err := health(d, nil); err == nil || err.Error() != "still loading the overrides and published cache" {
+		t.Errorf("nothing loaded: health = %v", err)
+	}
+	d.table.Store(policyd.NewSnapshot(nil, "may"))
+	if err := health(d, nil); err == nil || err.Error() != "still loading the published cache" {
+		t.Errorf("overrides loaded: health = %v", err)
+	}
+	if _, err := r.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := health(d, nil); err != nil {
+		t.Errorf("all loaded: health = %v", err)
+	}
+}
