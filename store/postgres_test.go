@@ -313,3 +313,16 @@ func TestPostgresConcurrentOverrideChanges(t *testing.T) {
 		t.Errorf("history of %d changes, first with old %q; want a creation and changes", len(hist), hist[len(hist)-1].Old)
 	}
 }
+
+// TestPostgresSchemaTooNew: a database migrated by a newer mailtls is
+// refused, as on SQLite.
+func TestPostgresSchemaTooNew(t *testing.T) {
+	s, dsn := openPG(t)
+	w, _ := s.writer()
+	if _, err := w.Exec(`INSERT INTO schema_migrations(version, applied) VALUES (?, 0)`, len(migrations)+1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(context.Background(), dsn); !errors.Is(err, ErrSchemaTooNew) {
+		t.Errorf("Open of a newer schema = %v; want ErrSchemaTooNew", err)
+	}
+}

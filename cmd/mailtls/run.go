@@ -67,7 +67,7 @@ func runCommand(e env) *cli.Command {
 			}
 			defer w.stop()
 			log.Info("mailtls run started", "listeners", strings.Join(d.addrs, " "), "db", dbName(c),
-				"host", fol.host, "log", fol.source, "overrides", d.table.Load().Len(), "default", c.String("default"))
+				"host", fol.host, "log", fol.source, "default", c.String("default"))
 
 			if job != nil {
 				ctx, cancel := context.WithCancel(c.Context)

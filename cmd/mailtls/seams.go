@@ -60,11 +60,14 @@ type overrideWriter interface {
 }
 
 // overrideSource is what the daemon reads the overrides from
-// (storeSource adapts it to policyd.Source): OverridesVersion changes on
-// every override change, and the daemon's Table polls it.
+// (storeSource adapts it to policyd.Source and policyd.KeySource):
+// OverridesVersion changes on every override change, and the daemon's
+// Table polls it; OverridesFor answers lookups until the first load of
+// OverridePolicies is done.
 type overrideSource interface {
 	OverridesVersion(ctx context.Context) (uint64, error)
 	OverridePolicies(ctx context.Context, fn func(key, policy string, expires time.Time)) error
+	OverridesFor(ctx context.Context, keys []string, fn func(key, policy string, expires time.Time)) error
 }
 
 // changeNotifier is a store that announces override changes (PostgreSQL's

@@ -49,6 +49,8 @@ type Backend interface {
 	// The daemon's override source: the version changes on every change.
 	OverridesVersion(ctx context.Context) (uint64, error)
 	OverridePolicies(ctx context.Context, fn func(key, policy string, expires time.Time)) error
+	// Its point queries, while the daemon's first load runs.
+	OverridesFor(ctx context.Context, keys []string, fn func(key, policy string, expires time.Time)) error
 
 	// Retention.
 	Prune(ctx context.Context, before time.Time) (store.PruneResult, error)
@@ -620,6 +622,18 @@ func overrideHistory(t T, b Backend) {
 	if exp, ok := pol[key+" encrypt"]; len(pol) != 2 || !ok || !exp.Equal(expires) {
 		t.Errorf("OverridePolicies = %v, want %s encrypt expiring %v and one more", pol, key, expires)
 	}
+	some := map[string]string{}
+	if err := b.OverridesFor(ctx, []string{"absent.example", key}, func(k, p string, exp time.Time) {
+		some[k] = p
+		if !exp.Equal(expires) {
+			t.Errorf("OverridesFor: %s expires %v, want %v", k, exp, expires)
+		}
+	}); err != nil {
+		t.Fatalf("OverridesFor: %v", err)
+	}
+	if len(some) != 1 || some[key] != "encrypt" {
+		t.Errorf("OverridesFor(absent.example, %s) = %v, want %s encrypt alone", key, some, key)
+	}
 	if err := b.RemoveOverride(ctx, "absent.example", "carol"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("RemoveOverride of a missing key: err %v, want one wrapping store.ErrNotFound", err)
 	}
@@ -667,6 +681,7 @@ func changeNotification(t T, b Backend) {
 		_, _ = b.Overrides(ctx)
 		_, _ = b.History(ctx, "")
 		_ = b.OverridePolicies(ctx, func(string, string, time.Time) {})
+		_ = b.OverridesFor(ctx, []string{"example.com"}, func(string, string, time.Time) {})
 		_, _ = b.Summary(ctx, store.Window{})
 		moved("reads after "+what, false)
 	}
