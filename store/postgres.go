@@ -369,7 +369,8 @@ func (s *Store) listen(ctx context.Context, ch chan<- struct{}) {
 
 // lockSourcePG is LockSource on PostgreSQL: a session advisory lock, keyed
 // by the hash of host and source, held by a connection of its own until
-// release (or until that connection is lost).
+// release, and taken again on a new one when that connection is lost
+// (keepLock).
 func (s *Store) lockSourcePG(ctx context.Context, host, source string, key int64) (func(), error) {
 	conn, err := pgx.ConnectConfig(ctx, s.pgcfg.Copy())
 	if err != nil {
@@ -385,5 +386,5 @@ func (s *Store) lockSourcePG(ctx context.Context, host, source string, key int64
 		return nil, fmt.Errorf("%w as host %s on %s (advisory lock %d held in %s): stop it, or give this one another --host",
 			ErrSourceLocked, host, source, key, s.path)
 	}
-	return func() { conn.Close(context.Background()) }, nil
+	return s.keepLock(conn, key), nil
 }
