@@ -53,7 +53,10 @@ func receiverTLSA311(t *testing.T) string {
 //     tlsa-fail.test (signed, the TLSA query SERVFAILs) under a dane-only
 //     override: Postfix defers before connecting ("no TLSA records
 //     found", "non DNSSEC destination": dane-required; "TLSA lookup
-//     error": dnssec-invalid).
+//     error": dnssec-invalid);
+//   - tlsa-unusable.test: a TLSA record of an unknown matching type
+//     (3 1 7) under a dane-only override: Postfix connects, warns "all
+//     TLSA records unusable" and defers: tlsa-invalid.
 //
 // tlsrpt show counts one session each. MAILTLS_E2E_CAPTURE of this test is
 // logparse/testdata/real-postfix37-dane.log.
@@ -65,8 +68,9 @@ func TestRealDANE(t *testing.T) {
 		noTLSA   = "no-tlsa.test"
 		insecure = "insecure.test"
 		lookErr  = "tlsa-fail.test"
+		unusable = "tlsa-unusable.test"
 	)
-	domains := []string{daneOK, mismatch, noTLSA, insecure, lookErr}
+	domains := []string{daneOK, mismatch, noTLSA, insecure, lookErr, unusable}
 	z := testnet.NewZone()
 	smap := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	pf := StartPostfix(t, Config{
@@ -88,7 +92,8 @@ func TestRealDANE(t *testing.T) {
 	good, bad := receiverTLSA311(t), strings.Repeat("ab", 32)
 	z.Add(t, "_25._tcp.mx."+daneOK+". 300 IN TLSA 3 1 1 "+good,
 		"_25._tcp.mx."+mismatch+". 300 IN TLSA 3 1 1 "+bad,
-		"_25._tcp.mx."+lookErr+". 300 IN TLSA 3 1 1 "+good)
+		"_25._tcp.mx."+lookErr+". 300 IN TLSA 3 1 1 "+good,
+		"_25._tcp.mx."+unusable+". 300 IN TLSA 3 1 7 "+good)
 	z.ServFail("_25._tcp.mx."+lookErr, true)
 
 	m := newMailtlsRun(t, pf.LogPath())
@@ -96,7 +101,7 @@ func TestRealDANE(t *testing.T) {
 	m.args = []string{"run", "--db", m.db, "--log", pf.LogPath(), "--socketmap", smap, "--tcp", m.tcp,
 		"--poll", "100ms", "--reload-every", "200ms", "--config", "/dev/null", "--http", "", "--resolver", pf.DNSAddr()}
 	m.start()
-	for _, d := range []string{noTLSA, insecure, lookErr} {
+	for _, d := range []string{noTLSA, insecure, lookErr, unusable} {
 		m.cli("policy", "set", d, "dane-only")
 	}
 	// The published answers and the overrides, through Postfix's own
@@ -132,6 +137,7 @@ func TestRealDANE(t *testing.T) {
 		noTLSA:   q[noTLSA] + ": to=<u@" + noTLSA + ">, relay=none",
 		insecure: q[insecure] + ": to=<u@" + insecure + ">, relay=none",
 		lookErr:  q[lookErr] + ": to=<u@" + lookErr + ">, relay=none",
+		unusable: "warning: mx." + unusable + "[" + ip + "]:25: all TLSA records unusable",
 	} {
 		if _, err := pf.WaitLog(context.Background(), LineContains(want)); err != nil {
 			t.Errorf("%s: no line %q: %v", d, want, err)
@@ -166,6 +172,7 @@ func TestRealDANE(t *testing.T) {
 		noTLSA:   {tlsrpt.Policy{Type: tlsrpt.PolicyNoPolicyFound, Domain: noTLSA}, 0, 1, tlsrpt.DANERequired, "", ""},
 		insecure: {tlsrpt.Policy{Type: tlsrpt.PolicyNoPolicyFound, Domain: insecure}, 0, 1, tlsrpt.DANERequired, "", ""},
 		lookErr:  {tlsrpt.Policy{Type: tlsrpt.PolicyNoPolicyFound, Domain: lookErr}, 0, 1, tlsrpt.DNSSECInvalid, "", ""},
+		unusable: {tlsrpt.Policy{Type: tlsrpt.PolicyNoPolicyFound, Domain: unusable}, 0, 1, tlsrpt.TLSAInvalid, "mx." + unusable, ip},
 	} {
 		r, ok := shown[d]
 		if !ok || len(r.Policies) != 1 {
