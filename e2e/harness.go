@@ -116,8 +116,9 @@ type Config struct {
 	// through it: smtp_host_lookup=dns, smtp_dns_support_level=dnssec
 	// (DANE). Tests add the records (MX, A, TLSA) after StartPostfix, when
 	// the receivers' addresses are known (Addr), and Sign the zones whose
-	// answers are DNSSEC-validated. The private /etc/hosts stays, for
-	// lmtp(8), whose lookups stay native.
+	// answers are DNSSEC-validated. The harness adds a signed NS record
+	// for the root, which Postfix's dnssec_probe asks for. The private
+	// /etc/hosts stays, for lmtp(8), whose lookups stay native.
 	DNS *testnet.Zone
 	// Main adds or replaces main.cf parameters; applied last.
 	Main map[string]string
@@ -205,6 +206,10 @@ func StartPostfix(t testing.TB, cfg Config) *Postfix {
 		t.Fatal(err)
 	}
 	if cfg.DNS != nil {
+		// Postfix's dnssec_probe (ns:.) checks at the first DNSSEC
+		// lookup that the resolver validates: a signed root NS answers.
+		cfg.DNS.Add(t, ". 86400 IN NS ns.root.test.")
+		cfg.DNS.Sign(".")
 		if err := testnet.StartDNSAt(t, cfg.DNS, p.DNSAddr()); err != nil {
 			t.Fatal(err)
 		}
