@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -165,6 +166,19 @@ func TestFollowSurvivesSIGKILL(t *testing.T) {
 	}
 	lost, dup := diff(want, got)
 	if len(lost) > 0 || len(dup) > 0 || len(got) != len(want) {
+		// Each extra row, with the reference rows of the same queue id and
+		// recipient: a duplicate shows twice, a wrong field beside the right.
+		for i, d := range dup {
+			if i == 5 {
+				break
+			}
+			t.Logf("extra: %s", d)
+			for _, w := range want {
+				if sameMessage(w, d) {
+					t.Logf("  reference: %s", w)
+				}
+			}
+		}
 		t.Fatalf("after %d SIGKILLs: %d stored, %d expected; %d lost (e.g. %q), %d extra/duplicated (e.g. %q)",
 			kills, len(got), len(want), len(lost), first(lost), len(dup), first(dup))
 	}
@@ -212,6 +226,17 @@ func diff(want, got []string) (lost, extra []string) {
 		}
 	}
 	return lost, extra
+}
+
+// sameMessage reports whether two jsonl delivery rows have the same queue
+// id and recipient.
+func sameMessage(a, b string) bool {
+	var x, y struct {
+		QueueID   string `json:"queue_id"`
+		Recipient string `json:"recipient"`
+	}
+	return json.Unmarshal([]byte(a), &x) == nil && json.Unmarshal([]byte(b), &y) == nil &&
+		x.QueueID == y.QueueID && x.Recipient == y.Recipient
 }
 
 func first(s []string) string {

@@ -19,11 +19,20 @@ type Published struct {
 	// TLSRPT holds the TLSRPT attributes of the policy, as
 	// TLSRPTPolicy.Format returns them, or "".
 	TLSRPT string
+	// Unavailable: the answer cannot be known now (the publisher's cache
+	// is still loading and its store failed). Unless the default is
+	// stronger than any published answer, the servers answer TEMP rather
+	// than a default that may be weaker.
+	Unavailable bool
 }
 
 // RulePublished is Result.Rule for an answer from a Publisher; the
 // publisher's source ("dane", "mta-sts") is in Result.Source.
 const RulePublished = "published"
+
+// RuleUnavailable is Result.Rule when the publisher could not tell
+// (Published.Unavailable); the servers answer TEMP.
+const RuleUnavailable = "unavailable"
 
 type publisherBox struct{ p Publisher }
 
@@ -49,6 +58,13 @@ func (t *Table) withPublished(key []byte, r Result) Result {
 		return r
 	}
 	p, ok := b.p.Publish(string(key))
+	if ok && p.Unavailable {
+		// Only a default that not even dane-only may replace is sure.
+		if notWeaker("dane-only", r) {
+			return Result{Rule: RuleUnavailable}
+		}
+		return r
+	}
 	if !ok || p.Value == "" || !notWeaker(p.Value, r) {
 		return r
 	}

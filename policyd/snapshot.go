@@ -374,10 +374,7 @@ func (s *Snapshot) lookupBytes(k []byte, now int64) Result {
 		r.Expired = append(r.Expired, s.key(i))
 	}
 	if isDomainKey(k) {
-		for i := 1; i < len(k); i++ {
-			if k[i] != '.' {
-				continue
-			}
+		for i := nextParent(k, 0); i > 0; i = nextParent(k, i) {
 			if e, ok := s.find(k[i:]); ok {
 				if s.exp == nil || s.exp[e] == 0 || s.exp[e] > now {
 					return Result{Value: s.vals[s.val[e]], Found: true, Rule: RuleWildcard, Key: s.key(e), Expired: r.Expired}
@@ -392,6 +389,18 @@ func (s *Snapshot) lookupBytes(k []byte, now int64) Result {
 	}
 	r.Rule = RuleNotFound
 	return r
+}
+
+// nextParent returns where the parent wildcard after the one at i starts
+// in domain key k (k[j:] is ".b.c", then ".c"; i = 0 asks for the first),
+// or -1 when there is none.
+func nextParent(k []byte, i int) int {
+	for j := i + 1; j < len(k); j++ {
+		if k[j] == '.' {
+			return j
+		}
+	}
+	return -1
 }
 
 // isDomainKey reports whether parent wildcards apply to k: not a bracketed
@@ -432,9 +441,10 @@ func (t *Table) load(ctx context.Context, src Source) (*Snapshot, error) {
 // Table holds the current snapshot. Lookups load it atomically; Watch or
 // Store swap in a new one.
 type Table struct {
-	def atomic.Pointer[string]
-	cur atomic.Pointer[Snapshot]
-	pub atomic.Pointer[publisherBox] // consulted after an override miss
+	def  atomic.Pointer[string]
+	cur  atomic.Pointer[Snapshot]
+	pub  atomic.Pointer[publisherBox] // consulted after an override miss
+	warm atomic.Pointer[warmupBox]    // answers until the first snapshot (SetWarmup)
 
 	// reloaded is the source version of the snapshot Reload stored last,
 	// so that a Watch started afterwards does not load the same again;
@@ -451,7 +461,8 @@ type Table struct {
 // NewTable returns a table whose snapshots answer def when nothing matches.
 // Load returns nil until the first Store or successful load by Watch; the
 // servers answer TEMP until then, so that Postfix defers mail instead of
-// sending it under the default while the overrides are unknown.
+// sending it under the default while the overrides are unknown, unless
+// SetWarmup gives them a way to answer exactly meanwhile.
 func NewTable(def string) *Table {
 	t := &Table{}
 	t.def.Store(&def)

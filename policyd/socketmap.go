@@ -182,14 +182,11 @@ func (s *Server) answerSocketmap(bw *bufio.Writer, req []byte, mapName string) (
 	}
 }
 
-// lookup lowercases key in place and looks it up in the current snapshot.
-// It reports false if there is no snapshot yet.
+// lookup lowercases key in place and looks it up in the current snapshot,
+// or before the first one in the table's warm-up source. It reports false
+// if there is neither, or the answer cannot be known now (TEMP).
 func (s *Server) lookup(key []byte) (Result, bool) {
 	if s.Table == nil {
-		return Result{}, false
-	}
-	snap := s.Table.Load()
-	if snap == nil {
 		return Result{}, false
 	}
 	ascii := true
@@ -200,10 +197,19 @@ func (s *Server) lookup(key []byte) (Result, bool) {
 			ascii = false
 		}
 	}
+	snap := s.Table.Load()
+	if snap == nil {
+		if snap = s.Table.warmupSnapshot(key, ascii, s.log()); snap == nil {
+			return Result{}, false
+		}
+	}
 	now := s.now().UnixNano()
 	var r Result
 	if ascii {
 		r = s.Table.withPublished(key, snap.lookupBytes(key, now))
+		if r.Rule == RuleUnavailable {
+			return Result{}, false
+		}
 	} else {
 		r = snap.lookupSlow(string(key), now)
 	}

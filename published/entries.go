@@ -28,6 +28,21 @@ func (e *entries) store(d string, st *state) {
 	e.mu.Unlock()
 }
 
+// loadOrStore stores st unless d has a state already, and returns the
+// state d has afterwards.
+func (e *entries) loadOrStore(d string, st *state) *state {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if old, ok := e.m[d]; ok {
+		return old
+	}
+	if e.m == nil {
+		e.m = map[string]*state{}
+	}
+	e.m[d] = st
+	return st
+}
+
 func (e *entries) delete(d string) {
 	e.mu.Lock()
 	delete(e.m, d)

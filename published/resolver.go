@@ -112,7 +112,11 @@ type Resolver struct {
 	clock        Clock
 	log          *slog.Logger
 
-	entries entries // the lookup path reads only this
+	entries entries // the lookup path reads only this, once loaded
+	// loaded: every stored entry is in entries (Load has finished), or
+	// there is no store. Until then a destination missing from entries is
+	// read from the store (known).
+	loaded atomic.Bool
 
 	mu       sync.Mutex
 	inflight map[string]*job
@@ -172,6 +176,7 @@ func New(cfg Config) (*Resolver, error) {
 	if queue <= 0 {
 		queue = DefaultQueue
 	}
+	r.loaded.Store(cfg.Store == nil)
 	r.queue = make(chan *job, queue)
 	r.nworkers = workers
 	r.dns = &dnsCache{dns: cfg.DNS, now: r.clock.Now, m: map[qkey]cachedAnswer{}}
@@ -244,17 +249,27 @@ func (r *Resolver) worker(ctx context.Context) {
 // releases whoever waits for it.
 func (r *Resolver) run(ctx context.Context, j *job) {
 	defer r.pending.Done()
-	prev, _ := r.state(j.domain)
+	release := func() {
+		r.mu.Lock()
+		delete(r.inflight, j.domain)
+		r.mu.Unlock()
+		close(j.done)
+	}
+	prev, _, err := r.known(ctx, j.domain)
+	if err != nil {
+		// What the cache holds is unknown: a resolution now could replace
+		// an unexpired MTA-STS policy (RFC 8461 §5.1) after a failed fetch.
+		r.log.Error("published policy: not resolving while the cached entry cannot be read", "domain", j.domain, "error", err)
+		release()
+		return
+	}
 	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 	st := r.resolve(rctx, j.domain, prev, j.force)
 	cancel()
 	if ctx.Err() != nil {
 		// Closing: the lookups were cut short, so what they found says
 		// nothing about the destination. Keep what was known.
-		r.mu.Lock()
-		delete(r.inflight, j.domain)
-		r.mu.Unlock()
-		close(j.done)
+		release()
 		return
 	}
 	r.entries.store(j.domain, st)
@@ -265,15 +280,38 @@ func (r *Resolver) run(ctx context.Context, j *job) {
 		r.log.Debug("published policy resolved", "domain", j.domain, "source", st.result.Source, "policy", st.result.Policy)
 	}
 	r.persist(ctx, j.domain, st)
-	r.mu.Lock()
-	delete(r.inflight, j.domain)
-	r.mu.Unlock()
-	close(j.done)
+	release()
 }
 
 func (r *Resolver) state(d string) (*state, bool) {
 	return r.entries.load(d)
 }
+
+// known returns the state of d: from memory, or, while Load has not
+// finished, from the store (then kept in memory), so that a destination
+// the load has not reached yet is answered as it will be afterwards. An
+// entry that does not decode is skipped, as Load skips it. An error means
+// the store could not say.
+func (r *Resolver) known(ctx context.Context, d string) (*state, bool, error) {
+	if st, ok := r.entries.load(d); ok || r.loaded.Load() {
+		return st, ok, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.budget)
+	defer cancel()
+	data, ok, err := r.store.PublishedEntry(ctx, d)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	st, err := decodeState(d, data, nil)
+	if err != nil {
+		return nil, false, nil
+	}
+	return r.entries.loadOrStore(d, st), true, nil
+}
+
+// Loaded reports whether Load has brought every stored entry into memory
+// (or there is no store).
+func (r *Resolver) Loaded() bool { return r.loaded.Load() }
 
 // schedule queues a resolution of d unless one is queued or running. It
 // returns a channel closed when the resolution is done, or false when the
@@ -302,14 +340,21 @@ func (r *Resolver) schedule(d string, force bool) (<-chan struct{}, bool) {
 // name as policyd normalises it. A destination resolved before is answered
 // from memory at once (and resolved again in the background when its
 // cache is due); one seen for the first time waits for its resolution at
-// most the budget, or until ctx ends. Lookup never fails: without an
-// answer the Result has SourceNone.
+// most the budget, or until ctx ends. Until Load has finished, a
+// destination not in memory is read from the store first. Lookup never
+// fails: without an answer the Result has SourceNone, and Unavailable
+// when that read failed.
 func (r *Resolver) Lookup(ctx context.Context, d string) Result {
 	if why := notDomain(d); why != "" {
 		return Result{Domain: d, Source: SourceNone, Evidence: Evidence{Notes: []string{why}}}
 	}
 	now := r.clock.Now()
-	if st, ok := r.state(d); ok {
+	st, ok, err := r.known(ctx, d)
+	if err != nil {
+		return Result{Domain: d, Source: SourceNone, Unavailable: true,
+			Evidence: Evidence{Notes: []string{"the cache is still loading and this entry could not be read: " + err.Error()}}}
+	}
+	if ok {
 		if !now.Before(st.refreshAt) {
 			r.schedule(d, false)
 		}
@@ -434,7 +479,10 @@ func (r *Resolver) RefreshActive(ctx context.Context) (queued, skipped int, err 
 		if notDomain(d) != "" {
 			continue
 		}
-		st, ok := r.state(d)
+		st, ok, err := r.known(ctx, d)
+		if err != nil {
+			continue // the cache is still loading: its worker would not resolve d either
+		}
 		force := false
 		if ok {
 			if p := st.policy; p != nil {
@@ -532,11 +580,16 @@ func (r *Resolver) persist(ctx context.Context, d string, st *state) {
 	}
 }
 
-// Load fills the cache from the store, before Start. Entries that no
+// Load fills the cache from the store. Entries that no
 // longer parse or validate are skipped and reported in the error, which
 // is joined; the others are loaded. Entries are decoded on every CPU, in
 // batches, while the store is read: decoding is most of the start-up time
 // of a daemon with a hundred thousand cached destinations.
+//
+// Lookups, and the workers (Start), may run meanwhile: a destination not
+// in memory yet is read from the store (Store.PublishedEntry), and a
+// destination resolved during the load keeps its new state. Once Load
+// has read the whole store, memory alone answers.
 func (r *Resolver) Load(ctx context.Context) (int, error) {
 	if r.store == nil {
 		return 0, nil
@@ -565,7 +618,7 @@ func (r *Resolver) Load(ctx context.Context) (int, error) {
 						mu.Unlock()
 						continue
 					}
-					r.entries.store(e.d, st)
+					r.entries.loadOrStore(e.d, st) // a resolution during the load is newer
 					n.Add(1)
 				}
 			}
@@ -590,6 +643,7 @@ func (r *Resolver) Load(ctx context.Context) (int, error) {
 	if err != nil {
 		return int(n.Load()), fmt.Errorf("published: loading the cache: %w", err)
 	}
+	r.loaded.Store(true)
 	return int(n.Load()), errors.Join(bad...)
 }
 

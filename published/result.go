@@ -32,8 +32,12 @@ type Result struct {
 	CacheAge   time.Duration `json:"-"`
 	// Pending is set when the destination has not been resolved yet (first
 	// contact beyond the budget, or the resolution queue was full).
-	Pending  bool     `json:"pending,omitempty"`
-	Evidence Evidence `json:"evidence"`
+	Pending bool `json:"pending,omitempty"`
+	// Unavailable is set when the answer cannot be known now: the cache
+	// is still loading and the store failed to read this destination's
+	// entry. Not stored.
+	Unavailable bool     `json:"-"`
+	Evidence    Evidence `json:"evidence"`
 }
 
 // Evidence says why a Result is what it is.

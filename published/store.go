@@ -16,6 +16,9 @@ type Store interface {
 	// LoadPublished calls fn for every entry; data is valid only during
 	// the call.
 	LoadPublished(ctx context.Context, fn func(domain string, data []byte) error) error
+	// PublishedEntry returns the data of one entry, and false when there
+	// is none: lookups read it while Resolver.Load runs.
+	PublishedEntry(ctx context.Context, domain string) ([]byte, bool, error)
 	DeletePublished(ctx context.Context, domain string) error
 }
 
@@ -71,6 +74,14 @@ func (s *MemStore) LoadPublished(_ context.Context, fn func(domain string, data 
 		}
 	}
 	return nil
+}
+
+// PublishedEntry returns the data of domain's entry.
+func (s *MemStore) PublishedEntry(_ context.Context, domain string) ([]byte, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.m[domain]
+	return e.data, ok, nil
 }
 
 // DeletePublished removes the entry of domain.

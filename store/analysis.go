@@ -199,7 +199,7 @@ type OverrideStats struct {
 // next-hop (different when a transport map routes the domain elsewhere).
 // w.Domain, if set, further restricts the deliveries.
 func (s *Store) OverrideActivity(ctx context.Context, w Window, keys []string) ([]OverrideStats, error) {
-	m, err := parseDomainFilter(w.Domain)
+	m, err := w.matcher()
 	if err != nil {
 		return nil, err
 	}

@@ -343,8 +343,7 @@ func (s *Store) DeliveriesTo(ctx context.Context, domains []string, since, until
 		return fmt.Errorf("store: deliveries to: %w", err)
 	}
 	lo, hi := bounds(since, until)
-	q := `SELECT time, queue_id, recipient, orig_to, domain, relay, status, dsn, reason, tls, tls_trust, tls_protocol,
-		tls_cipher, fallback, tls_failure, process, pid, host, key, id, detail, internal
+	q := `SELECT ` + deliveryCols + `
 		FROM deliveries WHERE time >= ? AND time < ? AND domain IN (SELECT value FROM json_each(?)) ORDER BY time, id`
 	return s.read(ctx, func(tx *sql.Tx) error {
 		return streamDeliveries(ctx, tx, q, []any{lo, hi, string(list)}, fn)

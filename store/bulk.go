@@ -34,6 +34,7 @@ type Bulk struct {
 	done  chan struct{} // closed when the counting goroutine has finished
 	rows  int           // rows offered in the open transaction
 	began time.Time
+	host  int64 // the host the open transaction writes as (see hosts.go)
 
 	pending, committed int // rows inserted: in the open transaction, and committed
 	old                int // rows left out as older than the pruning horizon
@@ -66,7 +67,11 @@ func (bk *Bulk) Add(ctx context.Context, b *Batch) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		bk.t, bk.rows, bk.began = t, 0, time.Now()
+		host, err := bk.s.hostID(ctx, t.Tx)
+		if err != nil {
+			return 0, errors.Join(err, t.rollback())
+		}
+		bk.t, bk.rows, bk.began, bk.host = t, 0, time.Now(), host
 		if bk.wb == nil {
 			bk.wb = newWriteback(bk.s.path)
 		}
@@ -78,7 +83,7 @@ func (bk *Bulk) Add(ctx context.Context, b *Batch) (int, error) {
 			close(done)
 		}(bk.ru, bk.count, bk.done)
 	}
-	rows, skipped, n, old, err := insertBatch(ctx, bk.t, b)
+	rows, skipped, n, old, err := insertBatch(ctx, bk.t, b, bk.host)
 	if err != nil {
 		return 0, errors.Join(err, bk.Rollback())
 	}
@@ -114,7 +119,7 @@ func (bk *Bulk) Commit(ctx context.Context) error {
 	if bk.t == nil {
 		return nil
 	}
-	if err := bk.counts().write(ctx, bk.t); err != nil {
+	if err := bk.counts().write(ctx, bk.t, bk.host); err != nil {
 		return errors.Join(err, bk.Rollback())
 	}
 	err := bk.t.commit()

@@ -144,6 +144,16 @@ func (b anonymous) SetOverride(ctx context.Context, o store.Override, actor stri
 // TestConformanceCatchesBrokenStores runs the suite against broken
 // wrappers of the SQLite store and requires it to fail each in the cases
 // that cover the broken behaviour, and to pass the faithful wrapper.
+// oneHost writes every host's deliveries and checkpoints as one host's.
+type oneHost struct{ *store.Store }
+
+func (oneHost) SetHost(context.Context, string) error { return nil }
+
+// noLock lets any number of followers run.
+type noLock struct{ *store.Store }
+
+func (noLock) LockSource(context.Context, string, string) (func(), error) { return func() {}, nil }
+
 func TestConformanceCatchesBrokenStores(t *testing.T) {
 	type faithful struct{ *store.Store }
 	mutants := []struct {
@@ -166,6 +176,10 @@ func TestConformanceCatchesBrokenStores(t *testing.T) {
 			[]string{"PruneKeepsRollups"}},
 		{"records no actor", func(s *store.Store) storetest.Backend { return anonymous{s} },
 			[]string{"OverrideHistory"}},
+		{"ignores the host", func(s *store.Store) storetest.Backend { return oneHost{s} },
+			[]string{"ExactlyOncePerHost"}},
+		{"takes no follower lock", func(s *store.Store) storetest.Backend { return noLock{s} },
+			[]string{"OneFollowerPerHostAndSource"}},
 	}
 	for _, m := range mutants {
 		t.Run(m.name, func(t *testing.T) {

@@ -20,8 +20,12 @@ import (
 // Delivery is one outbound delivery attempt as parsed from the mail log. It
 // mirrors logparse.Delivery; cmd/mailtls converts between the two.
 type Delivery struct {
-	Time        time.Time // stored in UTC with microsecond precision
+	Time time.Time // stored in UTC with microsecond precision
+	// Host is the fleet host that stored the delivery (see hosts.go). It
+	// is set when reading; a write stores the writer's host (SetHost)
+	// whatever it holds.
 	Host        string
+	LogHost     string // the host field of the log line (syslog)
 	Process     string
 	PID         int
 	QueueID     string
@@ -48,10 +52,12 @@ type Delivery struct {
 // Filter selects deliveries. Since is inclusive, Until exclusive; a zero
 // time means unbounded. Domain is "" (all), "example.com" (exactly that
 // domain), "*.example.com" (example.com and all its subdomains) or
-// ".example.com" (subdomains only, as in Postfix policy tables).
+// ".example.com" (subdomains only, as in Postfix policy tables). Host is
+// "" (the whole fleet) or the name of one fleet host.
 type Filter struct {
 	Since, Until time.Time
 	Domain       string
+	Host         string
 }
 
 // Status values.
@@ -289,16 +295,17 @@ func (ru *rollups) add(r *row) {
 	}
 }
 
-func (ru *rollups) write(ctx context.Context, t *wtx) error {
+// write adds the counts to the rollup rows of host hostID.
+func (ru *rollups) write(ctx context.Context, t *wtx, hostID int64) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	ctx = context.WithoutCancel(ctx) // see insertBatch
 	for _, internal := range [...]bool{false, true} {
-		if err := ru.writeDays(ctx, t, internal); err != nil {
+		if err := ru.writeDays(ctx, t, internal, hostID); err != nil {
 			return err
 		}
-		if err := ru.writeHours(ctx, t, internal); err != nil {
+		if err := ru.writeHours(ctx, t, internal, hostID); err != nil {
 			return err
 		}
 	}
@@ -307,7 +314,7 @@ func (ru *rollups) write(ctx context.Context, t *wtx) error {
 
 // writeDays writes the day counts of outbound deliveries (internal false)
 // or of internal hops.
-func (ru *rollups) writeDays(ctx context.Context, t *wtx, internal bool) error {
+func (ru *rollups) writeDays(ctx context.Context, t *wtx, internal bool, hostID int64) error {
 	// Rows go in primary-key order, many per statement: new rows then
 	// append to the b-trees and existing ones are visited in order.
 	type dayCount struct {
@@ -324,27 +331,27 @@ func (ru *rollups) writeDays(ctx context.Context, t *wtx, internal bool) error {
 		return nil
 	}
 	slices.SortFunc(days, func(a, b dayCount) int { return compareDayKeys(&a.key, &b.key) })
-	vals := make([]driver.NamedValue, 0, len(days)*14)
+	vals := make([]driver.NamedValue, 0, len(days)*15)
 	for _, c := range days {
 		k := &c.key
 		vals = appendValues(vals, k.rdomain, k.day, k.status, int64(k.tls), k.trust, k.protocol, k.cipher,
-			k.fallback, k.tlsFailure, k.host, int64(k.port), c.n, c.first, c.last)
+			k.fallback, k.tlsFailure, k.host, int64(k.port), c.n, c.first, c.last, hostID)
 	}
 	table := "rollup_day"
 	if internal {
 		table = "rollup_day_internal"
 	}
-	if err := t.execChunked(ctx, `INSERT INTO `+table+`(rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port, n, first_time, last_time) VALUES `,
-		` ON CONFLICT(rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port) DO UPDATE
+	if err := t.execChunked(ctx, `INSERT INTO `+table+`(rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port, n, first_time, last_time, host_id) VALUES `,
+		` ON CONFLICT(rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port, host_id) DO UPDATE
 			SET n = n + excluded.n, first_time = min(first_time, excluded.first_time), last_time = max(last_time, excluded.last_time)`,
-		14, vals); err != nil {
+		15, vals); err != nil {
 		return fmt.Errorf("store: update %s: %w", table, err)
 	}
 	return nil
 }
 
 // writeHours is writeDays for the hour rollups.
-func (ru *rollups) writeHours(ctx context.Context, t *wtx, internal bool) error {
+func (ru *rollups) writeHours(ctx context.Context, t *wtx, internal bool, hostID int64) error {
 	type hourCount struct {
 		key hourKey
 		n   int64
@@ -359,18 +366,18 @@ func (ru *rollups) writeHours(ctx context.Context, t *wtx, internal bool) error 
 		return nil
 	}
 	slices.SortFunc(hours, func(a, b hourCount) int { return compareHourKeys(&a.key, &b.key) })
-	vals := make([]driver.NamedValue, 0, len(hours)*9)
+	vals := make([]driver.NamedValue, 0, len(hours)*10)
 	for _, h := range hours {
 		k := &h.key
-		vals = appendValues(vals, k.hour, k.status, int64(k.tls), k.trust, k.protocol, k.cipher, k.fallback, k.tlsFailure, h.n)
+		vals = appendValues(vals, k.hour, k.status, int64(k.tls), k.trust, k.protocol, k.cipher, k.fallback, k.tlsFailure, h.n, hostID)
 	}
 	table := "rollup_hour"
 	if internal {
 		table = "rollup_hour_internal"
 	}
-	if err := t.execChunked(ctx, `INSERT INTO `+table+`(hour, status, tls, trust, protocol, cipher, fallback, tls_failure, n) VALUES `,
-		` ON CONFLICT(hour, status, tls, trust, protocol, cipher, fallback, tls_failure) DO UPDATE SET n = n + excluded.n`,
-		9, vals); err != nil {
+	if err := t.execChunked(ctx, `INSERT INTO `+table+`(hour, status, tls, trust, protocol, cipher, fallback, tls_failure, n, host_id) VALUES `,
+		` ON CONFLICT(hour, status, tls, trust, protocol, cipher, fallback, tls_failure, host_id) DO UPDATE SET n = n + excluded.n`,
+		10, vals); err != nil {
 		return fmt.Errorf("store: update %s: %w", table, err)
 	}
 	return nil
@@ -449,8 +456,8 @@ const (
 	// The columns detail replaces get constants, which cost nothing to
 	// bind (see migration 2).
 	insertHead = `INSERT OR IGNORE INTO deliveries(time, domain, relay, status, tls, tls_trust, tls_protocol, tls_cipher,
-	fallback, tls_failure, key, detail, internal, queue_id, recipient, orig_to, dsn, reason, process, pid, host) VALUES `
-	insertTuple = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', '', '', '', '', 0, '')`
+	fallback, tls_failure, key, detail, internal, host_id, queue_id, recipient, orig_to, dsn, reason, process, pid, host) VALUES `
+	insertTuple = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', '', '', '', '', 0, '')`
 	// Up to insertChunk rows (a power of two) go in one statement: in this
 	// SQLite (pure Go) the per-statement cost is about a third of a one-row
 	// insert. A 1M-line import measured 1-3% faster with 128 than with 32
@@ -470,15 +477,21 @@ var insertStmts = func() []string {
 }()
 
 // values appends the insert arguments of r, in the types the driver binds
-// without conversion.
+// without conversion. The host (its key suffix and host_id) is host 0's
+// until forHost.
 func (r *row) values(dst []driver.NamedValue) []driver.NamedValue {
 	d := r.d
 	return appendValues(dst, r.us, r.domain, d.Relay, r.status, r.tlsNull, r.trust, d.TLSProtocol, d.TLSCipher,
-		d.Fallback, d.TLSFailure, r.key, r.detail, d.Internal)
+		d.Fallback, d.TLSFailure, r.key, r.detail, d.Internal, int64(0))
 }
 
-// insertCols is the number of arguments row.values appends.
-const insertCols = 13
+// insertCols is the number of arguments row.values appends; keyCol and
+// hostCol are the places of the key and host_id among them.
+const (
+	insertCols = 14
+	keyCol     = 10
+	hostCol    = 13
+)
 
 // Batch is a set of deliveries checked and converted for storage. Making
 // one does not touch the database, so a bulk import prepares the next batch
@@ -486,6 +499,7 @@ const insertCols = 13
 type Batch struct {
 	rows []row
 	vals []driver.NamedValue // insert arguments, insertCols per row
+	host int64               // the host id the keys and vals are for (forHost)
 }
 
 // PrepareBatch validates ds and prepares it for storage. It fails, naming
@@ -512,8 +526,25 @@ func newBatch(rows []row) *Batch {
 // Len returns the number of deliveries in the batch.
 func (b *Batch) Len() int { return len(b.rows) }
 
+// forHost makes b store its rows as host id's: host_id, and the key
+// suffix of hosts other than 0 (see hosts.go). It changes b in place;
+// calling it again with another id is fine.
+func (b *Batch) forHost(id int64) {
+	if b.host == id {
+		return
+	}
+	for i := range b.rows {
+		r := &b.rows[i]
+		r.key = appendKeySuffix(r.key[:storedKeyLen:storedKeyLen], id)
+		b.vals[i*insertCols+keyCol].Value = r.key
+		b.vals[i*insertCols+hostCol].Value = id
+	}
+	b.host = id
+}
+
 // since returns b without the rows before h (unix microseconds) and how
-// many it left out; b itself when there are none.
+// many it left out; b itself when there are none. The result is for b's
+// host.
 func (b *Batch) since(h int64) (*Batch, int) {
 	old := 0
 	for i := range b.rows {
@@ -530,7 +561,12 @@ func (b *Batch) since(h int64) (*Batch, int) {
 			kept = append(kept, b.rows[i])
 		}
 	}
-	return newBatch(kept), old
+	nb := newBatch(kept) // the rows' keys are b.host's already
+	nb.host = b.host
+	for i := range nb.rows {
+		nb.vals[i*insertCols+hostCol].Value = b.host
+	}
+	return nb, old
 }
 
 // insertBatch inserts the rows of b with INSERT OR IGNORE, so keys already
@@ -544,10 +580,13 @@ func (b *Batch) since(h int64) (*Batch, int) {
 // above the table's maximum before the statement (new rowids are max+1 and
 // this transaction is the only writer); their keys tell which rows were
 // skipped.
-func insertBatch(ctx context.Context, t *wtx, b *Batch) (rows []row, skipped []bool, added, old int, _ error) {
+//
+// The rows are stored as host hostID's (Batch.forHost).
+func insertBatch(ctx context.Context, t *wtx, b *Batch, hostID int64) (rows []row, skipped []bool, added, old int, _ error) {
 	if len(b.rows) == 0 {
 		return nil, nil, 0, 0, nil
 	}
+	b.forHost(hostID)
 	// The statements run without the caller's cancellation: with a
 	// cancellable context the driver starts a watcher per statement.
 	// Cancellation is checked between chunks instead.
@@ -659,13 +698,13 @@ func (s *Store) CommitBatchEach(ctx context.Context, source string, ds []Deliver
 	if strings.TrimSpace(source) == "" {
 		return 0, fmt.Errorf("%w: empty checkpoint source", ErrBadInput)
 	}
-	return s.commit(ctx, ds, added, func(tx *sql.Tx) error {
+	return s.commit(ctx, ds, added, func(tx *sql.Tx, hostID int64) error {
 		if checkpoint == nil {
 			checkpoint = []byte{}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO checkpoints(source, data, updated) VALUES (?, ?, ?)
-			ON CONFLICT(source) DO UPDATE SET data = excluded.data, updated = excluded.updated`,
-			source, checkpoint, s.now().Unix()); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO checkpoints(host_id, source, data, updated) VALUES (?, ?, ?, ?)
+			ON CONFLICT(host_id, source) DO UPDATE SET data = excluded.data, updated = excluded.updated`,
+			hostID, source, checkpoint, s.now().Unix()); err != nil {
 			return fmt.Errorf("store: save checkpoint %s: %w", source, err)
 		}
 		return nil
@@ -678,7 +717,7 @@ func (s *Store) AddDeliveries(ctx context.Context, ds []Delivery) (int, error) {
 	return s.commit(ctx, ds, nil, nil)
 }
 
-func (s *Store) commit(ctx context.Context, ds []Delivery, each func(*Delivery), extra func(*sql.Tx) error) (int, error) {
+func (s *Store) commit(ctx context.Context, ds []Delivery, each func(*Delivery), extra func(*sql.Tx, int64) error) (int, error) {
 	b, err := PrepareBatch(ds)
 	if err != nil {
 		return 0, err
@@ -689,19 +728,22 @@ func (s *Store) commit(ctx context.Context, ds []Delivery, each func(*Delivery),
 		skipped []bool
 	)
 	err = s.withWtx(ctx, func(t *wtx) error {
+		hostID, err := s.hostID(ctx, t.Tx)
+		if err != nil {
+			return err
+		}
 		var n int
-		var err error
-		rows, skipped, n, _, err = insertBatch(ctx, t, b)
+		rows, skipped, n, _, err = insertBatch(ctx, t, b, hostID)
 		if err != nil {
 			return err
 		}
 		ru := newRollups()
 		ru.countInserted(rows, skipped)
-		if err := ru.write(ctx, t); err != nil {
+		if err := ru.write(ctx, t, hostID); err != nil {
 			return err
 		}
 		if extra != nil {
-			if err := extra(t.Tx); err != nil {
+			if err := extra(t.Tx, hostID); err != nil {
 				return err
 			}
 		}
@@ -721,22 +763,32 @@ func (s *Store) commit(ctx context.Context, ds []Delivery, each func(*Delivery),
 	return added, nil
 }
 
-// Checkpoint returns the checkpoint last stored for source, or nil if none.
+// Checkpoint returns the checkpoint last stored for source by the Store's
+// host (SetHost), or nil if none. It registers the host first (see
+// hosts.go), in a write transaction, so that a follower's first read of an
+// upgraded database finds the checkpoint stored before the upgrade.
 func (s *Store) Checkpoint(ctx context.Context, source string) ([]byte, error) {
-	r, err := s.reader()
+	var data []byte
+	err := s.withTx(ctx, func(tx *sql.Tx) error {
+		id, err := s.hostID(ctx, tx)
+		if err != nil {
+			return err
+		}
+		err = tx.QueryRowContext(ctx, `SELECT data FROM checkpoints WHERE host_id = ? AND source = ?`, id, source).Scan(&data)
+		if errors.Is(err, sql.ErrNoRows) {
+			data = nil
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("store: read checkpoint %s: %w", source, err)
+		}
+		if data == nil {
+			data = []byte{}
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	var data []byte
-	err = r.QueryRowContext(ctx, `SELECT data FROM checkpoints WHERE source = ?`, source).Scan(&data)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: read checkpoint %s: %w", source, err)
-	}
-	if data == nil {
-		data = []byte{}
 	}
 	return data, nil
 }
@@ -748,14 +800,13 @@ func (s *Store) Checkpoint(ctx context.Context, source string) ([]byte, error) {
 // insert time); with a domain filter, the daily rollup tells which days
 // hold matching deliveries and only those days are read.
 func (s *Store) Deliveries(ctx context.Context, f Filter, fn func(Delivery) error) error {
-	m, err := parseDomainFilter(f.Domain)
+	m, err := windowMatcher(f.Domain, f.Host)
 	if err != nil {
 		return err
 	}
 	lo, hi := bounds(f.Since, f.Until)
 	frag, args := m.rawWhere()
-	q := `SELECT time, queue_id, recipient, orig_to, domain, relay, status, dsn, reason, tls, tls_trust, tls_protocol,
-		tls_cipher, fallback, tls_failure, process, pid, host, key, id, detail, internal
+	q := `SELECT ` + deliveryCols + `
 		FROM deliveries WHERE time >= ? AND time < ? AND ` + frag + ` ORDER BY time, id`
 	return s.read(ctx, func(tx *sql.Tx) error {
 		ranges, err := dayRanges(ctx, tx, m, lo, hi, true)
@@ -771,7 +822,17 @@ func (s *Store) Deliveries(ctx context.Context, f Filter, fn func(Delivery) erro
 	})
 }
 
+// deliveryCols are the columns streamDeliveries reads, in its order.
+const deliveryCols = `time, queue_id, recipient, orig_to, domain, relay, status, dsn, reason, tls, tls_trust, tls_protocol,
+	tls_cipher, fallback, tls_failure, process, pid, host, key, id, detail, internal, host_id`
+
+// streamDeliveries runs q, which selects deliveryCols, and calls fn with
+// each delivery.
 func streamDeliveries(ctx context.Context, tx *sql.Tx, q string, args []any, fn func(Delivery) error) error {
+	hosts, err := hostNames(ctx, tx)
+	if err != nil {
+		return err
+	}
 	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("store: query deliveries: %w", err)
@@ -779,14 +840,14 @@ func streamDeliveries(ctx context.Context, tx *sql.Tx, q string, args []any, fn 
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			d      Delivery
-			us, id int64
-			tls    sql.NullBool
-			key    []byte
-			detail sql.NullString
+			d              Delivery
+			us, id, hostID int64
+			tls            sql.NullBool
+			key            []byte
+			detail         sql.NullString
 		)
 		if err := rows.Scan(&us, &d.QueueID, &d.Recipient, &d.OrigTo, &d.Domain, &d.Relay, &d.Status, &d.DSN, &d.Reason,
-			&tls, &d.TLSTrust, &d.TLSProtocol, &d.TLSCipher, &d.Fallback, &d.TLSFailure, &d.Process, &d.PID, &d.Host, &key, &id, &detail, &d.Internal); err != nil {
+			&tls, &d.TLSTrust, &d.TLSProtocol, &d.TLSCipher, &d.Fallback, &d.TLSFailure, &d.Process, &d.PID, &d.LogHost, &key, &id, &detail, &d.Internal, &hostID); err != nil {
 			return fmt.Errorf("store: read delivery: %w", err)
 		}
 		if detail.Valid {
@@ -799,8 +860,9 @@ func streamDeliveries(ctx context.Context, tx *sql.Tx, q string, args []any, fn 
 			b := tls.Bool
 			d.TLS = &b
 		}
-		if len(key) == 40 {
-			key = key[8:] // see storedKey
+		d.Host = hosts[hostID]
+		if len(key) >= storedKeyLen {
+			key = key[8:storedKeyLen] // see storedKey and appendKeySuffix
 		}
 		d.Key = hex.EncodeToString(key)
 		if err := fn(d); err != nil {
@@ -855,6 +917,10 @@ func dayRanges(ctx context.Context, tx *sql.Tx, m matcher, lo, hi int64, interna
 	return out, err
 }
 
+// storedKeyLen is the length of a stored key of host 0: storedKey with
+// a SHA-256.
+const storedKeyLen = 8 + 32
+
 // storedKey is the identity stored for a delivery line: its time stamp
 // (unix microseconds, big-endian) followed by the line's SHA-256. The same
 // line always gives the same key, so re-reading is idempotent; and since
@@ -862,7 +928,7 @@ func dayRanges(ctx context.Context, tx *sql.Tx, m matcher, lo, hi int64, interna
 // unique index instead of at random places, which keeps bulk imports fast
 // as the table grows.
 func storedKey(us int64, sum []byte) []byte {
-	k := make([]byte, 8, 8+len(sum))
+	k := make([]byte, 8, storedKeyLen)
 	binary.BigEndian.PutUint64(k, uint64(us))
 	return append(k, sum...)
 }

@@ -23,7 +23,7 @@ func bptr(b bool) *bool { return &b }
 // testDelivery is a sent, encrypted delivery with a unique key.
 func testDelivery(i int, at time.Time, domain string) Delivery {
 	return Delivery{
-		Time: at, Host: "mx", Process: "postfix/smtp", PID: 100 + i,
+		Time: at, LogHost: "mx", Process: "postfix/smtp", PID: 100 + i,
 		QueueID: fmt.Sprintf("Q%d", i), Recipient: fmt.Sprintf("u%d@%s", i, domain), Domain: domain,
 		Relay: "mx." + domain + "[192.0.2.1]:25", Status: StatusSent, DSN: "2.0.0", Reason: "250 ok",
 		TLS: bptr(true), TLSTrust: "trusted", TLSProtocol: "TLSv1.3", TLSCipher: "TLS_AES_256_GCM_SHA384",
@@ -279,6 +279,7 @@ func TestDeliveriesRoundTripAndFilter(t *testing.T) {
 	want := []Delivery{in[1], in[2], in[3], in[0], in[4]} // time order, ties in insertion order
 	for i := range want {
 		want[i].Time = want[i].Time.UTC()
+		want[i].Host = s.Host() // the writer's, DefaultHost
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("round trip:\n got %+v\nwant %+v", got, want)

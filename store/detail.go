@@ -11,12 +11,14 @@ import (
 //
 //	["queue_id", "recipient", "orig_to", "dsn", "reason", "process", pid, "host"]
 //
-// followed, when the delivery line had Postfix 3.11's tls= field (schema
-// version 4 on), by a ninth element, "tls_feature", and, when the session
-// had a certificate verification failure or Postfix >= 3.10 logged a
-// TLSRPT status for it, by "tls_verify" and "tlsrpt" (the ninth then
-// present, "" without a tls= field). The column is JSON text, so these
-// needed no migration; a binary older than them cannot read such rows.
+// (host is the host field of the log line, Delivery.LogHost, not the
+// fleet host, host_id: see hosts.go), followed, when the delivery line
+// had Postfix 3.11's tls= field (schema version 4 on), by a ninth element,
+// "tls_feature", and, when the session had a certificate verification
+// failure or Postfix >= 3.10 logged a TLSRPT status for it, by
+// "tls_verify" and "tlsrpt" (the ninth then present, "" without a tls=
+// field). The column is JSON text, so these needed no migration; a binary
+// older than them cannot read such rows.
 //
 // Binding one value per row instead of eight is a fifth of a bulk import's
 // time. The array stays readable from the sqlite3 shell (json_extract, and
@@ -44,7 +46,7 @@ func appendDetail(dst []byte, d *Delivery) []byte {
 	dst = append(dst, ',')
 	dst = strconv.AppendInt(dst, int64(d.PID), 10)
 	dst = append(dst, ',')
-	dst = appendJSONString(dst, d.Host)
+	dst = appendJSONString(dst, d.LogHost)
 	if d.TLSFeature != "" || d.TLSVerify != "" || d.TLSRPT != "" {
 		dst = append(dst, ',')
 		dst = appendJSONString(dst, d.TLSFeature)
@@ -104,7 +106,7 @@ func decodeDetail(s string, d *Delivery) error {
 	if err != nil {
 		return err
 	}
-	d.QueueID, d.Recipient, d.OrigTo, d.DSN, d.Reason, d.Process, d.Host, d.TLSFeature = strs[0], strs[1], strs[2], strs[3], strs[4], strs[5], strs[7], strs[8]
+	d.QueueID, d.Recipient, d.OrigTo, d.DSN, d.Reason, d.Process, d.LogHost, d.TLSFeature = strs[0], strs[1], strs[2], strs[3], strs[4], strs[5], strs[7], strs[8]
 	d.TLSVerify, d.TLSRPT = strs[9], strs[10]
 	d.PID = int(pid)
 	return nil

@@ -13,7 +13,7 @@ import (
 )
 
 func detailOf(qid, rcpt, orig, dsn, reason, proc string, pid int, host string) Delivery {
-	return Delivery{QueueID: qid, Recipient: rcpt, OrigTo: orig, DSN: dsn, Reason: reason, Process: proc, PID: pid, Host: host}
+	return Delivery{QueueID: qid, Recipient: rcpt, OrigTo: orig, DSN: dsn, Reason: reason, Process: proc, PID: pid, LogHost: host}
 }
 
 func TestDetailRoundTrip(t *testing.T) {
@@ -147,7 +147,7 @@ func TestMigrationDetail(t *testing.T) {
 	for _, r := range rows {
 		d := r.d
 		if _, err := db.Exec(insertV1, r.us, d.QueueID, d.Recipient, d.OrigTo, r.domain, d.Relay, r.status, d.DSN, d.Reason,
-			r.tlsNull, r.trust, d.TLSProtocol, d.TLSCipher, d.Fallback, d.TLSFailure, d.Process, d.PID, d.Host, r.key); err != nil {
+			r.tlsNull, r.trust, d.TLSProtocol, d.TLSCipher, d.Fallback, d.TLSFailure, d.Process, d.PID, d.LogHost, r.key); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -202,11 +202,11 @@ func TestMigrationDetail(t *testing.T) {
 	i := 0
 	for ; vr.Next(); i++ {
 		var v Delivery
-		if err := vr.Scan(&v.QueueID, &v.Recipient, &v.OrigTo, &v.DSN, &v.Reason, &v.Process, &v.PID, &v.Host); err != nil {
+		if err := vr.Scan(&v.QueueID, &v.Recipient, &v.OrigTo, &v.DSN, &v.Reason, &v.Process, &v.PID, &v.LogHost); err != nil {
 			t.Fatal(err)
 		}
 		w := want[i]
-		if v != detailOf(w.QueueID, w.Recipient, w.OrigTo, w.DSN, w.Reason, w.Process, w.PID, w.Host) {
+		if v != detailOf(w.QueueID, w.Recipient, w.OrigTo, w.DSN, w.Reason, w.Process, w.PID, w.LogHost) {
 			t.Errorf("delivery_log row %d: %#v, want the fields of %#v", i, v, w)
 		}
 	}
@@ -221,7 +221,12 @@ func TestMigrationDetail(t *testing.T) {
 func expectStored(t *testing.T, ds []Delivery) []Delivery {
 	t.Helper()
 	out := make([]Delivery, len(ds))
+	host, err := DefaultHost() // what a Store writes as without SetHost
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i, d := range ds {
+		d.Host = host
 		d.Time = d.Time.Truncate(time.Microsecond).UTC()
 		d.Domain, d.Status, d.TLSTrust = strings.ToLower(d.Domain), strings.ToLower(d.Status), strings.ToLower(d.TLSTrust)
 		out[i] = d

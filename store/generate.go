@@ -128,7 +128,7 @@ func (g *generator) delivery(i int, t time.Time, progress float64) Delivery {
 	copy(key[:], h[:])
 	binary.BigEndian.PutUint64(key[:8], uint64(g.seed)<<40+uint64(i))
 	dl := Delivery{
-		Time: t, Host: "mail", Process: "postfix/smtp", PID: 1000 + r.Intn(5000),
+		Time: t, LogHost: "mail", Process: "postfix/smtp", PID: 1000 + r.Intn(5000),
 		QueueID:   fmt.Sprintf("%010X", r.Int63()&0xFFFFFFFFFF),
 		Recipient: "u" + strconv.Itoa(r.Intn(1000)) + "@" + d.name,
 		Domain:    d.name, Relay: m.host + "[" + m.addr + "]:25",

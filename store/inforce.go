@@ -242,7 +242,7 @@ type ForcedPlaintext struct {
 // in-force intervals that are not whole days there are not counted. now
 // ends the interval of an override still in force.
 func (s *Store) OverridesInForce(ctx context.Context, w Window, now time.Time) ([]OverrideInForce, error) {
-	wm, err := parseDomainFilter(w.Domain)
+	wm, err := w.matcher()
 	if err != nil {
 		return nil, err
 	}
@@ -302,7 +302,7 @@ func (s *Store) OverridesInForce(ctx context.Context, w Window, now time.Time) (
 // seek per key, internal hops apart in their own rollup); only those days'
 // rows are read, through the time index, for that key's destinations.
 func (s *Store) ForcedPlaintextIn(ctx context.Context, w Window) ([]ForcedPlaintext, error) {
-	wm, err := parseDomainFilter(w.Domain)
+	wm, err := w.matcher()
 	if err != nil {
 		return nil, err
 	}
@@ -395,8 +395,7 @@ func forcedPlaintext(ctx context.Context, tx *sql.Tx, n *keyNode, forced []tspan
 	if internal {
 		ic = "1"
 	}
-	q := `SELECT time, queue_id, recipient, orig_to, domain, relay, status, dsn, reason, tls, tls_trust, tls_protocol,
-		tls_cipher, fallback, tls_failure, process, pid, host, key, id, detail, internal
+	q := `SELECT ` + deliveryCols + `
 		FROM deliveries WHERE time >= ? AND time < ? AND status = 'sent' AND tls = 0 AND ` + kd + ` AND ` + dw + ` AND ` + ic + `
 		ORDER BY time, id`
 	for _, day := range days {

@@ -15,6 +15,9 @@ type matcher struct {
 	domain string // exact/tree/subs
 	host   string // relay
 	port   int    // relay
+	// fleet, when not "", also keeps only the rows of that fleet host
+	// (Window.Host; see hosts.go), whatever the kind.
+	fleet string
 }
 
 type matchKind int
@@ -41,6 +44,30 @@ func parseDomainFilter(s string) (matcher, error) {
 		return matcher{kind: matchExact, domain: d}, nil
 	}
 	return matcher{}, fmt.Errorf("%w: domain filter %q; accepted: example.com, *.example.com (with subdomains), .example.com (subdomains only)", ErrBadInput, s)
+}
+
+// windowMatcher parses the Domain and Host of a Filter or Window.
+func windowMatcher(domain, host string) (matcher, error) {
+	m, err := parseDomainFilter(domain)
+	if err != nil || host == "" {
+		return m, err
+	}
+	if m.fleet, err = CheckHost(host); err != nil {
+		return matcher{}, err
+	}
+	return m, nil
+}
+
+// withFleet adds the host condition of m to a condition over a table
+// with a host_id column.
+func (m matcher) withFleet(q string, args []any) (string, []any) {
+	if m.fleet == "" {
+		return q, args
+	}
+	if q == "1" {
+		return hostSQL, []any{m.fleet}
+	}
+	return "(" + q + " AND " + hostSQL + ")", cat(args, []any{m.fleet})
 }
 
 // parseOverrideKey parses a policy table key: "example.com" (exact),
@@ -79,6 +106,10 @@ func globEscape(s string) string {
 
 // rawWhere is the condition over the deliveries table.
 func (m matcher) rawWhere() (string, []any) {
+	return m.withFleet(m.rawDomain())
+}
+
+func (m matcher) rawDomain() (string, []any) {
 	switch m.kind {
 	case matchExact:
 		return "domain = ?", []any{m.domain}
@@ -92,10 +123,14 @@ func (m matcher) rawWhere() (string, []any) {
 	return "1", nil
 }
 
-// rollWhere is the condition over rollup_day. Domains are stored reversed,
-// so "subdomains of example.com" is the range of rdomain starting with
-// "moc.elpmaxe.".
+// rollWhere is the condition over rollup_day (or, for a matcher of kind
+// matchAll, any rollup). Domains are stored reversed, so "subdomains of
+// example.com" is the range of rdomain starting with "moc.elpmaxe.".
 func (m matcher) rollWhere() (string, []any) {
+	return m.withFleet(m.rollDomain())
+}
+
+func (m matcher) rollDomain() (string, []any) {
 	r := reverse(m.domain)
 	switch m.kind {
 	case matchExact:

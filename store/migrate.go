@@ -166,6 +166,8 @@ FROM deliveries;
 	{sql: answerLogSchema},
 	// 7: the TLSRPT reports sent, see tlsrpt.go.
 	{sql: tlsrptSchema},
+	// 8: fleet hosts on deliveries, checkpoints and rollups, see hosts.go.
+	{sql: hostsSchema},
 }
 
 // addInternal records which deliveries are hops inside the host (content
@@ -266,6 +268,12 @@ func rekeyBadIndex(ctx context.Context, tx *sql.Tx) error {
 }
 
 func migrate(ctx context.Context, w *sql.DB) error {
+	return migrateTo(ctx, w, len(migrations))
+}
+
+// migrateTo applies the pending migrations up to version last (tests make
+// databases of older versions with it).
+func migrateTo(ctx context.Context, w *sql.DB, last int) error {
 	if _, err := w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 	version INTEGER PRIMARY KEY,
 	applied INTEGER NOT NULL
@@ -273,7 +281,7 @@ func migrate(ctx context.Context, w *sql.DB) error {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
 	for {
-		applied, err := migrateOne(ctx, w)
+		applied, err := migrateOne(ctx, w, last)
 		if err != nil {
 			return err
 		}
@@ -286,7 +294,7 @@ func migrate(ctx context.Context, w *sql.DB) error {
 // migrateOne applies the next pending migration, if any, in one
 // transaction. The version is read inside the (immediate) transaction so
 // two processes opening a new database at once do not both apply it.
-func migrateOne(ctx context.Context, w *sql.DB) (bool, error) {
+func migrateOne(ctx context.Context, w *sql.DB, last int) (bool, error) {
 	tx, err := w.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("begin migration: %w", err)
@@ -299,7 +307,7 @@ func migrateOne(ctx context.Context, w *sql.DB) (bool, error) {
 		return false, errors.Join(fmt.Errorf("%w: database has schema version %d, this binary knows up to %d; upgrade mailtls",
 			ErrSchemaTooNew, cur, len(migrations)), rollback(tx))
 	}
-	if cur == len(migrations) {
+	if cur >= last {
 		return false, rollback(tx)
 	}
 	next := cur + 1

@@ -348,6 +348,46 @@ func overridePolicies(ctx context.Context, c *sql.Conn, fn func(key, policy stri
 	return nil
 }
 
+// OverridesFor calls fn with the key, policy and expiry of the overrides
+// whose key is one of keys, exactly as stored (every writer stores keys in
+// policyd's normal form): the point queries that answer the daemon's
+// lookups while OverridePolicies loads the whole table. It reads through
+// the key index.
+func (s *Store) OverridesFor(ctx context.Context, keys []string, fn func(key, policy string, expires time.Time)) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	r, err := s.reader()
+	if err != nil {
+		return err
+	}
+	// Only placeholders are added to the text; the keys are bound.
+	args := make([]any, len(keys))
+	for i, k := range keys {
+		args[i] = k
+	}
+	q := `SELECT key, policy, expires FROM overrides WHERE key IN (?` + strings.Repeat(`, ?`, len(keys)-1) + `)`
+	rows, err := r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("store: read overrides: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			key, policy string
+			expires     sql.NullInt64
+		)
+		if err := rows.Scan(&key, &policy, &expires); err != nil {
+			return fmt.Errorf("store: read overrides: %w", err)
+		}
+		fn(key, policy, fromUnixNull(expires))
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: read overrides: %w", err)
+	}
+	return nil
+}
+
 // History returns the changes to key ("" = all keys), newest first.
 func (s *Store) History(ctx context.Context, key string) ([]Change, error) {
 	r, err := s.reader()

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -69,6 +70,24 @@ func (s *Store) LoadPublished(ctx context.Context, fn func(domain string, data [
 			return fn(d, data)
 		})
 	})
+}
+
+// PublishedEntry returns the data of domain's published-policy cache entry,
+// and false when there is none: the point query that answers a lookup
+// while LoadPublished still runs.
+func (s *Store) PublishedEntry(ctx context.Context, domain string) ([]byte, bool, error) {
+	r, err := s.reader()
+	if err != nil {
+		return nil, false, err
+	}
+	var data []byte
+	switch err := r.QueryRowContext(ctx, `SELECT data FROM published WHERE domain = ?`, domain).Scan(&data); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("store: read published %s: %w", domain, err)
+	}
+	return data, true, nil
 }
 
 // DeletePublished removes the published-policy cache entry of domain.

@@ -60,7 +60,7 @@ func orUnknown(s string) string {
 // and the daily rollup (plus raw rows of the partial first and last day)
 // for the domain counts. Filtered windows read the daily rollup.
 func (s *Store) Summary(ctx context.Context, w Window) (Summary, error) {
-	m, err := parseDomainFilter(w.Domain)
+	m, err := w.matcher()
 	if err != nil {
 		return Summary{}, err
 	}
@@ -138,9 +138,11 @@ func internalHops(ctx context.Context, tx *sql.Tx, p plan, sum *Summary) error {
 	var q string
 	var args []any
 	if p.m.kind == matchAll {
-		q = `SELECT (SELECT coalesce(sum(n), 0) FROM rollup_hour_internal WHERE hour >= ? AND hour < ?)
-			+ (SELECT count(*) FROM deliveries WHERE ` + edgeSQL + ` AND internal = 1)`
-		args = cat(p.hour.wholeArgs(), p.hour.edgeArgs())
+		rw, ra := p.m.rollWhere() // the host filter, if any
+		dw, da := p.m.rawWhere()
+		q = `SELECT (SELECT coalesce(sum(n), 0) FROM rollup_hour_internal WHERE hour >= ? AND hour < ? AND ` + rw + `)
+			+ (SELECT count(*) FROM deliveries WHERE ` + edgeSQL + ` AND ` + dw + ` AND internal = 1)`
+		args = cat(p.hour.wholeArgs(), ra, p.hour.edgeArgs(), da)
 	} else {
 		rw, ra := p.m.rollWhere()
 		dw, da := p.m.rawWhere()
@@ -220,12 +222,13 @@ type Row struct {
 }
 
 // ReportDimensions lists the values ReportBy accepts for by.
-var ReportDimensions = []string{"domain", "day", "hour", "relay", "protocol", "cipher", "trust", "status", "policy"}
+var ReportDimensions = []string{"domain", "day", "hour", "relay", "protocol", "cipher", "trust", "status", "policy", "host"}
 
 // ReportBy groups the window by one dimension:
 //
-//   - domain, relay (relay host, ports summed), protocol, cipher, trust:
-//     rows count sent deliveries; rows are ordered by Deliveries descending
+//   - domain, relay (relay host, ports summed), protocol, cipher, trust,
+//     host (the fleet host that stored them, see hosts.go): rows count sent
+//     deliveries; rows are ordered by Deliveries descending
 //     and rows with no sent delivery are left out. An empty protocol,
 //     cipher or trust (plaintext or unknown) is reported as "none".
 //   - status: one row per status; Deliveries counts deliveries with that
@@ -234,8 +237,8 @@ var ReportDimensions = []string{"domain", "day", "hour", "relay", "protocol", "c
 //     time ascending; top keeps the most recent buckets.
 //
 // top > 0 limits the number of rows. Costs: day, hour, protocol, cipher,
-// trust and status read the hourly rollup when unfiltered and the daily
-// rollup when filtered; domain and relay aggregate every daily rollup row in
+// trust, status and host read the hourly rollup without a domain filter
+// and the daily rollup with one; domain and relay aggregate every daily rollup row in
 // the window (one row per domain, day and TLS outcome); hour with a domain
 // filter reads the raw rows of the days on which the domain had mail (for a
 // domain with mail every day, every row in the window); policy (the source
@@ -243,7 +246,7 @@ var ReportDimensions = []string{"domain", "day", "hour", "relay", "protocol", "c
 // default; see policyRows) reads the raw rows of the window from the
 // pruning horizon on.
 func (s *Store) ReportBy(ctx context.Context, w Window, by string, top int) ([]Row, error) {
-	m, err := parseDomainFilter(w.Domain)
+	m, err := w.matcher()
 	if err != nil {
 		return nil, err
 	}
@@ -306,6 +309,17 @@ func reportQuery(p plan, by string) (q string, args []any, err error) {
 			src, args = p.dimsSource("1", "1", nil, nil)
 		}
 		q = agg(`SELECT `+col+` AS k, status, tls, n FROM (`+src+`)`, by != "status")
+	case "host":
+		var src string
+		if unfiltered {
+			src, args = p.hourSource()
+		} else {
+			src, args = p.dimsSource("status = 'sent'", "status = 'sent'", nil, nil)
+		}
+		q = `SELECT coalesce(h.name, ''), g.s, g.e, g.pl FROM (
+			SELECT host_id AS k, sum(n) AS s, sum(CASE WHEN tls = 1 THEN n ELSE 0 END) AS e, sum(CASE WHEN tls = 0 THEN n ELSE 0 END) AS pl
+			FROM (` + src + `) AS src WHERE status = 'sent' GROUP BY host_id) AS g
+			LEFT JOIN hosts AS h ON h.id = g.k`
 	case "domain", "relay", "policy":
 		// set by keyedSent (policy: policyRows, answerlog.go), which chooses the access path
 	case "day":
@@ -375,6 +389,9 @@ func reportRows(ctx context.Context, tx *sql.Tx, by, q string, args []any) ([]Ro
 		}
 		if by == "domain" {
 			r.Key = reverse(r.Key)
+		}
+		if by == "host" && r.Key == "" {
+			r.Key = UnclaimedHost
 		}
 		if r.Key == "" {
 			r.Key = "none"

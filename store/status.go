@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -23,13 +25,24 @@ type Status struct {
 	First, Last     time.Time // oldest and newest stored delivery (zero: none)
 	PrunedBefore    time.Time // zero: never pruned
 	Checkpoints     []CheckpointInfo
+	// Hosts are the fleet hosts known to the database (see hosts.go), by
+	// name; host 0 appears as UnclaimedHost only while it holds data.
+	Hosts []HostInfo
 }
 
-// CheckpointInfo is one follower's stored position.
+// CheckpointInfo is one follower's stored position: Host's, for Source.
 type CheckpointInfo struct {
+	Host    string
 	Source  string
 	Data    []byte
 	Updated time.Time
+}
+
+// HostInfo is what the database holds of one fleet host.
+type HostInfo struct {
+	Name       string
+	Counted    int64     // deliveries, as the reports count them
+	LastCommit time.Time // its followers' last commit (zero: none)
 }
 
 // Status reports what the database holds; now decides which overrides have
@@ -79,17 +92,63 @@ func (s *Store) Status(ctx context.Context, now time.Time) (Status, error) {
 		if h != horizonNone {
 			st.PrunedBefore = fromMicros(h)
 		}
-		return queryRows(ctx, tx, "status: checkpoints", `SELECT source, data, updated FROM checkpoints ORDER BY source`, nil,
+		names, err := hostNames(ctx, tx)
+		if err != nil {
+			return err
+		}
+		err = queryRows(ctx, tx, "status: checkpoints", `SELECT host_id, source, data, updated FROM checkpoints ORDER BY host_id, source`, nil,
 			func(rows *sql.Rows) error {
 				var c CheckpointInfo
-				var at int64
-				if err := rows.Scan(&c.Source, &c.Data, &at); err != nil {
+				var at, id int64
+				if err := rows.Scan(&id, &c.Source, &c.Data, &at); err != nil {
 					return err
 				}
-				c.Updated = time.Unix(at, 0).UTC()
+				c.Host, c.Updated = names[id], time.Unix(at, 0).UTC()
 				st.Checkpoints = append(st.Checkpoints, c)
 				return nil
 			})
+		if err != nil {
+			return err
+		}
+		st.Hosts, err = hostInfos(ctx, tx, names, st.Checkpoints)
+		return err
 	})
 	return st, err
+}
+
+// hostInfos lists the hosts of names with what they stored, by name.
+// Unclaimed host 0 is left out when it holds nothing.
+func hostInfos(ctx context.Context, tx *sql.Tx, names map[int64]string, cps []CheckpointInfo) ([]HostInfo, error) {
+	counted := map[int64]int64{}
+	err := queryRows(ctx, tx, "status: hosts", `SELECT host_id, sum(n) FROM (
+		SELECT host_id, n FROM rollup_hour UNION ALL SELECT host_id, n FROM rollup_hour_internal) AS r GROUP BY host_id`, nil,
+		func(rows *sql.Rows) error {
+			var id, n int64
+			if err := rows.Scan(&id, &n); err != nil {
+				return err
+			}
+			counted[id] = n
+			return nil
+		})
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]*HostInfo{}
+	var out []HostInfo
+	for id, name := range names {
+		if name == UnclaimedHost && counted[id] == 0 && !slices.ContainsFunc(cps, func(c CheckpointInfo) bool { return c.Host == name }) {
+			continue
+		}
+		out = append(out, HostInfo{Name: name, Counted: counted[id]})
+	}
+	slices.SortFunc(out, func(a, b HostInfo) int { return strings.Compare(a.Name, b.Name) })
+	for i := range out {
+		byName[out[i].Name] = &out[i]
+	}
+	for _, c := range cps {
+		if h := byName[c.Host]; h != nil && c.Updated.After(h.LastCommit) {
+			h.LastCommit = c.Updated
+		}
+	}
+	return out, nil
 }

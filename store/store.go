@@ -90,6 +90,11 @@ type Store struct {
 
 	// now is the clock used for override timestamps; tests replace it.
 	now func() time.Time
+
+	// host is the fleet host this Store writes as (SetHost, see hosts.go),
+	// "" when DefaultHost failed with hostErr. Under mu.
+	host    string
+	hostErr error
 }
 
 // handles are the two connection pools on one database file.
@@ -167,6 +172,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("store: create %s: %w", abs, err)
 	}
 	s := &Store{path: abs, now: time.Now}
+	s.host, s.hostErr = DefaultHost()
 	h, err := openHandles(ctx, abs)
 	if err != nil {
 		return nil, err

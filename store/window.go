@@ -13,12 +13,17 @@ import (
 // (zero = unbounded), Domain as in Filter ("" = all, "example.com",
 // "*.example.com" = the domain and its subdomains, ".example.com" =
 // subdomains only). Reports leave internal hops (Delivery.Internal) out
-// unless IncludeInternal.
+// unless IncludeInternal. Host is "" (the whole fleet) or the name of one
+// fleet host (see hosts.go).
 type Window struct {
 	Since, Until    time.Time
 	Domain          string
+	Host            string
 	IncludeInternal bool
 }
+
+// matcher parses the window's Domain and Host.
+func (w Window) matcher() (matcher, error) { return windowMatcher(w.Domain, w.Host) }
 
 // span splits a window [lo, hi) in microseconds into whole buckets of one
 // rollup granularity, b0 <= bucket < b1, answered from the rollup, and at
@@ -78,7 +83,7 @@ type plan struct {
 }
 
 func newPlan(w Window) (plan, error) {
-	m, err := parseDomainFilter(w.Domain)
+	m, err := w.matcher()
 	if err != nil {
 		return plan{}, err
 	}
@@ -144,33 +149,36 @@ func (p plan) withInternal(q, table string, args []any) (string, []any) {
 const relayHostSQL = `lower(CASE WHEN instr(relay, '[') > 0 THEN substr(relay, 1, instr(relay, '[') - 1) ELSE relay END)`
 
 // dimsSource returns a subquery yielding (rdomain, day, status, tls, trust,
-// protocol, cipher, fallback, tls_failure, relay_host, n) for the window:
+// protocol, cipher, fallback, tls_failure, relay_host, n, host_id) for the window:
 // rollup_day rows for whole days plus one row per raw delivery on the
 // partial edge days. extraRoll/extraRaw are further constant conditions.
 func (p plan) dimsSource(extraRoll, extraRaw string, extraRollArgs, extraRawArgs []any) (string, []any) {
 	rw, ra := p.m.rollWhere()
 	dw, da := p.m.rawWhere()
-	rq, rargs := p.withInternal(`SELECT rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, n
+	rq, rargs := p.withInternal(`SELECT rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, n, host_id
 		FROM rollup_day WHERE day >= ? AND day < ? AND `+rw+` AND `+extraRoll, "rollup_day", cat(p.day.wholeArgs(), ra, extraRollArgs))
 	q := rq + `
 	UNION ALL
 	SELECT mailtls_rev(domain), time / ` + fmt.Sprint(usPerDay) + `, status, coalesce(tls, 2), tls_trust, tls_protocol, tls_cipher,
-		fallback, tls_failure, ` + relayHostSQL + `, 1
+		fallback, tls_failure, ` + relayHostSQL + `, 1, host_id
 		FROM deliveries WHERE ` + edgeSQL + ` AND ` + dw + ` AND ` + extraRaw + ` AND ` + p.rawInternal()
 	return q, cat(rargs, p.day.edgeArgs(), da, extraRawArgs)
 }
 
 // hourSource is like dimsSource over all destinations at hour granularity
 // (rollup_hour). Columns: (hour, status, tls, trust, protocol, cipher,
-// fallback, tls_failure, n). Only valid for an unfiltered plan.
+// fallback, tls_failure, n, host_id). Only valid for a plan without a
+// domain filter (it may have a host filter).
 func (p plan) hourSource() (string, []any) {
-	rq, rargs := p.withInternal(`SELECT hour, status, tls, trust, protocol, cipher, fallback, tls_failure, n
-		FROM rollup_hour WHERE hour >= ? AND hour < ?`, "rollup_hour", p.hour.wholeArgs())
+	rw, ra := p.m.rollWhere()
+	dw, da := p.m.rawWhere()
+	rq, rargs := p.withInternal(`SELECT hour, status, tls, trust, protocol, cipher, fallback, tls_failure, n, host_id
+		FROM rollup_hour WHERE hour >= ? AND hour < ? AND `+rw, "rollup_hour", cat(p.hour.wholeArgs(), ra))
 	q := rq + `
 	UNION ALL
-	SELECT time / ` + fmt.Sprint(usPerHour) + `, status, coalesce(tls, 2), tls_trust, tls_protocol, tls_cipher, fallback, tls_failure, 1
-		FROM deliveries WHERE ` + edgeSQL + ` AND ` + p.rawInternal()
-	return q, cat(rargs, p.hour.edgeArgs())
+	SELECT time / ` + fmt.Sprint(usPerHour) + `, status, coalesce(tls, 2), tls_trust, tls_protocol, tls_cipher, fallback, tls_failure, 1, host_id
+		FROM deliveries WHERE ` + edgeSQL + ` AND ` + dw + ` AND ` + p.rawInternal()
+	return q, cat(rargs, p.hour.edgeArgs(), da)
 }
 
 // read runs fn in a read transaction, so that all its queries see the

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -43,4 +44,54 @@ func fmtTime(t time.Time) string {
 		return "-"
 	}
 	return t.Local().Format("2006-01-02 15:04")
+}
+
+// hostFlag is --host on the commands that write deliveries (run, follow,
+// import): the fleet host they write as.
+func hostFlag() cli.Flag {
+	return &cli.StringFlag{Name: "host", Usage: "the fleet host `NAME` to store deliveries and the log position as (default: this machine's host name); " +
+		"one database may hold many hosts, and the same log line from two hosts counts twice"}
+}
+
+// hostFilterFlag is --host on the commands that read them.
+func hostFilterFlag() cli.Flag {
+	return &cli.StringFlag{Name: "host", Usage: "only the deliveries stored by fleet host `NAME` (default: every host)"}
+}
+
+// setWriteHost makes st write as --host, or as this machine's host name,
+// and returns the name.
+func setWriteHost(c *cli.Context, st hostSetter) (string, error) {
+	name, err := hostFilter(c)
+	if err != nil {
+		return "", err
+	}
+	if name == "" {
+		if name, err = store.DefaultHost(); err != nil {
+			return "", usageErrorf("%s", badInputText(err))
+		}
+	}
+	if err := st.SetHost(c.Context, name); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// hostFilter validates --host of the reading commands: "" (every host)
+// or a host name, lowercased.
+func hostFilter(c *cli.Context) (string, error) {
+	name := c.String("host")
+	if name == "" {
+		return "", nil
+	}
+	h, err := store.CheckHost(name)
+	if err != nil {
+		return "", usageErrorf("--host: %s", badInputText(err))
+	}
+	return h, nil
+}
+
+// badInputText is the message of a store.ErrBadInput error without the
+// store's prefix.
+func badInputText(err error) string {
+	return strings.TrimPrefix(err.Error(), store.ErrBadInput.Error()+": ")
 }

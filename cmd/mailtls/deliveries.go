@@ -29,16 +29,17 @@ type deliveryJSON struct {
 	Fallback    bool   `json:"fallback"`
 	TLSFeature  string `json:"tls_feature"` // Postfix 3.11's tls= value as logged, or ""
 	Internal    bool   `json:"internal"`    // a hop inside the host (content filter, local LMTP)
+	Host        string `json:"host"`        // the fleet host that stored it (--host of run, follow, import)
 }
 
-var deliveryCSVHeader = []string{"time", "queue_id", "recipient", "domain", "relay", "status", "dsn", "tls", "tls_trust", "tls_protocol", "tls_cipher", "fallback", "tls_feature", "internal"}
+var deliveryCSVHeader = []string{"time", "queue_id", "recipient", "domain", "relay", "status", "dsn", "tls", "tls_trust", "tls_protocol", "tls_cipher", "fallback", "tls_feature", "internal", "host"}
 
 func toJSON(d store.Delivery) deliveryJSON {
 	return deliveryJSON{
 		Time: d.Time.UTC().Format(time.RFC3339), QueueID: d.QueueID, Recipient: d.Recipient,
 		Domain: d.Domain, Relay: d.Relay, Status: d.Status, DSN: d.DSN, TLS: d.TLS,
 		TLSTrust: d.TLSTrust, TLSProtocol: d.TLSProtocol, TLSCipher: d.TLSCipher, Fallback: d.Fallback,
-		TLSFeature: d.TLSFeature, Internal: d.Internal,
+		TLSFeature: d.TLSFeature, Internal: d.Internal, Host: d.Host,
 	}
 }
 
@@ -56,8 +57,9 @@ func deliveriesCommand(e env) *cli.Command {
 		Usage: "print recorded deliveries, one per line",
 		UsageText: "mailtls deliveries --since 24h\n" +
 			"mailtls deliveries --domain '*.example.com' --format csv > example.csv\n" +
-			"mailtls deliveries --since 7d | jq 'select(.tls == false)'",
-		Flags: append(windowFlags("all time"), formatFlag("jsonl", "jsonl|csv")),
+			"mailtls deliveries --since 7d | jq 'select(.tls == false)'\n" +
+			"mailtls deliveries --host mx2 --since 1h",
+		Flags: append(windowFlags("all time"), hostFilterFlag(), formatFlag("jsonl", "jsonl|csv")),
 		Action: func(c *cli.Context) error {
 			format := c.String("format")
 			if err := checkFormat(format, "jsonl", "csv"); err != nil {
@@ -74,6 +76,10 @@ func deliveriesCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			host, err := hostFilter(c)
+			if err != nil {
+				return err
+			}
 			st, err := openStore(c)
 			if err != nil {
 				return err
@@ -84,7 +90,7 @@ func deliveriesCommand(e env) *cli.Command {
 			}
 			bw := bufio.NewWriterSize(e.stdout, 64<<10)
 			defer bw.Flush()
-			f := store.Filter{Since: since, Until: until, Domain: dom}
+			f := store.Filter{Since: since, Until: until, Domain: dom, Host: host}
 			if format == "csv" {
 				cw := csv.NewWriter(bw)
 				if err := cw.Write(deliveryCSVHeader); err != nil {
@@ -96,7 +102,7 @@ func deliveriesCommand(e env) *cli.Command {
 						tls = strconv.FormatBool(*d.TLS)
 					}
 					return cw.Write(escapeCells([]string{d.Time.UTC().Format(time.RFC3339), d.QueueID, d.Recipient, d.Domain, d.Relay, d.Status, d.DSN,
-						tls, d.TLSTrust, d.TLSProtocol, d.TLSCipher, strconv.FormatBool(d.Fallback), d.TLSFeature, strconv.FormatBool(d.Internal)}))
+						tls, d.TLSTrust, d.TLSProtocol, d.TLSCipher, strconv.FormatBool(d.Fallback), d.TLSFeature, strconv.FormatBool(d.Internal), d.Host}))
 				})
 				cw.Flush()
 				if err != nil {

@@ -28,6 +28,7 @@ func followFlags() []cli.Flag {
 		&cli.StringFlag{Name: "journalctl", Value: "journalctl", Usage: "journalctl `PROGRAM` to run with --journal"},
 		&cli.StringSliceFlag{Name: "journal-unit", Usage: "with --journal: read only the entries of systemd `UNIT` (journalctl --unit; repeatable, globs allowed, e.g. postfix@-.service), and believe Postfix smtp/lmtp entries only from it"},
 		postfixUserFlag(),
+		hostFlag(),
 		&cli.DurationFlag{Name: "poll", Value: 250 * time.Millisecond, Usage: "how often to check the log for new lines"},
 		&cli.StringFlag{Name: "keep", Usage: "delete deliveries older than `AGE` (e.g. 400d) at start and then daily; reports keep their daily totals (default: keep all)"},
 		internalRelaysFlag(),
@@ -69,12 +70,17 @@ func followCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			release, err := f.lock(c)
+			if err != nil {
+				return err
+			}
+			defer release()
 			w, err := startWeb(c, st, log, nil, f)
 			if err != nil {
 				return err
 			}
 			defer w.stop()
-			log.Info("mailtls follow started", "source", f.source, "db", c.String("db"), "http", w.addr())
+			log.Info("mailtls follow started", "host", f.host, "source", f.source, "db", c.String("db"), "http", w.addr())
 			return f.run(c.Context)
 		},
 	}
@@ -82,6 +88,7 @@ func followCommand(e env) *cli.Command {
 
 // follower wraps a file or journald follower with checkpoint storage.
 type follower struct {
+	host   string // the fleet host it writes as (--host)
 	source string
 	st     followStore
 	log    *slog.Logger
@@ -154,6 +161,19 @@ func newFollower(c *cli.Context, st followStore, log *slog.Logger) (*follower, e
 	f.file = &logparse.Follower{Path: abs, Poll: c.Duration("poll"), BatchEvery: 500 * time.Millisecond, SettleFor: time.Second,
 		Logger: log, NewCorrelator: newCorr}
 	return f, nil
+}
+
+// lock sets the host the follower writes as (--host) and takes the lock
+// of its host and source, so that a second follower of the same log under
+// the same host name is refused; release gives it back.
+func (f *follower) lock(c *cli.Context) (release func(), err error) {
+	if f.host, err = setWriteHost(c, f.st); err != nil {
+		return nil, err
+	}
+	if release, err = f.st.LockSource(c.Context, f.host, f.source); err != nil {
+		return nil, fmt.Errorf("follower refused: %w", err)
+	}
+	return release, nil
 }
 
 // reopen makes the follower re-check and reopen its source (SIGHUP).

@@ -27,7 +27,7 @@ func toStore(ds []logparse.Delivery, relays *logparse.InternalRelays) []store.De
 	out := make([]store.Delivery, len(ds))
 	for i, d := range ds {
 		out[i] = store.Delivery{
-			Time: d.Time, Host: d.Host, Process: d.Process, PID: d.PID,
+			Time: d.Time, LogHost: d.Host, Process: d.Process, PID: d.PID,
 			QueueID: d.QueueID, Recipient: d.Recipient, OrigTo: d.OrigTo, Domain: d.Domain,
 			Relay: d.Relay, Status: d.Status, DSN: d.DSN, Reason: d.Reason,
 			TLS: d.TLS, TLSTrust: d.TLSTrust, TLSProtocol: d.TLSProtocol, TLSCipher: d.TLSCipher,
@@ -70,15 +70,18 @@ func importCommand(e env) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar and no summary"},
 			internalRelaysFlag(),
-			&cli.StringFlag{Name: "config", Usage: "config `FILE` to read internal-relays from (default /etc/mailtls/mailtls.conf when present)"},
+			hostFlag(),
+			&cli.StringFlag{Name: "config", Usage: "config `FILE` to read internal-relays and host from (default /etc/mailtls/mailtls.conf when present)"},
 			postfixUserFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
 				return usageErrorf("import needs at least one FILE (or - for stdin)")
 			}
-			if err := loadConfigSetting(c, "internal-relays"); err != nil {
-				return err
+			for _, name := range []string{"internal-relays", "host"} {
+				if err := loadConfigSetting(c, name); err != nil {
+					return err
+				}
 			}
 			relays, err := internalRelays(c)
 			if err != nil {
@@ -116,6 +119,9 @@ func importCommand(e env) *cli.Command {
 				return err
 			}
 			defer st.Close()
+			if _, err := setWriteHost(c, st); err != nil {
+				return err
+			}
 			show := !c.Bool("quiet") && isTerminal(e.stderr)
 			res, err := importFiles(c.Context, st, files, e.stdin, show, relays, trust, e)
 			if errors.Is(err, context.Canceled) {

@@ -97,24 +97,36 @@ func newPublished(c *cli.Context, srcs sourceSet, st published.Store, active pub
 	})
 }
 
-// startPublished starts the published sources of the daemon: the cache is
-// loaded from the store first, so that known destinations are answered at
-// once, and due refreshes are queued every minute for destinations with
-// recent deliveries. It returns nil when the sources are off.
-func startPublished(ctx context.Context, c *cli.Context, srcs sourceSet, st *store.Store, log *slog.Logger) (*publishedDaemon, error) {
+// startPublished starts the published sources of the daemon: the workers
+// at once, and the load of the cache from the store in the background
+// (until it ends, a lookup reads its destination's entry from the store,
+// so that known destinations are answered as cached); loaded is called
+// when the load is over. Due refreshes are queued every minute for
+// destinations with recent deliveries. It returns nil when the sources
+// are off.
+func startPublished(ctx context.Context, c *cli.Context, srcs sourceSet, st *store.Store, log *slog.Logger, after <-chan struct{}, loaded func(cached int)) (*publishedDaemon, error) {
 	r, err := newPublished(c, srcs, st, st.ActiveDomains, log)
 	if r == nil || err != nil {
 		return nil, err
-	}
-	n, err := r.Load(ctx)
-	if err != nil {
-		log.Warn("published sources: some cached entries were skipped", "err", err)
 	}
 	r.Start()
 	p := &publishedDaemon{r: r}
 	ctx, p.cancel = context.WithCancel(ctx)
 	p.wg.Go(func() {
 		defer r.Close() // also when start-up fails after this point
+		select {
+		case <-after:
+		case <-ctx.Done():
+		}
+		n, err := r.Load(ctx)
+		if err != nil && ctx.Err() == nil {
+			if r.Loaded() {
+				log.Warn("published sources: some cached entries were skipped", "err", err)
+			} else {
+				log.Error("published sources: loading the cache failed; lookups keep reading it from the store", "err", err)
+			}
+		}
+		loaded(n)
 		t := time.NewTicker(refreshEvery)
 		defer t.Stop()
 		for {
@@ -122,13 +134,23 @@ func startPublished(ctx context.Context, c *cli.Context, srcs sourceSet, st *sto
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				if !r.Loaded() {
+					// The start-up load failed: try again, so that
+					// lookups stop reading the store.
+					if _, err := r.Load(ctx); err != nil && !r.Loaded() {
+						if ctx.Err() == nil {
+							log.Error("published sources: loading the cache failed again; lookups keep reading it from the store", "err", err)
+						}
+						continue
+					}
+				}
 				if _, _, err := r.RefreshActive(ctx); err != nil && ctx.Err() == nil {
 					log.Error("published sources: refresh", "err", err)
 				}
 			}
 		}
 	})
-	log.Info("published sources in use", "dane", srcs.dane, "mta-sts", srcs.mtasts, "cached", n)
+	log.Info("published sources in use", "dane", srcs.dane, "mta-sts", srcs.mtasts)
 	return p, nil
 }
 
@@ -143,6 +165,9 @@ type publishedDaemon struct {
 // Publish answers a lookup that matched no override.
 func (p *publishedDaemon) Publish(key string) (policyd.Published, bool) {
 	res := p.r.Lookup(context.Background(), key)
+	if res.Unavailable {
+		return policyd.Published{Unavailable: true}, true
+	}
 	if res.Source == published.SourceNone || res.Policy == "" {
 		return policyd.Published{}, false
 	}
@@ -168,6 +193,10 @@ func (s readOnlyStore) SavePublished(context.Context, string, string, string, []
 
 func (s readOnlyStore) LoadPublished(ctx context.Context, fn func(string, []byte) error) error {
 	return s.st.LoadPublished(ctx, fn)
+}
+
+func (s readOnlyStore) PublishedEntry(ctx context.Context, domain string) ([]byte, bool, error) {
+	return s.st.PublishedEntry(ctx, domain)
 }
 
 func (s readOnlyStore) DeletePublished(context.Context, string) error { return nil }
@@ -222,3 +251,5 @@ type noOverrides struct{}
 func (noOverrides) Version(context.Context) (uint64, error) { return 0, nil }
 
 func (noOverrides) Overrides(context.Context, func(policyd.Override)) error { return nil }
+
+func (noOverrides) OverridesFor(context.Context, []string, func(policyd.Override)) error { return nil }

@@ -23,7 +23,13 @@ func domainFilter(s string) (string, error) {
 func reportWindow(c *cli.Context) (store.Window, error) {
 	q := report.Query{Since: c.String("since"), Until: c.String("until"), Domain: c.String("domain")}
 	w, err := q.Window(time.Now(), "7d", "--")
+	if err != nil {
+		return w, err
+	}
 	w.IncludeInternal = c.Bool("include-internal")
+	if c.Command.Name == "report" { // its subcommands take no --host
+		w.Host, err = hostFilter(c)
+	}
 	return w, err
 }
 
@@ -37,6 +43,9 @@ func describeWindow(w store.Window) string {
 	if w.Domain != "" {
 		s += ", domain " + w.Domain
 	}
+	if w.Host != "" {
+		s += ", host " + w.Host
+	}
 	return s
 }
 
@@ -49,9 +58,10 @@ func reportCommand(e env) *cli.Command {
 			"mailtls report --by domain --sort plaintext --top 20   # who got plaintext\n" +
 			"mailtls report --since 2026-11-01 --until 2026-12-01 --format json\n" +
 			"mailtls report --domain '*.example.com' --by day\n" +
+			"mailtls report --by host              # every fleet host; --host NAME for one\n" +
 			"mailtls report --since 30d --format html > tls.html   # one self-contained page with charts\n" +
 			"mailtls report downgrades | overrides",
-		Flags: append(windowFlags("7d"), includeInternalFlag(),
+		Flags: append(windowFlags("7d"), includeInternalFlag(), hostFilterFlag(),
 			&cli.StringFlag{Name: "by", Usage: "break down by `KEY`: " + strings.Join(store.ReportDimensions, "|")},
 			&cli.IntFlag{Name: "top", Value: 0, Usage: "show only the first `N` rows of --by (0 = all)"},
 			&cli.StringFlag{Name: "sort", Value: "sent", Usage: "order the rows of --by (not day or hour) by `ORDER`: sent, plaintext (most first), coverage (worst first) or key"},
@@ -71,6 +81,9 @@ func reportCommand(e env) *cli.Command {
 			}
 			if format == "html" && (c.IsSet("by") || c.IsSet("top") || c.IsSet("sort")) {
 				return usageErrorf("--format html is the whole report on one page; drop --by, --top and --sort")
+			}
+			if format == "html" && w.Host != "" {
+				return usageErrorf("--format html covers the whole fleet; drop --host (or use --format table, json or csv)")
 			}
 			if c.Int("top") < 0 {
 				return usageErrorf("--top must be 0 or more")

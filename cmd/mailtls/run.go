@@ -50,6 +50,11 @@ func runCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			release, err := fol.lock(c)
+			if err != nil {
+				return err
+			}
+			defer release()
 			d, err := startDaemon(c, st, log)
 			if err != nil {
 				return err
@@ -62,7 +67,7 @@ func runCommand(e env) *cli.Command {
 			}
 			defer w.stop()
 			log.Info("mailtls run started", "listeners", strings.Join(d.addrs, " "), "db", c.String("db"),
-				"log", fol.source, "overrides", d.table.Load().Len(), "default", c.String("default"))
+				"host", fol.host, "log", fol.source, "default", c.String("default"))
 
 			if job != nil {
 				ctx, cancel := context.WithCancel(c.Context)

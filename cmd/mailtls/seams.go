@@ -27,9 +27,25 @@ type pruner interface {
 	Horizon(ctx context.Context) (time.Time, error)
 }
 
-// followStore is what `mailtls follow` needs: commits, and pruning for --keep.
+// sourceLocker keeps a second follower of the same fleet host and log
+// out: LockSource fails with store.ErrSourceLocked while another holds
+// the lock, which goes away with the process that holds it.
+type sourceLocker interface {
+	LockSource(ctx context.Context, host, source string) (release func(), err error)
+}
+
+// hostSetter names the fleet host that the store writes deliveries and
+// checkpoints as (--host).
+type hostSetter interface {
+	SetHost(ctx context.Context, name string) error
+}
+
+// followStore is what `mailtls follow` needs: commits as its host, the
+// follower's lock, and pruning for --keep.
 type followStore interface {
 	batchCommitter
+	hostSetter
+	sourceLocker
 	pruner
 }
 
@@ -44,9 +60,12 @@ type overrideWriter interface {
 }
 
 // overrideSource is what the daemon reads the overrides from
-// (storeSource adapts it to policyd.Source): OverridesVersion changes on
-// every override change, and the daemon's Table polls it.
+// (storeSource adapts it to policyd.Source and policyd.KeySource):
+// OverridesVersion changes on every override change, and the daemon's
+// Table polls it; OverridesFor answers lookups until the first load of
+// OverridePolicies is done.
 type overrideSource interface {
 	OverridesVersion(ctx context.Context) (uint64, error)
 	OverridePolicies(ctx context.Context, fn func(key, policy string, expires time.Time)) error
+	OverridesFor(ctx context.Context, keys []string, fn func(key, policy string, expires time.Time)) error
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/user"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,7 +77,7 @@ func serveCommand(e env) *cli.Command {
 				return err
 			}
 			defer w.stop()
-			log.Info("mailtls serve started", "listeners", strings.Join(d.addrs, " "), "db", c.String("db"), "overrides", d.table.Load().Len(), "default", c.String("default"))
+			log.Info("mailtls serve started", "listeners", strings.Join(d.addrs, " "), "db", c.String("db"), "default", c.String("default"))
 			<-c.Context.Done()
 			log.Info("shutting down")
 			return d.stop()
@@ -99,6 +100,14 @@ func (s storeSource) Version(ctx context.Context) (uint64, error) { return s.st.
 
 func (s storeSource) Overrides(ctx context.Context, add func(policyd.Override)) error {
 	return s.st.OverridePolicies(ctx, func(key, policy string, expires time.Time) {
+		add(policyd.Override{Key: key, Value: policy, Expires: expires})
+	})
+}
+
+// OverridesFor makes storeSource a policyd.KeySource, for the lookups of
+// the warm-up.
+func (s storeSource) OverridesFor(ctx context.Context, keys []string, add func(policyd.Override)) error {
+	return s.st.OverridesFor(ctx, keys, func(key, policy string, expires time.Time) {
 		add(policyd.Override{Key: key, Value: policy, Expires: expires})
 	})
 }
@@ -126,11 +135,16 @@ type daemon struct {
 	wg      sync.WaitGroup
 	once    sync.Once
 	err     error
+	warm    sync.WaitGroup // the start-up loads
 }
 
-// startDaemon loads the overrides, opens every listener and starts serving.
-// The initial load must succeed: serving `may` while forced overrides are
-// unreadable would silently weaken them.
+// startDaemon opens every listener and starts serving at once, while the
+// overrides and the published cache load in the background (the warm-up).
+// Until each load is done, a lookup reads what can match its key from the
+// store (policyd.Table.SetWarmup, published.Resolver.Load), so that no
+// answer is weaker than with everything loaded; a lookup whose read
+// fails gets TEMP. The store must answer at start: serving `may` while
+// forced overrides are unreadable would silently weaken them.
 func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, error) {
 	def, err := parseDefault(c.String("default"))
 	if err != nil {
@@ -154,10 +168,14 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 		src = m.Policy.Watch(table, src)
 		obs = m.Lookups
 	}
-	// Watch starts from the version loaded here instead of loading again.
-	if _, err := table.Reload(c.Context, src); err != nil {
+	if _, err := src.Version(c.Context); err != nil {
 		return nil, fmt.Errorf("load overrides: %w", err)
 	}
+	var keys policyd.KeySource = storeSource{st}
+	if !srcs.override {
+		keys = noOverrides{}
+	}
+	table.SetWarmup(keys)
 
 	// Flags are checked before the published sources start, so that a
 	// usage error is the only line on stderr.
@@ -187,9 +205,33 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(c.Context))
 	d := &daemon{table: table, src: src, cancel: cancel, metrics: m}
-	if d.pub, err = startPublished(ctx, c, srcs, st, log); err != nil {
+	t0 := time.Now()
+	var cached int
+	var pubLoaded time.Duration
+	// The garbage of the loads would otherwise let the heap grow to twice
+	// what they keep (GOGC=100), and the process keep that peak.
+	gcPercent := debug.SetGCPercent(-1)
+	debug.SetGCPercent(min(gcPercent, warmupGCPercent))
+	if gcPercent < 0 {
+		debug.SetGCPercent(gcPercent) // GOGC=off stays off
+	}
+	serving := false
+	defer func() {
+		if !serving {
+			debug.SetGCPercent(gcPercent)
+		}
+	}()
+	d.warm.Add(1)
+	ovDone := make(chan struct{})
+	if d.pub, err = startPublished(ctx, c, srcs, st, log, ovDone, func(n int) {
+		cached, pubLoaded = n, time.Since(t0)
+		d.warm.Done()
+	}); err != nil {
 		cancel()
 		return nil, err
+	}
+	if d.pub == nil {
+		d.warm.Done()
 	}
 	if d.pub != nil {
 		table.SetPublisher(d.pub)
@@ -236,12 +278,56 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 			}
 		}(ln, sp.proto)
 	}
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
+	d.warm.Add(1)
+	var ovLoaded time.Duration
+	d.wg.Go(func() {
+		// The first load here, so that its end is known; Watch then
+		// starts from the version it loaded (or, after a failure, retries
+		// at every poll while the warm-up goes on answering).
+		if _, err := table.Reload(ctx, src); err != nil && ctx.Err() == nil {
+			log.Error("loading the overrides failed; lookups keep reading them from the store, retrying", "err", err)
+		}
+		ovLoaded = time.Since(t0)
+		close(ovDone)
+		d.warm.Done()
 		_ = table.Watch(ctx, src, c.Duration("reload-every"), log)
-	}()
+	})
+	d.wg.Go(func() {
+		d.warm.Wait()
+		debug.SetGCPercent(gcPercent)
+		if ctx.Err() != nil {
+			return
+		}
+		debug.FreeOSMemory() // the garbage of the loads
+		args := []any{"overrides", table.Load().Len(), "overrides_load", ovLoaded.Round(time.Millisecond)}
+		if d.pub != nil {
+			args = append(args, "published", cached, "published_load", pubLoaded.Round(time.Millisecond))
+		}
+		if what := d.loading(); what != "" {
+			log.Warn("start-up loads ended without the "+what+": lookups keep reading them from the store", args...)
+			return
+		}
+		log.Info("start-up loads done: answering from memory", args...)
+	})
+	serving = true
 	return d, nil
+}
+
+// warmupGCPercent is the GOGC of the start-up loads: a million overrides
+// and a hundred thousand cached policies then peak at about 1.25 times
+// what they keep, at some CPU cost while the warm-up answers.
+const warmupGCPercent = 25
+
+// loading says what the daemon is still loading at start-up, or "".
+func (d *daemon) loading() string {
+	var what []string
+	if d.table.Load() == nil {
+		what = append(what, "overrides")
+	}
+	if d.pub != nil && !d.pub.r.Loaded() {
+		what = append(what, "published cache")
+	}
+	return strings.Join(what, " and ")
 }
 
 // warnIfWeaker logs a warning, where postconf can read main.cf, when the

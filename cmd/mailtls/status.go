@@ -14,13 +14,27 @@ import (
 
 // followerStatus is how far a follower got, from its stored checkpoint.
 type followerStatus struct {
+	Host    string    `json:"host"` // the fleet host it writes as
 	Source  string    `json:"source"`
-	Updated time.Time `json:"updated"` // last commit (UTC, whole seconds)
+	Updated time.Time `json:"updated"`     // last commit (UTC, whole seconds)
+	Lag     int64     `json:"lag_seconds"` // since the last commit
 	// Behind is the number of bytes of the followed file not yet recorded,
 	// or -1 when unknown (journald, or the file was rotated since).
 	Behind int64  `json:"behind_bytes"`
 	Stale  bool   `json:"stale"`
 	Note   string `json:"note,omitempty"`
+}
+
+// hostStatus is one fleet host: what it stored, and whether its followers
+// keep up.
+type hostStatus struct {
+	Name       string `json:"name"`
+	Deliveries int64  `json:"deliveries"`  // counted in reports
+	LastCommit string `json:"last_commit"` // of its followers, RFC 3339; "" if none
+	Lag        int64  `json:"lag_seconds"` // since LastCommit; -1 if none
+	Stale      bool   `json:"stale"`       // one of its followers is stale
+
+	commit time.Time // LastCommit, for the table
 }
 
 type statusJSON struct {
@@ -35,6 +49,7 @@ type statusJSON struct {
 	First            string           `json:"first_delivery"`
 	Last             string           `json:"last_delivery"`
 	PrunedBefore     string           `json:"pruned_before"`
+	Hosts            []hostStatus     `json:"hosts"`
 	Followers        []followerStatus `json:"followers"`
 	// Warnings: plaintext sent to destinations forced to a mandatory
 	// level, in the --since window (as in report overrides).
@@ -51,7 +66,10 @@ func statusCommand(e env) *cli.Command {
 		Usage: "what the database holds, and whether the log follower keeps up (for monitoring)",
 		UsageText: "mailtls status\n" +
 			"mailtls status --format json\n" +
-			"mailtls status --stale 10m    # exit 1 if the follower has stopped recording\n\n" +
+			"mailtls status --stale 10m    # exit 1 if the follower has stopped recording\n" +
+			"mailtls status --host mx2     # one fleet host only\n\n" +
+			"It lists every fleet host in the database (deliveries, last commit, lag since\n" +
+			"it, stale or not) and every follower.\n" +
 			"A follower is stale when its log file has lines it has not recorded and it has\n" +
 			"recorded nothing for --stale: it is stopped or stuck. Exit 1 then, and also when\n" +
 			"a destination forced to encrypt, dane-only, fingerprint, verify or secure got\n" +
@@ -62,6 +80,7 @@ func statusCommand(e env) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.DurationFlag{Name: "stale", Value: 5 * time.Minute, Usage: "a follower with unrecorded lines and no commit for `DURATION` is stale (exit 1)"},
 			&cli.StringFlag{Name: "since", Value: "24h", Usage: "look for plaintext sent to forced destinations since `TIME` (a duration back from now, a date or RFC 3339)"},
+			&cli.StringFlag{Name: "host", Usage: "only the followers of fleet host `NAME` (default: every host)"},
 			formatFlag("table", "table|json"),
 		},
 		Action: func(c *cli.Context) error {
@@ -71,6 +90,10 @@ func statusCommand(e env) *cli.Command {
 			}
 			if c.Duration("stale") <= 0 {
 				return usageErrorf("--stale must be more than 0 (e.g. 5m)")
+			}
+			host, err := hostFilter(c)
+			if err != nil {
+				return err
 			}
 			st, err := openStore(c)
 			if err != nil {
@@ -94,17 +117,21 @@ func statusCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			fs := followers(s.Checkpoints, now, c.Duration("stale"))
+			fs := followers(s.Checkpoints, now, c.Duration("stale"), host)
+			hs := hosts(s.Hosts, fs, now, host)
+			if host != "" && len(hs) == 0 {
+				return fmt.Errorf("no fleet host %q in %s (it has stored nothing)", host, s.Path)
+			}
 			if format == "json" {
 				err = writeJSON(e.stdout, statusJSON{
 					DB: s.Path, DBBytes: s.Bytes, Overrides: s.Overrides, OverridesExpired: s.Expired,
 					LastOverrideEdit: rfc(s.LastEdit), LastOverrideBy: s.LastActor,
 					Counted: s.Counted, Stored: s.Stored, First: rfc(s.First), Last: rfc(s.Last),
-					PrunedBefore: rfc(s.PrunedBefore), Followers: fs, Warnings: report.NewWarnings(warns),
+					PrunedBefore: rfc(s.PrunedBefore), Hosts: hs, Followers: fs, Warnings: report.NewWarnings(warns),
 					PolicyWarnings: pol.Warnings,
 				})
 			} else {
-				err = writeStatus(e, s, fs)
+				err = writeStatus(e, s, hs, fs)
 				for _, w := range warns {
 					fmt.Fprintf(e.stdout, "Warning     %s\n", escapeControl(report.WarningMessage(w)))
 				}
@@ -117,8 +144,8 @@ func statusCommand(e env) *cli.Command {
 			}
 			for _, f := range fs {
 				if f.Stale {
-					return fmt.Errorf("follower %s is stale: %s behind, nothing recorded since %s (more than --stale %s)",
-						escapeControl(f.Source), humanBytes(f.Behind), rfc(f.Updated), c.Duration("stale"))
+					return fmt.Errorf("follower %s of host %s is stale: %s behind, nothing recorded since %s (more than --stale %s)",
+						escapeControl(f.Source), f.Host, humanBytes(f.Behind), rfc(f.Updated), c.Duration("stale"))
 				}
 			}
 			if len(warns) > 0 {
@@ -130,11 +157,15 @@ func statusCommand(e env) *cli.Command {
 	}
 }
 
-// followers compares each file checkpoint with the file it names now.
-func followers(cps []store.CheckpointInfo, now time.Time, stale time.Duration) []followerStatus {
+// followers compares each file checkpoint (of host, or of every host when
+// host is "") with the file it names now.
+func followers(cps []store.CheckpointInfo, now time.Time, stale time.Duration, host string) []followerStatus {
 	out := []followerStatus{}
 	for _, c := range cps {
-		f := followerStatus{Source: c.Source, Updated: c.Updated, Behind: -1}
+		if host != "" && c.Host != host {
+			continue
+		}
+		f := followerStatus{Host: c.Host, Source: c.Source, Updated: c.Updated, Behind: -1, Lag: lagSeconds(now, c.Updated)}
 		cp, err := logparse.UnmarshalCheckpoint(c.Data)
 		if err != nil {
 			f.Note = "checkpoint unreadable: " + err.Error()
@@ -158,7 +189,31 @@ func followers(cps []store.CheckpointInfo, now time.Time, stale time.Duration) [
 	return out
 }
 
-func writeStatus(e env, s store.Status, fs []followerStatus) error {
+func lagSeconds(now, t time.Time) int64 {
+	return max(0, int64(now.Sub(t)/time.Second))
+}
+
+// hosts is the per-host part of status: hs (of host, or all when host
+// is ""), stale when one of its followers in fs is.
+func hosts(hs []store.HostInfo, fs []followerStatus, now time.Time, host string) []hostStatus {
+	out := []hostStatus{}
+	for _, h := range hs {
+		if host != "" && h.Name != host {
+			continue
+		}
+		j := hostStatus{Name: h.Name, Deliveries: h.Counted, LastCommit: rfc(h.LastCommit), Lag: -1, commit: h.LastCommit}
+		if !h.LastCommit.IsZero() {
+			j.Lag = lagSeconds(now, h.LastCommit)
+		}
+		for _, f := range fs {
+			j.Stale = j.Stale || (f.Host == h.Name && f.Stale)
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
+func writeStatus(e env, s store.Status, hs []hostStatus, fs []followerStatus) error {
 	w := e.stdout
 	fmt.Fprintf(w, "Database    %s (%s)\n", escapeControl(s.Path), humanBytes(s.Bytes))
 	ov := num(s.Overrides)
@@ -184,6 +239,18 @@ func writeStatus(e env, s store.Status, fs []followerStatus) error {
 	if !s.PrunedBefore.IsZero() {
 		fmt.Fprintf(w, "Pruned      before %s (UTC); daily totals kept\n", s.PrunedBefore.Format(time.DateOnly))
 	}
+	for _, h := range hs {
+		line := num(h.Deliveries) + " deliveries"
+		if h.Lag >= 0 {
+			line += fmt.Sprintf(", last commit %s (%s ago)", fmtTime(h.commit), time.Duration(h.Lag)*time.Second)
+		} else {
+			line += ", no follower commit"
+		}
+		if h.Stale {
+			line += ", STALE"
+		}
+		fmt.Fprintf(w, "Host        %s: %s\n", escapeControl(h.Name), line)
+	}
 	if len(fs) == 0 {
 		fmt.Fprintln(w, "Follower    none has run on this database (mailtls run, or mailtls follow)")
 	}
@@ -199,7 +266,7 @@ func writeStatus(e env, s store.Status, fs []followerStatus) error {
 		if f.Stale {
 			state = append(state, "STALE")
 		}
-		fmt.Fprintf(w, "Follower    %s: %s\n", escapeControl(f.Source), escapeControl(strings.Join(state, ", ")))
+		fmt.Fprintf(w, "Follower    %s %s: %s\n", escapeControl(f.Host), escapeControl(f.Source), escapeControl(strings.Join(state, ", ")))
 	}
 	return nil
 }

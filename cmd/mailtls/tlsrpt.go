@@ -194,7 +194,7 @@ func buildTLSRPT(ctx context.Context, st *store.Store, day time.Time, domain str
 }
 
 func toLogparse(d store.Delivery) logparse.Delivery {
-	return logparse.Delivery{Time: d.Time, Host: d.Host, Process: d.Process, PID: d.PID, QueueID: d.QueueID,
+	return logparse.Delivery{Time: d.Time, Host: d.LogHost, Process: d.Process, PID: d.PID, QueueID: d.QueueID,
 		Recipient: d.Recipient, OrigTo: d.OrigTo, Domain: d.Domain, Relay: d.Relay, Status: d.Status, DSN: d.DSN,
 		Reason: d.Reason, TLS: d.TLS, TLSTrust: d.TLSTrust, TLSProtocol: d.TLSProtocol, TLSCipher: d.TLSCipher,
 		Fallback: d.Fallback, TLSFailure: d.TLSFailure, TLSFeature: d.TLSFeature, TLSVerify: d.TLSVerify, TLSRPT: d.TLSRPT, Internal: d.Internal, Key: d.Key}

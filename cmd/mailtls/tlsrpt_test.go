@@ -87,7 +87,7 @@ func newTLSRPTFixture(t *testing.T) *tlsrptFixture {
 	at := start.AddDate(0, 0, -1).Add(10 * time.Hour)
 	yes, no := true, false
 	d := func(sec int, pid int, qid, rcpt, relay, status, reason string, tls *bool, failure bool) store.Delivery {
-		return store.Delivery{Time: at.Add(time.Duration(sec) * time.Millisecond), Host: "sender", Process: "postfix/smtp", PID: pid,
+		return store.Delivery{Time: at.Add(time.Duration(sec) * time.Millisecond), LogHost: "sender", Process: "postfix/smtp", PID: pid,
 			QueueID: qid, Recipient: rcpt, Domain: rcpt[strings.IndexByte(rcpt, '@')+1:], Relay: relay, Status: status,
 			DSN: "2.0.0", Reason: reason, TLS: tls, TLSFailure: failure, Key: fmt.Sprintf("%064x", sec)}
 	}

@@ -157,11 +157,14 @@ func (w *web) stop() {
 	})
 }
 
-// health is /healthz: the daemon has a policy snapshot, and the follower
-// is not failing.
+// health is /healthz: the daemon has loaded its overrides and published
+// cache (it answers meanwhile, more slowly, from the store), and the
+// follower is not failing.
 func health(d *daemon, fol *follower) error {
-	if d != nil && d.table.Load() == nil {
-		return errors.New("no policy snapshot loaded")
+	if d != nil {
+		if what := d.loading(); what != "" {
+			return errors.New("still loading the " + what)
+		}
 	}
 	if fol != nil {
 		if err := fol.failing.Load(); err != nil {

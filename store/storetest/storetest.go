@@ -49,9 +49,16 @@ type Backend interface {
 	// The daemon's override source: the version changes on every change.
 	OverridesVersion(ctx context.Context) (uint64, error)
 	OverridePolicies(ctx context.Context, fn func(key, policy string, expires time.Time)) error
+	// Its point queries, while the daemon's first load runs.
+	OverridesFor(ctx context.Context, keys []string, fn func(key, policy string, expires time.Time)) error
 
 	// Retention.
 	Prune(ctx context.Context, before time.Time) (store.PruneResult, error)
+
+	// The fleet host the backend writes deliveries and checkpoints as, and
+	// the lock that keeps a second follower of one host and source out.
+	SetHost(ctx context.Context, name string) error
+	LockSource(ctx context.Context, host, source string) (release func(), err error)
 
 	Close() error
 }
@@ -75,6 +82,8 @@ type Case struct {
 func Cases() []Case {
 	return []Case{
 		{"CommitExactlyOnce", commitExactlyOnce},
+		{"ExactlyOncePerHost", exactlyOncePerHost},
+		{"OneFollowerPerHostAndSource", oneFollowerPerHostAndSource},
 		{"FailedCommitStoresNothing", failedCommit},
 		{"WindowsAndRollups", windows},
 		{"OverrideHistory", overrideHistory},
@@ -107,7 +116,7 @@ func ptr(b bool) *bool { return &b }
 // delivery makes a valid delivery; seq makes its key unique.
 func delivery(seq string, at time.Time, domain, status string, tls *bool, internal bool) store.Delivery {
 	sum := sha256.Sum256([]byte(seq))
-	d := store.Delivery{Time: at, Host: "mail", Process: "postfix/smtp", PID: 100, QueueID: "4Q0ABC" + fmt.Sprint(len(seq)),
+	d := store.Delivery{Time: at, LogHost: "mail", Process: "postfix/smtp", PID: 100, QueueID: "4Q0ABC" + fmt.Sprint(len(seq)),
 		Recipient: "user@" + domain, Domain: domain, Relay: "mx." + domain + "[192.0.2.7]:25", Status: status,
 		TLS: tls, Internal: internal, Key: hex.EncodeToString(sum[:])}
 	if tls != nil && *tls {
@@ -227,6 +236,128 @@ func commitExactlyOnce(t T, b Backend) {
 	}
 	if _, err := b.CommitBatch(ctx, " ", ds[15:], []byte("x")); err == nil {
 		t.Errorf("CommitBatch with an empty source: no error")
+	}
+}
+
+func setHost(t T, b Backend, name string) {
+	t.Helper()
+	if err := b.SetHost(context.Background(), name); err != nil {
+		t.Fatalf("SetHost(%q): %v", name, err)
+	}
+}
+
+// exactlyOncePerHost: the same log lines written by two fleet hosts are
+// two sets of deliveries, each stored once; each host has its own
+// checkpoint of a source; reports and listings split them by host.
+func exactlyOncePerHost(t T, b Backend) {
+	ctx := context.Background()
+	const src = "file:/var/log/mail.log"
+	ds := series("fleet", 30)
+	setHost(t, b, "mx-a")
+	commit(t, b, src, ds[:20], []byte("a1"), 20)
+	setHost(t, b, "mx-b.example.net")
+	if ck := checkpoint(t, b, src); ck != nil {
+		t.Errorf("checkpoint of host mx-b.example.net = %q before it committed, want nil (mx-a's is not its own)", ck)
+	}
+	commit(t, b, src, ds, []byte("b1"), 30)
+	commit(t, b, src, ds[10:], []byte("b2"), 0)
+	setHost(t, b, "mx-a")
+	if ck := checkpoint(t, b, src); string(ck) != "a1" {
+		t.Errorf("checkpoint of mx-a = %q after mx-b.example.net committed, want a1", ck)
+	}
+	commit(t, b, src, ds[:25], []byte("a2"), 5)
+	setHost(t, b, "mx-b.example.net")
+	if ck := checkpoint(t, b, src); string(ck) != "b2" {
+		t.Errorf("checkpoint of mx-b.example.net = %q after mx-a committed, want b2", ck)
+	}
+	if n := count(t, b, store.Filter{}); n != 55 {
+		t.Errorf("fleet: %d rows, want 55 (25 of mx-a, 30 of mx-b.example.net)", n)
+	}
+	for host, want := range map[string]int{"mx-a": 25, "mx-b.example.net": 30, "mx-c": 0} {
+		got := 0
+		err := b.Deliveries(ctx, store.Filter{Host: host}, func(d store.Delivery) error {
+			got++
+			if d.Host != host {
+				t.Errorf("Deliveries(host %s) gave a delivery of host %q", host, d.Host)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("Deliveries(host %s): %v", host, err)
+		}
+		if got != want {
+			t.Errorf("Deliveries(host %s): %d rows, want %d", host, got, want)
+		}
+		// Whole days from the rollups, and partial ones from raw rows.
+		for _, w := range []store.Window{{Host: host}, {Host: host, Since: day0().Add(90 * time.Minute), Until: day0().Add(26 * time.Hour)}} {
+			wantW := want
+			if !w.Since.IsZero() {
+				wantW = max(0, min(want-1, 25)-1) // deliveries 2 to 25 of the series (1 minute past each hour)
+			}
+			if s := summary(t, b, w); s.Deliveries != int64(wantW) {
+				t.Errorf("Summary(%+v): %d deliveries, want %d", w, s.Deliveries, wantW)
+			}
+		}
+	}
+	if s := summary(t, b, store.Window{}); s.Deliveries != 55 {
+		t.Errorf("fleet summary: %d deliveries, want 55", s.Deliveries)
+	}
+	for _, w := range []store.Window{{}, {Domain: "example.com"}, {Since: day0().Add(30 * time.Minute), Until: day0().Add(50 * time.Hour)}} {
+		rows, err := b.ReportBy(ctx, w, "host", 0)
+		if err != nil {
+			t.Fatalf("ReportBy(%+v, host): %v", w, err)
+		}
+		got := map[string]int64{}
+		var total int64
+		for _, r := range rows {
+			got[r.Key] = r.Deliveries
+			total += r.Deliveries
+		}
+		if s := summary(t, b, w); total != s.Deliveries || len(rows) != 2 {
+			t.Errorf("ReportBy(%+v, host) = %v; want two hosts summing to the summary's %d", w, got, s.Deliveries)
+		}
+		for _, host := range []string{"mx-a", "mx-b.example.net"} {
+			hw := w
+			hw.Host = host
+			if s := summary(t, b, hw); got[host] != s.Deliveries || got[host] == 0 {
+				t.Errorf("ReportBy(%+v, host) gives %s %d deliveries; its own summary %d", w, host, got[host], s.Deliveries)
+			}
+		}
+		if w == (store.Window{}) && (got["mx-a"] != 25 || got["mx-b.example.net"] != 30) {
+			t.Errorf("ReportBy(all time, host) = %v, want mx-a 25, mx-b.example.net 30", got)
+		}
+	}
+	if err := b.SetHost(ctx, "bad host"); err == nil || !errors.Is(err, store.ErrBadInput) {
+		t.Errorf("SetHost(%q): err %v, want one wrapping store.ErrBadInput", "bad host", err)
+	}
+}
+
+// oneFollowerPerHostAndSource: LockSource refuses a second holder of one
+// host and source, and only that.
+func oneFollowerPerHostAndSource(t T, b Backend) {
+	ctx := context.Background()
+	const src = "file:/var/log/mail.log"
+	lock := func(host, source string) func() {
+		t.Helper()
+		release, err := b.LockSource(ctx, host, source)
+		if err != nil {
+			t.Fatalf("LockSource(%s, %s): %v", host, source, err)
+		}
+		return release
+	}
+	r1 := lock("mx-a", src)
+	if release, err := b.LockSource(ctx, "mx-a", src); !errors.Is(err, store.ErrSourceLocked) {
+		if err == nil {
+			release()
+		}
+		t.Errorf("second LockSource(mx-a, %s): err %v, want one wrapping store.ErrSourceLocked", src, err)
+	}
+	r2 := lock("mx-b", src)
+	r3 := lock("mx-a", "journal")
+	r1()
+	r1 = lock("mx-a", src) // given back
+	for _, r := range []func(){r1, r2, r3} {
+		r()
 	}
 }
 
@@ -491,6 +622,18 @@ func overrideHistory(t T, b Backend) {
 	if exp, ok := pol[key+" encrypt"]; len(pol) != 2 || !ok || !exp.Equal(expires) {
 		t.Errorf("OverridePolicies = %v, want %s encrypt expiring %v and one more", pol, key, expires)
 	}
+	some := map[string]string{}
+	if err := b.OverridesFor(ctx, []string{"absent.example", key}, func(k, p string, exp time.Time) {
+		some[k] = p
+		if !exp.Equal(expires) {
+			t.Errorf("OverridesFor: %s expires %v, want %v", k, exp, expires)
+		}
+	}); err != nil {
+		t.Fatalf("OverridesFor: %v", err)
+	}
+	if len(some) != 1 || some[key] != "encrypt" {
+		t.Errorf("OverridesFor(absent.example, %s) = %v, want %s encrypt alone", key, some, key)
+	}
 	if err := b.RemoveOverride(ctx, "absent.example", "carol"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("RemoveOverride of a missing key: err %v, want one wrapping store.ErrNotFound", err)
 	}
@@ -538,6 +681,7 @@ func changeNotification(t T, b Backend) {
 		_, _ = b.Overrides(ctx)
 		_, _ = b.History(ctx, "")
 		_ = b.OverridePolicies(ctx, func(string, string, time.Time) {})
+		_ = b.OverridesFor(ctx, []string{"example.com"}, func(string, string, time.Time) {})
 		_, _ = b.Summary(ctx, store.Window{})
 		moved("reads after "+what, false)
 	}

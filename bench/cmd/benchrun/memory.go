@@ -55,6 +55,8 @@ type memoryResult struct {
 	overrides, published int
 	fill                 string
 	firstAns             []float64 // ms, exec to first OK answer
+	loaded               []float64 // ms, exec to the log line saying both start-up loads are done
+	warmOK               []bool    // the first lookups of every kind were checked before the loads were done
 	hwm, rss             []float64 // KiB: VmHWM after the first answer and the load tests, VmRSS settled
 	cached, echo         series
 	quiet, burst         series
@@ -171,6 +173,40 @@ func (s *slowDNS) stop() {
 	_ = s.tcp.Shutdown()
 }
 
+// memLoadedLine is what `mailtls serve` logs when both start-up loads are
+// done and it answers from memory alone.
+const memLoadedLine = "start-up loads done"
+
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// logHas reports whether p's log holds want after offset.
+func logHas(p *harness.Proc, offset int64, want string) bool {
+	b, err := os.ReadFile(p.LogPath)
+	return err == nil && int64(len(b)) > offset && strings.Contains(string(b[offset:]), want)
+}
+
+// waitLogLine polls p's log, from offset on, for a line containing want
+// and returns when it was first seen (within the 10 ms of polling).
+func waitLogLine(p *harness.Proc, offset int64, want string, timeout time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if logHas(p, offset, want) {
+			return time.Now(), nil
+		}
+		if p.Exited() {
+			return time.Time{}, fmt.Errorf("%s exited (see %s)", p.Name, p.LogPath)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a file, not synchronisation
+	}
+	return time.Time{}, fmt.Errorf("%w: no %q in %s", harness.ErrTimeout, want, p.LogPath)
+}
+
 // burst looks up n distinct new destinations over conns connections, at
 // most until deadline, and returns how many it sent and how many got an
 // OK answer.
@@ -257,9 +293,10 @@ func runMemory(_ context.Context, cfg config) *memoryResult {
 		}
 		settle()
 		addr := fmt.Sprintf("127.0.0.1:%d", harness.MustFreePort())
+		logStart := fileSize(filepath.Join(cfg.logs, "serve-memory.log"))
 		t0 := time.Now()
 		p, err := harness.Start(cfg.logs, "serve-memory", append(pre, cfg.bin, "serve", "--db", runDB, "--socketmap", addr, "--tcp", "", "--http", "",
-			"--sources", "override,dane,mta-sts", "--resolver", fake.addr, "--resolve-timeout", memBudget.String(), "--log-level", "warn")...)
+			"--sources", "override,dane,mta-sts", "--resolver", fake.addr, "--resolve-timeout", memBudget.String(), "--log-level", "info")...)
 		if err != nil {
 			fatalf("%v", err)
 		}
@@ -267,11 +304,19 @@ func runMemory(_ context.Context, cfg config) *memoryResult {
 			fatalf("memory: %v", err)
 		}
 		res.firstAns = append(res.firstAns, float64(time.Since(t0).Microseconds())/1000)
+		// Every kind of answer, at once: while the loads still run these
+		// come from the store, and must be what the loaded daemon says.
 		for k, w := range memWant {
 			if got := queryOnce(addr, k); got != w {
 				fatalf("memory: lookup %s = %q, want %q", k, got, w)
 			}
 		}
+		res.warmOK = append(res.warmOK, !logHas(p, logStart, memLoadedLine))
+		loadedLine, err := waitLogLine(p, logStart, memLoadedLine, 5*time.Minute)
+		if err != nil {
+			fatalf("memory: %v", err)
+		}
+		res.loaded = append(res.loaded, float64(loadedLine.Sub(t0).Microseconds())/1000)
 		time.Sleep(3 * time.Second) // let the garbage of loading be collected, as growth does
 		for _, x := range []struct {
 			s    *series
@@ -314,8 +359,8 @@ func runMemory(_ context.Context, cfg config) *memoryResult {
 		res.burstWall = append(res.burstWall, bwall.Seconds())
 		res.hwm = append(res.hwm, float64(harness.ProcStatus(p.Pid(), "VmHWM")))
 		res.rss = append(res.rss, float64(harness.ProcStatus(p.Pid(), "VmRSS")))
-		logf("memory: first answer %.0f ms, VmHWM %d MB, VmRSS %d MB; cached %.0f/s p99 %dus, echo %.0f/s; quiet p99 %dus, burst p99 %dus (%d new sent, %d OK in %.1fs)",
-			res.firstAns[run], int64(res.hwm[run])/1024, int64(res.rss[run])/1024, res.cached.runs[run].PerSec, res.cached.runs[run].P99,
+		logf("memory: first answer %.0f ms, all loaded %.0f ms, VmHWM %d MB, VmRSS %d MB; cached %.0f/s p99 %dus, echo %.0f/s; quiet p99 %dus, burst p99 %dus (%d new sent, %d OK in %.1fs)",
+			res.firstAns[run], res.loaded[run], int64(res.hwm[run])/1024, int64(res.rss[run])/1024, res.cached.runs[run].PerSec, res.cached.runs[run].P99,
 			res.echo.runs[run].PerSec, q.P99, b.P99, bsent, bok, bwall.Seconds())
 		_ = p.Stop(10 * time.Second)
 	}
@@ -336,7 +381,8 @@ func (r *report) memorySection(b *strings.Builder) {
 		w(" under `taskset -c 0`; the load client, the fake resolver and the burst (benchrun) on CPU 1")
 	}
 	w(".\nFAKE is a loopback DNS server in benchrun answering every query NXDOMAIN after %s.\n", memDNSDelay)
-	w("Start: from exec to the first `OK encrypt` for an override key over socketmap (new connection every 2 ms). RSS: VmHWM and VmRSS\n")
+	w("Start: from exec to the first `OK encrypt` for an override key over socketmap (new connection every 2 ms); all loaded: to the\n")
+	w("daemon's log line %q (polled every 10 ms), after which it answers from memory alone. RSS: VmHWM and VmRSS\n", memLoadedLine)
 	w("from /proc after the load tests. Cached keys `%s` (published DANE, MTA-STS, none; an override).\n", memCachedKeys)
 	w("Burst: the cached-key test (5 s, 32 connections) alone, then again while %d connections look up up to %s distinct new\n",
 		memBurstConns, harness.Int(memBurst))
@@ -359,7 +405,7 @@ func (r *report) memorySection(b *strings.Builder) {
 	}
 	t := harness.Table{Head: []string{"target", "figure", "verdict"}}
 	t.Add("RSS ≤ 200 MB (1M overrides + 100k cached policies)", fmt.Sprintf("VmHWM %.0f MB, VmRSS %.0f MB", hwm, rss), verdict(hwm <= 200))
-	t.Add("start to first answer ≤ 1 s", fmt.Sprintf("%.0f ms", fa), verdict(fa <= 1000))
+	t.Add("start to first answer ≤ 1 s", fmt.Sprintf("%.0f ms (all loaded, answering from memory: %.0f ms)", fa, med(m.loaded)), verdict(fa <= 1000))
 	t.Add("cached lookups, 32 connections ≥ 0.9× no-op echo", fmt.Sprintf("%.2f×", med(ratio)), verdict(med(ratio) >= 0.9))
 	t.Add("cached-key p99 during a burst ≤ 2× no resolution", fmt.Sprintf("%.2f× (%s µs vs %s µs)", med(bp), us(m.burst.med(func(s lookupStat) float64 { return float64(s.P99) })),
 		us(m.quiet.med(func(s lookupStat) float64 { return float64(s.P99) }))), verdict(med(bp) <= 2))
@@ -378,5 +424,12 @@ func (r *report) memorySection(b *strings.Builder) {
 	}
 	w("Burst: %s new destinations looked up (median), %s answered OK (the default once the budget ran out or the queue was full), in %.1f s;\n",
 		harness.Int(int64(med(sent))), harness.Int(int64(med(ok))), med(wall))
-	w("the fake resolver got %s queries in all runs. Start to first answer per run: %v ms; VmHWM per run: %v KiB.\n\n", harness.Int(m.resolverQueries), m.firstAns, m.hwm)
+	w("the fake resolver got %s queries in all runs. Start to first answer per run: %v ms; to all loaded: %v ms; VmHWM per run: %v KiB.\n", harness.Int(m.resolverQueries), m.firstAns, m.loaded, m.hwm)
+	warm := 0
+	for _, ok := range m.warmOK {
+		if ok {
+			warm++
+		}
+	}
+	w("In %d of %d runs the first lookups of every kind (override, DANE, MTA-STS, none) were answered, correctly, before the start-up loads were done.\n\n", warm, len(m.warmOK))
 }
