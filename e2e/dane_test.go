@@ -54,6 +54,11 @@ func receiverTLSA311(t *testing.T) string {
 //     override: Postfix defers before connecting ("no TLSA records
 //     found", "non DNSSEC destination": dane-required; "TLSA lookup
 //     error": dnssec-invalid);
+//   - ta-ok.test, ta-name.test, ta-bad.test: DANE-TA (2 0 1), published
+//     (dane-only): the test CA with the receiver's name as MX (Verified),
+//     the test CA with a name not in the certificate ("num=62:hostname
+//     mismatch": certificate-host-mismatch), another certificate ("CA
+//     certificate verification failed ... num=65": tlsa-invalid);
 //   - tlsa-unusable.test: a TLSA record of an unknown matching type
 //     (3 1 7) under a dane-only override: Postfix connects, warns "all
 //     TLSA records unusable" and defers: tlsa-invalid.
@@ -69,8 +74,14 @@ func TestRealDANE(t *testing.T) {
 		insecure = "insecure.test"
 		lookErr  = "tlsa-fail.test"
 		unusable = "tlsa-unusable.test"
+		// DANE-TA (2 0 1: the test CA's certificate), which also checks
+		// the name: MX mx.tls.test is in the receiver's certificate,
+		// mx.ta-name.test is not.
+		taOK   = "ta-ok.test"
+		taName = "ta-name.test"
+		taBad  = "ta-bad.test" // MX x.wild.test (*.wild.test), 2 0 1 of another certificate
 	)
-	domains := []string{daneOK, mismatch, noTLSA, insecure, lookErr, unusable}
+	domains := []string{daneOK, mismatch, noTLSA, insecure, lookErr, unusable, taOK, taName, taBad}
 	z := testnet.NewZone()
 	smap := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	pf := StartPostfix(t, Config{
@@ -83,17 +94,26 @@ func TestRealDANE(t *testing.T) {
 		},
 	})
 	ip := pf.Addr(ReceiverTLS)
+	mxOf := map[string]string{taOK: "mx.tls.test", taBad: "x.wild.test"}
 	for _, d := range domains {
 		if d != insecure {
 			z.Sign(d)
 		}
-		z.Add(t, d+". 300 IN MX 10 mx."+d+".", "mx."+d+". 300 IN A "+ip)
+		if mxOf[d] == "" {
+			mxOf[d] = "mx." + d
+		}
+		z.Add(t, d+". 300 IN MX 10 "+mxOf[d]+".", mxOf[d]+". 300 IN A "+ip)
 	}
-	good, bad := receiverTLSA311(t), strings.Repeat("ab", 32)
+	z.Sign("tls.test")
+	z.Sign("wild.test")
+	good, ca, bad := receiverTLSA311(t), caTLSA201(t), strings.Repeat("ab", 32)
 	z.Add(t, "_25._tcp.mx."+daneOK+". 300 IN TLSA 3 1 1 "+good,
 		"_25._tcp.mx."+mismatch+". 300 IN TLSA 3 1 1 "+bad,
 		"_25._tcp.mx."+lookErr+". 300 IN TLSA 3 1 1 "+good,
-		"_25._tcp.mx."+unusable+". 300 IN TLSA 3 1 7 "+good)
+		"_25._tcp.mx."+unusable+". 300 IN TLSA 3 1 7 "+good,
+		"_25._tcp.mx.tls.test. 300 IN TLSA 2 0 1 "+ca,
+		"_25._tcp.mx."+taName+". 300 IN TLSA 2 0 1 "+ca,
+		"_25._tcp.x.wild.test. 300 IN TLSA 2 0 1 "+bad)
 	z.ServFail("_25._tcp.mx."+lookErr, true)
 
 	m := newMailtlsRun(t, pf.LogPath())
@@ -122,11 +142,11 @@ func TestRealDANE(t *testing.T) {
 	}
 	for _, d := range domains {
 		status := "deferred"
-		if d == daneOK {
+		if d == daneOK || d == taOK {
 			status = "sent"
 		}
 		r := m.waitRow(d, func(r row) bool { return r.QueueID == q[d] && r.Status != "" })
-		if r.Status != status || d == daneOK && r.TLSTrust != "verified" {
+		if r.Status != status || status == "sent" && r.TLSTrust != "verified" {
 			t.Errorf("%s: %+v, want %s", d, r, status)
 		}
 	}
@@ -138,6 +158,9 @@ func TestRealDANE(t *testing.T) {
 		insecure: q[insecure] + ": to=<u@" + insecure + ">, relay=none",
 		lookErr:  q[lookErr] + ": to=<u@" + lookErr + ">, relay=none",
 		unusable: "warning: mx." + unusable + "[" + ip + "]:25: all TLSA records unusable",
+		taOK:     "Verified TLS connection established to mx.tls.test[",
+		taName:   "server certificate verification failed for mx." + taName + "[" + ip + "]:25: num=62:hostname mismatch",
+		taBad:    "CA certificate verification failed for x.wild.test[" + ip + "]:25: num=65:no matching DANE TLSA records",
 	} {
 		if _, err := pf.WaitLog(context.Background(), LineContains(want)); err != nil {
 			t.Errorf("%s: no line %q: %v", d, want, err)
@@ -156,8 +179,8 @@ func TestRealDANE(t *testing.T) {
 		}
 		shown[r.Policies[0].Policy.Domain] = r
 	}
-	tlsaPolicy := func(d, data string) tlsrpt.Policy {
-		return tlsrpt.Policy{Type: tlsrpt.PolicyTLSA, Domain: d, MXHost: []string{"mx." + d}, String: []string{"3 1 1 " + data}}
+	tlsaPolicy := func(d, rr string) tlsrpt.Policy {
+		return tlsrpt.Policy{Type: tlsrpt.PolicyTLSA, Domain: d, MXHost: []string{mxOf[d]}, String: []string{rr}}
 	}
 	for d, w := range map[string]struct {
 		policy   tlsrpt.Policy
@@ -165,8 +188,11 @@ func TestRealDANE(t *testing.T) {
 		rt       tlsrpt.ResultType
 		mx, ip   string
 	}{
-		daneOK:   {tlsaPolicy(daneOK, good), 1, 0, "", "", ""},
-		mismatch: {tlsaPolicy(mismatch, bad), 0, 1, tlsrpt.TLSAInvalid, "mx." + mismatch, ip},
+		daneOK:   {tlsaPolicy(daneOK, "3 1 1 "+good), 1, 0, "", "", ""},
+		mismatch: {tlsaPolicy(mismatch, "3 1 1 "+bad), 0, 1, tlsrpt.TLSAInvalid, "mx." + mismatch, ip},
+		taOK:     {tlsaPolicy(taOK, "2 0 1 "+ca), 1, 0, "", "", ""},
+		taName:   {tlsaPolicy(taName, "2 0 1 "+ca), 0, 1, tlsrpt.CertificateHostMismatch, "mx." + taName, ip},
+		taBad:    {tlsaPolicy(taBad, "2 0 1 "+bad), 0, 1, tlsrpt.TLSAInvalid, "x.wild.test", ip},
 		// Overrides: no published policy. Postfix did not connect
 		// (relay=none), so no MX and no address is known.
 		noTLSA:   {tlsrpt.Policy{Type: tlsrpt.PolicyNoPolicyFound, Domain: noTLSA}, 0, 1, tlsrpt.DANERequired, "", ""},
@@ -192,4 +218,20 @@ func TestRealDANE(t *testing.T) {
 		t.Logf("tlsrpt show:\n%s\nPostfix log:\n%s", out, strings.Join(pf.LogLines(), "\n"))
 	}
 	pf.PurgeQueue()
+}
+
+// caTLSA201 is the "2 0 1" TLSA data (DANE-TA, full certificate, SHA-256)
+// of the test CA that issued the receivers' certificates.
+func caTLSA201(t *testing.T) string {
+	t.Helper()
+	certs, err := testCerts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := pem.Decode(certs.caPEM)
+	if b == nil {
+		t.Fatal("test CA: no PEM block")
+	}
+	s := sha256.Sum256(b.Bytes)
+	return hex.EncodeToString(s[:])
 }
