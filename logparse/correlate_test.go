@@ -497,13 +497,13 @@ func TestBoundedState(t *testing.T) {
 }
 
 // unusableTLSASession is lines 58-64 of testdata/real-postfix37-dane.log.
-const unusableTLSASession = "Dec 02 14:10:27 sender postfix/smtpd[8536]: disconnect from localhost[127.0.0.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5\n" +
-	"Dec 02 14:10:27 mx postfix/smtpd[8720]: connect from localhost[127.0.0.1]\n" +
-	"Dec 02 14:10:27 sender postfix/smtp[8717]: warning: mx.tlsa-unusable.test[127.0.1.2]:25: unusable TLSA RR: 3 1 7 A4FF0635A15112F614AF29809ACA6E85953307F53817E0CBF1829666086D4BF3\n" +
-	"Dec 02 14:10:27 sender postfix/smtp[8717]: warning: mx.tlsa-unusable.test[127.0.1.2]:25: all TLSA records unusable\n" +
-	"Dec 02 14:10:27 sender postfix/smtp[8717]: server certificate verification failed for mx.tlsa-unusable.test[127.0.1.2]:25: num=1:unspecified certificate verification error\n" +
-	"Dec 02 14:10:27 sender postfix/smtp[8717]: Untrusted TLS connection established to mx.tlsa-unusable.test[127.0.1.2]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA256\n" +
-	"Dec 02 14:10:27 sender postfix/smtp[8717]: 05A769B2630: to=<u@tlsa-unusable.test>, relay=mx.tlsa-unusable.test[127.0.1.2]:25, delay=0.02, delays=0.01/0/0/0, dsn=4.7.5, status=deferred (Server certificate not verified)\n"
+const unusableTLSASession = "Dec 02 14:25:31 sender postfix/smtpd[3969]: disconnect from localhost[127.0.0.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5\n" +
+	"Dec 02 14:25:31 mx postfix/smtpd[4101]: connect from localhost[127.0.0.1]\n" +
+	"Dec 02 14:25:31 sender postfix/smtp[4100]: warning: mx.tlsa-unusable.test[127.0.1.2]:25: unusable TLSA RR: 3 1 7 060B47513A228AA29ACBA378DABC23784E44C54D3FF103E5A94E0D2C1C3B3731\n" +
+	"Dec 02 14:25:31 sender postfix/smtp[4100]: warning: mx.tlsa-unusable.test[127.0.1.2]:25: all TLSA records unusable\n" +
+	"Dec 02 14:25:31 sender postfix/smtp[4100]: server certificate verification failed for mx.tlsa-unusable.test[127.0.1.2]:25: num=1:unspecified certificate verification error\n" +
+	"Dec 02 14:25:31 sender postfix/smtp[4100]: Untrusted TLS connection established to mx.tlsa-unusable.test[127.0.1.2]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA256\n" +
+	"Dec 02 14:25:31 sender postfix/smtp[4100]: 905719B0B0B: to=<u@tlsa-unusable.test>, relay=mx.tlsa-unusable.test[127.0.1.2]:25, delay=0.01, delays=0/0/0/0, dsn=4.7.5, status=deferred (Server certificate not verified)\n"
 
 // TestTLSAUnusable: under DANE, the "all TLSA records unusable" warning is
 // the session's verification reason, not the vague verification failure
