@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -103,9 +102,19 @@ func TestFollowSurvivesSIGKILL(t *testing.T) {
 		}()
 	}()
 
+	// Every run's info log goes to one file, each run's after a marker
+	// line, so that a failure can show what the runs saw.
+	followLog, err := os.OpenFile(filepath.Join(dir, "follow.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer followLog.Close()
+	runs := 0
 	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "follow", "--log", logPath, "--db", db, "--poll", "20ms", "--config", "/dev/null", "--log-level", "error")
-		cmd.Stderr = io.Discard
+		runs++
+		fmt.Fprintf(followLog, "=== run %d\n", runs)
+		cmd := exec.Command(bin, "follow", "--log", logPath, "--db", db, "--poll", "20ms", "--config", "/dev/null", "--log-level", "info")
+		cmd.Stderr = followLog
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -179,6 +188,7 @@ func TestFollowSurvivesSIGKILL(t *testing.T) {
 				}
 			}
 		}
+		logFollower(t, filepath.Join(dir, "follow.log"))
 		t.Fatalf("after %d SIGKILLs: %d stored, %d expected; %d lost (e.g. %q), %d extra/duplicated (e.g. %q)",
 			kills, len(got), len(want), len(lost), first(lost), len(dup), first(dup))
 	}
@@ -244,4 +254,21 @@ func first(s []string) string {
 		return ""
 	}
 	return strings.TrimSpace(fmt.Sprint(s[0]))
+}
+
+// logFollower logs the lines of the followers' log about files: rotation,
+// truncation, recovery, resumption and warnings, with the run markers.
+func logFollower(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Logf("follower log: %v", err)
+		return
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(l, "=== run") || strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") ||
+			strings.Contains(l, "rotat") || strings.Contains(l, "truncat") || strings.Contains(l, "resum") || strings.Contains(l, "from its start") || strings.Contains(l, "copy") {
+			t.Logf("follower: %s", l)
+		}
+	}
 }
