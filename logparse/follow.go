@@ -849,6 +849,9 @@ func (r *fileRun) checkPath(ctx context.Context, grew bool) error {
 		r.log.Warn("rotated log file is still being written to; switching to the new one anyway")
 	}
 	r.rotWait = 0
+	if found, err := r.followOriginal(ctx); found || err != nil {
+		return err
+	}
 	if _, err := r.read(ctx, r.cur, true); err != nil || ctx.Err() != nil {
 		return err
 	}
@@ -875,6 +878,41 @@ func (r *fileRun) checkPath(ctx context.Context, grew bool) error {
 	r.cur = live
 	r.src = live
 	return r.readLive(ctx, live)
+}
+
+// followOriginal handles a rotated file r.cur that is a copytruncate copy
+// of the file at Path made before the truncation (a restart can find it so,
+// see catchUp): the file at Path has the same first line and holds at least
+// what was consumed of the copy. The file at Path then goes on from the
+// copy's offset, so the copied lines are not read twice and a last line the
+// copy holds only in part is not fed; its truncation is handled as usual.
+// It reports whether it switched.
+func (r *fileRun) followOriginal(ctx context.Context) (bool, error) {
+	cur := r.cur
+	if cur.fp == "" {
+		return false, nil
+	}
+	file, err := os.Open(r.f.Path)
+	if err != nil {
+		return false, nil // the caller's open reports it
+	}
+	live, err := newFileState(file, r.f.Path)
+	if err != nil {
+		file.Close()
+		return false, err
+	}
+	fp, err := fingerprint(file)
+	if err != nil || fp != cur.fp || live.size < cur.offset {
+		file.Close()
+		return false, err
+	}
+	r.log.Info("the rotated file is a copy of the log file, not truncated yet; following the log file from the same offset",
+		"file", cur.name, "offset", cur.offset)
+	live.fp, live.offset, live.pos = cur.fp, cur.offset, cur.offset
+	r.resetLine()
+	cur.file.Close()
+	r.cur, r.src = live, live
+	return true, r.readLive(ctx, live)
 }
 
 // readLive reads the file at Path; content replaced meanwhile is left for
