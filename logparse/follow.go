@@ -78,7 +78,12 @@ var ErrCommit = errors.New("logparse: commit failed")
 //     it still grows, for up to 8 polls, because a syslog daemon writes to it
 //     until it is told to reopen. Then it reads the old file to its end,
 //     feeding a last line that has no newline (a rotated file is final),
-//     commits, and follows the new file from offset 0.
+//     commits, and follows the new file from offset 0. Unless the old file
+//     is a copytruncate copy of the file at Path made before the truncation
+//     (a restart during copytruncate finds it so, see Restart): when the
+//     file at Path has the old file's first line and is at least as long as
+//     what was consumed of it, it goes on from that offset, so the copied
+//     lines are not read twice, and its truncation is handled as below.
 //   - Path missing: the file was renamed or deleted and no new one exists
 //     yet. The follower logs this once, keeps the old file open and keeps
 //     reading it, and switches as above when a new file appears. A log that
