@@ -84,6 +84,10 @@ var ErrCommit = errors.New("logparse: commit failed")
 //     file at Path has the old file's first line and is at least as long as
 //     what was consumed of it, it goes on from that offset, so the copied
 //     lines are not read twice, and its truncation is handled as below.
+//     The file at Path is noted (identity, first line, size) when the
+//     rotation is first seen; if copytruncate truncated it before the
+//     switch, its lines are read from its copy (found by that first line)
+//     first, or a warning says they are lost.
 //   - Path missing: the file was renamed or deleted and no new one exists
 //     yet. The follower logs this once, keeps the old file open and keeps
 //     reading it, and switches as above when a new file appears. A log that
@@ -131,7 +135,8 @@ var ErrCommit = errors.New("logparse: commit failed")
 // compression formats are skipped with a warning giving the command that
 // imports them. While running, one rotation at a time is recovered: if
 // Path is rotated twice between two polls, the file in between is not
-// read.
+// read (a poll that reads a long renamed file counts as one: the file at
+// Path is only noted after it).
 //
 // Reopen makes the next poll close the file and resolve Path again as on a
 // restart (for SIGHUP).
@@ -288,7 +293,11 @@ type fileRun struct {
 	dirty      bool // lines consumed since the last commit
 	dirtySince time.Time
 
-	rotWait     int    // polls spent waiting for a renamed file to go quiet
+	rotWait int // polls spent waiting for a renamed file to go quiet
+	// next is the file at Path as first seen while the renamed file cur is
+	// still read (identity, first line, size), so that a copytruncate of
+	// it before the switch is noticed; nil when not known.
+	next        *fileState
 	missing     bool   // "Path is gone" has been logged
 	lastOpenErr string // the last open error logged
 }
@@ -846,6 +855,9 @@ func (r *fileRun) checkPath(ctx context.Context, grew bool) error {
 	}
 	// Rotated. A syslog daemon keeps writing to the old file until it
 	// reopens; give it a few polls.
+	if r.next == nil || r.next.dev != dev || r.next.ino != ino || r.next.fp == "" {
+		r.next = peekFile(r.f.Path, dev, ino)
+	}
 	if grew && r.rotWait < rotationGracePolls {
 		r.rotWait++
 		return nil
@@ -882,7 +894,71 @@ func (r *fileRun) checkPath(ctx context.Context, grew bool) error {
 	r.cur.file.Close()
 	r.cur = live
 	r.src = live
+	seen := r.next
+	r.next = nil
+	if err := r.readCopyOf(ctx, seen, live); err != nil || ctx.Err() != nil {
+		return err
+	}
 	return r.readLive(ctx, live)
+}
+
+// peekFile returns the identity, first line and size of the file at path,
+// if it is still the file dev/ino; nil if it cannot be read.
+func peekFile(path string, dev, ino uint64) *fileState {
+	file, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer file.Close()
+	s, err := newFileState(file, path)
+	if err != nil || s.dev != dev || s.ino != ino {
+		return nil
+	}
+	if s.fp, err = fingerprint(file); err != nil {
+		return nil
+	}
+	s.file = nil
+	return s
+}
+
+// readCopyOf handles a file at Path that was truncated by copytruncate
+// after it was first seen (seen) but before the follower switched to it
+// from the renamed file: the lines it had are read from its copy, whole,
+// before the file itself (live) is read from 0. Without a copy, a warning
+// says how many bytes are lost.
+func (r *fileRun) readCopyOf(ctx context.Context, seen, live *fileState) error {
+	if seen == nil || seen.fp == "" || !sameFile(seen, live) {
+		return nil
+	}
+	fp, err := fingerprint(live.file)
+	if err != nil {
+		return err
+	}
+	if fp == seen.fp && live.size >= seen.size {
+		return nil
+	}
+	sib, _, err := r.findSibling(&fileState{fp: seen.fp}, live.dev, live.ino)
+	if err != nil || sib == nil {
+		if err == nil {
+			r.log.Warn("new log file truncated before it was read and no rotated copy with its first line found; its lines are lost",
+				"unread_bytes_at_least", seen.size)
+		}
+		return err
+	}
+	r.log.Info("new log file truncated before it was read; reading its copy", "file", sib.name)
+	sib.fp = seen.fp
+	r.src = sib
+	_, err = r.read(ctx, sib, true)
+	sib.file.Close()
+	sib.file = nil
+	if err != nil || ctx.Err() != nil {
+		return err
+	}
+	if err := r.commit(ctx); err != nil {
+		return err
+	}
+	r.src = live
+	return nil
 }
 
 // followOriginal handles a rotated file r.cur that is a copytruncate copy
