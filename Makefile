@@ -19,10 +19,12 @@ run: build
 	@mkdir -p $(dir $(DB))
 	./$(BIN) run --db $(DB) --log $(LOG)
 
-# Installs what the tests need (Postfix, swaks, chromium) when missing, then runs every test,
-# including the end-to-end suite against a real Postfix.
+# Installs what the tests need (Postfix, swaks, chromium, PostgreSQL) when missing, then runs
+# every test, including the end-to-end suite against a real Postfix, and the command tests
+# once more with their databases on PostgreSQL (MAILTLS_TEST_PG=off skips those).
 test: deps
 	$(GO) test -count=1 -timeout 30m $(PKGS)
+	MAILTLS_TEST_CLI_ENGINE=postgres $(GO) test -count=1 -timeout 10m ./cmd/mailtls/
 
 deps:
 	@bash .ci/deps

@@ -506,6 +506,14 @@ func (t *Table) Reload(ctx context.Context, src Source) (uint64, error) {
 // good snapshot and retries at the next poll; it logs the recovery too. It
 // returns nil when ctx is done.
 func (t *Table) Watch(ctx context.Context, src Source, every time.Duration, log *slog.Logger) error {
+	return t.WatchWake(ctx, src, every, nil, log)
+}
+
+// WatchWake is Watch that also polls at once whenever wake receives: a
+// source that announces its changes (PostgreSQL's LISTEN/NOTIFY) is then
+// reloaded within a round trip, and the polling stays as the fallback. A
+// nil wake never receives.
+func (t *Table) WatchWake(ctx context.Context, src Source, every time.Duration, wake <-chan struct{}, log *slog.Logger) error {
 	if every <= 0 {
 		return errors.New("policyd: watch interval must be positive")
 	}
@@ -586,6 +594,8 @@ func (t *Table) Watch(ctx context.Context, src Source, every time.Duration, log 
 		case <-ctx.Done():
 			return nil
 		case <-tick:
+			step()
+		case <-wake:
 			step()
 		}
 	}

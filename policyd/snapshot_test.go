@@ -299,6 +299,40 @@ func TestTableWatch(t *testing.T) {
 	}
 }
 
+// TestTableWatchWake: a wake-up polls at once, with the ticker never
+// firing (an hour), and the ticker still polls (the fallback).
+func TestTableWatchWake(t *testing.T) {
+	src := &fakeSource{}
+	src.set(1, []Override{{Key: "example.com", Value: "encrypt"}}, nil)
+	tab := NewTable("may")
+	poll, polled := stepWatch(tab) // polled waits for the end of a poll
+	wake := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tab.WatchWake(ctx, src, time.Hour, wake, nil) }()
+	polled() // the initial load
+	value := func() string { return tab.Load().Lookup("example.com", t0).Value }
+	src.set(2, []Override{{Key: "example.com", Value: "secure"}}, nil)
+	select {
+	case wake <- struct{}{}:
+	case <-time.After(10 * time.Second):
+		t.Fatal("WatchWake does not take wake-ups")
+	}
+	polled()
+	if got := value(); got != "secure" {
+		t.Errorf("after a wake-up: %q, want secure", got)
+	}
+	src.set(3, []Override{{Key: "example.com", Value: "dane"}}, nil)
+	poll()
+	if got := value(); got != "dane" {
+		t.Errorf("after a tick: %q, want dane", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("WatchWake returned %v", err)
+	}
+}
+
 func TestTableWatchStartsBroken(t *testing.T) {
 	src := &fakeSource{}
 	src.set(1, nil, errors.New("no such table"))

@@ -54,7 +54,7 @@ func (s *Store) Downgrades(ctx context.Context, w Window) ([]Downgrade, error) {
 	var out []Downgrade
 	err = s.read(ctx, func(tx *sql.Tx) error {
 		var err error
-		out, err = downgrades(ctx, tx, p)
+		out, err = downgrades(ctx, tx, p, s.eng == engPostgres)
 		return err
 	})
 	if err != nil {
@@ -69,7 +69,10 @@ func (s *Store) Downgrades(ctx context.Context, w Window) ([]Downgrade, error) {
 	return out, nil
 }
 
-func downgrades(ctx context.Context, tx *sql.Tx, p plan) ([]Downgrade, error) {
+// downgrades answers Downgrades. With prefetch it looks up each domain's
+// first encrypted delivery before the pass over the bad deliveries, not
+// during it: a PostgreSQL connection runs one query at a time.
+func downgrades(ctx context.Context, tx *sql.Tx, p plan, prefetch bool) ([]Downgrade, error) {
 	qs := []string{
 		// The domain's first encrypted delivery ever.
 		`SELECT min(first_time) FROM rollup_day INDEXED BY rollup_day_first_enc WHERE rdomain = ?1 AND status = 'sent' AND tls = 1`,
@@ -116,8 +119,28 @@ func downgrades(ctx context.Context, tx *sql.Tx, p plan) ([]Downgrade, error) {
 	firsts := map[string]sql.NullInt64{} // invalid: never encrypted, not a downgrade
 	spans := map[string]*span{}
 	dw, da := p.m.rawWhere()
+	where := badSQL + ` AND time >= ? AND time < ? AND ` + dw + ` AND ` + p.rawInternal()
+	if prefetch {
+		var doms []string
+		if err := queryRows(ctx, tx, "downgrades", `SELECT DISTINCT domain FROM deliveries WHERE `+where, cat([]any{p.lo, p.hi}, da),
+			func(rows *sql.Rows) error {
+				var d string
+				err := rows.Scan(&d)
+				doms = append(doms, d)
+				return err
+			}); err != nil {
+			return nil, err
+		}
+		for _, d := range doms {
+			var first sql.NullInt64
+			if err := firstEnc.QueryRowContext(ctx, reverse(d)).Scan(&first); err != nil {
+				return nil, fmt.Errorf("store: downgrades: %s: %w", d, err)
+			}
+			firsts[d] = first
+		}
+	}
 	err := queryRows(ctx, tx, "downgrades", `SELECT domain, time, status = 'sent' AND tls IS 0 FROM deliveries INDEXED BY deliveries_bad
-		WHERE `+badSQL+` AND time >= ? AND time < ? AND `+dw+` AND `+p.rawInternal(), cat([]any{p.lo, p.hi}, da), func(rows *sql.Rows) error {
+		WHERE `+where, cat([]any{p.lo, p.hi}, da), func(rows *sql.Rows) error {
 		var (
 			d     string
 			at    int64
@@ -240,7 +263,7 @@ func overrideStats(ctx context.Context, tx *sql.Tx, p plan, key string, km match
 		coalesce(sum(CASE WHEN status = 'sent' AND tls = 1 THEN n END), 0),
 		coalesce(sum(CASE WHEN status = 'sent' AND tls = 0 THEN n END), 0),
 		coalesce(sum(CASE WHEN status = 'deferred' THEN n END), 0),
-		coalesce(sum(CASE WHEN status = 'deferred' AND tls_failure THEN n END), 0),
+		coalesce(sum(CASE WHEN status = 'deferred' AND tls_failure = 1 THEN n END), 0),
 		coalesce(sum(CASE WHEN status = 'bounced' THEN n END), 0),
 		coalesce(sum(CASE WHEN status = 'expired' THEN n END), 0)
 		FROM (`+src+`)`, args, func(rows *sql.Rows) error {
@@ -289,7 +312,7 @@ func (s *Store) Suggest(ctx context.Context, minDeliveries, minDays int, now tim
 		SELECT rdomain AS rd,
 			sum(CASE WHEN status = 'sent' THEN n ELSE 0 END) AS sent,
 			sum(CASE WHEN status = 'sent' AND tls = 1 THEN n ELSE 0 END) AS enc,
-			sum(CASE WHEN (status = 'sent' AND tls <> 1) OR tls_failure THEN n ELSE 0 END) AS unclean,
+			sum(CASE WHEN (status = 'sent' AND tls <> 1) OR tls_failure = 1 THEN n ELSE 0 END) AS unclean,
 			sum(CASE WHEN status = 'sent' AND tls = 1 AND trust IN ('verified', 'trusted') THEN n ELSE 0 END) AS vt,
 			count(DISTINCT CASE WHEN status = 'sent' THEN day END) AS days,
 			min(CASE WHEN status = 'sent' THEN first_time END) AS ft,
@@ -298,7 +321,7 @@ func (s *Store) Suggest(ctx context.Context, minDeliveries, minDays int, now tim
 		UNION ALL
 		SELECT mailtls_rev(domain), count(CASE WHEN status = 'sent' THEN 1 END),
 			count(CASE WHEN status = 'sent' AND tls = 1 THEN 1 END),
-			count(CASE WHEN (status = 'sent' AND tls IS NOT 1) OR tls_failure THEN 1 END),
+			count(CASE WHEN (status = 'sent' AND tls IS NOT 1) OR tls_failure = 1 THEN 1 END),
 			count(CASE WHEN status = 'sent' AND tls = 1 AND tls_trust IN ('verified', 'trusted') THEN 1 END),
 			count(DISTINCT CASE WHEN status = 'sent' THEN time / ` + fmt.Sprint(usPerDay) + ` END),
 			min(CASE WHEN status = 'sent' THEN time END),

@@ -306,7 +306,7 @@ func policyCandidates(nodes map[string]*keyNode, hi int64) (string, []any) {
 	parts := []string{`lower(domain) IN (SELECT domain FROM answer_log WHERE at < ?)`}
 	args := []any{hi}
 	if len(nodes) > maxCandidateKeys {
-		return "1", nil
+		return "TRUE", nil
 	}
 	keys := make([]string, 0, len(nodes))
 	for k := range nodes {

@@ -72,7 +72,7 @@ func (bk *Bulk) Add(ctx context.Context, b *Batch) (int, error) {
 			return 0, errors.Join(err, t.rollback())
 		}
 		bk.t, bk.rows, bk.began, bk.host = t, 0, time.Now(), host
-		if bk.wb == nil {
+		if bk.wb == nil && bk.s.eng == engSQLite {
 			bk.wb = newWriteback(bk.s.path)
 		}
 		bk.ru, bk.count, bk.done = newRollups(), make(chan counted, 16), make(chan struct{})
@@ -88,7 +88,9 @@ func (bk *Bulk) Add(ctx context.Context, b *Batch) (int, error) {
 		return 0, errors.Join(err, bk.Rollback())
 	}
 	bk.count <- counted{rows, skipped}
-	bk.wb.poke()
+	if bk.wb != nil {
+		bk.wb.poke()
+	}
 	bk.old += old
 	bk.rows += b.Len()
 	bk.pending += n
@@ -139,6 +141,9 @@ func (bk *Bulk) Commit(ctx context.Context) error {
 // transaction and readers may run one). Wake-ups while one runs are
 // merged.
 func (bk *Bulk) checkpoint() {
+	if bk.s.eng != engSQLite {
+		return // a WAL checkpoint is SQLite's
+	}
 	if bk.ckpt == nil {
 		r, err := bk.s.reader()
 		if err != nil {

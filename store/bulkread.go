@@ -33,6 +33,9 @@ func (s *Store) bulkRead(ctx context.Context, fn func(*sql.Conn) error) error {
 		return fmt.Errorf("store: reader connection: %w", err)
 	}
 	defer c.Close()
+	if s.eng != engSQLite {
+		return fn(c) // the settings are SQLite's
+	}
 	set := func(mmap, cache int) error {
 		if _, err := c.ExecContext(ctx, fmt.Sprintf("PRAGMA mmap_size=%d", mmap)); err != nil {
 			return err

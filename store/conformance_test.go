@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/internal/pgtest"
 	"github.com/mailtls/mailtls/report"
 	"github.com/mailtls/mailtls/store"
 	"github.com/mailtls/mailtls/store/storetest"
@@ -32,6 +33,19 @@ func openSQLite(t *testing.T) *store.Store {
 
 func TestConformanceSQLite(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Backend { return openSQLite(t) })
+}
+
+func openPostgres(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func TestConformancePostgres(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Backend { return openPostgres(t) })
 }
 
 // recorder is a storetest.T that records failures instead of failing the

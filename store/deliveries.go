@@ -343,7 +343,7 @@ func (ru *rollups) writeDays(ctx context.Context, t *wtx, internal bool, hostID 
 	}
 	if err := t.execChunked(ctx, `INSERT INTO `+table+`(rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port, n, first_time, last_time, host_id) VALUES `,
 		` ON CONFLICT(rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port, host_id) DO UPDATE
-			SET n = n + excluded.n, first_time = min(first_time, excluded.first_time), last_time = max(last_time, excluded.last_time)`,
+			SET n = `+table+`.n + excluded.n, first_time = min(`+table+`.first_time, excluded.first_time), last_time = max(`+table+`.last_time, excluded.last_time)`,
 		15, vals); err != nil {
 		return fmt.Errorf("store: update %s: %w", table, err)
 	}
@@ -376,7 +376,7 @@ func (ru *rollups) writeHours(ctx context.Context, t *wtx, internal bool, hostID
 		table = "rollup_hour_internal"
 	}
 	if err := t.execChunked(ctx, `INSERT INTO `+table+`(hour, status, tls, trust, protocol, cipher, fallback, tls_failure, n, host_id) VALUES `,
-		` ON CONFLICT(hour, status, tls, trust, protocol, cipher, fallback, tls_failure, host_id) DO UPDATE SET n = n + excluded.n`,
+		` ON CONFLICT(hour, status, tls, trust, protocol, cipher, fallback, tls_failure, host_id) DO UPDATE SET n = `+table+`.n + excluded.n`,
 		10, vals); err != nil {
 		return fmt.Errorf("store: update %s: %w", table, err)
 	}
@@ -599,6 +599,10 @@ func insertBatch(ctx context.Context, t *wtx, b *Batch, hostID int64) (rows []ro
 	rows = b.rows
 	if len(rows) == 0 {
 		return nil, nil, 0, old, nil
+	}
+	if t.eng == engPostgres {
+		skipped, added, err = insertReturning(ctx, t, b)
+		return rows, skipped, added, old, err
 	}
 	var maxID int64
 	if err := t.QueryRowContext(ectx, `SELECT coalesce(max(id), 0) FROM deliveries`).Scan(&maxID); err != nil {

@@ -35,10 +35,12 @@ func GenerateDeliveries(ctx context.Context, s *Store, n int, days int, seed int
 		return err
 	}
 	// A bigger page cache for the one writer connection while filling.
-	if _, err := w.ExecContext(ctx, "PRAGMA cache_size = -524288"); err != nil {
-		return fmt.Errorf("store: generate: %w", err)
+	if s.eng == engSQLite {
+		if _, err := w.ExecContext(ctx, "PRAGMA cache_size = -524288"); err != nil {
+			return fmt.Errorf("store: generate: %w", err)
+		}
+		defer w.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("PRAGMA cache_size = -%d", writerCacheKiB)) //nolint:errcheck // best effort
 	}
-	defer w.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("PRAGMA cache_size = -%d", writerCacheKiB)) //nolint:errcheck // best effort
 
 	g := newGenerator(n, seed)
 	end := s.now().UTC().Truncate(time.Second)

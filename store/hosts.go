@@ -289,6 +289,9 @@ func (s *Store) LockSource(ctx context.Context, host, source string) (release fu
 		return nil, err
 	}
 	sum := sha256.Sum256([]byte(host + "\x00" + source))
+	if s.eng == engPostgres {
+		return s.lockSourcePG(ctx, host, source, int64(binary.BigEndian.Uint64(sum[:8])))
+	}
 	path := fmt.Sprintf("%s.follower-%x.lock", s.path, sum[:8])
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, fileMode)
 	writable := err == nil

@@ -26,7 +26,7 @@ func makeV7(t *testing.T, path, source string, ds []Delivery, ck []byte) {
 	if _, err := db.ExecContext(ctx, `PRAGMA journal_mode=WAL`); err != nil {
 		t.Fatal(err)
 	}
-	if err := migrateTo(ctx, db, 7); err != nil {
+	if err := migrateTo(ctx, db, engSQLite, 7); err != nil {
 		t.Fatal(err)
 	}
 	rows, err := prepare(ds)

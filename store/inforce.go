@@ -311,8 +311,8 @@ func (s *Store) ForcedPlaintextIn(ctx context.Context, w Window) ([]ForcedPlaint
 		// Without a mandatory level in the history (policies are stored
 		// normalised, level first, lowercase), no need to read it all.
 		var forcedEver bool
-		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM override_history WHERE new GLOB 'encrypt*'
-			OR new GLOB 'dane-only*' OR new GLOB 'fingerprint*' OR new GLOB 'verify*' OR new GLOB 'secure*')`).Scan(&forcedEver); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM override_history WHERE substr(new, 1, 7) = 'encrypt'
+			OR substr(new, 1, 9) = 'dane-only' OR substr(new, 1, 11) = 'fingerprint' OR substr(new, 1, 6) IN ('verify', 'secure'))`).Scan(&forcedEver); err != nil {
 			return fmt.Errorf("store: forced plaintext: %w", err)
 		}
 		if !forcedEver {
@@ -393,7 +393,7 @@ func forcedPlaintext(ctx context.Context, tx *sql.Tx, n *keyNode, forced []tspan
 	dw, da := wm.rawWhere()
 	ic := "internal = 0"
 	if internal {
-		ic = "1"
+		ic = "TRUE"
 	}
 	q := `SELECT ` + deliveryCols + `
 		FROM deliveries WHERE time >= ? AND time < ? AND status = 'sent' AND tls = 0 AND ` + kd + ` AND ` + dw + ` AND ` + ic + `

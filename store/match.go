@@ -99,12 +99,15 @@ func parseOverrideKey(key string) (matcher, error) {
 	return matcher{}, fmt.Errorf("%w: override key %q; accepted: example.com, .example.com, [host]:port", ErrBadInput, key)
 }
 
-// globEscape quotes GLOB metacharacters.
-func globEscape(s string) string {
-	return strings.NewReplacer("[", "[[]", "*", "[*]", "?", "[?]").Replace(s)
+// likeEscape quotes LIKE metacharacters, for ESCAPE '\'.
+func likeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(s)
 }
 
-// rawWhere is the condition over the deliveries table.
+// rawWhere is the condition over the deliveries table. The patterns use
+// LIKE, which both engines have (SQLite has no ~, PostgreSQL no GLOB):
+// SQLite's LIKE ignores ASCII case, which changes nothing here, since
+// stored domains, lower(relay) and the matcher's values are all lower case.
 func (m matcher) rawWhere() (string, []any) {
 	return m.withFleet(m.rawDomain())
 }
@@ -114,13 +117,13 @@ func (m matcher) rawDomain() (string, []any) {
 	case matchExact:
 		return "domain = ?", []any{m.domain}
 	case matchTree:
-		return "(domain = ? OR domain GLOB ?)", []any{m.domain, "*." + globEscape(m.domain)}
+		return `(domain = ? OR domain LIKE ? ESCAPE '\')`, []any{m.domain, "%." + likeEscape(m.domain)}
 	case matchSubs:
-		return "domain GLOB ?", []any{"*." + globEscape(m.domain)}
+		return `domain LIKE ? ESCAPE '\'`, []any{"%." + likeEscape(m.domain)}
 	case matchRelay:
-		return "lower(relay) GLOB ?", []any{globEscape(m.host) + "[[]*]:" + strconv.Itoa(m.port)}
+		return `lower(relay) LIKE ? ESCAPE '\'`, []any{likeEscape(m.host) + "[%]:" + strconv.Itoa(m.port)}
 	}
-	return "1", nil
+	return "TRUE", nil
 }
 
 // rollWhere is the condition over rollup_day (or, for a matcher of kind
@@ -144,5 +147,5 @@ func (m matcher) rollDomain() (string, []any) {
 	case matchRelay:
 		return "(relay_host = ? AND relay_port = ?)", []any{m.host, m.port}
 	}
-	return "1", nil
+	return "TRUE", nil
 }

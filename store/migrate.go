@@ -9,17 +9,78 @@ import (
 )
 
 // migration is one schema step: SQL, or a function for a step that
-// depends on what the database holds.
+// depends on what the database holds (or on the engine). The SQL is
+// SQLite's; on PostgreSQL it is translated (pgSQL) unless pg gives the
+// step's PostgreSQL text. Both engines number the steps alike, so
+// schema_migrations means the same on both.
 type migration struct {
 	sql string
-	fn  func(context.Context, *sql.Tx) error
+	pg  string
+	fn  func(context.Context, *sql.Tx, engine) error
 }
 
 // migrations are applied in order, each in its own transaction, and recorded
 // in schema_migrations. Never edit a released migration; append a new one.
 var migrations = []migration{
-	// 1: initial schema.
+	// 1: initial schema; on PostgreSQL with the trigger that notifies
+	// override changes.
+	{sql: schema1, pg: schema1 + pgNotifySchema},
+	// 2: deliveries keep the fields no query filters or groups on in one
+	// JSON array (see detail.go), which halves the values bound per row.
+	// Rows stored from now on have detail set, and '' (pid 0) in the
+	// columns it replaces; rows stored before keep those columns and a
+	// NULL detail. Adding a column rewrites nothing, so the upgrade is
+	// instant whatever the size of the table. delivery_log shows every row
+	// with these fields in columns, for the sqlite3 shell.
 	{sql: `
+ALTER TABLE deliveries ADD COLUMN detail TEXT;
+CREATE VIEW delivery_log AS
+SELECT id, time,
+	CASE WHEN detail IS NULL THEN queue_id  ELSE json_extract(detail, '$[0]') END AS queue_id,
+	CASE WHEN detail IS NULL THEN recipient ELSE json_extract(detail, '$[1]') END AS recipient,
+	CASE WHEN detail IS NULL THEN orig_to   ELSE json_extract(detail, '$[2]') END AS orig_to,
+	domain, relay, status,
+	CASE WHEN detail IS NULL THEN dsn       ELSE json_extract(detail, '$[3]') END AS dsn,
+	CASE WHEN detail IS NULL THEN reason    ELSE json_extract(detail, '$[4]') END AS reason,
+	tls, tls_trust, tls_protocol, tls_cipher, fallback, tls_failure,
+	CASE WHEN detail IS NULL THEN process   ELSE json_extract(detail, '$[5]') END AS process,
+	CASE WHEN detail IS NULL THEN pid       ELSE json_extract(detail, '$[6]') END AS pid,
+	CASE WHEN detail IS NULL THEN host      ELSE json_extract(detail, '$[7]') END AS host,
+	key
+FROM deliveries;
+`, pg: `ALTER TABLE deliveries ADD COLUMN detail TEXT;` + pgDeliveryLog(false)},
+	// 3: see rekeyBadIndex.
+	{fn: rekeyBadIndex},
+	// 4: see addInternal.
+	{fn: addInternal},
+	// 5: the cache of what destinations publish, see published.go.
+	{sql: publishedSchema},
+	// 6: the log of published answers over time, see answerlog.go.
+	{sql: answerLogSchema},
+	// 7: the TLSRPT reports sent, see tlsrpt.go.
+	{sql: tlsrptSchema},
+	// 8: fleet hosts on deliveries, checkpoints and rollups, see hosts.go.
+	{sql: hostsSchema},
+}
+
+// pgDeliveryLog is the PostgreSQL text of the delivery_log view (see
+// migration 2), with the columns migration 4 added when v4.
+func pgDeliveryLog(v4 bool) string {
+	col := func(name string, i int, cast string) string {
+		return fmt.Sprintf("\n\tCASE WHEN detail IS NULL THEN %s ELSE (CAST(detail AS json)->>%d)%s END AS %s,", name, i, cast, name)
+	}
+	q := "\nCREATE VIEW delivery_log AS\nSELECT id, time," + col("queue_id", 0, "") + col("recipient", 1, "") + col("orig_to", 2, "") +
+		"\n\tdomain, relay, status," + col("dsn", 3, "") + col("reason", 4, "") +
+		"\n\ttls, tls_trust, tls_protocol, tls_cipher, fallback, tls_failure," +
+		col("process", 5, "") + col("pid", 6, "::bigint") + col("host", 7, "")
+	if v4 {
+		q += "\n\tcoalesce(CAST(detail AS json)->>8, '') AS tls_feature,\n\tinternal,"
+	}
+	return q + "\n\tkey\nFROM deliveries;\n"
+}
+
+// schema1 is the first migration.
+const schema1 = `
 CREATE TABLE meta (
 	name  TEXT PRIMARY KEY,
 	value INTEGER NOT NULL
@@ -131,44 +192,7 @@ CREATE TABLE rollup_hour (
 	n           INTEGER NOT NULL,
 	PRIMARY KEY (hour, status, tls, trust, protocol, cipher, fallback, tls_failure)
 ) WITHOUT ROWID;
-`},
-	// 2: deliveries keep the fields no query filters or groups on in one
-	// JSON array (see detail.go), which halves the values bound per row.
-	// Rows stored from now on have detail set, and '' (pid 0) in the
-	// columns it replaces; rows stored before keep those columns and a
-	// NULL detail. Adding a column rewrites nothing, so the upgrade is
-	// instant whatever the size of the table. delivery_log shows every row
-	// with these fields in columns, for the sqlite3 shell.
-	{sql: `
-ALTER TABLE deliveries ADD COLUMN detail TEXT;
-CREATE VIEW delivery_log AS
-SELECT id, time,
-	CASE WHEN detail IS NULL THEN queue_id  ELSE json_extract(detail, '$[0]') END AS queue_id,
-	CASE WHEN detail IS NULL THEN recipient ELSE json_extract(detail, '$[1]') END AS recipient,
-	CASE WHEN detail IS NULL THEN orig_to   ELSE json_extract(detail, '$[2]') END AS orig_to,
-	domain, relay, status,
-	CASE WHEN detail IS NULL THEN dsn       ELSE json_extract(detail, '$[3]') END AS dsn,
-	CASE WHEN detail IS NULL THEN reason    ELSE json_extract(detail, '$[4]') END AS reason,
-	tls, tls_trust, tls_protocol, tls_cipher, fallback, tls_failure,
-	CASE WHEN detail IS NULL THEN process   ELSE json_extract(detail, '$[5]') END AS process,
-	CASE WHEN detail IS NULL THEN pid       ELSE json_extract(detail, '$[6]') END AS pid,
-	CASE WHEN detail IS NULL THEN host      ELSE json_extract(detail, '$[7]') END AS host,
-	key
-FROM deliveries;
-`},
-	// 3: see rekeyBadIndex.
-	{fn: rekeyBadIndex},
-	// 4: see addInternal.
-	{fn: addInternal},
-	// 5: the cache of what destinations publish, see published.go.
-	{sql: publishedSchema},
-	// 6: the log of published answers over time, see answerlog.go.
-	{sql: answerLogSchema},
-	// 7: the TLSRPT reports sent, see tlsrpt.go.
-	{sql: tlsrptSchema},
-	// 8: fleet hosts on deliveries, checkpoints and rollups, see hosts.go.
-	{sql: hostsSchema},
-}
+`
 
 // addInternal records which deliveries are hops inside the host (content
 // filters, local LMTP; see logparse.InternalRelays) and Postfix 3.11's tls=
@@ -189,7 +213,29 @@ FROM deliveries;
 // partial days and hours of a window), which now filter on it, stay
 // answered from the index alone; upgraded databases keep their index and
 // read the column from the table for those rows.
-func addInternal(ctx context.Context, tx *sql.Tx) error {
+func addInternal(ctx context.Context, tx *sql.Tx, eng engine) error {
+	view := `
+DROP VIEW delivery_log;
+CREATE VIEW delivery_log AS
+SELECT id, time,
+	CASE WHEN detail IS NULL THEN queue_id  ELSE json_extract(detail, '$[0]') END AS queue_id,
+	CASE WHEN detail IS NULL THEN recipient ELSE json_extract(detail, '$[1]') END AS recipient,
+	CASE WHEN detail IS NULL THEN orig_to   ELSE json_extract(detail, '$[2]') END AS orig_to,
+	domain, relay, status,
+	CASE WHEN detail IS NULL THEN dsn       ELSE json_extract(detail, '$[3]') END AS dsn,
+	CASE WHEN detail IS NULL THEN reason    ELSE json_extract(detail, '$[4]') END AS reason,
+	tls, tls_trust, tls_protocol, tls_cipher, fallback, tls_failure,
+	CASE WHEN detail IS NULL THEN process   ELSE json_extract(detail, '$[5]') END AS process,
+	CASE WHEN detail IS NULL THEN pid       ELSE json_extract(detail, '$[6]') END AS pid,
+	CASE WHEN detail IS NULL THEN host      ELSE json_extract(detail, '$[7]') END AS host,
+	coalesce(json_extract(detail, '$[8]'), '') AS tls_feature,
+	internal,
+	key
+FROM deliveries;
+`
+	if eng == engPostgres {
+		view = "\nDROP VIEW delivery_log;" + pgDeliveryLog(true)
+	}
 	if _, err := tx.ExecContext(ctx, `
 ALTER TABLE deliveries ADD COLUMN internal INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE rollup_day_internal (
@@ -222,24 +268,7 @@ CREATE TABLE rollup_hour_internal (
 	n           INTEGER NOT NULL,
 	PRIMARY KEY (hour, status, tls, trust, protocol, cipher, fallback, tls_failure)
 ) WITHOUT ROWID;
-DROP VIEW delivery_log;
-CREATE VIEW delivery_log AS
-SELECT id, time,
-	CASE WHEN detail IS NULL THEN queue_id  ELSE json_extract(detail, '$[0]') END AS queue_id,
-	CASE WHEN detail IS NULL THEN recipient ELSE json_extract(detail, '$[1]') END AS recipient,
-	CASE WHEN detail IS NULL THEN orig_to   ELSE json_extract(detail, '$[2]') END AS orig_to,
-	domain, relay, status,
-	CASE WHEN detail IS NULL THEN dsn       ELSE json_extract(detail, '$[3]') END AS dsn,
-	CASE WHEN detail IS NULL THEN reason    ELSE json_extract(detail, '$[4]') END AS reason,
-	tls, tls_trust, tls_protocol, tls_cipher, fallback, tls_failure,
-	CASE WHEN detail IS NULL THEN process   ELSE json_extract(detail, '$[5]') END AS process,
-	CASE WHEN detail IS NULL THEN pid       ELSE json_extract(detail, '$[6]') END AS pid,
-	CASE WHEN detail IS NULL THEN host      ELSE json_extract(detail, '$[7]') END AS host,
-	coalesce(json_extract(detail, '$[8]'), '') AS tls_feature,
-	internal,
-	key
-FROM deliveries;
-`); err != nil {
+`+view); err != nil {
 		return err
 	}
 	var stored bool
@@ -258,7 +287,7 @@ FROM deliveries;
 // would hold up the upgrade for minutes on a large table, and the 4 KiB
 // pages those databases have make random inserts cheap. Downgrades reads
 // the index either way; the new one also holds the columns it reads.
-func rekeyBadIndex(ctx context.Context, tx *sql.Tx) error {
+func rekeyBadIndex(ctx context.Context, tx *sql.Tx, _ engine) error {
 	var stored bool
 	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM deliveries)`).Scan(&stored); err != nil || stored {
 		return err
@@ -267,21 +296,42 @@ func rekeyBadIndex(ctx context.Context, tx *sql.Tx) error {
 	return err
 }
 
-func migrate(ctx context.Context, w *sql.DB) error {
-	return migrateTo(ctx, w, len(migrations))
+// execBeginner is a pool or one connection of it.
+type execBeginner interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func createSchemaMigrations(ctx context.Context, w execBeginner, eng engine) error {
+	if eng == engPostgres {
+		// CREATE TABLE IF NOT EXISTS needs the CREATE privilege even when
+		// the table exists, and a database user may have been granted
+		// only the tables (README, "Fleet").
+		var exists bool
+		if err := w.QueryRowContext(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil || exists {
+			return err
+		}
+	}
+	_, err := w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version INTEGER PRIMARY KEY,
+	applied INTEGER NOT NULL
+)`)
+	return err
+}
+
+func migrate(ctx context.Context, w execBeginner, eng engine) error {
+	return migrateTo(ctx, w, eng, len(migrations))
 }
 
 // migrateTo applies the pending migrations up to version last (tests make
 // databases of older versions with it).
-func migrateTo(ctx context.Context, w *sql.DB, last int) error {
-	if _, err := w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-	version INTEGER PRIMARY KEY,
-	applied INTEGER NOT NULL
-)`); err != nil {
+func migrateTo(ctx context.Context, w execBeginner, eng engine, last int) error {
+	if err := createSchemaMigrations(ctx, w, eng); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
 	for {
-		applied, err := migrateOne(ctx, w, last)
+		applied, err := migrateOne(ctx, w, eng, last)
 		if err != nil {
 			return err
 		}
@@ -294,7 +344,7 @@ func migrateTo(ctx context.Context, w *sql.DB, last int) error {
 // migrateOne applies the next pending migration, if any, in one
 // transaction. The version is read inside the (immediate) transaction so
 // two processes opening a new database at once do not both apply it.
-func migrateOne(ctx context.Context, w *sql.DB, last int) (bool, error) {
+func migrateOne(ctx context.Context, w execBeginner, eng engine, last int) (bool, error) {
 	tx, err := w.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("begin migration: %w", err)
@@ -312,9 +362,12 @@ func migrateOne(ctx context.Context, w *sql.DB, last int) (bool, error) {
 	}
 	next := cur + 1
 	m := migrations[cur]
-	if m.fn != nil {
-		err = m.fn(ctx, tx)
-	} else {
+	switch {
+	case m.fn != nil:
+		err = m.fn(ctx, tx, eng)
+	case eng == engPostgres && m.pg != "":
+		_, err = tx.ExecContext(ctx, m.pg)
+	default:
 		_, err = tx.ExecContext(ctx, m.sql)
 	}
 	if err != nil {

@@ -54,7 +54,7 @@ ON CONFLICT(domain) DO UPDATE SET source = excluded.source, policy = excluded.po
 // reads without mmap (bulkRead).
 func (s *Store) LoadPublished(ctx context.Context, fn func(domain string, data []byte) error) error {
 	return s.bulkRead(ctx, func(c *sql.Conn) error {
-		tx, err := c.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		tx, err := c.BeginTx(ctx, s.readOpts())
 		if err != nil {
 			return fmt.Errorf("store: begin read: %w", err)
 		}

@@ -94,17 +94,17 @@ func totals(ctx context.Context, tx *sql.Tx, p plan, sum *Summary) error {
 	if p.m.kind == matchAll {
 		src, args = p.hourSource()
 	} else {
-		src, args = p.dimsSource("1", "1", nil, nil)
+		src, args = p.dimsSource("TRUE", "TRUE", nil, nil)
 	}
 	q := `SELECT
 		coalesce(sum(CASE WHEN status = 'sent' THEN n END), 0),
 		coalesce(sum(CASE WHEN status = 'sent' AND tls = 1 THEN n END), 0),
 		coalesce(sum(CASE WHEN status = 'sent' AND tls = 0 THEN n END), 0),
 		coalesce(sum(CASE WHEN status = 'sent' AND tls = 2 THEN n END), 0),
-		coalesce(sum(CASE WHEN status = 'sent' AND fallback THEN n END), 0),
-		coalesce(sum(CASE WHEN status = 'sent' AND tls = 0 AND NOT fallback THEN n END), 0),
+		coalesce(sum(CASE WHEN status = 'sent' AND fallback = 1 THEN n END), 0),
+		coalesce(sum(CASE WHEN status = 'sent' AND tls = 0 AND fallback = 0 THEN n END), 0),
 		coalesce(sum(CASE WHEN status = 'deferred' THEN n END), 0),
-		coalesce(sum(CASE WHEN status = 'deferred' AND tls_failure THEN n END), 0),
+		coalesce(sum(CASE WHEN status = 'deferred' AND tls_failure = 1 THEN n END), 0),
 		coalesce(sum(CASE WHEN status = 'bounced' THEN n END), 0),
 		coalesce(sum(CASE WHEN status = 'expired' THEN n END), 0)
 		FROM (` + src + `)`
@@ -170,13 +170,13 @@ func domainCounts(ctx context.Context, tx *sql.Tx, p plan, sum *Summary) error {
 func domainCountsQuery(p plan, day string) (string, []any) {
 	rw, ra := p.m.rollWhere()
 	dw, da := p.m.rawWhere()
-	rq, rargs := p.withInternal(`SELECT rdomain AS rd, max(tls = 0) AS p, max(tls <> 1) AS ne FROM rollup_day
+	rq, rargs := p.withInternal(`SELECT rdomain AS rd, max(CASE WHEN tls = 0 THEN 1 ELSE 0 END) AS p, max(CASE WHEN tls <> 1 THEN 1 ELSE 0 END) AS ne FROM rollup_day
 				WHERE status = 'sent' AND `+day+` >= ? AND `+day+` < ? AND `+rw+` GROUP BY rdomain`, "rollup_day", cat(p.day.wholeArgs(), ra))
 	q := `SELECT count(*), coalesce(sum(p), 0), coalesce(sum(1 - ne), 0) FROM (
 		SELECT rd, max(p) AS p, max(ne) AS ne FROM (
 			` + rq + `
 			UNION ALL
-			SELECT mailtls_rev(domain), max(tls IS 0), max(tls IS NOT 1) FROM deliveries
+			SELECT mailtls_rev(domain), max(CASE WHEN tls = 0 THEN 1 ELSE 0 END), max(CASE WHEN tls = 1 THEN 0 ELSE 1 END) FROM deliveries
 				WHERE status = 'sent' AND ` + edgeSQL + ` AND ` + dw + ` AND ` + p.rawInternal() + ` GROUP BY domain
 		) GROUP BY rd)`
 	return q, cat(rargs, p.day.edgeArgs(), da)
@@ -293,7 +293,7 @@ func reportQuery(p plan, by string) (q string, args []any, err error) {
 	agg := func(src string, sentOnly bool) string {
 		cond := "status = 'sent'"
 		if !sentOnly {
-			cond = "1"
+			cond = "TRUE"
 		}
 		return `SELECT k, sum(n), sum(CASE WHEN tls = 1 THEN n ELSE 0 END), sum(CASE WHEN tls = 0 THEN n ELSE 0 END)
 			FROM (` + src + `) WHERE ` + cond + ` GROUP BY k`
@@ -306,7 +306,7 @@ func reportQuery(p plan, by string) (q string, args []any, err error) {
 		if unfiltered {
 			src, args = p.hourSource()
 		} else {
-			src, args = p.dimsSource("1", "1", nil, nil)
+			src, args = p.dimsSource("TRUE", "TRUE", nil, nil)
 		}
 		q = agg(`SELECT `+col+` AS k, status, tls, n FROM (`+src+`)`, by != "status")
 	case "host":

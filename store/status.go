@@ -49,9 +49,11 @@ type HostInfo struct {
 // expired.
 func (s *Store) Status(ctx context.Context, now time.Time) (Status, error) {
 	st := Status{Path: s.path}
-	for _, p := range []string{s.path, s.path + "-wal"} {
-		if fi, err := os.Stat(p); err == nil {
-			st.Bytes += fi.Size()
+	if s.eng == engSQLite {
+		for _, p := range []string{s.path, s.path + "-wal"} {
+			if fi, err := os.Stat(p); err == nil {
+				st.Bytes += fi.Size()
+			}
 		}
 	}
 	err := s.read(ctx, func(tx *sql.Tx) error {
@@ -62,6 +64,11 @@ func (s *Store) Status(ctx context.Context, now time.Time) (Status, error) {
 		h, err := horizon(ctx, tx)
 		if err != nil {
 			return err
+		}
+		if s.eng == engPostgres {
+			if err := tx.QueryRowContext(ctx, `SELECT pg_database_size(current_database())`).Scan(&st.Bytes); err != nil {
+				return fmt.Errorf("store: status: database size: %w", err)
+			}
 		}
 		if err := tx.QueryRowContext(ctx, `SELECT count(*), count(CASE WHEN expires IS NOT NULL AND expires <= ? THEN 1 END) FROM overrides`,
 			now.Unix()).Scan(&st.Overrides, &st.Expired); err != nil {

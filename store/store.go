@@ -42,6 +42,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -82,7 +83,11 @@ const (
 
 // Store is a handle on the mailtls database. It is safe for concurrent use.
 type Store struct {
-	path string
+	path string // the file, or the redacted DSN
+	eng  engine
+	// pgcfg is the connection configuration of a PostgreSQL store (the
+	// change listener opens connections of its own).
+	pgcfg *pgx.ConnConfig
 
 	mu    sync.RWMutex
 	h     *handles
@@ -147,9 +152,20 @@ func (c connector) Driver() driver.Driver                        { return drv }
 // schema migrations and returns a Store. The parent directory is created
 // with mode 0750 and a new database file with mode 0640; SQLite gives the
 // -wal and -shm files the mode of the database file.
+//
+// A path that is a PostgreSQL DSN (postgres://..., postgresql://..., or
+// libpq's key=value form, "host=... dbname=...") opens that database
+// instead, through pgx; its options (sslmode, sslrootcert, ...) are pgx's.
+// The schema is the same, set up by the same numbered migrations, taken
+// under an advisory lock. A malformed DSN gets an error wrapping
+// ErrBadInput that names the part that is wrong; no error or Path holds
+// the password.
 func Open(ctx context.Context, path string) (*Store, error) {
 	if path == "" {
 		return nil, fmt.Errorf("%w: empty database path", ErrBadInput)
+	}
+	if isDSN(path) {
+		return openPostgres(ctx, path)
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -287,7 +303,7 @@ func setUp(ctx context.Context, w *sql.DB) error {
 	if !strings.EqualFold(mode, "wal") {
 		return fmt.Errorf("could not enable WAL mode (journal_mode=%s)", mode)
 	}
-	return migrate(ctx, w)
+	return migrate(ctx, w, engSQLite)
 }
 
 // isBusy reports whether err is SQLite's SQLITE_BUSY (any extended code).
@@ -348,7 +364,8 @@ func (s *Store) Close() error {
 	return err
 }
 
-// Path returns the absolute path of the database file.
+// Path returns the absolute path of the database file, or the DSN of a
+// PostgreSQL database with its password redacted.
 func (s *Store) Path() string { return s.path }
 
 var errClosed = errors.New("store: closed")
@@ -382,6 +399,10 @@ func (s *Store) reader() (*sql.DB, error) {
 // they were opened on (deleted and recreated, or replaced by rename). It
 // returns the epoch in force afterwards.
 func (s *Store) refresh(ctx context.Context) (uint64, *handles, error) {
+	if s.eng == engPostgres {
+		h, err := s.handles()
+		return 0, h, err
+	}
 	dev, ino, err := fileID(s.path)
 	if err != nil {
 		return 0, nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, s.path, err)

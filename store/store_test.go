@@ -14,9 +14,14 @@ import (
 
 var t0 = time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
 
-// openTest opens a store in a temp dir with a fixed clock.
+// openTest opens a store in a temp dir with a fixed clock; under
+// TestOnPostgres, a store on a fresh PostgreSQL database (and path is its
+// DSN).
 func openTest(t *testing.T) (*Store, string) {
 	t.Helper()
+	if onPostgres(t) {
+		return openPG(t)
+	}
 	path := filepath.Join(t.TempDir(), "db", "mailtls.db")
 	s, err := Open(context.Background(), path)
 	if err != nil {

@@ -62,6 +62,9 @@ func (s *Store) ClaimTLSRPTSend(ctx context.Context, domain, day, rua string, re
 	claimed := false
 	err := s.withTx(ctx, func(tx *sql.Tx) error {
 		claimed = false
+		if err := s.serialize(ctx, tx, pgTLSRPTLock); err != nil {
+			return err
+		}
 		var state string
 		err := tx.QueryRowContext(ctx, `SELECT state FROM tlsrpt_sends WHERE domain = ? AND day = ? AND rua = ?`, domain, day, rua).Scan(&state)
 		switch {

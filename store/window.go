@@ -109,7 +109,7 @@ func cat(parts ...[]any) []any {
 // keeps them (see Window.IncludeInternal).
 func (p plan) rawInternal() string {
 	if p.internal {
-		return "1"
+		return "TRUE"
 	}
 	return "internal = 0"
 }
@@ -188,12 +188,21 @@ func (s *Store) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err != nil {
 		return err
 	}
-	tx, err := r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := r.BeginTx(ctx, s.readOpts())
 	if err != nil {
 		return fmt.Errorf("store: begin read: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only
 	return fn(tx)
+}
+
+// readOpts are the options of a read transaction: on PostgreSQL repeatable
+// read, so that its queries see one state as in SQLite's WAL.
+func (s *Store) readOpts() *sql.TxOptions {
+	if s.eng == engPostgres {
+		return &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}
+	}
+	return &sql.TxOptions{ReadOnly: true}
 }
 
 // queryRows runs q and calls fn for each row.

@@ -17,6 +17,7 @@ type wtx struct {
 	*sql.Tx
 	conn  *sql.Conn
 	stmts map[string]driver.Stmt
+	eng   engine
 	// ckpt is the connection's automatic checkpoint interval (pages),
 	// when begin turned it off for a bulk transaction; 0 otherwise.
 	ckpt int
@@ -33,8 +34,8 @@ func (s *Store) begin(ctx context.Context, bulk bool) (*wtx, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: begin: %w", err)
 	}
-	t := &wtx{conn: conn}
-	if bulk {
+	t := &wtx{conn: conn, eng: s.eng}
+	if bulk && s.eng == engSQLite {
 		var pages int
 		if err := conn.QueryRowContext(ctx, `PRAGMA wal_autocheckpoint`).Scan(&pages); err != nil {
 			return nil, errors.Join(fmt.Errorf("store: begin: %w", err), conn.Close())
@@ -76,7 +77,7 @@ func (t *wtx) exec(ctx context.Context, query string, args []driver.NamedValue) 
 		if st == nil {
 			p, ok := dc.(driver.ConnPrepareContext)
 			if !ok {
-				return errors.New("the SQLite driver cannot prepare statements")
+				return errors.New("the database driver cannot prepare statements")
 			}
 			var err error
 			if st, err = p.PrepareContext(ctx, query); err != nil {
@@ -89,7 +90,7 @@ func (t *wtx) exec(ctx context.Context, query string, args []driver.NamedValue) 
 		}
 		ex, ok := st.(driver.StmtExecContext)
 		if !ok {
-			return errors.New("the SQLite driver cannot execute statements with a context")
+			return errors.New("the database driver cannot execute statements with a context")
 		}
 		var err error
 		res, err = ex.ExecContext(ctx, args)

@@ -135,9 +135,10 @@ func dbFlag(e env) cli.Flag {
 		def = v
 	}
 	return &cli.StringFlag{
-		Name:  "db",
-		Usage: "SQLite database `PATH` (created on first use; env MAILTLS_DB)",
-		Value: def,
+		Name:        "db",
+		Usage:       "SQLite database `PATH` (created on first use), or a PostgreSQL DSN postgres://USER@HOST/DB?sslmode=verify-full (env MAILTLS_DB)",
+		Value:       def,
+		DefaultText: store.RedactDSN(def),
 	}
 }
 

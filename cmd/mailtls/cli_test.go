@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/internal/pgtest"
 	"github.com/mailtls/mailtls/internal/testnet"
 )
 
@@ -28,8 +29,13 @@ type cliT struct {
 	db string
 }
 
+// With MAILTLS_TEST_CLI_ENGINE=postgres (make test runs the package so a
+// second time) the database is a fresh PostgreSQL one instead.
 func newCLI(t *testing.T) *cliT {
 	t.Helper()
+	if os.Getenv("MAILTLS_TEST_CLI_ENGINE") == "postgres" {
+		return &cliT{t: t, db: pgtest.DSN(t)}
+	}
 	return &cliT{t: t, db: filepath.Join(t.TempDir(), "mailtls.db")}
 }
 

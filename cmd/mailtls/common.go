@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -11,18 +12,25 @@ import (
 	"github.com/mailtls/mailtls/store"
 )
 
-// openStore opens the database named by --db (created on first use).
+// openStore opens the database named by --db (created on first use): a
+// SQLite file, or a PostgreSQL DSN. A malformed DSN is a usage error.
 func openStore(c *cli.Context) (*store.Store, error) {
 	path := c.String("db")
 	if path == "" {
-		return nil, usageErrorf("empty --db path (want a file path, or set MAILTLS_DB)")
+		return nil, usageErrorf("empty --db path (want a file path or a postgres:// DSN, or set MAILTLS_DB)")
 	}
 	st, err := store.Open(c.Context, path)
+	if errors.Is(err, store.ErrBadInput) {
+		return nil, usageErrorf("--db: %v", err)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", path, err)
+		return nil, fmt.Errorf("open database %s: %w", dbName(c), err)
 	}
 	return st, nil
 }
+
+// dbName is --db as it may be shown: without the password of a DSN.
+func dbName(c *cli.Context) string { return store.RedactDSN(c.String("db")) }
 
 // The window and duration syntax is the report package's, shared with the
 // HTML report's URL parameters.

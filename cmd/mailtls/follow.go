@@ -80,7 +80,7 @@ func followCommand(e env) *cli.Command {
 				return err
 			}
 			defer w.stop()
-			log.Info("mailtls follow started", "host", f.host, "source", f.source, "db", c.String("db"), "http", w.addr())
+			log.Info("mailtls follow started", "host", f.host, "source", f.source, "db", dbName(c), "http", w.addr())
 			return f.run(c.Context)
 		},
 	}

@@ -66,7 +66,7 @@ func runCommand(e env) *cli.Command {
 				return err
 			}
 			defer w.stop()
-			log.Info("mailtls run started", "listeners", strings.Join(d.addrs, " "), "db", c.String("db"),
+			log.Info("mailtls run started", "listeners", strings.Join(d.addrs, " "), "db", dbName(c),
 				"host", fol.host, "log", fol.source, "default", c.String("default"))
 
 			if job != nil {

@@ -8,7 +8,7 @@ import (
 )
 
 // The storage seam of the commands (ARCHITECTURE.md, "Add a store
-// backend"): each interface is the part of the store one use case needs.
+// engine"): each interface is the part of the store one use case needs.
 // *store.Store implements them all, and so must any backend that passes
 // store/storetest (seams_test.go checks both).
 
@@ -68,4 +68,21 @@ type overrideSource interface {
 	OverridesVersion(ctx context.Context) (uint64, error)
 	OverridePolicies(ctx context.Context, fn func(key, policy string, expires time.Time)) error
 	OverridesFor(ctx context.Context, keys []string, fn func(key, policy string, expires time.Time)) error
+}
+
+// changeNotifier is a store that announces override changes (PostgreSQL's
+// LISTEN/NOTIFY), so that the daemon's watcher reloads at once rather than
+// at its next poll. It is not part of the seam: polling overrideSource is
+// enough for a backend to be correct.
+type changeNotifier interface {
+	OverrideChanges(ctx context.Context) <-chan struct{}
+}
+
+// changes returns st's change announcements, or nil (never) when st makes
+// none or the overrides are not a source.
+func changes(ctx context.Context, st any, overrides bool) <-chan struct{} {
+	if n, ok := st.(changeNotifier); ok && overrides {
+		return n.OverrideChanges(ctx)
+	}
+	return nil
 }

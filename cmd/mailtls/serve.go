@@ -77,7 +77,7 @@ func serveCommand(e env) *cli.Command {
 				return err
 			}
 			defer w.stop()
-			log.Info("mailtls serve started", "listeners", strings.Join(d.addrs, " "), "db", c.String("db"), "default", c.String("default"))
+			log.Info("mailtls serve started", "listeners", strings.Join(d.addrs, " "), "db", dbName(c), "default", c.String("default"))
 			<-c.Context.Done()
 			log.Info("shutting down")
 			return d.stop()
@@ -290,7 +290,7 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 		ovLoaded = time.Since(t0)
 		close(ovDone)
 		d.warm.Done()
-		_ = table.Watch(ctx, src, c.Duration("reload-every"), log)
+		_ = table.WatchWake(ctx, src, c.Duration("reload-every"), changes(ctx, st, srcs.override), log)
 	})
 	d.wg.Go(func() {
 		d.warm.Wait()

@@ -99,7 +99,7 @@ func startWeb(c *cli.Context, st *store.Store, log *slog.Logger, d *daemon, fol 
 			w.wg.Add(1)
 			go func() {
 				defer w.wg.Done()
-				_ = table.Watch(ctx, src, time.Second, log)
+				_ = table.WatchWake(ctx, src, time.Second, changes(ctx, st, true), log)
 			}()
 		}
 		m.Deliveries.SetForced(metrics.ForcedBy(table))

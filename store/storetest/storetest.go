@@ -1,5 +1,5 @@
 // Package storetest is the conformance suite of the storage seam
-// (ARCHITECTURE.md, "Add a store backend"): the behaviour that the
+// (ARCHITECTURE.md, "Add a store engine"): the behaviour that the
 // follower, the reports, the policy commands and the daemon rely on, tested
 // through the seam's methods only. Every store implementation must pass
 // Run; store/conformance_test.go runs it against the SQLite store.

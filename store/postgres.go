@@ -1,0 +1,389 @@
+package store
+
+// The PostgreSQL engine: opening a database named by a DSN, the
+// translating connection wrapper, and the engine's own pieces (schema
+// lock, change notification). Everything else is shared with SQLite.
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// pgMigrateLock is the key of the advisory lock that migrations run
+// under, so that hosts starting at once never race ("mtls" in ASCII).
+const pgMigrateLock = 0x6d746c73
+
+// Keys of the transaction advisory locks (serialize) that order the
+// read-then-write transactions of several hosts, which SQLite's single
+// writer orders by itself: override changes (so that the history's old
+// values chain up), TLSRPT claims (so that a report is claimed once).
+const (
+	pgOverridesLock = pgMigrateLock + 1
+	pgTLSRPTLock    = pgMigrateLock + 2
+)
+
+// serialize makes tx wait for, and then hold until it ends, the advisory
+// lock key on PostgreSQL; on SQLite the write transaction is alone anyway.
+func (s *Store) serialize(ctx context.Context, tx *sql.Tx, key int64) error {
+	if s.eng != engPostgres {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, key); err != nil {
+		return fmt.Errorf("store: lock: %w", err)
+	}
+	return nil
+}
+
+// pgNotifyChannel is the channel of the NOTIFY sent (by a trigger on
+// meta, see pgNotifySchema) in every transaction that changes overrides.
+const pgNotifyChannel = "mailtls_overrides"
+
+// pgNotifySchema makes every bump of the overrides generation (bumpGeneration)
+// notify listeners when its transaction commits.
+const pgNotifySchema = `
+CREATE FUNCTION mailtls_notify_overrides() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM pg_notify('mailtls_overrides', NEW.value::text);
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER meta_notify_overrides AFTER UPDATE ON meta FOR EACH ROW
+	WHEN (NEW.name = 'overrides_generation') EXECUTE FUNCTION mailtls_notify_overrides();
+`
+
+// pgSchemes are the URL schemes of PostgreSQL DSNs.
+var pgSchemes = []string{"postgres", "postgresql"}
+
+// pgKeywords are the libpq connection keywords that make a key=value
+// target a PostgreSQL DSN rather than a file name.
+var pgKeywords = map[string]bool{
+	"host": true, "hostaddr": true, "port": true, "dbname": true, "user": true, "password": true,
+	"passfile": true, "sslmode": true, "sslrootcert": true, "sslcert": true, "sslkey": true,
+	"connect_timeout": true, "application_name": true, "target_session_attrs": true, "service": true,
+}
+
+var (
+	schemeRE = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*)://`)
+	kvRE     = regexp.MustCompile(`^\s*([A-Za-z_]+)\s*=`)
+	// redaction: the password of a URL's userinfo, and password= in a
+	// query string or key=value DSN, quoted or not.
+	urlPassRE = regexp.MustCompile(`(://[^/?#@]*?:)[^@/?#]*@`)
+	kvPassRE  = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)`)
+)
+
+// sslModes are the sslmode values pgx accepts.
+var sslModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+
+// isDSN reports whether target names a database server rather than a
+// file: any scheme:// URL (so that a mistyped scheme is an error, not a
+// file name), or a libpq key=value string.
+func isDSN(target string) bool {
+	if schemeRE.MatchString(target) {
+		return true
+	}
+	m := kvRE.FindStringSubmatch(target)
+	return m != nil && pgKeywords[strings.ToLower(m[1])]
+}
+
+// RedactDSN returns s with any password in it replaced by xxxxx. It is
+// meant for DSNs and for error texts that may quote one.
+func RedactDSN(s string) string {
+	s = urlPassRE.ReplaceAllString(s, "${1}xxxxx@")
+	return kvPassRE.ReplaceAllString(s, "${1}xxxxx")
+}
+
+// parseDSN checks a PostgreSQL DSN and returns pgx's configuration for
+// it and its redacted spelling. Errors are one line, name the part that
+// is wrong and never hold the password.
+func parseDSN(target string) (*pgx.ConnConfig, string, error) {
+	red := RedactDSN(target)
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: database %q: %s", ErrBadInput, red, strings.ReplaceAll(RedactDSN(fmt.Sprintf(format, args...)), "\n", " "))
+	}
+	var sslmode, port string
+	if m := schemeRE.FindStringSubmatch(target); m != nil {
+		if !slices.Contains(pgSchemes, strings.ToLower(m[1])) {
+			return nil, "", bad("unknown scheme %q; accepted: postgres://, postgresql:// (or a file path for SQLite)", m[1])
+		}
+		u, err := url.Parse(target)
+		if err != nil {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			return nil, "", bad("%v", err)
+		}
+		port = u.Port()
+		q := u.Query()
+		sslmode = q.Get("sslmode")
+		if p := q.Get("port"); p != "" {
+			port = p
+		}
+	} else {
+		for _, f := range strings.Fields(target) {
+			k, v, ok := strings.Cut(f, "=")
+			if !ok {
+				continue
+			}
+			v = strings.Trim(v, "'")
+			switch strings.ToLower(strings.TrimSpace(k)) {
+			case "sslmode":
+				sslmode = v
+			case "port":
+				port = v
+			}
+		}
+	}
+	if port != "" {
+		for _, p := range strings.Split(port, ",") {
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				return nil, "", bad("port %q; accepted: a number from 1 to 65535", p)
+			}
+		}
+	}
+	if sslmode != "" && !slices.Contains(sslModes, sslmode) {
+		return nil, "", bad("unknown sslmode %q; accepted: %s", sslmode, strings.Join(sslModes, ", "))
+	}
+	cfg, err := pgx.ParseConfig(target)
+	if err != nil {
+		msg := err.Error()
+		// pgx quotes the (redacted) DSN; the message after it names the part.
+		if i := strings.Index(msg, "`: "); i >= 0 {
+			msg = msg[i+3:]
+		}
+		return nil, "", bad("%s", msg)
+	}
+	return cfg, red, nil
+}
+
+// openPostgres opens the PostgreSQL database named by target and applies
+// pending migrations under an advisory lock.
+func openPostgres(ctx context.Context, target string) (*Store, error) {
+	cfg, red, err := parseDSN(target)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{path: red, eng: engPostgres, pgcfg: cfg, now: time.Now}
+	s.host, s.hostErr = DefaultHost()
+	w := sql.OpenDB(pgConnector{stdlib.GetConnector(*cfg)})
+	w.SetMaxOpenConns(1) // one writer per process, as with SQLite
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxIdleTime(5 * time.Minute)
+	if err := migratePG(ctx, w); err != nil {
+		w.Close()
+		return nil, s.pgError("open", err)
+	}
+	r := sql.OpenDB(pgConnector{stdlib.GetConnector(*cfg)})
+	r.SetMaxOpenConns(maxReaders)
+	r.SetMaxIdleConns(2)
+	r.SetConnMaxIdleTime(5 * time.Minute)
+	s.h = &handles{w: w, r: r}
+	return s, nil
+}
+
+// pgError wraps an error of the engine for the caller: redacted, and
+// ErrUnavailable when the server could not be reached.
+func (s *Store) pgError(what string, err error) error {
+	msg := RedactDSN(err.Error())
+	if errors.Is(err, ErrSchemaTooNew) {
+		return fmt.Errorf("store: %s %s: %w", what, s.path, err)
+	}
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return fmt.Errorf("%w: %s %s: %s", ErrUnavailable, what, s.path, msg)
+	}
+	return fmt.Errorf("store: %s %s: %s", what, s.path, msg)
+}
+
+// migratePG applies the migrations holding a session advisory lock, on one
+// connection: a second process opening the same database waits, then
+// finds them applied.
+func migratePG(ctx context.Context, db *sql.DB) error {
+	c, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, `SELECT pg_advisory_lock(?)`, int64(pgMigrateLock)); err != nil {
+		return fmt.Errorf("take the migration lock: %w", err)
+	}
+	merr := migrate(ctx, c, engPostgres)
+	_, uerr := c.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(?)`, int64(pgMigrateLock))
+	if merr != nil {
+		return merr
+	}
+	if uerr != nil {
+		// Leave the connection out of the pool: it may still hold the lock.
+		_ = c.Raw(func(any) error { return driver.ErrBadConn })
+		return fmt.Errorf("release the migration lock: %w", uerr)
+	}
+	return nil
+}
+
+// pgConnector hands out pgConns.
+type pgConnector struct{ base driver.Connector }
+
+func (c pgConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	dc, err := c.base.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sc, ok := dc.(*stdlib.Conn)
+	if !ok {
+		dc.Close()
+		return nil, fmt.Errorf("store: unexpected pgx connection type %T", dc)
+	}
+	return &pgConn{sc}, nil
+}
+
+func (c pgConnector) Driver() driver.Driver { return c.base.Driver() }
+
+// pgConn is a pgx connection that translates every query (pgSQL) and
+// binds booleans as integers: the schema, shared with SQLite, has none.
+type pgConn struct{ *stdlib.Conn }
+
+func (c *pgConn) Prepare(q string) (driver.Stmt, error) {
+	return c.PrepareContext(context.Background(), q)
+}
+
+func (c *pgConn) PrepareContext(ctx context.Context, q string) (driver.Stmt, error) {
+	st, err := c.Conn.PrepareContext(ctx, pgSQL(q))
+	if err != nil {
+		return nil, err
+	}
+	return pgStmt{st}, nil
+}
+
+func (c *pgConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
+	return c.Conn.ExecContext(ctx, pgSQL(q), pgArgs(args))
+}
+
+func (c *pgConn) QueryContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
+	return c.Conn.QueryContext(ctx, pgSQL(q), pgArgs(args))
+}
+
+func (c *pgConn) CheckNamedValue(nv *driver.NamedValue) error {
+	if b, ok := nv.Value.(bool); ok {
+		nv.Value = boolInt(b)
+	}
+	return c.Conn.CheckNamedValue(nv)
+}
+
+// pgStmt is a prepared statement of a pgConn (see wtx.exec).
+type pgStmt struct{ driver.Stmt }
+
+func (s pgStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	ex, ok := s.Stmt.(driver.StmtExecContext)
+	if !ok {
+		return nil, errors.New("store: pgx statement cannot execute with a context")
+	}
+	return ex.ExecContext(ctx, pgArgs(args))
+}
+
+func (s pgStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	qc, ok := s.Stmt.(driver.StmtQueryContext)
+	if !ok {
+		return nil, errors.New("store: pgx statement cannot query with a context")
+	}
+	return qc.QueryContext(ctx, pgArgs(args))
+}
+
+// pgArgs converts booleans to integers, in place.
+func pgArgs(args []driver.NamedValue) []driver.NamedValue {
+	for i := range args {
+		if b, ok := args[i].Value.(bool); ok {
+			args[i].Value = boolInt(b)
+		}
+	}
+	return args
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// OverrideChanges returns a channel that receives a value soon after any
+// process changes the overrides, for a watcher to reload at once rather
+// than at its next poll: on PostgreSQL through LISTEN on a connection of
+// its own, reconnecting with backoff when the server is away (and
+// signalling after reconnecting, for the changes it may have missed). On
+// SQLite it returns nil, a channel that never receives: the watcher polls
+// OverridesVersion, which is cheap there. The listener stops with ctx.
+func (s *Store) OverrideChanges(ctx context.Context) <-chan struct{} {
+	if s.eng != engPostgres {
+		return nil
+	}
+	ch := make(chan struct{}, 1)
+	go s.listen(ctx, ch)
+	return ch
+}
+
+func (s *Store) listen(ctx context.Context, ch chan<- struct{}) {
+	signal := func() {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	const first, most = 100 * time.Millisecond, 5 * time.Second
+	wait := first
+	for ctx.Err() == nil {
+		conn, err := pgx.ConnectConfig(ctx, s.pgcfg.Copy())
+		if err == nil {
+			if _, err = conn.Exec(ctx, "LISTEN "+pgNotifyChannel); err == nil {
+				wait = first
+				signal()
+				for {
+					if _, err = conn.WaitForNotification(ctx); err != nil {
+						break
+					}
+					signal()
+				}
+			}
+			conn.Close(context.WithoutCancel(ctx))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, most)
+	}
+}
+
+// lockSourcePG is LockSource on PostgreSQL: a session advisory lock, keyed
+// by the hash of host and source, held by a connection of its own until
+// release (or until that connection is lost).
+func (s *Store) lockSourcePG(ctx context.Context, host, source string, key int64) (func(), error) {
+	conn, err := pgx.ConnectConfig(ctx, s.pgcfg.Copy())
+	if err != nil {
+		return nil, fmt.Errorf("store: lock follower of %s as host %s: %s", source, host, RedactDSN(err.Error()))
+	}
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&got); err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("store: lock follower of %s as host %s: %s", source, host, RedactDSN(err.Error()))
+	}
+	if !got {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("%w as host %s on %s (advisory lock %d held in %s): stop it, or give this one another --host",
+			ErrSourceLocked, host, source, key, s.path)
+	}
+	return func() { conn.Close(context.Background()) }, nil
+}
