@@ -10,6 +10,7 @@
 //	127.0.N.5:24  receiver "lmtp":  smtp-sink -L (LMTP, no TLS)
 //	127.0.N.6:25  receiver "expired":   STARTTLS, a test CA certificate for expired.test that has expired
 //	127.0.N.7:25  receiver "untrusted": STARTTLS, a certificate for untrusted.test from a CA no one trusts
+//	127.0.N.53:53 with Config.DNS: the instance's DNS server (UDP and TCP)
 //
 // N is 1+slot, where the slot (0..7) is taken with flock(2) on
 // /tmp/mailtls-e2e/slotS.lock, so that parallel tests and parallel `go test`
@@ -25,6 +26,16 @@
 // with smtp_host_lookup=native and smtp_dns_support_level=disabled, so the
 // TLS policy lookup key is the plain recipient domain, as in production.
 // See DefaultHosts and Config.Hosts.
+//
+// With Config.DNS the SMTP client resolves through DNS instead, for DANE:
+// the harness serves that zone on 127.0.N.53:53 (DNSAddr) and also binds a
+// private /etc/resolv.conf ("nameserver 127.0.N.53", "options trust-ad",
+// without which glibc clears the AD bit) in the namespace, with
+// smtp_host_lookup=dns and smtp_dns_support_level=dnssec:
+//
+//	unshare -m sh -c 'mount --bind HOSTS /etc/hosts && mount --bind RESOLV /etc/resolv.conf && postfix -c DIR start'
+//
+// The machine's resolver is never asked. See TestRealDANE.
 //
 // The sender logs with smtp_tls_loglevel=1 through postlogd into
 // maillog_file (LogPath), in the traditional "Mmm dd hh:mm:ss host tag[pid]:"

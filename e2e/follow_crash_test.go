@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -46,6 +45,17 @@ func TestFollowSurvivesSIGKILL(t *testing.T) {
 	if len(lines) < 190_000 || len(truth.Deliveries) == 0 {
 		t.Fatalf("generator wrote %d lines, %d deliveries", len(lines), len(truth.Deliveries))
 	}
+
+	// The reference: one clean import of the same content.
+	all := filepath.Join(dir, "all.log")
+	if err := os.WriteFile(all, gen.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	refDB := filepath.Join(dir, "ref.db")
+	if out, err := exec.Command(bin, "import", "--db", refDB, all).CombinedOutput(); err != nil {
+		t.Fatalf("import: %v: %s", err, out)
+	}
+	want := dump(t, bin, refDB)
 
 	// The writer appends in random chunks, rotating at 1/3 (rename) and
 	// 2/3 (copytruncate). It ends by leaving the last line without its
@@ -103,19 +113,49 @@ func TestFollowSurvivesSIGKILL(t *testing.T) {
 		}()
 	}()
 
+	// Every run's info log goes to one file, each run's after a marker
+	// line, so that a failure can show what the runs saw.
+	followLog, err := os.OpenFile(filepath.Join(dir, "follow.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer followLog.Close()
+	runs := 0
 	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "follow", "--log", logPath, "--db", db, "--poll", "20ms", "--config", "/dev/null", "--log-level", "error")
-		cmd.Stderr = io.Discard
+		runs++
+		fmt.Fprintf(followLog, "=== run %d\n", runs)
+		cmd := exec.Command(bin, "follow", "--log", logPath, "--db", db, "--poll", "20ms", "--config", "/dev/null", "--log-level", "info")
+		cmd.Stderr = followLog
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		return cmd
 	}
+	// Most runs are killed at a random moment after they stored something:
+	// a run killed before its first commit leaves nothing behind, and on a
+	// loaded machine (starting, opening the database and reading up to the
+	// first commit can take longer than any moment drawn here) the runs
+	// would all be such, and the test would only check that a final run
+	// without checkpoint follows the file at Path from its start. The
+	// others are killed at a random moment after they start, which may be
+	// before their first commit.
 	kills := 0
 	writing := true
 	for kills < 50 {
+		before := stored(t, bin, db)
 		cmd := start()
-		time.Sleep(time.Duration(30+rng.IntN(250)) * time.Millisecond) // a random moment to kill at
+		if rng.IntN(4) != 0 {
+			deadline := time.Now().Add(2 * time.Minute)
+			for n := before; n <= before && n < len(want); n = stored(t, bin, db) {
+				if time.Now().After(deadline) {
+					t.Fatalf("run %d stored nothing in 2 minutes (%d of %d stored)", runs, n, len(want))
+				}
+				time.Sleep(20 * time.Millisecond) // polling interval
+			}
+			time.Sleep(time.Duration(rng.IntN(250)) * time.Millisecond) // a random moment to kill at
+		} else {
+			time.Sleep(time.Duration(30+rng.IntN(250)) * time.Millisecond) // a random moment to kill at
+		}
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -138,17 +178,6 @@ func TestFollowSurvivesSIGKILL(t *testing.T) {
 		}
 	}
 	t.Logf("%d SIGKILLs", kills)
-
-	// The reference: one clean import of the same content.
-	all := filepath.Join(dir, "all.log")
-	if err := os.WriteFile(all, gen.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	refDB := filepath.Join(dir, "ref.db")
-	if out, err := exec.Command(bin, "import", "--db", refDB, all).CombinedOutput(); err != nil {
-		t.Fatalf("import: %v: %s", err, out)
-	}
-	want := dump(t, bin, refDB)
 
 	final := start()
 	defer func() {
@@ -179,12 +208,35 @@ func TestFollowSurvivesSIGKILL(t *testing.T) {
 				}
 			}
 		}
+		logFollower(t, filepath.Join(dir, "follow.log"))
 		t.Fatalf("after %d SIGKILLs: %d stored, %d expected; %d lost (e.g. %q), %d extra/duplicated (e.g. %q)",
 			kills, len(got), len(want), len(lost), first(lost), len(dup), first(dup))
 	}
+	t.Logf("followers' file events: %s", eventCounts(t, filepath.Join(dir, "follow.log")))
 	if len(want) < len(truth.Deliveries)*9/10 {
 		t.Fatalf("reference import stored %d of %d generated deliveries", len(want), len(truth.Deliveries))
 	}
+}
+
+// stored returns the number of deliveries stored in db.
+func stored(t *testing.T, bin, db string) int {
+	t.Helper()
+	out, err := exec.Command(bin, "status", "--db", db, "--format", "json").Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && len(out) > 0 {
+			err = nil // exit 1 reports a stale follower; the JSON is complete
+		} else {
+			t.Fatalf("status: %v", err)
+		}
+	}
+	var s struct {
+		Stored *int `json:"deliveries_stored"`
+	}
+	if err := json.Unmarshal(out, &s); err != nil || s.Stored == nil {
+		t.Fatalf("status: no deliveries_stored in %q (%v)", out, err)
+	}
+	return *s.Stored
 }
 
 func dump(t *testing.T, bin, db string) []string {
@@ -244,4 +296,45 @@ func first(s []string) string {
 		return ""
 	}
 	return strings.TrimSpace(fmt.Sprint(s[0]))
+}
+
+// logFollower logs the lines of the followers' log about files: rotation,
+// truncation, recovery, resumption and warnings, with the run markers.
+func logFollower(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Logf("follower log: %v", err)
+		return
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(l, "=== run") || strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") ||
+			strings.Contains(l, "rotat") || strings.Contains(l, "truncat") || strings.Contains(l, "resum") || strings.Contains(l, "from its start") || strings.Contains(l, "copy") {
+			t.Logf("follower: %s", l)
+		}
+	}
+}
+
+// eventCounts counts the messages of the followers' log, e.g. how many runs
+// resumed and how many started without a checkpoint.
+func eventCounts(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := map[string]int{}
+	for _, l := range strings.Split(string(data), "\n") {
+		if i := strings.Index(l, ` msg="`); i >= 0 {
+			if m, _, ok := strings.Cut(l[i+6:], `"`); ok {
+				n[m]++
+			}
+		}
+	}
+	var out []string
+	for m, c := range n {
+		out = append(out, fmt.Sprintf("%d× %q", c, m))
+	}
+	sort.Strings(out)
+	return strings.Join(out, ", ")
 }

@@ -13,11 +13,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailtls/mailtls/internal/testnet"
 )
 
 // ErrWaitTimeout is returned (wrapped) when a Wait helper's deadline passes
@@ -50,6 +53,9 @@ const (
 var hostOctet = map[Receiver]int{ReceiverTLS: 2, ReceiverPlain: 3, ReceiverTLS1: 4, ReceiverLMTP: 5, ReceiverExpired: 6, ReceiverUntrusted: 7}
 
 const submitOctet = 1
+
+// dnsOctet is the last octet of the address of Config.DNS's server.
+const dnsOctet = 53
 
 // DefaultHosts returns the name -> receiver map written to the instance's
 // private /etc/hosts. Config.Hosts is merged over it.
@@ -103,6 +109,17 @@ type Config struct {
 	// Files are written into the config directory before start (mode 0644,
 	// readable by the postfix user). Refer to them as $config_directory/NAME.
 	Files map[string]string
+	// DNS, when set, is the instance's DNS: the harness serves it on
+	// 127.0.N.53:53 (DNSAddr), the master's mount namespace gets a private
+	// /etc/resolv.conf naming only that server, with "options trust-ad" so
+	// that glibc passes its AD bit on, and the SMTP client resolves
+	// through it: smtp_host_lookup=dns, smtp_dns_support_level=dnssec
+	// (DANE). Tests add the records (MX, A, TLSA) after StartPostfix, when
+	// the receivers' addresses are known (Addr), and Sign the zones whose
+	// answers are DNSSEC-validated. The harness adds a signed NS record
+	// for the root, which Postfix's dnssec_probe asks for. The private
+	// /etc/hosts stays, for lmtp(8), whose lookups stay native.
+	DNS *testnet.Zone
 	// Main adds or replaces main.cf parameters; applied last.
 	Main map[string]string
 }
@@ -122,6 +139,7 @@ type Postfix struct {
 	sink     *exec.Cmd
 	sinkDone chan error
 	stopOnce sync.Once
+	dns      bool // Config.DNS was set
 }
 
 // QueueRecipient is one recipient of a queued message (postqueue -j).
@@ -187,6 +205,16 @@ func StartPostfix(t testing.TB, cfg Config) *Postfix {
 	if err := p.writeConfig(cfg); err != nil {
 		t.Fatal(err)
 	}
+	if cfg.DNS != nil {
+		// Postfix's dnssec_probe (ns:.) checks at the first DNSSEC
+		// lookup that the resolver validates: a signed root NS answers.
+		cfg.DNS.Add(t, ". 86400 IN NS ns.root.test.")
+		cfg.DNS.Sign(".")
+		if err := testnet.StartDNSAt(t, cfg.DNS, p.DNSAddr()); err != nil {
+			t.Fatal(err)
+		}
+		p.dns = true
+	}
 	if err := p.startSink(); err != nil {
 		t.Fatal(err)
 	}
@@ -210,6 +238,12 @@ func (p *Postfix) LogPath() string { return p.logPath }
 // CAFile is the PEM file of the test CA that issued the "tls" receiver's
 // certificate.
 func (p *Postfix) CAFile() string { return filepath.Join(p.conf, "ca.pem") }
+
+// DNSAddr is the host:port (127.0.N.53:53) where Config.DNS is served,
+// for mailtls's --resolver.
+func (p *Postfix) DNSAddr() string {
+	return net.JoinHostPort(p.netPfx+strconv.Itoa(dnsOctet), "53")
+}
 
 // SubmitAddr is the host:port of the smtpd where Send injects mail.
 func (p *Postfix) SubmitAddr() string {

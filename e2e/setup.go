@@ -285,7 +285,7 @@ func (p *Postfix) checkAddrsFree() error {
 	for _, r := range []Receiver{ReceiverTLS, ReceiverPlain, ReceiverTLS1, ReceiverExpired, ReceiverUntrusted} {
 		addrs = append(addrs, net.JoinHostPort(p.Addr(r), "25"))
 	}
-	addrs = append(addrs, net.JoinHostPort(p.Addr(ReceiverLMTP), "24"))
+	addrs = append(addrs, net.JoinHostPort(p.Addr(ReceiverLMTP), "24"), p.DNSAddr())
 	for _, a := range addrs {
 		ln, err := net.Listen("tcp4", a)
 		if err != nil {
@@ -340,6 +340,16 @@ func (p *Postfix) mainCF(cfg Config) []param {
 	}
 	if cfg.TrustTestCA {
 		ps = append(ps, param{"smtp_tls_CAfile", "$config_directory/ca.pem"})
+	}
+	if cfg.DNS != nil {
+		for i := range ps {
+			switch ps[i].name {
+			case "smtp_host_lookup":
+				ps[i].value = "dns"
+			case "smtp_dns_support_level":
+				ps[i].value = "dnssec"
+			}
+		}
 	}
 	for _, k := range sortedKeys(cfg.Main) {
 		replaced := false
@@ -425,6 +435,14 @@ func (p *Postfix) hostsFile(cfg Config) (string, error) {
 	return b.String(), nil
 }
 
+// resolvConf is the private /etc/resolv.conf of an instance with
+// Config.DNS: its server only, and trust-ad, without which glibc (>= 2.31)
+// clears the AD bit that Postfix's DANE needs.
+func (p *Postfix) resolvConf() string {
+	host, _, _ := net.SplitHostPort(p.DNSAddr())
+	return "# Written by the mailtls e2e harness (Config.DNS).\nnameserver " + host + "\noptions trust-ad\n"
+}
+
 func (p *Postfix) writeConfig(cfg Config) error {
 	certs, err := testCerts()
 	if err != nil {
@@ -456,6 +474,7 @@ func (p *Postfix) writeConfig(cfg Config) error {
 		"receiver.pem":  string(certs.chainPEM),
 		"expired.pem":   string(certs.expiredPEM),
 		"untrusted.pem": string(certs.untrustedPEM),
+		"resolv.conf":   p.resolvConf(),
 	}
 	for k, v := range cfg.Files {
 		if k != filepath.Base(k) || files[k] != "" {
@@ -511,7 +530,8 @@ func (p *Postfix) waitDial(addr string) error {
 }
 
 // startPostfix starts the master in a private mount namespace whose
-// /etc/hosts is the instance's hosts file.
+// /etc/hosts is the instance's hosts file, and whose /etc/resolv.conf is
+// the instance's with Config.DNS.
 func (p *Postfix) startPostfix(ctx context.Context) error {
 	// Output goes to a file, not a pipe: the daemon would keep a pipe open.
 	outPath := filepath.Join(p.root, "postfix-start.out")
@@ -522,9 +542,13 @@ func (p *Postfix) startPostfix(ctx context.Context) error {
 	defer outf.Close()
 	c, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	script := `mount --bind "$1" /etc/hosts && exec "$2" -c "$3" start`
+	if p.dns {
+		script = `mount --bind "$1" /etc/hosts && mount --bind "$4" /etc/resolv.conf && exec "$2" -c "$3" start`
+	}
 	cmd := exec.CommandContext(c, p.tools["unshare"], "-m", "--propagation", "private", "--",
-		p.tools["sh"], "-c", `mount --bind "$1" /etc/hosts && exec "$2" -c "$3" start`,
-		"sh", filepath.Join(p.conf, "hosts"), p.tools["postfix"], p.conf)
+		p.tools["sh"], "-c", script,
+		"sh", filepath.Join(p.conf, "hosts"), p.tools["postfix"], p.conf, filepath.Join(p.conf, "resolv.conf"))
 	cmd.Env = cleanEnv()
 	cmd.Dir = p.root
 	cmd.Stdout, cmd.Stderr = outf, outf

@@ -89,6 +89,10 @@ const stateVersion = 1
 //     of the session that the next TLS summary line to R opens
 //     (TLSVerify): the delivery record itself says only "Server
 //     certificate not verified".
+//     Under DANE, a "warning: R: all TLSA records unusable" line before
+//     it (tls_dane.c) is the WHY instead: the verification failure that
+//     follows it says only "num=1:unspecified certificate verification
+//     error".
 //   - Postfix >= 3.10's "TLSRPT: status=..." line names the connection's
 //     MX (host[addr]); it goes, as logged, to the deliveries of the next
 //     message to that MX from this process (TLSRPT), before or after the
@@ -281,7 +285,17 @@ func (c *Correlator) feed(line []byte) []Delivery {
 	}
 	if relay, why, ok := parseVerifyFailure(msg); ok {
 		p := c.proc(h, true)
+		if p.Verify == tlsaUnusable && p.VerifyRelay == string(relay) {
+			// OpenSSL's own reason follows (num=1:unspecified ...):
+			// the warning named the cause.
+			return nil
+		}
 		p.Verify, p.VerifyRelay = stateText(why, maxVerifyLen), string(relay)
+		return nil
+	}
+	if relay, ok := parseTLSAUnusable(msg); ok {
+		p := c.proc(h, true)
+		p.Verify, p.VerifyRelay = tlsaUnusable, string(relay)
 		return nil
 	}
 	d, ok := parseDelivery(msg)

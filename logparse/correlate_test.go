@@ -286,6 +286,9 @@ func FuzzFeed(f *testing.F) {
 		}
 	}
 	f.Add([]byte("\x00\xff\n\n\r\n{\n{\"__REALTIME_TIMESTAMP\":\"1\",\"MESSAGE\":[1,2,3]}\n"))
+	// real-postfix37-dane.log is over the size limit: its unusable-TLSA
+	// session (a warning, then the verification failure) as a seed.
+	f.Add([]byte(unusableTLSASession))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		lines := bytes.Split(in, []byte("\n"))
 		opts := Options{RefTime: time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC), Location: time.FixedZone("X", -7*3600)}
@@ -490,5 +493,49 @@ func TestBoundedState(t *testing.T) {
 	ds := feedStrings(c, fmt.Sprintf("Nov 28 10:05:00 h postfix/smtp[1]: %010X: to=<b@b4999.example>, relay=bad4999.example[192.0.2.2]:25, delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (250 ok)", 1<<30+4999))
 	if !ds[0].Fallback {
 		t.Errorf("recent failure forgotten: %+v", ds[0])
+	}
+}
+
+// unusableTLSASession is lines 58-64 of testdata/real-postfix37-dane.log.
+const unusableTLSASession = "Dec 02 14:25:31 sender postfix/smtpd[3969]: disconnect from localhost[127.0.0.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5\n" +
+	"Dec 02 14:25:31 mx postfix/smtpd[4101]: connect from localhost[127.0.0.1]\n" +
+	"Dec 02 14:25:31 sender postfix/smtp[4100]: warning: mx.tlsa-unusable.test[127.0.1.2]:25: unusable TLSA RR: 3 1 7 060B47513A228AA29ACBA378DABC23784E44C54D3FF103E5A94E0D2C1C3B3731\n" +
+	"Dec 02 14:25:31 sender postfix/smtp[4100]: warning: mx.tlsa-unusable.test[127.0.1.2]:25: all TLSA records unusable\n" +
+	"Dec 02 14:25:31 sender postfix/smtp[4100]: server certificate verification failed for mx.tlsa-unusable.test[127.0.1.2]:25: num=1:unspecified certificate verification error\n" +
+	"Dec 02 14:25:31 sender postfix/smtp[4100]: Untrusted TLS connection established to mx.tlsa-unusable.test[127.0.1.2]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA256\n" +
+	"Dec 02 14:25:31 sender postfix/smtp[4100]: 905719B0B0B: to=<u@tlsa-unusable.test>, relay=mx.tlsa-unusable.test[127.0.1.2]:25, delay=0.01, delays=0/0/0/0, dsn=4.7.5, status=deferred (Server certificate not verified)\n"
+
+// TestTLSAUnusable: under DANE, the "all TLSA records unusable" warning is
+// the session's verification reason, not the vague verification failure
+// after it; a warning for another relay, or a mangled one, is not.
+func TestTLSAUnusable(t *testing.T) {
+	feed := func(in string) []Delivery {
+		c := NewCorrelator(goldenOptions(""))
+		var out []Delivery
+		for _, l := range strings.Split(strings.TrimSuffix(in, "\n"), "\n") {
+			out = append(out, c.Feed([]byte(l))...)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name, in, want string
+	}{
+		{"real", unusableTLSASession, "all TLSA records unusable"},
+		{"other relay", strings.Replace(unusableTLSASession, "warning: mx.tlsa-unusable.test[127.0.1.2]:25: all", "warning: mx.other.test[127.0.1.2]:25: all", 1),
+			"num=1:unspecified certificate verification error"},
+		{"not the whole text", strings.Replace(unusableTLSASession, "all TLSA records unusable", "all TLSA records unusable or not", 1),
+			"num=1:unspecified certificate verification error"},
+		{"no warning prefix", strings.Replace(unusableTLSASession, "warning: mx.tlsa-unusable.test[127.0.1.2]:25: all", "mx.tlsa-unusable.test[127.0.1.2]:25: all", 1),
+			"num=1:unspecified certificate verification error"},
+	} {
+		var got []string
+		for _, d := range feed(tc.in) {
+			if d.Domain == "tlsa-unusable.test" {
+				got = append(got, d.TLSVerify)
+			}
+		}
+		if len(got) != 1 || got[0] != tc.want {
+			t.Errorf("%s: TLSVerify %q, want [%q]", tc.name, got, tc.want)
+		}
 	}
 }

@@ -78,7 +78,16 @@ var ErrCommit = errors.New("logparse: commit failed")
 //     it still grows, for up to 8 polls, because a syslog daemon writes to it
 //     until it is told to reopen. Then it reads the old file to its end,
 //     feeding a last line that has no newline (a rotated file is final),
-//     commits, and follows the new file from offset 0.
+//     commits, and follows the new file from offset 0. Unless the old file
+//     is a copytruncate copy of the file at Path made before the truncation
+//     (a restart during copytruncate finds it so, see Restart): when the
+//     file at Path has the old file's first line and is at least as long as
+//     what was consumed of it, it goes on from that offset, so the copied
+//     lines are not read twice, and its truncation is handled as below.
+//     The file at Path is noted (identity, first line, size) when the
+//     rotation is first seen; if copytruncate truncated it before the
+//     switch, its lines are read from its copy (found by that first line)
+//     first, or a warning says they are lost.
 //   - Path missing: the file was renamed or deleted and no new one exists
 //     yet. The follower logs this once, keeps the old file open and keeps
 //     reading it, and switches as above when a new file appears. A log that
@@ -126,7 +135,8 @@ var ErrCommit = errors.New("logparse: commit failed")
 // compression formats are skipped with a warning giving the command that
 // imports them. While running, one rotation at a time is recovered: if
 // Path is rotated twice between two polls, the file in between is not
-// read.
+// read (a poll that reads a long renamed file counts as one: the file at
+// Path is only noted after it).
 //
 // Reopen makes the next poll close the file and resolve Path again as on a
 // restart (for SIGHUP).
@@ -283,7 +293,11 @@ type fileRun struct {
 	dirty      bool // lines consumed since the last commit
 	dirtySince time.Time
 
-	rotWait     int    // polls spent waiting for a renamed file to go quiet
+	rotWait int // polls spent waiting for a renamed file to go quiet
+	// next is the file at Path as first seen while the renamed file cur is
+	// still read (identity, first line, size), so that a copytruncate of
+	// it before the switch is noticed; nil when not known.
+	next        *fileState
 	missing     bool   // "Path is gone" has been logged
 	lastOpenErr string // the last open error logged
 }
@@ -841,6 +855,9 @@ func (r *fileRun) checkPath(ctx context.Context, grew bool) error {
 	}
 	// Rotated. A syslog daemon keeps writing to the old file until it
 	// reopens; give it a few polls.
+	if r.next == nil || r.next.dev != dev || r.next.ino != ino || r.next.fp == "" {
+		r.next = peekFile(r.f.Path, dev, ino)
+	}
 	if grew && r.rotWait < rotationGracePolls {
 		r.rotWait++
 		return nil
@@ -849,6 +866,9 @@ func (r *fileRun) checkPath(ctx context.Context, grew bool) error {
 		r.log.Warn("rotated log file is still being written to; switching to the new one anyway")
 	}
 	r.rotWait = 0
+	if found, err := r.followOriginal(ctx); found || err != nil {
+		return err
+	}
 	if _, err := r.read(ctx, r.cur, true); err != nil || ctx.Err() != nil {
 		return err
 	}
@@ -874,7 +894,106 @@ func (r *fileRun) checkPath(ctx context.Context, grew bool) error {
 	r.cur.file.Close()
 	r.cur = live
 	r.src = live
+	seen := r.next
+	r.next = nil
+	if err := r.readCopyOf(ctx, seen, live); err != nil || ctx.Err() != nil {
+		return err
+	}
 	return r.readLive(ctx, live)
+}
+
+// peekFile returns the identity, first line and size of the file at path,
+// if it is still the file dev/ino; nil if it cannot be read.
+func peekFile(path string, dev, ino uint64) *fileState {
+	file, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer file.Close()
+	s, err := newFileState(file, path)
+	if err != nil || s.dev != dev || s.ino != ino {
+		return nil
+	}
+	if s.fp, err = fingerprint(file); err != nil {
+		return nil
+	}
+	s.file = nil
+	return s
+}
+
+// readCopyOf handles a file at Path that was truncated by copytruncate
+// after it was first seen (seen) but before the follower switched to it
+// from the renamed file: the lines it had are read from its copy, whole,
+// before the file itself (live) is read from 0. Without a copy, a warning
+// says how many bytes are lost.
+func (r *fileRun) readCopyOf(ctx context.Context, seen, live *fileState) error {
+	if seen == nil || seen.fp == "" || !sameFile(seen, live) {
+		return nil
+	}
+	fp, err := fingerprint(live.file)
+	if err != nil {
+		return err
+	}
+	if fp == seen.fp && live.size >= seen.size {
+		return nil
+	}
+	sib, _, err := r.findSibling(&fileState{fp: seen.fp}, live.dev, live.ino)
+	if err != nil || sib == nil {
+		if err == nil {
+			r.log.Warn("new log file truncated before it was read and no rotated copy with its first line found; its lines are lost",
+				"unread_bytes_at_least", seen.size)
+		}
+		return err
+	}
+	r.log.Info("new log file truncated before it was read; reading its copy", "file", sib.name)
+	sib.fp = seen.fp
+	r.src = sib
+	_, err = r.read(ctx, sib, true)
+	sib.file.Close()
+	sib.file = nil
+	if err != nil || ctx.Err() != nil {
+		return err
+	}
+	if err := r.commit(ctx); err != nil {
+		return err
+	}
+	r.src = live
+	return nil
+}
+
+// followOriginal handles a rotated file r.cur that is a copytruncate copy
+// of the file at Path made before the truncation (a restart can find it so,
+// see catchUp): the file at Path has the same first line and holds at least
+// what was consumed of the copy. The file at Path then goes on from the
+// copy's offset, so the copied lines are not read twice and a last line the
+// copy holds only in part is not fed; its truncation is handled as usual.
+// It reports whether it switched.
+func (r *fileRun) followOriginal(ctx context.Context) (bool, error) {
+	cur := r.cur
+	if cur.fp == "" {
+		return false, nil
+	}
+	file, err := os.Open(r.f.Path)
+	if err != nil {
+		return false, nil // the caller's open reports it
+	}
+	live, err := newFileState(file, r.f.Path)
+	if err != nil {
+		file.Close()
+		return false, err
+	}
+	fp, err := fingerprint(file)
+	if err != nil || fp != cur.fp || live.size < cur.offset {
+		file.Close()
+		return false, err
+	}
+	r.log.Info("the rotated file is a copy of the log file, not truncated yet; following the log file from the same offset",
+		"file", cur.name, "offset", cur.offset)
+	live.fp, live.offset, live.pos = cur.fp, cur.offset, cur.offset
+	r.resetLine()
+	cur.file.Close()
+	r.cur, r.src = live, live
+	return true, r.readLive(ctx, live)
 }
 
 // readLive reads the file at Path; content replaced meanwhile is left for

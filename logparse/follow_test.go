@@ -1440,3 +1440,135 @@ func TestFollowLogsFirstSkipped(t *testing.T) {
 		t.Errorf("log does not quote the line as %s:\n%s", want, lb.buf.String())
 	}
 }
+
+// TestFollowRestartDuringCopytruncate: the follower stopped while reading a
+// file rotated by rename (a, now mail.log.1); copytruncate then renames
+// mail.log.1 to mail.log.2 and copies the file at Path (b) to mail.log.1,
+// and the follower restarts before the truncation (the copy may still be
+// being written). The copy is read as the file rotated after a; the file at
+// Path, not truncated yet, holds the same lines: they must not be read a
+// second time, and once it is truncated the lines written after it (c) are
+// read, nothing twice, nothing lost.
+func TestFollowRestartDuringCopytruncate(t *testing.T) {
+	for _, partial := range []bool{false, true} {
+		t.Run(fmt.Sprintf("partial copy %v", partial), func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "mail.log")
+			a1, a2 := flLines(0, 3, true), flLines(3, 3, true)
+			b, c := flLines(20, 4, true), flLines(40, 2, true)
+			flAppend(t, path, a1)
+			db := newFollowDB()
+			h := startFollow(t, path, db, Checkpoint{}, nil, nil)
+			flAppend(t, path, a2)
+			if err := os.Rename(path, path+".1"); err != nil {
+				t.Fatal(err)
+			}
+			flAppend(t, path, b)
+			h.poll() // reads a2 from the renamed file, which it keeps for a grace period
+			if err := h.stop(); err != nil {
+				t.Fatal(err)
+			}
+			if cp := db.checkpoint(t); cp.Offset != int64(len(a1+a2)) {
+				t.Fatalf("test bug: checkpoint offset %d, want the end of the renamed file (%d)", cp.Offset, len(a1+a2))
+			}
+			cp := db.checkpoint(t)
+
+			// copytruncate, up to the truncation.
+			base := time.Now().Add(-time.Hour)
+			if err := os.Rename(path+".1", path+".2"); err != nil {
+				t.Fatal(err)
+			}
+			os.Chtimes(path+".2", base, base)
+			copied := b
+			if partial {
+				copied = b[:len(b)/2+7] // mid-line
+			}
+			if err := os.WriteFile(path+".1", []byte(copied), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			lb, log := newLogBuffer()
+			h2 := startFollow(t, path, db, cp, log, nil)
+			wantB, _ := flCleanPass(a1 + a2 + b)
+			h2.pollUntil(rotationGracePolls+3, "caught up before the truncation", func() bool { return len(db.deliveries()) >= len(wantB) })
+			for range rotationGracePolls + 2 { // past the grace period of the copy
+				h2.poll()
+			}
+			flCompare(t, db.deliveries(), wantB)
+			// The copy completes; the file at Path is truncated and grows.
+			if err := os.WriteFile(path+".1", []byte(b), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(path, 0); err != nil {
+				t.Fatal(err)
+			}
+			flAppend(t, path, c)
+			want, _ := flCleanPass(a1 + a2 + b + c)
+			h2.pollUntil(rotationGracePolls+3, "caught up after the truncation", func() bool { return len(db.deliveries()) >= len(want) })
+			h2.poll()
+			flCompare(t, db.deliveries(), want)
+			if n := lb.count("level=WARN"); n > 0 {
+				t.Errorf("%d warnings; log:\n%s", n, lb.buf.String())
+			}
+			if err := h2.stop(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestFollowCopytruncateBeforeSwitch: the log is rotated by rename, and
+// the new file is rotated by copytruncate while the follower still reads
+// the renamed one (a syslog daemon writes it until told to reopen). The
+// new file's lines are read from its copy before the truncated file: none
+// lost, none twice. Without the copy, a warning says they are lost.
+func TestFollowCopytruncateBeforeSwitch(t *testing.T) {
+	for _, withCopy := range []bool{true, false} {
+		t.Run(fmt.Sprintf("copy %v", withCopy), func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "mail.log")
+			a1, a2, a3 := flLines(0, 3, true), flLines(3, 3, true), flLines(6, 2, true)
+			b, c := flLines(20, 4, true), flLines(40, 2, true)
+			flAppend(t, path, a1)
+			db := newFollowDB()
+			lb, log := newLogBuffer()
+			h := startFollow(t, path, db, Checkpoint{}, log, nil)
+			if err := os.Rename(path, path+".1"); err != nil {
+				t.Fatal(err)
+			}
+			flAppend(t, path, b)
+			flAppend(t, path+".1", a2) // the renamed file is still written to
+			h.poll()
+			if err := os.Rename(path+".1", path+".2"); err != nil {
+				t.Fatal(err)
+			}
+			flAppend(t, path+".2", a3)
+			if withCopy {
+				flCopy(t, path, path+".1")
+			}
+			if err := os.Truncate(path, 0); err != nil {
+				t.Fatal(err)
+			}
+			flAppend(t, path, c)
+			for range rotationGracePolls + 3 {
+				h.poll()
+			}
+			content := a1 + a2 + a3 + b + c
+			if !withCopy {
+				content = a1 + a2 + a3 + c
+				if lb.count("no rotated copy with its first line found") != 1 {
+					t.Errorf("no warning about the lost lines; log:\n%s", lb.buf.String())
+				}
+			}
+			want, _ := flCleanPass(content)
+			flCompare(t, db.deliveries(), want)
+			if withCopy {
+				if n := lb.count("level=WARN"); n > 0 {
+					t.Errorf("%d warnings; log:\n%s", n, lb.buf.String())
+				}
+			}
+			if err := h.stop(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

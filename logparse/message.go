@@ -242,6 +242,28 @@ func parseVerifyFailure(msg []byte) (relay, why []byte, ok bool) {
 	return nil, nil, false
 }
 
+// tlsaUnusable is the text of Postfix's warning (tls_dane.c, Postfix 3.7
+// to 3.12) that no TLSA record of a DANE destination's MX host is usable,
+// logged during the handshake before the verification failure:
+//
+//	warning: mx.example.com[192.0.2.1]:25: unusable TLSA RR: 3 1 7 2FDD...
+//	warning: mx.example.com[192.0.2.1]:25: all TLSA records unusable
+const tlsaUnusable = "all TLSA records unusable"
+
+// parseTLSAUnusable parses the "all TLSA records unusable" warning and
+// returns its relay.
+func parseTLSAUnusable(msg []byte) ([]byte, bool) {
+	rest, ok := bytes.CutPrefix(msg, []byte("warning: "))
+	if !ok || !bytes.HasSuffix(rest, []byte(": "+tlsaUnusable)) {
+		return nil, false
+	}
+	relay, why, ok := cutRelay(rest)
+	if !ok || string(why) != tlsaUnusable {
+		return nil, false
+	}
+	return relay, true
+}
+
 // maxVerifyLen and maxTLSRPTLen cap the texts of a verification failure
 // and of a TLSRPT status line kept in the correlator state. A TLSRPT line
 // holds a domain and an MX host name (255 bytes each), an address, a

@@ -287,7 +287,12 @@ const sessionGap = 2 * time.Second
 // say nothing about a TLS negotiation are left out:
 //   - internal hops (content filters, local LMTP);
 //   - relay=none: no connection was made (postfix/error's "delivery
-//     temporarily suspended" repeats a failure counted already);
+//     temporarily suspended" repeats a failure counted already), except
+//     an smtp(8) or lmtp(8) deferral for a DANE policy that could not be
+//     met before connecting: "no TLSA records found" and "non DNSSEC
+//     destination" (dane-required), "TLSA lookup error" (dnssec-invalid),
+//     each an attempt that RFC 8460 counts as a failed session, with no
+//     MX host or address;
 //   - rows whose TLS state is unknown (smtp_tls_loglevel 0) and that name
 //     no TLS failure.
 //
@@ -309,7 +314,7 @@ func Sessions(ds []logparse.Delivery) []Session {
 	cur := map[key]open{}
 	for i := range ds {
 		d := &ds[i]
-		if d.Internal || d.Relay == "" || d.Relay == "none" {
+		if d.Internal || d.Relay == "" || d.Relay == "none" && !daneBeforeConnect(d) {
 			continue
 		}
 		rt, reason, postfix := classifyRow(d)
@@ -329,6 +334,9 @@ func Sessions(ds []logparse.Delivery) []Session {
 			continue
 		}
 		host, ip := splitRelay(d.Relay)
+		if d.Relay == "none" {
+			host = ""
+		}
 		out = append(out, Session{Time: d.Time, MXHost: host, IP: ip, Result: rt, Reason: reason, Postfix: postfix})
 		cur[k] = open{idx: len(out) - 1, last: d.Time}
 	}
@@ -371,6 +379,25 @@ func classifyRow(d *logparse.Delivery) (ResultType, string, bool) {
 		return StartTLSNotSupported, "delivered in plaintext: STARTTLS not offered", false
 	}
 	return "", "", false
+}
+
+// daneBeforeConnect says that a relay=none row is an SMTP or LMTP
+// client's deferral because the DANE policy's DNS records were missing,
+// insecure or unreadable (smtp_tls_policy.c): no TLSA records found, non
+// DNSSEC destination, TLSA lookup error.
+func daneBeforeConnect(d *logparse.Delivery) bool {
+	p := d.Process
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		p = p[i+1:]
+	}
+	if p != "smtp" && p != "lmtp" {
+		return false
+	}
+	switch Classify("", d.Reason, true) {
+	case DANERequired, DNSSECInvalid:
+		return true
+	}
+	return false
 }
 
 // splitRelay splits "host[addr]:port" into host and addr.

@@ -12,7 +12,9 @@ import (
 // TestClassifyGolden: one or more real Postfix lines per result type. The
 // source of each is given: a file under logparse/testdata (real-postfix37*
 // are captured from the e2e harness's Postfix 3.7.11:
-// real-postfix37-tlsrpt.log by TestRealTLSRPT), or a message format of
+// real-postfix37-tlsrpt.log by TestRealTLSRPT, real-postfix37-dane.log by
+// TestRealDANE, whose Postfix resolves through a loopback DNS server that
+// sets the AD bit), or a message format of
 // Postfix 3.7.11 as built into the harness's binaries (strings
 // /usr/lib/postfix/sbin/smtp and libpostfix-tls.so; the same texts in
 // tls_verify.c of Postfix 3.7.11 to 3.12), filled in the way Postfix fills
@@ -73,15 +75,29 @@ func TestClassifyGolden(t *testing.T) {
 		{"the same line under a tafile (not DANE) policy",
 			"certificate verification failed for mx.example.com[192.0.2.1]:25: not trusted by local or TLSA policy",
 			"Server certificate not verified", false, CertificateNotTrusted},
-		{"Postfix 3.7.11 libpostfix-tls: \"%s: all TLSA records unusable\" / smtp: \"TLSA records unusable\"", "",
+		{"logparse/testdata/real-postfix37-dane.log:25,33 (dane-only, TLSA 3 1 1 of another key)",
+			"server certificate verification failed for mx.tlsa-bad.test[127.0.1.2]:25: num=65:no matching DANE TLSA records",
+			"Server certificate not verified", false, TLSAInvalid},
+		{"logparse/testdata/real-postfix37-dane.log:97,99 (dane-only, DANE-TA 2 0 1 of another certificate)",
+			"CA certificate verification failed for x.wild.test[127.0.1.2]:25: num=65:no matching DANE TLSA records",
+			"Server certificate not verified", false, TLSAInvalid},
+		{"logparse/testdata/real-postfix37-dane.log:87,89 (dane-only, DANE-TA: the MX name is not in the certificate)",
+			"server certificate verification failed for mx.ta-name.test[127.0.1.2]:25: num=62:hostname mismatch",
+			"Server certificate not verified", false, CertificateHostMismatch},
+		{"logparse/testdata/real-postfix37-dane.log:61,64 (dane-only, TLSA 3 1 7: the warning is the session's verify text, logparse.Delivery.TLSVerify)",
+			"all TLSA records unusable", "Server certificate not verified", false, TLSAInvalid},
+		{"logparse/testdata/real-postfix37-dane.log:62,64 (the same session's verification failure alone says nothing specific)",
+			"server certificate verification failed for mx.tlsa-unusable.test[127.0.1.2]:25: num=1:unspecified certificate verification error",
+			"Server certificate not verified", false, ValidationFailure},
+		{"Postfix 3.7.11 smtp: \"TLSA records unusable\"", "",
 			"TLSA records unusable", true, TLSAInvalid},
-		{"Postfix 3.7.11 smtp: \"TLSA lookup error for %s:%u\"", "",
-			"TLSA lookup error for mx.example.com:25", true, DNSSECInvalid},
+		{"logparse/testdata/real-postfix37-dane.log:53 (dane-only, the TLSA query SERVFAILs)", "",
+			"TLSA lookup error for mx.tlsa-fail.test:25", false, DNSSECInvalid},
 		{"Postfix 3.7.11 libpostfix-tls: \"DNSSEC status lookup error for %s: %s\"", "",
 			"DNSSEC status lookup error for mx.example.com: Host not found, try again", true, DNSSECInvalid},
-		{"Postfix 3.7.11 smtp: \"no TLSA records found\" (dane-only)", "",
-			"no TLSA records found", true, DANERequired},
-		{"Postfix 3.7.11 smtp: \"non DNSSEC destination\" (dane-only)", "",
+		{"logparse/testdata/real-postfix37-dane.log:37 (dane-only, a signed MX host without TLSA records)", "",
+			"no TLSA records found", false, DANERequired},
+		{"logparse/testdata/real-postfix37-dane.log:44 (dane-only, an unsigned destination)", "",
 			"non DNSSEC destination", false, DANERequired},
 		{"logparse/testdata/fallback.log:4", "",
 			"Cannot start TLS: handshake failure", false, ValidationFailure},

@@ -49,6 +49,10 @@ func results(ds []logparse.Delivery) []sessionResult {
 // result specific; with Postfix 3.10's TLSRPT lines (postfix310-tlsrpt.log)
 // Postfix's own status decides, success included, and an unknown failure
 // type or an unreadable line leaves the session to mailtls's reading.
+// Under DANE (real-postfix37-dane.log) a deferral before connecting
+// (relay=none: no TLSA records, an insecure MX, a failed TLSA lookup) is
+// a failed session too; postfix/error's repeats are not (see
+// TestSessionsRelayNone).
 func TestSessionsFromLog(t *testing.T) {
 	for _, tc := range []struct {
 		file, domain string
@@ -59,6 +63,15 @@ func TestSessionsFromLog(t *testing.T) {
 		{"real-postfix37-tlsrpt.log", "untrusted.test", []sessionResult{{CertificateNotTrusted, "untrusted issuer /CN=mailtls e2e untrusted CA", false}}},
 		{"real-postfix37-tlsrpt.log", "plain.test", []sessionResult{{StartTLSNotSupported, "TLS is required, but was not offered by host plain.test[127.0.1.3]", false}}},
 		{"real-postfix37-tlsrpt.log", "tls.test", []sessionResult{{"", "", false}}},
+		{"real-postfix37-dane.log", "dane-ok.test", []sessionResult{{"", "", false}}},
+		{"real-postfix37-dane.log", "tlsa-bad.test", []sessionResult{{TLSAInvalid, "num=65:no matching DANE TLSA records", false}}},
+		{"real-postfix37-dane.log", "tlsa-unusable.test", []sessionResult{{TLSAInvalid, "all TLSA records unusable", false}}},
+		{"real-postfix37-dane.log", "ta-ok.test", []sessionResult{{"", "", false}}},
+		{"real-postfix37-dane.log", "ta-name.test", []sessionResult{{CertificateHostMismatch, "num=62:hostname mismatch", false}}},
+		{"real-postfix37-dane.log", "ta-bad.test", []sessionResult{{TLSAInvalid, "num=65:no matching DANE TLSA records", false}}},
+		{"real-postfix37-dane.log", "no-tlsa.test", []sessionResult{{DANERequired, "no TLSA records found", false}}},
+		{"real-postfix37-dane.log", "insecure.test", []sessionResult{{DANERequired, "non DNSSEC destination", false}}},
+		{"real-postfix37-dane.log", "tlsa-fail.test", []sessionResult{{DNSSECInvalid, "TLSA lookup error for mx.tlsa-fail.test:25", false}}},
 		{"tls-failures.log", "mismatch.test", []sessionResult{{CertificateHostMismatch, "num=62:hostname mismatch", false}}},
 		{"tls-failures.log", "selfsigned.test", []sessionResult{{CertificateNotTrusted, "self-signed certificate", false}}},
 		{"tls-failures.log", "plain.test", []sessionResult{{StartTLSNotSupported, "TLS is required, but was not offered by host plain.test[127.0.0.3]", false}}},
@@ -189,4 +202,22 @@ func mustMarshal(t *testing.T, r Report) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestSessionsRelayNone: of the rows that made no connection, only an
+// SMTP or LMTP client's DANE policy deferral is a session, without MX host
+// or address; postfix/error's "delivery temporarily suspended" repeats
+// and other relay=none rows are not.
+func TestSessionsRelayNone(t *testing.T) {
+	smtp := row(0, 1, "AAA", "a@dest.example", "none", "deferred", "no TLSA records found", nil)
+	lmtp := smtp
+	lmtp.Process, lmtp.QueueID = "postfix/lmtp", "BBB"
+	suspended := smtp
+	suspended.Process, suspended.QueueID, suspended.Reason = "postfix/error", "CCC", "delivery temporarily suspended: no TLSA records found"
+	refused := smtp
+	refused.QueueID, refused.Reason = "DDD", "connect to mx.dest.example[192.0.2.1]:25: Connection refused"
+	got := Sessions([]logparse.Delivery{smtp, lmtp, suspended, refused})
+	if len(got) != 2 || got[0].Result != DANERequired || got[1].Result != DANERequired || got[0].MXHost != "" || got[0].IP != "" {
+		t.Errorf("sessions %+v, want two dane-required without MX host and address", got)
+	}
 }

@@ -122,8 +122,9 @@ func TestPostgresBadDSN(t *testing.T) {
 
 // TestPostgresServeNotify: an override set by one mailtls process is served
 // by a running daemon on the same database, announced by NOTIFY: the
-// daemon polls only once an hour, so only the notification can bring it
-// within the 2 s.
+// daemon polls only once an hour, so only the notification can bring it.
+// The deadline is generous for a loaded machine; the test logs how long
+// each change took (the 2 s is a figure for make bench).
 func TestPostgresServeNotify(t *testing.T) {
 	c := newPGCLI(t)
 	c.ok("policy", "set", "example.com", "encrypt")
@@ -135,14 +136,14 @@ func TestPostgresServeNotify(t *testing.T) {
 	for i, want := range []string{"secure", "dane-only", "verify"} {
 		c.ok("policy", "set", "example.com", want)
 		start := time.Now()
-		eventually(t, 2*time.Second, "change "+want+" served", func() (bool, string) {
+		eventually(t, 10*time.Second, "change "+want+" served", func() (bool, string) {
 			got, _ := postmapQ(t, "example.com", m)
 			return got == want, got
 		})
 		t.Logf("change %d served after %s", i+1, time.Since(start).Round(time.Millisecond))
 	}
 	c.ok("policy", "rm", "example.com")
-	eventually(t, 2*time.Second, "removal served", func() (bool, string) {
+	eventually(t, 10*time.Second, "removal served", func() (bool, string) {
 		got, _ := postmapQ(t, "example.com", m)
 		return got == "may", got
 	})

@@ -171,6 +171,36 @@ func StartDNS(t testing.TB, z *Zone) string {
 	if err != nil {
 		t.Fatalf("no free port for UDP+TCP: %v", err)
 	}
+	serve(t, z, pc, ln)
+	return pc.LocalAddr().String()
+}
+
+// StartDNSAt serves z on UDP and TCP at addr (host:port on loopback),
+// for clients that cannot be told a port: glibc's resolver, configured by
+// a nameserver line of resolv.conf, always asks port 53.
+func StartDNSAt(t testing.TB, z *Zone, addr string) error {
+	t.Helper()
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("testnet: DNS address %q: want host:port: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("testnet: DNS address %q: want a loopback address", addr)
+	}
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return fmt.Errorf("testnet: DNS on %s: %w", addr, err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		pc.Close()
+		return fmt.Errorf("testnet: DNS on %s: %w", addr, err)
+	}
+	serve(t, z, pc, ln)
+	return nil
+}
+
+func serve(t testing.TB, z *Zone, pc net.PacketConn, ln net.Listener) {
 	for _, s := range []*dns.Server{{PacketConn: pc, Handler: z}, {Listener: ln, Handler: z}} {
 		started := make(chan struct{})
 		s.NotifyStartedFunc = func() { close(started) }
@@ -178,5 +208,4 @@ func StartDNS(t testing.TB, z *Zone) string {
 		<-started
 		t.Cleanup(func() { s.Shutdown() }) //nolint:errcheck // test server
 	}
-	return pc.LocalAddr().String()
 }
