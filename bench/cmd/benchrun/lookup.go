@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mailtls/mailtls/bench/internal/harness"
@@ -70,7 +72,12 @@ type lookupResult struct {
 	vsMTS, vsEcho map[int][]float64
 	// vsHTTP: mailtls serve with the --http listener, scraped every
 	// second, over the same server without it.
-	vsHTTP  map[int][]float64
+	vsHTTP map[int][]float64
+	// cpuHTTP: server CPU time per lookup with the listener ÷ without,
+	// per run (from /proc/PID/stat around each test; the scrapes'
+	// CPU counts against the listener). Less noisy than lookups/s: a
+	// server pinned to one CPU runs at whatever rate the client allows.
+	cpuHTTP map[int][]float64
 	scrapes int64 // /metrics scrapes that succeeded during the tests
 	only    string
 }
@@ -231,7 +238,7 @@ func runLookup(_ context.Context, cfg config) *lookupResult {
 	}
 	res := &lookupResult{
 		mtsVersion: harness.DpkgVersion("postfix-mta-sts-resolver"),
-		vsMTS:      map[int][]float64{}, vsEcho: map[int][]float64{}, vsHTTP: map[int][]float64{},
+		vsMTS:      map[int][]float64{}, vsEcho: map[int][]float64{}, vsHTTP: map[int][]float64{}, cpuHTTP: map[int][]float64{},
 		only: cfg.lookupOnly,
 	}
 	if _, err := harness.Run(10*time.Second, true, "/usr/bin/python3", "-c", "import uvloop"); err == nil {
@@ -269,13 +276,28 @@ func runLookup(_ context.Context, cfg config) *lookupResult {
 	for run := 0; run < cfg.runs; run++ {
 		for _, c := range cfg.conns {
 			got := map[string]lookupStat{}
+			cpu := map[string]float64{} // server CPU seconds per lookup, by addrKey
 			// Rotate the order from run to run so that no server always
 			// goes first after a pause.
 			for i := range specs {
 				sp := specs[(i+run)%len(specs)]
+				var proc *harness.Proc
+				switch {
+				case sp.addrKey == "ours" && sp.keys == commonKeys:
+					proc = srv.ours
+				case sp.addrKey == "ours-http":
+					proc = srv.oursHTTP
+				}
+				var before float64
+				if proc != nil {
+					before = cpuSeconds(proc.Pid())
+				}
 				st, err := benchLookup(cfg, cfg.pin, sp.proto, srv.addr[sp.addrKey], c, sp.keys)
 				if err != nil {
 					fatalf("lookup: %s: %v", sp.name, err)
+				}
+				if n := float64(st.Requests); proc != nil && n > 0 {
+					cpu[sp.addrKey] = (cpuSeconds(proc.Pid()) - before) / n
 				}
 				rows[key(sp, c)].runs = append(rows[key(sp, c)].runs, st)
 				got[sp.addrKey+sp.proto+sp.keys] = st
@@ -290,6 +312,9 @@ func runLookup(_ context.Context, cfg config) *lookupResult {
 			}
 			if ours > 0 {
 				res.vsHTTP[c] = append(res.vsHTTP[c], got["ours-http"+"socketmap"+commonKeys].PerSec/ours)
+			}
+			if cpu["ours"] > 0 && cpu["ours-http"] > 0 {
+				res.cpuHTTP[c] = append(res.cpuHTTP[c], cpu["ours-http"]/cpu["ours"])
 			}
 		}
 	}
@@ -319,4 +344,29 @@ func runLookup(_ context.Context, cfg config) *lookupResult {
 		ps.stop()
 	}
 	return res
+}
+
+// cpuSeconds is the user+system CPU time of process pid so far, from
+// /proc/PID/stat (clock ticks of 1/100 s), or 0 when it cannot be read.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: fields count
+	// from after its closing parenthesis (state is field 3, utime 14).
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	s, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return float64(u+s) / 100
 }

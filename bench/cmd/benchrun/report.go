@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -425,6 +426,18 @@ func (r *report) httpCost(b *strings.Builder) {
 	t := harness.Table{Head: []string{"conns", "with --http ÷ without"}}
 	for _, c := range r.cfg.conns {
 		t.Add(fmt.Sprint(c), fmt.Sprintf("%.3f×", harness.Median(l.vsHTTP[c])))
+	}
+	b.WriteString(t.String())
+	w("\nServer CPU time per lookup, with ÷ without (user+system from /proc/PID/stat around each test, so the\n")
+	w("scrapes' own CPU counts against the listener; median of the per-run ratios, and the per-run range):\n\n")
+	t = harness.Table{Head: []string{"conns", "CPU per lookup, with --http ÷ without", "(min–max)"}}
+	for _, c := range r.cfg.conns {
+		xs := l.cpuHTTP[c]
+		if len(xs) == 0 {
+			continue
+		}
+		lo, hi := slices.Min(xs), slices.Max(xs)
+		t.Add(fmt.Sprint(c), fmt.Sprintf("%.3f×", harness.Median(xs)), fmt.Sprintf("%.3f–%.3f", lo, hi))
 	}
 	b.WriteString(t.String())
 }
