@@ -248,7 +248,11 @@ type straceCall struct {
 
 // A resumed call is counted at its start; strace writes "???" for the name
 // of one resumed after its thread was killed at exit.
-var straceLine = regexp.MustCompile(`^\d+ +(?:<\.\.\. ([a-z0-9_]+|\?\?\?) resumed>|([a-z0-9_]+)\()(.*)$`)
+var (
+	straceLine      = regexp.MustCompile(`^\d+ +(?:<\.\.\. ([a-z0-9_]+|\?\?\?) resumed>|([a-z0-9_]+)\()(.*)$`)
+	straceUndecoded = regexp.MustCompile(`^(\d+) +\?\?\?\( <unfinished \.\.\.>$`)
+	straceExit      = regexp.MustCompile(`^(\d+) +\+\+\+ (?:exited|killed) `)
+)
 
 func readStrace(t *testing.T, path string) []straceCall {
 	t.Helper()
@@ -257,29 +261,58 @@ func readStrace(t *testing.T, path string) []straceCall {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var calls []straceCall
-	sc := bufio.NewScanner(f)
+	calls, problems, err := parseStrace(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Error(p)
+	}
+	return calls
+}
+
+// parseStrace reads strace -f output: the calls, and each line that cannot
+// be checked against the sandbox.
+func parseStrace(r io.Reader) (calls []straceCall, problems []string, err error) {
+	// undecoded holds the threads whose system call strace could not name
+	// ("???( <unfinished ...>"): that happens when exit_group tears the
+	// thread down while it is in a call, so the thread's next line must be
+	// its exit, and the call never completed.
+	undecoded := map[string]string{}
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
+		if m := straceUndecoded.FindStringSubmatch(line); m != nil {
+			undecoded[m[1]] = line
+			continue
+		}
+		if m := straceExit.FindStringSubmatch(line); m != nil {
+			delete(undecoded, m[1])
+			continue
+		}
+		if pid, _, _ := strings.Cut(line, " "); undecoded[pid] != "" {
+			problems = append(problems, fmt.Sprintf("strace could not name a call, and the thread went on: %q, then %q", undecoded[pid], line))
+			delete(undecoded, pid)
+		}
 		if strings.Contains(line, " --- ") || strings.Contains(line, " +++ ") {
 			continue // signals, exits
 		}
 		m := straceLine.FindStringSubmatch(line)
 		if m == nil {
-			t.Errorf("strace line not understood: %q", line)
+			problems = append(problems, fmt.Sprintf("strace line not understood: %q", line))
 			continue
 		}
-		name := m[1] + m[2]
 		if m[1] != "" {
 			continue // counted at its start
 		}
-		calls = append(calls, straceCall{name, m[3], line})
+		calls = append(calls, straceCall{m[2], m[3], line})
 	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
+	for _, line := range undecoded {
+		problems = append(problems, fmt.Sprintf("strace could not name a call, and the thread did not exit: %q", line))
 	}
-	return calls
+	slices.Sort(problems)
+	return calls, problems, sc.Err()
 }
 
 // daemon is mailtls running under strace.
@@ -646,4 +679,33 @@ func writePath(c straceCall) string {
 		return ""
 	}
 	return firstPath(c)
+}
+
+func TestParseStrace(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		trace    string
+		calls    []string
+		problems int
+	}{
+		{"calls", "10 openat(AT_FDCWD, \"/x\", O_RDONLY) = 3\n10 read(3 <unfinished ...>\n11 futex(0x1, FUTEX_WAKE) = 1\n10 <... read resumed>\"a\", 1) = 1\n", []string{"openat", "read", "futex"}, 0},
+		{"torn down in a call", "10 read(3, \"a\", 1) = 1\n11 ???( <unfinished ...>\n10 exit_group(0) = ?\n11 +++ exited with 0 +++\n10 +++ exited with 0 +++\n", []string{"read", "exit_group"}, 0},
+		{"undecoded, then went on", "11 ???( <unfinished ...>\n11 <... ??? resumed>) = 0\n11 +++ exited with 0 +++\n", nil, 1},
+		{"undecoded, never exited", "11 ???( <unfinished ...>\n", nil, 1},
+		{"garbage", "11 ???(x) = 0\n", nil, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls, problems, err := parseStrace(strings.NewReader(tc.trace))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, c := range calls {
+				names = append(names, c.name)
+			}
+			if !slices.Equal(names, tc.calls) || len(problems) != tc.problems {
+				t.Errorf("calls %v, problems %q; want calls %v and %d problems", names, problems, tc.calls, tc.problems)
+			}
+		})
+	}
 }
