@@ -51,6 +51,10 @@ type ingestResult struct {
 	rows        []*ingestRow
 	vsPflogsumm map[int][]float64 // lines -> per-run pflogsumm wall / import wall
 	versions    map[string]string
+	// restRSS is the peak RSS, in KB, of mailtls importing an empty log:
+	// the process at rest, most of it the binary's resident code and
+	// data, which grows with the binary rather than with the import.
+	restRSS []float64
 }
 
 var genLineRe = regexp.MustCompile(`^(\d+) lines, (\d+) deliveries`)
@@ -100,6 +104,20 @@ func runIngest(_ context.Context, cfg config) *ingestResult {
 	_ = os.RemoveAll(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		fatalf("%v", err)
+	}
+	empty := filepath.Join(dir, "empty.log")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		fatalf("%v", err)
+	}
+	for run := 0; run < cfg.runs; run++ {
+		db := filepath.Join(dir, "rest.db")
+		rmDB(db)
+		r, err := harness.Run(time.Minute, false, cfg.bin, "--db", db, "import", empty)
+		if err != nil {
+			fatalf("import of an empty log: %v", err)
+		}
+		res.restRSS = append(res.restRSS, float64(r.MaxRSS))
+		rmDB(db)
 	}
 	for _, n := range cfg.logLines {
 		path, lines, size := logFile(cfg, n)
