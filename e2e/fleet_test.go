@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/internal/pgtest"
 	"github.com/mailtls/mailtls/logparse"
 )
@@ -26,7 +27,7 @@ import (
 func truthCounts(truth logparse.Truth) summaryOf {
 	var s summaryOf
 	for _, d := range truth.Deliveries {
-		if d.Status != logparse.StatusSent {
+		if d.Status != delivery.Sent {
 			continue
 		}
 		s.Deliveries++

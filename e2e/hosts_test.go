@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/logparse"
 )
 
@@ -101,7 +102,7 @@ func (f fleetCLI) status(args ...string) statusOf {
 func sentIn(truth logparse.Truth) int64 {
 	var n int64
 	for _, d := range truth.Deliveries {
-		if d.Status == logparse.StatusSent {
+		if d.Status == delivery.Sent {
 			n++
 		}
 	}

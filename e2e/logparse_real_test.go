@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/logparse"
 )
 
@@ -86,7 +87,7 @@ func TestRealHostileRecipientAndSuspension(t *testing.T) {
 	p.PurgeQueue()
 
 	c := logparse.NewCorrelator(logparse.Options{RefTime: time.Now()})
-	var ds []logparse.Delivery
+	var ds []delivery.Delivery
 	for _, l := range p.LogLines() {
 		ds = append(ds, c.Feed([]byte(l))...)
 	}
@@ -95,16 +96,16 @@ func TestRealHostileRecipientAndSuspension(t *testing.T) {
 		switch {
 		case strings.HasPrefix(d.Recipient, `"x@bank.example>`):
 			hostileSeen++
-			if d.Recipient != hostile || d.Domain != "plain.test" || !strings.HasPrefix(d.Relay, "plain.test[") || d.Status != logparse.StatusSent {
+			if d.Recipient != hostile || d.Domain != "plain.test" || !strings.HasPrefix(d.Relay, "plain.test[") || d.Status != delivery.Sent {
 				t.Errorf("hostile recipient parsed as %+v", d)
 			}
 		case d.Domain == "enc.test" && d.Relay == "none":
-			if !d.TLSFailure || d.Status != logparse.StatusDeferred || d.TLS != nil {
+			if !d.TLSFailure || d.Status != delivery.Deferred || d.TLS != nil {
 				t.Errorf("suspended deferral %+v: want a TLS deferral with TLS unknown", d)
 			}
 			suspendedTLS++
 		case d.Domain == "enc.test":
-			if !d.TLSFailure || d.Status != logparse.StatusDeferred {
+			if !d.TLSFailure || d.Status != delivery.Deferred {
 				t.Errorf("deferral %+v: want a TLS deferral", d)
 			}
 			smtpTLS++

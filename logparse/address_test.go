@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 // TestHostileRecipient: a quoted local part that looks like the rest of a
@@ -20,7 +22,7 @@ func TestHostileRecipient(t *testing.T) {
 			t.Fatalf("%d deliveries for %q", len(ds), line)
 		}
 		d := ds[0]
-		if d.Domain != "evil.example" || d.Status != StatusBounced || d.DSN != "5.1.1" || d.Relay != "mx.evil.example[192.0.2.9]:25" {
+		if d.Domain != "evil.example" || d.Status != delivery.Bounced || d.DSN != "5.1.1" || d.Relay != "mx.evil.example[192.0.2.9]:25" {
 			t.Errorf("forged: domain %q status %q dsn %q relay %q", d.Domain, d.Status, d.DSN, d.Relay)
 		}
 		if d.Recipient != forged && d.OrigTo != forged {
@@ -134,7 +136,7 @@ func FuzzRecipientAddress(f *testing.F) {
 			t.Fatalf("%d deliveries for %q", len(ds), line)
 		}
 		d := ds[0]
-		if d.Relay != "mx.real.example[192.0.2.1]:25" || d.DSN != "5.1.1" || d.Status != StatusBounced || d.QueueID != "8000000001" {
+		if d.Relay != "mx.real.example[192.0.2.1]:25" || d.DSN != "5.1.1" || d.Status != delivery.Bounced || d.QueueID != "8000000001" {
 			t.Fatalf("fields forged by %q: %+v", addr, d)
 		}
 		wantDomain := strings.ToLower(toString([]byte(domain)))

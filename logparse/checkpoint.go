@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 // ErrBadCheckpoint is returned by UnmarshalCheckpoint for bytes that are not
@@ -157,7 +159,7 @@ func isHexSHA256(s string) bool {
 // Batch is what a follower hands to its Commit: the deliveries completed by a
 // run of consecutive lines, and the checkpoint just past the last of them.
 type Batch struct {
-	Deliveries []Delivery
+	Deliveries []delivery.Delivery
 	Checkpoint Checkpoint
 	// Stats are the correlator's, cumulative since the first start (they
 	// are restored with its state).

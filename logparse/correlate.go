@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 // ErrBadState is returned by UnmarshalState for data it did not write.
@@ -133,7 +135,7 @@ type Correlator struct {
 	hdr     header
 	scratch []byte
 	keyBuf  []byte
-	out     [1]Delivery // Feed's result
+	out     [1]delivery.Delivery // Feed's result
 }
 
 // failID is a message's handshake failure with a relay host.
@@ -143,12 +145,12 @@ type failID struct{ qid, host string }
 // An entry without an open session, handshake failure, pending
 // verification failure or TLSRPT status is deleted.
 type procState struct {
-	Open   bool   `json:"open,omitempty"`
-	Relay  string `json:"relay,omitempty"`
-	Trust  string `json:"trust,omitempty"`
-	Proto  string `json:"proto,omitempty"`
-	Cipher string `json:"cipher,omitempty"`
-	QID    string `json:"qid,omitempty"` // bound by the first delivery of the session
+	Open   bool           `json:"open,omitempty"`
+	Relay  string         `json:"relay,omitempty"`
+	Trust  delivery.Trust `json:"trust,omitempty"`
+	Proto  string         `json:"proto,omitempty"`
+	Cipher string         `json:"cipher,omitempty"`
+	QID    string         `json:"qid,omitempty"` // bound by the first delivery of the session
 
 	FailRelay string `json:"fail_relay,omitempty"` // last "SSL_connect error to"
 	FailQID   string `json:"fail_qid,omitempty"`   // bound by the first delivery after it
@@ -218,13 +220,13 @@ func (c *Correlator) Stats() Stats { return c.stats }
 // understands are counted in Stats.Skipped. Feed never panics on any input.
 //
 // The result is valid until the next call: callers copy it (append).
-func (c *Correlator) Feed(line []byte) []Delivery {
+func (c *Correlator) Feed(line []byte) []delivery.Delivery {
 	out := c.feed(line)
 	c.settle()
 	return out
 }
 
-func (c *Correlator) feed(line []byte) []Delivery {
+func (c *Correlator) feed(line []byte) []delivery.Delivery {
 	c.stats.Lines++
 	c.seq++
 	h := &c.hdr
@@ -312,7 +314,7 @@ func (c *Correlator) feed(line []byte) []Delivery {
 		}
 		return nil
 	}
-	status, ok := knownStatus(d.status)
+	status, ok := delivery.ParseStatus(d.status)
 	if !ok {
 		c.skip(line, false)
 		return nil
@@ -357,7 +359,7 @@ func (c *Correlator) FirstSkipped() (quoted string, ok bool) {
 // temporarily suspended: REASON OF THE FAILURE") and for error: transports.
 // Its delivery records are deliveries with relay=none (TLS unknown): TLS
 // failures when the reason names TLS.
-func (c *Correlator) feedError(line []byte, h *header) []Delivery {
+func (c *Correlator) feedError(line []byte, h *header) []delivery.Delivery {
 	d, ok := parseDelivery(h.msg)
 	if !ok {
 		if bytes.Contains(h.msg, []byte(": to=<")) {
@@ -365,7 +367,7 @@ func (c *Correlator) feedError(line []byte, h *header) []Delivery {
 		}
 		return nil
 	}
-	status, ok := knownStatus(d.status)
+	status, ok := delivery.ParseStatus(d.status)
 	if !ok || string(d.relay) != "none" {
 		c.skip(line, false) // error(8) makes no connection
 		return nil
@@ -402,14 +404,14 @@ func (c *Correlator) onTLS(h *header, t *tlsLine) {
 	}
 }
 
-func (c *Correlator) onDelivery(line []byte, h *header, d *deliveryLine, status string) Delivery {
+func (c *Correlator) onDelivery(line []byte, h *header, d *deliveryLine, status delivery.Status) delivery.Delivery {
 	p := c.proc(h, true)
 	relay := toString(d.relay)
 	qid := string(d.qid)
 	rcpt := toString(d.rcpt)
-	del := Delivery{
+	del := delivery.Delivery{
 		Time:      h.time(c.loc),
-		Host:      toString(h.host),
+		LogHost:   toString(h.host),
 		Process:   toString(h.tag),
 		PID:       h.pid,
 		QueueID:   qid,
@@ -474,7 +476,7 @@ func (c *Correlator) onDelivery(line []byte, h *header, d *deliveryLine, status 
 		p.Open = false
 		p.SessVerify = ""
 		switch {
-		case failed && status == StatusSent:
+		case failed && status == delivery.Sent:
 			del.TLS = &no
 			del.Fallback = true
 		case reasonNoTLS(d.reason):
@@ -495,13 +497,13 @@ func (c *Correlator) onDelivery(line []byte, h *header, d *deliveryLine, status 
 			del.TLSTrust, del.TLSProtocol, del.TLSCipher, del.TLSVerify = "", "", "", ""
 			// "may:none" is also what a server that offers no STARTTLS
 			// gives: plaintext, but a fallback only after a failed handshake.
-			del.Fallback = status == StatusSent && failed
-		case status == StatusSent && !feat.violation && mandatoryTLS(feat.final):
+			del.Fallback = status == delivery.Sent && failed
+		case status == delivery.Sent && !feat.violation && mandatoryTLS(feat.final):
 			del.TLS = &yes
 			del.Fallback = false
 		}
 	}
-	if status != StatusSent && (feat.violation || reasonMentionsTLS(d.reason)) {
+	if status != delivery.Sent && (feat.violation || reasonMentionsTLS(d.reason)) {
 		del.TLSFailure = true
 	}
 	c.dropIfIdle(h, p)

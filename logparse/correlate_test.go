@@ -13,11 +13,13 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the parser's output")
 
-// goldenRecord is the JSONL form of a Delivery in testdata/*.golden: the
+// goldenRecord is the JSONL form of a delivery.Delivery in testdata/*.golden: the
 // contract fields of "mailtls deliveries --format jsonl" plus what helps a
 // reader check the file by hand.
 type goldenRecord struct {
@@ -44,12 +46,12 @@ type goldenRecord struct {
 	TLSRPT      string `json:"tlsrpt,omitempty"`
 }
 
-func toGolden(d Delivery) goldenRecord {
+func toGolden(d delivery.Delivery) goldenRecord {
 	return goldenRecord{
-		Time: d.Time.Format(time.RFC3339Nano), Host: d.Host, Process: d.Process, PID: d.PID,
+		Time: d.Time.Format(time.RFC3339Nano), Host: d.LogHost, Process: d.Process, PID: d.PID,
 		QueueID: d.QueueID, Recipient: d.Recipient, OrigTo: d.OrigTo, Domain: d.Domain,
-		Relay: d.Relay, Status: d.Status, DSN: d.DSN, Reason: d.Reason,
-		TLS: d.TLS, TLSTrust: d.TLSTrust, TLSProtocol: d.TLSProtocol, TLSCipher: d.TLSCipher,
+		Relay: d.Relay, Status: string(d.Status), DSN: d.DSN, Reason: d.Reason,
+		TLS: d.TLS, TLSTrust: string(d.TLSTrust), TLSProtocol: d.TLSProtocol, TLSCipher: d.TLSCipher,
 		Fallback: d.Fallback, TLSFailure: d.TLSFailure, TLSFeature: d.TLSFeature,
 		TLSVerify: d.TLSVerify, TLSRPT: d.TLSRPT,
 	}
@@ -82,8 +84,8 @@ func readLogLines(t testing.TB, path string) [][]byte {
 	return lines
 }
 
-func feedAll(c *Correlator, lines [][]byte) []Delivery {
-	var out []Delivery
+func feedAll(c *Correlator, lines [][]byte) []delivery.Delivery {
+	var out []delivery.Delivery
 	for _, l := range lines {
 		out = append(out, c.Feed(l)...)
 	}
@@ -102,7 +104,7 @@ func goldenInputs(t testing.TB) []string {
 	return files
 }
 
-func encodeGolden(t testing.TB, ds []Delivery) []byte {
+func encodeGolden(t testing.TB, ds []delivery.Delivery) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -344,10 +346,10 @@ func checkStateCost(t *testing.T, c *Correlator) {
 	}
 }
 
-func checkDelivery(t *testing.T, d Delivery) {
+func checkDelivery(t *testing.T, d delivery.Delivery) {
 	t.Helper()
 	switch d.Status {
-	case StatusSent, StatusDeferred, StatusBounced, StatusExpired:
+	case delivery.Sent, delivery.Deferred, delivery.Bounced, delivery.Expired:
 	default:
 		t.Fatalf("status %q", d.Status)
 	}
@@ -364,7 +366,7 @@ func checkDelivery(t *testing.T, d Delivery) {
 		t.Fatalf("bad delivery %+v", d)
 	}
 	switch d.TLSTrust {
-	case "", TrustAnonymous, TrustUntrusted, TrustTrusted, TrustVerified:
+	case "", delivery.Anonymous, delivery.Untrusted, delivery.Trusted, delivery.Verified:
 	default:
 		t.Fatalf("trust %q", d.TLSTrust)
 	}
@@ -379,16 +381,16 @@ func checkDelivery(t *testing.T, d Delivery) {
 	if (d.TLS == nil || !*d.TLS) && (d.TLSTrust != "" || d.TLSCipher != "" || d.TLSProtocol != "" || d.TLSVerify != "") {
 		t.Fatalf("TLS details without TLS: %+v", d)
 	}
-	if d.Fallback && (d.TLS == nil || *d.TLS || d.Status != StatusSent) {
+	if d.Fallback && (d.TLS == nil || *d.TLS || d.Status != delivery.Sent) {
 		t.Fatalf("fallback that is not a plaintext sent: %+v", d)
 	}
-	if d.TLSFailure && d.Status == StatusSent {
+	if d.TLSFailure && d.Status == delivery.Sent {
 		t.Fatalf("TLS failure on a sent delivery: %+v", d)
 	}
 	if d.Relay == "none" && d.TLS != nil {
 		t.Fatalf("relay=none with TLS %v", *d.TLS)
 	}
-	for _, s := range []string{d.Recipient, d.OrigTo, d.Domain, d.Relay, d.Reason, d.Host, d.Process, d.DSN} {
+	for _, s := range []string{d.Recipient, d.OrigTo, d.Domain, d.Relay, d.Reason, d.LogHost, d.Process, d.DSN} {
 		if !utf8.ValidString(s) {
 			t.Fatalf("invalid UTF-8 in %+v", d)
 		}
@@ -437,8 +439,8 @@ func TestStatsPerFile(t *testing.T) {
 	}
 }
 
-func feedStrings(c *Correlator, lines ...string) []Delivery {
-	var out []Delivery
+func feedStrings(c *Correlator, lines ...string) []delivery.Delivery {
+	var out []delivery.Delivery
 	for _, l := range lines {
 		out = append(out, c.Feed([]byte(l))...)
 	}
@@ -509,9 +511,9 @@ const unusableTLSASession = "Dec 02 14:25:31 sender postfix/smtpd[3969]: disconn
 // the session's verification reason, not the vague verification failure
 // after it; a warning for another relay, or a mangled one, is not.
 func TestTLSAUnusable(t *testing.T) {
-	feed := func(in string) []Delivery {
+	feed := func(in string) []delivery.Delivery {
 		c := NewCorrelator(goldenOptions(""))
-		var out []Delivery
+		var out []delivery.Delivery
 		for _, l := range strings.Split(strings.TrimSuffix(in, "\n"), "\n") {
 			out = append(out, c.Feed([]byte(l))...)
 		}

@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 // Defaults of the Follower fields.
@@ -289,7 +291,7 @@ type fileRun struct {
 
 	skipLogged bool // the first skipped line has been logged
 
-	pending    []Delivery
+	pending    []delivery.Delivery
 	dirty      bool // lines consumed since the last commit
 	dirtySince time.Time
 

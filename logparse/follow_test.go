@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 // The tests drive the follower one poll at a time through a TestWaker; no
@@ -31,7 +33,7 @@ const testTimeout = 30 * time.Second
 type followDB struct {
 	mu      sync.Mutex
 	changed *sync.Cond
-	rows    []Delivery
+	rows    []delivery.Delivery
 	cp      []byte
 	stats   Stats
 	batches []Batch // every committed batch, without deliveries
@@ -86,7 +88,7 @@ func (db *followDB) checkpoint(t *testing.T) Checkpoint {
 	return cp
 }
 
-func (db *followDB) deliveries() []Delivery {
+func (db *followDB) deliveries() []delivery.Delivery {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	return slices.Clone(db.rows)
@@ -230,7 +232,7 @@ func (h *followRun) stop() error {
 }
 
 // flStamp is the time of generated line i: unique per line, so every
-// generated line (and Delivery.Key) is unique.
+// generated line (and delivery.Delivery.Key) is unique.
 func flStamp(i int) string {
 	return time.Date(2025, 11, 28, 6, 0, 0, 0, time.UTC).Add(time.Duration(i) * 1117 * time.Microsecond).Format("2006-01-02T15:04:05.000000-07:00")
 }
@@ -272,9 +274,9 @@ func flLines(first, n int, tls bool) string {
 
 // flCleanPass feeds every line of content (the last one too, with or
 // without newline) to a fresh correlator.
-func flCleanPass(content string) ([]Delivery, Stats) {
+func flCleanPass(content string) ([]delivery.Delivery, Stats) {
 	c := flNewCorrelator()
-	var out []Delivery
+	var out []delivery.Delivery
 	rest := content
 	for rest != "" {
 		line, more, _ := strings.Cut(rest, "\n")
@@ -286,12 +288,12 @@ func flCleanPass(content string) ([]Delivery, Stats) {
 
 // flCompare checks that got holds exactly the deliveries of want: each key
 // exactly once, each record identical. want must not be empty.
-func flCompare(t *testing.T, got, want []Delivery) {
+func flCompare(t *testing.T, got, want []delivery.Delivery) {
 	t.Helper()
 	if len(want) == 0 {
 		t.Fatal("test bug: no expected deliveries")
 	}
-	wantBy := make(map[string]Delivery, len(want))
+	wantBy := make(map[string]delivery.Delivery, len(want))
 	for _, d := range want {
 		if _, dup := wantBy[d.Key]; dup {
 			t.Fatalf("test bug: expected deliveries repeat key %s", d.Key)
@@ -335,7 +337,7 @@ func flCompare(t *testing.T, got, want []Delivery) {
 	}
 }
 
-func flFmt(d Delivery) string {
+func flFmt(d delivery.Delivery) string {
 	tls := "nil"
 	if d.TLS != nil {
 		tls = fmt.Sprint(*d.TLS)
@@ -1392,7 +1394,7 @@ func TestFollowCatchUpSkipsCorruptGzip(t *testing.T) {
 	h2 := startFollow(t, path, db, cp, log, nil)
 	wantC, _ := flCleanPass(c)
 	wantD, _ := flCleanPass(d)
-	has := func(ws []Delivery) bool {
+	has := func(ws []delivery.Delivery) bool {
 		got := map[string]bool{}
 		for _, g := range db.deliveries() {
 			got[g.Key] = true

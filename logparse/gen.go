@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"time"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 // GenConfig configures GenerateLog.
@@ -33,9 +35,9 @@ type TruthDelivery struct {
 	Recipient   string
 	Domain      string
 	Relay       string
-	Status      string
+	Status      delivery.Status
 	TLS         *bool // nil: no connection, or no TLS summary line written yet
-	TLSTrust    string
+	TLSTrust    delivery.Trust
 	TLSProtocol string
 	TLSCipher   string
 	Fallback    bool // plaintext after this message's handshake to this relay failed
@@ -83,9 +85,9 @@ var profileWeights = [...]struct {
 	{profPlain, 12}, {profBroken, 5}, {profRequired, 4}, {profVerifyFail, 3}, {profDown, 5},
 }
 
-var trustNames = map[profile]string{
-	profVerified: TrustVerified, profTrusted: TrustTrusted, profUntrusted: TrustUntrusted,
-	profAnonymous: TrustAnonymous, profVerifyFail: TrustUntrusted,
+var trustNames = map[profile]delivery.Trust{
+	profVerified: delivery.Verified, profTrusted: delivery.Trusted, profUntrusted: delivery.Untrusted,
+	profAnonymous: delivery.Anonymous, profVerifyFail: delivery.Untrusted,
 }
 
 type suite struct{ proto, cipher, bits, extra string }
@@ -418,13 +420,13 @@ func (g *gen) idleProc() *proc {
 	return p
 }
 
-func (g *gen) deliveryMsg(m *message, rcpt, relay, extra, dsn, status, reason string) string {
+func (g *gen) deliveryMsg(m *message, rcpt, relay, extra, dsn string, status delivery.Status, reason string) string {
 	delay := fmt.Sprintf("%.2g", 0.05+g.rng.Float64()*3)
 	return fmt.Sprintf("%s: to=<%s>, relay=%s, %sdelay=%s, delays=0.01/0.01/0.%d/0.%d, dsn=%s, status=%s (%s)",
 		m.qid, rcpt, relay, extra, delay, g.rng.IntN(9), g.rng.IntN(9), dsn, status, reason)
 }
 
-func (g *gen) newTruth(m *message, rcpt, relay, status string) *TruthDelivery {
+func (g *gen) newTruth(m *message, rcpt, relay string, status delivery.Status) *TruthDelivery {
 	return &TruthDelivery{QueueID: m.qid, Recipient: rcpt, Domain: strings.ToLower(m.dom.name), Relay: relay, Status: status}
 }
 
@@ -443,14 +445,14 @@ func (g *gen) attempt(m *message) {
 		s.lines = append(s.lines, genLine{tag: "postfix/qmgr", pid: 2600, msg: fmt.Sprintf(format, args...)})
 	}
 	qmgr("%s: from=<%s>, size=%d, nrcpt=%d (queue active)", m.qid, m.from, 800+g.rng.IntN(50000), len(m.rcpts))
-	tlsLine := func(trust string, reused bool) {
+	tlsLine := func(trust delivery.Trust, reused bool) {
 		verb := "established"
 		if reused {
 			verb = "reused"
 		}
 		st := d.suite
 		msg := fmt.Sprintf("%s TLS connection %s to %s: %s with cipher %s (%s bits)%s",
-			strings.ToUpper(trust[:1])+trust[1:], verb, d.relay, st.proto, st.cipher, st.bits, st.extra)
+			strings.ToUpper(string(trust[:1]))+string(trust[1:]), verb, d.relay, st.proto, st.cipher, st.bits, st.extra)
 		if d.reuse && !reused {
 			s.lines = append(s.lines, genLine{tag: "postfix/tlsproxy", pid: 2500, msg: msg})
 		}
@@ -467,15 +469,15 @@ func (g *gen) attempt(m *message) {
 			extra = fmt.Sprintf("conn_use=%d, ", 2+g.rng.IntN(4))
 		}
 		for _, r := range m.rcpts {
-			t := g.newTruth(m, r, d.relay, StatusSent)
+			t := g.newTruth(m, r, d.relay, delivery.Sent)
 			t.TLSTrust, t.TLSProtocol, t.TLSCipher = trust, d.suite.proto, d.suite.cipher
-			dsn, status, reason := "2.0.0", StatusSent, "250 2.0.0 Ok: queued as "+g.newQID()
+			dsn, status, reason := "2.0.0", delivery.Sent, "250 2.0.0 Ok: queued as "+g.newQID()
 			switch x := g.rng.IntN(40); {
 			case x == 0:
-				dsn, status = "5.1.1", StatusBounced
+				dsn, status = "5.1.1", delivery.Bounced
 				reason = fmt.Sprintf("host %s said: 550 5.1.1 <%s>: Recipient address rejected: User unknown in virtual mailbox table (in reply to RCPT TO command)", strings.TrimSuffix(d.relay, ":25"), r)
 			case x == 1 && m.attempts < 3:
-				dsn, status = "4.2.0", StatusDeferred
+				dsn, status = "4.2.0", delivery.Deferred
 				reason = fmt.Sprintf("host %s said: 450 4.2.0 <%s>: Recipient address rejected: Greylisted, see https://postgrey.example/ (in reply to RCPT TO command)", strings.TrimSuffix(d.relay, ":25"), r)
 				deferred = append(deferred, r)
 			}
@@ -484,7 +486,7 @@ func (g *gen) attempt(m *message) {
 		}
 	case profPlain:
 		for _, r := range m.rcpts {
-			add(kPlain, g.deliveryMsg(m, r, d.relay, "", "2.0.0", StatusSent, "250 2.0.0 Ok: queued as "+g.newQID()), g.newTruth(m, r, d.relay, StatusSent))
+			add(kPlain, g.deliveryMsg(m, r, d.relay, "", "2.0.0", delivery.Sent, "250 2.0.0 Ok: queued as "+g.newQID()), g.newTruth(m, r, d.relay, delivery.Sent))
 		}
 	case profBroken:
 		if !m.failed || g.rng.IntN(2) == 0 {
@@ -495,39 +497,39 @@ func (g *gen) attempt(m *message) {
 			}
 		}
 		for _, r := range m.rcpts {
-			t := g.newTruth(m, r, d.relay, StatusSent)
+			t := g.newTruth(m, r, d.relay, delivery.Sent)
 			if !m.failed {
-				t.Status, t.TLSFailure = StatusDeferred, true
-				add(kNoTLS, g.deliveryMsg(m, r, d.relay, "", "4.7.5", StatusDeferred, "Cannot start TLS: handshake failure"), t)
+				t.Status, t.TLSFailure = delivery.Deferred, true
+				add(kNoTLS, g.deliveryMsg(m, r, d.relay, "", "4.7.5", delivery.Deferred, "Cannot start TLS: handshake failure"), t)
 				deferred = append(deferred, r)
 			} else {
 				t.Fallback = true
-				add(kPlain, g.deliveryMsg(m, r, d.relay, "", "2.0.0", StatusSent, "250 2.0.0 Ok: queued as "+g.newQID()), t)
+				add(kPlain, g.deliveryMsg(m, r, d.relay, "", "2.0.0", delivery.Sent, "250 2.0.0 Ok: queued as "+g.newQID()), t)
 			}
 		}
 		m.failed = true
 	case profRequired:
 		host := strings.TrimSuffix(d.relay, ":25")
 		for _, r := range m.rcpts {
-			t := g.newTruth(m, r, d.relay, StatusDeferred)
+			t := g.newTruth(m, r, d.relay, delivery.Deferred)
 			t.TLSFailure = true
-			add(kNoTLS, g.deliveryMsg(m, r, d.relay, "", "4.7.4", StatusDeferred, "TLS is required, but was not offered by host "+host), t)
+			add(kNoTLS, g.deliveryMsg(m, r, d.relay, "", "4.7.4", delivery.Deferred, "TLS is required, but was not offered by host "+host), t)
 		}
 		if m.attempts < 2 {
 			deferred = m.rcpts
 		}
 	case profVerifyFail:
 		add(kNoise, fmt.Sprintf("server certificate verification failed for %s: num=62:hostname mismatch", d.relay), nil)
-		tlsLine(TrustUntrusted, false)
+		tlsLine(delivery.Untrusted, false)
 		for _, r := range m.rcpts {
-			t := g.newTruth(m, r, d.relay, StatusDeferred)
-			t.TLSTrust, t.TLSProtocol, t.TLSCipher, t.TLSFailure = TrustUntrusted, d.suite.proto, d.suite.cipher, true
-			add(kTLSDel, g.deliveryMsg(m, r, d.relay, "", "4.7.5", StatusDeferred, "Server certificate not verified"), t)
+			t := g.newTruth(m, r, d.relay, delivery.Deferred)
+			t.TLSTrust, t.TLSProtocol, t.TLSCipher, t.TLSFailure = delivery.Untrusted, d.suite.proto, d.suite.cipher, true
+			add(kTLSDel, g.deliveryMsg(m, r, d.relay, "", "4.7.5", delivery.Deferred, "Server certificate not verified"), t)
 		}
 	case profDown:
 		add(kNoise, fmt.Sprintf("connect to %s: Connection refused", d.relay), nil)
 		for _, r := range m.rcpts {
-			add(kNoConn, g.deliveryMsg(m, r, "none", "", "4.4.1", StatusDeferred, "connect to "+d.relay+": Connection refused"), g.newTruth(m, r, "none", StatusDeferred))
+			add(kNoConn, g.deliveryMsg(m, r, "none", "", "4.4.1", delivery.Deferred, "connect to "+d.relay+": Connection refused"), g.newTruth(m, r, "none", delivery.Deferred))
 		}
 		if m.attempts < 2 {
 			deferred = m.rcpts

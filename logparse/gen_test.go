@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 func generate(t testing.TB, cfg GenConfig) ([]byte, Truth) {
@@ -90,15 +92,15 @@ func TestGeneratedLogShape(t *testing.T) {
 		case d.TLS == nil:
 			count["unknown"]++
 		case *d.TLS:
-			count["tls:"+d.TLSTrust]++
+			count["tls:"+string(d.TLSTrust)]++
 			count["proto:"+d.TLSProtocol]++
 		default:
 			count["plain"]++
 		}
-		count[d.Status]++
+		count[string(d.Status)]++
 	}
 	for _, k := range []string{"fallback", "tlsfail", "unknown", "plain", "tls:verified", "tls:trusted", "tls:untrusted",
-		"proto:TLSv1.3", "proto:TLSv1.2", StatusSent, StatusDeferred, StatusBounced} {
+		"proto:TLSv1.3", "proto:TLSv1.2", string(delivery.Sent), string(delivery.Deferred), string(delivery.Bounced)} {
 		if count[k] == 0 {
 			t.Errorf("no %s deliveries in %v", k, count)
 		}

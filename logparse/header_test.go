@@ -263,8 +263,8 @@ func TestContainerPrefixes(t *testing.T) {
 	}
 	for i, w := range want {
 		d := ds[i]
-		if d.Time.Format(time.RFC3339Nano) != w.time || d.Host != w.host || d.Recipient != w.rcpt || d.Process != "postfix/smtp" {
-			t.Errorf("delivery %d: %s %q %q %q, want %s %q %q", i, d.Time.Format(time.RFC3339Nano), d.Host, d.Recipient, d.Process, w.time, w.host, w.rcpt)
+		if d.Time.Format(time.RFC3339Nano) != w.time || d.LogHost != w.host || d.Recipient != w.rcpt || d.Process != "postfix/smtp" {
+			t.Errorf("delivery %d: %s %q %q %q, want %s %q %q", i, d.Time.Format(time.RFC3339Nano), d.LogHost, d.Recipient, d.Process, w.time, w.host, w.rcpt)
 		}
 	}
 	for i, tls := range []bool{true, true, false, true} {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/dnsname"
 )
 
@@ -133,6 +134,16 @@ func parsePort(s string) (int, error) {
 		return 0, fmt.Errorf("port %q is not 1-65535", s)
 	}
 	return p, nil
+}
+
+// Mark sets Internal on the deliveries of ds whose relay is a hop inside
+// the host (see Internal); the others keep what the correlator found.
+func (r *InternalRelays) Mark(ds []delivery.Delivery) {
+	for i := range ds {
+		if !ds[i].Internal && r.Internal(ds[i].Relay) {
+			ds[i].Internal = true
+		}
+	}
 }
 
 // Internal reports whether a delivery to relay (as logged after "relay=")

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 // ErrJournalctl wraps a failure to start journalctl.
@@ -159,7 +161,7 @@ type journalRun struct {
 	idents   []string
 
 	cursor  string // of the last entry read
-	pending []Delivery
+	pending []delivery.Delivery
 	dirty   bool
 
 	skips       JournalSkips // since Run started

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 // The journal tests run JournalFollower against testdata/fakejournalctl,
@@ -65,9 +67,9 @@ func jrFixture(t *testing.T, name string) (path string, entries []jrEntry) {
 
 // jrCleanPass feeds the entries whose identifier starts with prefix to a
 // fresh correlator.
-func jrCleanPass(entries []jrEntry, prefix string) ([]Delivery, Stats) {
+func jrCleanPass(entries []jrEntry, prefix string) ([]delivery.Delivery, Stats) {
 	c := flNewCorrelator()
-	var out []Delivery
+	var out []delivery.Delivery
 	for _, e := range entries {
 		if strings.HasPrefix(e.ident, prefix) {
 			out = append(out, c.Feed([]byte(e.line))...)

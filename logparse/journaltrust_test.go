@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 // jrExpect returns the verdicts the forged.json fixture expects of each
@@ -58,7 +60,7 @@ func TestJournalTrust(t *testing.T) {
 
 			// What a correlator makes of the believed entries alone.
 			c := flNewCorrelator()
-			var want []Delivery
+			var want []delivery.Delivery
 			var wantSkips JournalSkips
 			for i, e := range entries {
 				if expect[i] == "believed" {
@@ -101,7 +103,7 @@ func TestJournalTrust(t *testing.T) {
 			// carol's entries (postfix-out/smtp as root) carry SYSLOG_PIDs
 			// that differ from each other and from _PID: correlated by
 			// _PID, her delivery has the TLS of the line before it.
-			var carol *Delivery
+			var carol *delivery.Delivery
 			for i := range got {
 				if got[i].Recipient == "carol@example.org" {
 					carol = &got[i]
@@ -110,7 +112,7 @@ func TestJournalTrust(t *testing.T) {
 			if carol == nil {
 				t.Fatal("carol's delivery (smtp running as root) is missing")
 			}
-			if carol.PID != 5002 || carol.TLS == nil || !*carol.TLS || carol.TLSTrust != TrustUntrusted {
+			if carol.PID != 5002 || carol.TLS == nil || !*carol.TLS || carol.TLSTrust != delivery.Untrusted {
 				t.Errorf("carol: pid %d, tls %v %q; want pid 5002 (the _PID) and the untrusted TLS session of that pid", carol.PID, carol.TLS, carol.TLSTrust)
 			}
 		})

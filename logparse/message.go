@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 // Messages of the Postfix smtp(8)/lmtp(8) client that matter for TLS
@@ -65,20 +67,12 @@ func stateSafe[T string | []byte](b T, max int) bool {
 	return true
 }
 
-// Trust levels as they start a TLS summary line, lowercased for Delivery.
-const (
-	TrustAnonymous = "anonymous"
-	TrustUntrusted = "untrusted"
-	TrustTrusted   = "trusted"
-	TrustVerified  = "verified"
-)
-
 // tlsLine is a client TLS summary line (smtp_tls_loglevel >= 1):
 //
 //	Untrusted TLS connection established to mx.example.com[192.0.2.1]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA256
 //	Verified TLS connection reused to mx.example.com[192.0.2.1]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)
 type tlsLine struct {
-	trust  string // one of the Trust* constants
+	trust  delivery.Trust
 	reused bool
 	relay  []byte // "host[addr]:port" as logged
 	proto  []byte
@@ -87,12 +81,12 @@ type tlsLine struct {
 
 var trustPrefixes = [...]struct {
 	prefix string
-	trust  string
+	trust  delivery.Trust
 }{
-	{"Untrusted TLS connection ", TrustUntrusted},
-	{"Verified TLS connection ", TrustVerified},
-	{"Trusted TLS connection ", TrustTrusted},
-	{"Anonymous TLS connection ", TrustAnonymous},
+	{"Untrusted TLS connection ", delivery.Untrusted},
+	{"Verified TLS connection ", delivery.Verified},
+	{"Trusted TLS connection ", delivery.Trusted},
+	{"Anonymous TLS connection ", delivery.Anonymous},
 }
 
 // parseTLSLine parses a TLS summary line of an outbound connection
@@ -306,7 +300,7 @@ func stateText(b []byte, max int) string {
 //	TLSRPT: status=failure, domain=example.org, receiving_mx=mail.example.org[192.0.2.2], failure_type=starttls_not_supported
 //	TLSRPT: status=failure, domain=example.net, receiving_mx=mail.example.net[192.0.2.3], failure_type=validation_failure, failure_reason=self-signed_certificate
 //
-// Delivery.TLSRPT keeps the text after "TLSRPT: "; ParseTLSRPTStatus reads
+// delivery.Delivery.TLSRPT keeps the text after "TLSRPT: "; ParseTLSRPTStatus reads
 // it.
 type TLSRPTStatus struct {
 	Success bool
@@ -440,29 +434,6 @@ type deliveryLine struct {
 	rcptAt                   int // index of the domain's '@' in rcpt, or -1
 	dsn, status, reason      []byte
 	tls                      []byte // Postfix >= 3.11 "tls=" feature status, raw
-}
-
-// Statuses of delivery records; others (e.g. "deliverable" from address
-// verification probes) are not deliveries.
-const (
-	StatusSent     = "sent"
-	StatusDeferred = "deferred"
-	StatusBounced  = "bounced"
-	StatusExpired  = "expired"
-)
-
-func knownStatus(b []byte) (string, bool) {
-	switch string(b) {
-	case StatusSent:
-		return StatusSent, true
-	case StatusDeferred:
-		return StatusDeferred, true
-	case StatusBounced:
-		return StatusBounced, true
-	case StatusExpired:
-		return StatusExpired, true
-	}
-	return "", false
 }
 
 // isQueueID accepts short hex ids ("3F2A81C0D2") and long ids
@@ -638,7 +609,7 @@ func parseHandshakeFailure(msg []byte) ([]byte, bool) {
 // dane, dane-only, fingerprint, verify, secure) was encrypted, and is no
 // fallback. Any other form ("may", an unknown status, "?") leaves TLS to
 // the correlator. A "!" on a record that is not "sent" makes it a TLS
-// failure. The raw value is kept in Delivery.TLSFeature.
+// failure. The raw value is kept in delivery.Delivery.TLSFeature.
 type tlsFeature struct {
 	present   bool
 	target    string // e.g. "dane"
@@ -771,7 +742,7 @@ func lowerASCII(s string) string {
 }
 
 // TLSFeatureLevel returns the TLS security level that Postfix 3.11's tls=
-// field (Delivery.TLSFeature) names as the one in force for the delivery,
+// field (delivery.Delivery.TLSFeature) names as the one in force for the delivery,
 // e.g. "secure" for "secure/requiretls" and "dane" for "dane:may", or ""
 // when v names none.
 func TLSFeatureLevel(v string) string { return parseTLSFeature([]byte(v)).target }

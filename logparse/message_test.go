@@ -3,6 +3,8 @@ package logparse
 import (
 	"strings"
 	"testing"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 func TestIsClientTag(t *testing.T) {
@@ -35,20 +37,20 @@ func TestParseTLSLine(t *testing.T) {
 	tests := []struct {
 		msg                  string
 		ok                   bool
-		trust                string
+		trust                delivery.Trust
 		reused               bool
 		relay, proto, cipher string
 	}{
 		{"Untrusted TLS connection established to tls.test[127.0.0.2]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA256",
-			true, TrustUntrusted, false, "tls.test[127.0.0.2]:25", "TLSv1.3", "TLS_AES_256_GCM_SHA384"},
+			true, delivery.Untrusted, false, "tls.test[127.0.0.2]:25", "TLSv1.3", "TLS_AES_256_GCM_SHA384"},
 		{"Verified TLS connection reused to mx.example[192.0.2.1]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)",
-			true, TrustVerified, true, "mx.example[192.0.2.1]:25", "TLSv1.3", "TLS_AES_256_GCM_SHA384"},
+			true, delivery.Verified, true, "mx.example[192.0.2.1]:25", "TLSv1.3", "TLS_AES_256_GCM_SHA384"},
 		{"Trusted TLS connection established to gmail-smtp-in.l.google.com[74.125.128.27]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 server-signature ECDSA (P-256) server-digest SHA256",
-			true, TrustTrusted, false, "gmail-smtp-in.l.google.com[74.125.128.27]:25", "TLSv1.3", "TLS_AES_256_GCM_SHA384"},
+			true, delivery.Trusted, false, "gmail-smtp-in.l.google.com[74.125.128.27]:25", "TLSv1.3", "TLS_AES_256_GCM_SHA384"},
 		{"Anonymous TLS connection established to mx[2001:db8::1]:25: TLSv1.2 with cipher ADH-AES256-GCM-SHA384 (256/256 bits)",
-			true, TrustAnonymous, false, "mx[2001:db8::1]:25", "TLSv1.2", "ADH-AES256-GCM-SHA384"},
+			true, delivery.Anonymous, false, "mx[2001:db8::1]:25", "TLSv1.2", "ADH-AES256-GCM-SHA384"},
 		{"Untrusted TLS connection established to [2001:db8::99]:2525: TLSv1.3 with cipher TLS_CHACHA20_POLY1305_SHA256 (256/256 bits)",
-			true, TrustUntrusted, false, "[2001:db8::99]:2525", "TLSv1.3", "TLS_CHACHA20_POLY1305_SHA256"},
+			true, delivery.Untrusted, false, "[2001:db8::99]:2525", "TLSv1.3", "TLS_CHACHA20_POLY1305_SHA256"},
 		// Server side and malformed lines.
 		{"Anonymous TLS connection established from localhost[127.0.0.1]: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)", false, "", false, "", "", ""},
 		{"Untrusted TLS connection established to tls.test[127.0.0.2]:25: TLSv1.3", false, "", false, "", "", ""},

@@ -13,9 +13,9 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/logparse"
 	"github.com/mailtls/mailtls/policyd"
-	"github.com/mailtls/mailtls/store"
 )
 
 const (
@@ -43,7 +43,7 @@ func exported(t *testing.T) map[string]bool {
 	m := New(Options{Daemon: true, Follower: true})
 	m.Lookups.ObserveLookup(policyd.ProtoSocketmap, policyd.OriginOverride, policyd.OutcomeOK, time.Microsecond)
 	yes := true
-	m.Deliveries.Add(&store.Delivery{Status: "sent", TLS: &yes, TLSTrust: "verified", TLSProtocol: "TLSv1.3", Domain: "a.example"})
+	m.Deliveries.Add(&delivery.Delivery{Status: "sent", TLS: &yes, TLSTrust: "verified", TLSProtocol: "TLSv1.3", Domain: "a.example"})
 	log := filepath.Join(t.TempDir(), "mail.log")
 	os.WriteFile(log, []byte("x\n"), 0o644)
 	fi, _ := os.Stat(log)

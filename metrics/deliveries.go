@@ -7,14 +7,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/mailtls/mailtls/store"
+	"github.com/mailtls/mailtls/delivery"
 )
 
 // Label values of the delivery counters.
 var (
-	statuses   = []string{store.StatusSent, store.StatusDeferred, store.StatusBounced, store.StatusExpired}
-	tlsStates  = []string{"encrypted", "plaintext", "unknown"}
-	trusts     = []string{"anonymous", "untrusted", "trusted", "verified"}
+	statuses   = delivery.Statuses
+	outcomes   = delivery.Outcomes
+	trusts     = delivery.Trusts
 	protocols  = []string{"SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"}
 	otherValue = "other"
 )
@@ -26,12 +26,12 @@ type Deliveries struct {
 	tls                                   *prometheus.CounterVec
 
 	// Without a domain label, every series is resolved once.
-	byStatus  [4][3]prometheus.Counter
+	byStatus  [len(statuses)][len(outcomes)]prometheus.Counter
 	fallback  prometheus.Counter
 	deferral  prometheus.Counter
 	forcedAll prometheus.Counter
 
-	forced atomic.Pointer[func(*store.Delivery) bool]
+	forced atomic.Pointer[func(*delivery.Delivery) bool]
 
 	maxDomains int
 	mu         sync.RWMutex
@@ -66,8 +66,8 @@ func newDeliveries(reg prometheus.Registerer, maxDomains int) *Deliveries {
 	reg.MustRegister(d.total, d.tls, d.fallbacks, d.deferrals, d.toForced)
 	if maxDomains == 0 {
 		for i, st := range statuses {
-			for j, ts := range tlsStates {
-				d.byStatus[i][j] = d.total.WithLabelValues(st, ts)
+			for _, o := range outcomes {
+				d.byStatus[i][o] = d.total.WithLabelValues(string(st), o.String())
 			}
 		}
 		d.fallback = d.fallbacks.WithLabelValues()
@@ -77,8 +77,8 @@ func newDeliveries(reg prometheus.Registerer, maxDomains int) *Deliveries {
 		// Series exist from the start, at 0, so that rates and alerts
 		// see the first delivery.
 		for _, st := range statuses {
-			for _, ts := range tlsStates {
-				d.total.WithLabelValues(otherValue, st, ts)
+			for _, o := range outcomes {
+				d.total.WithLabelValues(otherValue, string(st), o.String())
 			}
 		}
 		d.fallbacks.WithLabelValues(otherValue)
@@ -129,23 +129,13 @@ func (d *Deliveries) domainLabel(dom string) string {
 	return otherValue
 }
 
-func tlsState(x *store.Delivery) int {
-	switch {
-	case x.TLS == nil:
-		return 2
-	case *x.TLS:
-		return 0
-	}
-	return 1
-}
-
 // oneOf returns v if it is in known, "unknown" if it is empty, else "other".
-func oneOf(v string, known []string) string {
+func oneOf[T ~string](v T, known []T) string {
 	switch {
 	case v == "":
 		return "unknown"
 	case slices.Contains(known, v):
-		return v
+		return string(v)
 	}
 	return otherValue
 }
@@ -153,9 +143,9 @@ func oneOf(v string, known []string) string {
 // SetForced sets the test of whether a delivery's destination was forced
 // to TLS (see ForcedBy); without one, mailtls_plaintext_to_forced_total
 // stays 0.
-func (d *Deliveries) SetForced(f func(*store.Delivery) bool) { d.forced.Store(&f) }
+func (d *Deliveries) SetForced(f func(*delivery.Delivery) bool) { d.forced.Store(&f) }
 
-func (d *Deliveries) isForced(x *store.Delivery) bool {
+func (d *Deliveries) isForced(x *delivery.Delivery) bool {
 	f := d.forced.Load()
 	return f != nil && *f != nil && (*f)(x)
 }
@@ -163,26 +153,26 @@ func (d *Deliveries) isForced(x *store.Delivery) bool {
 // Add counts one stored delivery. Call it only after the delivery was
 // committed, and only for deliveries that were added (not for those the
 // store already had): store.CommitBatchEach does both.
-func (d *Deliveries) Add(x *store.Delivery) {
+func (d *Deliveries) Add(x *delivery.Delivery) {
 	if x.Internal {
 		return
 	}
-	si := slices.Index(statuses, x.Status)
+	si := slices.Index(statuses[:], x.Status)
 	if si < 0 {
 		return // the store accepts no other status
 	}
-	ti := tlsState(x)
-	sent, plain := si == 0, ti == 1
+	o := x.Outcome()
+	sent, plain := statuses[si] == delivery.Sent, o == delivery.Plaintext
 	forced := sent && plain && d.isForced(x)
-	if sent && ti == 0 {
-		d.tls.WithLabelValues(oneOf(x.TLSTrust, trusts), oneOf(x.TLSProtocol, protocols)).Inc()
+	if sent && o == delivery.Encrypted {
+		d.tls.WithLabelValues(oneOf(x.TLSTrust, trusts[:]), oneOf(x.TLSProtocol, protocols)).Inc()
 	}
 	if d.maxDomains == 0 {
-		d.byStatus[si][ti].Inc()
+		d.byStatus[si][o].Inc()
 		if sent && x.Fallback {
 			d.fallback.Inc()
 		}
-		if x.Status == store.StatusDeferred && x.TLSFailure {
+		if x.Status == delivery.Deferred && x.TLSFailure {
 			d.deferral.Inc()
 		}
 		if sent && plain && forced {
@@ -191,11 +181,11 @@ func (d *Deliveries) Add(x *store.Delivery) {
 		return
 	}
 	dom := d.domainLabel(x.Domain)
-	d.total.WithLabelValues(dom, x.Status, tlsStates[ti]).Inc()
+	d.total.WithLabelValues(dom, string(x.Status), o.String()).Inc()
 	if sent && x.Fallback {
 		d.fallbacks.WithLabelValues(dom).Inc()
 	}
-	if x.Status == store.StatusDeferred && x.TLSFailure {
+	if x.Status == delivery.Deferred && x.TLSFailure {
 		d.deferrals.WithLabelValues(dom).Inc()
 	}
 	if sent && plain && forced {

@@ -3,8 +3,8 @@ package metrics
 import (
 	"strings"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/policyd"
-	"github.com/mailtls/mailtls/store"
 )
 
 // ForcedBy returns a test of whether t's current snapshot requires TLS
@@ -14,8 +14,8 @@ import (
 // recipient domain (with its .parent wildcards and the default), and the
 // relay as a bracketed next-hop, "[mx.example.net]:587", for transport
 // table routes.
-func ForcedBy(t *policyd.Table) func(*store.Delivery) bool {
-	return func(d *store.Delivery) bool {
+func ForcedBy(t *policyd.Table) func(*delivery.Delivery) bool {
+	return func(d *delivery.Delivery) bool {
 		snap := t.Load()
 		if snap == nil {
 			return false

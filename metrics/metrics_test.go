@@ -9,9 +9,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/logparse"
 	"github.com/mailtls/mailtls/policyd"
-	"github.com/mailtls/mailtls/store"
 )
 
 // TestLookupsCounted: after N replies of each kind, each counter is N,
@@ -149,9 +149,9 @@ func TestDeliveriesDomains(t *testing.T) {
 	d := m.Deliveries
 	d.SetDomains([]string{"a.example", "b.example", "c.example"}) // capped at 2
 	for _, dom := range []string{"a.example", "a.example", "b.example", "c.example", "d.example"} {
-		d.Add(&store.Delivery{Status: "sent", TLS: boolp(true), Domain: dom})
+		d.Add(&delivery.Delivery{Status: "sent", TLS: boolp(true), Domain: dom})
 	}
-	d.Add(&store.Delivery{Status: "sent", TLS: boolp(true), Domain: "a.example", Internal: true}) // not counted
+	d.Add(&delivery.Delivery{Status: "sent", TLS: boolp(true), Domain: "a.example", Internal: true}) // not counted
 	get := func(dom string) float64 {
 		return value(d.total.WithLabelValues(dom, "sent", "encrypted"))
 	}
@@ -192,12 +192,12 @@ func TestForcedBy(t *testing.T) {
 		{"gone.example", "mx.gone.example[192.0.2.1]:25", now, false},
 		{"gone.example", "mx.gone.example[192.0.2.1]:25", now.Add(-2 * time.Hour), true},
 	} {
-		if got := forced(&store.Delivery{Domain: tc.domain, Relay: tc.relay, Time: tc.at}); got != tc.want {
+		if got := forced(&delivery.Delivery{Domain: tc.domain, Relay: tc.relay, Time: tc.at}); got != tc.want {
 			t.Errorf("forced(%s via %s at %v) = %v, want %v", tc.domain, tc.relay, tc.at, got, tc.want)
 		}
 	}
 	tab.Store(policyd.NewSnapshot(nil, "encrypt"))
-	if !forced(&store.Delivery{Domain: "any.example", Relay: "none", Time: now}) {
+	if !forced(&delivery.Delivery{Domain: "any.example", Relay: "none", Time: now}) {
 		t.Error("default encrypt: not forced")
 	}
 }

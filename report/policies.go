@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/mtasts"
 	"github.com/mailtls/mailtls/published"
 	"github.com/mailtls/mailtls/store"
@@ -16,7 +17,7 @@ import (
 // cache and the recorded deliveries.
 type PolicySource interface {
 	LoadPublished(ctx context.Context, fn func(domain string, data []byte) error) error
-	DeliveriesTo(ctx context.Context, domains []string, since, until time.Time, fn func(store.Delivery) error) error
+	DeliveriesTo(ctx context.Context, domains []string, since, until time.Time, fn func(delivery.Delivery) error) error
 }
 
 var _ PolicySource = (*store.Store)(nil)
@@ -129,9 +130,9 @@ func LoadPolicies(ctx context.Context, src PolicySource, w store.Window) (Polici
 		domains = append(domains, d)
 	}
 	sort.Strings(domains)
-	err = src.DeliveriesTo(ctx, domains, w.Since, w.Until, func(d store.Delivery) error {
+	err = src.DeliveriesTo(ctx, domains, w.Since, w.Until, func(d delivery.Delivery) error {
 		t := targets[strings.ToLower(d.Domain)]
-		if t == nil || d.Internal || strings.EqualFold(d.Relay, "none") || (d.Status != store.StatusSent && !d.TLSFailure) {
+		if t == nil || d.Internal || strings.EqualFold(d.Relay, "none") || (d.Status != delivery.Sent && !d.TLSFailure) {
 			return nil
 		}
 		host := relayHost(d.Relay)
@@ -190,18 +191,18 @@ func relayHost(relay string) string {
 	return strings.ToLower(strings.TrimSuffix(h, "."))
 }
 
-func stsFailure(p *mtasts.Policy, host string, d store.Delivery) string {
+func stsFailure(p *mtasts.Policy, host string, d delivery.Delivery) string {
 	switch {
 	case !p.MatchMX(host):
 		return FailMXMismatch
-	case d.Status != store.StatusSent:
+	case d.Status != delivery.Sent:
 		return FailTLS
 	case d.TLS == nil:
 		return failNone
 	case !*d.TLS:
 		return FailPlaintext
 	}
-	switch strings.ToLower(d.TLSTrust) {
+	switch strings.ToLower(string(d.TLSTrust)) {
 	case "untrusted":
 		return FailUntrusted
 	case "anonymous":
@@ -210,12 +211,12 @@ func stsFailure(p *mtasts.Policy, host string, d store.Delivery) string {
 	return failNone
 }
 
-func daneFailure(usable map[string]bool, host string, d store.Delivery) string {
+func daneFailure(usable map[string]bool, host string, d delivery.Delivery) string {
 	if !usable[host] {
 		return failNone // no TLSA records there: dane falls back to may
 	}
-	if d.Status != store.StatusSent {
-		if strings.EqualFold(d.TLSTrust, "untrusted") || strings.Contains(strings.ToLower(d.Reason), "not verified") {
+	if d.Status != delivery.Sent {
+		if strings.EqualFold(string(d.TLSTrust), string(delivery.Untrusted)) || strings.Contains(strings.ToLower(d.Reason), "not verified") {
 			return FailTLSAVerify
 		}
 		return FailTLS

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/net/html"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/store"
 )
 
@@ -36,9 +37,9 @@ func testStore(t *testing.T) *store.Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	var ds []store.Delivery
+	var ds []delivery.Delivery
 	add := func(at time.Time, domain, relay string, tls *bool) {
-		d := store.Delivery{Time: at, QueueID: fmt.Sprintf("Q%06d", len(ds)), Recipient: "u@" + domain, Domain: domain,
+		d := delivery.Delivery{Time: at, QueueID: fmt.Sprintf("Q%06d", len(ds)), Recipient: "u@" + domain, Domain: domain,
 			Relay: relay, Status: "sent", DSN: "2.0.0", TLS: tls, Key: fmt.Sprintf("%064x", len(ds)+1)}
 		if tls != nil && *tls {
 			d.TLSTrust, d.TLSProtocol, d.TLSCipher = "verified", "TLSv1.3", "TLS_AES_256_GCM_SHA384"

@@ -7,12 +7,14 @@ import (
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 // builder makes deliveries with unique keys.
 type builder struct{ n int }
 
-func (b *builder) d(at time.Time, domain, status string, tls *bool, trust string) Delivery {
+func (b *builder) d(at time.Time, domain string, status delivery.Status, tls *bool, trust delivery.Trust) delivery.Delivery {
 	b.n++
 	d := testDelivery(b.n+500_000, at, domain)
 	d.Status, d.TLS, d.TLSTrust = status, tls, trust
@@ -29,44 +31,44 @@ func TestDowngrades(t *testing.T) {
 	day := func(n int, h int) time.Time {
 		return t0.Add(time.Duration(n)*24*time.Hour + time.Duration(h)*time.Hour)
 	}
-	var ds []Delivery
+	var ds []delivery.Delivery
 	// dg.example: TLS for days, then plaintext.
 	for i := -10; i < -3; i++ {
-		ds = append(ds, b.d(day(i, 1), "dg.example", StatusSent, bptr(true), "verified"))
+		ds = append(ds, b.d(day(i, 1), "dg.example", delivery.Sent, bptr(true), "verified"))
 	}
-	lastTLS := b.d(day(-3, 2), "dg.example", StatusSent, bptr(true), "trusted")
+	lastTLS := b.d(day(-3, 2), "dg.example", delivery.Sent, bptr(true), "trusted")
 	lastTLS.TLSProtocol, lastTLS.TLSCipher = "TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256"
 	ds = append(ds, lastTLS)
 	ds = append(ds,
-		b.d(day(-2, 3), "dg.example", StatusSent, bptr(false), ""),
-		b.d(day(-1, 4), "dg.example", StatusSent, bptr(false), ""),
-		b.d(day(-1, 5), "dg.example", StatusDeferred, bptr(false), ""), // deferred plaintext: not counted
-		b.d(day(0, -1), "dg.example", StatusSent, bptr(false), ""),
+		b.d(day(-2, 3), "dg.example", delivery.Sent, bptr(false), ""),
+		b.d(day(-1, 4), "dg.example", delivery.Sent, bptr(false), ""),
+		b.d(day(-1, 5), "dg.example", delivery.Deferred, bptr(false), ""), // deferred plaintext: not counted
+		b.d(day(0, -1), "dg.example", delivery.Sent, bptr(false), ""),
 	)
 	// plain.example: always plaintext.
 	for i := -10; i < 0; i++ {
-		ds = append(ds, b.d(day(i, 1), "plain.example", StatusSent, bptr(false), ""))
+		ds = append(ds, b.d(day(i, 1), "plain.example", delivery.Sent, bptr(false), ""))
 	}
 	// fail.example: TLS, then a TLS failure deferral.
-	ds = append(ds, b.d(day(-5, 1), "fail.example", StatusSent, bptr(true), "trusted"))
-	f := b.d(day(-1, 1), "fail.example", StatusDeferred, nil, "")
+	ds = append(ds, b.d(day(-5, 1), "fail.example", delivery.Sent, bptr(true), "trusted"))
+	f := b.d(day(-1, 1), "fail.example", delivery.Deferred, nil, "")
 	f.TLSFailure = true
 	ds = append(ds, f)
 	// late.example: plaintext first, TLS later, nothing bad after.
 	ds = append(ds,
-		b.d(day(-9, 1), "late.example", StatusSent, bptr(false), ""),
-		b.d(day(-8, 1), "late.example", StatusSent, bptr(true), "trusted"),
-		b.d(day(-1, 1), "late.example", StatusSent, bptr(true), "trusted"),
+		b.d(day(-9, 1), "late.example", delivery.Sent, bptr(false), ""),
+		b.d(day(-8, 1), "late.example", delivery.Sent, bptr(true), "trusted"),
+		b.d(day(-1, 1), "late.example", delivery.Sent, bptr(true), "trusted"),
 	)
 	// old.example: downgrade long before the window.
 	ds = append(ds,
-		b.d(day(-20, 1), "old.example", StatusSent, bptr(true), "trusted"),
-		b.d(day(-19, 1), "old.example", StatusSent, bptr(false), ""),
+		b.d(day(-20, 1), "old.example", delivery.Sent, bptr(true), "trusted"),
+		b.d(day(-19, 1), "old.example", delivery.Sent, bptr(false), ""),
 	)
 	// unknown.example: TLS then unknown state: not a downgrade.
 	ds = append(ds,
-		b.d(day(-5, 1), "unknown.example", StatusSent, bptr(true), "trusted"),
-		b.d(day(-1, 1), "unknown.example", StatusSent, nil, ""),
+		b.d(day(-5, 1), "unknown.example", delivery.Sent, bptr(true), "trusted"),
+		b.d(day(-1, 1), "unknown.example", delivery.Sent, nil, ""),
 	)
 	if _, err := s.AddDeliveries(ctx, ds); err != nil {
 		t.Fatal(err)
@@ -117,7 +119,7 @@ func TestDowngradesMatchRawRows(t *testing.T) {
 	s, ds := fixture(t)
 	// A domain that got plaintext before its first encrypted delivery
 	// (not a downgrade) and after it (one).
-	var late []Delivery
+	var late []delivery.Delivery
 	for i, back := range []time.Duration{200, 150, 100, 60, 30, 5} {
 		d := testDelivery(900_000+i, t0.Add(-back*time.Hour), "late-tls.example")
 		if back != 100 {
@@ -144,7 +146,7 @@ func TestDowngradesMatchRawRows(t *testing.T) {
 
 // checkDowngrades compares Downgrades over testWindows with what the raw
 // deliveries ds say.
-func checkDowngrades(t *testing.T, s *Store, ds []Delivery, internal bool) {
+func checkDowngrades(t *testing.T, s *Store, ds []delivery.Delivery, internal bool) {
 	ctx := context.Background()
 	for wi, w := range testWindows() {
 		w.IncludeInternal = internal
@@ -154,7 +156,7 @@ func checkDowngrades(t *testing.T, s *Store, ds []Delivery, internal bool) {
 		}
 		firstEnc := map[string]time.Time{}
 		for _, d := range ds {
-			if d.Status == StatusSent && isEnc(d) && (internal || !d.Internal) {
+			if d.Status == delivery.Sent && isEnc(d) && (internal || !d.Internal) {
 				if ft, ok := firstEnc[d.Domain]; !ok || d.Time.Before(ft) {
 					firstEnc[d.Domain] = d.Time
 				}
@@ -162,7 +164,7 @@ func checkDowngrades(t *testing.T, s *Store, ds []Delivery, internal bool) {
 		}
 		byDom := map[string]*Downgrade{}
 		for _, d := range selectDs(ds, w) {
-			bad := (d.Status == StatusSent && isPlain(d)) || d.TLSFailure
+			bad := (d.Status == delivery.Sent && isPlain(d)) || d.TLSFailure
 			ft, ok := firstEnc[d.Domain]
 			if !bad || !ok || !d.Time.After(ft) {
 				continue
@@ -173,7 +175,7 @@ func checkDowngrades(t *testing.T, s *Store, ds []Delivery, internal bool) {
 				byDom[d.Domain] = dg
 			}
 			dg.Count++
-			if d.Status == StatusSent && isPlain(d) {
+			if d.Status == delivery.Sent && isPlain(d) {
 				dg.Plaintext++
 			} else {
 				dg.TLSFailures++
@@ -187,13 +189,13 @@ func checkDowngrades(t *testing.T, s *Store, ds []Delivery, internal bool) {
 		}
 		var want []Downgrade
 		for _, dg := range byDom {
-			var last Delivery
+			var last delivery.Delivery
 			for _, d := range ds {
-				if d.Domain == dg.Domain && d.Status == StatusSent && isEnc(d) && (internal || !d.Internal) && d.Time.Before(dg.FirstSeen) && d.Time.After(last.Time) {
+				if d.Domain == dg.Domain && d.Status == delivery.Sent && isEnc(d) && (internal || !d.Internal) && d.Time.Before(dg.FirstSeen) && d.Time.After(last.Time) {
 					last = d
 				}
 			}
-			dg.LastTLSAt, dg.LastTLSTrust, dg.LastTLSProtocol, dg.LastTLSCipher = last.Time.UTC(), last.TLSTrust, last.TLSProtocol, last.TLSCipher
+			dg.LastTLSAt, dg.LastTLSTrust, dg.LastTLSProtocol, dg.LastTLSCipher = last.Time.UTC(), string(last.TLSTrust), last.TLSProtocol, last.TLSCipher
 			want = append(want, *dg)
 		}
 		sort.Slice(want, func(i, j int) bool {
@@ -216,17 +218,17 @@ func TestSuggest(t *testing.T) {
 	at := func(daysAgo, h int) time.Time {
 		return now.Truncate(24 * time.Hour).Add(time.Duration(-daysAgo)*24*time.Hour + time.Duration(h)*time.Hour)
 	}
-	var ds []Delivery
-	add := func(dom string, n, days int, mod func(i int, d *Delivery)) {
+	var ds []delivery.Delivery
+	add := func(dom string, n, days int, mod func(i int, d *delivery.Delivery)) {
 		for i := 0; i < n; i++ {
-			d := b.d(at(1+i%days, 3+i%5), dom, StatusSent, bptr(true), "verified")
+			d := b.d(at(1+i%days, 3+i%5), dom, delivery.Sent, bptr(true), "verified")
 			if mod != nil {
 				mod(i, &d)
 			}
 			ds = append(ds, d)
 		}
 	}
-	add("good.example", 6, 3, func(i int, d *Delivery) {
+	add("good.example", 6, 3, func(i int, d *delivery.Delivery) {
 		if i == 0 {
 			d.TLSTrust = "trusted"
 		}
@@ -234,18 +236,18 @@ func TestSuggest(t *testing.T) {
 			d.Time = at(0, 2) // today, before now: read from raw rows
 		}
 	})
-	ds = append(ds, b.d(now.Add(time.Hour), "good.example", StatusSent, bptr(false), "")) // after now: ignored
-	add("anon.example", 5, 3, func(i int, d *Delivery) {
+	ds = append(ds, b.d(now.Add(time.Hour), "good.example", delivery.Sent, bptr(false), "")) // after now: ignored
+	add("anon.example", 5, 3, func(i int, d *delivery.Delivery) {
 		if i == 2 {
 			d.TLSTrust = "anonymous"
 		}
 	})
-	add("oneplain.example", 10, 5, func(i int, d *Delivery) {
+	add("oneplain.example", 10, 5, func(i int, d *delivery.Delivery) {
 		if i == 7 {
 			d.TLS, d.TLSTrust = bptr(false), ""
 		}
 	})
-	add("unknown.example", 10, 5, func(i int, d *Delivery) {
+	add("unknown.example", 10, 5, func(i int, d *delivery.Delivery) {
 		if i == 7 {
 			d.TLS, d.TLSTrust = nil, ""
 		}
@@ -253,13 +255,13 @@ func TestSuggest(t *testing.T) {
 	add("few.example", 2, 2, nil)
 	add("oneday.example", 8, 1, nil)
 	add("tlsfail.example", 8, 4, nil)
-	tf := b.d(at(2, 1), "tlsfail.example", StatusDeferred, nil, "")
+	tf := b.d(at(2, 1), "tlsfail.example", delivery.Deferred, nil, "")
 	tf.TLSFailure = true
 	ds = append(ds, tf)
 	// A plain deferral (no TLS failure) does not disqualify.
-	ds = append(ds, b.d(at(2, 1), "anon.example", StatusDeferred, nil, ""))
+	ds = append(ds, b.d(at(2, 1), "anon.example", delivery.Deferred, nil, ""))
 	// Nor does a content filter's plaintext hop, unless internal hops count.
-	hop := b.d(at(2, 4), "good.example", StatusSent, bptr(false), "")
+	hop := b.d(at(2, 4), "good.example", delivery.Sent, bptr(false), "")
 	hop.Relay, hop.Internal = "127.0.0.1[127.0.0.1]:10024", true
 	ds = append(ds, hop)
 	if _, err := s.AddDeliveries(ctx, ds); err != nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/logparse"
 )
 
@@ -334,7 +335,7 @@ func policyLevel(policy string) string {
 // unbounded) whose recipient domain is one of domains (lower case, as
 // stored), in time order. It reads the window's time index once and the
 // table only for matching rows: the cost of `report policies`.
-func (s *Store) DeliveriesTo(ctx context.Context, domains []string, since, until time.Time, fn func(Delivery) error) error {
+func (s *Store) DeliveriesTo(ctx context.Context, domains []string, since, until time.Time, fn func(delivery.Delivery) error) error {
 	if len(domains) == 0 {
 		return nil
 	}

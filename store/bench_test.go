@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 // BenchmarkCommitBatch measures the follower/import write path: batches of
@@ -27,8 +29,8 @@ func BenchmarkCommitBatch(b *testing.B) {
 			g := newGenerator(1_000_000, 1)
 			start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 			next := 0
-			batch := func() []Delivery {
-				ds := make([]Delivery, size)
+			batch := func() []delivery.Delivery {
+				ds := make([]delivery.Delivery, size)
 				for i := range ds {
 					// ~250k deliveries a day, like a 1M-line log.
 					ds[i] = g.delivery(next, start.Add(time.Duration(next)*350*time.Millisecond), 0.5)

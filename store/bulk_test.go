@@ -7,6 +7,8 @@ import (
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 // dayTimes returns first_time/last_time of every rollup_day row, keyed by
@@ -53,7 +55,7 @@ func dayTimes(t *testing.T, s *Store) (got, want []string) {
 	return got, want
 }
 
-func mustBatch(t *testing.T, ds []Delivery) *Batch {
+func mustBatch(t *testing.T, ds []delivery.Delivery) *Batch {
 	t.Helper()
 	b, err := PrepareBatch(ds)
 	if err != nil {
@@ -102,7 +104,7 @@ func TestBulk(t *testing.T) {
 
 	// 100 rows stored earlier, some with TLS unknown where the bulk
 	// batches will know it: same key, different rollup row.
-	early := append([]Delivery(nil), ds[900:]...)
+	early := append([]delivery.Delivery(nil), ds[900:]...)
 	for i := range early {
 		if i%3 == 0 {
 			early[i].TLS, early[i].TLSTrust, early[i].TLSProtocol, early[i].TLSCipher = nil, "", "", ""
@@ -114,7 +116,7 @@ func TestBulk(t *testing.T) {
 
 	bk := s.Bulk()
 	steps := []struct {
-		ds   []Delivery
+		ds   []delivery.Delivery
 		want int
 	}{
 		{ds[:400], 400},

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/internal/pgtest"
 	"github.com/mailtls/mailtls/report"
 	"github.com/mailtls/mailtls/store"
@@ -90,7 +91,7 @@ func runCases(open func() storetest.Backend, only []string) map[string][]string 
 // noCheckpoint stores the deliveries of a batch but not its checkpoint.
 type noCheckpoint struct{ *store.Store }
 
-func (b noCheckpoint) CommitBatch(ctx context.Context, source string, ds []store.Delivery, ck []byte) (int, error) {
+func (b noCheckpoint) CommitBatch(ctx context.Context, source string, ds []delivery.Delivery, ck []byte) (int, error) {
 	return b.AddDeliveries(ctx, ds)
 }
 
@@ -107,8 +108,8 @@ type doubleCount struct {
 	n *int
 }
 
-func (b doubleCount) CommitBatch(ctx context.Context, source string, ds []store.Delivery, ck []byte) (int, error) {
-	ds = append([]store.Delivery(nil), ds...)
+func (b doubleCount) CommitBatch(ctx context.Context, source string, ds []delivery.Delivery, ck []byte) (int, error) {
+	ds = append([]delivery.Delivery(nil), ds...)
 	for i := range ds {
 		*b.n++
 		ds[i].Key = fmt.Sprintf("%064x", *b.n)

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 // Copying one database into another (`mailtls migrate`): a host's SQLite
@@ -273,7 +275,7 @@ func copyDeliveries(ctx context.Context, src, dst *Store, names map[int64]string
 		if err := dst.SetHost(ctx, names[id]); err != nil {
 			return err
 		}
-		batch := make([]Delivery, 0, copyBatch)
+		batch := make([]delivery.Delivery, 0, copyBatch)
 		flush := func() error {
 			n, err := dst.AddDeliveries(ctx, batch)
 			if err != nil {
@@ -288,7 +290,7 @@ func copyDeliveries(ctx context.Context, src, dst *Store, names map[int64]string
 		}
 		q := `SELECT ` + deliveryCols + ` FROM deliveries WHERE host_id = ? ORDER BY time, id`
 		err := src.read(ctx, func(tx *sql.Tx) error {
-			return streamDeliveries(ctx, tx, q, []any{id}, func(d Delivery) error {
+			return streamDeliveries(ctx, tx, q, []any{id}, func(d delivery.Delivery) error {
 				batch = append(batch, d)
 				if len(batch) == copyBatch {
 					return flush()

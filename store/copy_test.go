@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 // copySource is a SQLite database of host "old" with deliveries over 30
@@ -45,7 +47,7 @@ func copySource(t *testing.T) *Store {
 func hostDeliveries(t *testing.T, s *Store, host string) int {
 	t.Helper()
 	n := 0
-	if err := s.Deliveries(context.Background(), Filter{Host: host}, func(Delivery) error { n++; return nil }); err != nil {
+	if err := s.Deliveries(context.Background(), Filter{Host: host}, func(delivery.Delivery) error { n++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return n

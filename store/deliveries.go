@@ -15,39 +15,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// Delivery is one outbound delivery attempt as parsed from the mail log. It
-// mirrors logparse.Delivery; cmd/mailtls converts between the two.
-type Delivery struct {
-	Time time.Time // stored in UTC with microsecond precision
-	// Host is the fleet host that stored the delivery (see hosts.go). It
-	// is set when reading; a write stores the writer's host (SetHost)
-	// whatever it holds.
-	Host        string
-	LogHost     string // the host field of the log line (syslog)
-	Process     string
-	PID         int
-	QueueID     string
-	Recipient   string
-	OrigTo      string
-	Domain      string // recipient domain, stored lowercased
-	Relay       string // as logged, "host[addr]:port" or "none"
-	Status      string // sent|deferred|bounced|expired
-	DSN         string
-	Reason      string
-	TLS         *bool // nil = unknown
-	TLSTrust    string
-	TLSProtocol string
-	TLSCipher   string
-	Fallback    bool
-	TLSFailure  bool
-	TLSFeature  string // Postfix 3.11's tls= field, or ""
-	TLSVerify   string // why certificate verification failed (logparse.Delivery.TLSVerify), or ""
-	TLSRPT      string // Postfix >= 3.10's TLSRPT status (logparse.Delivery.TLSRPT), or ""
-	Internal    bool   // hop inside the host (content filter, local LMTP)
-	Key         string // hex sha256 of the log line; identity for idempotency
-}
+	"github.com/mailtls/mailtls/delivery"
+)
 
 // Filter selects deliveries. Since is inclusive, Until exclusive; a zero
 // time means unbounded. Domain is "" (all), "example.com" (exactly that
@@ -59,14 +29,6 @@ type Filter struct {
 	Domain       string
 	Host         string
 }
-
-// Status values.
-const (
-	StatusSent     = "sent"
-	StatusDeferred = "deferred"
-	StatusBounced  = "bounced"
-	StatusExpired  = "expired"
-)
 
 // tls column of the rollups: NULL (unknown) becomes 2 so it can be part of
 // a primary key.
@@ -107,7 +69,7 @@ func bounds(since, until time.Time) (int64, int64) {
 
 // row is a delivery ready for insertion.
 type row struct {
-	d       *Delivery
+	d       *delivery.Delivery
 	us      int64
 	key     []byte
 	domain  string
@@ -120,7 +82,7 @@ type row struct {
 	detail  string // see detail.go
 }
 
-func prepare(ds []Delivery) ([]row, error) {
+func prepare(ds []delivery.Delivery) ([]row, error) {
 	rows := make([]row, len(ds))
 	var buf []byte
 	for i := range ds {
@@ -129,18 +91,16 @@ func prepare(ds []Delivery) ([]row, error) {
 		if err != nil || len(k) != 32 {
 			return nil, fmt.Errorf("%w: delivery %d (queue id %s): key %q is not 64 hex digits (sha256)", ErrBadInput, i, d.QueueID, d.Key)
 		}
-		st := strings.ToLower(d.Status)
-		switch st {
-		case StatusSent, StatusDeferred, StatusBounced, StatusExpired:
-		default:
+		st, ok := delivery.ParseStatus(strings.ToLower(string(d.Status)))
+		if !ok {
 			return nil, fmt.Errorf("%w: delivery %d (queue id %s): status %q; accepted: sent, deferred, bounced, expired", ErrBadInput, i, d.QueueID, d.Status)
 		}
 		if d.Time.IsZero() {
 			return nil, fmt.Errorf("%w: delivery %d (queue id %s): zero time", ErrBadInput, i, d.QueueID)
 		}
 		us := micros(d.Time)
-		r := row{d: d, us: us, key: storedKey(us, k), domain: strings.ToLower(d.Domain), status: st,
-			tls: tlsUnknown, trust: strings.ToLower(d.TLSTrust)}
+		r := row{d: d, us: us, key: storedKey(us, k), domain: strings.ToLower(d.Domain), status: string(st),
+			tls: tlsUnknown, trust: strings.ToLower(string(d.TLSTrust))}
 		if d.TLS != nil {
 			if *d.TLS {
 				r.tls, r.tlsNull = tlsEnc, int64(1)
@@ -506,7 +466,7 @@ type Batch struct {
 // the first bad delivery, if any has a malformed key, an unknown status or
 // no time. ds must not change until the transaction that stores the batch has
 // ended (a Bulk counts the rows into the rollups after Add returns).
-func PrepareBatch(ds []Delivery) (*Batch, error) {
+func PrepareBatch(ds []delivery.Delivery) (*Batch, error) {
 	rows, err := prepare(ds)
 	if err != nil {
 		return nil, err
@@ -689,7 +649,7 @@ func markSkipped(ctx context.Context, tx *sql.Tx, chunk []row, maxID, n int64, s
 // the stored rows end. Deliveries whose Key is already stored are skipped
 // (and do not count in the rollups), and so are deliveries older than the
 // pruning horizon. It returns how many rows were added.
-func (s *Store) CommitBatch(ctx context.Context, source string, ds []Delivery, checkpoint []byte) (int, error) {
+func (s *Store) CommitBatch(ctx context.Context, source string, ds []delivery.Delivery, checkpoint []byte) (int, error) {
 	return s.CommitBatchEach(ctx, source, ds, checkpoint, nil)
 }
 
@@ -698,7 +658,7 @@ func (s *Store) CommitBatch(ctx context.Context, source string, ds []Delivery, c
 // already stored, nor for those before the prune horizon. Metrics count
 // them, so that a crash or a failed commit never counts a delivery that
 // is not stored, and a re-read never counts one twice.
-func (s *Store) CommitBatchEach(ctx context.Context, source string, ds []Delivery, checkpoint []byte, added func(*Delivery)) (int, error) {
+func (s *Store) CommitBatchEach(ctx context.Context, source string, ds []delivery.Delivery, checkpoint []byte, added func(*delivery.Delivery)) (int, error) {
 	if strings.TrimSpace(source) == "" {
 		return 0, fmt.Errorf("%w: empty checkpoint source", ErrBadInput)
 	}
@@ -717,11 +677,11 @@ func (s *Store) CommitBatchEach(ctx context.Context, source string, ds []Deliver
 
 // AddDeliveries stores deliveries without a checkpoint (bulk import), with
 // the same idempotency as CommitBatch. It returns how many rows were added.
-func (s *Store) AddDeliveries(ctx context.Context, ds []Delivery) (int, error) {
+func (s *Store) AddDeliveries(ctx context.Context, ds []delivery.Delivery) (int, error) {
 	return s.commit(ctx, ds, nil, nil)
 }
 
-func (s *Store) commit(ctx context.Context, ds []Delivery, each func(*Delivery), extra func(*sql.Tx, int64) error) (int, error) {
+func (s *Store) commit(ctx context.Context, ds []delivery.Delivery, each func(*delivery.Delivery), extra func(*sql.Tx, int64) error) (int, error) {
 	b, err := PrepareBatch(ds)
 	if err != nil {
 		return 0, err
@@ -803,7 +763,7 @@ func (s *Store) Checkpoint(ctx context.Context, source string) ([]byte, error) {
 // There is no index on deliveries(domain) (it would cost a third of the
 // insert time); with a domain filter, the daily rollup tells which days
 // hold matching deliveries and only those days are read.
-func (s *Store) Deliveries(ctx context.Context, f Filter, fn func(Delivery) error) error {
+func (s *Store) Deliveries(ctx context.Context, f Filter, fn func(delivery.Delivery) error) error {
 	m, err := windowMatcher(f.Domain, f.Host)
 	if err != nil {
 		return err
@@ -832,7 +792,7 @@ const deliveryCols = `time, queue_id, recipient, orig_to, domain, relay, status,
 
 // streamDeliveries runs q, which selects deliveryCols, and calls fn with
 // each delivery.
-func streamDeliveries(ctx context.Context, tx *sql.Tx, q string, args []any, fn func(Delivery) error) error {
+func streamDeliveries(ctx context.Context, tx *sql.Tx, q string, args []any, fn func(delivery.Delivery) error) error {
 	hosts, err := hostNames(ctx, tx)
 	if err != nil {
 		return err
@@ -844,7 +804,7 @@ func streamDeliveries(ctx context.Context, tx *sql.Tx, q string, args []any, fn 
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			d              Delivery
+			d              delivery.Delivery
 			us, id, hostID int64
 			tls            sql.NullBool
 			key            []byte

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 func keyOf(i int) string {
@@ -21,20 +23,20 @@ func keyOf(i int) string {
 func bptr(b bool) *bool { return &b }
 
 // testDelivery is a sent, encrypted delivery with a unique key.
-func testDelivery(i int, at time.Time, domain string) Delivery {
-	return Delivery{
+func testDelivery(i int, at time.Time, domain string) delivery.Delivery {
+	return delivery.Delivery{
 		Time: at, LogHost: "mx", Process: "postfix/smtp", PID: 100 + i,
 		QueueID: fmt.Sprintf("Q%d", i), Recipient: fmt.Sprintf("u%d@%s", i, domain), Domain: domain,
-		Relay: "mx." + domain + "[192.0.2.1]:25", Status: StatusSent, DSN: "2.0.0", Reason: "250 ok",
+		Relay: "mx." + domain + "[192.0.2.1]:25", Status: delivery.Sent, DSN: "2.0.0", Reason: "250 ok",
 		TLS: bptr(true), TLSTrust: "trusted", TLSProtocol: "TLSv1.3", TLSCipher: "TLS_AES_256_GCM_SHA384",
 		Key: keyOf(i),
 	}
 }
 
-func allDeliveries(t *testing.T, s *Store, f Filter) []Delivery {
+func allDeliveries(t *testing.T, s *Store, f Filter) []delivery.Delivery {
 	t.Helper()
-	var out []Delivery
-	if err := s.Deliveries(context.Background(), f, func(d Delivery) error {
+	var out []delivery.Delivery
+	if err := s.Deliveries(context.Background(), f, func(d delivery.Delivery) error {
 		out = append(out, d)
 		return nil
 	}); err != nil {
@@ -163,7 +165,7 @@ func TestCommitBatchIdempotent(t *testing.T) {
 		t.Fatalf("overlapping batch: %d, %v; want 100", n, err)
 	}
 	// A batch that repeats a key within itself.
-	n, err = s.AddDeliveries(ctx, []Delivery{ds[0], ds[0]})
+	n, err = s.AddDeliveries(ctx, []delivery.Delivery{ds[0], ds[0]})
 	if err != nil || n != 0 {
 		t.Fatalf("dup within batch: %d, %v", n, err)
 	}
@@ -236,19 +238,19 @@ func TestCommitBatchValidation(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openTest(t)
 	good := testDelivery(1, t0, "example.com")
-	for name, mod := range map[string]func(*Delivery){
-		"short key":  func(d *Delivery) { d.Key = "abcd" },
-		"non-hex":    func(d *Delivery) { d.Key = strings.Repeat("zz", 32) },
-		"bad status": func(d *Delivery) { d.Status = "queued" },
-		"zero time":  func(d *Delivery) { d.Time = time.Time{} },
+	for name, mod := range map[string]func(*delivery.Delivery){
+		"short key":  func(d *delivery.Delivery) { d.Key = "abcd" },
+		"non-hex":    func(d *delivery.Delivery) { d.Key = strings.Repeat("zz", 32) },
+		"bad status": func(d *delivery.Delivery) { d.Status = "queued" },
+		"zero time":  func(d *delivery.Delivery) { d.Time = time.Time{} },
 	} {
 		d := good
 		mod(&d)
-		if _, err := s.CommitBatch(ctx, "src", []Delivery{good, d}, []byte("x")); !errors.Is(err, ErrBadInput) {
+		if _, err := s.CommitBatch(ctx, "src", []delivery.Delivery{good, d}, []byte("x")); !errors.Is(err, ErrBadInput) {
 			t.Errorf("%s: %v, want ErrBadInput", name, err)
 		}
 	}
-	if _, err := s.CommitBatch(ctx, "", []Delivery{good}, nil); !errors.Is(err, ErrBadInput) {
+	if _, err := s.CommitBatch(ctx, "", []delivery.Delivery{good}, nil); !errors.Is(err, ErrBadInput) {
 		t.Errorf("empty source: %v", err)
 	}
 	if got := allDeliveries(t, s, Filter{}); len(got) != 0 {
@@ -262,7 +264,7 @@ func TestCommitBatchValidation(t *testing.T) {
 func TestDeliveriesRoundTripAndFilter(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openTest(t)
-	in := []Delivery{
+	in := []delivery.Delivery{
 		testDelivery(1, t0.Add(3*time.Second+123456*time.Microsecond), "example.com"),
 		testDelivery(2, t0.Add(1*time.Second), "a.example.com"),
 		testDelivery(3, t0.Add(2*time.Second), "xexample.com"),
@@ -271,12 +273,12 @@ func TestDeliveriesRoundTripAndFilter(t *testing.T) {
 	}
 	in[1].TLS, in[1].TLSTrust, in[1].TLSProtocol, in[1].TLSCipher = nil, "", "", ""
 	in[2].TLS, in[2].Fallback, in[2].TLSTrust, in[2].TLSProtocol, in[2].TLSCipher = bptr(false), true, "", "", ""
-	in[3].Status, in[3].TLSFailure, in[3].OrigTo, in[3].DSN = StatusDeferred, true, "alias@example.com", "4.7.5"
+	in[3].Status, in[3].TLSFailure, in[3].OrigTo, in[3].DSN = delivery.Deferred, true, "alias@example.com", "4.7.5"
 	if _, err := s.AddDeliveries(ctx, in); err != nil {
 		t.Fatal(err)
 	}
 	got := allDeliveries(t, s, Filter{})
-	want := []Delivery{in[1], in[2], in[3], in[0], in[4]} // time order, ties in insertion order
+	want := []delivery.Delivery{in[1], in[2], in[3], in[0], in[4]} // time order, ties in insertion order
 	for i := range want {
 		want[i].Time = want[i].Time.UTC()
 		want[i].Host = s.Host() // the writer's, DefaultHost
@@ -308,13 +310,13 @@ func TestDeliveriesRoundTripAndFilter(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"*", "a b.com", "*.*.com", "ex*.com", "-", "a..b"} {
-		if err := s.Deliveries(ctx, Filter{Domain: bad}, func(Delivery) error { return nil }); !errors.Is(err, ErrBadInput) {
+		if err := s.Deliveries(ctx, Filter{Domain: bad}, func(delivery.Delivery) error { return nil }); !errors.Is(err, ErrBadInput) {
 			t.Errorf("filter %q: %v, want ErrBadInput", bad, err)
 		}
 	}
 	stop := errors.New("stop")
 	n := 0
-	if err := s.Deliveries(ctx, Filter{}, func(Delivery) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
+	if err := s.Deliveries(ctx, Filter{}, func(delivery.Delivery) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
 		t.Errorf("callback error: %v after %d", err, n)
 	}
 }
@@ -324,12 +326,12 @@ func TestDeliveriesFilterMatchesRawRows(t *testing.T) {
 	// Make one domain sparse: only a few days have mail for it.
 	ctx := context.Background()
 	var b builder
-	sparse := []Delivery{
-		b.d(t0.Add(-9*24*time.Hour+time.Hour), "sparse.example", StatusSent, bptr(true), "trusted"),
-		b.d(t0.Add(-9*24*time.Hour+2*time.Hour), "sparse.example", StatusSent, bptr(true), "trusted"),
-		b.d(t0.Add(-5*24*time.Hour), "sparse.example", StatusSent, bptr(false), ""),
-		b.d(t0.Add(-4*24*time.Hour), "sparse.example", StatusDeferred, nil, ""),
-		b.d(t0.Add(-time.Minute), "sparse.example", StatusSent, bptr(true), "trusted"),
+	sparse := []delivery.Delivery{
+		b.d(t0.Add(-9*24*time.Hour+time.Hour), "sparse.example", delivery.Sent, bptr(true), "trusted"),
+		b.d(t0.Add(-9*24*time.Hour+2*time.Hour), "sparse.example", delivery.Sent, bptr(true), "trusted"),
+		b.d(t0.Add(-5*24*time.Hour), "sparse.example", delivery.Sent, bptr(false), ""),
+		b.d(t0.Add(-4*24*time.Hour), "sparse.example", delivery.Deferred, nil, ""),
+		b.d(t0.Add(-time.Minute), "sparse.example", delivery.Sent, bptr(true), "trusted"),
 	}
 	if _, err := s.AddDeliveries(ctx, sparse); err != nil {
 		t.Fatal(err)
@@ -372,7 +374,7 @@ func TestDuplicateKeysWithinChunk(t *testing.T) {
 	checkRollups(t, s)
 	// Half of these are stored already: every chunk is partly skipped.
 	more := randomDeliveries(4, 2*insertChunk, t0.Add(-time.Hour), time.Hour)
-	var mixed []Delivery
+	var mixed []delivery.Delivery
 	for i := range more {
 		mixed = append(mixed, more[i], ds[i])
 	}
@@ -402,11 +404,11 @@ func TestCommitBatchEach(t *testing.T) {
 	s, _ := openTest(t)
 	ds := randomDeliveries(2, 50, t0.Add(-24*time.Hour), 24*time.Hour)
 	seen := map[string]int{}
-	count := func(d *Delivery) { seen[d.Key]++ }
+	count := func(d *delivery.Delivery) { seen[d.Key]++ }
 	if n, err := s.CommitBatchEach(ctx, "src", ds[:30], []byte("1"), count); err != nil || n != 30 || len(seen) != 30 {
 		t.Fatalf("first batch: added %d, %v; called for %d", n, err, len(seen))
 	}
-	batch := append(append([]Delivery{}, ds[20:]...), ds[45])
+	batch := append(append([]delivery.Delivery{}, ds[20:]...), ds[45])
 	if n, err := s.CommitBatchEach(ctx, "src", batch, []byte("2"), count); err != nil || n != 20 {
 		t.Fatalf("overlapping batch: added %d, %v", n, err)
 	}
@@ -418,12 +420,12 @@ func TestCommitBatchEach(t *testing.T) {
 	bad := testDelivery(999, t0, "x.example")
 	bad.Key = "nothex"
 	calls := 0
-	if _, err := s.CommitBatchEach(ctx, "src", []Delivery{testDelivery(998, t0, "y.example"), bad}, []byte("3"), func(*Delivery) { calls++ }); err == nil || calls != 0 {
+	if _, err := s.CommitBatchEach(ctx, "src", []delivery.Delivery{testDelivery(998, t0, "y.example"), bad}, []byte("3"), func(*delivery.Delivery) { calls++ }); err == nil || calls != 0 {
 		t.Errorf("failed commit: err %v, called %d times", err, calls)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel() // the transaction fails inside, and is rolled back
-	if _, err := s.CommitBatchEach(cctx, "src", []Delivery{testDelivery(997, t0, "z.example")}, []byte("4"), func(*Delivery) { calls++ }); err == nil || calls != 0 {
+	if _, err := s.CommitBatchEach(cctx, "src", []delivery.Delivery{testDelivery(997, t0, "z.example")}, []byte("4"), func(*delivery.Delivery) { calls++ }); err == nil || calls != 0 {
 		t.Errorf("rolled-back commit: err %v, called %d times", err, calls)
 	}
 	if got := len(allDeliveries(t, s, Filter{})); got != 50 {

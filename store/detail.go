@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 // The detail column holds the fields of a delivery that no query filters or
@@ -11,7 +13,7 @@ import (
 //
 //	["queue_id", "recipient", "orig_to", "dsn", "reason", "process", pid, "host"]
 //
-// (host is the host field of the log line, Delivery.LogHost, not the
+// (host is the host field of the log line, delivery.Delivery.LogHost, not the
 // fleet host, host_id: see hosts.go), followed, when the delivery line
 // had Postfix 3.11's tls= field (schema version 4 on), by a ninth element,
 // "tls_feature", and, when the session had a certificate verification
@@ -35,7 +37,7 @@ const (
 )
 
 // appendDetail appends the detail array of d to dst.
-func appendDetail(dst []byte, d *Delivery) []byte {
+func appendDetail(dst []byte, d *delivery.Delivery) []byte {
 	dst = append(dst, '[')
 	for i, s := range [...]string{d.QueueID, d.Recipient, d.OrigTo, d.DSN, d.Reason, d.Process} {
 		if i > 0 {
@@ -96,7 +98,7 @@ var errOtherJSON = errors.New("not written by appendDetail")
 // what appendDetail writes itself; any other JSON array of five strings,
 // an integer and a string (as the sqlite3 shell might write one) it leaves
 // to encoding/json.
-func decodeDetail(s string, d *Delivery) error {
+func decodeDetail(s string, d *delivery.Delivery) error {
 	var strs [detailFields]string
 	var pid int64
 	err := scanDetail(s, &strs, &pid)

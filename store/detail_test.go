@@ -10,14 +10,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
-func detailOf(qid, rcpt, orig, dsn, reason, proc string, pid int, host string) Delivery {
-	return Delivery{QueueID: qid, Recipient: rcpt, OrigTo: orig, DSN: dsn, Reason: reason, Process: proc, PID: pid, LogHost: host}
+func detailOf(qid, rcpt, orig, dsn, reason, proc string, pid int, host string) delivery.Delivery {
+	return delivery.Delivery{QueueID: qid, Recipient: rcpt, OrigTo: orig, DSN: dsn, Reason: reason, Process: proc, PID: pid, LogHost: host}
 }
 
 func TestDetailRoundTrip(t *testing.T) {
-	for _, d := range []Delivery{
+	for _, d := range []delivery.Delivery{
 		{},
 		detailOf("4ABC", "u@example.com", "", "2.0.0", "250 2.0.0 Ok: queued as 5DEF", "postfix/smtp", 1234, "mx1"),
 		detailOf(`a"b\c`, "tab\there", "nl\nx\r", "\x00\x01\x1f", "caf\xc3\xa9 \xff\xfe invalid UTF-8", "\u2028", -1, "]["),
@@ -27,7 +29,7 @@ func TestDetailRoundTrip(t *testing.T) {
 		withTLS(detailOf("4ABC", "u@example.com", "", "2.0.0", "250 ok", "postfix/smtp", 7, "mx1"), "dane", "", ""),
 	} {
 		enc := string(appendDetail(nil, &d))
-		var got Delivery
+		var got delivery.Delivery
 		if err := decodeDetail(enc, &got); err != nil {
 			t.Errorf("decode %q: %v", enc, err)
 			continue
@@ -38,7 +40,7 @@ func TestDetailRoundTrip(t *testing.T) {
 	}
 }
 
-func withTLS(d Delivery, feature, verify, rpt string) Delivery {
+func withTLS(d delivery.Delivery, feature, verify, rpt string) delivery.Delivery {
 	d.TLSFeature, d.TLSVerify, d.TLSRPT = feature, verify, rpt
 	return d
 }
@@ -48,7 +50,7 @@ func withTLS(d Delivery, feature, verify, rpt string) Delivery {
 // reads each.
 func TestDetailLengths(t *testing.T) {
 	for _, tc := range []struct {
-		d    Delivery
+		d    delivery.Delivery
 		want string
 	}{
 		{detailOf("q", "r", "", "d", "x", "p", 1, "h"), `["q","r","","d","x","p",1,"h"]`},
@@ -59,12 +61,12 @@ func TestDetailLengths(t *testing.T) {
 		if got := string(appendDetail(nil, &tc.d)); got != tc.want {
 			t.Errorf("appendDetail = %s, want %s", got, tc.want)
 		}
-		var back Delivery
+		var back delivery.Delivery
 		if err := decodeDetail(" "+tc.want, &back); err != nil || !reflect.DeepEqual(back, tc.d) {
 			t.Errorf("decodeDetail(%s) through encoding/json = %#v, %v", tc.want, back, err)
 		}
 	}
-	var d Delivery
+	var d delivery.Delivery
 	if err := decodeDetail(`["q","r","","d","x","p",1,"h","","","rpt","more"]`, &d); err == nil {
 		t.Error("decodeDetail accepted 12 elements")
 	}
@@ -72,7 +74,7 @@ func TestDetailLengths(t *testing.T) {
 
 func TestDetailDecodeStandardJSON(t *testing.T) {
 	// What another JSON writer (sqlite3's json_array) may produce.
-	var d Delivery
+	var d delivery.Delivery
 	err := decodeDetail(` [ "q\/1" , "\u00e9\ud83d\ude00" ,"","\b\f","r","p", 42 , "h" ] `, &d)
 	want := detailOf("q/1", "é😀", "", "\b\f", "r", "p", 42, "h")
 	if err != nil || !reflect.DeepEqual(d, want) {
@@ -103,7 +105,7 @@ func FuzzDetail(f *testing.F) {
 		if pid%3 == 1 {
 			d = withTLS(d, dsn, reason, qid)
 		}
-		var got Delivery
+		var got delivery.Delivery
 		if err := decodeDetail(string(appendDetail(nil, &d)), &got); err != nil || !reflect.DeepEqual(got, d) {
 			t.Fatalf("round trip: got %#v, %v; want %#v", got, err, d)
 		}
@@ -201,7 +203,7 @@ func TestMigrationDetail(t *testing.T) {
 	defer vr.Close()
 	i := 0
 	for ; vr.Next(); i++ {
-		var v Delivery
+		var v delivery.Delivery
 		if err := vr.Scan(&v.QueueID, &v.Recipient, &v.OrigTo, &v.DSN, &v.Reason, &v.Process, &v.PID, &v.LogHost); err != nil {
 			t.Fatal(err)
 		}
@@ -218,9 +220,9 @@ func TestMigrationDetail(t *testing.T) {
 // expectStored returns ds as Deliveries gives them back: in time order
 // (ties in insertion order, which is the order of ds here), times in UTC
 // to the microsecond, domain, status and trust lowercased.
-func expectStored(t *testing.T, ds []Delivery) []Delivery {
+func expectStored(t *testing.T, ds []delivery.Delivery) []delivery.Delivery {
 	t.Helper()
-	out := make([]Delivery, len(ds))
+	out := make([]delivery.Delivery, len(ds))
 	host, err := DefaultHost() // what a Store writes as without SetHost
 	if err != nil {
 		t.Fatal(err)
@@ -228,10 +230,10 @@ func expectStored(t *testing.T, ds []Delivery) []Delivery {
 	for i, d := range ds {
 		d.Host = host
 		d.Time = d.Time.Truncate(time.Microsecond).UTC()
-		d.Domain, d.Status, d.TLSTrust = strings.ToLower(d.Domain), strings.ToLower(d.Status), strings.ToLower(d.TLSTrust)
+		d.Domain, d.Status, d.TLSTrust = strings.ToLower(d.Domain), delivery.Status(strings.ToLower(string(d.Status))), delivery.Trust(strings.ToLower(string(d.TLSTrust)))
 		out[i] = d
 	}
-	slices.SortStableFunc(out, func(a, b Delivery) int { return a.Time.Compare(b.Time) })
+	slices.SortStableFunc(out, func(a, b delivery.Delivery) int { return a.Time.Compare(b.Time) })
 	return out
 }
 

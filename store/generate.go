@@ -9,6 +9,8 @@ import (
 	"math/rand"
 	"strconv"
 	"time"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 // GenerateDeliveries adds n synthetic deliveries spread evenly over the
@@ -47,7 +49,7 @@ func GenerateDeliveries(ctx context.Context, s *Store, n int, days int, seed int
 	spanUS := int64(days) * usPerDay
 	startUS := micros(end) - spanUS
 	const batch = 100_000
-	ds := make([]Delivery, 0, batch)
+	ds := make([]delivery.Delivery, 0, batch)
 	for i := 0; i < n; i++ {
 		us := startUS + int64(float64(i)/float64(n)*float64(spanUS))
 		ds = append(ds, g.delivery(i, fromMicros(us), float64(i)/float64(n)))
@@ -120,7 +122,7 @@ func newGenerator(n int, seed int64) *generator {
 	return g
 }
 
-func (g *generator) delivery(i int, t time.Time, progress float64) Delivery {
+func (g *generator) delivery(i int, t time.Time, progress float64) delivery.Delivery {
 	r := g.r
 	d := &g.domains[g.zipf.Uint64()]
 	mi := r.Intn(len(d.mx))
@@ -129,7 +131,7 @@ func (g *generator) delivery(i int, t time.Time, progress float64) Delivery {
 	h := sha256.Sum256(binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(g.seed)), uint64(i)))
 	copy(key[:], h[:])
 	binary.BigEndian.PutUint64(key[:8], uint64(g.seed)<<40+uint64(i))
-	dl := Delivery{
+	dl := delivery.Delivery{
 		Time: t, LogHost: "mail", Process: "postfix/smtp", PID: 1000 + r.Intn(5000),
 		QueueID:   fmt.Sprintf("%010X", r.Int63()&0xFFFFFFFFFF),
 		Recipient: "u" + strconv.Itoa(r.Intn(1000)) + "@" + d.name,
@@ -147,24 +149,24 @@ func (g *generator) delivery(i int, t time.Time, progress float64) Delivery {
 	default:
 		tt := true
 		tls = &tt
-		dl.TLSTrust, dl.TLSProtocol, dl.TLSCipher = m.trust, m.protocol, m.cipher
+		dl.TLSTrust, dl.TLSProtocol, dl.TLSCipher = delivery.Trust(m.trust), m.protocol, m.cipher
 	}
 	dl.TLS = tls
 	switch x := r.Float64(); {
 	case x < 0.94:
-		dl.Status, dl.DSN, dl.Reason = StatusSent, "2.0.0", "250 2.0.0 Ok: queued"
+		dl.Status, dl.DSN, dl.Reason = delivery.Sent, "2.0.0", "250 2.0.0 Ok: queued"
 		if plain && !d.plainOnly && r.Float64() < 0.2 {
 			dl.Fallback = true
 		}
 	case x < 0.985:
-		dl.Status, dl.DSN, dl.Reason = StatusDeferred, "4.4.1", "connect to "+m.host+"["+m.addr+"]:25: Connection timed out"
+		dl.Status, dl.DSN, dl.Reason = delivery.Deferred, "4.4.1", "connect to "+m.host+"["+m.addr+"]:25: Connection timed out"
 		if !d.plainOnly && r.Float64() < 0.1 {
 			dl.DSN, dl.Reason, dl.TLSFailure = "4.7.5", "Cannot start TLS: handshake failure", true
 		}
 	case x < 0.995:
-		dl.Status, dl.DSN, dl.Reason = StatusBounced, "5.1.1", "host said: 550 5.1.1 User unknown"
+		dl.Status, dl.DSN, dl.Reason = delivery.Bounced, "5.1.1", "host said: 550 5.1.1 User unknown"
 	default:
-		dl.Status, dl.DSN, dl.Reason = StatusExpired, "4.4.1", "message expired"
+		dl.Status, dl.DSN, dl.Reason = delivery.Expired, "4.4.1", "message expired"
 	}
 	return dl
 }

@@ -19,7 +19,7 @@ import (
 // Fleet hosts. Every delivery and every follower checkpoint belongs to the
 // fleet host that wrote it: the name a mailtls process writes as (--host,
 // default the machine's host name; see SetHost), not the host field of
-// the log line (Delivery.LogHost). The hosts table numbers the names, and
+// the log line (delivery.Delivery.LogHost). The hosts table numbers the names, and
 // deliveries, checkpoints and rollups carry the number (host_id).
 //
 // Exactly once per host: a delivery's stored key is the time and SHA-256

@@ -9,12 +9,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 // makeV7 writes a database of schema version 7, as mailtls before fleet
 // hosts left it: ds stored by a follower of source with checkpoint ck,
 // through the statements of version 7 (40-byte keys, no host_id).
-func makeV7(t *testing.T, path, source string, ds []Delivery, ck []byte) {
+func makeV7(t *testing.T, path, source string, ds []delivery.Delivery, ck []byte) {
 	t.Helper()
 	ctx := context.Background()
 	if err := os.WriteFile(path, nil, fileMode); err != nil {
@@ -78,7 +80,7 @@ func TestUpgradeFromSchema7(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "v7.db")
 	const src = "file:/var/log/mail.log"
-	var ds []Delivery
+	var ds []delivery.Delivery
 	for i := range 48 {
 		d := testDelivery(i, t0.Add(time.Duration(i)*time.Hour+time.Minute), []string{"example.com", "example.net"}[i%2])
 		if i%3 == 0 {
@@ -172,14 +174,14 @@ func summariesEqual(a, b Summary) bool {
 func TestNoHostToWriteAs(t *testing.T) {
 	s, _ := openTest(t)
 	s.host, s.hostErr = "", errors.New("the machine's host name is not a valid fleet host name; name this host with --host")
-	_, err := s.CommitBatch(context.Background(), "file:/x", []Delivery{testDelivery(1, t0, "example.com")}, nil)
+	_, err := s.CommitBatch(context.Background(), "file:/x", []delivery.Delivery{testDelivery(1, t0, "example.com")}, nil)
 	if err == nil || !strings.Contains(err.Error(), "--host") {
 		t.Fatalf("CommitBatch without a host: %v; want an error that asks for --host", err)
 	}
 	if err := s.SetHost(context.Background(), "mx1"); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := s.CommitBatch(context.Background(), "file:/x", []Delivery{testDelivery(1, t0, "example.com")}, nil); err != nil || n != 1 {
+	if n, err := s.CommitBatch(context.Background(), "file:/x", []delivery.Delivery{testDelivery(1, t0, "example.com")}, nil); err != nil || n != 1 {
 		t.Fatalf("CommitBatch after SetHost: %d, %v", n, err)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 // An override counts the deliveries it governed: those made while it was
@@ -232,7 +234,7 @@ type ForcedPlaintext struct {
 	Count  int64  // plaintext sent deliveries while forced
 	// First is the first such delivery, when its row is still stored
 	// (HaveFirst); before a pruning horizon only the count is known.
-	First     Delivery
+	First     delivery.Delivery
 	HaveFirst bool
 }
 
@@ -400,7 +402,7 @@ func forcedPlaintext(ctx context.Context, tx *sql.Tx, n *keyNode, forced []tspan
 		ORDER BY time, id`
 	for _, day := range days {
 		for _, t := range intersect(forced, tspan{day * usPerDay, (day + 1) * usPerDay}) {
-			err := streamDeliveries(ctx, tx, q, cat([]any{t.lo, t.hi}, kda, da), func(d Delivery) error {
+			err := streamDeliveries(ctx, tx, q, cat([]any{t.lo, t.hi}, kda, da), func(d delivery.Delivery) error {
 				rh, rp := splitRelay(d.Relay)
 				governing(nodes, relays, strings.ToLower(d.Domain), relayAt{rh, rp}, micros(d.Time), func(g *keyNode, policy string) {
 					if g != n || !MandatoryLevel(policy) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 // TestOverridesInForce: an override counts only what it governed while it
@@ -13,8 +15,8 @@ func TestOverridesInForce(t *testing.T) {
 	s, _ := openTest(t)
 	base := t0.Add(-5 * 24 * time.Hour).Add(-7*time.Hour - 13*time.Minute) // not on a day boundary
 	at := func(h float64) time.Time { return base.Add(time.Duration(h * float64(time.Hour))) }
-	var ds []Delivery
-	deliver := func(h float64, domain string, tls bool) Delivery {
+	var ds []delivery.Delivery
+	deliver := func(h float64, domain string, tls bool) delivery.Delivery {
 		d := testDelivery(len(ds)+1, at(h), domain)
 		if !tls {
 			d.TLS, d.TLSTrust, d.TLSProtocol, d.TLSCipher = bptr(false), "", "", ""
@@ -120,7 +122,7 @@ func TestOverridesInForce(t *testing.T) {
 	}
 	wantWarn := map[string]struct {
 		n      int64
-		first  Delivery
+		first  delivery.Delivery
 		policy string
 	}{
 		"forced.example":      {1, leak, "encrypt"},

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 // TestInternalHops: a content filter's hop (to 127.0.0.1:10024) and the
@@ -24,7 +26,7 @@ func TestInternalHops(t *testing.T) {
 	lmtp.TLS, lmtp.TLSTrust, lmtp.TLSProtocol, lmtp.TLSCipher = bptr(false), "", "", ""
 	out := testDelivery(3, at.Add(2*time.Second), "gmail.com")
 	out.QueueID, out.TLSFeature = "BBB", "may:none"
-	if _, err := s.AddDeliveries(ctx, []Delivery{hop, lmtp, out}); err != nil {
+	if _, err := s.AddDeliveries(ctx, []delivery.Delivery{hop, lmtp, out}); err != nil {
 		t.Fatal(err)
 	}
 	for _, w := range []Window{{}, {Since: at.Add(-time.Minute), Until: at.Add(time.Minute)}, {Domain: "gmail.com"}, {Since: t0.Add(-48 * time.Hour), Until: t0}} {
@@ -52,8 +54,8 @@ func TestInternalHops(t *testing.T) {
 	if err != nil || len(rows) != 1 || rows[0].Key != "mx.gmail.com" {
 		t.Errorf("ReportBy(relay) = %+v, %v; want the outbound relay only", rows, err)
 	}
-	var got []Delivery
-	if err := s.Deliveries(ctx, Filter{Domain: "gmail.com"}, func(d Delivery) error { got = append(got, d); return nil }); err != nil {
+	var got []delivery.Delivery
+	if err := s.Deliveries(ctx, Filter{Domain: "gmail.com"}, func(d delivery.Delivery) error { got = append(got, d); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 2 || !got[0].Internal || got[1].Internal || got[1].TLSFeature != "may:none" || got[0].TLSFeature != "" {

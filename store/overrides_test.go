@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 func TestOverridesCRUD(t *testing.T) {
@@ -183,7 +185,7 @@ func TestOverridesVersion(t *testing.T) {
 	}
 	// Deliveries do not change the version.
 	v3, _ := s.OverridesVersion(ctx)
-	if _, err := s.AddDeliveries(ctx, []Delivery{testDelivery(1, t0, "example.com")}); err != nil {
+	if _, err := s.AddDeliveries(ctx, []delivery.Delivery{testDelivery(1, t0, "example.com")}); err != nil {
 		t.Fatal(err)
 	}
 	if v, _ := s.OverridesVersion(ctx); v != v3 {

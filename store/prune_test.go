@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 func TestFitWindow(t *testing.T) {
@@ -43,7 +45,7 @@ func TestPrune(t *testing.T) {
 	s, ds := fixture(t)
 	before := t0.Add(-5*24*time.Hour - 7*time.Hour)
 	h := before.Truncate(24 * time.Hour) // t0 is UTC
-	var kept, gone []Delivery
+	var kept, gone []delivery.Delivery
 	for _, d := range ds {
 		if d.Time.Before(h) {
 			gone = append(gone, d)
@@ -136,7 +138,7 @@ func TestPrune(t *testing.T) {
 
 	// New deliveries after the horizon are stored.
 	fresh := testDelivery(900001, h.Add(time.Minute), "fresh.example")
-	if n, err := s.AddDeliveries(ctx, []Delivery{fresh}); err != nil || n != 1 {
+	if n, err := s.AddDeliveries(ctx, []delivery.Delivery{fresh}); err != nil || n != 1 {
 		t.Fatalf("new delivery after the horizon: %d, %v", n, err)
 	}
 
@@ -156,7 +158,7 @@ func TestPrune(t *testing.T) {
 	}
 	var want int64
 	for _, d := range ds {
-		if d.Domain == "example.com" && d.Status == StatusSent && !d.Internal && !d.Time.Before(h.Add(-24*time.Hour)) && d.Time.Before(t0) {
+		if d.Domain == "example.com" && d.Status == delivery.Sent && !d.Internal && !d.Time.Before(h.Add(-24*time.Hour)) && d.Time.Before(t0) {
 			want++
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/published"
 )
 
@@ -84,7 +85,7 @@ func TestPublished(t *testing.T) {
 func TestActiveDomains(t *testing.T) {
 	s, _ := openTest(t)
 	ctx := context.Background()
-	ds := []Delivery{
+	ds := []delivery.Delivery{
 		{Time: t0.AddDate(0, 0, -40), Domain: "old.example", QueueID: "A1", Key: keyOf(1), Recipient: "a@old.example", Relay: "none", Status: "sent"},
 		{Time: t0.AddDate(0, 0, -3), Domain: "recent.example", QueueID: "A2", Key: keyOf(2), Recipient: "a@recent.example", Relay: "none", Status: "deferred"},
 		{Time: t0, Domain: "today.example", QueueID: "A3", Key: keyOf(3), Recipient: "b@today.example", Relay: "none", Status: "sent"},

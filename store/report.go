@@ -36,7 +36,7 @@ type Summary struct {
 	DomainsAllTLS       int64 `json:"domains_all_tls"`
 	DomainsAnyPlaintext int64 `json:"domains_any_plaintext"`
 	// Internal counts the internal hops in the window (every status):
-	// deliveries to content filters and local LMTP (Delivery.Internal),
+	// deliveries to content filters and local LMTP (delivery.Delivery.Internal),
 	// which the other fields leave out unless Window.IncludeInternal.
 	Internal int64 `json:"internal"`
 }

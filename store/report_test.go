@@ -10,19 +10,21 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailtls/mailtls/delivery"
 )
 
 var testDomains = []string{"example.com", "a.example.com", "b.a.example.com", "xexample.com", "x-example.com", "other.org", "mail.other.org", "plain.net"}
 
 // randomDeliveries makes n deliveries with random outcomes at random
 // microsecond times in [start, start+span).
-func randomDeliveries(seed int64, n int, start time.Time, span time.Duration) []Delivery {
+func randomDeliveries(seed int64, n int, start time.Time, span time.Duration) []delivery.Delivery {
 	r := rand.New(rand.NewSource(seed))
 	pick := func(xs ...string) string { return xs[r.Intn(len(xs))] }
-	out := make([]Delivery, n)
+	out := make([]delivery.Delivery, n)
 	for i := range out {
 		dom := testDomains[r.Intn(len(testDomains))]
-		d := Delivery{
+		d := delivery.Delivery{
 			Time:    start.Add(time.Duration(r.Int63n(int64(span/time.Microsecond))) * time.Microsecond),
 			LogHost: "mail", Process: "postfix/smtp", PID: r.Intn(1000),
 			QueueID: fmt.Sprintf("R%d", i), Recipient: "u@" + dom, Domain: dom,
@@ -40,26 +42,26 @@ func randomDeliveries(seed int64, n int, start time.Time, span time.Duration) []
 		}
 		switch x := r.Intn(20); {
 		case x < 14:
-			d.Status = StatusSent
+			d.Status = delivery.Sent
 		case x < 17:
-			d.Status = StatusDeferred
+			d.Status = delivery.Deferred
 		case x < 19:
-			d.Status = StatusBounced
+			d.Status = delivery.Bounced
 		default:
-			d.Status = StatusExpired
+			d.Status = delivery.Expired
 		}
 		switch x := r.Intn(20); {
 		case x < 3: // unknown
 		case x < 8:
 			d.TLS = bptr(false)
-			d.Fallback = d.Status == StatusSent && r.Intn(3) == 0
+			d.Fallback = d.Status == delivery.Sent && r.Intn(3) == 0
 		default:
 			d.TLS = bptr(true)
-			d.TLSTrust = pick("", "anonymous", "untrusted", "trusted", "verified")
+			d.TLSTrust = delivery.Trust(pick("", "anonymous", "untrusted", "trusted", "verified"))
 			d.TLSProtocol = pick("TLSv1.2", "TLSv1.3", "")
 			d.TLSCipher = pick("TLS_AES_256_GCM_SHA384", "ECDHE-RSA-AES256-GCM-SHA384")
 		}
-		if d.Status != StatusSent && r.Intn(3) == 0 {
+		if d.Status != delivery.Sent && r.Intn(3) == 0 {
 			d.TLSFailure = true
 		}
 		// Without drawing from r, so the other fields stay as they were.
@@ -77,7 +79,7 @@ func randomDeliveries(seed int64, n int, start time.Time, span time.Duration) []
 
 // ---- independent expectations ----
 
-func inWindow(d Delivery, since, until time.Time) bool {
+func inWindow(d delivery.Delivery, since, until time.Time) bool {
 	return (since.IsZero() || !d.Time.Before(since)) && (until.IsZero() || d.Time.Before(until))
 }
 
@@ -94,9 +96,9 @@ func domainMatcher(f string) func(string) bool {
 	return func(d string) bool { return d == f }
 }
 
-func selectDs(ds []Delivery, w Window) []Delivery {
+func selectDs(ds []delivery.Delivery, w Window) []delivery.Delivery {
 	m := domainMatcher(w.Domain)
-	var out []Delivery
+	var out []delivery.Delivery
 	for _, d := range ds {
 		if inWindow(d, w.Since, w.Until) && m(d.Domain) && (w.IncludeInternal || !d.Internal) {
 			out = append(out, d)
@@ -105,16 +107,16 @@ func selectDs(ds []Delivery, w Window) []Delivery {
 	return out
 }
 
-func isEnc(d Delivery) bool   { return d.TLS != nil && *d.TLS }
-func isPlain(d Delivery) bool { return d.TLS != nil && !*d.TLS }
+func isEnc(d delivery.Delivery) bool   { return d.TLS != nil && *d.TLS }
+func isPlain(d delivery.Delivery) bool { return d.TLS != nil && !*d.TLS }
 
-func expectSummary(ds []Delivery, w Window) Summary {
+func expectSummary(ds []delivery.Delivery, w Window) Summary {
 	s := Summary{ByTrust: map[string]int64{}, ByProtocol: map[string]int64{}}
 	type flags struct{ plain, notEnc bool }
 	doms := map[string]*flags{}
 	for _, d := range selectDs(ds, w) {
 		switch d.Status {
-		case StatusSent:
+		case delivery.Sent:
 			s.Deliveries++
 			f := doms[d.Domain]
 			if f == nil {
@@ -131,7 +133,7 @@ func expectSummary(ds []Delivery, w Window) Summary {
 				if pr == "" {
 					pr = "unknown"
 				}
-				s.ByTrust[tr]++
+				s.ByTrust[string(tr)]++
 				s.ByProtocol[pr]++
 			case isPlain(d):
 				s.Plaintext++
@@ -146,14 +148,14 @@ func expectSummary(ds []Delivery, w Window) Summary {
 			if d.Fallback {
 				s.Fallback++
 			}
-		case StatusDeferred:
+		case delivery.Deferred:
 			s.Deferred++
 			if d.TLSFailure {
 				s.TLSDeferred++
 			}
-		case StatusBounced:
+		case delivery.Bounced:
 			s.Bounced++
-		case StatusExpired:
+		case delivery.Expired:
 			s.Expired++
 		}
 	}
@@ -187,10 +189,10 @@ func relayHostOf(relay string) string {
 	return h
 }
 
-func expectReport(ds []Delivery, w Window, by string, top int) []Row {
+func expectReport(ds []delivery.Delivery, w Window, by string, top int) []Row {
 	rows := map[string]*Row{}
 	for _, d := range selectDs(ds, w) {
-		if by != "status" && d.Status != StatusSent {
+		if by != "status" && d.Status != delivery.Sent {
 			continue
 		}
 		var k string
@@ -204,9 +206,9 @@ func expectReport(ds []Delivery, w Window, by string, top int) []Row {
 		case "cipher":
 			k = d.TLSCipher
 		case "trust":
-			k = d.TLSTrust
+			k = string(d.TLSTrust)
 		case "status":
-			k = d.Status
+			k = string(d.Status)
 		case "day":
 			k = d.Time.UTC().Format("2006-01-02")
 		case "hour":
@@ -267,7 +269,7 @@ func expectReport(ds []Delivery, w Window, by string, top int) []Row {
 
 // fixture stores random deliveries over the 10 days before t0, in several
 // batches and out of time order.
-func fixture(t *testing.T) (*Store, []Delivery) {
+func fixture(t *testing.T) (*Store, []delivery.Delivery) {
 	t.Helper()
 	s, _ := openTest(t)
 	ds := randomDeliveries(7, 3000, t0.Add(-10*24*time.Hour), 10*24*time.Hour)
@@ -394,20 +396,20 @@ func TestOverrideActivityMatchesRawRows(t *testing.T) {
 	ctx := context.Background()
 	s, ds := fixture(t)
 	keys := []string{"example.com", ".example.com", "[smarthost.example]:587", "[smarthost.example]", "[MX1.other.org]", "other.org", "nosuch.example"}
-	match := map[string]func(Delivery) bool{
-		"example.com":  func(d Delivery) bool { return d.Domain == "example.com" },
-		".example.com": func(d Delivery) bool { return strings.HasSuffix(d.Domain, ".example.com") },
-		"[smarthost.example]:587": func(d Delivery) bool {
+	match := map[string]func(delivery.Delivery) bool{
+		"example.com":  func(d delivery.Delivery) bool { return d.Domain == "example.com" },
+		".example.com": func(d delivery.Delivery) bool { return strings.HasSuffix(d.Domain, ".example.com") },
+		"[smarthost.example]:587": func(d delivery.Delivery) bool {
 			return strings.HasPrefix(d.Relay, "smarthost.example[") && strings.HasSuffix(d.Relay, "]:587")
 		},
-		"[smarthost.example]": func(d Delivery) bool {
+		"[smarthost.example]": func(d delivery.Delivery) bool {
 			return strings.HasPrefix(d.Relay, "smarthost.example[") && strings.HasSuffix(d.Relay, "]:25")
 		},
-		"[MX1.other.org]": func(d Delivery) bool {
+		"[MX1.other.org]": func(d delivery.Delivery) bool {
 			return strings.HasPrefix(d.Relay, "mx1.other.org[") && strings.HasSuffix(d.Relay, "]:25")
 		},
-		"other.org":      func(d Delivery) bool { return d.Domain == "other.org" },
-		"nosuch.example": func(Delivery) bool { return false },
+		"other.org":      func(d delivery.Delivery) bool { return d.Domain == "other.org" },
+		"nosuch.example": func(delivery.Delivery) bool { return false },
 	}
 	for wi, w := range testWindows() {
 		for _, f := range []string{"", "*.other.org"} {
@@ -424,21 +426,21 @@ func TestOverrideActivityMatchesRawRows(t *testing.T) {
 						continue
 					}
 					switch d.Status {
-					case StatusSent:
+					case delivery.Sent:
 						st.Sent++
 						if isEnc(d) {
 							st.Encrypted++
 						} else if isPlain(d) {
 							st.Plaintext++
 						}
-					case StatusDeferred:
+					case delivery.Deferred:
 						st.Deferred++
 						if d.TLSFailure {
 							st.TLSDeferred++
 						}
-					case StatusBounced:
+					case delivery.Bounced:
 						st.Bounced++
-					case StatusExpired:
+					case delivery.Expired:
 						st.Expired++
 					}
 				}
@@ -462,7 +464,7 @@ func TestDryRunMatchesRawRows(t *testing.T) {
 	for _, key := range []string{"example.com", ".example.com", "[smarthost.example]:587"} {
 		var want DryRunResult
 		for _, d := range ds {
-			if d.Time.Before(since) || !d.Time.Before(t0.Add(-24*time.Hour)) || d.Status != StatusSent || d.Internal {
+			if d.Time.Before(since) || !d.Time.Before(t0.Add(-24*time.Hour)) || d.Status != delivery.Sent || d.Internal {
 				continue
 			}
 			ok := map[string]bool{

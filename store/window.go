@@ -12,7 +12,7 @@ import (
 // Window selects deliveries for a report: Since inclusive, Until exclusive
 // (zero = unbounded), Domain as in Filter ("" = all, "example.com",
 // "*.example.com" = the domain and its subdomains, ".example.com" =
-// subdomains only). Reports leave internal hops (Delivery.Internal) out
+// subdomains only). Reports leave internal hops (delivery.Delivery.Internal) out
 // unless IncludeInternal. Host is "" (the whole fleet) or the name of one
 // fleet host (see hosts.go).
 type Window struct {

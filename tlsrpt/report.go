@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/logparse"
 )
 
@@ -102,7 +103,7 @@ type Input struct {
 	FetchFailure *PolicyFetchFailure
 	// Deliveries are the day's recorded delivery rows of Domain, in time
 	// order (store.Deliveries, converted).
-	Deliveries []logparse.Delivery
+	Deliveries []delivery.Delivery
 }
 
 // Day returns the UTC day holding t, as [start, end).
@@ -299,9 +300,9 @@ const sessionGap = 2 * time.Second
 // A session fails when any of its rows names a TLS failure (Classify), or
 // went out in plaintext: starttls-not-supported, or validation-failure
 // after a failed handshake (fallback). Where Postfix >= 3.10 logged its
-// own TLSRPT status for the session (logparse.Delivery.TLSRPT) with a
+// own TLSRPT status for the session (delivery.Delivery.TLSRPT) with a
 // result type of RFC 8460, that status is the result, success included.
-func Sessions(ds []logparse.Delivery) []Session {
+func Sessions(ds []delivery.Delivery) []Session {
 	type key struct {
 		host, proc, qid, relay string
 		pid                    int
@@ -321,7 +322,7 @@ func Sessions(ds []logparse.Delivery) []Session {
 		if rt == "" && !postfix && (d.TLS == nil || !*d.TLS) {
 			continue
 		}
-		k := key{d.Host, d.Process, d.QueueID, d.Relay, d.PID}
+		k := key{d.LogHost, d.Process, d.QueueID, d.Relay, d.PID}
 		if o, ok := cur[k]; ok && d.Time.Sub(o.last) <= sessionGap && d.Time.Sub(o.last) >= 0 {
 			o.last = d.Time
 			cur[k] = o
@@ -350,7 +351,7 @@ func Sessions(ds []logparse.Delivery) []Session {
 // verification failure (a hostname mismatch, an expired certificate), or
 // a plaintext delivery. Rows of an encrypted session that were deferred
 // for other reasons (a 4xx reply to RCPT) are successful TLS sessions.
-func classifyRow(d *logparse.Delivery) (ResultType, string, bool) {
+func classifyRow(d *delivery.Delivery) (ResultType, string, bool) {
 	if d.TLSRPT != "" {
 		if st, err := logparse.ParseTLSRPTStatus(d.TLSRPT); err == nil {
 			if st.Success {
@@ -362,7 +363,7 @@ func classifyRow(d *logparse.Delivery) (ResultType, string, bool) {
 		}
 	}
 	dane := strings.HasPrefix(d.TLSFeature, "dane") || strings.HasPrefix(d.TLSFeature, "!dane")
-	if d.TLSFailure || d.Status != logparse.StatusSent {
+	if d.TLSFailure || d.Status != delivery.Sent {
 		if rt := Classify("", d.Reason, dane); rt != "" {
 			if d.TLSVerify != "" && (rt == ValidationFailure || rt == CertificateNotTrusted) {
 				if v := Classify(d.TLSVerify, "", dane); v != "" {
@@ -372,7 +373,7 @@ func classifyRow(d *logparse.Delivery) (ResultType, string, bool) {
 			return rt, scrub(d.Reason), false
 		}
 	}
-	if d.Status == logparse.StatusSent && d.TLS != nil && !*d.TLS {
+	if d.Status == delivery.Sent && d.TLS != nil && !*d.TLS {
 		if d.Fallback {
 			return ValidationFailure, "plaintext after a failed TLS handshake", false
 		}
@@ -385,7 +386,7 @@ func classifyRow(d *logparse.Delivery) (ResultType, string, bool) {
 // client's deferral because the DANE policy's DNS records were missing,
 // insecure or unreadable (smtp_tls_policy.c): no TLSA records found, non
 // DNSSEC destination, TLSA lookup error.
-func daneBeforeConnect(d *logparse.Delivery) bool {
+func daneBeforeConnect(d *delivery.Delivery) bool {
 	p := d.Process
 	if i := strings.LastIndexByte(p, '/'); i >= 0 {
 		p = p[i+1:]

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailtls/mailtls/logparse"
+	"github.com/mailtls/mailtls/delivery"
 )
 
 var day = time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
@@ -18,20 +18,20 @@ var day = time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
 func tp(b bool) *bool { return &b }
 
 // row is a delivery record of smtp[pid] at second sec of day.
-func row(sec float64, pid int, qid, rcpt, relay, status, reason string, tls *bool) logparse.Delivery {
-	return logparse.Delivery{Time: day.Add(time.Duration(sec * float64(time.Second))), Host: "mx", Process: "postfix/smtp", PID: pid,
+func row(sec float64, pid int, qid, rcpt, relay string, status delivery.Status, reason string, tls *bool) delivery.Delivery {
+	return delivery.Delivery{Time: day.Add(time.Duration(sec * float64(time.Second))), LogHost: "mx", Process: "postfix/smtp", PID: pid,
 		QueueID: qid, Recipient: rcpt, Domain: "dest.example", Relay: relay, Status: status, Reason: reason, TLS: tls}
 }
 
 // sampleDeliveries: a day of deliveries to dest.example, with the sessions
 // a reader counts by hand in the comments.
-func sampleDeliveries() []logparse.Delivery {
+func sampleDeliveries() []delivery.Delivery {
 	const (
 		mx1 = "mx1.dest.example[192.0.2.1]:25"
 		mx2 = "mx2.dest.example[192.0.2.2]:25"
 	)
-	failed := func(d logparse.Delivery) logparse.Delivery { d.TLSFailure = true; return d }
-	ds := []logparse.Delivery{
+	failed := func(d delivery.Delivery) delivery.Delivery { d.TLSFailure = true; return d }
+	ds := []delivery.Delivery{
 		// session 1: three recipients of one message, one TLS session.
 		row(10, 100, "AAA", "a1@dest.example", mx1, "sent", "250 2.0.0 Ok", tp(true)),
 		row(10.2, 100, "AAA", "a2@dest.example", mx1, "sent", "250 2.0.0 Ok", tp(true)),
@@ -46,7 +46,7 @@ func sampleDeliveries() []logparse.Delivery {
 		// session 5: no STARTTLS under a forced policy (tls-failures.log:4).
 		failed(row(600, 102, "DDD", "d@dest.example", mx1, "deferred", "TLS is required, but was not offered by host mx1.dest.example[192.0.2.1]", tp(false))),
 		// not a session: postfix/error repeats the failure without connecting.
-		failed(logparse.Delivery{Time: day.Add(601 * time.Second), Process: "postfix/error", PID: 103, QueueID: "DDD", Recipient: "d2@dest.example",
+		failed(delivery.Delivery{Time: day.Add(601 * time.Second), Process: "postfix/error", PID: 103, QueueID: "DDD", Recipient: "d2@dest.example",
 			Domain: "dest.example", Relay: "none", Status: "deferred", Reason: "delivery temporarily suspended: TLS is required, but was not offered by host mx1.dest.example[192.0.2.1]"}),
 		// session 6: delivered in plaintext (may, no STARTTLS).
 		row(700, 104, "EEE", "e@dest.example", mx1, "sent", "250 2.0.0 Ok", tp(false)),

@@ -55,7 +55,7 @@ type rule struct {
 // rules come from Postfix's own message texts (smtp(8), tls_verify.c,
 // tls_dane.c, smtp_tls_policy.c as built into Postfix 3.7; the golden test
 // lists a real line for each). The texts of the "certificate verification
-// failed" lines (logparse.Delivery.TLSVerify) are the most specific; the
+// failed" lines (delivery.Delivery.TLSVerify) are the most specific; the
 // delivery record's reason ("Server certificate not verified") is what is
 // left when only that was recorded.
 //

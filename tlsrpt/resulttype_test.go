@@ -84,7 +84,7 @@ func TestClassifyGolden(t *testing.T) {
 		{"logparse/testdata/real-postfix37-dane.log:87,89 (dane-only, DANE-TA: the MX name is not in the certificate)",
 			"server certificate verification failed for mx.ta-name.test[127.0.1.2]:25: num=62:hostname mismatch",
 			"Server certificate not verified", false, CertificateHostMismatch},
-		{"logparse/testdata/real-postfix37-dane.log:61,64 (dane-only, TLSA 3 1 7: the warning is the session's verify text, logparse.Delivery.TLSVerify)",
+		{"logparse/testdata/real-postfix37-dane.log:61,64 (dane-only, TLSA 3 1 7: the warning is the session's verify text, delivery.Delivery.TLSVerify)",
 			"all TLSA records unusable", "Server certificate not verified", false, TLSAInvalid},
 		{"logparse/testdata/real-postfix37-dane.log:62,64 (the same session's verification failure alone says nothing specific)",
 			"server certificate verification failed for mx.tlsa-unusable.test[127.0.1.2]:25: num=1:unspecified certificate verification error",

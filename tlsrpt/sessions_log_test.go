@@ -8,19 +8,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/logparse"
 )
 
 // parseLog runs a logparse testdata file through the correlator, as the
 // follower does, and returns its deliveries by recipient domain.
-func parseLog(t *testing.T, name string) map[string][]logparse.Delivery {
+func parseLog(t *testing.T, name string) map[string][]delivery.Delivery {
 	t.Helper()
 	b, err := os.ReadFile("../logparse/testdata/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := logparse.NewCorrelator(logparse.Options{RefTime: time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC), Location: time.UTC})
-	out := map[string][]logparse.Delivery{}
+	out := map[string][]delivery.Delivery{}
 	for _, line := range bytes.Split(bytes.TrimSuffix(b, []byte("\n")), []byte("\n")) {
 		for _, d := range c.Feed(line) {
 			out[d.Domain] = append(out[d.Domain], d)
@@ -35,7 +36,7 @@ type sessionResult struct {
 	Postfix bool
 }
 
-func results(ds []logparse.Delivery) []sessionResult {
+func results(ds []delivery.Delivery) []sessionResult {
 	var out []sessionResult
 	for _, s := range Sessions(ds) {
 		out = append(out, sessionResult{s.Result, s.Reason, s.Postfix})
@@ -104,19 +105,19 @@ func TestPostfixStatusWins(t *testing.T) {
 	second.TLSRPT = "status=failure, domain=dest.example, receiving_mx=mx.dest.example[192.0.2.1], failure_type=certificate_expired"
 	third := second
 	third.TLSRPT = "status=failure, domain=dest.example, receiving_mx=mx.dest.example[192.0.2.1], failure_type=dane_required"
-	got := results([]logparse.Delivery{ok, second, third})
+	got := results([]delivery.Delivery{ok, second, third})
 	want := []sessionResult{{CertificateExpired, "", true}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("sessions %+v, want %+v", got, want)
 	}
 	// Without the status, the verification line decides.
-	if got := results([]logparse.Delivery{ok}); !reflect.DeepEqual(got, []sessionResult{{CertificateHostMismatch, "num=62:hostname mismatch", false}}) {
+	if got := results([]delivery.Delivery{ok}); !reflect.DeepEqual(got, []sessionResult{{CertificateHostMismatch, "num=62:hostname mismatch", false}}) {
 		t.Errorf("sessions %+v", got)
 	}
 	// A verification line does not make a non-TLS failure a TLS one.
 	grey := row(0, 1, "AAA", "a@dest.example", mx, "deferred", "host mx said: 450 4.2.0 Greylisted", tp(true))
 	grey.TLSVerify = "untrusted issuer /CN=x"
-	if got := results([]logparse.Delivery{grey}); !reflect.DeepEqual(got, []sessionResult{{"", "", false}}) {
+	if got := results([]delivery.Delivery{grey}); !reflect.DeepEqual(got, []sessionResult{{"", "", false}}) {
 		t.Errorf("greylisted over TLS with an untrusted certificate: %+v, want a successful session", got)
 	}
 }
@@ -216,7 +217,7 @@ func TestSessionsRelayNone(t *testing.T) {
 	suspended.Process, suspended.QueueID, suspended.Reason = "postfix/error", "CCC", "delivery temporarily suspended: no TLSA records found"
 	refused := smtp
 	refused.QueueID, refused.Reason = "DDD", "connect to mx.dest.example[192.0.2.1]:25: Connection refused"
-	got := Sessions([]logparse.Delivery{smtp, lmtp, suspended, refused})
+	got := Sessions([]delivery.Delivery{smtp, lmtp, suspended, refused})
 	if len(got) != 2 || got[0].Result != DANERequired || got[1].Result != DANERequired || got[0].MXHost != "" || got[0].IP != "" {
 		t.Errorf("sessions %+v, want two dane-required without MX host and address", got)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/discover"
 	"github.com/mailtls/mailtls/policyd"
 	"github.com/mailtls/mailtls/store"
@@ -198,8 +199,8 @@ func domainHistory(ctx context.Context, st *store.Store, domain string, now time
 	if s.Plaintext == 0 {
 		return h, nil
 	}
-	err = st.Deliveries(ctx, store.Filter{Domain: domain, Since: since, Until: now}, func(d store.Delivery) error {
-		if d.Status == store.StatusSent && d.TLS != nil && !*d.TLS {
+	err = st.Deliveries(ctx, store.Filter{Domain: domain, Since: since, Until: now}, func(d delivery.Delivery) error {
+		if d.Status == delivery.Sent && d.TLS != nil && !*d.TLS {
 			t := d.Time.UTC()
 			h.LastPlaintext = &t
 		}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/store"
 )
 
@@ -166,7 +167,7 @@ func TestCheckCommand(t *testing.T) {
 	}
 	yes, no := true, false
 	plainAt := time.Now().Add(-48 * time.Hour).UTC().Truncate(time.Second)
-	_, err = st.AddDeliveries(context.Background(), []store.Delivery{
+	_, err = st.AddDeliveries(context.Background(), []delivery.Delivery{
 		{Time: plainAt.Add(-time.Hour), QueueID: "A1", Recipient: "a@check.example", Domain: "check.example", Relay: "mx1.check.example[127.0.0.1]:25",
 			Status: "sent", DSN: "2.0.0", TLS: &yes, TLSTrust: "untrusted", TLSProtocol: "TLSv1.3", Key: strings.Repeat("a1", 32)},
 		{Time: plainAt, QueueID: "A2", Recipient: "b@check.example", Domain: "check.example", Relay: "mx1.check.example[127.0.0.1]:25",

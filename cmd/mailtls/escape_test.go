@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/store"
 )
 
@@ -42,9 +43,9 @@ func TestTablesEscapeLogData(t *testing.T) {
 	}
 	now := time.Now().UTC()
 	yes, no := true, false
-	var ds []store.Delivery
+	var ds []delivery.Delivery
 	for i, at := range []time.Time{now.Add(-3 * time.Hour), now.Add(-2 * time.Hour), now.Add(-time.Hour)} {
-		d := store.Delivery{Time: at, QueueID: "Q" + hostile + fmt.Sprint(i), Recipient: "a@evil.example", Domain: "evil.example",
+		d := delivery.Delivery{Time: at, QueueID: "Q" + hostile + fmt.Sprint(i), Recipient: "a@evil.example", Domain: "evil.example",
 			Relay: "mx" + hostile + "[192.0.2.1]:25", Status: "sent", DSN: "2.0.0", TLS: &yes, TLSTrust: "verified",
 			TLSProtocol: "TLSv1.3" + hostile, TLSCipher: "AES" + hostile, Key: fmt.Sprintf("%064x", i+1)}
 		if i == 2 {

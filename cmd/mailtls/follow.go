@@ -15,9 +15,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/logparse"
 	"github.com/mailtls/mailtls/metrics"
-	"github.com/mailtls/mailtls/store"
 )
 
 func followFlags() []cli.Flag {
@@ -256,13 +256,14 @@ func (f *follower) runOnce(ctx context.Context) error {
 		}
 	}
 	f.failing.Store(nil) // the store answers again; a failed commit sets it anew
-	var added func(*store.Delivery)
+	var added func(*delivery.Delivery)
 	if m := f.metrics; m != nil {
 		m.Follower.Restored(cp, restoredStats(cp))
 		added = m.Deliveries.Add
 	}
 	commit := func(ctx context.Context, b logparse.Batch) error {
-		_, err := f.st.CommitBatchEach(ctx, f.source, toStore(b.Deliveries, f.relays), b.Checkpoint.Marshal(), added)
+		f.relays.Mark(b.Deliveries)
+		_, err := f.st.CommitBatchEach(ctx, f.source, b.Deliveries, b.Checkpoint.Marshal(), added)
 		if err == nil {
 			f.failing.Store(nil)
 			f.commits.Add(1)

@@ -17,27 +17,10 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/logparse"
 	"github.com/mailtls/mailtls/store"
 )
-
-// toStore converts parsed deliveries to store rows, marking as internal
-// the hops that relays classify so (see logparse.InternalRelays).
-func toStore(ds []logparse.Delivery, relays *logparse.InternalRelays) []store.Delivery {
-	out := make([]store.Delivery, len(ds))
-	for i, d := range ds {
-		out[i] = store.Delivery{
-			Time: d.Time, LogHost: d.Host, Process: d.Process, PID: d.PID,
-			QueueID: d.QueueID, Recipient: d.Recipient, OrigTo: d.OrigTo, Domain: d.Domain,
-			Relay: d.Relay, Status: d.Status, DSN: d.DSN, Reason: d.Reason,
-			TLS: d.TLS, TLSTrust: d.TLSTrust, TLSProtocol: d.TLSProtocol, TLSCipher: d.TLSCipher,
-			Fallback: d.Fallback, TLSFailure: d.TLSFailure, TLSFeature: d.TLSFeature,
-			TLSVerify: d.TLSVerify, TLSRPT: d.TLSRPT,
-			Internal: d.Internal || relays.Internal(d.Relay), Key: d.Key,
-		}
-	}
-	return out
-}
 
 // internalRelaysFlag is --internal-relays, for import, follow and run.
 func internalRelaysFlag() cli.Flag {
@@ -218,17 +201,18 @@ func importFiles(ctx context.Context, st *store.Store, files []string, stdin io.
 	}
 	perr := func() error {
 		const batchSize = 2500
-		batch := make([]logparse.Delivery, 0, batchSize)
+		batch := make([]delivery.Delivery, 0, batchSize)
 		send := func() error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			b, err := store.PrepareBatch(toStore(batch, relays))
+			relays.Mark(batch)
+			b, err := store.PrepareBatch(batch)
 			if err != nil {
 				return err
 			}
 			batches <- b
-			batch = batch[:0] // toStore copied the deliveries
+			batch = make([]delivery.Delivery, 0, batchSize) // b points into the last one
 			return nil
 		}
 		for _, name := range files {

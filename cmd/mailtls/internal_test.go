@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/store"
 )
 
@@ -129,7 +130,7 @@ func TestFollowInternalHops(t *testing.T) {
 	internal := map[string]bool{}
 	eventually(t, 20*time.Second, "follow records the log", func() (bool, string) {
 		internal = map[string]bool{}
-		err := st.Deliveries(context.Background(), store.Filter{}, func(d store.Delivery) error { internal[d.QueueID] = d.Internal; return nil })
+		err := st.Deliveries(context.Background(), store.Filter{}, func(d delivery.Delivery) error { internal[d.QueueID] = d.Internal; return nil })
 		return err == nil && len(internal) == 4, fmt.Sprintf("%v %v", internal, err)
 	})
 	stop()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/store"
 )
 
@@ -24,10 +25,10 @@ func TestReportOverridesInForce(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer st.Close()
-		var ds []store.Delivery
+		var ds []delivery.Delivery
 		for i, at := range ats {
 			on := tls
-			ds = append(ds, store.Delivery{Time: at, QueueID: fmt.Sprintf("Q%d", from+i), Recipient: "u@forced.example", Domain: "forced.example",
+			ds = append(ds, delivery.Delivery{Time: at, QueueID: fmt.Sprintf("Q%d", from+i), Recipient: "u@forced.example", Domain: "forced.example",
 				Relay: "mx.forced.example[192.0.2.1]:25", Status: "sent", DSN: "2.0.0", TLS: &on, Key: fmt.Sprintf("%064x", from+i)})
 		}
 		if _, err := st.AddDeliveries(context.Background(), ds); err != nil {

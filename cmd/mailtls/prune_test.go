@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/store"
 )
 
@@ -23,10 +24,10 @@ func addAt(t *testing.T, db string, ts ...time.Time) {
 	}
 	defer st.Close()
 	yes := true
-	var ds []store.Delivery
+	var ds []delivery.Delivery
 	for _, at := range ts {
 		n := at.UnixNano()
-		ds = append(ds, store.Delivery{Time: at, QueueID: fmt.Sprintf("Q%X", n), Recipient: "a@keep.example", Domain: "keep.example",
+		ds = append(ds, delivery.Delivery{Time: at, QueueID: fmt.Sprintf("Q%X", n), Recipient: "a@keep.example", Domain: "keep.example",
 			Relay: "mx.keep.example[127.0.0.1]:25", Status: "sent", DSN: "2.0.0", TLS: &yes, TLSTrust: "verified", TLSProtocol: "TLSv1.3",
 			Key: fmt.Sprintf("%064x", n)})
 	}
@@ -118,7 +119,7 @@ func TestFollowKeep(t *testing.T) {
 	})
 	stopFollow()
 	var n int
-	if err := st.Deliveries(context.Background(), store.Filter{}, func(store.Delivery) error { n++; return nil }); err != nil {
+	if err := st.Deliveries(context.Background(), store.Filter{}, func(delivery.Delivery) error { n++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if n != 1 {

@@ -67,7 +67,7 @@ func TestReportMatchesGeneratorTruth(t *testing.T) {
 				enc++
 				domains[d.Domain].enc++
 				days[day].enc++
-				byTrust[strings.ToLower(d.TLSTrust)]++
+				byTrust[strings.ToLower(string(d.TLSTrust))]++
 				byProto[d.TLSProtocol]++
 			default:
 				plain++

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/store"
 )
 
@@ -16,7 +17,7 @@ import (
 // deliveries is stored with the reader's checkpoint in one transaction,
 // exactly once, and the checkpoint is read back on start.
 type batchCommitter interface {
-	CommitBatchEach(ctx context.Context, source string, ds []store.Delivery, checkpoint []byte, added func(*store.Delivery)) (int, error)
+	CommitBatchEach(ctx context.Context, source string, ds []delivery.Delivery, checkpoint []byte, added func(*delivery.Delivery)) (int, error)
 	Checkpoint(ctx context.Context, source string) ([]byte, error)
 }
 

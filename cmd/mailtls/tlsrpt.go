@@ -12,8 +12,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/discover"
-	"github.com/mailtls/mailtls/logparse"
 	"github.com/mailtls/mailtls/published"
 	"github.com/mailtls/mailtls/store"
 	"github.com/mailtls/mailtls/tlsrpt"
@@ -127,11 +127,11 @@ func loadTLSRPTSettings(c *cli.Context) error {
 // without one).
 func buildTLSRPT(ctx context.Context, st *store.Store, day time.Time, domain string, id tlsrptIdentity) ([]tlsrpt.Report, error) {
 	start, end := tlsrpt.Day(day)
-	byDomain := map[string][]logparse.Delivery{}
+	byDomain := map[string][]delivery.Delivery{}
 	f := store.Filter{Since: start, Until: end, Domain: domain}
-	if err := st.Deliveries(ctx, f, func(d store.Delivery) error {
+	if err := st.Deliveries(ctx, f, func(d delivery.Delivery) error {
 		if !d.Internal {
-			byDomain[d.Domain] = append(byDomain[d.Domain], toLogparse(d))
+			byDomain[d.Domain] = append(byDomain[d.Domain], d)
 		}
 		return nil
 	}); err != nil {
@@ -191,13 +191,6 @@ func buildTLSRPT(ctx context.Context, st *store.Store, day time.Time, domain str
 		}
 	}
 	return out, nil
-}
-
-func toLogparse(d store.Delivery) logparse.Delivery {
-	return logparse.Delivery{Time: d.Time, Host: d.LogHost, Process: d.Process, PID: d.PID, QueueID: d.QueueID,
-		Recipient: d.Recipient, OrigTo: d.OrigTo, Domain: d.Domain, Relay: d.Relay, Status: d.Status, DSN: d.DSN,
-		Reason: d.Reason, TLS: d.TLS, TLSTrust: d.TLSTrust, TLSProtocol: d.TLSProtocol, TLSCipher: d.TLSCipher,
-		Fallback: d.Fallback, TLSFailure: d.TLSFailure, TLSFeature: d.TLSFeature, TLSVerify: d.TLSVerify, TLSRPT: d.TLSRPT, Internal: d.Internal, Key: d.Key}
 }
 
 func tlsrptShow(c *cli.Context, e env) error {

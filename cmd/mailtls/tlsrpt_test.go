@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/internal/testnet"
 	"github.com/mailtls/mailtls/store"
 	"github.com/mailtls/mailtls/tlsrpt"
@@ -86,12 +87,12 @@ func newTLSRPTFixture(t *testing.T) *tlsrptFixture {
 	start, _ := tlsrpt.Day(time.Now())
 	at := start.AddDate(0, 0, -1).Add(10 * time.Hour)
 	yes, no := true, false
-	d := func(sec int, pid int, qid, rcpt, relay, status, reason string, tls *bool, failure bool) store.Delivery {
-		return store.Delivery{Time: at.Add(time.Duration(sec) * time.Millisecond), LogHost: "sender", Process: "postfix/smtp", PID: pid,
+	d := func(sec int, pid int, qid, rcpt, relay string, status delivery.Status, reason string, tls *bool, failure bool) delivery.Delivery {
+		return delivery.Delivery{Time: at.Add(time.Duration(sec) * time.Millisecond), LogHost: "sender", Process: "postfix/smtp", PID: pid,
 			QueueID: qid, Recipient: rcpt, Domain: rcpt[strings.IndexByte(rcpt, '@')+1:], Relay: relay, Status: status,
 			DSN: "2.0.0", Reason: reason, TLS: tls, TLSFailure: failure, Key: fmt.Sprintf("%064x", sec)}
 	}
-	ds := []store.Delivery{
+	ds := []delivery.Delivery{
 		// fail.test: one session, two recipients, certificate not verified (real-postfix37.log:89); then
 		// another message to the same MX that is delivered over TLS.
 		d(0, 10, "Q1", "u1@fail.test", "mx.fail.test[127.0.1.2]:25", "deferred", "Server certificate not verified", &yes, true),
@@ -410,13 +411,13 @@ func TestTLSRPTPolicyInForce(t *testing.T) {
 	}
 	yes := true
 	n := 0
-	d := func(at time.Time, mx, status, reason string) store.Delivery {
+	d := func(at time.Time, mx string, status delivery.Status, reason string) delivery.Delivery {
 		n++
-		return store.Delivery{Time: at, Host: "sender", Process: "postfix/smtp", PID: 100 + n, QueueID: fmt.Sprintf("Q%05d", n),
+		return delivery.Delivery{Time: at, Host: "sender", Process: "postfix/smtp", PID: 100 + n, QueueID: fmt.Sprintf("Q%05d", n),
 			Recipient: "u@chg.test", Domain: "chg.test", Relay: mx + "[127.0.1.9]:25", Status: status, DSN: "2.0.0", Reason: reason,
 			TLS: &yes, TLSFailure: status != "sent", Key: fmt.Sprintf("%064x", n)}
 	}
-	ds := []store.Delivery{
+	ds := []delivery.Delivery{
 		d(before.Add(9*time.Hour), "mx1.chg.test", "sent", "250 ok"),
 		d(yesterday.Add(8*time.Hour), "mx1.chg.test", "sent", "250 ok"),
 		d(yesterday.Add(9*time.Hour), "mx1.chg.test", "sent", "250 ok"),

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/report"
 	"github.com/mailtls/mailtls/store"
 )
@@ -31,10 +32,10 @@ import (
 // every Backend satisfies the interfaces it uses.
 type Backend interface {
 	// The follower's committer.
-	CommitBatch(ctx context.Context, source string, ds []store.Delivery, checkpoint []byte) (int, error)
-	CommitBatchEach(ctx context.Context, source string, ds []store.Delivery, checkpoint []byte, added func(*store.Delivery)) (int, error)
+	CommitBatch(ctx context.Context, source string, ds []delivery.Delivery, checkpoint []byte) (int, error)
+	CommitBatchEach(ctx context.Context, source string, ds []delivery.Delivery, checkpoint []byte, added func(*delivery.Delivery)) (int, error)
 	Checkpoint(ctx context.Context, source string) ([]byte, error)
-	Deliveries(ctx context.Context, f store.Filter, fn func(store.Delivery) error) error
+	Deliveries(ctx context.Context, f store.Filter, fn func(delivery.Delivery) error) error
 
 	// The report reader.
 	report.Source
@@ -113,16 +114,16 @@ func day0() time.Time {
 
 func ptr(b bool) *bool { return &b }
 
-// delivery makes a valid delivery; seq makes its key unique.
-func delivery(seq string, at time.Time, domain, status string, tls *bool, internal bool) store.Delivery {
+// newDelivery makes a valid delivery; seq makes its key unique.
+func newDelivery(seq string, at time.Time, domain string, status delivery.Status, tls *bool, internal bool) delivery.Delivery {
 	sum := sha256.Sum256([]byte(seq))
-	d := store.Delivery{Time: at, LogHost: "mail", Process: "postfix/smtp", PID: 100, QueueID: "4Q0ABC" + fmt.Sprint(len(seq)),
+	d := delivery.Delivery{Time: at, LogHost: "mail", Process: "postfix/smtp", PID: 100, QueueID: "4Q0ABC" + fmt.Sprint(len(seq)),
 		Recipient: "user@" + domain, Domain: domain, Relay: "mx." + domain + "[192.0.2.7]:25", Status: status,
 		TLS: tls, Internal: internal, Key: hex.EncodeToString(sum[:])}
 	if tls != nil && *tls {
 		d.TLSTrust, d.TLSProtocol, d.TLSCipher = "Trusted", "TLSv1.3", "TLS_AES_256_GCM_SHA384"
 	}
-	if status == store.StatusDeferred {
+	if status == delivery.Deferred {
 		d.DSN, d.Reason = "4.4.1", "connection timed out"
 	}
 	if internal {
@@ -133,11 +134,11 @@ func delivery(seq string, at time.Time, domain, status string, tls *bool, intern
 
 // series makes n sent, encrypted deliveries to example.com, an hour apart
 // from day0.
-func series(prefix string, n int) []store.Delivery {
-	ds := make([]store.Delivery, n)
+func series(prefix string, n int) []delivery.Delivery {
+	ds := make([]delivery.Delivery, n)
 	for i := range ds {
-		ds[i] = delivery(fmt.Sprintf("%s-%d", prefix, i), day0().Add(time.Duration(i)*time.Hour+time.Minute),
-			"example.com", store.StatusSent, ptr(true), false)
+		ds[i] = newDelivery(fmt.Sprintf("%s-%d", prefix, i), day0().Add(time.Duration(i)*time.Hour+time.Minute),
+			"example.com", delivery.Sent, ptr(true), false)
 	}
 	return ds
 }
@@ -145,7 +146,7 @@ func series(prefix string, n int) []store.Delivery {
 func count(t T, b Backend, f store.Filter) int {
 	t.Helper()
 	n := 0
-	if err := b.Deliveries(context.Background(), f, func(store.Delivery) error { n++; return nil }); err != nil {
+	if err := b.Deliveries(context.Background(), f, func(delivery.Delivery) error { n++; return nil }); err != nil {
 		t.Fatalf("Deliveries(%+v): %v", f, err)
 	}
 	return n
@@ -169,7 +170,7 @@ func checkpoint(t T, b Backend, source string) []byte {
 	return ck
 }
 
-func commit(t T, b Backend, source string, ds []store.Delivery, ck []byte, want int) {
+func commit(t T, b Backend, source string, ds []delivery.Delivery, ck []byte, want int) {
 	t.Helper()
 	n, err := b.CommitBatch(context.Background(), source, ds, ck)
 	if err != nil {
@@ -204,7 +205,7 @@ func commitExactlyOnce(t T, b Backend) {
 	}
 	// An overlapping batch adds only the new deliveries, and tells which.
 	var got []string
-	n, err := b.CommitBatchEach(ctx, src, ds[5:15], []byte("ck2"), func(d *store.Delivery) { got = append(got, d.Key) })
+	n, err := b.CommitBatchEach(ctx, src, ds[5:15], []byte("ck2"), func(d *delivery.Delivery) { got = append(got, d.Key) })
 	if err != nil {
 		t.Fatalf("CommitBatchEach: %v", err)
 	}
@@ -275,7 +276,7 @@ func exactlyOncePerHost(t T, b Backend) {
 	}
 	for host, want := range map[string]int{"mx-a": 25, "mx-b.example.net": 30, "mx-c": 0} {
 		got := 0
-		err := b.Deliveries(ctx, store.Filter{Host: host}, func(d store.Delivery) error {
+		err := b.Deliveries(ctx, store.Filter{Host: host}, func(d delivery.Delivery) error {
 			got++
 			if d.Host != host {
 				t.Errorf("Deliveries(host %s) gave a delivery of host %q", host, d.Host)
@@ -373,7 +374,7 @@ func failedCommit(t T, b Backend) {
 	if n, err := b.CommitBatch(cctx, src, ds[4:8], []byte("ck-cancelled")); err == nil {
 		t.Errorf("CommitBatch with a cancelled context: no error (added %d)", n)
 	}
-	bad := append(slices.Clone(ds[4:8]), delivery("fail-bad", day0(), "example.com", "lost", nil, false))
+	bad := append(slices.Clone(ds[4:8]), newDelivery("fail-bad", day0(), "example.com", "lost", nil, false))
 	if n, err := b.CommitBatch(context.Background(), src, bad, []byte("ck-bad")); err == nil || !errors.Is(err, store.ErrBadInput) {
 		t.Errorf("CommitBatch with a delivery of status %q: added %d, err %v; want an error wrapping store.ErrBadInput", "lost", n, err)
 	}
@@ -409,21 +410,21 @@ func matches(filter, domain string) bool {
 // dataset is four days of mixed deliveries: several domains (one ends in
 // "example.com" without being under it), every status, TLS on, off and
 // unknown, and internal hops.
-func dataset() []store.Delivery {
+func dataset() []delivery.Delivery {
 	domains := []string{"example.com", "a.example.com", "b.a.example.com", "example.net", "notexample.com"}
-	statuses := []string{store.StatusSent, store.StatusSent, store.StatusSent, store.StatusDeferred, store.StatusBounced, store.StatusExpired}
+	statuses := []delivery.Status{delivery.Sent, delivery.Sent, delivery.Sent, delivery.Deferred, delivery.Bounced, delivery.Expired}
 	tls := []*bool{ptr(true), ptr(false), nil, ptr(true)}
-	var ds []store.Delivery
+	var ds []delivery.Delivery
 	for i := 0; i < 4*24*6; i++ { // one every 10 minutes, with a jitter
 		at := day0().Add(time.Duration(i)*10*time.Minute + time.Duration(i%7)*time.Minute + time.Duration(i%13)*time.Second)
-		ds = append(ds, delivery(fmt.Sprintf("win-%d", i), at, domains[i%len(domains)], statuses[i%len(statuses)],
+		ds = append(ds, newDelivery(fmt.Sprintf("win-%d", i), at, domains[i%len(domains)], statuses[i%len(statuses)],
 			tls[i%len(tls)], i%11 == 0))
 	}
 	return ds
 }
 
 // expected counts ds in w, as Summary must.
-func expected(ds []store.Delivery, w store.Window) store.Summary {
+func expected(ds []delivery.Delivery, w store.Window) store.Summary {
 	var s store.Summary
 	for _, d := range ds {
 		if d.Time.Before(w.Since) || !w.Until.IsZero() && !d.Time.Before(w.Until) || !matches(w.Domain, d.Domain) {
@@ -436,7 +437,7 @@ func expected(ds []store.Delivery, w store.Window) store.Summary {
 			}
 		}
 		switch d.Status {
-		case store.StatusSent:
+		case delivery.Sent:
 			s.Deliveries++
 			switch {
 			case d.TLS == nil:
@@ -446,11 +447,11 @@ func expected(ds []store.Delivery, w store.Window) store.Summary {
 			default:
 				s.Plaintext++
 			}
-		case store.StatusDeferred:
+		case delivery.Deferred:
 			s.Deferred++
-		case store.StatusBounced:
+		case delivery.Bounced:
 			s.Bounced++
-		case store.StatusExpired:
+		case delivery.Expired:
 			s.Expired++
 		}
 	}
@@ -464,7 +465,7 @@ func counts(s store.Summary) [8]int64 {
 
 const countNames = "deliveries, encrypted, plaintext, unknown, deferred, bounced, expired, internal"
 
-func commitAll(t T, b Backend, ds []store.Delivery) {
+func commitAll(t T, b Backend, ds []delivery.Delivery) {
 	t.Helper()
 	for i := 0; i < len(ds); i += 100 {
 		part := ds[i:min(i+100, len(ds))]
@@ -503,8 +504,8 @@ func windows(t T, b Backend) {
 				}
 				// The raw rows say the same.
 				raw := 0
-				err := b.Deliveries(ctx, store.Filter{Since: w.Since, Until: w.Until, Domain: dom}, func(d store.Delivery) error {
-					if d.Status == store.StatusSent && (incl || !d.Internal) {
+				err := b.Deliveries(ctx, store.Filter{Since: w.Since, Until: w.Until, Domain: dom}, func(d delivery.Delivery) error {
+					if d.Status == delivery.Sent && (incl || !d.Internal) {
 						raw++
 					}
 					return nil
@@ -523,7 +524,7 @@ func windows(t T, b Backend) {
 					}
 					var n int64
 					for _, r := range rows {
-						if by != "status" || r.Key == store.StatusSent {
+						if by != "status" || r.Key == string(delivery.Sent) {
 							n += r.Deliveries
 						}
 					}
