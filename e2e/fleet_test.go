@@ -16,15 +16,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/bench/gen"
 	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/internal/pgtest"
-	"github.com/mailtls/mailtls/logparse"
 )
 
 // truthCounts is what report --format json must say of a generated log:
 // sent deliveries, and of them those the generator wrote with and
 // without TLS.
-func truthCounts(truth logparse.Truth) summaryOf {
+func truthCounts(truth gen.Truth) summaryOf {
 	var s summaryOf
 	for _, d := range truth.Deliveries {
 		if d.Status != delivery.Sent {
@@ -157,12 +157,12 @@ func TestFleetDatabaseAway(t *testing.T) {
 	dir := t.TempDir()
 	bin := mailtlsBin(t)
 	f := fleetCLI{t: t, bin: bin, db: dsn}
-	var gen bytes.Buffer
-	if _, err := logparse.GenerateLog(&gen, logparse.GenConfig{Seed: 51, Lines: 9000,
+	var logBuf bytes.Buffer
+	if _, err := gen.Log(&logBuf, gen.LogConfig{Seed: 51, Lines: 9000,
 		Start: time.Now().Add(-50 * time.Hour).UTC().Truncate(time.Second), Duration: 48 * time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	lines := bytes.SplitAfter(gen.Bytes(), []byte("\n"))
+	lines := bytes.SplitAfter(logBuf.Bytes(), []byte("\n"))
 	third := len(lines) / 3
 	parts := [][]byte{bytes.Join(lines[:third], nil), bytes.Join(lines[third:2*third], nil), bytes.Join(lines[2*third:], nil)}
 	logPath := filepath.Join(dir, "mail.log")
@@ -236,7 +236,7 @@ func TestFleetDatabaseAway(t *testing.T) {
 	// The reference: one import of the whole log as the same host.
 	ref := fleetCLI{t: t, bin: bin, db: filepath.Join(dir, "ref.db")}
 	all := filepath.Join(dir, "all.log")
-	if err := os.WriteFile(all, gen.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(all, logBuf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ref.ok("import", "--quiet", "--config", "/dev/null", "--host", "mx-a", all)

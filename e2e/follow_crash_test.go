@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailtls/mailtls/logparse"
+	"github.com/mailtls/mailtls/bench/gen"
 )
 
 // TestFollowSurvivesSIGKILL kills the real `mailtls follow` process with
@@ -33,12 +33,12 @@ func TestFollowSurvivesSIGKILL(t *testing.T) {
 	logPath := filepath.Join(dir, "mail.log")
 	db := filepath.Join(dir, "follow.db")
 
-	var gen bytes.Buffer
-	truth, err := logparse.GenerateLog(&gen, logparse.GenConfig{Seed: 7, Lines: 200_000, Start: time.Now().Add(-48 * time.Hour).UTC().Truncate(time.Second), Duration: 47 * time.Hour})
+	var logBuf bytes.Buffer
+	truth, err := gen.Log(&logBuf, gen.LogConfig{Seed: 7, Lines: 200_000, Start: time.Now().Add(-48 * time.Hour).UTC().Truncate(time.Second), Duration: 47 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := bytes.SplitAfter(gen.Bytes(), []byte("\n"))
+	lines := bytes.SplitAfter(logBuf.Bytes(), []byte("\n"))
 	if len(lines[len(lines)-1]) == 0 {
 		lines = lines[:len(lines)-1]
 	}
@@ -48,7 +48,7 @@ func TestFollowSurvivesSIGKILL(t *testing.T) {
 
 	// The reference: one clean import of the same content.
 	all := filepath.Join(dir, "all.log")
-	if err := os.WriteFile(all, gen.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(all, logBuf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	refDB := filepath.Join(dir, "ref.db")

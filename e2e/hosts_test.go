@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/bench/gen"
 	"github.com/mailtls/mailtls/delivery"
-	"github.com/mailtls/mailtls/logparse"
 )
 
 // fleetCLI runs the real binary against one database.
@@ -99,7 +99,7 @@ func (f fleetCLI) status(args ...string) statusOf {
 }
 
 // sentIn counts the sent deliveries the generator wrote.
-func sentIn(truth logparse.Truth) int64 {
+func sentIn(truth gen.Truth) int64 {
 	var n int64
 	for _, d := range truth.Deliveries {
 		if d.Status == delivery.Sent {
@@ -109,10 +109,10 @@ func sentIn(truth logparse.Truth) int64 {
 	return n
 }
 
-func genLog(t *testing.T, path string, seed uint64, lines int) logparse.Truth {
+func genLog(t *testing.T, path string, seed uint64, lines int) gen.Truth {
 	t.Helper()
 	var buf bytes.Buffer
-	truth, err := logparse.GenerateLog(&buf, logparse.GenConfig{Seed: seed, Lines: lines,
+	truth, err := gen.Log(&buf, gen.LogConfig{Seed: seed, Lines: lines,
 		Start: time.Now().Add(-50 * time.Hour).UTC().Truncate(time.Second), Duration: 48 * time.Hour})
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mailtls/mailtls/bench/gen"
 	"github.com/mailtls/mailtls/delivery"
 )
 
@@ -401,7 +402,7 @@ func checkDelivery(t *testing.T, d delivery.Delivery) {
 // are not deliveries) and reports lines per second.
 func BenchmarkCorrelator(b *testing.B) {
 	var buf bytes.Buffer
-	if _, err := GenerateLog(&buf, GenConfig{Seed: 1, Lines: 200000, Domains: 500}); err != nil {
+	if _, err := gen.Log(&buf, gen.LogConfig{Seed: 1, Lines: 200000, Domains: 500}); err != nil {
 		b.Fatal(err)
 	}
 	lines := splitLines(buf.Bytes())

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/bench/gen"
 	"github.com/mailtls/mailtls/delivery"
 )
 
@@ -927,11 +928,11 @@ func TestFollowCrashSafety(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
-	var gen bytes.Buffer
-	if _, err := GenerateLog(&gen, GenConfig{Seed: seed, Lines: n}); err != nil {
+	var logBuf bytes.Buffer
+	if _, err := gen.Log(&logBuf, gen.LogConfig{Seed: seed, Lines: n}); err != nil {
 		t.Fatal(err)
 	}
-	content := gen.String()
+	content := logBuf.String()
 	lines := strings.Split(strings.TrimSuffix(content, "\n"), "\n")
 	n = len(lines)
 	want, wantStats := flCleanPass(content)

@@ -11,8 +11,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/bench/gen"
 	"github.com/mailtls/mailtls/delivery"
 )
+
+// fillGenerated adds the n deliveries of gen.Deliveries over the days
+// before s's clock, 100,000 to a transaction.
+func fillGenerated(ctx context.Context, s *Store, n, days int, seed int64) error {
+	return gen.Deliveries(n, days, seed, s.now(), 100_000, func(ds []delivery.Delivery) error {
+		_, err := s.AddDeliveries(ctx, ds)
+		return err
+	})
+}
 
 // BenchmarkCommitBatch measures the follower/import write path: batches of
 // deliveries with real (random) sha256 keys, rollups and a checkpoint, into
@@ -26,14 +36,14 @@ func BenchmarkCommitBatch(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Close()
-			g := newGenerator(1_000_000, 1)
+			g := gen.NewDeliveryModel(1_000_000, 1)
 			start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 			next := 0
 			batch := func() []delivery.Delivery {
 				ds := make([]delivery.Delivery, size)
 				for i := range ds {
 					// ~250k deliveries a day, like a 1M-line log.
-					ds[i] = g.delivery(next, start.Add(time.Duration(next)*350*time.Millisecond), 0.5)
+					ds[i] = g.Delivery(next, start.Add(time.Duration(next)*350*time.Millisecond), 0.5)
 					h := sha256.Sum256([]byte(ds[i].Key))
 					ds[i].Key = hex.EncodeToString(h[:])
 					next++
@@ -95,7 +105,7 @@ func benchStore(b *testing.B) (*Store, time.Time) {
 	}
 	if have < rows {
 		start := time.Now()
-		if err := GenerateDeliveries(ctx, s, rows-have, days, int64(have)+1); err != nil {
+		if err := fillGenerated(ctx, s, rows-have, days, int64(have)+1); err != nil {
 			b.Fatal(err)
 		}
 		b.Logf("filled %d deliveries over %d days in %v", rows-have, days, time.Since(start))

@@ -24,7 +24,7 @@ func copySource(t *testing.T) *Store {
 	if err := src.SetHost(ctx, "old"); err != nil {
 		t.Fatal(err)
 	}
-	if err := GenerateDeliveries(ctx, src, 12_000, 30, 5); err != nil {
+	if err := fillGenerated(ctx, src, 12_000, 30, 5); err != nil {
 		t.Fatal(err)
 	}
 	for _, o := range []Override{{Key: "example.com", Policy: "encrypt"}, {Key: ".corp.example", Policy: "verify", Note: "n"}} {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailtls/mailtls/logparse"
+	"github.com/mailtls/mailtls/bench/gen"
 )
 
 // TestHostSettings: --host and the config file's host = name the fleet
@@ -20,7 +20,7 @@ func TestHostSettings(t *testing.T) {
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "mail.log")
 	var buf bytes.Buffer
-	truth, err := logparse.GenerateLog(&buf, logparse.GenConfig{Seed: 5, Lines: 1500, Start: time.Now().Add(-30 * time.Hour).UTC().Truncate(time.Second)})
+	truth, err := gen.Log(&buf, gen.LogConfig{Seed: 5, Lines: 1500, Start: time.Now().Add(-30 * time.Hour).UTC().Truncate(time.Second)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
-	"github.com/mailtls/mailtls/logparse"
+	"github.com/mailtls/mailtls/bench/gen"
 	"github.com/mailtls/mailtls/published"
 	"github.com/mailtls/mailtls/report"
 	"github.com/mailtls/mailtls/store"
@@ -47,7 +47,7 @@ func htmlFixture(t *testing.T, c *cliT) (since, until time.Time) {
 	t.Helper()
 	start := time.Now().UTC().Add(-10 * 24 * time.Hour).Truncate(time.Hour)
 	var buf bytes.Buffer
-	if _, err := logparse.GenerateLog(&buf, logparse.GenConfig{Seed: 7, Start: start, Duration: 9 * 24 * time.Hour, Lines: 20_000, Domains: 80}); err != nil {
+	if _, err := gen.Log(&buf, gen.LogConfig{Seed: 7, Start: start, Duration: 9 * 24 * time.Hour, Lines: 20_000, Domains: 80}); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/bench/gen"
 	"github.com/mailtls/mailtls/logparse"
 )
 
@@ -124,7 +125,7 @@ func (c *cancelAfter) Read(p []byte) (int, error) {
 // uninterrupted import stores, nothing lost and nothing twice.
 func TestImportInterrupted(t *testing.T) {
 	var buf bytes.Buffer
-	truth, err := logparse.GenerateLog(&buf, logparse.GenConfig{Seed: 5, Lines: 60_000, Domains: 80})
+	truth, err := gen.Log(&buf, gen.LogConfig{Seed: 5, Lines: 60_000, Domains: 80})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailtls/mailtls/logparse"
+	"github.com/mailtls/mailtls/bench/gen"
 )
 
 // TestReportMatchesGeneratorTruth imports a generated log and checks every
@@ -22,7 +22,7 @@ func TestReportMatchesGeneratorTruth(t *testing.T) {
 	c := newCLI(t)
 	start := time.Now().UTC().Add(-10 * 24 * time.Hour).Truncate(time.Hour)
 	var buf bytes.Buffer
-	truth, err := logparse.GenerateLog(&buf, logparse.GenConfig{Seed: 42, Start: start, Duration: 9 * 24 * time.Hour, Lines: 60_000, Domains: 150})
+	truth, err := gen.Log(&buf, gen.LogConfig{Seed: 42, Start: start, Duration: 9 * 24 * time.Hour, Lines: 60_000, Domains: 150})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestReportMatchesGeneratorTruth(t *testing.T) {
 	// A window that cuts through days on both ends.
 	since := start.Add(30*time.Hour + 17*time.Minute + 13*time.Second)
 	until := start.Add(6*24*time.Hour + 5*time.Hour + 41*time.Minute)
-	in := func(d logparse.TruthDelivery) bool { return !d.Time.Before(since) && d.Time.Before(until) }
+	in := func(d gen.TruthDelivery) bool { return !d.Time.Before(since) && d.Time.Before(until) }
 
 	var (
 		sent, enc, plain, unknown, fallback, deferred, tlsDeferred, bounced int

@@ -401,8 +401,8 @@ func (r *report) growthSection(b *strings.Builder) {
 	}
 	b.WriteString(t.String())
 	w("\n### Reports over stored deliveries\n\n")
-	w("Databases filled by `go run ./bench/cmd/filldb -db rows-N.db -n N -days 90 -seed 1` (`store.GenerateDeliveries`:\n")
-	w("Zipf-distributed domains, the same insert path as `import`, deliveries spread evenly over the 90 days before now),\n")
+	w("Databases filled by `go run ./bench/cmd/filldb -db rows-N.db -n N -days 90 -seed 1` (`bench/gen.Deliveries`:\n")
+	w("Zipf-distributed domains, stored through `import`'s bulk writer, deliveries spread evenly over the 90 days before now),\n")
 	w("cached in the work directory and refilled when older than %s.\n", r.cfg.refill)
 	for _, f := range g.fills {
 		w("- %s\n", f)

@@ -26,8 +26,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mailtls/mailtls/bench/gen"
 	"github.com/mailtls/mailtls/internal/loadgen"
-	"github.com/mailtls/mailtls/logparse"
 	"github.com/mailtls/mailtls/policyd"
 )
 
@@ -145,7 +145,7 @@ func genLog(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
 	}
 	span := time.Duration(*days) * 24 * time.Hour
 	bw := bufio.NewWriterSize(stdout, 1<<20)
-	truth, err := logparse.GenerateLog(bw, logparse.GenConfig{
+	truth, err := gen.Log(bw, gen.LogConfig{
 		Seed: *seed, Start: time.Now().Add(-span).UTC().Truncate(time.Second), Duration: span,
 		Lines: *lines, Domains: *domains,
 	})

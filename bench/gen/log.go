@@ -1,4 +1,4 @@
-package logparse
+package gen
 
 import (
 	"bufio"
@@ -11,8 +11,8 @@ import (
 	"github.com/mailtls/mailtls/delivery"
 )
 
-// GenConfig configures GenerateLog.
-type GenConfig struct {
+// LogConfig configures Log.
+type LogConfig struct {
 	Seed     uint64        // the same seed gives the same log
 	Start    time.Time     // first time stamp; zero means 2026-11-01T00:00:00Z
 	Duration time.Duration // span of the time stamps; zero means 24h
@@ -44,7 +44,7 @@ type TruthDelivery struct {
 	TLSFailure  bool // deferred because of TLS
 }
 
-// GenerateLog writes a deterministic, realistic Postfix log with RFC 3339
+// Log writes a deterministic, realistic Postfix log with RFC 3339
 // headers (as rsyslog writes them) to w and returns what it wrote. About
 // three lines in four are noise (smtpd, cleanup, qmgr, pickup, tlsproxy,
 // anvil, postscreen); the rest are smtp(8) client lines: TLS deliveries with
@@ -53,7 +53,7 @@ type TruthDelivery struct {
 // fallback on retry, "TLS is required" deferrals, certificate verification
 // failures, unreachable destinations (relay=none), connection reuse through
 // tlsproxy(8), and several smtp processes whose lines interleave.
-func GenerateLog(w io.Writer, cfg GenConfig) (Truth, error) {
+func Log(w io.Writer, cfg LogConfig) (Truth, error) {
 	g := newGen(w, cfg)
 	g.run()
 	if err := g.w.Flush(); err != nil && g.err == nil {
@@ -166,7 +166,7 @@ type message struct {
 }
 
 type gen struct {
-	cfg   GenConfig
+	cfg   LogConfig
 	rng   *rand.Rand
 	w     *bufio.Writer
 	err   error
@@ -184,7 +184,7 @@ type gen struct {
 	buf        []byte
 }
 
-func newGen(w io.Writer, cfg GenConfig) *gen {
+func newGen(w io.Writer, cfg LogConfig) *gen {
 	if cfg.Start.IsZero() {
 		cfg.Start = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	}

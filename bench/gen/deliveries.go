@@ -1,7 +1,6 @@
-package store
+package gen
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -13,9 +12,10 @@ import (
 	"github.com/mailtls/mailtls/delivery"
 )
 
-// GenerateDeliveries adds n synthetic deliveries spread evenly over the
-// days days before the store's clock, for benchmarks and demos. The same
-// seed gives the same deliveries (relative to the clock).
+// Deliveries calls fn with n synthetic deliveries, in batches of at most
+// batch, spread evenly over the days days before end, for benchmarks and
+// demos: bench/cmd/filldb stores them. The same seed gives the same
+// deliveries (relative to end).
 //
 // The model: recipient domains follow a Zipf distribution (about n/100
 // domains, the largest taking ~20% of the mail); each domain has one to
@@ -26,38 +26,24 @@ import (
 // unknown TLS state. Keys are unique but, unlike real sha256 keys, start
 // with a sequence number so that bulk filling appends to the key index.
 //
-// Rows go through the same insert path as AddDeliveries, in large
-// transactions.
-func GenerateDeliveries(ctx context.Context, s *Store, n int, days int, seed int64) error {
-	if n < 0 || days < 1 {
-		return fmt.Errorf("%w: generate needs n >= 0 and days >= 1 (got n=%d, days=%d)", ErrBadInput, n, days)
+// fn may keep the slice: each batch is a new one.
+func Deliveries(n, days int, seed int64, end time.Time, batch int, fn func([]delivery.Delivery) error) error {
+	if n < 0 || days < 1 || batch < 1 {
+		return fmt.Errorf("gen: deliveries need n >= 0, days >= 1 and batch >= 1 (got n=%d, days=%d, batch=%d)", n, days, batch)
 	}
-	w, err := s.writer()
-	if err != nil {
-		return err
-	}
-	// A bigger page cache for the one writer connection while filling.
-	if s.eng == engSQLite {
-		if _, err := w.ExecContext(ctx, "PRAGMA cache_size = -524288"); err != nil {
-			return fmt.Errorf("store: generate: %w", err)
-		}
-		defer w.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("PRAGMA cache_size = -%d", writerCacheKiB)) //nolint:errcheck // best effort
-	}
-
-	g := newGenerator(n, seed)
-	end := s.now().UTC().Truncate(time.Second)
-	spanUS := int64(days) * usPerDay
-	startUS := micros(end) - spanUS
-	const batch = 100_000
-	ds := make([]delivery.Delivery, 0, batch)
+	g := NewDeliveryModel(n, seed)
+	endUS := end.UTC().Truncate(time.Second).UnixMicro()
+	spanUS := int64(days) * int64(24*time.Hour/time.Microsecond)
+	startUS := endUS - spanUS
+	ds := make([]delivery.Delivery, 0, min(batch, n))
 	for i := 0; i < n; i++ {
 		us := startUS + int64(float64(i)/float64(n)*float64(spanUS))
-		ds = append(ds, g.delivery(i, fromMicros(us), float64(i)/float64(n)))
+		ds = append(ds, g.Delivery(i, time.UnixMicro(us).UTC(), float64(i)/float64(n)))
 		if len(ds) == batch || i == n-1 {
-			if _, err := s.AddDeliveries(ctx, ds); err != nil {
+			if err := fn(ds); err != nil {
 				return err
 			}
-			ds = ds[:0]
+			ds = make([]delivery.Delivery, 0, min(batch, n-i-1))
 		}
 	}
 	return nil
@@ -77,17 +63,20 @@ type genMX struct {
 	cipher          string
 }
 
-type generator struct {
+// DeliveryModel makes the deliveries of Deliveries one by one, for a
+// benchmark that wants them in its own batches.
+type DeliveryModel struct {
 	r       *rand.Rand
 	zipf    *rand.Zipf
 	domains []genDomain
 	seed    int64
 }
 
-func newGenerator(n int, seed int64) *generator {
+// NewDeliveryModel returns the model of n deliveries with this seed.
+func NewDeliveryModel(n int, seed int64) *DeliveryModel {
 	nd := min(max(n/100, 50), 200_000)
 	r := rand.New(rand.NewSource(seed))
-	g := &generator{r: r, zipf: rand.NewZipf(r, 1.1, 2, uint64(nd-1)), seed: seed}
+	g := &DeliveryModel{r: r, zipf: rand.NewZipf(r, 1.1, 2, uint64(nd-1)), seed: seed}
 	trusts := []string{"trusted", "trusted", "trusted", "trusted", "untrusted", "untrusted", "verified", "anonymous"}
 	for i := 0; i < nd; i++ {
 		d := genDomain{name: "d" + strconv.Itoa(i) + ".example", plainMX: -1}
@@ -122,7 +111,9 @@ func newGenerator(n int, seed int64) *generator {
 	return g
 }
 
-func (g *generator) delivery(i int, t time.Time, progress float64) delivery.Delivery {
+// Delivery returns the next delivery, the i-th, at t, progress (0 to 1)
+// through the period.
+func (g *DeliveryModel) Delivery(i int, t time.Time, progress float64) delivery.Delivery {
 	r := g.r
 	d := &g.domains[g.zipf.Uint64()]
 	mi := r.Intn(len(d.mx))
