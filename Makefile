@@ -37,6 +37,15 @@ check: deps large-files
 
 # No build output or other big blobs in the repository: every tracked file
 # outside a testdata/ directory must be at most 1 MB (1,048,576 bytes).
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+staticcheck:
+	$(GO) run $(STATICCHECK) $(PKGS)
+
 large-files:
 	@echo "large files"; if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then echo "not a git checkout: large-files skipped"; exit 0; fi; \
 	git ls-files -z | xargs -0 -r stat -c '%s %n' -- 2>/dev/null | \
