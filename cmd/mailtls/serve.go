@@ -19,6 +19,7 @@ import (
 
 	"github.com/mailtls/mailtls/metrics"
 	"github.com/mailtls/mailtls/policyd"
+	"github.com/mailtls/mailtls/postconf"
 	"github.com/mailtls/mailtls/store"
 )
 
@@ -332,41 +333,21 @@ func (d *daemon) loading() string {
 
 // warnIfWeaker logs a warning, where postconf can read main.cf, when the
 // default answer makes destinations without an override weaker than
-// Postfix alone would: a default of may or none under a stronger
-// smtp_tls_security_level, or any default in front of other policy tables
-// (Postfix stops at the first table that answers). postconf reads
-// MAIL_CONFIG, as every Postfix command does.
+// Postfix alone would (postconf.Weaker). postconf reads MAIL_CONFIG, as
+// every Postfix command does.
 func warnIfWeaker(c *cli.Context, log *slog.Logger) {
 	def, err := parseDefault(c.String("default"))
 	if err != nil || def == "" {
 		return
 	}
-	st, ok := postconf{bin: "postconf"}.state(c.Context)
+	st, ok := postconf.Postconf{Bin: "postconf"}.State(c.Context)
 	if !ok {
 		log.Debug("postconf not available: not comparing the default answer with main.cf")
 		return
 	}
-	defLevel, _, _ := strings.Cut(def, " ")
-	if !policyd.AboveMay(defLevel) && policyd.AboveMay(st.level) {
-		log.Warn(fmt.Sprintf("default answer %s is weaker than main.cf smtp_tls_security_level = %s: destinations without an override get %s instead of %s; set default = notfound (mailtls postfix-config --apply)", defLevel, st.level, defLevel, st.level),
-			"default", def, "smtp_tls_security_level", st.level)
-	}
-	ours := map[string]bool{}
-	for _, m := range []string{
-		"socketmap:inet:" + c.String("socketmap") + ":" + c.String("map"), "tcp:" + c.String("tcp"),
-		"socketmap:unix:" + c.String("unix") + ":" + c.String("map"), "tcp:unix:" + c.String("tcp-unix"),
-	} {
-		ours[m] = true
-	}
-	var others []string
-	for _, m := range st.maps {
-		if !ours[m] {
-			others = append(others, m)
-		}
-	}
-	if len(others) > 0 {
-		log.Warn(fmt.Sprintf("smtp_tls_policy_maps also lists %s: with default %s mailtls answers every key, so Postfix skips what those tables say for parent domains (or, with mailtls first, altogether); set default = notfound (mailtls postfix-config --apply)", strings.Join(others, ", "), defLevel),
-			"default", def, "smtp_tls_policy_maps", strings.Join(st.maps, ", "))
+	ours := postconf.DaemonMaps(c.String("socketmap"), c.String("tcp"), c.String("unix"), c.String("tcp-unix"), c.String("map"))
+	for _, w := range postconf.Weaker(def, st, ours) {
+		log.Warn(w.Msg, w.Args...)
 	}
 }
 
