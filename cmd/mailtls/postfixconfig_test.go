@@ -50,7 +50,6 @@ func TestSetConfigValue(t *testing.T) {
 	}
 }
 
-
 func FuzzSetConfigValue(f *testing.F) {
 	for _, s := range []string{"", "default = may\n", "# default = x\ndb=/x", "default\n", "default = 'may'\nkeep 4d", "\x00", "default=a\ndefault=b\n"} {
 		f.Add(s)
