@@ -456,3 +456,24 @@ func yesNo(name string) func(_, val string) (string, error) {
 func isAlnum(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
+
+// ParseOverride parses an override as `mailtls policy set` takes it: the
+// key, normalised, then the policy's fields. A field may hold several
+// space-separated tokens, but no line break.
+func ParseOverride(args []string) (key string, p Policy, err error) {
+	if len(args) < 2 {
+		return "", Policy{}, badPolicy("an override needs KEY and LEVEL")
+	}
+	if key, err = NormalizeKey(args[0]); err != nil {
+		return "", Policy{}, err
+	}
+	var fields []string
+	for _, a := range args[1:] {
+		if strings.ContainsAny(a, "\r\n") {
+			return "", Policy{}, errors.New("policy value contains a line break (not allowed)")
+		}
+		fields = append(fields, strings.Fields(a)...)
+	}
+	p, err = ParsePolicyFields(fields)
+	return key, p, err
+}

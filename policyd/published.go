@@ -48,9 +48,7 @@ func (t *Table) SetPublisher(p Publisher) {
 // withPublished returns the publisher's answer for a lowercase ASCII key
 // that matched no override, or r unchanged.
 func (t *Table) withPublished(key []byte, r Result) Result {
-	// Only a recipient domain has MX hosts and a policy: "[host]:port" and
-	// "domain:port" next-hops skip the MX lookup in Postfix.
-	if r.Rule != RuleDefault && r.Rule != RuleNotFound || !isDomainKey(key) || key[0] == '.' {
+	if !consultsPublisher(key, r) {
 		return r
 	}
 	b := t.pub.Load()
@@ -58,6 +56,20 @@ func (t *Table) withPublished(key []byte, r Result) Result {
 		return r
 	}
 	p, ok := b.p.Publish(string(key))
+	return applyPublished(r, p, ok)
+}
+
+// consultsPublisher tells whether the lookup r of key asks the publisher:
+// it matched no override, and key is a recipient domain. Only a recipient
+// domain has MX hosts and a policy: "[host]:port" and "domain:port"
+// next-hops skip the MX lookup in Postfix.
+func consultsPublisher(key []byte, r Result) bool {
+	return (r.Rule == RuleDefault || r.Rule == RuleNotFound) && isDomainKey(key) && key[0] != '.'
+}
+
+// applyPublished is the answer when the publisher said p (ok: it had
+// one) for a lookup that got r from the overrides and the default.
+func applyPublished(r Result, p Published, ok bool) Result {
 	if ok && p.Unavailable {
 		// Only a default that not even dane-only may replace is sure.
 		if notWeaker("dane-only", r) {
@@ -97,8 +109,11 @@ func notWeaker(v string, def Result) bool {
 	return false
 }
 
-// WithPublished applies the publisher to r, the override lookup of key, as
-// the servers do: for `mailtls lookup`.
-func (t *Table) WithPublished(key string, r Result) Result {
-	return t.withPublished([]byte(key), r)
+// WithPublished applies the published answer p to r, the override lookup
+// of the lowercase key, as the servers do: for `mailtls lookup`.
+func WithPublished(key string, r Result, p Published) Result {
+	if !consultsPublisher([]byte(key), r) {
+		return r
+	}
+	return applyPublished(r, p, true)
 }

@@ -29,138 +29,123 @@ func lookupCommand(e env) *cli.Command {
 			&cli.BoolFlag{Name: "resolve", Usage: "look up DANE and MTA-STS now (DNS and HTTPS) instead of reading the daemon's cache; nothing is stored"},
 			formatFlag("text", "text|json"),
 		}, publishedFlags()...),
-		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return usageErrorf("lookup takes exactly one KEY (e.g. mailtls lookup example.com)")
-			}
-			if err := checkFormat(c.String("format"), "text", "json"); err != nil {
-				return err
-			}
-			def, err := parseDefault(c.String("default"))
-			if err != nil {
-				return err
-			}
-			srcs, err := parseSources(c.String("sources"))
-			if err != nil {
-				return err
-			}
-			if c.Bool("resolve") && !srcs.published() {
-				return usageErrorf("--resolve looks up DANE and MTA-STS: add dane or mta-sts to --sources (e.g. --sources override,dane,mta-sts)")
-			}
-			key, err := policyd.NormalizeKey(c.Args().First())
-			if err != nil {
-				return usageErrorf("%v", err)
-			}
-			st, err := openStore(c)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			b := policyd.NewBuilder(def, 0)
-			if srcs.override {
-				if err := (storeSource{st}).Overrides(c.Context, b.Add); err != nil {
-					return err
-				}
-			}
-			snap := b.Snapshot()
-			r := snap.Lookup(key, time.Now())
-
-			// The published sources, as the daemon consults them: after an
-			// override miss, from its cache (or resolved now).
-			var pub *published.Result
-			if (r.Rule == policyd.RuleDefault || r.Rule == policyd.RuleNotFound) && srcs.published() {
-				quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-				res, err := newPublished(c, srcs, readOnlyStore{st}, nil, quiet)
-				if err != nil {
-					return err
-				}
-				if _, err := res.Load(c.Context); err != nil {
-					fmt.Fprintf(e.stderr, "mailtls: warning: %v\n", err)
-				}
-				var got published.Result
-				ok := true
-				if c.Bool("resolve") {
-					res.Start()
-					got, err = res.Resolve(c.Context, key)
-					res.Close()
-					if err != nil {
-						return err
-					}
-				} else {
-					got, ok = res.Cached(key)
-				}
-				if ok {
-					pub = &got
-				}
-				tab := policyd.NewTable(def)
-				if pub != nil && pub.Policy != "" {
-					tab.SetPublisher(fixedPublisher{pub.Policy, string(pub.Source)})
-					r = tab.WithPublished(key, r)
-				}
-			}
-			rule := r.Rule
-			if r.Rule == "default" || r.Rule == "notfound" {
-				if len(r.Expired) > 0 {
-					rule = "expired"
-				}
-			}
-			source := map[string]string{policyd.RuleExact: sourceOverride, policyd.RuleWildcard: sourceOverride,
-				policyd.RulePublished: r.Source, policyd.RuleDefault: "default", policyd.RuleNotFound: "default"}[r.Rule]
-			if c.String("format") == "json" {
-				answer := "NOTFOUND"
-				if r.Found {
-					answer = "OK " + r.Value
-				}
-				out := map[string]any{
-					"key": key, "found": r.Found, "value": r.Value, "answer": answer,
-					"rule": rule, "source": source, "matched": r.Key, "expired": r.Expired,
-				}
-				if pub != nil {
-					out["published"] = pub
-					out["cache_age_seconds"] = int64(pub.CacheAge.Seconds())
-				}
-				return writeJSON(e.stdout, out)
-			}
-			answer := "NOTFOUND (main.cf smtp_tls_security_level applies)"
-			if r.Found {
-				answer = r.Value
-			}
-			var why string
-			switch r.Rule {
-			case policyd.RuleExact:
-				why = "exact override " + r.Key
-			case policyd.RuleWildcard:
-				why = "wildcard override " + r.Key
-			case policyd.RulePublished:
-				why = r.Source + ": published by the destination; no override matches"
-			default:
-				why = "default: no override matches"
-			}
-			if len(r.Expired) > 0 {
-				why += "; expired override ignored: " + strings.Join(r.Expired, ", ")
-			}
-			fmt.Fprintf(e.stdout, "%s  %s  (%s)\n", key, answer, why)
-			switch {
-			case pub != nil:
-				lines := describePublished(*pub)
-				if pub.Policy != "" && r.Rule != policyd.RulePublished {
-					lines = append(lines, "  not used: the default is as strong or stronger, or the answer would let some MX hosts fall back to weaker TLS than the default")
-				}
-				for _, l := range lines {
-					fmt.Fprintln(e.stdout, l)
-				}
-			case (r.Rule == policyd.RuleDefault || r.Rule == policyd.RuleNotFound) && srcs.published() && !strings.ContainsAny(key, "[]:"):
-				fmt.Fprintln(e.stdout, "published: not in the daemon's cache yet (it resolves a destination at its first lookup; --resolve looks it up now)")
-			}
-			return nil
-		},
+		Action: func(c *cli.Context) error { return lookup(c, e) },
 	}
 }
 
-// fixedPublisher answers one published result, so that lookup applies the
-// daemon's precedence rules (policyd) to it.
-type fixedPublisher struct{ value, source string }
+func lookup(c *cli.Context, e env) error {
+	if c.NArg() != 1 {
+		return usageErrorf("lookup takes exactly one KEY (e.g. mailtls lookup example.com)")
+	}
+	if err := checkFormat(c.String("format"), "text", "json"); err != nil {
+		return err
+	}
+	def, err := parseDefault(c.String("default"))
+	if err != nil {
+		return err
+	}
+	srcs, err := parseSources(c.String("sources"))
+	if err != nil {
+		return err
+	}
+	if c.Bool("resolve") && !srcs.published() {
+		return usageErrorf("--resolve looks up DANE and MTA-STS: add dane or mta-sts to --sources (e.g. --sources override,dane,mta-sts)")
+	}
+	key, err := policyd.NormalizeKey(c.Args().First())
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	st, err := openStore(c)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	b := policyd.NewBuilder(def, 0)
+	if srcs.override {
+		if err := (storeSource{st}).Overrides(c.Context, b.Add); err != nil {
+			return err
+		}
+	}
+	r := b.Snapshot().Lookup(key, time.Now())
+	// The published sources, as the daemon consults them: after an
+	// override miss, from its cache (or resolved now).
+	var pub *published.Result
+	if (r.Rule == policyd.RuleDefault || r.Rule == policyd.RuleNotFound) && srcs.published() {
+		if pub, err = lookupPublished(c, e, srcs, st, key); err != nil {
+			return err
+		}
+		if pub != nil && pub.Policy != "" {
+			r = policyd.WithPublished(key, r, policyd.Published{Value: pub.Policy, Source: string(pub.Source)})
+		}
+	}
+	if c.String("format") == "json" {
+		return writeJSON(e.stdout, lookupJSON(key, r, pub))
+	}
+	writeLookup(e.stdout, key, r, pub, srcs.published())
+	return nil
+}
 
-func (f fixedPublisher) Publish(string) (policyd.Published, bool) {
-	return policyd.Published{Value: f.value, Source: f.source}, true
+// lookupPublished reads the daemon's cached answer for key (nil: none),
+// or with --resolve resolves it now, storing nothing.
+func lookupPublished(c *cli.Context, e env, srcs sourceSet, st published.Store, key string) (*published.Result, error) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	res, err := newPublished(c, srcs, published.ReadOnly(st), nil, quiet)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := res.Load(c.Context); err != nil {
+		fmt.Fprintf(e.stderr, "mailtls: warning: %v\n", err)
+	}
+	if !c.Bool("resolve") {
+		got, ok := res.Cached(key)
+		if !ok {
+			return nil, nil
+		}
+		return &got, nil
+	}
+	res.Start()
+	got, err := res.Resolve(c.Context, key)
+	res.Close()
+	if err != nil {
+		return nil, err
+	}
+	return &got, nil
+}
+
+func lookupJSON(key string, r policyd.Result, pub *published.Result) map[string]any {
+	rule, source, _ := r.Explain()
+	answer := "NOTFOUND"
+	if r.Found {
+		answer = "OK " + r.Value
+	}
+	out := map[string]any{
+		"key": key, "found": r.Found, "value": r.Value, "answer": answer,
+		"rule": rule, "source": source, "matched": r.Key, "expired": r.Expired,
+	}
+	if pub != nil {
+		out["published"] = pub
+		out["cache_age_seconds"] = int64(pub.CacheAge.Seconds())
+	}
+	return out
+}
+
+func writeLookup(w io.Writer, key string, r policyd.Result, pub *published.Result, publishedOn bool) {
+	_, _, why := r.Explain()
+	answer := "NOTFOUND (main.cf smtp_tls_security_level applies)"
+	if r.Found {
+		answer = r.Value
+	}
+	fmt.Fprintf(w, "%s  %s  (%s)\n", key, answer, why)
+	switch {
+	case pub != nil:
+		lines := pub.Describe()
+		if pub.Policy != "" && r.Rule != policyd.RulePublished {
+			lines = append(lines, "  not used: the default is as strong or stronger, or the answer would let some MX hosts fall back to weaker TLS than the default")
+		}
+		for _, l := range lines {
+			fmt.Fprintln(w, l)
+		}
+	case (r.Rule == policyd.RuleDefault || r.Rule == policyd.RuleNotFound) && publishedOn && !strings.ContainsAny(key, "[]:"):
+		fmt.Fprintln(w, "published: not in the daemon's cache yet (it resolves a destination at its first lookup; --resolve looks it up now)")
+	}
 }

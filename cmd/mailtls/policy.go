@@ -28,89 +28,14 @@ func policyCommand(e env) *cli.Command {
 				Usage:     "remove an override",
 				ArgsUsage: "KEY",
 				UsageText: "mailtls policy rm example.com",
-				Action: func(c *cli.Context) error {
-					if c.NArg() != 1 {
-						return usageErrorf("policy rm takes exactly one KEY (e.g. mailtls policy rm example.com)")
-					}
-					key, err := policyd.NormalizeKey(c.Args().First())
-					if err != nil {
-						return usageErrorf("%v", err)
-					}
-					st, err := openStore(c)
-					if err != nil {
-						return err
-					}
-					defer st.Close()
-					if err := st.RemoveOverride(c.Context, key, store.Actor(e.getenv)); err != nil {
-						if errors.Is(err, store.ErrNotFound) {
-							return fmt.Errorf("no override for %q (see `mailtls policy list`)", key)
-						}
-						return err
-					}
-					fmt.Fprintf(e.stdout, "removed %s\n", key)
-					return nil
-				},
+				Action:    func(c *cli.Context) error { return policyRm(c, e) },
 			},
 			{
 				Name:      "list",
 				Usage:     "list overrides",
 				UsageText: "mailtls policy list [--format table|json|csv]",
 				Flags:     []cli.Flag{formatFlag("table", "table|json|csv")},
-				Action: func(c *cli.Context) error {
-					format := c.String("format")
-					if err := checkFormat(format, "table", "json", "csv"); err != nil {
-						return err
-					}
-					st, err := openStore(c)
-					if err != nil {
-						return err
-					}
-					defer st.Close()
-					ovs, err := st.Overrides(c.Context)
-					if err != nil {
-						return err
-					}
-					now := time.Now()
-					if format == "json" {
-						type jo struct {
-							Key     string  `json:"key"`
-							Policy  string  `json:"policy"`
-							Note    string  `json:"note"`
-							Created string  `json:"created"`
-							Updated string  `json:"updated"`
-							Expires *string `json:"expires"`
-							Expired bool    `json:"expired"`
-						}
-						out := make([]jo, 0, len(ovs))
-						for _, o := range ovs {
-							j := jo{Key: o.Key, Policy: o.Policy, Note: o.Note,
-								Created: o.Created.UTC().Format(time.RFC3339), Updated: o.Updated.UTC().Format(time.RFC3339)}
-							if !o.Expires.IsZero() {
-								s := o.Expires.UTC().Format(time.RFC3339)
-								j.Expires = &s
-								j.Expired = !o.Expires.After(now)
-							}
-							out = append(out, j)
-						}
-						return writeJSON(e.stdout, out)
-					}
-					if len(ovs) == 0 && format == "table" {
-						fmt.Fprintln(e.stdout, "No overrides set: every destination gets the default answer (see `mailtls policy set --help`).")
-						return nil
-					}
-					t := newTable("KEY", "POLICY", "EXPIRES", "UPDATED", "NOTE")
-					for _, o := range ovs {
-						exp := "-"
-						if !o.Expires.IsZero() {
-							exp = fmtTime(o.Expires)
-							if !o.Expires.After(now) {
-								exp += " (expired)"
-							}
-						}
-						t.add(o.Key, o.Policy, exp, fmtTime(o.Updated), o.Note)
-					}
-					return t.write(e.stdout, format)
-				},
+				Action:    func(c *cli.Context) error { return policyList(c, e) },
 			},
 			{
 				Name:      "history",
@@ -118,63 +43,7 @@ func policyCommand(e env) *cli.Command {
 				ArgsUsage: "[KEY]",
 				UsageText: "mailtls policy history [example.com]",
 				Flags:     []cli.Flag{formatFlag("table", "table|json|csv")},
-				Action: func(c *cli.Context) error {
-					format := c.String("format")
-					if err := checkFormat(format, "table", "json", "csv"); err != nil {
-						return err
-					}
-					key := ""
-					if c.NArg() > 1 {
-						return usageErrorf("policy history takes at most one KEY")
-					}
-					if c.NArg() == 1 {
-						k, err := policyd.NormalizeKey(c.Args().First())
-						if err != nil {
-							return usageErrorf("%v", err)
-						}
-						key = k
-					}
-					st, err := openStore(c)
-					if err != nil {
-						return err
-					}
-					defer st.Close()
-					hist, err := st.History(c.Context, key)
-					if err != nil {
-						return err
-					}
-					if format == "json" {
-						type jc struct {
-							At    string  `json:"at"`
-							Key   string  `json:"key"`
-							Old   *string `json:"old"`
-							New   *string `json:"new"`
-							Actor string  `json:"actor"`
-							Note  string  `json:"note"`
-						}
-						out := make([]jc, 0, len(hist))
-						for _, h := range hist {
-							j := jc{At: h.At.UTC().Format(time.RFC3339), Key: h.Key, Actor: h.Actor, Note: h.Note}
-							if h.Old != "" {
-								j.Old = &h.Old
-							}
-							if h.New != "" {
-								j.New = &h.New
-							}
-							out = append(out, j)
-						}
-						return writeJSON(e.stdout, out)
-					}
-					if len(hist) == 0 && format == "table" {
-						fmt.Fprintln(e.stdout, "No changes recorded.")
-						return nil
-					}
-					t := newTable("WHEN", "KEY", "OLD", "NEW", "BY")
-					for _, h := range hist {
-						t.add(fmtTime(h.At), h.Key, dash(h.Old), dash(h.New), h.Actor)
-					}
-					return t.write(e.stdout, format)
-				},
+				Action:    func(c *cli.Context) error { return policyHistory(c, e) },
 			},
 			{
 				Name:      "import",
@@ -182,69 +51,212 @@ func policyCommand(e env) *cli.Command {
 				ArgsUsage: "FILE",
 				UsageText: "mailtls policy import /etc/postfix/tls_policy\n\n" +
 					"Every line is validated first; any error rejects the whole file.",
-				Action: func(c *cli.Context) error {
-					if c.NArg() != 1 {
-						return usageErrorf("policy import takes one FILE (or - for stdin)")
-					}
-					var r io.Reader = e.stdin
-					name := c.Args().First()
-					if name != "-" {
-						f, err := os.Open(name)
-						if err != nil {
-							return usageErrorf("%v", err)
-						}
-						defer f.Close()
-						r = f
-					}
-					entries, err := policyd.ReadTable(r)
-					if err != nil {
-						return usageErrorf("%s: %v; nothing imported", name, err)
-					}
-					ovs := make([]store.Override, 0, len(entries))
-					for _, en := range entries {
-						ovs = append(ovs, store.Override{Key: en.Key, Policy: en.Value, Note: "imported from " + name})
-					}
-					st, err := openStore(c)
-					if err != nil {
-						return err
-					}
-					defer st.Close()
-					n, err := st.ImportOverrides(c.Context, ovs, store.Actor(e.getenv))
-					if err != nil {
-						return err
-					}
-					fmt.Fprintf(e.stdout, "imported %d overrides from %s (%d changed)\n", len(ovs), name, n)
-					return nil
-				},
+				Action: func(c *cli.Context) error { return policyImport(c, e) },
 			},
 			{
 				Name:      "export",
 				Usage:     "write the overrides as a Postfix table source file",
 				UsageText: "mailtls policy export > tls_policy",
-				Action: func(c *cli.Context) error {
-					st, err := openStore(c)
-					if err != nil {
-						return err
-					}
-					defer st.Close()
-					ovs, err := st.Overrides(c.Context)
-					if err != nil {
-						return err
-					}
-					now := time.Now()
-					var entries []policyd.TableEntry
-					for _, o := range ovs {
-						if !o.Expires.IsZero() && !o.Expires.After(now) {
-							continue
-						}
-						entries = append(entries, policyd.TableEntry{Key: o.Key, Value: o.Policy})
-					}
-					return policyd.WriteTable(e.stdout, entries,
-						fmt.Sprintf("smtp_tls_policy_maps table exported by mailtls on %s\n%d overrides (expired ones omitted)", now.UTC().Format(time.RFC3339), len(entries)))
-				},
+				Action:    func(c *cli.Context) error { return policyExport(c, e) },
 			},
 		},
 	}
+}
+
+func policyRm(c *cli.Context, e env) error {
+	if c.NArg() != 1 {
+		return usageErrorf("policy rm takes exactly one KEY (e.g. mailtls policy rm example.com)")
+	}
+	key, err := policyd.NormalizeKey(c.Args().First())
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	st, err := openStore(c)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.RemoveOverride(c.Context, key, store.Actor(e.getenv)); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("no override for %q (see `mailtls policy list`)", key)
+		}
+		return err
+	}
+	fmt.Fprintf(e.stdout, "removed %s\n", key)
+	return nil
+}
+
+// overrideJSON is one override in `policy list --format json`.
+type overrideJSON struct {
+	Key     string  `json:"key"`
+	Policy  string  `json:"policy"`
+	Note    string  `json:"note"`
+	Created string  `json:"created"`
+	Updated string  `json:"updated"`
+	Expires *string `json:"expires"`
+	Expired bool    `json:"expired"`
+}
+
+func policyList(c *cli.Context, e env) error {
+	format := c.String("format")
+	if err := checkFormat(format, "table", "json", "csv"); err != nil {
+		return err
+	}
+	st, err := openStore(c)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ovs, err := st.Overrides(c.Context)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	if format == "json" {
+		out := make([]overrideJSON, 0, len(ovs))
+		for _, o := range ovs {
+			j := overrideJSON{Key: o.Key, Policy: o.Policy, Note: o.Note, Created: o.Created.UTC().Format(time.RFC3339), Updated: o.Updated.UTC().Format(time.RFC3339)}
+			if !o.Expires.IsZero() {
+				s := o.Expires.UTC().Format(time.RFC3339)
+				j.Expires, j.Expired = &s, !o.Expires.After(now)
+			}
+			out = append(out, j)
+		}
+		return writeJSON(e.stdout, out)
+	}
+	if len(ovs) == 0 && format == "table" {
+		fmt.Fprintln(e.stdout, "No overrides set: every destination gets the default answer (see `mailtls policy set --help`).")
+		return nil
+	}
+	t := newTable("KEY", "POLICY", "EXPIRES", "UPDATED", "NOTE")
+	for _, o := range ovs {
+		exp := "-"
+		if !o.Expires.IsZero() {
+			exp = fmtTime(o.Expires)
+			if !o.Expires.After(now) {
+				exp += " (expired)"
+			}
+		}
+		t.add(o.Key, o.Policy, exp, fmtTime(o.Updated), o.Note)
+	}
+	return t.write(e.stdout, format)
+}
+
+// changeJSON is one change in `policy history --format json`.
+type changeJSON struct {
+	At    string  `json:"at"`
+	Key   string  `json:"key"`
+	Old   *string `json:"old"`
+	New   *string `json:"new"`
+	Actor string  `json:"actor"`
+	Note  string  `json:"note"`
+}
+
+func policyHistory(c *cli.Context, e env) error {
+	format := c.String("format")
+	if err := checkFormat(format, "table", "json", "csv"); err != nil {
+		return err
+	}
+	key := ""
+	if c.NArg() > 1 {
+		return usageErrorf("policy history takes at most one KEY")
+	}
+	if c.NArg() == 1 {
+		k, err := policyd.NormalizeKey(c.Args().First())
+		if err != nil {
+			return usageErrorf("%v", err)
+		}
+		key = k
+	}
+	st, err := openStore(c)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	hist, err := st.History(c.Context, key)
+	if err != nil {
+		return err
+	}
+	if format == "json" {
+		out := make([]changeJSON, 0, len(hist))
+		for _, h := range hist {
+			j := changeJSON{At: h.At.UTC().Format(time.RFC3339), Key: h.Key, Actor: h.Actor, Note: h.Note}
+			if h.Old != "" {
+				j.Old = &h.Old
+			}
+			if h.New != "" {
+				j.New = &h.New
+			}
+			out = append(out, j)
+		}
+		return writeJSON(e.stdout, out)
+	}
+	if len(hist) == 0 && format == "table" {
+		fmt.Fprintln(e.stdout, "No changes recorded.")
+		return nil
+	}
+	t := newTable("WHEN", "KEY", "OLD", "NEW", "BY")
+	for _, h := range hist {
+		t.add(fmtTime(h.At), h.Key, dash(h.Old), dash(h.New), h.Actor)
+	}
+	return t.write(e.stdout, format)
+}
+
+func policyImport(c *cli.Context, e env) error {
+	if c.NArg() != 1 {
+		return usageErrorf("policy import takes one FILE (or - for stdin)")
+	}
+	var r io.Reader = e.stdin
+	name := c.Args().First()
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return usageErrorf("%v", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	entries, err := policyd.ReadTable(r)
+	if err != nil {
+		return usageErrorf("%s: %v; nothing imported", name, err)
+	}
+	ovs := make([]store.Override, 0, len(entries))
+	for _, en := range entries {
+		ovs = append(ovs, store.Override{Key: en.Key, Policy: en.Value, Note: "imported from " + name})
+	}
+	st, err := openStore(c)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	n, err := st.ImportOverrides(c.Context, ovs, store.Actor(e.getenv))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "imported %d overrides from %s (%d changed)\n", len(ovs), name, n)
+	return nil
+}
+
+func policyExport(c *cli.Context, e env) error {
+	st, err := openStore(c)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ovs, err := st.Overrides(c.Context)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	var entries []policyd.TableEntry
+	for _, o := range ovs {
+		if !o.Expires.IsZero() && !o.Expires.After(now) {
+			continue
+		}
+		entries = append(entries, policyd.TableEntry{Key: o.Key, Value: o.Policy})
+	}
+	return policyd.WriteTable(e.stdout, entries,
+		fmt.Sprintf("smtp_tls_policy_maps table exported by mailtls on %s\n%d overrides (expired ones omitted)", now.UTC().Format(time.RFC3339), len(entries)))
 }
 
 func policySetCommand(e env) *cli.Command {
@@ -265,56 +277,47 @@ func policySetCommand(e env) *cli.Command {
 			&cli.BoolFlag{Name: "dry-run", Usage: "show what the delivery history says would have happened, change nothing"},
 			&cli.StringFlag{Name: "since", Value: "30d", Usage: "history window for --dry-run: a `DURATION` back from now, or a date"},
 		},
-		Action: func(c *cli.Context) error {
-			if c.NArg() < 2 {
-				return usageErrorf("policy set needs KEY and LEVEL (e.g. mailtls policy set example.com encrypt)")
-			}
-			key, err := policyd.NormalizeKey(c.Args().First())
-			if err != nil {
-				return usageErrorf("%v", err)
-			}
-			var fields []string
-			for _, a := range c.Args().Slice()[1:] {
-				if strings.ContainsAny(a, "\r\n") {
-					return usageErrorf("policy value contains a line break (not allowed)")
-				}
-				fields = append(fields, strings.Fields(a)...)
-			}
-			p, err := policyd.ParsePolicyFields(fields)
-			if err != nil {
-				return usageErrorf("%v", err)
-			}
-			if strings.ContainsAny(c.String("note"), "\r\n") {
-				return usageErrorf("--note must be a single line")
-			}
-			var expires time.Time
-			if s := c.String("expires"); s != "" {
-				d, err := parseDuration(s)
-				if err != nil || d <= 0 {
-					return usageErrorf("--expires: invalid duration %q (want e.g. 12h, 30d, 2w)", s)
-				}
-				expires = time.Now().Add(d)
-			}
-			st, err := openStore(c)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			if c.Bool("dry-run") {
-				return policyDryRun(c, e, st, key, p)
-			}
-			o := store.Override{Key: key, Policy: p.String(), Note: c.String("note"), Expires: expires}
-			if err := st.SetOverride(c.Context, o, store.Actor(e.getenv)); err != nil {
-				return err
-			}
-			msg := fmt.Sprintf("%s -> %s", key, p.String())
-			if !expires.IsZero() {
-				msg += fmt.Sprintf(" (expires %s)", fmtTime(expires))
-			}
-			fmt.Fprintln(e.stdout, msg)
-			return nil
-		},
+		Action: func(c *cli.Context) error { return policySet(c, e) },
 	}
+}
+
+func policySet(c *cli.Context, e env) error {
+	if c.NArg() < 2 {
+		return usageErrorf("policy set needs KEY and LEVEL (e.g. mailtls policy set example.com encrypt)")
+	}
+	key, p, err := policyd.ParseOverride(c.Args().Slice())
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	if strings.ContainsAny(c.String("note"), "\r\n") {
+		return usageErrorf("--note must be a single line")
+	}
+	var expires time.Time
+	if s := c.String("expires"); s != "" {
+		d, err := parseDuration(s)
+		if err != nil || d <= 0 {
+			return usageErrorf("--expires: invalid duration %q (want e.g. 12h, 30d, 2w)", s)
+		}
+		expires = time.Now().Add(d)
+	}
+	st, err := openStore(c)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if c.Bool("dry-run") {
+		return policyDryRun(c, e, st, key, p)
+	}
+	o := store.Override{Key: key, Policy: p.String(), Note: c.String("note"), Expires: expires}
+	if err := st.SetOverride(c.Context, o, store.Actor(e.getenv)); err != nil {
+		return err
+	}
+	msg := fmt.Sprintf("%s -> %s", key, p.String())
+	if !expires.IsZero() {
+		msg += fmt.Sprintf(" (expires %s)", fmtTime(expires))
+	}
+	fmt.Fprintln(e.stdout, msg)
+	return nil
 }
 
 func dash(s string) string {

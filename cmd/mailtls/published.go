@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -29,9 +28,6 @@ const (
 // background anyway), and approaches the limits Postfix puts on a policy
 // connection (10 s idle, 100 s in all).
 const maxResolveTimeout = 10 * time.Second
-
-// refreshEvery is how often the daemon queues the refreshes that are due.
-const refreshEvery = time.Minute
 
 // sourceSet is a parsed --sources.
 type sourceSet struct{ override, dane, mtasts bool }
@@ -98,12 +94,9 @@ func newPublished(c *cli.Context, srcs sourceSet, st published.Store, active pub
 }
 
 // startPublished starts the published sources of the daemon: the workers
-// at once, and the load of the cache from the store in the background
-// (until it ends, a lookup reads its destination's entry from the store,
-// so that known destinations are answered as cached); loaded is called
-// when the load is over. Due refreshes are queued every minute for
-// destinations with recent deliveries. It returns nil when the sources
-// are off.
+// at once, then (published.Resolver.Run) the load of the cache once after
+// is closed, and the refreshes; loaded is called when the load is over.
+// It returns nil when the sources are off.
 func startPublished(ctx context.Context, c *cli.Context, srcs sourceSet, st *store.Store, log *slog.Logger, after <-chan struct{}, loaded func(cached int)) (*publishedDaemon, error) {
 	r, err := newPublished(c, srcs, st, st.ActiveDomains, log)
 	if r == nil || err != nil {
@@ -114,64 +107,17 @@ func startPublished(ctx context.Context, c *cli.Context, srcs sourceSet, st *sto
 	ctx, p.cancel = context.WithCancel(ctx)
 	p.wg.Go(func() {
 		defer r.Close() // also when start-up fails after this point
-		select {
-		case <-after:
-		case <-ctx.Done():
-		}
-		n, err := r.Load(ctx)
-		if err != nil && ctx.Err() == nil {
-			if r.Loaded() {
-				log.Warn("published sources: some cached entries were skipped", "err", err)
-			} else {
-				log.Error("published sources: loading the cache failed; lookups keep reading it from the store", "err", err)
-			}
-		}
-		loaded(n)
-		t := time.NewTicker(refreshEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if !r.Loaded() {
-					// The start-up load failed: try again, so that
-					// lookups stop reading the store.
-					if _, err := r.Load(ctx); err != nil && !r.Loaded() {
-						if ctx.Err() == nil {
-							log.Error("published sources: loading the cache failed again; lookups keep reading it from the store", "err", err)
-						}
-						continue
-					}
-				}
-				if _, _, err := r.RefreshActive(ctx); err != nil && ctx.Err() == nil {
-					log.Error("published sources: refresh", "err", err)
-				}
-			}
-		}
+		r.Run(ctx, after, published.RefreshEvery, loaded)
 	})
 	log.Info("published sources in use", "dane", srcs.dane, "mta-sts", srcs.mtasts)
 	return p, nil
 }
 
-// publishedDaemon is the running resolver and its refresh loop; it is the
-// daemon's policyd.Publisher.
+// publishedDaemon is the running resolver and its refresh loop.
 type publishedDaemon struct {
 	r      *published.Resolver
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-}
-
-// Publish answers a lookup that matched no override.
-func (p *publishedDaemon) Publish(key string) (policyd.Published, bool) {
-	res := p.r.Lookup(context.Background(), key)
-	if res.Unavailable {
-		return policyd.Published{Unavailable: true}, true
-	}
-	if res.Source == published.SourceNone || res.Policy == "" {
-		return policyd.Published{}, false
-	}
-	return policyd.Published{Value: res.Policy, Source: string(res.Source), TLSRPT: res.TLSRPT}, true
 }
 
 func (p *publishedDaemon) stop() {
@@ -181,67 +127,6 @@ func (p *publishedDaemon) stop() {
 	p.cancel()
 	p.wg.Wait()
 	p.r.Close()
-}
-
-// readOnlyStore lets `mailtls lookup` read the daemon's cache without
-// writing to it.
-type readOnlyStore struct{ st *store.Store }
-
-func (s readOnlyStore) SavePublished(context.Context, string, string, string, []byte, time.Time) error {
-	return nil
-}
-
-func (s readOnlyStore) LoadPublished(ctx context.Context, fn func(string, []byte) error) error {
-	return s.st.LoadPublished(ctx, fn)
-}
-
-func (s readOnlyStore) PublishedEntry(ctx context.Context, domain string) ([]byte, bool, error) {
-	return s.st.PublishedEntry(ctx, domain)
-}
-
-func (s readOnlyStore) DeletePublished(context.Context, string) error { return nil }
-
-// describePublished is the text of `mailtls lookup` for a published result.
-func describePublished(res published.Result) []string {
-	var out []string
-	ev := res.Evidence
-	switch {
-	case res.Pending:
-		out = append(out, "published: not resolved yet")
-	case res.Source == published.SourceNone:
-		out = append(out, fmt.Sprintf("published: nothing applies (resolved %s ago)", res.CacheAge.Round(time.Second)))
-	default:
-		out = append(out, fmt.Sprintf("published: %s answers %q (resolved %s ago)", res.Source, res.Policy, res.CacheAge.Round(time.Second)))
-	}
-	for _, m := range ev.MX {
-		line := "  mx " + m.Host
-		if len(m.TLSA) > 0 {
-			line += fmt.Sprintf(": TLSA %s, authenticated %v, usable %v", strings.Join(m.TLSA, " | "), m.Authenticated, m.Usable)
-		} else if m.STSMatch == nil {
-			line += ": no TLSA records"
-		}
-		if m.STSMatch != nil {
-			line += fmt.Sprintf("; matches the MTA-STS patterns: %v", *m.STSMatch)
-		}
-		if m.Error != "" {
-			line += "; error: " + m.Error
-		}
-		out = append(out, line)
-	}
-	if s := ev.MTASTS; s != nil {
-		out = append(out, fmt.Sprintf("  mta-sts: policy id %s, mode %s, mx %s, max_age %d, fetched %s, expires %s",
-			s.ID, s.Mode, strings.Join(s.MX, " "), s.MaxAge, s.Fetched.UTC().Format(time.RFC3339), s.Expires.UTC().Format(time.RFC3339)))
-		if s.Mode == "testing" && s.Answer != "" {
-			out = append(out, "  mta-sts testing: enforce would answer "+s.Answer)
-		}
-	}
-	if res.TLSRPT != "" {
-		out = append(out, "  tlsrpt (map name tlspolicy-tlsrpt, or --tlsrpt-attributes): "+res.TLSRPT)
-	}
-	for _, n := range ev.Notes {
-		out = append(out, "  "+n)
-	}
-	return out
 }
 
 // noOverrides is the override source of a daemon whose --sources leave

@@ -235,7 +235,7 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 		d.warm.Done()
 	}
 	if d.pub != nil {
-		table.SetPublisher(d.pub)
+		table.SetPublisher(d.pub.r)
 	}
 	d.srv = &policyd.Server{
 		Table:       table,

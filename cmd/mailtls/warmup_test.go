@@ -58,7 +58,7 @@ func TestWarmupFromStore(t *testing.T) {
 	r := newResolver(testnet.StartDNS(t, testnet.NewZone())) // Load not called: the load has not reached anything
 	table := policyd.NewTable("may")
 	table.SetWarmup(storeSource{st})
-	table.SetPublisher(&publishedDaemon{r: r})
+	table.SetPublisher(r)
 	srv := &policyd.Server{Table: table, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ln, err := policyd.Listen(ctx, "tcp", "127.0.0.1:0", 0)
 	if err != nil {
