@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"errors"
-	"fmt"
 	"io/fs"
 	"maps"
 	"os"
@@ -111,7 +110,11 @@ func setConfigValue(path, name, value string) error {
 	default:
 		return err
 	}
-	text := string(data)
+	return replaceFile(path, withSetting(string(data), name, value), mode, uid, gid)
+}
+
+// withSetting is the config text with name set to value (setConfigValue).
+func withSetting(text, name, value string) string {
 	lines := strings.SplitAfter(text, "\n")
 	if lines[len(lines)-1] == "" {
 		lines = lines[:len(lines)-1]
@@ -138,26 +141,18 @@ func setConfigValue(path, name, value string) error {
 	if !done {
 		out.WriteString(want)
 	}
+	return out.String()
+}
+
+// replaceFile replaces path with text atomically, with mode and, when uid
+// is not -1, the owner uid:gid (where permitted).
+func replaceFile(path, text string, mode fs.FileMode, uid, gid int) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name()) // after a successful rename: nothing to remove
-	if _, err := tmp.WriteString(out.String()); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if uid >= 0 {
-		if err := tmp.Chown(uid, gid); err != nil && !errors.Is(err, fs.ErrPermission) {
-			tmp.Close()
-			return err
-		}
-	}
-	if err := tmp.Sync(); err != nil {
+	if err := writeSynced(tmp, text, mode, uid, gid); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -172,6 +167,21 @@ func setConfigValue(path, name, value string) error {
 		d.Close()
 	}
 	return nil
+}
+
+func writeSynced(f *os.File, text string, mode fs.FileMode, uid, gid int) error {
+	if _, err := f.WriteString(text); err != nil {
+		return err
+	}
+	if err := f.Chmod(mode); err != nil {
+		return err
+	}
+	if uid >= 0 {
+		if err := f.Chown(uid, gid); err != nil && !errors.Is(err, fs.ErrPermission) {
+			return err
+		}
+	}
+	return f.Sync()
 }
 
 // knownFlags lists every flag name visible to the command, global ones included.
@@ -283,5 +293,3 @@ func loadConfigSetting(c *cli.Context, name string) error {
 	}
 	return nil
 }
-
-var _ = fmt.Sprintf

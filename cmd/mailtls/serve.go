@@ -137,7 +137,14 @@ type daemon struct {
 	once    sync.Once
 	err     error
 	warm    sync.WaitGroup // the start-up loads
+	// The start-up loads, for the log line at their end.
+	t0                  time.Time
+	ovLoaded, pubLoaded time.Duration
+	cached              int
 }
+
+// listenSpec is one listener to open.
+type listenSpec struct{ proto, network, addr string }
 
 // startDaemon opens every listener and starts serving at once, while the
 // overrides and the published cache load in the background (the warm-up).
@@ -147,47 +154,95 @@ type daemon struct {
 // fails gets TEMP. The store must answer at start: serving `may` while
 // forced overrides are unreadable would silently weaken them.
 func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, error) {
-	def, err := parseDefault(c.String("default"))
+	d, srcs, err := newDaemon(c, st)
 	if err != nil {
 		return nil, err
 	}
-	srcs, err := parseSources(c.String("sources"))
-	if err != nil {
-		return nil, err
-	}
-	m, err := newMetrics(c, true, c.Command.Name == "run")
-	if err != nil {
-		return nil, err
-	}
-	var src policyd.Source = storeSource{st}
-	if !srcs.override {
-		src = noOverrides{}
-	}
-	table := policyd.NewTable(def)
-	var obs policyd.Observer
-	if m != nil {
-		src = m.Policy.Watch(table, src)
-		obs = m.Lookups
-	}
-	if _, err := src.Version(c.Context); err != nil {
-		return nil, fmt.Errorf("load overrides: %w", err)
-	}
-	var keys policyd.KeySource = storeSource{st}
-	if !srcs.override {
-		keys = noOverrides{}
-	}
-	table.SetWarmup(keys)
-
 	// Flags are checked before the published sources start, so that a
 	// usage error is the only line on stderr.
 	mode, err := parseMode(c.String("unix-mode"))
 	if err != nil {
 		return nil, err
 	}
-	type lspec struct {
-		proto, network, addr string
+	specs, err := listenSpecs(c)
+	if err != nil {
+		return nil, err
 	}
-	var specs []lspec
+	ctx, cancel := context.WithCancel(context.WithoutCancel(c.Context))
+	d.cancel, d.t0 = cancel, time.Now()
+	restoreGC := warmupGC()
+	serving := false
+	defer func() {
+		if !serving {
+			restoreGC()
+		}
+	}()
+	d.warm.Add(1)
+	ovDone := make(chan struct{})
+	if d.pub, err = startPublished(ctx, c, srcs, st, log, ovDone, func(n int) {
+		d.cached, d.pubLoaded = n, time.Since(d.t0)
+		d.warm.Done()
+	}); err != nil {
+		cancel()
+		return nil, err
+	}
+	if d.pub == nil {
+		d.warm.Done()
+	} else {
+		d.table.SetPublisher(d.pub.r)
+	}
+	d.srv = &policyd.Server{
+		Table: d.table, MapName: c.String("map"), TLSRPT: c.Bool("tlsrpt-attributes"),
+		MaxConns: c.Int("max-conns"), IdleTimeout: c.Duration("idle-timeout"), Logger: log,
+	}
+	if d.metrics != nil {
+		d.srv.Observer = d.metrics.Lookups
+	}
+	if err := d.listen(ctx, c, specs, fs.FileMode(mode), log); err != nil {
+		cancel()
+		return nil, err
+	}
+	d.warmUp(ctx, c.Duration("reload-every"), func() <-chan struct{} { return changes(ctx, st, srcs.override) }, ovDone, restoreGC, log)
+	serving = true
+	return d, nil
+}
+
+// newDaemon builds the daemon's table over the store's overrides (none
+// when --sources leaves them out), watched by the metrics when there are
+// any, and checks that the store answers.
+func newDaemon(c *cli.Context, st *store.Store) (*daemon, sourceSet, error) {
+	def, err := parseDefault(c.String("default"))
+	if err != nil {
+		return nil, sourceSet{}, err
+	}
+	srcs, err := parseSources(c.String("sources"))
+	if err != nil {
+		return nil, srcs, err
+	}
+	m, err := newMetrics(c, true, c.Command.Name == "run")
+	if err != nil {
+		return nil, srcs, err
+	}
+	var src policyd.Source = storeSource{st}
+	var keys policyd.KeySource = storeSource{st}
+	if !srcs.override {
+		src, keys = noOverrides{}, noOverrides{}
+	}
+	table := policyd.NewTable(def)
+	if m != nil {
+		src = m.Policy.Watch(table, src)
+	}
+	if _, err := src.Version(c.Context); err != nil {
+		return nil, srcs, fmt.Errorf("load overrides: %w", err)
+	}
+	table.SetWarmup(keys)
+	return &daemon{table: table, src: src, metrics: m}, srcs, nil
+}
+
+// listenSpecs are the listeners the flags ask for; TCP ones only on
+// loopback unless --allow-remote.
+func listenSpecs(c *cli.Context) ([]listenSpec, error) {
+	var specs []listenSpec
 	for _, s := range []struct{ flag, proto, network string }{
 		{"socketmap", "socketmap", "tcp"}, {"tcp", "tcp_table", "tcp"},
 		{"unix", "socketmap", "unix"}, {"tcp-unix", "tcp_table", "unix"},
@@ -198,72 +253,46 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 					return nil, err
 				}
 			}
-			specs = append(specs, lspec{s.proto, s.network, a})
+			specs = append(specs, listenSpec{s.proto, s.network, a})
 		}
 	}
 	if len(specs) == 0 {
 		return nil, usageErrorf("no listener configured (set --socketmap, --tcp, --unix or --tcp-unix)")
 	}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(c.Context))
-	d := &daemon{table: table, src: src, cancel: cancel, metrics: m}
-	t0 := time.Now()
-	var cached int
-	var pubLoaded time.Duration
-	// The garbage of the loads would otherwise let the heap grow to twice
-	// what they keep (GOGC=100), and the process keep that peak.
+	return specs, nil
+}
+
+// warmupGC lowers GOGC for the start-up loads and returns what restores
+// it. The garbage of the loads would otherwise let the heap grow to twice
+// what they keep (GOGC=100), and the process keep that peak.
+func warmupGC() (restore func()) {
 	gcPercent := debug.SetGCPercent(-1)
 	debug.SetGCPercent(min(gcPercent, warmupGCPercent))
 	if gcPercent < 0 {
 		debug.SetGCPercent(gcPercent) // GOGC=off stays off
 	}
-	serving := false
-	defer func() {
-		if !serving {
-			debug.SetGCPercent(gcPercent)
-		}
-	}()
-	d.warm.Add(1)
-	ovDone := make(chan struct{})
-	if d.pub, err = startPublished(ctx, c, srcs, st, log, ovDone, func(n int) {
-		cached, pubLoaded = n, time.Since(t0)
-		d.warm.Done()
-	}); err != nil {
-		cancel()
-		return nil, err
-	}
-	if d.pub == nil {
-		d.warm.Done()
-	}
-	if d.pub != nil {
-		table.SetPublisher(d.pub.r)
-	}
-	d.srv = &policyd.Server{
-		Table:       table,
-		MapName:     c.String("map"),
-		TLSRPT:      c.Bool("tlsrpt-attributes"),
-		MaxConns:    c.Int("max-conns"),
-		IdleTimeout: c.Duration("idle-timeout"),
-		Logger:      log,
-		Observer:    obs,
-	}
+	return func() { debug.SetGCPercent(gcPercent) }
+}
+
+// listen opens every listener and serves it; on an error, those opened
+// are closed.
+func (d *daemon) listen(ctx context.Context, c *cli.Context, specs []listenSpec, mode fs.FileMode, log *slog.Logger) error {
 	var lns []net.Listener
+	fail := func(err error) error {
+		for _, l := range lns {
+			l.Close()
+		}
+		return err
+	}
 	for _, sp := range specs {
-		ln, err := policyd.Listen(c.Context, sp.network, sp.addr, fs.FileMode(mode))
+		ln, err := policyd.Listen(c.Context, sp.network, sp.addr, mode)
 		if err != nil {
-			for _, l := range lns {
-				l.Close()
-			}
-			cancel()
-			return nil, fmt.Errorf("listen %s %s:%s: %w", sp.proto, sp.network, sp.addr, err)
+			return fail(fmt.Errorf("listen %s %s:%s: %w", sp.proto, sp.network, sp.addr, err))
 		}
 		lns = append(lns, ln)
 		if sp.network == "unix" && c.String("unix-group") != "" {
 			if err := chgrp(sp.addr, c.String("unix-group")); err != nil {
-				for _, l := range lns {
-					l.Close()
-				}
-				cancel()
-				return nil, err
+				return fail(err)
 			}
 		}
 		d.addrs = append(d.addrs, fmt.Sprintf("%s=%s:%s", sp.proto, sp.network, ln.Addr()))
@@ -279,30 +308,38 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 			}
 		}(ln, sp.proto)
 	}
+	return nil
+}
+
+// warmUp loads the overrides in the background, then watches them
+// (polling every `every`, and at once on what wake returns, asked
+// after the first load); ovDone is closed when the
+// first load is over. When every start-up load is done, GOGC is restored
+// and the end of the warm-up logged.
+func (d *daemon) warmUp(ctx context.Context, every time.Duration, wake func() <-chan struct{}, ovDone chan struct{}, restoreGC func(), log *slog.Logger) {
 	d.warm.Add(1)
-	var ovLoaded time.Duration
 	d.wg.Go(func() {
 		// The first load here, so that its end is known; Watch then
 		// starts from the version it loaded (or, after a failure, retries
 		// at every poll while the warm-up goes on answering).
-		if _, err := table.Reload(ctx, src); err != nil && ctx.Err() == nil {
+		if _, err := d.table.Reload(ctx, d.src); err != nil && ctx.Err() == nil {
 			log.Error("loading the overrides failed; lookups keep reading them from the store, retrying", "err", err)
 		}
-		ovLoaded = time.Since(t0)
+		d.ovLoaded = time.Since(d.t0)
 		close(ovDone)
 		d.warm.Done()
-		_ = table.WatchWake(ctx, src, c.Duration("reload-every"), changes(ctx, st, srcs.override), log)
+		_ = d.table.WatchWake(ctx, d.src, every, wake(), log)
 	})
 	d.wg.Go(func() {
 		d.warm.Wait()
-		debug.SetGCPercent(gcPercent)
+		restoreGC()
 		if ctx.Err() != nil {
 			return
 		}
 		debug.FreeOSMemory() // the garbage of the loads
-		args := []any{"overrides", table.Load().Len(), "overrides_load", ovLoaded.Round(time.Millisecond)}
+		args := []any{"overrides", d.table.Load().Len(), "overrides_load", d.ovLoaded.Round(time.Millisecond)}
 		if d.pub != nil {
-			args = append(args, "published", cached, "published_load", pubLoaded.Round(time.Millisecond))
+			args = append(args, "published", d.cached, "published_load", d.pubLoaded.Round(time.Millisecond))
 		}
 		if what := d.loading(); what != "" {
 			log.Warn("start-up loads ended without the "+what+": lookups keep reading them from the store", args...)
@@ -310,8 +347,6 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 		}
 		log.Info("start-up loads done: answering from memory", args...)
 	})
-	serving = true
-	return d, nil
 }
 
 // warmupGCPercent is the GOGC of the start-up loads: a million overrides
