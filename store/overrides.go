@@ -9,11 +9,14 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/mailtls/mailtls/policyd"
 )
 
-// Override is a TLS policy for one next-hop key. The store does not parse
-// keys or policies (policyd does); it only rejects empty values and control
-// characters.
+// Override is a TLS policy for one next-hop key. The store refuses an
+// override whose key is not in policyd's normal form (policyd.NormalizeKey)
+// or whose policy policyd does not accept (policyd.ParsePolicy), so that no
+// write path can hand Postfix a value it would defer mail for.
 type Override struct {
 	Key     string // "example.com", ".example.com", "[host]:port"
 	Policy  string // normalised policy text, e.g. "encrypt protocols=>=TLSv1.2"
@@ -53,6 +56,14 @@ func checkOverride(o Override) error {
 	}
 	if err := checkText("policy for "+o.Key, o.Policy, true); err != nil {
 		return err
+	}
+	if k, err := policyd.NormalizeKey(o.Key); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadInput, err)
+	} else if k != o.Key {
+		return fmt.Errorf("%w: override key %q is not in normal form (want %q)", ErrBadInput, o.Key, k)
+	}
+	if _, err := policyd.ParsePolicy(o.Policy); err != nil {
+		return fmt.Errorf("%w: policy for %s: %v", ErrBadInput, o.Key, err)
 	}
 	for _, r := range o.Note {
 		if unicode.IsControl(r) {

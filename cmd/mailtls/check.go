@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailtls/mailtls/discover"
 	"github.com/mailtls/mailtls/policyd"
+	"github.com/mailtls/mailtls/report"
 	"github.com/mailtls/mailtls/store"
 )
 
@@ -114,7 +115,7 @@ func check(c *cli.Context, e env) error {
 	st, stErr := openStore(c)
 	if stErr == nil {
 		defer st.Close()
-		out.History, stErr = discover.DomainHistory(c.Context, st, domain, time.Now())
+		out.History, stErr = report.DomainHistory(c.Context, st, domain, time.Now())
 		if stErr == nil {
 			out.CurrentOverride, stErr = currentOverride(c.Context, st, key)
 		}

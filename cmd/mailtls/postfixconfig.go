@@ -6,6 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mailtls/mailtls/conffile"
 	"github.com/mailtls/mailtls/postconf"
 )
 
@@ -54,7 +55,7 @@ func postfixConfig(c *cli.Context, e env) error {
 		fmt.Fprintf(e.stderr, "warning: %s\n", msg)
 	}
 	confPath := c.String("config")
-	curDef, set, err := configValue(confPath, "default")
+	curDef, set, err := conffile.Value(confPath, "default")
 	if err != nil {
 		return fmt.Errorf("read %s: %w", confPath, err)
 	}
@@ -100,7 +101,7 @@ func printWiring(out io.Writer, w postconf.Wiring, confPath, ours string) bool {
 // every key.
 func applyWiring(out io.Writer, pc postconf.Postconf, w postconf.Wiring, confPath string) error {
 	if w.SetDefault {
-		if err := setConfigValue(confPath, "default", "notfound"); err != nil {
+		if err := conffile.Set(confPath, "default", "notfound"); err != nil {
 			return fmt.Errorf("write %s: %w", confPath, err)
 		}
 		fmt.Fprintf(out, "# wrote default = notfound to %s\n", confPath)

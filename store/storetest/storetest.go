@@ -646,6 +646,24 @@ func overrideHistory(t T, b Backend) {
 	if ovs, _ := b.Overrides(ctx); len(ovs) != 2 {
 		t.Errorf("a failed import stored something: %d overrides, want 2", len(ovs))
 	}
+	// One validating write path: a value Postfix would defer mail for, or
+	// a key not in normal form, is refused by every writer.
+	for _, o := range []store.Override{
+		{Key: "bad.example", Policy: "encrypt match=hostname"}, // match only with fingerprint, verify, secure
+		{Key: "bad.example", Policy: "encrpyt"},
+		{Key: "Bad.Example", Policy: "encrypt"},
+		{Key: "bad..example", Policy: "encrypt"},
+	} {
+		if err := b.SetOverride(ctx, o, "hal"); !errors.Is(err, store.ErrBadInput) {
+			t.Errorf("SetOverride(%q, %q): err %v, want one wrapping store.ErrBadInput", o.Key, o.Policy, err)
+		}
+		if _, err := b.ImportOverrides(ctx, []store.Override{{Key: "fine.example", Policy: "encrypt"}, o}, "hal"); !errors.Is(err, store.ErrBadInput) {
+			t.Errorf("ImportOverrides(%q, %q): err %v, want one wrapping store.ErrBadInput", o.Key, o.Policy, err)
+		}
+	}
+	if ovs, _ := b.Overrides(ctx); len(ovs) != 2 {
+		t.Errorf("refused overrides stored something: %d overrides, want 2", len(ovs))
+	}
 	n, err := b.ImportOverrides(ctx, []store.Override{{Key: "new.example", Policy: "encrypt"}, {Key: key, Policy: "encrypt", Expires: expires}}, "gina")
 	if err != nil || n != 1 {
 		t.Errorf("import of one new and one unchanged override: %d changed (err %v), want 1", n, err)

@@ -1,4 +1,4 @@
-package main
+package conffile
 
 import (
 	"os"
@@ -7,9 +7,9 @@ import (
 	"testing"
 )
 
-// TestSetConfigValue: default = notfound replaces the setting, keeps every
+// TestSet: default = notfound replaces the setting, keeps every
 // other line, is idempotent, and creates a missing file.
-func TestSetConfigValue(t *testing.T) {
+func TestSet(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "mailtls.conf")
 	orig := "# mailtls\ndb = /var/lib/mailtls/mailtls.db\n#default = encrypt\ndefault = may\nlog-level = info\ndefault=\"may\"\nkeep = 400d"
@@ -18,7 +18,7 @@ func TestSetConfigValue(t *testing.T) {
 	}
 	want := "# mailtls\ndb = /var/lib/mailtls/mailtls.db\n#default = encrypt\ndefault = notfound\nlog-level = info\nkeep = 400d\n"
 	for i := 0; i < 2; i++ {
-		if err := setConfigValue(p, "default", "notfound"); err != nil {
+		if err := Set(p, "default", "notfound"); err != nil {
 			t.Fatal(err)
 		}
 		b, _ := os.ReadFile(p)
@@ -29,14 +29,14 @@ func TestSetConfigValue(t *testing.T) {
 	if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v, want 0600 kept", fi.Mode())
 	}
-	if v, ok, err := configValue(p, "default"); err != nil || !ok || v != "notfound" {
-		t.Errorf("configValue = %q %v %v", v, ok, err)
+	if v, ok, err := Value(p, "default"); err != nil || !ok || v != "notfound" {
+		t.Errorf("Value = %q %v %v", v, ok, err)
 	}
-	if vals, err := readConfig(p, map[string]bool{"db": true, "default": true, "log-level": true, "keep": true}); err != nil || vals["default"] != "notfound" || vals["keep"] != "400d" {
-		t.Errorf("readConfig after set: %v %v", vals, err)
+	if vals, err := Read(p, map[string]bool{"db": true, "default": true, "log-level": true, "keep": true}); err != nil || vals["default"] != "notfound" || vals["keep"] != "400d" {
+		t.Errorf("Read after set: %v %v", vals, err)
 	}
 	np := filepath.Join(dir, "sub", "new.conf")
-	if err := setConfigValue(np, "default", "notfound"); err != nil {
+	if err := Set(np, "default", "notfound"); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(np); string(b) != "default = notfound\n" {
@@ -50,7 +50,7 @@ func TestSetConfigValue(t *testing.T) {
 	}
 }
 
-func FuzzSetConfigValue(f *testing.F) {
+func FuzzSet(f *testing.F) {
 	for _, s := range []string{"", "default = may\n", "# default = x\ndb=/x", "default\n", "default = 'may'\nkeep 4d", "\x00", "default=a\ndefault=b\n"} {
 		f.Add(s)
 	}
@@ -60,23 +60,23 @@ func FuzzSetConfigValue(f *testing.F) {
 		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := setConfigValue(p, "default", "notfound"); err != nil {
+		if err := Set(p, "default", "notfound"); err != nil {
 			t.Fatal(err)
 		}
-		if v, ok, err := configValue(p, "default"); err != nil || !ok || v != "notfound" {
+		if v, ok, err := Value(p, "default"); err != nil || !ok || v != "notfound" {
 			t.Fatalf("after set on %q: %q %v %v", s, v, ok, err)
 		}
 		b, _ := os.ReadFile(p)
 		// Every line that does not set default is kept, in order.
 		var kept []string
 		for _, l := range strings.Split(string(b), "\n") {
-			if n, _ := splitConfigLine(strings.TrimSpace(l)); n != "default" || strings.HasPrefix(strings.TrimSpace(l), "#") {
+			if n, _ := SplitLine(strings.TrimSpace(l)); n != "default" || strings.HasPrefix(strings.TrimSpace(l), "#") {
 				kept = append(kept, strings.TrimRight(l, "\r"))
 			}
 		}
 		var want []string
 		for _, l := range strings.Split(s, "\n") {
-			if n, _ := splitConfigLine(strings.TrimSpace(l)); n != "default" || strings.HasPrefix(strings.TrimSpace(l), "#") {
+			if n, _ := SplitLine(strings.TrimSpace(l)); n != "default" || strings.HasPrefix(strings.TrimSpace(l), "#") {
 				want = append(want, strings.TrimRight(l, "\r"))
 			}
 		}
