@@ -102,12 +102,7 @@ func policyList(c *cli.Context, e env) error {
 	if err := checkFormat(format, "table", "json", "csv"); err != nil {
 		return err
 	}
-	st, err := openStore(c)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	ovs, err := st.Overrides(c.Context)
+	ovs, err := storedOverrides(c)
 	if err != nil {
 		return err
 	}
@@ -238,12 +233,7 @@ func policyImport(c *cli.Context, e env) error {
 }
 
 func policyExport(c *cli.Context, e env) error {
-	st, err := openStore(c)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	ovs, err := st.Overrides(c.Context)
+	ovs, err := storedOverrides(c)
 	if err != nil {
 		return err
 	}
@@ -318,6 +308,16 @@ func policySet(c *cli.Context, e env) error {
 	}
 	fmt.Fprintln(e.stdout, msg)
 	return nil
+}
+
+// storedOverrides reads every override from the database.
+func storedOverrides(c *cli.Context) ([]store.Override, error) {
+	st, err := openStore(c)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	return st.Overrides(c.Context)
 }
 
 func dash(s string) string {
