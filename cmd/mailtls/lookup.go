@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -78,10 +77,13 @@ func lookup(c *cli.Context, e env) error {
 			r = policyd.WithPublished(key, r, policyd.Published{Value: pub.Policy, Source: string(pub.Source)})
 		}
 	}
+	ans := published.Answer{Key: key, Result: r, Published: pub, Consulted: srcs.published()}
 	if c.String("format") == "json" {
-		return writeJSON(e.stdout, lookupJSON(key, r, pub))
+		return writeJSON(e.stdout, ans.JSON())
 	}
-	writeLookup(e.stdout, key, r, pub, srcs.published())
+	for _, l := range ans.Lines() {
+		fmt.Fprintln(e.stdout, l)
+	}
 	return nil
 }
 
@@ -110,42 +112,4 @@ func lookupPublished(c *cli.Context, e env, srcs sourceSet, st published.Store, 
 		return nil, err
 	}
 	return &got, nil
-}
-
-func lookupJSON(key string, r policyd.Result, pub *published.Result) map[string]any {
-	rule, source, _ := r.Explain()
-	answer := "NOTFOUND"
-	if r.Found {
-		answer = "OK " + r.Value
-	}
-	out := map[string]any{
-		"key": key, "found": r.Found, "value": r.Value, "answer": answer,
-		"rule": rule, "source": source, "matched": r.Key, "expired": r.Expired,
-	}
-	if pub != nil {
-		out["published"] = pub
-		out["cache_age_seconds"] = int64(pub.CacheAge.Seconds())
-	}
-	return out
-}
-
-func writeLookup(w io.Writer, key string, r policyd.Result, pub *published.Result, publishedOn bool) {
-	_, _, why := r.Explain()
-	answer := "NOTFOUND (main.cf smtp_tls_security_level applies)"
-	if r.Found {
-		answer = r.Value
-	}
-	fmt.Fprintf(w, "%s  %s  (%s)\n", key, answer, why)
-	switch {
-	case pub != nil:
-		lines := pub.Describe()
-		if pub.Policy != "" && r.Rule != policyd.RulePublished {
-			lines = append(lines, "  not used: the default is as strong or stronger, or the answer would let some MX hosts fall back to weaker TLS than the default")
-		}
-		for _, l := range lines {
-			fmt.Fprintln(w, l)
-		}
-	case (r.Rule == policyd.RuleDefault || r.Rule == policyd.RuleNotFound) && publishedOn && !strings.ContainsAny(key, "[]:"):
-		fmt.Fprintln(w, "published: not in the daemon's cache yet (it resolves a destination at its first lookup; --resolve looks it up now)")
-	}
 }

@@ -1,0 +1,60 @@
+package published
+
+import (
+	"strings"
+
+	"github.com/mailtls/mailtls/policyd"
+)
+
+// Answer is what `mailtls lookup` shows for a next-hop: the answer the
+// daemon gives (Result, the overrides and the default, with the published
+// answer applied by policyd.WithPublished) and, when the published
+// sources were consulted and knew the destination, their evidence.
+type Answer struct {
+	Key       string
+	Result    policyd.Result
+	Published *Result // nil: not consulted, or not in the cache
+	// Consulted: the published sources are in force (--sources).
+	Consulted bool
+}
+
+// JSON is the answer as `mailtls lookup --format json` writes it.
+func (a Answer) JSON() map[string]any {
+	r := a.Result
+	rule, source, _ := r.Explain()
+	answer := "NOTFOUND"
+	if r.Found {
+		answer = "OK " + r.Value
+	}
+	out := map[string]any{
+		"key": a.Key, "found": r.Found, "value": r.Value, "answer": answer,
+		"rule": rule, "source": source, "matched": r.Key, "expired": r.Expired,
+	}
+	if a.Published != nil {
+		out["published"] = a.Published
+		out["cache_age_seconds"] = int64(a.Published.CacheAge.Seconds())
+	}
+	return out
+}
+
+// Lines is the answer as text: the key, the answer and why, then the
+// published evidence.
+func (a Answer) Lines() []string {
+	r := a.Result
+	_, _, why := r.Explain()
+	answer := "NOTFOUND (main.cf smtp_tls_security_level applies)"
+	if r.Found {
+		answer = r.Value
+	}
+	out := []string{a.Key + "  " + answer + "  (" + why + ")"}
+	switch pub := a.Published; {
+	case pub != nil:
+		out = append(out, pub.Describe()...)
+		if pub.Policy != "" && r.Rule != policyd.RulePublished {
+			out = append(out, "  not used: the default is as strong or stronger, or the answer would let some MX hosts fall back to weaker TLS than the default")
+		}
+	case (r.Rule == policyd.RuleDefault || r.Rule == policyd.RuleNotFound) && a.Consulted && !strings.ContainsAny(a.Key, "[]:"):
+		out = append(out, "published: not in the daemon's cache yet (it resolves a destination at its first lookup; --resolve looks it up now)")
+	}
+	return out
+}
