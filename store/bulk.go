@@ -53,6 +53,10 @@ type counted struct {
 const (
 	bulkMaxRows = 200_000
 	bulkMaxAge  = time.Second
+	// On PostgreSQL an open transaction holds up no other host's writer
+	// (the rollup rows it updates are its host's), so it may stay open
+	// longer: fewer commits update fewer rollup rows twice.
+	pgBulkMaxAge = 5 * time.Second
 )
 
 // Bulk returns a bulk writer on s. Call Commit when done, or Rollback to
@@ -94,7 +98,11 @@ func (bk *Bulk) Add(ctx context.Context, b *Batch) (int, error) {
 	bk.old += old
 	bk.rows += b.Len()
 	bk.pending += n
-	if bk.rows >= bulkMaxRows || time.Since(bk.began) >= bulkMaxAge {
+	maxAge := bulkMaxAge
+	if bk.s.eng == engPostgres {
+		maxAge = pgBulkMaxAge
+	}
+	if bk.rows >= bulkMaxRows || time.Since(bk.began) >= maxAge {
 		if err := bk.Commit(ctx); err != nil {
 			return 0, err
 		}

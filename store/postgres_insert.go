@@ -28,7 +28,7 @@ var pgInsertStmts = func() []string {
 func insertReturning(ctx context.Context, t *wtx, b *Batch) (skipped []bool, added int, _ error) {
 	rows := b.rows
 	if len(rows) >= copyMinRows {
-		return copyReturning(ctx, t, b)
+		return copyDirect(ctx, t, b)
 	}
 	args := make([]any, 0, insertChunk*insertCols)
 	for i := 0; i < len(rows); {

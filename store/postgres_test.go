@@ -326,3 +326,38 @@ func TestPostgresSchemaTooNew(t *testing.T) {
 		t.Errorf("Open of a newer schema = %v; want ErrSchemaTooNew", err)
 	}
 }
+
+// TestPostgresCopyFallsBack: a batch large enough for the direct COPY
+// that repeats keys already stored, or repeats a key within itself, is
+// stored the slower way: the stored keys are skipped, the others go in,
+// and the counts say so, within one transaction that still commits.
+func TestPostgresCopyFallsBack(t *testing.T) {
+	s, _ := openPG(t)
+	ctx := context.Background()
+	t0 := time.Now().UTC()
+	ds := randomDeliveries(7, 2*copyMinRows, t0.Add(-48*time.Hour), 48*time.Hour)
+	first, second := ds[:copyMinRows], ds[copyMinRows/2:] // overlap: half of first
+	if n, err := s.CommitBatch(ctx, "file:/l", first, []byte("1")); err != nil || n != len(first) {
+		t.Fatalf("first batch (direct COPY): %d, %v; want %d", n, err, len(first))
+	}
+	if n, err := s.CommitBatch(ctx, "file:/l", second, []byte("2")); err != nil || n != len(ds)-len(first) {
+		t.Fatalf("overlapping batch: %d stored, %v; want %d (the rest skipped as stored)", n, err, len(ds)-len(first))
+	}
+	dup := append(randomDeliveries(8, copyMinRows, t0.Add(-48*time.Hour), 48*time.Hour), ds[0])
+	dup = append(dup, dup[1]) // repeated within the batch
+	if n, err := s.CommitBatch(ctx, "file:/l", dup, []byte("3")); err != nil || n != len(dup)-2 {
+		t.Fatalf("batch with a repeat: %d stored, %v; want %d", n, err, len(dup)-2)
+	}
+	ck, err := s.Checkpoint(ctx, "file:/l")
+	if err != nil || string(ck) != "3" {
+		t.Errorf("checkpoint %q, %v; want the last batch's", ck, err)
+	}
+	w, _ := s.writer()
+	var stored, distinct int64
+	if err := w.QueryRow(`SELECT count(*), count(DISTINCT key) FROM deliveries`).Scan(&stored, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(len(ds) + len(dup) - 2); stored != want || distinct != want {
+		t.Errorf("stored %d deliveries (%d keys); want %d", stored, distinct, want)
+	}
+}

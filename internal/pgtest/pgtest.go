@@ -45,9 +45,10 @@ const port = 5432 // only names the socket, inside a private directory
 const superuser = "mailtls"
 
 type cluster struct {
-	dir  string // holds data/, the socket and the log
-	bin  string
-	cred *syscall.Credential
+	dir      string // holds data/, the socket and the log
+	bin      string
+	cred     *syscall.Credential
+	settings []string // server settings (-c NAME=VALUE) after the tests' own
 }
 
 var (
@@ -152,6 +153,63 @@ func New(t testing.TB) *Cluster {
 	})
 	return c
 }
+
+// Durable is the server configuration of the benchmarks: the tests'
+// cluster made crash-safe again (fsync, synchronous commit, full-page
+// writes, as a production server runs), with the memory and WAL settings
+// of a server sized for its machine rather than for a test.
+var Durable = []string{
+	"fsync=on", "synchronous_commit=on", "full_page_writes=on",
+	"shared_buffers=1GB", "max_wal_size=4GB", "checkpoint_timeout=15min", "wal_compression=lz4",
+}
+
+// StartClusterAt starts the cluster kept in dir (which must be an
+// absolute path), making it first if dir holds none, with the server
+// settings given (NAME=VALUE, after the tests' own: see Durable).
+// Shutdown stops it and keeps its files, so that a benchmark reuses a
+// filled database; Close removes them.
+func StartClusterAt(dir string, settings ...string) (*Cluster, error) {
+	bin, err := binDir()
+	if err != nil {
+		return nil, err
+	}
+	cred, uid, gid, err := credential()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Chown(dir, uid, gid); err != nil {
+		return nil, err
+	}
+	c := &cluster{dir: dir, bin: bin, cred: cred, settings: settings}
+	data := filepath.Join(dir, "data")
+	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err != nil {
+		_ = os.RemoveAll(data)
+		if out, err := c.run("initdb", "-D", data, "-U", superuser, "--auth=trust", "-E", "UTF8", "--locale=C"); err != nil {
+			return nil, fmt.Errorf("initdb: %v: %s", err, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(data, "postmaster.pid")); err == nil {
+		_, _ = c.run("pg_ctl", "-D", data, "-m", "fast", "-w", "stop") // left running by a killed run
+	}
+	if err := c.startServer(); err != nil {
+		return nil, err
+	}
+	return &Cluster{c: c}, nil
+}
+
+// Shutdown stops the server cleanly and keeps its files.
+func (c *Cluster) Shutdown() error {
+	if out, err := c.c.run("pg_ctl", "-D", filepath.Join(c.c.dir, "data"), "-m", "fast", "-w", "stop"); err != nil {
+		return fmt.Errorf("pg_ctl stop: %v: %s", err, out)
+	}
+	return nil
+}
+
+// DSNFor returns the URL of database db of the cluster.
+func (c *Cluster) DSNFor(db string) string { return c.c.url(db) }
 
 // DSN returns the URL of the cluster's database postgres, which its user
 // has to itself.
@@ -262,6 +320,9 @@ func (c *cluster) startServer() error {
 		"-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
 		"-c shared_buffers=16MB", "-c max_connections=200",
 	}, " ")
+	for _, kv := range c.settings {
+		opts += " -c " + kv // a later setting wins
+	}
 	if out, err := c.run("pg_ctl", "-D", filepath.Join(c.dir, "data"), "-l", filepath.Join(c.dir, "log"), "-o", opts, "-w", "-t", "60", "start"); err != nil {
 		log, _ := os.ReadFile(filepath.Join(c.dir, "log"))
 		return fmt.Errorf("pg_ctl start: %v: %s %s", err, out, log)
@@ -290,4 +351,48 @@ func (c *cluster) stop() error {
 		return fmt.Errorf("pg_ctl stop: %v: %s", err, out)
 	}
 	return rmErr
+}
+
+// Recreate drops database db of the cluster, if it exists, and creates it
+// empty.
+func (c *Cluster) Recreate(ctx context.Context, db string) error {
+	conn, err := pgx.Connect(ctx, c.DSN())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return err
+	}
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize())
+	return err
+}
+
+// Query runs a read-only query in database db of the cluster and returns
+// its rows as text, for the benchmarks to check what a store holds
+// without a driver of their own.
+func (c *Cluster) Query(ctx context.Context, db, query string, args ...any) ([][]string, error) {
+	conn, err := pgx.Connect(ctx, c.DSNFor(db))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out [][]string
+	for rows.Next() {
+		vs, err := rows.Values()
+		if err != nil {
+			return nil, err
+		}
+		r := make([]string, len(vs))
+		for i, v := range vs {
+			r[i] = fmt.Sprint(v)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }

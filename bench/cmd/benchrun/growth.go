@@ -283,9 +283,20 @@ func summarizeReport(b []byte) string {
 		Deliveries int64   `json:"deliveries"`
 		Coverage   float64 `json:"coverage"`
 		Domains    int64   `json:"domains"`
+		Rows       []struct {
+			Key  string `json:"key"`
+			Sent int64  `json:"deliveries"`
+		} `json:"rows"`
 	}
 	if err := json.Unmarshal(bytes.TrimSpace(b), &m); err != nil {
 		return "unparsed output"
+	}
+	if m.Rows != nil { // --by: the rows
+		var parts []string
+		for _, r := range m.Rows {
+			parts = append(parts, fmt.Sprintf("%s: %s sent", r.Key, harness.Int(r.Sent)))
+		}
+		return strings.Join(parts, ", ")
 	}
 	return fmt.Sprintf("%s sent, coverage %.4f, %s domains", harness.Int(m.Deliveries), m.Coverage, harness.Int(m.Domains))
 }

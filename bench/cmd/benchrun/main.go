@@ -14,7 +14,13 @@
 //	BENCH_OVERRIDES      override table sizes ("10 10000 100000 1000000")
 //	BENCH_GROWTH_ROWS    stored deliveries for report timing ("1000000 10000000 30000000")
 //	BENCH_REFILL_HOURS   refill a cached delivery database older than this (24)
-//	BENCH_SECTIONS       which sections to run ("lookup ingest growth"; also "memory")
+//	BENCH_SECTIONS       which sections to run ("lookup ingest growth"; also "memory", "postgres")
+//	BENCH_PG_LINES       postgres: lines of the import log (4910000: about 1M deliveries)
+//	BENCH_PG_HOSTS       postgres: followers at once (4)
+//	BENCH_PG_RATE        postgres: deliveries/s written to each follower's log (2000)
+//	BENCH_PG_FOLLOW      postgres: how long the writers write (30s)
+//	BENCH_PG_ROWS        postgres: stored deliveries for report timing (10000000)
+//	BENCH_PG_PROPAGATIONS postgres: override changes timed (20)
 //	BENCH_LOOKUP_ONLY    http: in the lookup section, only mailtls serve without and with --http
 //	BENCH_OUT            output file (BENCHMARKS.md)
 //	BENCH_BIN            mailtls binary (bin/mailtls)
@@ -49,6 +55,9 @@ type config struct {
 	sections                    map[string]bool
 	lookupOnly                  string // BENCH_LOOKUP_ONLY
 	logs                        string // per-process logs
+
+	pgImportLines, pgHosts, pgRate, pgRows, pgPropagations int
+	pgFollow                                               time.Duration
 }
 
 func env(name, def string) string {
@@ -106,6 +115,17 @@ func main() {
 	if cfg.dur, err = time.ParseDuration(env("BENCH_DURATION", "5s")); err != nil || cfg.dur <= 0 {
 		fatalf("BENCH_DURATION must be a duration such as 5s")
 	}
+	cfg.pgImportLines = ints("BENCH_PG_LINES", "4910000")[0]
+	cfg.pgHosts = ints("BENCH_PG_HOSTS", "4")[0]
+	cfg.pgRate = ints("BENCH_PG_RATE", "2000")[0]
+	cfg.pgRows = ints("BENCH_PG_ROWS", "10000000")[0]
+	cfg.pgPropagations = ints("BENCH_PG_PROPAGATIONS", "20")[0]
+	if cfg.pgFollow, err = time.ParseDuration(env("BENCH_PG_FOLLOW", "30s")); err != nil || cfg.pgFollow <= 0 {
+		fatalf("BENCH_PG_FOLLOW must be a duration such as 30s")
+	}
+	if cfg.pgHosts < 1 || cfg.pgRate < 1 || cfg.pgPropagations < 1 {
+		fatalf("BENCH_PG_HOSTS, BENCH_PG_RATE and BENCH_PG_PROPAGATIONS must be at least 1")
+	}
 	h, err := strconv.ParseFloat(env("BENCH_REFILL_HOURS", "24"), 64)
 	if err != nil {
 		fatalf("BENCH_REFILL_HOURS must be a number")
@@ -154,6 +174,9 @@ func main() {
 	}
 	if cfg.sections["memory"] {
 		rep.memory = runMemory(ctx, cfg)
+	}
+	if cfg.sections["postgres"] {
+		rep.pg = runPostgres(ctx, cfg)
 	}
 	rep.end = time.Now()
 	rep.loadEnd = harness.LoadAvg()

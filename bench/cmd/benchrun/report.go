@@ -18,6 +18,7 @@ type report struct {
 	ingest             *ingestResult
 	growth             *growthResult
 	memory             *memoryResult
+	pg                 *pgResult
 }
 
 func us(x float64) string { return harness.Int(int64(x + 0.5)) }
@@ -55,6 +56,9 @@ func (r *report) markdown() string {
 	}
 	if r.memory != nil {
 		r.memorySection(&b)
+	}
+	if r.pg != nil {
+		r.postgresSection(&b)
 	}
 	return b.String()
 }
@@ -194,6 +198,9 @@ func (r *report) targets(b *strings.Builder) {
 		}
 	} else {
 		add("growth targets", false, false, "")
+	}
+	if p := r.pg; p != nil {
+		p.targets(add)
 	}
 	fmt.Fprintf(b, "## Targets\n\n")
 	t := harness.Table{Head: []string{"target", "figure", "verdict"}}

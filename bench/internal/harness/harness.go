@@ -159,7 +159,8 @@ func KillAll() {
 // Result of a timed command.
 type Result struct {
 	Wall    time.Duration
-	MaxRSS  int64 // peak resident set, KiB (getrusage ru_maxrss of the child)
+	MaxRSS  int64         // peak resident set, KiB (getrusage ru_maxrss of the child)
+	CPU     time.Duration // user + system time of the child
 	Stdout  []byte
 	Stderr  []byte
 	ExitErr error
@@ -200,6 +201,7 @@ func RunTo(dir string, env []string, timeout time.Duration, w io.Writer, argv ..
 	if cmd.ProcessState != nil {
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 			r.MaxRSS = ru.Maxrss
+			r.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		}
 	}
 	if ctx.Err() != nil {

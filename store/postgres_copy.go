@@ -1,0 +1,135 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// A batch of copyMinRows rows or more goes into deliveries with one COPY
+// in PostgreSQL's binary format, under a savepoint: the usual batch (an
+// import's, a follower's catch-up) holds no key already stored, and then
+// the COPY is the whole cost. When a key is stored already, the COPY fails
+// with a unique violation, the savepoint undoes it, and the batch goes the
+// slower way that skips stored keys (copyReturning: COPY into a staging
+// table, then INSERT ... ON CONFLICT DO NOTHING RETURNING key). Measured
+// on 815k deliveries: the direct COPY costs the server about half of the
+// staging table's COPY plus INSERT (BENCHMARKS.md, "Fleet on PostgreSQL").
+
+// pgCopyDeliveries is the COPY statement of the direct path; its columns
+// are in the order copyEncoder writes them.
+const pgCopyDeliveries = `COPY deliveries (time, domain, relay, status, tls, tls_trust, tls_protocol, tls_cipher,
+	fallback, tls_failure, key, detail, internal, host_id, queue_id, recipient, orig_to, dsn, reason, process, pid, host)
+	FROM STDIN (FORMAT binary)`
+
+// pgUniqueViolation is SQLSTATE unique_violation.
+const pgUniqueViolation = "23505"
+
+// copyDirect stores every row of b with one COPY, or, when one of its
+// keys is stored already, stores the rows not stored yet the slower way.
+func copyDirect(ctx context.Context, t *wtx, b *Batch) (skipped []bool, added int, _ error) {
+	if _, err := t.ExecContext(ctx, `SAVEPOINT mailtls_copy`); err != nil {
+		return nil, 0, fmt.Errorf("store: copy deliveries: %w", err)
+	}
+	var enc copyEncoder
+	enc.batch(b)
+	err := t.conn.Raw(func(dc any) error {
+		pc, ok := dc.(*pgConn)
+		if !ok {
+			return errors.New("not a PostgreSQL connection")
+		}
+		_, err := pc.Conn.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(enc.buf), pgCopyDeliveries)
+		return err
+	})
+	if err == nil {
+		if _, err := t.ExecContext(ctx, `RELEASE SAVEPOINT mailtls_copy`); err != nil {
+			return nil, 0, fmt.Errorf("store: copy deliveries: %w", err)
+		}
+		return nil, len(b.rows), nil
+	}
+	if pe := (*pgconn.PgError)(nil); !errors.As(err, &pe) || pe.Code != pgUniqueViolation {
+		return nil, 0, fmt.Errorf("store: copy deliveries: %w", err)
+	}
+	if _, err := t.ExecContext(ctx, `ROLLBACK TO SAVEPOINT mailtls_copy`); err != nil {
+		return nil, 0, fmt.Errorf("store: copy deliveries: %w", err)
+	}
+	return copyReturning(ctx, t, b)
+}
+
+// copyEncoder writes rows in the binary COPY format: a header, then per
+// row a field count and each field as a length (-1 for NULL) and its
+// bytes, big-endian integers, then a trailer. Encoding by hand rather
+// than through pgx's typed CopyFrom spares an interface value and a type
+// lookup per field: 22 fields a row.
+type copyEncoder struct{ buf []byte }
+
+// copyFields is the number of columns of pgCopyDeliveries.
+const copyFields = 22
+
+func (e *copyEncoder) batch(b *Batch) {
+	e.buf = make([]byte, 0, 19+len(b.rows)*256)
+	e.buf = append(e.buf, "PGCOPY\n\xff\r\n\x00"...)
+	e.buf = binary.BigEndian.AppendUint32(e.buf, 0) // flags
+	e.buf = binary.BigEndian.AppendUint32(e.buf, 0) // header extension length
+	for i := range b.rows {
+		e.row(&b.rows[i], b.host)
+	}
+	e.buf = binary.BigEndian.AppendUint16(e.buf, 0xffff)
+}
+
+func (e *copyEncoder) row(r *row, host int64) {
+	d := r.d
+	e.buf = binary.BigEndian.AppendUint16(e.buf, copyFields)
+	e.int8(r.us)
+	e.text(r.domain)
+	e.text(d.Relay)
+	e.text(r.status)
+	if v, ok := r.tlsNull.(int64); ok {
+		e.int8(v)
+	} else {
+		e.null()
+	}
+	e.text(r.trust)
+	e.text(d.TLSProtocol)
+	e.text(d.TLSCipher)
+	e.bool8(d.Fallback)
+	e.bool8(d.TLSFailure)
+	e.bytes(r.key)
+	e.text(r.detail)
+	e.bool8(d.Internal)
+	e.int8(host)
+	for range 6 { // queue_id, recipient, orig_to, dsn, reason, process: in detail
+		e.text("")
+	}
+	e.int8(0)  // pid
+	e.text("") // host
+}
+
+func (e *copyEncoder) int8(v int64) {
+	e.buf = binary.BigEndian.AppendUint32(e.buf, 8)
+	e.buf = binary.BigEndian.AppendUint64(e.buf, uint64(v))
+}
+
+func (e *copyEncoder) bool8(v bool) {
+	var x int64
+	if v {
+		x = 1
+	}
+	e.int8(x)
+}
+
+func (e *copyEncoder) text(s string) {
+	e.buf = binary.BigEndian.AppendUint32(e.buf, uint32(len(s)))
+	e.buf = append(e.buf, s...)
+}
+
+func (e *copyEncoder) bytes(p []byte) {
+	e.buf = binary.BigEndian.AppendUint32(e.buf, uint32(len(p)))
+	e.buf = append(e.buf, p...)
+}
+
+func (e *copyEncoder) null() { e.buf = binary.BigEndian.AppendUint32(e.buf, 0xffffffff) }
