@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,14 +9,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/mailtls/mailtls/delivery"
+	"github.com/mailtls/mailtls/ingest"
 	"github.com/mailtls/mailtls/logparse"
-	"github.com/mailtls/mailtls/metrics"
 )
 
 func followFlags() []cli.Flag {
@@ -70,7 +67,7 @@ func followCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			release, err := f.lock(c)
+			release, err := lockFollower(c, st, f)
 			if err != nil {
 				return err
 			}
@@ -80,212 +77,83 @@ func followCommand(e env) *cli.Command {
 				return err
 			}
 			defer w.stop()
-			log.Info("mailtls follow started", "host", f.host, "source", f.source, "db", dbName(c), "http", w.addr())
-			return f.run(c.Context)
+			log.Info("mailtls follow started", "host", f.Host(), "source", f.SourceName(), "db", dbName(c), "http", w.addr())
+			return f.Run(c.Context)
 		},
 	}
 }
 
-// follower wraps a file or journald follower with checkpoint storage.
-type follower struct {
-	host   string // the fleet host it writes as (--host)
-	source string
-	st     followStore
-	log    *slog.Logger
-	file   *logparse.Follower
-	jrnl   *logparse.JournalFollower
-	warned bool          // the smtp_tls_loglevel hint was logged
-	keep   time.Duration // --keep: delete deliveries older than this (0: keep all)
-	relays *logparse.InternalRelays
-
-	metrics *metrics.Metrics       // nil without --http; set before run
-	failing atomic.Pointer[string] // why the last run failed, until the next one starts
-	commits atomic.Int64           // batches committed, to reset the backoff
-}
-
-func newFollower(c *cli.Context, st followStore, log *slog.Logger) (*follower, error) {
-	f := &follower{st: st, log: log}
+// newFollower turns the follow flags into a follower of the log file or
+// of journald, writing to st.
+func newFollower(c *cli.Context, st ingest.FollowStore, log *slog.Logger) (*ingest.Follower, error) {
+	opts := ingest.FollowOptions{Logger: log}
 	var err error
-	if f.relays, err = internalRelays(c); err != nil {
+	if opts.Relays, err = internalRelays(c); err != nil {
 		return nil, err
 	}
 	if k := c.String("keep"); k != "" {
-		var err error
-		if f.keep, err = parseRetention(k, "--keep"); err != nil {
+		if opts.Keep, err = parseRetention(k, "--keep"); err != nil {
 			return nil, err
 		}
-	}
-	newCorr := func() *logparse.Correlator {
-		return logparse.NewCorrelator(logparse.Options{RefTime: time.Now()})
 	}
 	if c.Bool("journal") || c.IsSet("journal-dir") {
-		trust, err := journalTrust(c, true)
-		if err != nil {
-			return nil, err
-		}
-		for _, u := range c.StringSlice("journal-unit") {
-			// journalctl would add ".service" to a bare name; the trust
-			// rule compares _SYSTEMD_UNIT with the name as given.
-			if !strings.Contains(u, ".") || strings.ContainsAny(u, " \t\n/") {
-				return nil, usageErrorf("--journal-unit %q: want a full unit name such as postfix.service or postfix@-.service", u)
-			}
-			trust.Units = append(trust.Units, u)
-		}
-		f.source = "journal"
-		dir := c.String("journal-dir")
-		if c.IsSet("journal-dir") {
-			if dir, err = journalDir(dir); err != nil {
-				return nil, err
-			}
-			// Another directory is another journal, with cursors of its
-			// own: keep its checkpoint apart from the system journal's.
-			f.source = "journal:" + dir
-		}
-		// One commit a second at most, as the file follower's SettleFor:
-		// each commit rewrites whole pages (32 KiB) whatever it adds.
-		f.jrnl = &logparse.JournalFollower{Journalctl: c.String("journalctl"), Directory: dir, Trust: trust,
-			BatchEvery: time.Second, Logger: log, NewCorrelator: newCorr}
-		return f, nil
+		opts.Source, opts.SourceName, err = journalSource(c, log)
+	} else {
+		opts.Source, opts.SourceName, err = fileSource(c, log)
 	}
+	if err != nil {
+		return nil, err
+	}
+	return ingest.NewFollower(st, opts), nil
+}
+
+// journalSource is --journal, --journal-dir, --journalctl, --journal-unit
+// and --postfix-user.
+func journalSource(c *cli.Context, log *slog.Logger) (ingest.Source, string, error) {
+	trust, err := journalTrust(c, true)
+	if err != nil {
+		return nil, "", err
+	}
+	for _, u := range c.StringSlice("journal-unit") {
+		// journalctl would add ".service" to a bare name; the trust
+		// rule compares _SYSTEMD_UNIT with the name as given.
+		if !strings.Contains(u, ".") || strings.ContainsAny(u, " \t\n/") {
+			return nil, "", usageErrorf("--journal-unit %q: want a full unit name such as postfix.service or postfix@-.service", u)
+		}
+		trust.Units = append(trust.Units, u)
+	}
+	dir := c.String("journal-dir")
+	if c.IsSet("journal-dir") {
+		if dir, err = journalDir(dir); err != nil {
+			return nil, "", err
+		}
+	}
+	src, name := ingest.JournalSource(c.String("journalctl"), dir, trust, log)
+	return src, name, nil
+}
+
+// fileSource is --log and --poll.
+func fileSource(c *cli.Context, log *slog.Logger) (ingest.Source, string, error) {
 	p := c.String("log")
 	if p == "" {
-		return nil, usageErrorf("--log is empty (want the mail log path, or --journal)")
+		return nil, "", usageErrorf("--log is empty (want the mail log path, or --journal)")
 	}
 	abs, err := filepath.Abs(p)
 	if err != nil {
-		return nil, usageErrorf("--log %q: %v", p, err)
+		return nil, "", usageErrorf("--log %q: %v", p, err)
 	}
-	f.source = "file:" + abs
-	// At most one commit per second at the end of the file: each commit
-	// writes every database page it touches (about 20, of 32 KiB, for a
-	// few deliveries), and a busy log reaches its end at every poll.
-	f.file = &logparse.Follower{Path: abs, Poll: c.Duration("poll"), BatchEvery: 500 * time.Millisecond, SettleFor: time.Second,
-		Logger: log, NewCorrelator: newCorr}
-	return f, nil
+	src, name := ingest.FileSource(abs, c.Duration("poll"), log)
+	return src, name, nil
 }
 
-// lock sets the host the follower writes as (--host) and takes the lock
-// of its host and source, so that a second follower of the same log under
-// the same host name is refused; release gives it back.
-func (f *follower) lock(c *cli.Context) (release func(), err error) {
-	if f.host, err = setWriteHost(c, f.st); err != nil {
+// lockFollower makes st write as --host and takes the follower's lock of
+// that host and its source; release gives it back.
+func lockFollower(c *cli.Context, st hostSetter, f *ingest.Follower) (release func(), err error) {
+	host, err := setWriteHost(c, st)
+	if err != nil {
 		return nil, err
 	}
-	if release, err = f.st.LockSource(c.Context, f.host, f.source); err != nil {
-		return nil, fmt.Errorf("follower refused: %w", err)
-	}
-	return release, nil
-}
-
-// reopen makes the follower re-check and reopen its source (SIGHUP).
-func (f *follower) reopen() {
-	if f.file != nil {
-		f.file.Reopen()
-	}
-}
-
-// followRetryFirst and followRetryMost bound the follower's backoff
-// after a storage error: a database that is away (PostgreSQL restarting,
-// the network cut) is retried at 1, 2, 4, 8, 10, 10, ... s, so that the
-// follower catches up at most 10 s after it returns.
-const (
-	followRetryFirst = time.Second
-	followRetryMost  = 10 * time.Second
-)
-
-// run follows until ctx is done, retrying after storage errors: a database
-// that is briefly locked, full or away must not end the follower. The log
-// is the buffer: the follower commits nothing while the store fails, keeps
-// its position in the store's checkpoint, and resumes from it, so nothing
-// is lost or counted twice. The backoff starts again after a run that
-// committed. Stopped (ctx done) while the store was failing, run returns
-// an error saying so, which makes the exit code of run and follow 1.
-func (f *follower) run(ctx context.Context) error {
-	if f.keep > 0 {
-		rctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			retain(rctx, f.st, f.keep, f.log)
-		}()
-		defer func() { cancel(); <-done }()
-	}
-	backoff := followRetryFirst
-	for {
-		before := f.commits.Load()
-		err := f.runOnce(ctx)
-		if ctx.Err() != nil {
-			return f.stoppedFailing()
-		}
-		if err == nil {
-			return nil
-		}
-		if f.commits.Load() != before {
-			backoff = followRetryFirst
-		}
-		msg := err.Error()
-		f.failing.Store(&msg)
-		f.log.Error("follower stopped; restarting from the last checkpoint", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return f.stoppedFailing()
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, followRetryMost)
-	}
-}
-
-// stoppedFailing is the error of a follower stopped while its last attempt
-// had failed, or nil.
-func (f *follower) stoppedFailing() error {
-	if msg := f.failing.Load(); msg != nil {
-		return fmt.Errorf("follower stopped while failing (nothing committed since; the next start resumes from the last checkpoint): %s", *msg)
-	}
-	return nil
-}
-
-func (f *follower) runOnce(ctx context.Context) error {
-	raw, err := f.st.Checkpoint(ctx, f.source)
-	if err != nil {
-		return fmt.Errorf("read checkpoint: %w", err)
-	}
-	var cp logparse.Checkpoint
-	if raw != nil {
-		if cp, err = logparse.UnmarshalCheckpoint(raw); err != nil {
-			return fmt.Errorf("checkpoint of %s is unreadable: %w", f.source, err)
-		}
-	}
-	f.failing.Store(nil) // the store answers again; a failed commit sets it anew
-	var added func(*delivery.Delivery)
-	if m := f.metrics; m != nil {
-		m.Follower.Restored(cp, restoredStats(cp))
-		added = m.Deliveries.Add
-	}
-	commit := func(ctx context.Context, b logparse.Batch) error {
-		f.relays.Mark(b.Deliveries)
-		_, err := f.st.CommitBatchEach(ctx, f.source, b.Deliveries, b.Checkpoint.Marshal(), added)
-		if err == nil {
-			f.failing.Store(nil)
-			f.commits.Add(1)
-			if f.metrics != nil {
-				f.metrics.Follower.Committed(b, time.Now())
-			}
-		}
-		if err == nil && !f.warned && b.Stats.Deliveries >= 20 && b.Stats.TLSLines == 0 {
-			f.warned = true
-			f.log.Warn(tlsLoggingHint)
-		}
-		return err
-	}
-	if f.jrnl != nil {
-		err = f.jrnl.Run(ctx, cp, commit)
-	} else {
-		err = f.file.Run(ctx, cp, commit)
-	}
-	if errors.Is(err, context.Canceled) {
-		return nil
-	}
-	return err
+	return f.Lock(c.Context, host)
 }
 
 func postfixUserFlag() cli.Flag {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -71,29 +70,6 @@ func parseRetention(s, flag string) (time.Duration, error) {
 		return 0, usageErrorf("%s %s is less than one day (want e.g. 400d or 52w: whole days are deleted)", flag, s)
 	}
 	return d, nil
-}
-
-// retain deletes deliveries older than keep now and then once a day, until
-// ctx is done. A failure is logged and retried an hour later.
-func retain(ctx context.Context, st pruner, keep time.Duration, log *slog.Logger) {
-	for {
-		next := 24 * time.Hour
-		res, err := st.Prune(ctx, time.Now().Add(-keep))
-		switch {
-		case ctx.Err() != nil:
-			return
-		case err != nil:
-			log.Error("deleting old deliveries (--keep) failed; retrying in an hour", "err", err)
-			next = time.Hour
-		case res.Deleted > 0:
-			log.Info("deleted old deliveries (--keep)", "deleted", res.Deleted, "before", res.Horizon.Format(time.DateOnly))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(next):
-		}
-	}
 }
 
 // fitToHorizon tells the user, on stderr, how deleted deliveries (mailtls

@@ -50,7 +50,7 @@ func runCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			release, err := fol.lock(c)
+			release, err := lockFollower(c, st, fol)
 			if err != nil {
 				return err
 			}
@@ -67,7 +67,7 @@ func runCommand(e env) *cli.Command {
 			}
 			defer w.stop()
 			log.Info("mailtls run started", "listeners", strings.Join(d.addrs, " "), "db", dbName(c),
-				"host", fol.host, "log", fol.source, "default", c.String("default"))
+				"host", fol.Host(), "log", fol.SourceName(), "default", c.String("default"))
 
 			if job != nil {
 				ctx, cancel := context.WithCancel(c.Context)
@@ -79,12 +79,12 @@ func runCommand(e env) *cli.Command {
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
 			done := make(chan error, 1)
-			go func() { done <- fol.run(c.Context) }()
+			go func() { done <- fol.Run(c.Context) }()
 			for {
 				select {
 				case <-hup:
 					log.Info("SIGHUP: reopening log and reloading configuration")
-					fol.reopen()
+					fol.Reopen()
 					reloadConfig(c, d, level, log)
 				case err := <-done:
 					log.Info("shutting down")

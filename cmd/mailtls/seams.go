@@ -4,51 +4,22 @@ import (
 	"context"
 	"time"
 
-	"github.com/mailtls/mailtls/delivery"
+	"github.com/mailtls/mailtls/ingest"
 	"github.com/mailtls/mailtls/store"
 )
 
 // The storage seam of the commands (ARCHITECTURE.md, "Add a store
 // engine"): each interface is the part of the store one use case needs.
 // *store.Store implements them all, and so must any backend that passes
-// store/storetest (seams_test.go checks both).
+// store/storetest (seams_test.go checks both). The import and follow
+// pipeline's part is in package ingest (ingest/seams.go).
 
-// batchCommitter is what the follower writes through: each batch of
-// deliveries is stored with the reader's checkpoint in one transaction,
-// exactly once, and the checkpoint is read back on start.
-type batchCommitter interface {
-	CommitBatchEach(ctx context.Context, source string, ds []delivery.Delivery, checkpoint []byte, added func(*delivery.Delivery)) (int, error)
-	Checkpoint(ctx context.Context, source string) ([]byte, error)
-}
-
-// pruner deletes raw deliveries before a day, keeping the rollups (prune,
-// --keep), and tells where the raw rows now start.
-type pruner interface {
-	Prune(ctx context.Context, before time.Time) (store.PruneResult, error)
-	Horizon(ctx context.Context) (time.Time, error)
-}
-
-// sourceLocker keeps a second follower of the same fleet host and log
-// out: LockSource fails with store.ErrSourceLocked while another holds
-// the lock, which goes away with the process that holds it.
-type sourceLocker interface {
-	LockSource(ctx context.Context, host, source string) (release func(), err error)
-}
-
-// hostSetter names the fleet host that the store writes deliveries and
-// checkpoints as (--host).
-type hostSetter interface {
-	SetHost(ctx context.Context, name string) error
-}
-
-// followStore is what `mailtls follow` needs: commits as its host, the
-// follower's lock, and pruning for --keep.
-type followStore interface {
-	batchCommitter
-	hostSetter
-	sourceLocker
-	pruner
-}
+// pruner and hostSetter are ingest's, for the commands that prune or
+// write deliveries.
+type (
+	pruner     = ingest.Pruner
+	hostSetter = ingest.HostSetter
+)
 
 // overrideWriter changes the overrides (policy set/rm/import, check
 // --apply), each change recorded in the history with who made it and when.

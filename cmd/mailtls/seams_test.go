@@ -7,14 +7,11 @@ import (
 )
 
 // The SQLite store, and any backend that passes store/storetest, serves
-// every seam of the commands.
+// every seam of the commands (ingest's are checked in ingest).
 var (
-	_ batchCommitter = (*store.Store)(nil)
-	_ followStore    = (*store.Store)(nil)
 	_ overrideWriter = (*store.Store)(nil)
 	_ overrideSource = (*store.Store)(nil)
 
-	_ followStore    = storetest.Backend(nil)
 	_ overrideWriter = storetest.Backend(nil)
 	_ overrideSource = storetest.Backend(nil)
 

@@ -13,7 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailtls/mailtls/httpd"
-	"github.com/mailtls/mailtls/logparse"
+	"github.com/mailtls/mailtls/ingest"
 	"github.com/mailtls/mailtls/metrics"
 	"github.com/mailtls/mailtls/policyd"
 	"github.com/mailtls/mailtls/report"
@@ -70,7 +70,7 @@ type web struct {
 // startWeb opens the --http listener of `run` (d and fol), `serve` (d) or
 // `follow` (fol). It returns a nil *web, whose stop does nothing, when
 // --http is empty. The follower must not have started yet.
-func startWeb(c *cli.Context, st *store.Store, log *slog.Logger, d *daemon, fol *follower) (*web, error) {
+func startWeb(c *cli.Context, st *store.Store, log *slog.Logger, d *daemon, fol *ingest.Follower) (*web, error) {
 	m := (*metrics.Metrics)(nil)
 	if d != nil {
 		m = d.metrics
@@ -103,7 +103,7 @@ func startWeb(c *cli.Context, st *store.Store, log *slog.Logger, d *daemon, fol 
 			}()
 		}
 		m.Deliveries.SetForced(metrics.ForcedBy(table))
-		fol.metrics = m
+		fol.Metrics = m
 		if n := c.Int("metrics-domains"); n > 0 {
 			w.wg.Add(1)
 			go func() {
@@ -160,15 +160,15 @@ func (w *web) stop() {
 // health is /healthz: the daemon has loaded its overrides and published
 // cache (it answers meanwhile, more slowly, from the store), and the
 // follower is not failing.
-func health(d *daemon, fol *follower) error {
+func health(d *daemon, fol *ingest.Follower) error {
 	if d != nil {
 		if what := d.loading(); what != "" {
 			return errors.New("still loading the " + what)
 		}
 	}
 	if fol != nil {
-		if err := fol.failing.Load(); err != nil {
-			return fmt.Errorf("follower failing: %v", *err)
+		if err := fol.Failing(); err != nil {
+			return fmt.Errorf("follower failing: %v", err)
 		}
 	}
 	return nil
@@ -198,15 +198,4 @@ func topDomains(ctx context.Context, st *store.Store, m *metrics.Deliveries, n i
 		case <-time.After(time.Hour):
 		}
 	}
-}
-
-// restoredStats are the correlator counters saved in a checkpoint (zero
-// when it has none or they cannot be read: the follower then fails on it
-// anyway).
-func restoredStats(cp logparse.Checkpoint) logparse.Stats {
-	c := logparse.NewCorrelator(logparse.Options{})
-	if len(cp.State) > 0 && c.UnmarshalState(cp.State) != nil {
-		return logparse.Stats{}
-	}
-	return c.Stats()
 }

@@ -28,8 +28,8 @@ import (
 
 // Backend is a store implementation: the union of the seam's interfaces
 // (the follower's committer, the report reader, the override writer, the
-// daemon's override source, pruning) and Close. cmd/mailtls checks that
-// every Backend satisfies the interfaces it uses.
+// daemon's override source, pruning) and Close. cmd/mailtls and ingest
+// check that every Backend satisfies the interfaces they use.
 type Backend interface {
 	// The follower's committer.
 	CommitBatch(ctx context.Context, source string, ds []delivery.Delivery, checkpoint []byte) (int, error)

@@ -1,0 +1,238 @@
+// Package ingest is the pipeline from mail logs to the store: Import reads
+// log files once (mailtls import), a Follower follows the live log
+// (mailtls follow and run). Both parse with logparse's one line reader
+// and correlator, apply the same journal trust and internal-relay rules,
+// and write through small storage interfaces (seams.go), so that commands
+// only turn flags into options and print.
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/mailtls/mailtls/delivery"
+	"github.com/mailtls/mailtls/logparse"
+	"github.com/mailtls/mailtls/store"
+)
+
+// TLSLoggingHint is said when deliveries come without TLS summary lines.
+const TLSLoggingHint = "no TLS summary lines found, so TLS of these deliveries is unknown; " +
+	"turn TLS logging on with: postconf -e smtp_tls_loglevel=1 && postfix reload"
+
+// ImportOptions are the settings of an Import.
+type ImportOptions struct {
+	// Stdin is read for the file name "-".
+	Stdin io.Reader
+	// Progress, if not nil, is where a progress bar is drawn (a terminal)
+	// while the files are read; it is erased at the end.
+	Progress io.Writer
+	// Relays marks the deliveries to internal hops; nil applies only the
+	// built-in rule (loopback addresses and unix sockets).
+	Relays *logparse.InternalRelays
+	// Trust decides which journal entries (journalctl -o json lines) are
+	// believed; the others are counted in Result.Untrusted and not fed.
+	Trust logparse.JournalTrust
+}
+
+// Result is what an Import read and stored, also when it failed or was
+// interrupted.
+type Result struct {
+	Stats        logparse.Stats
+	FirstSkipped string                // Correlator.FirstSkipped, or ""
+	Untrusted    logparse.JournalSkips // journal entries not fed: see logparse.JournalTrust
+	Added        int
+	Committed    int // of Added, how many were committed (all, unless interrupted)
+	Old          int // left out as older than the pruning horizon
+}
+
+// Lines is the number of lines read, fed to the correlator or not.
+func (r Result) Lines() int64 { return r.Stats.Lines + r.Untrusted.Total() }
+
+// importBatch is the number of deliveries prepared for storage at once.
+const importBatch = 2500
+
+// Import parses files in order through one correlator (a session may span
+// a rotation) and stores deliveries in batches through bk, which it
+// commits and closes. Each file is plain or gzip-compressed (detected by
+// its magic bytes; a truncated .gz ends at its last complete data), or "-"
+// for opts.Stdin. Parsing (with the preparation of each batch for storage)
+// and writing run concurrently, on different cores; bk groups batches into
+// large transactions, so an interrupted import keeps what was committed
+// and a rerun adds the rest. Journal entries that opts.Trust does not
+// believe are counted and not fed, as by the journal follower.
+func Import(ctx context.Context, bk Bulk, files []string, opts ImportOptions) (Result, error) {
+	opts.Relays = orBuiltIn(opts.Relays)
+	var res Result
+	w := startWriter(ctx, bk)
+	p := &parser{ctx: ctx, opts: opts, out: w.batches, untrusted: &res.Untrusted,
+		corr: logparse.NewCorrelator(logparse.Options{RefTime: time.Now()})}
+	stopBar := func() {}
+	if opts.Progress != nil {
+		stopBar = startProgress(opts.Progress, &p.read, totalSize(files))
+	}
+	perr := p.run(files)
+	close(w.batches)
+	err := <-w.done
+	stopBar()
+	res.Stats = p.corr.Stats()
+	res.FirstSkipped, _ = p.corr.FirstSkipped()
+	res.Added = int(w.added.Load())
+	res.Committed, res.Old = w.committed, w.old
+	if perr != nil {
+		return res, perr
+	}
+	return res, err
+}
+
+// orBuiltIn is r, or the built-in rule of internal hops if r is nil.
+func orBuiltIn(r *logparse.InternalRelays) *logparse.InternalRelays {
+	if r == nil {
+		r, _ = logparse.ParseInternalRelays(nil) // no list: cannot fail
+	}
+	return r
+}
+
+// totalSize is the size of the files that can be measured (not stdin),
+// for the progress bar.
+func totalSize(files []string) int64 {
+	var total int64
+	for _, f := range files {
+		if f != "-" {
+			if fi, err := os.Stat(f); err == nil {
+				total += fi.Size()
+			}
+		}
+	}
+	return total
+}
+
+// writer stores the batches sent on batches through a Bulk, in its own
+// goroutine, and sends its error on done when batches is closed.
+type writer struct {
+	batches   chan *store.Batch
+	done      chan error
+	added     atomic.Int64
+	committed int // set before done is sent
+	old       int
+}
+
+func startWriter(ctx context.Context, bk Bulk) *writer {
+	w := &writer{batches: make(chan *store.Batch, 1), done: make(chan error, 1)}
+	go w.run(ctx, bk)
+	return w
+}
+
+func (w *writer) run(ctx context.Context, bk Bulk) {
+	var err error
+	for b := range w.batches {
+		if err != nil {
+			continue // drain, so the parser never blocks
+		}
+		var n int
+		n, err = bk.Add(ctx, b)
+		w.added.Add(int64(n))
+	}
+	if err == nil {
+		err = bk.Commit(ctx)
+	}
+	err = errors.Join(err, bk.Close())
+	w.committed, w.old = bk.Committed(), bk.Old()
+	w.done <- err
+}
+
+// parser reads the files of an import through one correlator and sends
+// the deliveries, prepared for storage, to the writer.
+type parser struct {
+	ctx       context.Context
+	opts      ImportOptions
+	corr      *logparse.Correlator
+	out       chan<- *store.Batch
+	read      atomic.Int64 // bytes read, for the progress bar
+	untrusted *logparse.JournalSkips
+	batch     []delivery.Delivery
+}
+
+func (p *parser) run(files []string) error {
+	p.batch = make([]delivery.Delivery, 0, importBatch)
+	for _, name := range files {
+		if err := p.ctx.Err(); err != nil {
+			return err
+		}
+		if err := p.file(name); err != nil {
+			return err
+		}
+	}
+	if len(p.batch) > 0 {
+		return p.send()
+	}
+	return nil
+}
+
+// file reads one file to its end.
+func (p *parser) file(name string) error {
+	r, closeFn, ref, err := openLog(name, p.opts.Stdin)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	p.corr.SetRefTime(ref)
+	lr := logparse.NewLineReader(&countingReader{r: r, n: &p.read})
+	for {
+		line, tooLong, err := lr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", name, err)
+		}
+		p.line(line, tooLong)
+		if len(p.batch) >= importBatch {
+			if err := p.send(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// line feeds one line to the correlator, unless it is too long (skipped)
+// or a journal entry not believed (counted).
+func (p *parser) line(line []byte, tooLong bool) {
+	if tooLong {
+		p.corr.SkipLine(line)
+	} else if v := checkJournalLine(p.opts.Trust, line); v != logparse.JournalBelieved {
+		p.untrusted.Add(v)
+	} else {
+		p.batch = append(p.batch, p.corr.Feed(line)...)
+	}
+}
+
+// send prepares the pending deliveries for storage and hands them to the
+// writer.
+func (p *parser) send() error {
+	if err := p.ctx.Err(); err != nil {
+		return err
+	}
+	p.opts.Relays.Mark(p.batch)
+	b, err := store.PrepareBatch(p.batch)
+	if err != nil {
+		return err
+	}
+	p.out <- b
+	p.batch = make([]delivery.Delivery, 0, importBatch) // b points into the last one
+	return nil
+}
+
+// checkJournalLine applies trust to a journalctl -o json line; other lines
+// (syslog, postlog) are believed: a file has no journald fields to check.
+func checkJournalLine(trust logparse.JournalTrust, line []byte) logparse.JournalVerdict {
+	if l := bytes.TrimLeft(line, " \t"); len(l) == 0 || l[0] != '{' {
+		return logparse.JournalBelieved
+	}
+	return trust.Check(line)
+}

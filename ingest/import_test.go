@@ -1,0 +1,232 @@
+package ingest
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mailtls/mailtls/logparse"
+	"github.com/mailtls/mailtls/store"
+)
+
+const (
+	tlsLine  = "2026-11-20T10:00:00.000000+00:00 mx1 postfix/smtp[100]: Verified TLS connection established to mx.a.example[192.0.2.10]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)\n"
+	sentLine = "2026-11-20T10:00:01.000000+00:00 mx1 postfix/smtp[100]: 1A2B3C4D5E: to=<u@a.example>, relay=mx.a.example[192.0.2.10]:25, delay=1, delays=0/0/0.5/0.5, dsn=2.0.0, status=sent (250 ok)\n"
+	localOne = "2026-11-20T10:00:02.000000+00:00 mx1 postfix/smtp[101]: 2B3C4D5E6F: to=<v@b.example>, relay=127.0.0.1[127.0.0.1]:10024, delay=1, delays=0/0/0.5/0.5, dsn=2.0.0, status=sent (250 ok)\n"
+)
+
+// fakeBulk stores nothing and counts what it is given; Add fails with
+// addErr once it has been given failAfter batches (if addErr is set).
+type fakeBulk struct {
+	batches, rows       int
+	failAfter           int
+	addErr              error
+	committed, closed   bool
+	commitErr, closeErr error
+}
+
+func (b *fakeBulk) Add(_ context.Context, batch *store.Batch) (int, error) {
+	if b.addErr != nil && b.batches >= b.failAfter {
+		return 0, b.addErr
+	}
+	b.batches++
+	b.rows += batch.Len()
+	return batch.Len(), nil
+}
+
+func (b *fakeBulk) Commit(context.Context) error { b.committed = true; return b.commitErr }
+func (b *fakeBulk) Close() error                 { b.closed = true; return b.closeErr }
+func (b *fakeBulk) Committed() int {
+	if b.committed && b.commitErr == nil {
+		return b.rows
+	}
+	return 0
+}
+func (b *fakeBulk) Old() int { return 0 }
+
+func writeFile(t *testing.T, name string, data []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func gzipped(data string) []byte {
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	zw.Write([]byte(data))
+	zw.Close()
+	return b.Bytes()
+}
+
+// TestImportFiles: plain, gzip-compressed and stdin input go through one
+// correlator, in order, and the result counts what was read and stored.
+func TestImportFiles(t *testing.T) {
+	plain := writeFile(t, "mail.log.1", []byte(tlsLine+"garbage\n"))
+	gz := writeFile(t, "mail.log.2.gz", gzipped(sentLine))
+	var bk fakeBulk
+	res, err := Import(context.Background(), &bk, []string{plain, gz, "-"}, ImportOptions{Stdin: strings.NewReader(localOne)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Lines() != 4 || res.Stats.Skipped != 1 || res.Stats.Deliveries != 2 || res.Added != 2 || res.Committed != 2 || res.FirstSkipped != `"garbage"` {
+		t.Errorf("result %+v, lines %d", res, res.Lines())
+	}
+	if bk.rows != 2 || !bk.committed || !bk.closed {
+		t.Errorf("bulk %+v", bk)
+	}
+}
+
+// TestImportMarksInternal: the relays rule marks the hops inside the host
+// before they are stored, the built-in rule when none is given.
+func TestImportMarksInternal(t *testing.T) {
+	relays, err := logparse.ParseInternalRelays([]string{"mx.a.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		relays   *logparse.InternalRelays
+		internal int
+	}{{nil, 1}, {relays, 2}} {
+		p := &parser{opts: ImportOptions{Relays: orBuiltIn(tc.relays)}, ctx: context.Background(), out: make(chan *store.Batch, 1),
+			corr: logparse.NewCorrelator(logparse.Options{})}
+		p.line([]byte(strings.TrimSuffix(sentLine, "\n")), false)
+		p.line([]byte(strings.TrimSuffix(localOne, "\n")), false)
+		batch := p.batch
+		if err := p.send(); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, d := range batch {
+			if d.Internal {
+				n++
+			}
+		}
+		if len(batch) != 2 || n != tc.internal {
+			t.Errorf("relays %v: %d of %d deliveries internal, want %d", tc.relays, n, len(batch), tc.internal)
+		}
+	}
+}
+
+// TestImportTruncatedGzip: a .gz cut off mid-write (a rotation caught in
+// the act) is read up to its last complete data, without an error.
+func TestImportTruncatedGzip(t *testing.T) {
+	var log strings.Builder
+	for i := range 2000 {
+		fmt.Fprintf(&log, "2026-11-20T10:00:01.000000+00:00 mx1 postfix/smtp[100]: 1A2B3C%04X: to=<u%d@a.example>, relay=mx.a.example[192.0.2.10]:25, delay=1, delays=0/0/0.5/0.5, dsn=2.0.0, status=sent (250 ok)\n", i, i)
+	}
+	gz := gzipped(log.String())
+	p := writeFile(t, "mail.log.1.gz", gz[:len(gz)/2])
+	var bk fakeBulk
+	res, err := Import(context.Background(), &bk, []string{p}, ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Added == 0 || res.Added >= 2000 || res.Stats.Deliveries < int64(res.Added) {
+		t.Errorf("truncated .gz: %d of 2000 deliveries stored, want some and not all (%+v)", res.Added, res)
+	}
+}
+
+// TestImportBadInput: a file with a gzip magic but no gzip header, and one
+// that does not exist, fail the import naming the file.
+func TestImportBadInput(t *testing.T) {
+	bad := writeFile(t, "bad.gz", []byte{0x1f, 0x8b, 7, 0, 0, 0, 0, 0, 0, 3, 'x', 'y'})
+	for _, tc := range []struct{ name, want string }{
+		{bad, bad + ": gzip: invalid header"},
+		{filepath.Join(t.TempDir(), "missing"), "no such file or directory"},
+	} {
+		var bk fakeBulk
+		_, err := Import(context.Background(), &bk, []string{tc.name}, ImportOptions{})
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !bk.closed {
+			t.Errorf("%s: err %v, bulk closed %v; want %q", tc.name, err, bk.closed, tc.want)
+		}
+	}
+}
+
+// TestImportWriteFails: a failed write ends the import with its error
+// once the parser is done (the writer drains the rest: the parser never
+// blocks on it), and the bulk writer is closed.
+func TestImportWriteFails(t *testing.T) {
+	var log strings.Builder
+	for i := range 3 * importBatch {
+		fmt.Fprintf(&log, "2026-11-20T10:00:01.000000+00:00 mx1 postfix/smtp[100]: 1A2B3C%04X: to=<u%d@a.example>, relay=mx.a.example[192.0.2.10]:25, delay=1, delays=0/0/0.5/0.5, dsn=2.0.0, status=sent (250 ok)\n", i, i)
+	}
+	full := errors.New("database or disk is full")
+	bk := fakeBulk{addErr: full, failAfter: 1}
+	res, err := Import(context.Background(), &bk, []string{"-"}, ImportOptions{Stdin: strings.NewReader(log.String())})
+	if !errors.Is(err, full) || bk.committed || !bk.closed {
+		t.Fatalf("err %v, bulk %+v", err, bk)
+	}
+	if res.Added != importBatch || res.Committed != 0 || res.Stats.Deliveries != 3*importBatch {
+		t.Errorf("result %+v", res)
+	}
+}
+
+// TestImportCanceled: an import stopped before it starts reads nothing and
+// says why.
+func TestImportCanceled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var bk fakeBulk
+	res, err := Import(ctx, &bk, []string{"-"}, ImportOptions{Stdin: strings.NewReader(sentLine)})
+	if !errors.Is(err, context.Canceled) || res.Lines() != 0 || !bk.closed {
+		t.Errorf("err %v, result %+v, bulk %+v", err, res, bk)
+	}
+}
+
+// TestImportJournalTrust: journal entries that the trust rule does not
+// believe are counted by reason and not fed.
+func TestImportJournalTrust(t *testing.T) {
+	fixture := filepath.Join("..", "logparse", "testdata", "journal", "forged.json")
+	var bk fakeBulk
+	res, err := Import(context.Background(), &bk, []string{fixture}, ImportOptions{Trust: logparse.JournalTrust{UIDs: []uint32{100}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Lines() != 14 || res.Added != 5 || res.Untrusted.Total() != 5 || res.Untrusted.String() != "no_uid=1 uid=2 comm=1 ambiguous=1" {
+		t.Errorf("lines %d, added %d, untrusted %d (%s)", res.Lines(), res.Added, res.Untrusted.Total(), res.Untrusted)
+	}
+}
+
+func TestCheckJournalLine(t *testing.T) {
+	trust := logparse.JournalTrust{UIDs: []uint32{100}}
+	for _, tc := range []struct {
+		line string
+		want logparse.JournalVerdict
+	}{
+		{strings.TrimSuffix(sentLine, "\n"), logparse.JournalBelieved},
+		{"", logparse.JournalBelieved},
+		{`{"MESSAGE":"1A2B3C4D5E: to=<u@a.example>, relay=mx.a.example[192.0.2.10]:25, status=sent (250 ok)","SYSLOG_IDENTIFIER":"postfix/smtp","_COMM":"smtp","_PID":"7"}`, logparse.JournalNoUID},
+		{`  {"MESSAGE":"x","SYSLOG_IDENTIFIER":"postfix/smtp","_COMM":"smtp","_UID":"4242","_PID":"7"}`, logparse.JournalBadUID},
+	} {
+		if got := checkJournalLine(trust, []byte(tc.line)); got != tc.want {
+			t.Errorf("checkJournalLine(%.40q) = %v, want %v", tc.line, got, tc.want)
+		}
+	}
+}
+
+func TestProgress(t *testing.T) {
+	for _, tc := range []struct {
+		n, total int64
+		want     string
+	}{
+		{512, 0, "\r512 B read"},
+		{3 << 20, 0, "\r3.0 MiB read"},
+		{1536, 3072, "\r[###############...............]  50%  1.5 KiB"},
+		{5 << 30, 1 << 30, "\r[##############################] 100%  5.0 GiB"},
+	} {
+		var b bytes.Buffer
+		drawProgress(&b, tc.n, tc.total)
+		if b.String() != tc.want {
+			t.Errorf("drawProgress(%d, %d) = %q, want %q", tc.n, tc.total, b.String(), tc.want)
+		}
+	}
+}
