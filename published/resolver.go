@@ -112,6 +112,8 @@ type Resolver struct {
 	clock        Clock
 	log          *slog.Logger
 
+	holder string // this daemon in refresh claims (SharedStore)
+
 	entries entries // the lookup path reads only this, once loaded
 	// loaded: every stored entry is in entries (Load has finished), or
 	// there is no store. Until then a destination missing from entries is
@@ -132,6 +134,7 @@ type Resolver struct {
 type job struct {
 	domain string
 	force  bool
+	queued time.Time // when it was scheduled: an answer stored since is fresh
 	done   chan struct{}
 	// waitUntil ends the waits of lookups for a destination seen for the
 	// first time: set by the first such lookup, to its start plus the
@@ -177,6 +180,7 @@ func New(cfg Config) (*Resolver, error) {
 		queue = DefaultQueue
 	}
 	r.loaded.Store(cfg.Store == nil)
+	r.holder = holderName()
 	r.queue = make(chan *job, queue)
 	r.nworkers = workers
 	r.dns = &dnsCache{dns: cfg.DNS, now: r.clock.Now, m: map[qkey]cachedAnswer{}}
@@ -263,6 +267,22 @@ func (r *Resolver) run(ctx context.Context, j *job) {
 		release()
 		return
 	}
+	if sh, ok := r.store.(SharedStore); ok {
+		st, claimed := r.claim(ctx, sh, j, prev)
+		if st != nil {
+			r.entries.store(j.domain, st) // another daemon's answer
+			r.log.Debug("published policy adopted from the shared cache", "domain", j.domain, "source", st.result.Source, "policy", st.result.Policy)
+		}
+		if !claimed {
+			release()
+			return
+		}
+		defer func() {
+			if err := sh.ReleaseRefresh(context.WithoutCancel(ctx), j.domain, r.holder); err != nil {
+				r.log.Warn("published policy: releasing the refresh claim failed (it lapses by itself)", "domain", j.domain, "error", err)
+			}
+		}()
+	}
 	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 	st := r.resolve(rctx, j.domain, prev, j.force)
 	cancel()
@@ -325,7 +345,7 @@ func (r *Resolver) schedule(d string, force bool) (<-chan struct{}, bool) {
 	if r.closed {
 		return nil, false
 	}
-	j := &job{domain: d, force: force, done: make(chan struct{})}
+	j := &job{domain: d, force: force, queued: r.clock.Now(), done: make(chan struct{})}
 	select {
 	case r.queue <- j:
 		r.inflight[d] = j

@@ -22,6 +22,19 @@ type Store interface {
 	DeletePublished(ctx context.Context, domain string) error
 }
 
+// SharedStore is a Store that several daemons share: the hosts of a fleet
+// on one PostgreSQL database (store.Store implements it on both engines).
+// Before resolving a destination a daemon claims its refresh there; one
+// that finds another's claim waits for that daemon's answer and adopts it
+// (Resolver.claim), so that the fleet resolves each destination once.
+type SharedStore interface {
+	// ClaimRefresh claims the refresh of domain for holder until the
+	// given time; false when another holder's claim has not lapsed at now.
+	ClaimRefresh(ctx context.Context, domain, holder string, now, until time.Time) (bool, error)
+	// ReleaseRefresh ends holder's claim on domain.
+	ReleaseRefresh(ctx context.Context, domain, holder string) error
+}
+
 // AnswerStore is a Store that also logs each destination's answer over
 // time (store.Store: the answer log that `report --by policy` joins
 // deliveries to). When the Store is one, the resolver saves through it:

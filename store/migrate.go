@@ -61,6 +61,8 @@ FROM deliveries;
 	{sql: tlsrptSchema},
 	// 8: fleet hosts on deliveries, checkpoints and rollups, see hosts.go.
 	{sql: hostsSchema},
+	// 9: refresh claims on the published cache, see claims.go.
+	{sql: claimsSchema},
 }
 
 // pgDeliveryLog is the PostgreSQL text of the delivery_log view (see
