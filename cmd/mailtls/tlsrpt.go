@@ -12,8 +12,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/discover"
+	"github.com/mailtls/mailtls/output"
 	"github.com/mailtls/mailtls/published"
 	"github.com/mailtls/mailtls/store"
 	"github.com/mailtls/mailtls/tlsrpt"
@@ -119,78 +119,42 @@ func loadTLSRPTSettings(c *cli.Context) error {
 }
 
 // buildTLSRPT makes the reports of day for every policy domain (or only
-// domain) with TLS sessions that day, in domain order. The policies of
-// each are the answers in force that day in the answer log
-// (published.AnswerPolicy, tlsrpt.InForce); a domain without any logged
-// answer (--sources override, or a database older than the answer log)
-// has its entry in the published-policy cache now (no-policy-found
-// without one).
-func buildTLSRPT(ctx context.Context, st *store.Store, day time.Time, domain string, id tlsrptIdentity) ([]tlsrpt.Report, error) {
-	start, end := tlsrpt.Day(day)
-	byDomain := map[string][]delivery.Delivery{}
-	f := store.Filter{Since: start, Until: end, Domain: domain}
-	if err := st.Deliveries(ctx, f, func(d delivery.Delivery) error {
-		if !d.Internal {
-			byDomain[d.Domain] = append(byDomain[d.Domain], d)
-		}
-		return nil
-	}); err != nil {
+// domain) with TLS sessions that day (tlsrpt.Daily), from the day's
+// deliveries, the published-policy cache and the answer log.
+func buildTLSRPT(ctx context.Context, st *store.Store, day time.Time, domain string, id tlsrpt.Identity) ([]tlsrpt.Report, error) {
+	daily := tlsrpt.NewDaily(id, day)
+	start, end := daily.Span()
+	if err := st.Deliveries(ctx, store.Filter{Since: start, Until: end, Domain: domain}, daily.AddDelivery); err != nil {
 		return nil, err
 	}
-	type pol struct {
-		p tlsrpt.Policy
-		f *tlsrpt.PolicyFetchFailure
-	}
-	pols := map[string]pol{}
 	cached := map[string][]byte{}
 	if err := st.LoadPublished(ctx, func(d string, data []byte) error {
-		if _, ok := byDomain[d]; !ok {
+		if !daily.Wants(d) {
 			return nil
 		}
 		p, ff, err := published.TLSRPTPolicy(d, data)
 		if err != nil {
 			return fmt.Errorf("tlsrpt: %w", err)
 		}
-		pols[d] = pol{p, ff}
+		daily.SetCached(d, p, ff)
 		cached[d] = slices.Clone(data)
 		return nil
 	}); err != nil {
 		return nil, err
 	}
-	var out []tlsrpt.Report
-	for _, d := range slices.Sorted(func(yield func(string) bool) {
-		for k := range byDomain {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
-		p, ok := pols[d]
-		if !ok {
-			p.p = tlsrpt.Policy{Type: tlsrpt.PolicyNoPolicyFound}
-		}
-		logged := false
-		var changes []tlsrpt.PolicyPeriod
+	for _, d := range daily.Domains() {
 		if err := st.AnswerLog(ctx, d, func(a store.AnswerChange) error {
-			logged = true
 			if a.At.Before(end) {
-				changes = append(changes, tlsrpt.PolicyPeriod{From: a.At, Policy: published.AnswerPolicy(d, a.Source, a.Policy, a.PolicyID, cached[d])})
+				daily.AddChange(d, a.At, published.AnswerPolicy(d, a.Source, a.Policy, a.PolicyID, cached[d]))
+			} else {
+				daily.AddChange(d, a.At, tlsrpt.Policy{}) // logged, but not in force that day
 			}
 			return nil
 		}); err != nil {
 			return nil, err
 		}
-		var periods []tlsrpt.PolicyPeriod
-		if logged {
-			periods = tlsrpt.InForce(start, changes)
-		}
-		r := tlsrpt.Build(tlsrpt.Input{Organization: id.org, Contact: id.contact, SendingMTAIP: id.sendingIP, Domain: d, Day: start,
-			Periods: periods, Policy: p.p, FetchFailure: p.f, Deliveries: byDomain[d]})
-		if s := r.Totals(); s.Successful+s.Failed > 0 {
-			out = append(out, r)
-		}
 	}
-	return out, nil
+	return daily.Reports(), nil
 }
 
 func tlsrptShow(c *cli.Context, e env) error {
@@ -232,18 +196,24 @@ func tlsrptShow(c *cli.Context, e env) error {
 		fmt.Fprintf(e.stdout, "no TLS sessions recorded on %s\n", day.Format("2006-01-02"))
 		return nil
 	}
-	t := newTable("DOMAIN", "POLICY", "RESULT", "MX", "IP", "SESSIONS").alignRight(5)
+	fmt.Fprintf(e.stdout, "TLS reports for %s (UTC)\n", day.Format("2006-01-02"))
+	return tlsrptTable(reports).WriteText(e.stdout)
+}
+
+// tlsrptTable is tlsrpt show's table: the sessions of each policy of each
+// report, the failures by result type, MX and IP.
+func tlsrptTable(reports []tlsrpt.Report) *output.Table {
+	t := output.NewTable("DOMAIN", "POLICY", "RESULT", "MX", "IP", "SESSIONS").AlignRight(5)
 	for _, r := range reports {
 		for _, p := range r.Policies {
-			t.add(p.Policy.Domain, string(p.Policy.Type), "successful", "", "", itoa(p.Summary.Successful))
-			t.add(p.Policy.Domain, string(p.Policy.Type), "failed", "", "", itoa(p.Summary.Failed))
+			t.Add(p.Policy.Domain, string(p.Policy.Type), "successful", "", "", output.Itoa(p.Summary.Successful))
+			t.Add(p.Policy.Domain, string(p.Policy.Type), "failed", "", "", output.Itoa(p.Summary.Failed))
 			for _, f := range p.FailureDetails {
-				t.add(p.Policy.Domain, string(p.Policy.Type), "  "+string(f.ResultType), f.ReceivingMXHostname, f.ReceivingIP, itoa(f.FailedSessionCount))
+				t.Add(p.Policy.Domain, string(p.Policy.Type), "  "+string(f.ResultType), f.ReceivingMXHostname, f.ReceivingIP, output.Itoa(f.FailedSessionCount))
 			}
 		}
 	}
-	fmt.Fprintf(e.stdout, "TLS reports for %s (UTC)\n", day.Format("2006-01-02"))
-	return t.write(e.stdout, "table")
+	return t
 }
 
 func tlsrptSend(c *cli.Context, e env) error {
@@ -269,11 +239,11 @@ func tlsrptSend(c *cli.Context, e env) error {
 	if err != nil {
 		return err
 	}
-	if len(t.rows) == 0 {
+	if t.Len() == 0 {
 		fmt.Fprintf(e.stdout, "no reports to send for %s: no destination with TLS sessions that day publishes _smtp._tls\n", day.Format("2006-01-02"))
 		return nil
 	}
-	if err := t.write(e.stdout, "table"); err != nil {
+	if err := t.WriteText(e.stdout); err != nil {
 		return err
 	}
 	if failed > 0 {
@@ -282,16 +252,13 @@ func tlsrptSend(c *cli.Context, e env) error {
 	return nil
 }
 
-// tlsrptIdentity is who the reports say they are from.
-type tlsrptIdentity struct{ org, contact, sendingIP string }
-
-func identityOf(c *cli.Context) tlsrptIdentity {
-	return tlsrptIdentity{c.String("tlsrpt-org"), c.String("tlsrpt-contact"), c.String("tlsrpt-sending-ip")}
+func identityOf(c *cli.Context) tlsrpt.Identity {
+	return tlsrpt.Identity{Organization: c.String("tlsrpt-org"), Contact: c.String("tlsrpt-contact"), SendingMTAIP: c.String("tlsrpt-sending-ip")}
 }
 
 // tlsrptJob sends reports: tlsrpt send, and run --tlsrpt once a day.
 type tlsrptJob struct {
-	id  tlsrptIdentity
+	id  tlsrpt.Identity
 	st  *store.Store
 	res *discover.Resolver
 	dl  *tlsrpt.Deliverer
@@ -302,10 +269,10 @@ type tlsrptJob struct {
 // sendmail, timeout) and builds the job; st is set by the caller.
 func newTLSRPTJob(c *cli.Context, log *slog.Logger, dryRun bool) (*tlsrptJob, error) {
 	id := identityOf(c)
-	if id.org == "" || id.contact == "" {
+	if id.Organization == "" || id.Contact == "" {
 		return nil, usageErrorf("TLS reports need tlsrpt-org and tlsrpt-contact (set both in the config file or as flags): RFC 8460 reports name who sends them")
 	}
-	from, err := tlsrpt.ContactAddress(id.contact)
+	from, err := tlsrpt.ContactAddress(id.Contact)
 	if err != nil {
 		return nil, usageErrorf("%v", err)
 	}
@@ -331,77 +298,66 @@ func newTLSRPTJob(c *cli.Context, log *slog.Logger, dryRun bool) (*tlsrptJob, er
 // send sends the reports of day, and retries the failed sends of the days
 // before whose day ended less than tlsrpt.RetryFor before now. It returns
 // a table of what happened and how many sends failed.
-func (j *tlsrptJob) send(ctx context.Context, day, now time.Time) (*table, int, error) {
+func (j *tlsrptJob) send(ctx context.Context, day, now time.Time) (*output.Table, int, error) {
 	j.dl.Claims = j.st
-	days := []time.Time{day}
 	oldest := now.Add(-tlsrpt.RetryFor).AddDate(0, 0, -1)
 	prior, err := j.st.TLSRPTSends(ctx, oldest.Format("2006-01-02"), now.Format("2006-01-02"))
 	if err != nil {
 		return nil, 0, err
 	}
+	var failedDays []string
 	for _, s := range prior {
-		d, err := time.Parse("2006-01-02", s.Day)
-		if err == nil && s.State == store.TLSRPTFailed && !slices.ContainsFunc(days, d.Equal) {
-			days = append(days, d)
+		if s.State == store.TLSRPTFailed {
+			failedDays = append(failedDays, s.Day)
 		}
 	}
-	t := newTable("DAY", "DOMAIN", "RUA", "RESULT", "ERROR")
+	t := output.NewTable("DAY", "DOMAIN", "RUA", "RESULT", "ERROR")
 	failed := 0
-	for _, d := range days {
+	for _, d := range tlsrpt.SendDays(day, failedDays) {
 		_, end := tlsrpt.Day(d)
-		retry := now.Before(end.Add(tlsrpt.RetryFor))
 		reports, err := buildTLSRPT(ctx, j.st, d, "", j.id)
 		if err != nil {
 			return nil, 0, err
 		}
 		for _, r := range reports {
-			domain := r.Policies[0].Policy.Domain
-			info := discover.LookupTLSRPT(ctx, j.res, domain)
-			switch {
-			case info == nil:
-				continue // did not ask for reports (RFC 8460 §3)
-			case info.Error != "":
-				j.log.Warn("tlsrpt: skipping a domain: its _smtp._tls record could not be looked up or is malformed", "domain", domain, "record", info.Record, "error", info.Error)
-				t.add(d.Format("2006-01-02"), domain, "", "skipped", strings.TrimPrefix(info.Error, "discover: "))
-				continue
-			}
-			for _, o := range j.dl.Deliver(ctx, r, info.RUA, retry) {
-				t.add(o.Day, o.Domain, o.RUA, o.Result, o.Error)
-				if o.Result == "failed" {
-					failed++
-				}
-			}
+			failed += j.sendOne(ctx, t, d, r, now.Before(end.Add(tlsrpt.RetryFor)))
 		}
 	}
 	return t, failed, nil
 }
 
-// tlsrptMaxDelay bounds the random delay after 00:00 UTC of run --tlsrpt
-// (RFC 8460 §5.1: spread the sending over the day's first hours).
-const tlsrptMaxDelay = 4 * time.Hour
-
-// nextTLSRPTRun is when run --tlsrpt next sends: delay after the next
-// 00:00 UTC after now; or, at start-up (first), delay after today's 00:00
-// when that is still ahead, else within delay from now (a restart later
-// in the day still sends yesterday's reports, and never twice: the store
-// records each send).
-func nextTLSRPTRun(now time.Time, delay time.Duration, first bool) time.Time {
-	today, tomorrow := tlsrpt.Day(now)
-	if first {
-		if at := today.Add(delay); at.After(now) {
-			return at
-		}
-		return now.Add(delay % time.Hour)
+// sendOne sends r of day d to every rua its domain publishes, adding a row
+// to t for each; it returns how many sends failed.
+func (j *tlsrptJob) sendOne(ctx context.Context, t *output.Table, d time.Time, r tlsrpt.Report, retry bool) int {
+	domain := r.Policies[0].Policy.Domain
+	info := discover.LookupTLSRPT(ctx, j.res, domain)
+	switch {
+	case info == nil:
+		return 0 // did not ask for reports (RFC 8460 §3)
+	case info.Error != "":
+		j.log.Warn("tlsrpt: skipping a domain: its _smtp._tls record could not be looked up or is malformed", "domain", domain, "record", info.Record, "error", info.Error)
+		t.Add(d.Format("2006-01-02"), domain, "", "skipped", strings.TrimPrefix(info.Error, "discover: "))
+		return 0
 	}
-	return tomorrow.Add(delay)
+	failed := 0
+	for _, o := range j.dl.Deliver(ctx, r, info.RUA, retry) {
+		t.Add(o.Day, o.Domain, o.RUA, o.Result, o.Error)
+		if o.Result == "failed" {
+			failed++
+		}
+	}
+	return failed
 }
+
+// tlsrptMaxDelay bounds the random delay after 00:00 UTC of run --tlsrpt.
+const tlsrptMaxDelay = tlsrpt.MaxDelay
 
 // loop sends yesterday's reports once a day until ctx ends.
 func (j *tlsrptJob) loop(ctx context.Context, randDelay func() time.Duration) {
 	first := true
 	for {
 		now := time.Now()
-		at := nextTLSRPTRun(now, randDelay(), first)
+		at := tlsrpt.NextRun(now, randDelay(), first)
 		first = false
 		j.log.Info("tlsrpt: next reports", "at", at.UTC().Format(time.RFC3339))
 		timer := time.NewTimer(at.Sub(now))

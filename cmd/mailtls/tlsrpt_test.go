@@ -362,25 +362,6 @@ func TestTLSRPTConfig(t *testing.T) {
 	}
 }
 
-func TestNextTLSRPTRun(t *testing.T) {
-	day := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
-	for _, tc := range []struct {
-		now   time.Time
-		delay time.Duration
-		first bool
-		want  time.Time
-	}{
-		{day.Add(10 * time.Hour), 2 * time.Hour, false, day.AddDate(0, 0, 1).Add(2 * time.Hour)},
-		{day.Add(time.Hour), 2 * time.Hour, true, day.Add(2 * time.Hour)},                                   // start before today's slot
-		{day.Add(10 * time.Hour), 2*time.Hour + 5*time.Minute, true, day.Add(10*time.Hour + 5*time.Minute)}, // start after it: soon
-		{day.Add(23*time.Hour + 59*time.Minute), 0, false, day.AddDate(0, 0, 1)},
-	} {
-		if got := nextTLSRPTRun(tc.now, tc.delay, tc.first); !got.Equal(tc.want) {
-			t.Errorf("nextTLSRPTRun(%s, %s, %v) = %s, want %s", tc.now, tc.delay, tc.first, got, tc.want)
-		}
-	}
-}
-
 // TestTLSRPTPolicyInForce: a destination whose MTA-STS policy changed.
 // Policy 1 (mx1) was in force from three days ago, policy 2 (mx2, the one
 // cached now) from yesterday noon. The report of the day before yesterday
