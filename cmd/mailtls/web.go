@@ -86,31 +86,7 @@ func startWeb(c *cli.Context, st *store.Store, log *slog.Logger, d *daemon, fol 
 	ctx, cancel := context.WithCancel(context.WithoutCancel(c.Context))
 	w := &web{cancel: cancel}
 	if fol != nil {
-		table := (*policyd.Table)(nil)
-		if d != nil {
-			table = d.table
-		} else {
-			// A standalone follower knows the overrides from the store.
-			table = policyd.NewTable("")
-			src := m.Policy.Watch(table, storeSource{st})
-			if _, err := table.Reload(c.Context, src); err != nil {
-				log.Error("reading overrides failed; plaintext to forced destinations is not counted until they load", "err", err)
-			}
-			w.wg.Add(1)
-			go func() {
-				defer w.wg.Done()
-				_ = table.WatchWake(ctx, src, time.Second, changes(ctx, st, true), log)
-			}()
-		}
-		m.Deliveries.SetForced(metrics.ForcedBy(table))
-		fol.Metrics = m
-		if n := c.Int("metrics-domains"); n > 0 {
-			w.wg.Add(1)
-			go func() {
-				defer w.wg.Done()
-				topDomains(ctx, st, m.Deliveries, n, log)
-			}()
-		}
+		w.feedFollower(ctx, c, st, log, d, fol, m)
 	}
 	srv, err := httpd.Listen(c.Context, c.String("http"), httpd.Options{
 		Metrics: m.Handler(),
@@ -130,6 +106,39 @@ func startWeb(c *cli.Context, st *store.Store, log *slog.Logger, d *daemon, fol 
 		d.addrs = append(d.addrs, w.addr())
 	}
 	return w, nil
+}
+
+// feedFollower gives the follower's metrics what they need: the
+// overrides (to count plaintext to forced destinations) and, with
+// --metrics-domains, the top domains.
+func (w *web) feedFollower(ctx context.Context, c *cli.Context, st *store.Store, log *slog.Logger, d *daemon, fol *ingest.Follower, m *metrics.Metrics) {
+	table := (*policyd.Table)(nil)
+	if d != nil {
+		table = d.table
+	} else {
+		// A standalone follower knows the overrides from the store.
+		table = policyd.NewTable("")
+		src := m.Policy.Watch(table, storeSource{st})
+		if _, err := table.Reload(c.Context, src); err != nil {
+			log.Error("reading overrides failed; plaintext to forced destinations is not counted until they load", "err", err)
+		}
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			_ = table.WatchWake(ctx, src, time.Second, changes(ctx, st, true), log)
+		}()
+	}
+	m.Deliveries.SetForced(metrics.ForcedBy(table))
+	fol.Metrics = m
+	if n := c.Int("metrics-domains"); n > 0 {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			tick := time.NewTicker(time.Hour)
+			defer tick.Stop()
+			m.Deliveries.TrackTopDomains(ctx, topDomains(st), n, time.Now, tick.C, log)
+		}()
+	}
 }
 
 // addr is the listener's address for the start-up log line ("" if none).
@@ -174,28 +183,14 @@ func health(d *daemon, fol *ingest.Follower) error {
 	return nil
 }
 
-// topDomains gives the n domains with the most sent deliveries over the
-// last 7 days a label of their own, now and then every hour.
-func topDomains(ctx context.Context, st *store.Store, m *metrics.Deliveries, n int, log *slog.Logger) {
-	for {
-		now := time.Now()
-		rows, err := st.ReportBy(ctx, store.Window{Since: now.Add(-7 * 24 * time.Hour), Until: now}, "domain", n)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			log.Error("finding the top domains for --metrics-domains failed; retrying in an hour", "err", err)
-		} else {
-			top := make([]string, len(rows))
-			for i, r := range rows {
-				top[i] = r.Key
-			}
-			m.SetDomains(top)
+// topDomains ranks the domains by sent deliveries, from the rollups.
+func topDomains(st *store.Store) metrics.TopFunc {
+	return func(ctx context.Context, since, until time.Time, n int) ([]string, error) {
+		rows, err := st.ReportBy(ctx, store.Window{Since: since, Until: until}, "domain", n)
+		top := make([]string, len(rows))
+		for i, r := range rows {
+			top[i] = r.Key
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Hour):
-		}
+		return top, err
 	}
 }
