@@ -152,7 +152,7 @@ func WriteHTML(w io.Writer, d *Data) error {
 	s := d.Summary
 	v.Empty = s.Deliveries == 0 && s.Deferred == 0 && s.Bounced == 0
 	v.Known = s.Encrypted + s.Plaintext
-	v.Trust = ordered(s.ByTrust, []string{"verified", "trusted", "untrusted", "anonymous"})
+	v.Trust = ordered(s.ByTrust, trustOrder)
 	v.Protocol = ordered(s.ByProtocol, nil)
 	v.DayChart = newDayChart(d.Days)
 	v.TrustChart = newBarChart("trust", "Trust of encrypted deliveries", v.Trust, "encrypted deliveries")

@@ -202,7 +202,7 @@ func historySummary(out discover.Result) string {
 	if h.Encrypted+h.Plaintext > 0 {
 		s += fmt.Sprintf(" (%s of known encrypted)", pct(h.Coverage))
 	}
-	if tr := splitLine(h.ByTrust, []string{"verified", "trusted", "untrusted", "anonymous"}); tr != "-" {
+	if tr := report.TrustLine(h.ByTrust); tr != "-" {
 		s += "; trust " + tr
 	}
 	if h.LastPlaintext != nil {

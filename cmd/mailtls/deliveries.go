@@ -2,47 +2,13 @@ package main
 
 import (
 	"bufio"
-	"encoding/csv"
-	"encoding/json"
-	"strconv"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/mailtls/mailtls/delivery"
+	"github.com/mailtls/mailtls/output"
 	"github.com/mailtls/mailtls/store"
 )
-
-// deliveryJSON is the `deliveries --format jsonl` contract (ARCHITECTURE.md); keep
-// the field names and order exact.
-type deliveryJSON struct {
-	Time        string          `json:"time"`
-	QueueID     string          `json:"queue_id"`
-	Recipient   string          `json:"recipient"`
-	Domain      string          `json:"domain"`
-	Relay       string          `json:"relay"`
-	Status      delivery.Status `json:"status"`
-	DSN         string          `json:"dsn"`
-	TLS         *bool           `json:"tls"`
-	TLSTrust    delivery.Trust  `json:"tls_trust"`
-	TLSProtocol string          `json:"tls_protocol"`
-	TLSCipher   string          `json:"tls_cipher"`
-	Fallback    bool            `json:"fallback"`
-	TLSFeature  string          `json:"tls_feature"` // Postfix 3.11's tls= value as logged, or ""
-	Internal    bool            `json:"internal"`    // a hop inside the host (content filter, local LMTP)
-	Host        string          `json:"host"`        // the fleet host that stored it (--host of run, follow, import)
-}
-
-var deliveryCSVHeader = []string{"time", "queue_id", "recipient", "domain", "relay", "status", "dsn", "tls", "tls_trust", "tls_protocol", "tls_cipher", "fallback", "tls_feature", "internal", "host"}
-
-func toJSON(d delivery.Delivery) deliveryJSON {
-	return deliveryJSON{
-		Time: d.Time.UTC().Format(time.RFC3339), QueueID: d.QueueID, Recipient: d.Recipient,
-		Domain: d.Domain, Relay: d.Relay, Status: d.Status, DSN: d.DSN, TLS: d.TLS,
-		TLSTrust: d.TLSTrust, TLSProtocol: d.TLSProtocol, TLSCipher: d.TLSCipher, Fallback: d.Fallback,
-		TLSFeature: d.TLSFeature, Internal: d.Internal, Host: d.Host,
-	}
-}
 
 func windowFlags(defSince string) []cli.Flag {
 	return []cli.Flag{
@@ -91,29 +57,15 @@ func deliveriesCommand(e env) *cli.Command {
 			}
 			bw := bufio.NewWriterSize(e.stdout, 64<<10)
 			defer bw.Flush()
-			f := store.Filter{Since: since, Until: until, Domain: dom, Host: host}
-			if format == "csv" {
-				cw := csv.NewWriter(bw)
-				if err := cw.Write(deliveryCSVHeader); err != nil {
-					return err
-				}
-				err := st.Deliveries(c.Context, f, func(d delivery.Delivery) error {
-					tls := ""
-					if d.TLS != nil {
-						tls = strconv.FormatBool(*d.TLS)
-					}
-					return cw.Write(escapeCells([]string{d.Time.UTC().Format(time.RFC3339), d.QueueID, d.Recipient, d.Domain, d.Relay, string(d.Status), d.DSN,
-						tls, string(d.TLSTrust), d.TLSProtocol, d.TLSCipher, strconv.FormatBool(d.Fallback), d.TLSFeature, strconv.FormatBool(d.Internal), d.Host}))
-				})
-				cw.Flush()
-				if err != nil {
-					return err
-				}
-				return cw.Error()
+			dw, err := output.NewDeliveryWriter(bw, format)
+			if err != nil {
+				return err
 			}
-			enc := json.NewEncoder(bw)
-			enc.SetEscapeHTML(false)
-			return st.Deliveries(c.Context, f, func(d delivery.Delivery) error { return enc.Encode(toJSON(d)) })
+			err = st.Deliveries(c.Context, store.Filter{Since: since, Until: until, Domain: dom, Host: host}, dw.Write)
+			if ferr := dw.Flush(); err == nil {
+				err = ferr
+			}
+			return err
 		},
 	}
 }

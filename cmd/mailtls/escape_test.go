@@ -8,26 +8,19 @@ import (
 	"time"
 
 	"github.com/mailtls/mailtls/delivery"
+	"github.com/mailtls/mailtls/output"
+	"github.com/mailtls/mailtls/report"
 	"github.com/mailtls/mailtls/store"
 )
 
-func TestEscapeControl(t *testing.T) {
-	for in, want := range map[string]string{
-		"mx.example.com[192.0.2.1]:25": "mx.example.com[192.0.2.1]:25",
-		"a\x1b[2Jb":                    `a\x1b[2Jb`,
-		"line\r\nnext\ttab\x7f":        `line\x0d\x0anext\x09tab\x7f`,
-		"caf\u00e9 \u4e2d":             "caf\u00e9 \u4e2d",
-		"c1 \u009b31m":                 `c1 \u009b31m`,
-		"raw \x9b31m":                  `raw \x9b31m`,
-		"bidi \u202egnp.exe":           `bidi \u202egnp.exe`,
-		`back\slash`:                   `back\slash`,
-		"":                             "",
-	} {
-		if got := escapeControl(in); got != want {
-			t.Errorf("escapeControl(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
+// Test-only names: the JSON Lines contract and plain numbers, for the
+// end-to-end tests that decode and compare the commands' output.
+type (
+	deliveryJSON = output.DeliveryJSON
+	statusJSON   = report.StatusJSON
+)
+
+var itoa = output.Itoa
 
 // hostile is log data meant to rewrite the terminal: clear the screen,
 // set the window title, return the cursor.
