@@ -5,14 +5,16 @@ import (
 	"strings"
 
 	"github.com/mailtls/mailtls/output"
+	"github.com/mailtls/mailtls/report"
 )
 
 // The output vocabulary is package output; these are its names in the
-// commands that have not been moved to it yet (check, policy, lookup).
+// commands that have not been moved to it yet (check, policy, lookup,
+// prune).
 var (
-	escapeControl = output.Escape
-	writeJSON     = output.JSON
-	pct           = output.Pct
+	writeJSON      = output.JSON
+	pct            = output.Pct
+	describeWindow = report.DescribeWindow
 )
 
 // table is output.Table under the names check.go and policy.go use.

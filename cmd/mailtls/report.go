@@ -36,9 +36,6 @@ func includeInternalFlag() cli.Flag {
 	return &cli.BoolFlag{Name: "include-internal", Usage: "count internal hops too (content filters on 127.0.0.1/::1, LMTP over unix sockets, --internal-relays); left out by default"}
 }
 
-// describeWindow is the window as a heading names it (prune says it too).
-var describeWindow = report.DescribeWindow
-
 func reportCommand(e env) *cli.Command {
 	return &cli.Command{
 		Name:  "report",

@@ -68,7 +68,7 @@ func runStatus(c *cli.Context, e env) error {
 		return fmt.Errorf("no fleet host %q in %s (it has stored nothing)", host, s.Store.Path)
 	}
 	if format == "json" {
-		err = writeJSON(e.stdout, s.JSON())
+		err = output.JSON(e.stdout, s.JSON())
 	} else {
 		err = s.WriteText(e.stdout)
 	}
@@ -77,7 +77,7 @@ func runStatus(c *cli.Context, e env) error {
 	}
 	if f := s.StaleFollower(); f != nil {
 		return fmt.Errorf("follower %s of host %s is stale: %s behind, nothing recorded since %s (more than --stale %s)",
-			escapeControl(f.Source), f.Host, output.Bytes(f.Behind), rfc(f.Updated), stale)
+			output.Escape(f.Source), f.Host, output.Bytes(f.Behind), rfc(f.Updated), stale)
 	}
 	if len(s.Forced) > 0 {
 		return fmt.Errorf("%s got plaintext while forced to a mandatory TLS level since %s: Postfix is not asking mailtls for it",

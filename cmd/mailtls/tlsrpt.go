@@ -186,7 +186,7 @@ func tlsrptShow(c *cli.Context, e env) error {
 	}
 	if format == "json" {
 		for _, r := range reports {
-			if err := writeJSON(e.stdout, r); err != nil {
+			if err := output.JSON(e.stdout, r); err != nil {
 				return err
 			}
 		}
