@@ -6,6 +6,8 @@ import (
 	"io"
 	"sync/atomic"
 	"time"
+
+	"github.com/mailtls/mailtls/output"
 )
 
 // startProgress draws a progress bar on a terminal until stopped.
@@ -42,15 +44,6 @@ func drawProgress(w io.Writer, n, total int64) {
 	fmt.Fprintf(w, "\r[%s%s] %3.0f%%  %s", bytes.Repeat([]byte("#"), full), bytes.Repeat([]byte("."), width-full), frac*100, HumanBytes(n))
 }
 
-// HumanBytes is n bytes in B, KiB, MiB or GiB, for people.
-func HumanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
+// HumanBytes is n bytes in B, KiB, MiB or GiB, for people (as every
+// command prints a size).
+func HumanBytes(n int64) string { return output.Bytes(n) }

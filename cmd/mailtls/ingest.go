@@ -62,9 +62,6 @@ func isTerminal(w io.Writer) bool {
 	return err == nil
 }
 
-// humanBytes is a size for people, as the import progress bar shows it.
-var humanBytes = ingest.HumanBytes
-
 // importAction is `mailtls import FILE...`.
 func importAction(c *cli.Context, e env) error {
 	if c.NArg() == 0 {
