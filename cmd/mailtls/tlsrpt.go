@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -296,12 +295,12 @@ func newTLSRPTJob(c *cli.Context, log *slog.Logger, dryRun bool) (*tlsrptJob, er
 }
 
 // send sends the reports of day, and retries the failed sends of the days
-// before whose day ended less than tlsrpt.RetryFor before now. It returns
-// a table of what happened and how many sends failed.
+// before (tlsrpt.Sender). It returns a table of what happened and how
+// many sends failed.
 func (j *tlsrptJob) send(ctx context.Context, day, now time.Time) (*output.Table, int, error) {
 	j.dl.Claims = j.st
-	oldest := now.Add(-tlsrpt.RetryFor).AddDate(0, 0, -1)
-	prior, err := j.st.TLSRPTSends(ctx, oldest.Format("2006-01-02"), now.Format("2006-01-02"))
+	since, until := tlsrpt.RetrySpan(now)
+	prior, err := j.st.TLSRPTSends(ctx, since, until)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -311,42 +310,25 @@ func (j *tlsrptJob) send(ctx context.Context, day, now time.Time) (*output.Table
 			failedDays = append(failedDays, s.Day)
 		}
 	}
+	sender := tlsrpt.Sender{Deliverer: j.dl, Log: j.log,
+		Build: func(ctx context.Context, d time.Time) ([]tlsrpt.Report, error) {
+			return buildTLSRPT(ctx, j.st, d, "", j.id)
+		},
+		Lookup: func(ctx context.Context, domain string) *tlsrpt.Record {
+			if info := discover.LookupTLSRPT(ctx, j.res, domain); info != nil {
+				return &tlsrpt.Record{RUA: info.RUA, Text: info.Record, Error: info.Error}
+			}
+			return nil
+		}}
+	outs, failed, err := sender.Send(ctx, day, now, failedDays)
+	if err != nil {
+		return nil, 0, err
+	}
 	t := output.NewTable("DAY", "DOMAIN", "RUA", "RESULT", "ERROR")
-	failed := 0
-	for _, d := range tlsrpt.SendDays(day, failedDays) {
-		_, end := tlsrpt.Day(d)
-		reports, err := buildTLSRPT(ctx, j.st, d, "", j.id)
-		if err != nil {
-			return nil, 0, err
-		}
-		for _, r := range reports {
-			failed += j.sendOne(ctx, t, d, r, now.Before(end.Add(tlsrpt.RetryFor)))
-		}
+	for _, o := range outs {
+		t.Add(o.Day, o.Domain, o.RUA, o.Result, o.Error)
 	}
 	return t, failed, nil
-}
-
-// sendOne sends r of day d to every rua its domain publishes, adding a row
-// to t for each; it returns how many sends failed.
-func (j *tlsrptJob) sendOne(ctx context.Context, t *output.Table, d time.Time, r tlsrpt.Report, retry bool) int {
-	domain := r.Policies[0].Policy.Domain
-	info := discover.LookupTLSRPT(ctx, j.res, domain)
-	switch {
-	case info == nil:
-		return 0 // did not ask for reports (RFC 8460 §3)
-	case info.Error != "":
-		j.log.Warn("tlsrpt: skipping a domain: its _smtp._tls record could not be looked up or is malformed", "domain", domain, "record", info.Record, "error", info.Error)
-		t.Add(d.Format("2006-01-02"), domain, "", "skipped", strings.TrimPrefix(info.Error, "discover: "))
-		return 0
-	}
-	failed := 0
-	for _, o := range j.dl.Deliver(ctx, r, info.RUA, retry) {
-		t.Add(o.Day, o.Domain, o.RUA, o.Result, o.Error)
-		if o.Result == "failed" {
-			failed++
-		}
-	}
-	return failed
 }
 
 // tlsrptMaxDelay bounds the random delay after 00:00 UTC of run --tlsrpt.
