@@ -214,7 +214,7 @@ func copyOverrides(ctx context.Context, src, dst *Store, prefer string, res *Cop
 		changed := false
 		for _, o := range create {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO overrides(key, policy, note, created, updated, expires) VALUES (?, ?, ?, ?, ?, ?)`,
-				o.Key, o.Policy, o.Note, o.Created.Unix(), o.Updated.Unix(), nullUnix(o.Expires)); err != nil {
+				o.Key, o.Policy, safeText(o.Note), o.Created.Unix(), o.Updated.Unix(), nullUnix(o.Expires)); err != nil {
 				return fmt.Errorf("store: copy override %s: %w", o.Key, err)
 			}
 			res.Overrides++

@@ -486,11 +486,3 @@ func Actor(getenv func(string) string) string {
 	}
 	return fmt.Sprintf("uid %d", os.Getuid())
 }
-
-func reverse(s string) string {
-	b := []byte(s)
-	for i, j := 0, len(b)-1; i < j; i, j = i+1, j-1 {
-		b[i], b[j] = b[j], b[i]
-	}
-	return string(b)
-}

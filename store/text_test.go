@@ -1,0 +1,205 @@
+package store
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/mailtls/mailtls/delivery"
+)
+
+func TestSafeText(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"", ""},
+		{"example.com", "example.com"},
+		{"bücher.example", "bücher.example"},
+		{"a\x00b", "a\uFFFDb"},
+		{"a\xffb", "a\uFFFDb"},
+		{"a\xff\xfeb", "a\uFFFDb"}, // one per run, as logparse writes
+		{"\xc3", "\uFFFD"},         // a truncated sequence
+		{"ü\x00\xff", "ü\uFFFD\uFFFD"},
+		{"\x00", "\uFFFD"},
+	} {
+		if got := safeText(c.in); got != c.want {
+			t.Errorf("safeText(%q) = %q, want %q", c.in, got, c.want)
+		}
+		if got := safeText(c.in); !textOK(got) {
+			t.Errorf("safeText(%q) = %q, which textOK refuses", c.in, got)
+		}
+		if textOK(c.in) != (c.in == c.want) {
+			t.Errorf("textOK(%q) = %v", c.in, textOK(c.in))
+		}
+	}
+}
+
+func TestReverse(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"", ""},
+		{"example.com", "moc.elpmaxe"},
+		{"bücher.example", "elpmaxe.rehcüb"},
+		{"例え.jp", "pj.え例"},
+		{"a\xffb", "b\uFFFDa"},
+		{"a\x00b", "b\uFFFDa"},
+	} {
+		got := reverse(c.in)
+		if got != c.want {
+			t.Errorf("reverse(%q) = %q, want %q", c.in, got, c.want)
+		}
+		if !utf8.ValidString(got) {
+			t.Errorf("reverse(%q) = %q: not valid UTF-8", c.in, got)
+		}
+		if back := reverse(got); back != safeText(c.in) {
+			t.Errorf("reverse(reverse(%q)) = %q, want %q", c.in, back, safeText(c.in))
+		}
+	}
+	// A subdomain's key starts with its parent's key and a dot: the
+	// rollups' range conditions (matcher.rollDomain) rely on it.
+	for _, parent := range []string{"example.com", "bücher.example", "例え.jp"} {
+		if k, p := reverse("mx.sub."+parent), reverse(parent)+"."; !strings.HasPrefix(k, p) {
+			t.Errorf("reverse(mx.sub.%s) = %q, which does not start with %q", parent, k, p)
+		}
+	}
+}
+
+// TestPrepareSanitizes: the rows of a batch hold only safe text, and the
+// caller's deliveries are left as they were.
+func TestPrepareSanitizes(t *testing.T) {
+	d := testDelivery(1, t0, "bü\xffcher.example")
+	d.Relay = "mx\x00[192.0.2.1]:25"
+	d.Reason = "250 \xc3 ok"
+	d.TLSTrust = "trusted\x00"
+	ds := []delivery.Delivery{d, testDelivery(2, t0, "example.com")}
+	rows, err := prepare(ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds[0].Domain != "bü\xffcher.example" || ds[0].Relay != "mx\x00[192.0.2.1]:25" {
+		t.Errorf("prepare changed the caller's delivery: %+v", ds[0])
+	}
+	r := rows[0]
+	for what, v := range map[string]string{"domain": r.domain, "relay": r.d.Relay, "relay host": r.relayH, "trust": r.trust, "detail": r.detail, "reason": r.d.Reason} {
+		if !textOK(v) {
+			t.Errorf("row %s = %q: not safe text", what, v)
+		}
+	}
+	if r.domain != "bü\uFFFDcher.example" || r.d.Relay != "mx\uFFFD[192.0.2.1]:25" || r.trust != "trusted\uFFFD" {
+		t.Errorf("row = domain %q, relay %q, trust %q", r.domain, r.d.Relay, r.trust)
+	}
+	if rows[1].d != &ds[1] {
+		t.Errorf("a safe delivery was copied")
+	}
+}
+
+// byteReversed is the rollup key of domain as mailtls before schema 10
+// wrote it: reversed byte by byte.
+func byteReversed(domain string) string {
+	b := []byte(domain)
+	slices.Reverse(b)
+	return string(b)
+}
+
+// TestUpgradeRekeysReversed opens a database whose rollup keys are
+// spelled as mailtls before schema 10 spelled them (byte by byte, at schema
+// version 9): the non-ASCII keys are rewritten, merged where they become
+// equal, and reports find those domains again.
+func TestUpgradeRekeysReversed(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "v8.db")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.now = func() time.Time { return t0.Add(72 * time.Hour) }
+	domains := []string{"example.com", "bücher.example", "mx.bücher.example", "例え.jp"}
+	var ds []delivery.Delivery
+	for i := range 24 {
+		ds = append(ds, testDelivery(i, t0.Add(time.Duration(i)*time.Hour), domains[i%len(domains)]))
+	}
+	if _, err := s.AddDeliveries(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	// What the old mailtls stored: keys reversed byte by byte, and rows
+	// of domains with invalid UTF-8 (before safeText), two of which
+	// become one domain.
+	w, _ := s.writer()
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := w.ExecContext(ctx, q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	for _, d := range domains[1:] {
+		exec(`UPDATE rollup_day SET rdomain = ? WHERE rdomain = ?`, byteReversed(d), reverse(d))
+	}
+	day := t0.Unix()/86400 - 1 // a whole day of the window below
+	for i, d := range []string{"a\xffb.example", "a\xfeb.example"} {
+		exec(`INSERT INTO rollup_day(rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port, n, first_time, last_time, host_id)
+			VALUES (?, ?, 'sent', 1, 'trusted', 'TLSv1.3', 'X', 0, 0, 'mx', 25, ?, ?, ?, 0)`, byteReversed(d), day, 2+i, t0.UnixMicro()-86400e6+int64(i), t0.UnixMicro()-86400e6+int64(i))
+	}
+	exec(`DELETE FROM schema_migrations WHERE version = 10`)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.now = func() time.Time { return t0.Add(72 * time.Hour) }
+	r, _ := s.reader()
+	rows, err := r.QueryContext(ctx, `SELECT rdomain FROM rollup_day`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		if !textOK(k) {
+			t.Errorf("rollup key %q after the upgrade: not valid UTF-8", k)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	rows.Close()
+
+	// Whole days (the rollups) and a partial one (raw rows, mailtls_rev)
+	// line up: one row per domain, with every delivery.
+	win := Window{Since: t0.Truncate(24 * time.Hour).AddDate(0, 0, -1), Until: t0.Add(20 * time.Hour)}
+	got, err := s.ReportBy(ctx, win, "domain", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{"example.com": 5, "bücher.example": 5, "mx.bücher.example": 5, "例え.jp": 5, "a\uFFFDb.example": 5}
+	gotm := map[string]int64{}
+	for _, row := range got {
+		if _, dup := gotm[row.Key]; dup {
+			t.Errorf("ReportBy(domain): %q twice", row.Key)
+		}
+		gotm[row.Key] = row.Deliveries
+	}
+	for k, n := range want {
+		if gotm[k] != n {
+			t.Errorf("ReportBy(domain)[%q] = %d, want %d (all: %v)", k, gotm[k], n, gotm)
+		}
+	}
+	if len(gotm) != len(want) {
+		t.Errorf("ReportBy(domain) = %v, want %v", gotm, want)
+	}
+	active, err := s.ActiveDomains(ctx, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range domains {
+		if !slices.Contains(active, d) {
+			t.Errorf("ActiveDomains = %q, missing %q", active, d)
+		}
+	}
+}
