@@ -172,7 +172,7 @@ func TestUpgradeRekeysReversed(t *testing.T) {
 
 	// Whole days (the rollups) and a partial one (raw rows, mailtls_rev)
 	// line up: one row per domain, with every delivery.
-	win := Window{Since: t0.Truncate(24 * time.Hour).AddDate(0, 0, -1), Until: t0.Add(20 * time.Hour)}
+	win := Window{Since: t0.Truncate(24*time.Hour).AddDate(0, 0, -1), Until: t0.Add(20 * time.Hour)}
 	got, err := s.ReportBy(ctx, win, "domain", 0)
 	if err != nil {
 		t.Fatal(err)
