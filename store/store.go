@@ -60,6 +60,9 @@ var (
 	// ErrUnavailable is returned by OverridesVersion when the database file
 	// can not be reached; the caller should keep its last snapshot.
 	ErrUnavailable = errors.New("store: database unavailable")
+	// ErrPruneRunning is returned by Prune on a PostgreSQL database where
+	// another process (another host of the fleet) is pruning already.
+	ErrPruneRunning = errors.New("store: another prune is running on this database")
 )
 
 const (
