@@ -203,3 +203,80 @@ func TestUpgradeRekeysReversed(t *testing.T) {
 		}
 	}
 }
+
+// TestCopyHostileText: a SQLite file written before safeText, holding NUL
+// bytes and invalid UTF-8 in deliveries, rollups, notes and actors, copies
+// into PostgreSQL (which refuses both) with U+FFFD in their place.
+func TestCopyHostileText(t *testing.T) {
+	ctx := context.Background()
+	src, err := Open(ctx, filepath.Join(t.TempDir(), "src.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	src.now = func() time.Time { return t0 }
+	ds := []delivery.Delivery{testDelivery(1, t0.Add(-time.Hour), "example.com"), testDelivery(2, t0.Add(-2*time.Hour), "example.com")}
+	if _, err := src.AddDeliveries(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.SetOverride(ctx, Override{Key: "example.com", Policy: "encrypt", Note: "n"}, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Prune(ctx, t0.Add(-10*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	// What an older mailtls stored.
+	w, _ := src.writer()
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := w.ExecContext(ctx, q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	exec(`UPDATE deliveries SET domain = ?, relay = ?, tls_cipher = ?, detail = ? WHERE time = ?`,
+		"bad\xff.example", "mx\x00[192.0.2.1]:25", "AES\xfe", `["Q\u0000","u@bad`+"\xff"+`.example","","2.0.0","250 `+"\xc3"+` ok","postfix/smtp",100,"mx"]`,
+		t0.Add(-time.Hour).UnixMicro())
+	exec(`UPDATE overrides SET note = ?`, "n\xff")
+	exec(`UPDATE override_history SET actor = ?, note = ?`, "al\xffice", "n\xff")
+	day := t0.Add(-20*24*time.Hour).Unix() / 86400
+	exec(`INSERT INTO rollup_day(rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port, n, first_time, last_time, host_id)
+		VALUES ('moc.elpmaxe', ?, 'sent', 1, 'trusted', 'TLSv1.3', ?, 0, 0, ?, 25, 3, 1, 2, 0)`, day, "X\x00", "mx\xff")
+
+	dst, _ := openPG(t)
+	res, err := Copy(ctx, src, dst, CopyOptions{})
+	if err != nil {
+		t.Fatalf("Copy: %v", err)
+	}
+	if res.Deliveries != 2 || res.Rollups == 0 {
+		t.Errorf("Copy = %+v; want 2 deliveries and the pruned day's rollup", res)
+	}
+	var got []delivery.Delivery
+	if err := dst.Deliveries(ctx, Filter{}, func(d delivery.Delivery) error { got = append(got, d); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	var hostile *delivery.Delivery
+	for i := range got {
+		if got[i].Time.Equal(t0.Add(-time.Hour)) {
+			hostile = &got[i]
+		}
+	}
+	if hostile == nil {
+		t.Fatalf("the hostile delivery was not copied: %+v", got)
+	}
+	if hostile.Domain != "bad\uFFFD.example" || hostile.Relay != "mx\uFFFD[192.0.2.1]:25" || hostile.TLSCipher != "AES\uFFFD" ||
+		hostile.QueueID != "Q\uFFFD" || hostile.Recipient != "u@bad\uFFFD.example" || hostile.Reason != "250 \uFFFD ok" {
+		t.Errorf("copied delivery = %+v", *hostile)
+	}
+	ovs, err := dst.Overrides(ctx)
+	if err != nil || len(ovs) != 1 || ovs[0].Note != "n\uFFFD" {
+		t.Errorf("copied overrides = %+v, %v; want one with note %q", ovs, err, "n\uFFFD")
+	}
+	hist, err := dst.History(ctx, "")
+	if err != nil || len(hist) != 1 || hist[0].Actor != "al\uFFFDice" || hist[0].Note != "n\uFFFD" {
+		t.Errorf("copied history = %+v, %v", hist, err)
+	}
+	rows, err := dst.ReportBy(ctx, Window{Since: t0.Add(-21 * 24 * time.Hour).Truncate(24 * time.Hour), Until: t0.Add(-19 * 24 * time.Hour).Truncate(24 * time.Hour)}, "relay", 0)
+	if err != nil || len(rows) != 1 || rows[0].Deliveries != 3 || !strings.HasPrefix(rows[0].Key, "mx\uFFFD") {
+		t.Errorf("copied pruned day, by relay: %+v, %v", rows, err)
+	}
+}
