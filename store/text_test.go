@@ -23,6 +23,12 @@ func TestSafeText(t *testing.T) {
 		{"\xc3", "\uFFFD"},         // a truncated sequence
 		{"ü\x00\xff", "ü\uFFFD\uFFFD"},
 		{"\x00", "\uFFFD"},
+		// Past the first 8-byte words (textOK reads words).
+		{"0123456789abcdef\x00", "0123456789abcdef\uFFFD"},
+		{"0123456789abcde\x00f", "0123456789abcde\uFFFDf"},
+		{"01234567\xff", "01234567\uFFFD"},
+		{"0123456789abcdefgh-ü-0123456789", "0123456789abcdefgh-ü-0123456789"},
+		{"0123456789abcdef0123456789", "0123456789abcdef0123456789"},
 	} {
 		if got := safeText(c.in); got != c.want {
 			t.Errorf("safeText(%q) = %q, want %q", c.in, got, c.want)
