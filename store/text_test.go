@@ -286,3 +286,26 @@ func TestCopyHostileText(t *testing.T) {
 		t.Errorf("copied pruned day, by relay: %+v, %v", rows, err)
 	}
 }
+
+// FuzzSafeText: whatever the input, safeText gives storable text, leaves
+// storable text alone, and reverse is its own inverse on it.
+func FuzzSafeText(f *testing.F) {
+	for _, s := range []string{"", "example.com", "bücher.example", "例え.jp", "a\x00b", "a\xffb", "\xc3", "0123456789abcdef\x00", "\xed\xa0\x80"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := safeText(s)
+		if !textOK(got) || !utf8.ValidString(got) || strings.IndexByte(got, 0) >= 0 {
+			t.Fatalf("safeText(%q) = %q: not storable", s, got)
+		}
+		if textOK(s) != (got == s) {
+			t.Fatalf("textOK(%q) = %v, safeText gives %q", s, textOK(s), got)
+		}
+		if safeText(got) != got {
+			t.Fatalf("safeText not idempotent on %q", s)
+		}
+		if r := reverse(s); !textOK(r) || reverse(r) != got {
+			t.Fatalf("reverse(%q) = %q, reversed again %q, want %q", s, r, reverse(r), got)
+		}
+	})
+}
