@@ -5,7 +5,7 @@
 # mounted for the disk-full case; the fleet phase starts a PostgreSQL cluster
 # of its own (the postgresql package, see .ci/deps). Takes about 5 minutes.
 # Knobs: FAULTS_DIR (/tmp/mailtls-faults), FAULTS_PHASES
-# (daemon,abuse,follower,restart,fleet), FAULTS_USER (nobody), FAULTS_SCALE (1),
+# (daemon,abuse,follower,restart,fleet,netcut), FAULTS_USER (nobody), FAULTS_SCALE (1),
 # FAULTS_OUT (RELIABILITY.md), FAULTS_CHECK (set: exit 1 when a correctness
 # check fails; CI uses it).
 set -euo pipefail
@@ -24,5 +24,5 @@ install -m 0755 bin/mailtls "$dir.bin/mailtls"
 chmod 0755 "$dir.bin"
 
 exec "$dir.bin/faults" -bin "$dir.bin/mailtls" -tool "$dir.bin/mailtls-bench" -dir "$dir" -out "${FAULTS_OUT:-RELIABILITY.md}" \
-	-phases "${FAULTS_PHASES:-daemon,abuse,follower,restart,fleet}" \
+	-phases "${FAULTS_PHASES:-daemon,abuse,follower,restart,fleet,netcut}" \
 	-user "${FAULTS_USER-nobody}" -scale "${FAULTS_SCALE:-1}" ${FAULTS_CHECK:+-check}

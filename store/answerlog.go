@@ -63,6 +63,7 @@ func (s *Store) SavePublishedAnswer(ctx context.Context, domain, source, policy,
 			return err
 		}
 	}
+	policy = safeText(policy) // fetched text (see text.go)
 	if at.IsZero() {
 		at = s.now()
 	}

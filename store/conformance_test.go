@@ -164,6 +164,21 @@ type oneHost struct{ *store.Store }
 
 func (oneHost) SetHost(context.Context, string) error { return nil }
 
+// asciiOnly avoids what PostgreSQL would refuse by leaving out the
+// deliveries whose text is not plain ASCII.
+type asciiOnly struct{ *store.Store }
+
+func (b asciiOnly) CommitBatch(ctx context.Context, source string, ds []delivery.Delivery, ck []byte) (int, error) {
+	var kept []delivery.Delivery
+	for _, d := range ds {
+		if !strings.ContainsFunc(d.Domain+d.Relay+d.Reason+d.Recipient+d.QueueID, func(r rune) bool { return r == 0 || r >= 0x80 }) {
+			kept = append(kept, d)
+		}
+	}
+	n, err := b.Store.CommitBatch(ctx, source, kept, ck)
+	return n + len(ds) - len(kept), err // and says it stored them
+}
+
 // noLock lets any number of followers run.
 type noLock struct{ *store.Store }
 
@@ -195,6 +210,8 @@ func TestConformanceCatchesBrokenStores(t *testing.T) {
 			[]string{"ExactlyOncePerHost"}},
 		{"takes no follower lock", func(s *store.Store) storetest.Backend { return noLock{s} },
 			[]string{"OneFollowerPerHostAndSource"}},
+		{"drops deliveries with hostile text", func(s *store.Store) storetest.Backend { return asciiOnly{s} },
+			[]string{"HostileText"}},
 	}
 	for _, m := range mutants {
 		t.Run(m.name, func(t *testing.T) {

@@ -165,12 +165,17 @@ func copyOverrides(ctx context.Context, src, dst *Store, prefer string, res *Cop
 				if err := rows.Scan(&h.key, &h.old, &h.new, &h.actor, &h.at, &h.note); err != nil {
 					return err
 				}
+				// An older mailtls stored actors and notes as given (see text.go).
+				h.actor, h.note = safeText(h.actor), safeText(h.note)
 				hist = append(hist, h)
 				return nil
 			})
 	})
 	if err != nil {
 		return 0, err
+	}
+	for i := range ovs {
+		ovs[i].Note = safeText(ovs[i].Note)
 	}
 	return len(ovs), dst.withTx(ctx, func(tx *sql.Tx) error {
 		if err := dst.serialize(ctx, tx, pgOverridesLock); err != nil {
@@ -406,6 +411,11 @@ func copyPrunedRollups(ctx context.Context, src, dst *Store, names map[int64]str
 						}
 						if err := r.Scan(ptrs...); err != nil {
 							return err
+						}
+						for i, v := range vals {
+							if s, ok := v.(string); ok {
+								vals[i] = safeText(s) // a relay of an older mailtls (see text.go)
+							}
 						}
 						rows = append(rows, vals)
 						return nil

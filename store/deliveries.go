@@ -86,7 +86,7 @@ func prepare(ds []delivery.Delivery) ([]row, error) {
 	rows := make([]row, len(ds))
 	var buf []byte
 	for i := range ds {
-		d := &ds[i]
+		d := safeDelivery(&ds[i]) // see text.go
 		k, err := hex.DecodeString(d.Key)
 		if err != nil || len(k) != 32 {
 			return nil, fmt.Errorf("%w: delivery %d (queue id %s): key %q is not 64 hex digits (sha256)", ErrBadInput, i, d.QueueID, d.Key)
@@ -464,8 +464,11 @@ type Batch struct {
 
 // PrepareBatch validates ds and prepares it for storage. It fails, naming
 // the first bad delivery, if any has a malformed key, an unknown status or
-// no time. ds must not change until the transaction that stores the batch has
-// ended (a Bulk counts the rows into the rollups after Add returns).
+// no time. Text fields that PostgreSQL would refuse (NUL, invalid UTF-8)
+// are stored with U+FFFD in their place, on either engine (see text.go);
+// ds itself is not changed. ds must not change until the transaction that
+// stores the batch has ended (a Bulk counts the rows into the rollups after
+// Add returns).
 func PrepareBatch(ds []delivery.Delivery) (*Batch, error) {
 	rows, err := prepare(ds)
 	if err != nil {
@@ -662,6 +665,7 @@ func (s *Store) CommitBatchEach(ctx context.Context, source string, ds []deliver
 	if strings.TrimSpace(source) == "" {
 		return 0, fmt.Errorf("%w: empty checkpoint source", ErrBadInput)
 	}
+	source = safeText(source) // a file name need not be UTF-8; Checkpoint does the same
 	return s.commit(ctx, ds, added, func(tx *sql.Tx, hostID int64) error {
 		if checkpoint == nil {
 			checkpoint = []byte{}
@@ -733,6 +737,7 @@ func (s *Store) commit(ctx context.Context, ds []delivery.Delivery, each func(*d
 // upgraded database finds the checkpoint stored before the upgrade.
 func (s *Store) Checkpoint(ctx context.Context, source string) ([]byte, error) {
 	var data []byte
+	source = safeText(source)
 	err := s.withTx(ctx, func(tx *sql.Tx) error {
 		id, err := s.hostID(ctx, tx)
 		if err != nil {

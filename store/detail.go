@@ -25,8 +25,10 @@ import (
 // Binding one value per row instead of eight is a fifth of a bulk import's
 // time. The array stays readable from the sqlite3 shell (json_extract, and
 // the delivery_log view). Strings keep their bytes exactly: '"', '\' and
-// control bytes are escaped, everything else, invalid UTF-8 included, is
-// written as it is, and decodeDetail gives back what appendDetail was given.
+// control bytes are escaped, everything else is written as it is, and
+// decodeDetail gives back what appendDetail was given. (By then the strings
+// are valid UTF-8 without NUL, see safeText; rows of an older mailtls may
+// hold invalid UTF-8, which reads back as it was written.)
 
 // detailFields is the number of elements of a detail array, the optional
 // tls_feature, tls_verify and tlsrpt included; minDetailFields without

@@ -63,6 +63,9 @@ FROM deliveries;
 	{sql: hostsSchema},
 	// 9: refresh claims on the published cache, see claims.go.
 	{sql: claimsSchema},
+	// 10: rollup keys of non-ASCII domains reversed by character, see
+	// rekeyReversed.
+	{fn: rekeyReversed},
 }
 
 // pgDeliveryLog is the PostgreSQL text of the delivery_log view (see

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/mailtls/mailtls/policyd"
 )
@@ -41,6 +42,9 @@ const generationName = "overrides_generation"
 func checkText(what, v string, allowSpace bool) error {
 	if strings.TrimSpace(v) == "" {
 		return fmt.Errorf("%w: empty %s", ErrBadInput, what)
+	}
+	if !utf8.ValidString(v) {
+		return fmt.Errorf("%w: %s %q is not valid UTF-8", ErrBadInput, what, v)
 	}
 	for _, r := range v {
 		if unicode.IsControl(r) || (!allowSpace && unicode.IsSpace(r)) {
@@ -77,7 +81,7 @@ func normActor(a string) string {
 	if a = strings.TrimSpace(a); a == "" {
 		return "unknown"
 	}
-	return a
+	return safeText(a)
 }
 
 func nullUnix(t time.Time) sql.NullInt64 {
@@ -123,6 +127,7 @@ func setOverrideTx(ctx context.Context, tx *sql.Tx, o Override, actor string, no
 	err := tx.QueryRowContext(ctx, `SELECT policy, note, expires FROM overrides WHERE key = ?`, o.Key).
 		Scan(&oldPolicy, &oldNote, &oldExpires)
 	exp := nullUnix(o.Expires)
+	o.Note = safeText(o.Note) // checkOverride refused NUL, not invalid UTF-8
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		if _, err := tx.ExecContext(ctx, `INSERT INTO overrides(key, policy, note, created, updated, expires) VALUES (?, ?, ?, ?, ?, ?)`,
@@ -144,6 +149,7 @@ func setOverrideTx(ctx context.Context, tx *sql.Tx, o Override, actor string, no
 }
 
 func addHistory(ctx context.Context, tx *sql.Tx, key string, old, new any, actor string, at time.Time, note string) error {
+	actor, note = safeText(actor), safeText(note)
 	if _, err := tx.ExecContext(ctx, `INSERT INTO override_history(key, old, new, actor, at, note) VALUES (?, ?, ?, ?, ?, ?)`,
 		key, old, new, actor, at.Unix(), note); err != nil {
 		return fmt.Errorf("store: record history for %s: %w", key, err)
@@ -219,6 +225,7 @@ func (s *Store) ImportOverrides(ctx context.Context, ovs []Override, actor strin
 			}
 			set, hist = set[:0], hist[:0]
 			for _, o := range part {
+				o.Note = safeText(o.Note)
 				exp := nullUnix(o.Expires)
 				var prev any // NULL in the history when the override is new
 				if e, ok := old[o.Key]; ok {

@@ -33,6 +33,8 @@ const pgMigrateLock = 0x6d746c73
 const (
 	pgOverridesLock = pgMigrateLock + 1
 	pgTLSRPTLock    = pgMigrateLock + 2
+	// pgPruneLock is the session advisory lock a Prune holds (lockPrune).
+	pgPruneLock = pgMigrateLock + 3
 )
 
 // serialize makes tx wait for, and then hold until it ends, the advisory
@@ -387,4 +389,32 @@ func (s *Store) lockSourcePG(ctx context.Context, host, source string, key int64
 			ErrSourceLocked, host, source, key, s.path)
 	}
 	return s.keepLock(conn, key), nil
+}
+
+// lockPrune keeps a second Prune out while one runs: on PostgreSQL, where
+// every host of a fleet may prune (--keep), with a session advisory lock
+// on a connection of its own, refused at once (ErrPruneRunning) when
+// another session holds it. On SQLite it does nothing: the single writer
+// orders the deletes, and deleting what is already gone costs nothing.
+// If the connection is lost, so is the lock; the deletes stay correct,
+// only no longer alone.
+func (s *Store) lockPrune(ctx context.Context) (release func(), _ error) {
+	if s.eng != engPostgres {
+		return func() {}, nil
+	}
+	conn, err := pgx.ConnectConfig(ctx, s.pgcfg.Copy())
+	if err != nil {
+		return nil, fmt.Errorf("store: prune: lock %s: %s", s.path, RedactDSN(err.Error()))
+	}
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, int64(pgPruneLock)).Scan(&got); err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("store: prune: lock %s: %s", s.path, RedactDSN(err.Error()))
+	}
+	if !got {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("%w (%s, advisory lock %d held): nothing deleted; try again once it has finished", ErrPruneRunning, s.path, int64(pgPruneLock))
+	}
+	// Closing the session releases the lock.
+	return func() { conn.Close(context.WithoutCancel(ctx)) }, nil
 }

@@ -29,6 +29,10 @@ const horizonNone = math.MinInt64
 // changes never wait long for the write lock.
 var pruneChunk = 5000
 
+// pruneLocked is called once Prune holds its lock; tests hold a Prune
+// there.
+var pruneLocked = func() {}
+
 // PruneResult is what Prune did.
 type PruneResult struct {
 	Horizon time.Time // raw deliveries before it are gone
@@ -39,12 +43,19 @@ type PruneResult struct {
 // before, and records that midnight as the horizon. The rollups are kept.
 // It deletes in small transactions; if interrupted, calling it again
 // finishes the job. Pruning to an earlier horizon than the recorded one
-// keeps the recorded one.
+// keeps the recorded one. On PostgreSQL, while another Prune runs on the
+// same database, it fails at once with an error wrapping ErrPruneRunning.
 func (s *Store) Prune(ctx context.Context, before time.Time) (PruneResult, error) {
 	h, err := s.pruneHorizon(before)
 	if err != nil {
 		return PruneResult{}, err
 	}
+	release, err := s.lockPrune(ctx)
+	if err != nil {
+		return PruneResult{}, err
+	}
+	defer release()
+	pruneLocked()
 	err = s.withTx(ctx, func(tx *sql.Tx) error {
 		old, err := horizon(ctx, tx)
 		if err != nil {

@@ -33,6 +33,7 @@ func (s *Store) SavePublished(ctx context.Context, domain, source, policy string
 	if err := checkText("published source of "+domain, source, false); err != nil {
 		return err
 	}
+	policy = safeText(policy) // fetched text (see text.go)
 	return s.withTx(ctx, func(tx *sql.Tx) error {
 		return savePublishedTx(ctx, tx, domain, source, policy, data, s.now(), expires)
 	})

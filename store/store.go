@@ -60,6 +60,9 @@ var (
 	// ErrUnavailable is returned by OverridesVersion when the database file
 	// can not be reached; the caller should keep its last snapshot.
 	ErrUnavailable = errors.New("store: database unavailable")
+	// ErrPruneRunning is returned by Prune on a PostgreSQL database where
+	// another process (another host of the fleet) is pruning already.
+	ErrPruneRunning = errors.New("store: another prune is running on this database")
 )
 
 const (
@@ -485,12 +488,4 @@ func Actor(getenv func(string) string) string {
 		return u.Username
 	}
 	return fmt.Sprintf("uid %d", os.Getuid())
-}
-
-func reverse(s string) string {
-	b := []byte(s)
-	for i, j := 0, len(b)-1; i < j; i, j = i+1, j-1 {
-		b[i], b[j] = b[j], b[i]
-	}
-	return string(b)
 }

@@ -92,7 +92,7 @@ func (s *Store) ClaimTLSRPTSend(ctx context.Context, domain, day, rua string, re
 func (s *Store) FinishTLSRPTSend(ctx context.Context, domain, day, rua string, sendErr error) error {
 	state, msg := TLSRPTSent, ""
 	if sendErr != nil {
-		state, msg = TLSRPTFailed, sendErr.Error()
+		state, msg = TLSRPTFailed, safeText(sendErr.Error())
 	}
 	return s.withTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE tlsrpt_sends SET state = ?, error = ? WHERE domain = ? AND day = ? AND rua = ? AND state = ?`,

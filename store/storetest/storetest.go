@@ -90,6 +90,7 @@ func Cases() []Case {
 		{"OverrideHistory", overrideHistory},
 		{"ChangeNotification", changeNotification},
 		{"PruneKeepsRollups", pruneKeepsRollups},
+		{"HostileText", hostileText},
 	}
 }
 
@@ -811,5 +812,159 @@ func pruneKeepsRollups(t T, b Backend) {
 	}
 	if _, err := b.Prune(ctx, time.Now().Add(48*time.Hour)); !errors.Is(err, store.ErrBadInput) {
 		t.Errorf("Prune before a future time: err %v, want one wrapping store.ErrBadInput", err)
+	}
+}
+
+// safe is what a store keeps of a text field: each run of invalid UTF-8
+// and each NUL byte becomes U+FFFD, the same on every engine (PostgreSQL
+// refuses both in text, and a batch it refused would be retried forever).
+func safe(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// hostileText: deliveries whose text fields hold NUL bytes, invalid UTF-8,
+// non-ASCII domains and quotes commit (once), and read back the same on
+// every engine, with U+FFFD in place of what text cannot hold; reports
+// find the non-ASCII domains, from the rollups and the raw rows alike, and
+// a domain filter finds them under their parent. Notes and actors of
+// overrides, and a checkpoint source, get the same treatment.
+func hostileText(t T, b Backend) {
+	ctx := context.Background()
+	const src = "file:/var/log/ma\xffil\x00.log"
+	domains := []string{"bücher.example", "mx.bücher.example", "例え.jp", "bad\xffdomain.example", "nul\x00.example", "example.com"}
+	var ds []delivery.Delivery
+	for i := 0; i < 3*24; i++ { // three days, one an hour
+		d := newDelivery(fmt.Sprintf("hostile-%d", i), day0().Add(time.Duration(i)*time.Hour+7*time.Minute), domains[i%len(domains)],
+			[]delivery.Status{delivery.Sent, delivery.Sent, delivery.Deferred}[i%3], ptr(i%4 != 0), false)
+		d.Recipient = `"o'brien \"x\"\\"\x00@` + d.Domain
+		d.Relay = "mx\x00." + d.Domain + "[192.0.2.7]:25"
+		d.Reason = "250 2.0.0 ok \xc3 '; DROP TABLE deliveries; --"
+		d.QueueID = "4Q\x00" + fmt.Sprint(i)
+		d.DSN = "2.0.0\xff"
+		if *d.TLS {
+			d.TLSProtocol, d.TLSCipher = "TLSv1.3\xfe", "AES\x00GCM"
+		}
+		d.TLSVerify, d.TLSFeature = "num=62:hostname mismatch \xe2\x80", "may:\x00none"
+		ds = append(ds, d)
+	}
+	for i := 0; i < len(ds); i += 25 {
+		part := ds[i:min(i+25, len(ds))]
+		commit(t, b, src, part, []byte(fmt.Sprintf("ck-%d", i)), len(part))
+	}
+	commit(t, b, src, ds[:25], []byte("ck-again"), 0) // stored once
+	if ck := checkpoint(t, b, src); string(ck) != "ck-again" {
+		t.Errorf("checkpoint of %q = %q, want ck-again", src, ck)
+	}
+
+	// Read back: every field, made safe.
+	byKey := map[string]delivery.Delivery{}
+	for _, d := range ds {
+		byKey[d.Key] = d
+	}
+	n := 0
+	err := b.Deliveries(ctx, store.Filter{}, func(got delivery.Delivery) error {
+		n++
+		d, ok := byKey[got.Key]
+		if !ok {
+			t.Errorf("Deliveries: key %s was not committed", got.Key)
+			return nil
+		}
+		for _, f := range []struct{ name, got, want string }{
+			{"domain", got.Domain, safe(d.Domain)},
+			{"recipient", got.Recipient, safe(d.Recipient)},
+			{"relay", got.Relay, safe(d.Relay)},
+			{"reason", got.Reason, safe(d.Reason)},
+			{"queue id", got.QueueID, safe(d.QueueID)},
+			{"dsn", got.DSN, safe(d.DSN)},
+			{"tls protocol", got.TLSProtocol, safe(d.TLSProtocol)},
+			{"tls cipher", got.TLSCipher, safe(d.TLSCipher)},
+			{"tls verify", got.TLSVerify, safe(d.TLSVerify)},
+			{"tls feature", got.TLSFeature, safe(d.TLSFeature)},
+		} {
+			if f.got != f.want {
+				t.Errorf("delivery %s: %s = %q, want %q", d.Key[:8], f.name, f.got, f.want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Deliveries: %v", err)
+	}
+	if n != len(ds) {
+		t.Errorf("Deliveries: %d rows, want %d", n, len(ds))
+	}
+
+	// Reports by domain, over whole days (rollups) and partial ones (raw
+	// rows): one row per domain, under its safe spelling.
+	d := day0()
+	for _, w := range []store.Window{
+		{},
+		{Since: d.Add(5*time.Hour + 30*time.Minute), Until: d.Add(2*24*time.Hour + 17*time.Hour)},
+		{Since: d.Add(24 * time.Hour), Until: d.Add(48 * time.Hour)},
+	} {
+		want := map[string]int64{}
+		for _, x := range ds {
+			if x.Status == delivery.Sent && !x.Time.Before(w.Since) && (w.Until.IsZero() || x.Time.Before(w.Until)) {
+				want[safe(x.Domain)]++
+			}
+		}
+		rows, err := b.ReportBy(ctx, w, "domain", 0)
+		if err != nil {
+			t.Fatalf("ReportBy(domain, %v to %v): %v", w.Since, w.Until, err)
+		}
+		got := map[string]int64{}
+		for _, r := range rows {
+			if _, dup := got[r.Key]; dup {
+				t.Errorf("ReportBy(domain, %v to %v): domain %q twice", w.Since, w.Until, r.Key)
+			}
+			got[r.Key] += r.Deliveries
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("ReportBy(domain, %v to %v) = %v, want %v", w.Since, w.Until, got, want)
+		}
+		// A parent's filter finds the non-ASCII subdomains.
+		for _, f := range []string{"*.example", ".example", "example.com"} {
+			fw := w
+			fw.Domain = f
+			var sent int64
+			for k, n := range want {
+				if matches(f, k) {
+					sent += n
+				}
+			}
+			if s := summary(t, b, fw); s.Deliveries != sent {
+				t.Errorf("Summary(domain %q, %v to %v) = %d sent, want %d", f, w.Since, w.Until, s.Deliveries, sent)
+			}
+		}
+	}
+
+	// Override notes and actors.
+	const note, actor = "from \xffthe ticket", "ad\x00min\xfe"
+	if err := b.SetOverride(ctx, store.Override{Key: "example.com", Policy: "encrypt", Note: note}, actor); err != nil {
+		t.Fatalf("SetOverride with note %q, actor %q: %v", note, actor, err)
+	}
+	ovs, err := b.Overrides(ctx)
+	if err != nil {
+		t.Fatalf("Overrides: %v", err)
+	}
+	if len(ovs) != 1 || ovs[0].Note != safe(note) {
+		t.Errorf("Overrides = %+v, want one with note %q", ovs, safe(note))
+	}
+	hist, err := b.History(ctx, "example.com")
+	if err != nil {
+		t.Fatalf("History: %v", err)
+	}
+	if len(hist) != 1 || hist[0].Actor != safe(actor) || hist[0].Note != safe(note) {
+		t.Errorf("History = %+v, want one change by %q with note %q", hist, safe(actor), safe(note))
+	}
+	// Setting it again to the same is no change.
+	if err := b.SetOverride(ctx, store.Override{Key: "example.com", Policy: "encrypt", Note: note}, actor); err != nil {
+		t.Fatalf("SetOverride again: %v", err)
+	}
+	if hist, err := b.History(ctx, "example.com"); err != nil || len(hist) != 1 {
+		t.Errorf("History after setting the same override again: %d changes, %v; want 1", len(hist), err)
+	}
+	if err := b.SetOverride(ctx, store.Override{Key: "example.com", Policy: "encrypt", Note: "a\x00b"}, actor); !errors.Is(err, store.ErrBadInput) {
+		t.Errorf("SetOverride with a NUL in the note: %v, want an error wrapping store.ErrBadInput (control character)", err)
 	}
 }

@@ -4,7 +4,7 @@
 // log rotation, a full disk, PostgreSQL restarted and stopped) and writes what clients and the database saw
 // to RELIABILITY.md. bench/faults.sh (`make faults`) builds and runs it.
 //
-//	faults -bin bin/mailtls -dir /tmp/mailtls-faults -out RELIABILITY.md [-phases daemon,abuse,follower,restart,fleet]
+//	faults -bin bin/mailtls -dir /tmp/mailtls-faults -out RELIABILITY.md [-phases daemon,abuse,follower,restart,fleet,netcut]
 package main
 
 import (
@@ -42,6 +42,7 @@ type suite struct {
 	follower *followerResult
 	restart  *restartResult
 	fleet    *fleetResult
+	netcut   *netcutResult
 	foreign  string
 	failed   []string // correctness checks that failed, set by summary
 }
@@ -65,7 +66,7 @@ func main() {
 	flag.StringVar(&cfg.out, "out", "RELIABILITY.md", "output `file`")
 	flag.StringVar(&cfg.user, "user", "nobody", "run the daemon and the CLI as this `user` (empty: as the caller)")
 	flag.BoolVar(&cfg.tmpfs, "tmpfs", true, "mount a small tmpfs for the disk-full case (needs root)")
-	flag.StringVar(&phases, "phases", "daemon,abuse,follower,restart,fleet", "comma-separated `phases` to run")
+	flag.StringVar(&phases, "phases", "daemon,abuse,follower,restart,fleet,netcut", "comma-separated `phases` to run")
 	flag.Float64Var(&cfg.scale, "scale", 1, "scale the follower's line counts")
 	flag.IntVar(&cfg.policySets, "policy-sets", 200, "length of the `policy set` loop")
 	flag.StringVar(&cfg.fcases, "follower-cases", "F1,F2,F3,F4,F5,F6", "follower `cases` to run")
@@ -132,6 +133,9 @@ func main() {
 	}
 	if cfg.phases["fleet"] {
 		s.fleet = runFleet(s.cfg)
+	}
+	if cfg.phases["netcut"] {
+		s.netcut = runNetcut(s.cfg)
 	}
 	s.foreign = fw.Stop()
 	if err := os.WriteFile(cfg.out, []byte(s.markdown()), 0o644); err != nil {

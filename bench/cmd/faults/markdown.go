@@ -45,6 +45,9 @@ func (s *suite) markdown() string {
 	if s.fleet != nil {
 		s.fleetSection(&b)
 	}
+	if s.netcut != nil {
+		s.netcutSection(&b)
+	}
 	return b.String()
 }
 
@@ -101,6 +104,9 @@ func (s *suite) summary(b *strings.Builder) {
 	}
 	if s.fleet != nil {
 		s.fleetSummary(&t, verdict)
+	}
+	if s.netcut != nil {
+		s.netcutSummary(&t, verdict)
 	}
 	b.WriteString("## Summary\n\n")
 	b.WriteString(t.String())
