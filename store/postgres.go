@@ -178,6 +178,7 @@ func openPostgres(ctx context.Context, target string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.DialFunc = pgDial // keepalives and TCP_USER_TIMEOUT: see postgres_dial.go
 	s := &Store{path: red, eng: engPostgres, pgcfg: cfg, now: time.Now}
 	s.host, s.hostErr = DefaultHost()
 	w := sql.OpenDB(pgConnector{stdlib.GetConnector(*cfg)})
