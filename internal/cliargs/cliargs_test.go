@@ -1,0 +1,30 @@
+package cliargs
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+)
+
+func TestReorder(t *testing.T) {
+	app := &cli.App{
+		Flags: []cli.Flag{&cli.StringFlag{Name: "db"}},
+		Commands: []*cli.Command{{
+			Name:        "policy",
+			Subcommands: []*cli.Command{{Name: "set", Flags: []cli.Flag{&cli.StringFlag{Name: "note"}, &cli.BoolFlag{Name: "dry-run"}}}},
+		}},
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"mailtls policy set a.example encrypt --note x --dry-run b", "mailtls policy set --note x --dry-run a.example encrypt b"},
+		{"mailtls --db x.db policy set a.example", "mailtls policy set --db x.db a.example"},
+		{"mailtls policy set --note=x a.example -- --dry-run", "mailtls policy set --note=x a.example -- --dry-run"},
+		{"mailtls policy set a.example policy --dry-run", "mailtls policy set --dry-run a.example policy"},
+		{"mailtls", "mailtls"},
+	} {
+		got := strings.Join(Reorder(app, strings.Fields(tc.in)), " ")
+		if got != tc.want {
+			t.Errorf("Reorder(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
