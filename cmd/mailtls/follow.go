@@ -49,38 +49,37 @@ func followCommand(e env) *cli.Command {
 			"Survives rotation by rename and copytruncate, and resumes exactly where it\n" +
 			"stopped after a crash: rows and position are committed together. Rotations\n" +
 			"made while it was stopped are caught up on start (gzip-compressed files too).",
-		Flags: flags,
-		Action: func(c *cli.Context) error {
-			if err := loadConfig(c); err != nil {
-				return err
-			}
-			log, err := newLogger(c, e)
-			if err != nil {
-				return err
-			}
-			st, err := openStore(c)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			f, err := newFollower(c, st, log)
-			if err != nil {
-				return err
-			}
-			release, err := lockFollower(c, st, f)
-			if err != nil {
-				return err
-			}
-			defer release()
-			w, err := startWeb(c, st, log, nil, f)
-			if err != nil {
-				return err
-			}
-			defer w.stop()
-			log.Info("mailtls follow started", "host", f.Host(), "source", f.SourceName(), "db", dbName(c), "http", w.addr())
-			return f.Run(c.Context)
-		},
+		Flags:  flags,
+		Action: func(c *cli.Context) error { return followAction(c, e) },
 	}
+}
+
+// followAction is `mailtls follow`: the follower and its web listener.
+func followAction(c *cli.Context, e env) error {
+	if err := loadConfig(c); err != nil {
+		return err
+	}
+	log, err := newLogger(c, e)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(c)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	f, release, err := startFollower(c, st, log)
+	if err != nil {
+		return err
+	}
+	defer release()
+	w, err := startWeb(c, st, log, nil, f)
+	if err != nil {
+		return err
+	}
+	defer w.stop()
+	log.Info("mailtls follow started", "host", f.Host(), "source", f.SourceName(), "db", dbName(c), "http", w.addr())
+	return f.Run(c.Context)
 }
 
 // newFollower turns the follow flags into a follower of the log file or
@@ -146,14 +145,19 @@ func fileSource(c *cli.Context, log *slog.Logger) (ingest.Source, string, error)
 	return src, name, nil
 }
 
-// lockFollower makes st write as --host and takes the follower's lock of
-// that host and its source; release gives it back.
-func lockFollower(c *cli.Context, st hostSetter, f *ingest.Follower) (release func(), err error) {
+// startFollower turns the follow flags into a follower writing to st as
+// --host, and takes its lock of that host and its source; release gives
+// it back.
+func startFollower(c *cli.Context, st ingest.FollowStore, log *slog.Logger) (f *ingest.Follower, release func(), err error) {
+	if f, err = newFollower(c, st, log); err != nil {
+		return nil, nil, err
+	}
 	host, err := setWriteHost(c, st)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return f.Lock(c.Context, host)
+	release, err = f.Lock(c.Context, host)
+	return f, release, err
 }
 
 func postfixUserFlag() cli.Flag {
