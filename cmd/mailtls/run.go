@@ -122,9 +122,8 @@ func reloadConfig(c *cli.Context, d *daemon, level *slogLevelVar, log interface 
 	Info(string, ...any)
 	Error(string, ...any)
 }) {
-	path, _ := configPath(c)
 	_, known := configNames(c)
-	vals, err := readConfig(path, known)
+	path, vals, err := configFile(c, known)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			log.Error("config reload failed; keeping current settings", "file", path, "err", err)
