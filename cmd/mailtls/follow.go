@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -171,21 +170,16 @@ func postfixUserFlag() cli.Flag {
 // have no journal entries at all).
 func journalTrust(c *cli.Context, strict bool) (logparse.JournalTrust, error) {
 	name := c.String("postfix-user")
-	if n, err := strconv.ParseUint(name, 10, 32); err == nil {
-		return logparse.JournalTrust{UIDs: []uint32{uint32(n)}}, nil
+	uid, err := ingest.PostfixUID(name)
+	switch {
+	case err == nil:
+		return logparse.JournalTrust{UIDs: []uint32{uid}}, nil
+	case !errors.Is(err, ingest.ErrNoUser):
+		return logparse.JournalTrust{}, usageErrorf("--postfix-user %q: %v", name, err)
+	case !strict && !c.IsSet("postfix-user"):
+		return logparse.JournalTrust{}, nil
 	}
-	u, err := user.Lookup(name)
-	if err != nil {
-		if !strict && !c.IsSet("postfix-user") {
-			return logparse.JournalTrust{}, nil
-		}
-		return logparse.JournalTrust{}, usageErrorf("--postfix-user %q: no such user (want Postfix's mail_owner, see postconf -h mail_owner, by name or uid)", name)
-	}
-	n, err := strconv.ParseUint(u.Uid, 10, 32)
-	if err != nil {
-		return logparse.JournalTrust{}, usageErrorf("--postfix-user %q: uid %q is not a number", name, u.Uid)
-	}
-	return logparse.JournalTrust{UIDs: []uint32{uint32(n)}}, nil
+	return logparse.JournalTrust{}, usageErrorf("--postfix-user %q: no such user (want Postfix's mail_owner, see postconf -h mail_owner, by name or uid)", name)
 }
 
 // describeTrust names the trusted non-root uid for messages.
