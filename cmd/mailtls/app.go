@@ -103,8 +103,16 @@ func newApp(e env) *cli.App {
 			return cli.ShowAppHelp(c)
 		},
 	}
-	setUsageErrors(app.Commands)
-	addDBFlag(app.Commands, e)
+	cliargs.Walk(app.Commands, func(c *cli.Command) {
+		// Every command has its own --db, so that it is accepted after
+		// the command name as the contract says ("--db PATH on every
+		// command").
+		c.Flags = append(c.Flags, dbFlag(e))
+		c.OnUsageError = onUsageError
+		if len(c.Subcommands) > 0 && c.Action == nil {
+			c.Action = subcommandHelp(c.Name)
+		}
+	})
 	return app
 }
 
@@ -112,21 +120,13 @@ func onUsageError(_ *cli.Context, err error, _ bool) error {
 	return &usageError{msg: err.Error() + " (see --help)"}
 }
 
-func setUsageErrors(cmds []*cli.Command) {
-	for _, c := range cmds {
-		c.OnUsageError = onUsageError
-		if len(c.Subcommands) > 0 {
-			setUsageErrors(c.Subcommands)
-			name := c.Name
-			if c.Action == nil {
-				c.Action = func(cc *cli.Context) error {
-					if cc.Args().Present() {
-						return usageErrorf("unknown %s command %q (run `mailtls %s --help`)", name, cc.Args().First(), name)
-					}
-					return cli.ShowSubcommandHelp(cc)
-				}
-			}
+// subcommandHelp is the action of a command that has only subcommands.
+func subcommandHelp(name string) cli.ActionFunc {
+	return func(cc *cli.Context) error {
+		if cc.Args().Present() {
+			return usageErrorf("unknown %s command %q (run `mailtls %s --help`)", name, cc.Args().First(), name)
 		}
+		return cli.ShowSubcommandHelp(cc)
 	}
 }
 
@@ -160,14 +160,5 @@ func commands(e env) []*cli.Command {
 		postfixConfigCommand(e),
 		checkCommand(e),
 		tlsrptCommand(e),
-	}
-}
-
-// addDBFlag gives every command its own --db, so that it is accepted after
-// the command name as the contract says ("--db PATH on every command").
-func addDBFlag(cmds []*cli.Command, e env) {
-	for _, c := range cmds {
-		c.Flags = append(c.Flags, dbFlag(e))
-		addDBFlag(c.Subcommands, e)
 	}
 }

@@ -55,14 +55,7 @@ func followCommand(e env) *cli.Command {
 
 // followAction is `mailtls follow`: the follower and its web listener.
 func followAction(c *cli.Context, e env) error {
-	if err := loadConfig(c); err != nil {
-		return err
-	}
-	log, err := newLogger(c, e)
-	if err != nil {
-		return err
-	}
-	st, err := openStore(c)
+	log, st, err := startLong(c, e, new(slog.LevelVar))
 	if err != nil {
 		return err
 	}

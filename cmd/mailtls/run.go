@@ -35,15 +35,8 @@ func runCommand(e env) *cli.Command {
 // runAction is `mailtls run`: the daemon, the follower, the web listener
 // and, with --tlsrpt, the TLSRPT job, until the follower stops.
 func runAction(c *cli.Context, e env) error {
-	if err := loadConfig(c); err != nil {
-		return err
-	}
-	var level = new(slogLevelVar)
-	log, err := newLeveledLogger(c, e, level)
-	if err != nil {
-		return err
-	}
-	st, err := openStore(c)
+	level := new(slogLevelVar)
+	log, st, err := startLong(c, e, level)
 	if err != nil {
 		return err
 	}

@@ -82,3 +82,12 @@ func addValueFlag(out map[string]bool, f cli.Flag) {
 		out[n] = true
 	}
 }
+
+// Walk calls fn for every command of cmds and of their subcommands,
+// each before its subcommands.
+func Walk(cmds []*cli.Command, fn func(*cli.Command)) {
+	for _, c := range cmds {
+		fn(c)
+		Walk(c.Subcommands, fn)
+	}
+}

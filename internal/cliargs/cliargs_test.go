@@ -28,3 +28,12 @@ func TestReorder(t *testing.T) {
 		}
 	}
 }
+
+func TestWalk(t *testing.T) {
+	cmds := []*cli.Command{{Name: "a", Subcommands: []*cli.Command{{Name: "b"}, {Name: "c"}}}, {Name: "d"}}
+	var got []string
+	Walk(cmds, func(c *cli.Command) { got = append(got, c.Name) })
+	if strings.Join(got, " ") != "a b c d" {
+		t.Fatalf("Walk visited %q", got)
+	}
+}
