@@ -110,18 +110,19 @@ func runLoop(c *cli.Context, fol *ingest.Follower, d *daemon, level *slogLevelVa
 // reloadConfig re-reads the config file and applies the settings that can
 // change live: default and log-level. Other settings need a restart, which
 // is logged. A bad config file is logged and ignored: the running settings
-// stay.
-func reloadConfig(c *cli.Context, d *daemon, level *slogLevelVar, log interface {
-	Info(string, ...any)
-	Error(string, ...any)
-}) {
+// stay. The overrides are reloaded in any case.
+func reloadConfig(c *cli.Context, d *daemon, level *slogLevelVar, log *slog.Logger) {
+	defer func() {
+		if _, err := d.table.Reload(c.Context, d.src); err != nil {
+			log.Error("reload overrides failed; serving the last good snapshot", "err", err)
+		}
+	}()
 	_, known := configNames(c)
 	path, vals, err := configFile(c, known)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			log.Error("config reload failed; keeping current settings", "file", path, "err", err)
 		}
-		reloadTable(c, d, log)
 		return
 	}
 	if v, ok := vals["default"]; ok && !c.IsSet("default") {
@@ -137,12 +138,5 @@ func reloadConfig(c *cli.Context, d *daemon, level *slogLevelVar, log interface 
 		if err := level.UnmarshalText([]byte(v)); err != nil {
 			log.Error("config reload: bad log-level; keeping current", "err", err)
 		}
-	}
-	reloadTable(c, d, log)
-}
-
-func reloadTable(c *cli.Context, d *daemon, log interface{ Error(string, ...any) }) {
-	if _, err := d.table.Reload(c.Context, d.src); err != nil {
-		log.Error("reload overrides failed; serving the last good snapshot", "err", err)
 	}
 }
