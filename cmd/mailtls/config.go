@@ -4,11 +4,11 @@ import (
 	"errors"
 	"maps"
 	"os"
-	"slices"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailtls/mailtls/conffile"
+	"github.com/mailtls/mailtls/internal/cliargs"
 )
 
 // defaultConfig is read when present; --config names another file, which
@@ -40,31 +40,11 @@ func loadError(err error) error {
 	return usageErrorf("config: %v", err)
 }
 
-// knownFlags lists every flag name visible to the command, global ones included.
-func knownFlags(c *cli.Context) map[string]bool {
-	known := map[string]bool{}
-	for _, cc := range c.Lineage() {
-		if cc.Command != nil {
-			for _, f := range cc.Command.Flags {
-				for _, n := range f.Names() {
-					known[n] = true
-				}
-			}
-		}
-	}
-	for _, f := range c.App.Flags {
-		for _, n := range f.Names() {
-			known[n] = true
-		}
-	}
-	return known
-}
-
 // configNames returns the command's own flag names, and the names a
 // config file may hold: those and the settings of the tlsrpt commands,
 // which share the file with the daemon.
 func configNames(c *cli.Context) (own, known map[string]bool) {
-	own = knownFlags(c)
+	own = cliargs.FlagNames(c)
 	known = maps.Clone(own)
 	for _, n := range tlsrptSettings {
 		known[n] = true
@@ -84,7 +64,7 @@ func loadConfig(c *cli.Context) error {
 		if !own[name] || c.IsSet(name) || (name == "db" && os.Getenv("MAILTLS_DB") != "") {
 			continue
 		}
-		v, isBool := value, isBoolFlag(c, name)
+		v, isBool := value, cliargs.IsBool(c.Command, name)
 		if isBool {
 			v = conffile.Bool(value)
 		}
@@ -96,17 +76,6 @@ func loadConfig(c *cli.Context) error {
 		}
 	}
 	return nil
-}
-
-// isBoolFlag reports whether name is a boolean flag of the command, which
-// the config file may set with yes and no as well.
-func isBoolFlag(c *cli.Context, name string) bool {
-	for _, f := range c.Command.Flags {
-		if _, ok := f.(*cli.BoolFlag); ok && slices.Contains(f.Names(), name) {
-			return true
-		}
-	}
-	return false
 }
 
 // loadConfigSetting applies one setting of the config file, when it is

@@ -3,6 +3,7 @@
 package cliargs
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -90,4 +91,35 @@ func Walk(cmds []*cli.Command, fn func(*cli.Command)) {
 		fn(c)
 		Walk(c.Subcommands, fn)
 	}
+}
+
+// FlagNames lists every flag name visible to the command of c: its own,
+// its parents' and the app's.
+func FlagNames(c *cli.Context) map[string]bool {
+	known := map[string]bool{}
+	for _, cc := range c.Lineage() {
+		if cc.Command != nil {
+			addNames(known, cc.Command.Flags)
+		}
+	}
+	addNames(known, c.App.Flags)
+	return known
+}
+
+func addNames(out map[string]bool, flags []cli.Flag) {
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			out[n] = true
+		}
+	}
+}
+
+// IsBool reports whether name is a boolean flag of cmd.
+func IsBool(cmd *cli.Command, name string) bool {
+	for _, f := range cmd.Flags {
+		if _, ok := f.(*cli.BoolFlag); ok && slices.Contains(f.Names(), name) {
+			return true
+		}
+	}
+	return false
 }

@@ -37,3 +37,24 @@ func TestWalk(t *testing.T) {
 		t.Fatalf("Walk visited %q", got)
 	}
 }
+
+func TestFlagNamesAndIsBool(t *testing.T) {
+	var names map[string]bool
+	set := &cli.Command{Name: "set", Flags: []cli.Flag{&cli.StringFlag{Name: "note", Aliases: []string{"n"}}, &cli.BoolFlag{Name: "dry-run"}},
+		Action: func(c *cli.Context) error { names = FlagNames(c); return nil }}
+	app := &cli.App{
+		Flags:    []cli.Flag{&cli.StringFlag{Name: "db"}},
+		Commands: []*cli.Command{{Name: "policy", Flags: []cli.Flag{&cli.StringFlag{Name: "actor"}}, Subcommands: []*cli.Command{set}}},
+	}
+	if err := app.Run([]string{"mailtls", "policy", "set"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"db", "actor", "note", "n", "dry-run"} {
+		if !names[n] {
+			t.Errorf("FlagNames lacks %q: %v", n, names)
+		}
+	}
+	if !IsBool(set, "dry-run") || IsBool(set, "note") || IsBool(set, "other") {
+		t.Error("IsBool: want dry-run only")
+	}
+}
