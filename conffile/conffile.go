@@ -55,6 +55,37 @@ func Read(path string, known map[string]bool) (map[string]string, error) {
 	return out, sc.Err()
 }
 
+// Default is the config file read when present; another one named
+// must exist.
+const Default = "/etc/mailtls/mailtls.conf"
+
+// Load reads the config file at path (as Read), or, when path is "",
+// Default, which may be missing: then there are no settings. file is
+// the file read.
+func Load(path string, known map[string]bool) (file string, vals map[string]string, err error) {
+	if path != "" {
+		vals, err = Read(path, known)
+		return path, vals, err
+	}
+	vals, err = Read(Default, known)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Default, nil, nil
+	}
+	return Default, vals, err
+}
+
+// Bool turns Postfix-style yes and no (tlsrpt = yes), as main.cf writes
+// them, into true and false; other values are returned as they are.
+func Bool(value string) string {
+	switch strings.ToLower(value) {
+	case "yes":
+		return "true"
+	case "no":
+		return "false"
+	}
+	return value
+}
+
 // SplitLine splits a trimmed, non-comment config line into the
 // setting's name and its value, without quotes.
 func SplitLine(line string) (name, value string) {

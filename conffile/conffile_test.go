@@ -85,3 +85,24 @@ func FuzzSet(f *testing.F) {
 		}
 	})
 }
+
+// TestLoadAndBool: a named file must exist and is read as Read reads it;
+// yes and no become true and false, other values stay.
+func TestLoadAndBool(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "mailtls.conf")
+	if _, _, err := Load(p, nil); !os.IsNotExist(err) {
+		t.Fatalf("missing named file: err %v, want not exist", err)
+	}
+	if err := os.WriteFile(p, []byte("tlsrpt = Yes\nlog = /x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file, vals, err := Load(p, map[string]bool{"tlsrpt": true, "log": true})
+	if err != nil || file != p || vals["tlsrpt"] != "Yes" || vals["log"] != "/x" {
+		t.Fatalf("Load = %q, %v, %v", file, vals, err)
+	}
+	for in, want := range map[string]string{"yes": "true", "NO": "false", "true": "true", "maybe": "maybe"} {
+		if got := Bool(in); got != want {
+			t.Errorf("Bool(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -236,3 +236,21 @@ func checkJournalLine(trust logparse.JournalTrust, line []byte) logparse.Journal
 	}
 	return trust.Check(line)
 }
+
+// Summary is the line that says what an import read and stored;
+// horizon is the pruning horizon, which matters when r.Old > 0.
+func (r Result) Summary(horizon time.Time) string {
+	present := fmt.Sprintf("%d already present", r.Stats.Deliveries-int64(r.Added)-int64(r.Old))
+	if r.Old > 0 {
+		present += fmt.Sprintf(", %d older than %s, when deliveries were pruned", r.Old, horizon.Format(time.DateOnly))
+	}
+	first, untrusted := "", ""
+	if r.FirstSkipped != "" {
+		first = ", the first: " + r.FirstSkipped
+	}
+	if n := r.Untrusted.Total(); n > 0 {
+		untrusted = fmt.Sprintf(", %d journal entries skipped as not from Postfix (%s)", n, r.Untrusted)
+	}
+	return fmt.Sprintf("%d lines read, %d deliveries stored (%s), %d lines skipped as malformed%s%s",
+		r.Lines(), r.Added, present, r.Stats.Skipped, first, untrusted)
+}

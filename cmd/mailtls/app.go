@@ -18,6 +18,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mailtls/mailtls/internal/cliargs"
 	"github.com/mailtls/mailtls/report"
 	"github.com/mailtls/mailtls/store"
 )
@@ -58,7 +59,7 @@ func main() {
 // single line on stderr.
 func Run(ctx context.Context, args []string, e env) int {
 	app := newApp(e)
-	args = reorderArgs(app, args)
+	args = cliargs.Reorder(app, args)
 	err := app.RunContext(ctx, args)
 	if err == nil {
 		return exitOK
@@ -102,8 +103,16 @@ func newApp(e env) *cli.App {
 			return cli.ShowAppHelp(c)
 		},
 	}
-	setUsageErrors(app.Commands)
-	addDBFlag(app.Commands, e)
+	cliargs.Walk(app.Commands, func(c *cli.Command) {
+		// Every command has its own --db, so that it is accepted after
+		// the command name as the contract says ("--db PATH on every
+		// command").
+		c.Flags = append(c.Flags, dbFlag(e))
+		c.OnUsageError = onUsageError
+		if len(c.Subcommands) > 0 && c.Action == nil {
+			c.Action = subcommandHelp(c.Name)
+		}
+	})
 	return app
 }
 
@@ -111,21 +120,13 @@ func onUsageError(_ *cli.Context, err error, _ bool) error {
 	return &usageError{msg: err.Error() + " (see --help)"}
 }
 
-func setUsageErrors(cmds []*cli.Command) {
-	for _, c := range cmds {
-		c.OnUsageError = onUsageError
-		if len(c.Subcommands) > 0 {
-			setUsageErrors(c.Subcommands)
-			name := c.Name
-			if c.Action == nil {
-				c.Action = func(cc *cli.Context) error {
-					if cc.Args().Present() {
-						return usageErrorf("unknown %s command %q (run `mailtls %s --help`)", name, cc.Args().First(), name)
-					}
-					return cli.ShowSubcommandHelp(cc)
-				}
-			}
+// subcommandHelp is the action of a command that has only subcommands.
+func subcommandHelp(name string) cli.ActionFunc {
+	return func(cc *cli.Context) error {
+		if cc.Args().Present() {
+			return usageErrorf("unknown %s command %q (run `mailtls %s --help`)", name, cc.Args().First(), name)
 		}
+		return cli.ShowSubcommandHelp(cc)
 	}
 }
 
@@ -159,84 +160,5 @@ func commands(e env) []*cli.Command {
 		postfixConfigCommand(e),
 		checkCommand(e),
 		tlsrptCommand(e),
-	}
-}
-
-// reorderArgs lets flags go anywhere, as in
-// `mailtls policy set example.com encrypt --note "x"` or
-// `mailtls --db x.db report`: urfave/cli v2 stops parsing flags at the first
-// positional argument and knows a command's flags only after its name, so
-// every flag is moved right after the command path. A literal "--" ends
-// flag processing.
-func reorderArgs(app *cli.App, args []string) []string {
-	if len(args) < 2 {
-		return args
-	}
-	valued := valueFlags(app.Commands, map[string]bool{})
-	for _, f := range app.Flags {
-		addValueFlag(valued, f)
-	}
-	path := []string{args[0]}
-	var flags, pos []string
-	cmds := app.Commands
-	for i := 1; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			pos = append(pos, args[i:]...)
-			break
-		}
-		if strings.HasPrefix(a, "-") && a != "-" {
-			flags = append(flags, a)
-			name := strings.TrimLeft(a, "-")
-			if !strings.Contains(name, "=") && valued[name] && i+1 < len(args) {
-				flags = append(flags, args[i+1])
-				i++
-			}
-			continue
-		}
-		if len(pos) == 0 {
-			var found *cli.Command
-			for _, c := range cmds {
-				if c.HasName(a) {
-					found = c
-				}
-			}
-			if found != nil {
-				path = append(path, a)
-				cmds = found.Subcommands
-				continue
-			}
-		}
-		pos = append(pos, a)
-	}
-	return append(append(path, flags...), pos...)
-}
-
-// valueFlags collects the names of flags that take a value, in any command.
-func valueFlags(cmds []*cli.Command, out map[string]bool) map[string]bool {
-	for _, c := range cmds {
-		for _, f := range c.Flags {
-			addValueFlag(out, f)
-		}
-		valueFlags(c.Subcommands, out)
-	}
-	return out
-}
-
-func addValueFlag(out map[string]bool, f cli.Flag) {
-	if _, isBool := f.(*cli.BoolFlag); isBool {
-		return
-	}
-	for _, n := range f.Names() {
-		out[n] = true
-	}
-}
-
-// addDBFlag gives every command its own --db, so that it is accepted after
-// the command name as the contract says ("--db PATH on every command").
-func addDBFlag(cmds []*cli.Command, e env) {
-	for _, c := range cmds {
-		c.Flags = append(c.Flags, dbFlag(e))
-		addDBFlag(c.Subcommands, e)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/internal/cliargs"
 	"github.com/mailtls/mailtls/internal/pgtest"
 	"github.com/mailtls/mailtls/internal/testnet"
 )
@@ -201,12 +202,12 @@ func TestUsageErrors(t *testing.T) {
 
 func TestReorderArgs(t *testing.T) {
 	app := newApp(env{getenv: func(string) string { return "" }})
-	got := reorderArgs(app, []string{"mailtls", "policy", "set", "example.com", "encrypt", "--note", "x y", "--dry-run", "protocols=>=TLSv1.2"})
+	got := cliargs.Reorder(app, []string{"mailtls", "policy", "set", "example.com", "encrypt", "--note", "x y", "--dry-run", "protocols=>=TLSv1.2"})
 	want := []string{"mailtls", "policy", "set", "--note", "x y", "--dry-run", "example.com", "encrypt", "protocols=>=TLSv1.2"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("got %q\nwant %q", got, want)
 	}
-	got = reorderArgs(app, []string{"mailtls", "--db", "x.db", "report", "--since", "7d", "downgrades", "--format", "json"})
+	got = cliargs.Reorder(app, []string{"mailtls", "--db", "x.db", "report", "--since", "7d", "downgrades", "--format", "json"})
 	want = []string{"mailtls", "report", "downgrades", "--db", "x.db", "--since", "7d", "--format", "json"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("got %q\nwant %q", got, want)

@@ -2,57 +2,49 @@ package main
 
 import (
 	"errors"
-	"io/fs"
 	"maps"
 	"os"
-	"slices"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailtls/mailtls/conffile"
+	"github.com/mailtls/mailtls/internal/cliargs"
 )
 
 // defaultConfig is read when present; --config names another file, which
 // must then exist.
-const defaultConfig = "/etc/mailtls/mailtls.conf"
+const defaultConfig = conffile.Default
 
-// readConfig reads the config file at path (conffile.Read); a setting
-// not in known is a usage error.
-func readConfig(path string, known map[string]bool) (map[string]string, error) {
-	vals, err := conffile.Read(path, known)
-	var ue *conffile.UnknownError
-	if errors.As(err, &ue) {
-		return nil, usageErrorf("%s", ue.Error())
-	}
-	return vals, err
+// configFile reads the config file in force (conffile.Load of --config);
+// a setting not in known is a usage error.
+func configFile(c *cli.Context, known map[string]bool) (string, map[string]string, error) {
+	path, vals, err := conffile.Load(c.String("config"), known)
+	return path, vals, unknownSetting(err)
 }
 
-// knownFlags lists every flag name visible to the command, global ones included.
-func knownFlags(c *cli.Context) map[string]bool {
-	known := map[string]bool{}
-	for _, cc := range c.Lineage() {
-		if cc.Command != nil {
-			for _, f := range cc.Command.Flags {
-				for _, n := range f.Names() {
-					known[n] = true
-				}
-			}
-		}
+// unknownSetting makes a conffile.UnknownError a usage error.
+func unknownSetting(err error) error {
+	var ue *conffile.UnknownError
+	if errors.As(err, &ue) {
+		return usageErrorf("%s", ue.Error())
 	}
-	for _, f := range c.App.Flags {
-		for _, n := range f.Names() {
-			known[n] = true
-		}
+	return err
+}
+
+// loadError is a config file that cannot be read, as a usage error.
+func loadError(err error) error {
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return err
 	}
-	return known
+	return usageErrorf("config: %v", err)
 }
 
 // configNames returns the command's own flag names, and the names a
 // config file may hold: those and the settings of the tlsrpt commands,
 // which share the file with the daemon.
 func configNames(c *cli.Context) (own, known map[string]bool) {
-	own = knownFlags(c)
+	own = cliargs.FlagNames(c)
 	known = maps.Clone(own)
 	for _, n := range tlsrptSettings {
 		known[n] = true
@@ -60,36 +52,22 @@ func configNames(c *cli.Context) (own, known map[string]bool) {
 	return own, known
 }
 
-// configPath returns the config file in force and whether it was named
-// explicitly.
-func configPath(c *cli.Context) (string, bool) {
-	if p := c.String("config"); p != "" {
-		return p, true
-	}
-	return defaultConfig, false
-}
-
 // loadConfig applies the config file to every flag not given on the command
 // line (or, for --db, through MAILTLS_DB).
 func loadConfig(c *cli.Context) error {
-	path, explicit := configPath(c)
 	own, known := configNames(c)
-	vals, err := readConfig(path, known)
+	path, vals, err := configFile(c, known)
 	if err != nil {
-		if !explicit && errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		var ue *usageError
-		if errors.As(err, &ue) {
-			return err
-		}
-		return usageErrorf("config: %v", err)
+		return loadError(err)
 	}
 	for name, value := range vals {
 		if !own[name] || c.IsSet(name) || (name == "db" && os.Getenv("MAILTLS_DB") != "") {
 			continue
 		}
-		v, isBool := configBool(c, name, value)
+		v, isBool := value, cliargs.IsBool(c.Command, name)
+		if isBool {
+			v = conffile.Bool(value)
+		}
 		if err := c.Set(name, v); err != nil {
 			if isBool {
 				return usageErrorf("%s: %s = %q: want yes or no", path, name, value)
@@ -100,35 +78,13 @@ func loadConfig(c *cli.Context) error {
 	return nil
 }
 
-// configBool turns Postfix-style yes and no into true and false for a
-// boolean flag (tlsrpt = yes), as main.cf writes them, and reports
-// whether name is a boolean flag.
-func configBool(c *cli.Context, name, value string) (string, bool) {
-	for _, f := range c.Command.Flags {
-		if _, ok := f.(*cli.BoolFlag); ok && slices.Contains(f.Names(), name) {
-			switch strings.ToLower(value) {
-			case "yes":
-				return "true", true
-			case "no":
-				return "false", true
-			}
-			return value, true
-		}
-	}
-	return value, false
-}
-
 // loadConfigSetting applies one setting of the config file, when it is
 // there and the flag was not given, for a command (import) that shares
 // the file with the daemon but has few of its flags.
 func loadConfigSetting(c *cli.Context, name string) error {
-	path, explicit := configPath(c)
-	vals, err := readConfig(path, nil)
+	path, vals, err := configFile(c, nil)
 	if err != nil {
-		if !explicit && errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		return usageErrorf("config: %v", err)
+		return loadError(err)
 	}
 	if v, ok := vals[name]; ok && !c.IsSet(name) {
 		if err := c.Set(name, v); err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -49,38 +48,30 @@ func followCommand(e env) *cli.Command {
 			"Survives rotation by rename and copytruncate, and resumes exactly where it\n" +
 			"stopped after a crash: rows and position are committed together. Rotations\n" +
 			"made while it was stopped are caught up on start (gzip-compressed files too).",
-		Flags: flags,
-		Action: func(c *cli.Context) error {
-			if err := loadConfig(c); err != nil {
-				return err
-			}
-			log, err := newLogger(c, e)
-			if err != nil {
-				return err
-			}
-			st, err := openStore(c)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			f, err := newFollower(c, st, log)
-			if err != nil {
-				return err
-			}
-			release, err := lockFollower(c, st, f)
-			if err != nil {
-				return err
-			}
-			defer release()
-			w, err := startWeb(c, st, log, nil, f)
-			if err != nil {
-				return err
-			}
-			defer w.stop()
-			log.Info("mailtls follow started", "host", f.Host(), "source", f.SourceName(), "db", dbName(c), "http", w.addr())
-			return f.Run(c.Context)
-		},
+		Flags:  flags,
+		Action: func(c *cli.Context) error { return followAction(c, e) },
 	}
+}
+
+// followAction is `mailtls follow`: the follower and its web listener.
+func followAction(c *cli.Context, e env) error {
+	log, st, err := startLong(c, e, new(slog.LevelVar))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	f, release, err := startFollower(c, st, log)
+	if err != nil {
+		return err
+	}
+	defer release()
+	w, err := startWeb(c, st, log, nil, f)
+	if err != nil {
+		return err
+	}
+	defer w.stop()
+	log.Info("mailtls follow started", "host", f.Host(), "source", f.SourceName(), "db", dbName(c), "http", w.addr())
+	return f.Run(c.Context)
 }
 
 // newFollower turns the follow flags into a follower of the log file or
@@ -146,14 +137,19 @@ func fileSource(c *cli.Context, log *slog.Logger) (ingest.Source, string, error)
 	return src, name, nil
 }
 
-// lockFollower makes st write as --host and takes the follower's lock of
-// that host and its source; release gives it back.
-func lockFollower(c *cli.Context, st hostSetter, f *ingest.Follower) (release func(), err error) {
+// startFollower turns the follow flags into a follower writing to st as
+// --host, and takes its lock of that host and its source; release gives
+// it back.
+func startFollower(c *cli.Context, st ingest.FollowStore, log *slog.Logger) (f *ingest.Follower, release func(), err error) {
+	if f, err = newFollower(c, st, log); err != nil {
+		return nil, nil, err
+	}
 	host, err := setWriteHost(c, st)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return f.Lock(c.Context, host)
+	release, err = f.Lock(c.Context, host)
+	return f, release, err
 }
 
 func postfixUserFlag() cli.Flag {
@@ -167,21 +163,16 @@ func postfixUserFlag() cli.Flag {
 // have no journal entries at all).
 func journalTrust(c *cli.Context, strict bool) (logparse.JournalTrust, error) {
 	name := c.String("postfix-user")
-	if n, err := strconv.ParseUint(name, 10, 32); err == nil {
-		return logparse.JournalTrust{UIDs: []uint32{uint32(n)}}, nil
+	uid, err := ingest.PostfixUID(name)
+	switch {
+	case err == nil:
+		return logparse.JournalTrust{UIDs: []uint32{uid}}, nil
+	case !errors.Is(err, ingest.ErrNoUser):
+		return logparse.JournalTrust{}, usageErrorf("--postfix-user %q: %v", name, err)
+	case !strict && !c.IsSet("postfix-user"):
+		return logparse.JournalTrust{}, nil
 	}
-	u, err := user.Lookup(name)
-	if err != nil {
-		if !strict && !c.IsSet("postfix-user") {
-			return logparse.JournalTrust{}, nil
-		}
-		return logparse.JournalTrust{}, usageErrorf("--postfix-user %q: no such user (want Postfix's mail_owner, see postconf -h mail_owner, by name or uid)", name)
-	}
-	n, err := strconv.ParseUint(u.Uid, 10, 32)
-	if err != nil {
-		return logparse.JournalTrust{}, usageErrorf("--postfix-user %q: uid %q is not a number", name, u.Uid)
-	}
-	return logparse.JournalTrust{UIDs: []uint32{uint32(n)}}, nil
+	return logparse.JournalTrust{}, usageErrorf("--postfix-user %q: no such user (want Postfix's mail_owner, see postconf -h mail_owner, by name or uid)", name)
 }
 
 // describeTrust names the trusted non-root uid for messages.

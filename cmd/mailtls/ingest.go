@@ -4,14 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"runtime/debug"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 
 	"github.com/mailtls/mailtls/ingest"
 	"github.com/mailtls/mailtls/logparse"
@@ -53,15 +49,6 @@ func importCommand(e env) *cli.Command {
 	}
 }
 
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}
-
 // importAction is `mailtls import FILE...`.
 func importAction(c *cli.Context, e env) error {
 	if c.NArg() == 0 {
@@ -77,10 +64,10 @@ func importAction(c *cli.Context, e env) error {
 		return err
 	}
 	files := c.Args().Slice()
-	if err := checkLogFiles(files); err != nil {
-		return err
+	if err := ingest.CheckFiles(files); err != nil {
+		return usageErrorf("%v", err)
 	}
-	setImportMemory(e)
+	ingest.SetImportMemory(e.getenv)
 	trust, err := journalTrust(c, false)
 	if err != nil {
 		return err
@@ -94,7 +81,7 @@ func importAction(c *cli.Context, e env) error {
 		return err
 	}
 	opts := ingest.ImportOptions{Stdin: e.stdin, Relays: relays, Trust: trust}
-	if !c.Bool("quiet") && isTerminal(e.stderr) {
+	if !c.Bool("quiet") && ingest.IsTerminal(e.stderr) {
 		opts.Progress = e.stderr
 	}
 	res, err := ingest.Import(c.Context, st.Bulk(), files, opts)
@@ -110,53 +97,14 @@ func importAction(c *cli.Context, e env) error {
 	return nil
 }
 
-// checkLogFiles fails early on files that cannot be opened, before
-// anything is written.
-func checkLogFiles(files []string) error {
-	for _, f := range files {
-		if f == "-" {
-			continue
-		}
-		if fi, err := os.Stat(f); err != nil {
-			return usageErrorf("%v", err)
-		} else if fi.IsDir() {
-			return usageErrorf("%s is a directory (want a log file)", f)
-		}
-	}
-	return nil
-}
-
-// setImportMemory sets a soft heap limit that keeps a bulk import of
-// millions of lines under 100 MB (about 82 MB, with the writer's 8 MiB
-// page cache); within it, the garbage is collected less often than by
-// default (the live heap is about 12 MB). GOMEMLIMIT and GOGC in the
-// environment win.
-func setImportMemory(e env) {
-	if e.getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(56 << 20)
-	}
-	if e.getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
-	}
-}
-
 // printImportSummary prints what an import read and stored, and notes on
 // stderr what looks like missing TLS logging or a wrong --postfix-user.
 func printImportSummary(c *cli.Context, e env, st ingest.Pruner, res ingest.Result, trust logparse.JournalTrust) {
-	present := fmt.Sprintf("%d already present", res.Stats.Deliveries-int64(res.Added)-int64(res.Old))
+	var horizon time.Time
 	if res.Old > 0 {
-		h, _ := st.Horizon(c.Context)
-		present += fmt.Sprintf(", %d older than %s, when deliveries were pruned", res.Old, h.Format(time.DateOnly))
+		horizon, _ = st.Horizon(c.Context)
 	}
-	first, untrusted := "", ""
-	if res.FirstSkipped != "" {
-		first = ", the first: " + res.FirstSkipped
-	}
-	if n := res.Untrusted.Total(); n > 0 {
-		untrusted = fmt.Sprintf(", %d journal entries skipped as not from Postfix (%s)", n, res.Untrusted)
-	}
-	fmt.Fprintf(e.stdout, "%d lines read, %d deliveries stored (%s), %d lines skipped as malformed%s%s\n",
-		res.Lines(), res.Added, present, res.Stats.Skipped, first, untrusted)
+	fmt.Fprintln(e.stdout, res.Summary(horizon))
 	if res.Stats.TLSLines == 0 && res.Stats.Deliveries > 0 {
 		fmt.Fprintln(e.stderr, "mailtls: note: "+ingest.TLSLoggingHint)
 	}

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mailtls/mailtls/conffile"
 )
 
 func TestConfigFile(t *testing.T) {
@@ -50,7 +52,8 @@ func FuzzReadConfig(f *testing.F) {
 		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		vals, err := readConfig(p, known)
+		vals, err := conffile.Read(p, known)
+		err = unknownSetting(err)
 		if err != nil {
 			if strings.Contains(err.Error(), "\n") {
 				t.Fatalf("multi-line error %q", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/signal"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/mailtls/mailtls/ingest"
 )
 
 func runCommand(e env) *cli.Command {
@@ -24,97 +27,102 @@ func runCommand(e env) *cli.Command {
 			"mailtls run --config /etc/mailtls/mailtls.conf\n\n" +
 			"SIGTERM/SIGINT: graceful stop. SIGHUP: reopen the log, re-read the config file\n" +
 			"(default and log-level) and reload overrides.",
-		Flags: append(append(daemonFlags(), followFlags()...), runTLSRPTFlags()...),
-		Action: func(c *cli.Context) error {
-			if err := loadConfig(c); err != nil {
-				return err
-			}
-			var level = new(slogLevelVar)
-			log, err := newLeveledLogger(c, e, level)
-			if err != nil {
-				return err
-			}
-			st, err := openStore(c)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			var job *tlsrptJob
-			if c.Bool("tlsrpt") {
-				if job, err = newTLSRPTJob(c, log, false); err != nil {
-					return err
-				}
-				job.st = st
-			}
-			fol, err := newFollower(c, st, log)
-			if err != nil {
-				return err
-			}
-			release, err := lockFollower(c, st, fol)
-			if err != nil {
-				return err
-			}
-			defer release()
-			d, err := startDaemon(c, st, log)
-			if err != nil {
-				return err
-			}
-			defer d.stop()
-			warnIfWeaker(c, log)
-			w, err := startWeb(c, st, log, d, fol)
-			if err != nil {
-				return err
-			}
-			defer w.stop()
-			log.Info("mailtls run started", "listeners", strings.Join(d.addrs, " "), "db", dbName(c),
-				"host", fol.Host(), "log", fol.SourceName(), "default", c.String("default"))
+		Flags:  append(append(daemonFlags(), followFlags()...), runTLSRPTFlags()...),
+		Action: func(c *cli.Context) error { return runAction(c, e) },
+	}
+}
 
-			if job != nil {
-				ctx, cancel := context.WithCancel(c.Context)
-				stopped := make(chan struct{})
-				go func() { defer close(stopped); job.loop(ctx, func() time.Duration { return rand.N(tlsrptMaxDelay) }) }()
-				defer func() { cancel(); <-stopped }()
+// runAction is `mailtls run`: the daemon, the follower, the web listener
+// and, with --tlsrpt, the TLSRPT job, until the follower stops.
+func runAction(c *cli.Context, e env) error {
+	level := new(slogLevelVar)
+	log, st, err := startLong(c, e, level)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	var job *tlsrptJob
+	if c.Bool("tlsrpt") {
+		if job, err = newTLSRPTJob(c, log, false); err != nil {
+			return err
+		}
+		job.st = st
+	}
+	fol, release, err := startFollower(c, st, log)
+	if err != nil {
+		return err
+	}
+	defer release()
+	d, err := startDaemon(c, st, log)
+	if err != nil {
+		return err
+	}
+	defer d.stop()
+	warnIfWeaker(c, log)
+	w, err := startWeb(c, st, log, d, fol)
+	if err != nil {
+		return err
+	}
+	defer w.stop()
+	log.Info("mailtls run started", "listeners", strings.Join(d.addrs, " "), "db", dbName(c),
+		"host", fol.Host(), "log", fol.SourceName(), "default", c.String("default"))
+	defer startTLSRPTLoop(c.Context, job)()
+	return runLoop(c, fol, d, level, log)
+}
+
+// startTLSRPTLoop runs job's daily loop, when there is a job, until the
+// returned stop is called.
+func startTLSRPTLoop(ctx context.Context, job *tlsrptJob) (stop func()) {
+	if job == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); job.loop(ctx, func() time.Duration { return rand.N(tlsrptMaxDelay) }) }()
+	return func() { cancel(); <-stopped }
+}
+
+// runLoop runs the follower until it stops, reopening the log and
+// reloading the configuration on SIGHUP, and then stops the daemon.
+func runLoop(c *cli.Context, fol *ingest.Follower, d *daemon, level *slogLevelVar, log *slog.Logger) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	done := make(chan error, 1)
+	go func() { done <- fol.Run(c.Context) }()
+	for {
+		select {
+		case <-hup:
+			log.Info("SIGHUP: reopening log and reloading configuration")
+			fol.Reopen()
+			reloadConfig(c, d, level, log)
+		case err := <-done:
+			log.Info("shutting down")
+			serr := d.stop()
+			if err != nil {
+				return err
 			}
-			hup := make(chan os.Signal, 1)
-			signal.Notify(hup, syscall.SIGHUP)
-			defer signal.Stop(hup)
-			done := make(chan error, 1)
-			go func() { done <- fol.Run(c.Context) }()
-			for {
-				select {
-				case <-hup:
-					log.Info("SIGHUP: reopening log and reloading configuration")
-					fol.Reopen()
-					reloadConfig(c, d, level, log)
-				case err := <-done:
-					log.Info("shutting down")
-					serr := d.stop()
-					if err != nil {
-						return err
-					}
-					return serr
-				}
-			}
-		},
+			return serr
+		}
 	}
 }
 
 // reloadConfig re-reads the config file and applies the settings that can
 // change live: default and log-level. Other settings need a restart, which
 // is logged. A bad config file is logged and ignored: the running settings
-// stay.
-func reloadConfig(c *cli.Context, d *daemon, level *slogLevelVar, log interface {
-	Info(string, ...any)
-	Error(string, ...any)
-}) {
-	path, _ := configPath(c)
+// stay. The overrides are reloaded in any case.
+func reloadConfig(c *cli.Context, d *daemon, level *slogLevelVar, log *slog.Logger) {
+	defer func() {
+		if _, err := d.table.Reload(c.Context, d.src); err != nil {
+			log.Error("reload overrides failed; serving the last good snapshot", "err", err)
+		}
+	}()
 	_, known := configNames(c)
-	vals, err := readConfig(path, known)
+	path, vals, err := configFile(c, known)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			log.Error("config reload failed; keeping current settings", "file", path, "err", err)
 		}
-		reloadTable(c, d, log)
 		return
 	}
 	if v, ok := vals["default"]; ok && !c.IsSet("default") {
@@ -130,12 +138,5 @@ func reloadConfig(c *cli.Context, d *daemon, level *slogLevelVar, log interface 
 		if err := level.UnmarshalText([]byte(v)); err != nil {
 			log.Error("config reload: bad log-level; keeping current", "err", err)
 		}
-	}
-	reloadTable(c, d, log)
-}
-
-func reloadTable(c *cli.Context, d *daemon, log interface{ Error(string, ...any) }) {
-	if _, err := d.table.Reload(c.Context, d.src); err != nil {
-		log.Error("reload overrides failed; serving the last good snapshot", "err", err)
 	}
 }
