@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -111,6 +112,79 @@ func TestParseDSN(t *testing.T) {
 	}
 }
 
+// TestParseDSNMultiHost: lists of hosts, in a URL (with ports, IPv6
+// addresses, or the host= and port= parameters) and in key=value form,
+// reach pgx as its first host and fallbacks, in order, and the password
+// stays out of the redacted spelling; a bad part of a list is named.
+func TestParseDSNMultiHost(t *testing.T) {
+	const pw = "s3cr3t-Pw"
+	type hp struct {
+		host string
+		port uint16
+	}
+	good := []struct {
+		dsn  string
+		want []hp
+	}{
+		{"postgres://u:" + pw + "@db1,db2/mailtls?target_session_attrs=read-write&sslmode=disable",
+			[]hp{{"db1", 5432}, {"db2", 5432}}},
+		{"postgres://u:" + pw + "@db1:5433,db2/mailtls?sslmode=disable",
+			[]hp{{"db1", 5433}, {"db2", 5432}}},
+		{"postgresql://u:" + pw + "@[2001:db8::1]:5433,db2:5434,[::1]/mailtls?sslmode=disable",
+			[]hp{{"2001:db8::1", 5433}, {"db2", 5434}, {"::1", 5432}}},
+		{"postgres://u:" + pw + "@/mailtls?host=/run/a,/run/b&port=5433,5434&sslmode=disable",
+			[]hp{{"/run/a", 5433}, {"/run/b", 5434}}},
+		{"host=db1,db2 port=,5434 dbname=mailtls password='" + pw + "' target_session_attrs=read-write sslmode=disable",
+			[]hp{{"db1", 5432}, {"db2", 5434}}},
+	}
+	for _, c := range good {
+		if !isDSN(c.dsn) {
+			t.Errorf("isDSN(%q) = false", c.dsn)
+		}
+		cfg, red, err := parseDSN(c.dsn)
+		if err != nil {
+			t.Errorf("parseDSN(%q): %v", c.dsn, err)
+			continue
+		}
+		got := []hp{{cfg.Host, cfg.Port}}
+		for _, f := range cfg.Fallbacks {
+			if h := (hp{f.Host, f.Port}); h != got[len(got)-1] {
+				got = append(got, h)
+			}
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("parseDSN(%q): hosts %v, want %v", c.dsn, got, c.want)
+		}
+		if cfg.Password != pw || strings.Contains(red, pw) || !strings.Contains(red, "xxxxx") {
+			t.Errorf("parseDSN(%q): password %q, redacted %q; want the password passed on and hidden", c.dsn, cfg.Password, red)
+		}
+	}
+	if cfg, _, _ := parseDSN(good[0].dsn); cfg.ValidateConnect == nil {
+		t.Error("target_session_attrs=read-write did not reach pgx (no ValidateConnect)")
+	}
+	bad := []struct{ dsn, part string }{
+		{"postgres://u:" + pw + "@db1:5432,db2:99999/db", `port "99999"`},
+		{"postgres://u:" + pw + "@db1:abc,db2/db", `port "abc"`},
+		{"postgres://u:" + pw + "@db1,[::1/db", "IPv6"},
+		{"postgres://u:" + pw + "@[::1]x,db2/db", `"x" after the IPv6 address`},
+		{"postgres://u:" + pw + "@db1,db2/db?target_session_attrs=whatever", "target_session_attrs"},
+		{"postgres://u:" + pw + "@db1,db2/db?sslmode=%zz", "query string"},
+		{"host=db1,db2 port=5432,x password=" + pw, `port "x"`},
+		{"host=db1,db2,db3 port=5432,5433 password=" + pw, "port"},
+	}
+	for _, c := range bad {
+		_, _, err := parseDSN(c.dsn)
+		if err == nil {
+			t.Errorf("parseDSN(%q): no error", c.dsn)
+			continue
+		}
+		msg := err.Error()
+		if !errors.Is(err, ErrBadInput) || !strings.Contains(msg, c.part) || strings.Contains(msg, pw) || strings.Contains(msg, "\n") {
+			t.Errorf("parseDSN(%q) = %q; want one line wrapping ErrBadInput, naming %s, without the password", c.dsn, msg, c.part)
+		}
+	}
+}
+
 func TestRedactDSN(t *testing.T) {
 	for in, want := range map[string]string{
 		"postgres://u:pw@h/db":                       "postgres://u:xxxxx@h/db",
@@ -118,6 +192,11 @@ func TestRedactDSN(t *testing.T) {
 		"host=h password='p w' user=u":               "host=h password=xxxxx user=u",
 		"connect to user=u database=d: password=pw,": "connect to user=u database=d: password=xxxxx",
 		"postgres://u@h/db":                          "postgres://u@h/db",
+		"postgres://u:pw@db1:5432,[::1]:5433/db":     "postgres://u:xxxxx@db1:5432,[::1]:5433/db",
+		"postgres://u:p?w#x@db1,db2/db":              "postgres://u:xxxxx@db1,db2/db",
+		"postgres://db1:5432,db2:5433/db?sslmode=x":  "postgres://db1:5432,db2:5433/db?sslmode=x",
+		"postgres://u@db1:5432,db2/db":               "postgres://u@db1:5432,db2/db",
+		"host=db1,db2 password=pw port=1,2":          "host=db1,db2 password=xxxxx port=1,2",
 	} {
 		if got := RedactDSN(in); got != want {
 			t.Errorf("RedactDSN(%q) = %q, want %q", in, got, want)
@@ -130,6 +209,8 @@ func FuzzParseDSN(f *testing.F) {
 	f.Add("host=h port=5432 password=pw sslmode=disable")
 	f.Add("postgresql://u:pw@[::1]:5432,h2:5433/db")
 	f.Add("postgres://u:pw@h/db?sslmode=")
+	f.Add("postgres://u:p?w@db1:5432,[::1]:5433,db3/db?target_session_attrs=read-write")
+	f.Add("host=db1,db2 port=,5433 password='p w' target_session_attrs=read-write")
 	f.Fuzz(func(t *testing.T, dsn string) {
 		if !isDSN(dsn) {
 			return

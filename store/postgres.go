@@ -82,7 +82,9 @@ var (
 	kvRE     = regexp.MustCompile(`^\s*([A-Za-z_]+)\s*=`)
 	// redaction: the password of a URL's userinfo, and password= in a
 	// query string or key=value DSN, quoted or not.
-	urlPassRE = regexp.MustCompile(`(://[^/?#@]*?:)[^@/?#]*@`)
+	// The userinfo ends at the first '@' before any '/', as libpq reads
+	// it, and the password at that '@' (so that p?w@h hides all of p?w).
+	urlPassRE = regexp.MustCompile(`(://[^/@:]*:)[^/@]*@`)
 	kvPassRE  = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)`)
 )
 
@@ -120,16 +122,11 @@ func parseDSN(target string) (*pgx.ConnConfig, string, error) {
 		if !slices.Contains(pgSchemes, strings.ToLower(m[1])) {
 			return nil, "", bad("unknown scheme %q; accepted: postgres://, postgresql:// (or a file path for SQLite)", m[1])
 		}
-		u, err := url.Parse(target)
+		ports, q, err := pgURLParts(target[len(m[0]):])
 		if err != nil {
-			var ue *url.Error
-			if errors.As(err, &ue) {
-				err = ue.Err
-			}
 			return nil, "", bad("%v", err)
 		}
-		port = u.Port()
-		q := u.Query()
+		port = ports
 		sslmode = q.Get("sslmode")
 		if p := q.Get("port"); p != "" {
 			port = p
@@ -151,6 +148,9 @@ func parseDSN(target string) (*pgx.ConnConfig, string, error) {
 	}
 	if port != "" {
 		for _, p := range strings.Split(port, ",") {
+			if p == "" {
+				continue // a host of a list without a port: the default
+			}
 			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
 				return nil, "", bad("port %q; accepted: a number from 1 to 65535", p)
 			}
@@ -169,6 +169,55 @@ func parseDSN(target string) (*pgx.ConnConfig, string, error) {
 		return nil, "", bad("%s", msg)
 	}
 	return cfg, red, nil
+}
+
+// pgURLParts reads the rest of a postgres:// URL after its scheme as
+// libpq (and pgx) do, which net/url cannot: a user and password up to the
+// first '@' before any '/', then a comma-separated list of hosts, each
+// with an optional port (IPv6 addresses in brackets), as in
+// postgres://u@db1:5432,[2001:db8::1]:5433/mailtls. It returns the list's
+// ports, comma-separated as the port keyword spells them, and the query.
+func pgURLParts(rest string) (ports string, q url.Values, err error) {
+	if i := strings.IndexFunc(rest, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
+		return "", nil, fmt.Errorf("control character %q in the URL", rest[i])
+	}
+	if i := strings.IndexAny(rest, "@/"); i >= 0 && rest[i] == '@' {
+		rest = rest[i+1:]
+	}
+	hosts, query := rest, ""
+	if i := strings.IndexAny(hosts, "/?"); i >= 0 {
+		hosts = rest[:i]
+		if j := strings.IndexByte(rest, '?'); j >= 0 {
+			query = rest[j+1:]
+		}
+	}
+	if i := strings.IndexByte(query, '#'); i >= 0 {
+		query = query[:i]
+	}
+	var list []string
+	if hosts != "" {
+		for h := range strings.SplitSeq(hosts, ",") {
+			if strings.HasPrefix(h, "[") {
+				end := strings.IndexByte(h, ']')
+				if end < 0 {
+					return "", nil, fmt.Errorf("host %q: no ']' closing the IPv6 address; accepted: [ADDRESS] or [ADDRESS]:PORT", h)
+				}
+				if end == 1 {
+					return "", nil, fmt.Errorf("host %q: empty IPv6 address", h)
+				}
+				if after := h[end+1:]; after != "" && after[0] != ':' {
+					return "", nil, fmt.Errorf("host %q: %q after the IPv6 address; accepted: [ADDRESS]:PORT", h, after)
+				}
+				h = h[end+1:]
+			}
+			_, p, _ := strings.Cut(h, ":")
+			list = append(list, p)
+		}
+	}
+	if q, err = url.ParseQuery(query); err != nil {
+		return "", nil, fmt.Errorf("query string: %v", err)
+	}
+	return strings.Join(list, ","), q, nil
 }
 
 // openPostgres opens the PostgreSQL database named by target and applies

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -359,5 +362,62 @@ func TestPostgresCopyFallsBack(t *testing.T) {
 	}
 	if want := int64(len(ds) + len(dup) - 2); stored != want || distinct != want {
 		t.Errorf("stored %d deliveries (%d keys); want %d", stored, distinct, want)
+	}
+}
+
+// TestPostgresMultiHost: a DSN listing a dead host first (a socket
+// directory with no server, or a closed loopback port) and the real
+// server second, with target_session_attrs=read-write, opens the store on
+// the second and writes to it; the password stays out of Path. The same
+// DSN without the real server fails as unreachable, so the first host is
+// indeed tried and passed over.
+func TestPostgresMultiHost(t *testing.T) {
+	ctx := context.Background()
+	base, err := url.Parse(pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := base.Query()
+	dir, port := q.Get("host"), q.Get("port")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	const pw = "multi-Pw-0123"
+	for _, dead := range []struct{ name, host, port string }{
+		{"dead socket dir", t.TempDir(), port},
+		{"closed loopback port", "127.0.0.1", closed},
+	} {
+		t.Run(dead.name, func(t *testing.T) {
+			dsn := func(hosts, ports string) string {
+				u := *base
+				u.User = url.UserPassword(base.User.Username(), pw)
+				v := url.Values{"host": {hosts}, "port": {ports}, "sslmode": {"disable"},
+					"target_session_attrs": {"read-write"}, "connect_timeout": {"5"}}
+				u.RawQuery = v.Encode()
+				return u.String()
+			}
+			s, err := Open(ctx, dsn(dead.host+","+dir, dead.port+","+port))
+			if err != nil {
+				t.Fatalf("Open(dead host, then the real one): %v", err)
+			}
+			defer s.Close()
+			if err := s.SetOverride(ctx, Override{Key: "multi.example", Policy: "encrypt"}, "alice"); err != nil {
+				t.Fatal(err)
+			}
+			ov, err := s.Overrides(ctx)
+			if err != nil || len(ov) != 1 || ov[0].Key != "multi.example" {
+				t.Errorf("Overrides = %+v, %v; want multi.example", ov, err)
+			}
+			if strings.Contains(s.Path(), pw) || !strings.Contains(s.Path(), "xxxxx") {
+				t.Errorf("Path() = %q; want the password redacted", s.Path())
+			}
+			_, err = Open(ctx, dsn(dead.host, dead.port))
+			if !errors.Is(err, ErrUnavailable) || strings.Contains(err.Error(), pw) {
+				t.Errorf("Open(the dead host alone) = %v; want ErrUnavailable without the password", err)
+			}
+		})
 	}
 }
