@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"testing"
 	"time"
@@ -11,7 +13,7 @@ import (
 
 // TestLockSourceSurvivesRestart: a follower's lock on PostgreSQL is taken
 // again after the server restarts, so a second follower is still refused;
-// after release it can be taken.
+// after release it can be taken at once.
 func TestLockSourceSurvivesRestart(t *testing.T) {
 	ctx := context.Background()
 	pg := pgtest.New(t)
@@ -25,11 +27,21 @@ func TestLockSourceSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	release, err := a.LockSource(ctx, "mx-a", "file:/var/log/mail.log")
+	retaken := make(chan int64, 1)
+	hook := func(key int64) {
+		select {
+		case retaken <- key:
+		default:
+		}
+	}
+	lockRetaken.Store(&hook)
+	t.Cleanup(func() { lockRetaken.Store(nil) })
+	const host, source = "mx-a", "file:/var/log/mail.log"
+	release, err := a.LockSource(ctx, host, source)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.LockSource(ctx, "mx-a", "file:/var/log/mail.log"); !errors.Is(err, ErrSourceLocked) {
+	if _, err := b.LockSource(ctx, host, source); !errors.Is(err, ErrSourceLocked) {
 		t.Fatalf("second lock before the restart: %v, want ErrSourceLocked", err)
 	}
 	if err := pg.Stop(); err != nil {
@@ -38,24 +50,31 @@ func TestLockSourceSurvivesRestart(t *testing.T) {
 	if err := pg.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		rel, err := b.LockSource(ctx, "mx-a", "file:/var/log/mail.log")
-		if errors.Is(err, ErrSourceLocked) {
-			break
+	// Wait for a's keeper to hold the lock on a new session, rather than
+	// probing with b's own attempts, which would race with it.
+	sum := sha256.Sum256([]byte(host + "\x00" + source))
+	want := int64(binary.BigEndian.Uint64(sum[:8]))
+	select {
+	case key := <-retaken:
+		if key != want {
+			t.Fatalf("lock %d taken again, want %d", key, want)
 		}
-		if err == nil {
-			rel()
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("20 s after the restart a second lock still gets %v, want ErrSourceLocked", err)
-		}
-		time.Sleep(100 * time.Millisecond) // polling interval
+	case <-time.After(30 * time.Second):
+		t.Fatal("the lock was not taken again within 30 s of the restart")
 	}
+	if _, err := b.LockSource(ctx, host, source); !errors.Is(err, ErrSourceLocked) {
+		t.Fatalf("second lock after the restart: %v, want ErrSourceLocked", err)
+	}
+	// Release unlocks before it returns: the lock is free at once.
 	release()
-	rel, err := b.LockSource(ctx, "mx-a", "file:/var/log/mail.log")
+	rel, err := b.LockSource(ctx, host, source)
 	if err != nil {
-		t.Fatalf("lock after release: %v", err)
+		t.Fatalf("lock right after release: %v", err)
+	}
+	rel()
+	rel, err = a.LockSource(ctx, host, source)
+	if err != nil {
+		t.Fatalf("lock right after the second release: %v", err)
 	}
 	rel()
 }
