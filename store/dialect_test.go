@@ -197,6 +197,9 @@ func TestRedactDSN(t *testing.T) {
 		"postgres://db1:5432,db2:5433/db?sslmode=x":  "postgres://db1:5432,db2:5433/db?sslmode=x",
 		"postgres://u@db1:5432,db2/db":               "postgres://u@db1:5432,db2/db",
 		"host=db1,db2 password=pw port=1,2":          "host=db1,db2 password=xxxxx port=1,2",
+		"password=p&w host=h":                        "password=xxxxx host=h",
+		"postgres://h/db?sslmode=x&password=pw&a=b":  "postgres://h/db?sslmode=x&password=xxxxx&a=b",
+		"postgres://h/db?PASSWORD=p&a=b":             "postgres://h/db?PASSWORD=xxxxx&a=b",
 	} {
 		if got := RedactDSN(in); got != want {
 			t.Errorf("RedactDSN(%q) = %q, want %q", in, got, want)

@@ -81,11 +81,13 @@ var (
 	schemeRE = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*)://`)
 	kvRE     = regexp.MustCompile(`^\s*([A-Za-z_]+)\s*=`)
 	// redaction: the password of a URL's userinfo, and password= in a
-	// query string or key=value DSN, quoted or not.
-	// The userinfo ends at the first '@' before any '/', as libpq reads
+	// query string or key=value DSN, quoted or not. The userinfo ends at the first '@' before any '/', as libpq reads
 	// it, and the password at that '@' (so that p?w@h hides all of p?w).
 	urlPassRE = regexp.MustCompile(`(://[^/@:]*:)[^/@]*@`)
-	kvPassRE  = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)`)
+	// A password parameter of a URL's query ends at '&'; a key=value one
+	// only at a space (or its closing quote), as libpq reads it.
+	qPassRE  = regexp.MustCompile(`(?i)([?&]password=)[^&#\s]*`)
+	kvPassRE = regexp.MustCompile(`(?i)((?:^|[^?&\w])password\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)`)
 )
 
 // sslModes are the sslmode values pgx accepts.
@@ -106,6 +108,7 @@ func isDSN(target string) bool {
 // meant for DSNs and for error texts that may quote one.
 func RedactDSN(s string) string {
 	s = urlPassRE.ReplaceAllString(s, "${1}xxxxx@")
+	s = qPassRE.ReplaceAllString(s, "${1}xxxxx")
 	return kvPassRE.ReplaceAllString(s, "${1}xxxxx")
 }
 
