@@ -56,6 +56,20 @@ func ToASCII(name string) (string, error) {
 	return strings.ToLower(name), nil
 }
 
+// ToUnicode returns the U-label form of a lowercase A-label name
+// ("xn--bcher-kva.example" is "bücher.example"), as an SMTPUTF8 address
+// spells it; a name without xn-- labels comes back as it is.
+func ToUnicode(name string) (string, error) {
+	if !strings.Contains(name, "xn--") {
+		return name, nil
+	}
+	u, err := profile.ToUnicode(name)
+	if err != nil {
+		return "", fmt.Errorf("not a valid internationalised domain name: %v", err)
+	}
+	return u, nil
+}
+
 // Check reports why name is not a lowercase A-label host name, or nil:
 // labels of letters, digits, hyphens and underscores, 1 to 63 bytes each,
 // no hyphen at either end of a label, 253 bytes in all, no trailing dot,

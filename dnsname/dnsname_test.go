@@ -63,6 +63,26 @@ func TestToASCII(t *testing.T) {
 	}
 }
 
+func TestToUnicode(t *testing.T) {
+	for in, want := range map[string]string{
+		"xn--bcher-kva.example":    "bücher.example",
+		"mx.xn--bcher-kva.example": "mx.bücher.example",
+		"xn--r8jz45g.jp":           "例え.jp",
+		"example.com":              "example.com",
+	} {
+		got, err := ToUnicode(in)
+		if err != nil || got != want {
+			t.Errorf("ToUnicode(%q) = %q, %v; want %q", in, got, err, want)
+		}
+		if back, err := ToASCII(got); err != nil || back != in {
+			t.Errorf("ToASCII(ToUnicode(%q)) = %q, %v; want it back", in, back, err)
+		}
+	}
+	if _, err := ToUnicode("xn--zz.example"); err == nil {
+		t.Error("ToUnicode accepted invalid punycode")
+	}
+}
+
 // FuzzCheck: Check never panics, and what it accepts is a lowercase
 // A-label name of at most 253 bytes that ToASCII leaves as it is.
 func FuzzCheck(f *testing.F) {

@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -245,6 +246,38 @@ func TestParseWhen(t *testing.T) {
 	for _, bad := range []string{"", "yesterday", "-3d", "1e9d", "100001d"} {
 		if _, err := ParseWhen(bad, now); err == nil {
 			t.Errorf("ParseWhen(%q) accepted", bad)
+		}
+	}
+}
+
+// TestDomainFilter: a filter in U-labels comes out in lowercase A-labels
+// (the store matches deliveries logged in either), and a bad one gets one
+// line naming what is wrong and what is accepted.
+func TestDomainFilter(t *testing.T) {
+	for in, want := range map[string]string{
+		"bücher.example":             "xn--bcher-kva.example",
+		"*.Bücher.Example.":          "*.xn--bcher-kva.example",
+		"xn--bcher-kva.example":      "xn--bcher-kva.example",
+		"例え.jp":                      "xn--r8jz45g.jp",
+		" Example.COM ":              "example.com",
+		"*.mx.xn--bcher-kva.example": "*.mx.xn--bcher-kva.example",
+	} {
+		if got, err := (Query{Domain: in}).DomainFilter("--"); err != nil || got != want {
+			t.Errorf("DomainFilter(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for in, part := range map[string]string{
+		"bü cher.example":  "U+0020",
+		"xn--zz.example":   "punycode",
+		"bücher..example":  "empty label",
+		"[192.0.2.1]":      "'['",
+		".bücher.example":  "empty label",
+		"a\u200db.example": "invalid label",
+	} {
+		_, err := (Query{Domain: in}).DomainFilter("--")
+		if err == nil || !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "--domain") || !strings.Contains(err.Error(), part) ||
+			!strings.Contains(err.Error(), "U-labels") || strings.ContainsAny(err.Error(), "\n\r") {
+			t.Errorf("DomainFilter(%q) = %v; want one line naming --domain, %s and what is accepted", in, err, part)
 		}
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailtls/mailtls/policyd"
+	"github.com/mailtls/mailtls/dnsname"
 	"github.com/mailtls/mailtls/store"
 )
 
@@ -110,21 +110,26 @@ func (q Query) Span(now time.Time, defSince, prefix string) (since, until time.T
 }
 
 // DomainFilter validates a domain filter: example.com, or *.example.com
-// for the domain and all its subdomains. It returns the normalised form.
+// for the domain and all its subdomains, in A-labels or U-labels. It
+// returns the normalised form, lowercase A-labels (bücher.example is
+// xn--bcher-kva.example); the store matches deliveries logged in either.
 func (q Query) DomainFilter(prefix string) (string, error) {
-	s := q.Domain
+	s := strings.TrimSpace(q.Domain)
 	if s == "" {
 		return "", nil
 	}
 	wild := strings.HasPrefix(s, "*.")
-	k, err := policyd.NormalizeKey(strings.TrimPrefix(s, "*."))
-	if err != nil || strings.HasPrefix(k, ".") || strings.HasPrefix(k, "[") {
-		return "", inputErrorf("invalid %sdomain %q (want example.com, or *.example.com for it and its subdomains)", prefix, s)
+	a, err := dnsname.ToASCII(strings.TrimSuffix(strings.TrimPrefix(s, "*."), "."))
+	if err == nil {
+		err = dnsname.Check(a)
+	}
+	if err != nil {
+		return "", inputErrorf("invalid %sdomain %q: %v; accepted: example.com, or *.example.com for it and its subdomains, in A-labels or U-labels (xn--bcher-kva.example or bücher.example)", prefix, q.Domain, err)
 	}
 	if wild {
-		return "*." + k, nil
+		return "*." + a, nil
 	}
-	return k, nil
+	return a, nil
 }
 
 // Window resolves q into a store window (see Span and DomainFilter).

@@ -50,6 +50,7 @@ func TestOnPostgres(t *testing.T) {
 		{"OverrideActivityMatchesRawRows", TestOverrideActivityMatchesRawRows},
 		{"DryRunMatchesRawRows", TestDryRunMatchesRawRows},
 		{"TLSRPTSendOnce", TestTLSRPTSendOnce},
+		{"DomainFilterIDN", TestDomainFilterIDN},
 		{"NoHostToWriteAs", TestNoHostToWriteAs},
 	} {
 		t.Run(tc.name, tc.f)

@@ -12,9 +12,14 @@ import (
 // fragments; the user's values only travel as parameters.
 type matcher struct {
 	kind   matchKind
-	domain string // exact/tree/subs
-	host   string // relay
-	port   int    // relay
+	domain string // exact/tree/subs, in A-label form
+	// udomain is domain in U-label form when it holds xn-- labels, else
+	// "": deliveries keep the domain as the log spelled it, and Postfix
+	// logs an SMTPUTF8 recipient's domain in U-labels, so a filter
+	// matches either spelling.
+	udomain string
+	host    string // relay
+	port    int    // relay
 	// fleet, when not "", also keeps only the rows of that fleet host
 	// (Window.Host; see hosts.go), whatever the kind.
 	fleet string
@@ -30,20 +35,35 @@ const (
 	matchRelay           // [host]:port: deliveries whose relay is host, port
 )
 
-// parseDomainFilter parses Filter.Domain / Window.Domain.
+// parseDomainFilter parses Filter.Domain / Window.Domain. The domain may
+// be given in A-labels or U-labels ("bücher.example" is
+// "xn--bcher-kva.example").
 func parseDomainFilter(s string) (matcher, error) {
-	d := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(s)), ".")
+	d := strings.TrimSuffix(strings.TrimSpace(s), ".")
+	kind := matchExact
 	switch {
 	case d == "":
 		return matcher{kind: matchAll}, nil
-	case strings.HasPrefix(d, "*.") && dnsname.Valid(d[2:]):
-		return matcher{kind: matchTree, domain: d[2:]}, nil
-	case strings.HasPrefix(d, ".") && dnsname.Valid(d[1:]):
-		return matcher{kind: matchSubs, domain: d[1:]}, nil
-	case dnsname.Valid(d):
-		return matcher{kind: matchExact, domain: d}, nil
+	case strings.HasPrefix(d, "*."):
+		kind, d = matchTree, d[2:]
+	case strings.HasPrefix(d, "."):
+		kind, d = matchSubs, d[1:]
 	}
-	return matcher{}, fmt.Errorf("%w: domain filter %q; accepted: example.com, *.example.com (with subdomains), .example.com (subdomains only)", ErrBadInput, s)
+	a, err := dnsname.ToASCII(d)
+	if err == nil {
+		err = dnsname.Check(a)
+	}
+	if err != nil {
+		return matcher{}, fmt.Errorf("%w: domain filter %q: %v; accepted: example.com, *.example.com (with subdomains), .example.com (subdomains only), in A-labels or U-labels (xn--bcher-kva.example or bücher.example)",
+			ErrBadInput, s, err)
+	}
+	m := matcher{kind: kind, domain: a}
+	if strings.Contains(a, "xn--") {
+		if u, err := dnsname.ToUnicode(a); err == nil && u != a {
+			m.udomain = u
+		}
+	}
+	return m, nil
 }
 
 // windowMatcher parses the Domain and Host of a Filter or Window.
@@ -113,6 +133,13 @@ func (m matcher) rawWhere() (string, []any) {
 }
 
 func (m matcher) rawDomain() (string, []any) {
+	if m.udomain != "" && m.kind != matchRelay {
+		a, u := m, m
+		a.udomain, u.domain, u.udomain = "", m.udomain, ""
+		qa, aa := a.rawDomain()
+		qu, au := u.rawDomain()
+		return "(" + qa + " OR " + qu + ")", cat(aa, au)
+	}
 	switch m.kind {
 	case matchExact:
 		return "domain = ?", []any{m.domain}
@@ -134,6 +161,13 @@ func (m matcher) rollWhere() (string, []any) {
 }
 
 func (m matcher) rollDomain() (string, []any) {
+	if m.udomain != "" && m.kind != matchRelay {
+		a, u := m, m
+		a.udomain, u.domain, u.udomain = "", m.udomain, ""
+		qa, aa := a.rollDomain()
+		qu, au := u.rollDomain()
+		return "(" + qa + " OR " + qu + ")", cat(aa, au)
+	}
 	r := reverse(m.domain)
 	switch m.kind {
 	case matchExact:
