@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/mailtls/mailtls/delivery"
+	"github.com/mailtls/mailtls/policyd"
 )
 
 // Messages of the Postfix smtp(8)/lmtp(8) client that matter for TLS
@@ -618,8 +619,9 @@ type tlsFeature struct {
 	undecided bool
 }
 
-// tlsLevels are the smtp_tls_security_level values.
-var tlsLevels = [...]string{"none", "may", "encrypt", "dane", "dane-only", "fingerprint", "verify", "secure"}
+// tlsLevels are the smtp_tls_security_level values (policyd's list), so
+// that tlsLevel returns a string that the record does not hold on to.
+var tlsLevels = policyd.Levels()
 
 func tlsLevel(b []byte) (string, bool) {
 	for _, l := range tlsLevels {
@@ -678,13 +680,10 @@ func parseTLSFeature(v []byte) tlsFeature {
 }
 
 // mandatoryTLS reports whether a delivery that complied with this level
-// must have been encrypted.
+// must have been encrypted: a level that requires TLS, or dane reached as
+// such (with usable TLSA records; without, Postfix logs "dane:may").
 func mandatoryTLS(level string) bool {
-	switch level {
-	case "encrypt", "dane", "dane-only", "fingerprint", "verify", "secure":
-		return true
-	}
-	return false
+	return level == "dane" || policyd.RequiresTLS(level)
 }
 
 // Reason texts. Postfix writes these into the parenthesised reason of a

@@ -86,6 +86,39 @@ func NormalizeKey(key string) (string, error) {
 	return normDomain(key, k)
 }
 
+// Key is an override key taken apart: the one grammar of policy table
+// keys, for the daemon, the store and the commands.
+type Key struct {
+	Text      string // the normal form, as NormalizeKey returns it
+	Bracketed bool   // [host] or [host]:port: a next-hop host, without MX lookup
+	Parent    bool   // .example.com: every subdomain of Host, not Host itself
+	Host      string // the domain, or what the brackets hold ("ipv6:" kept)
+	Port      string // "" when the key has none
+}
+
+// ParseKey validates an override key as NormalizeKey does and returns it
+// taken apart.
+func ParseKey(key string) (Key, error) {
+	n, err := NormalizeKey(key)
+	if err != nil {
+		return Key{}, err
+	}
+	k := Key{Text: n, Host: n}
+	switch {
+	case n[0] == '[':
+		end := strings.IndexByte(n, ']')
+		k.Bracketed, k.Host = true, n[1:end]
+		k.Port = strings.TrimPrefix(n[end+1:], ":")
+	case n[0] == '.':
+		k.Parent, k.Host = true, n[1:]
+	default:
+		if i := strings.LastIndexByte(n, ':'); i >= 0 {
+			k.Host, k.Port = n[:i], n[i+1:]
+		}
+	}
+	return k, nil
+}
+
 func normBracketed(orig, k string) (string, error) {
 	end := strings.IndexByte(k, ']')
 	if end < 0 {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/output"
+	"github.com/mailtls/mailtls/policyd"
 	"github.com/mailtls/mailtls/store"
 )
 
@@ -310,12 +311,13 @@ func WritePolicies(w io.Writer, format string, ps Policies) error {
 // the deliveries of the last days days (`policy set --dry-run`).
 func WriteDryRun(w io.Writer, key, level string, days int, r store.DryRunResult) {
 	fmt.Fprintf(w, "In the last %d days, %s deliveries to %s", days, Num(r.Deliveries), key)
-	switch level {
-	case "encrypt", "dane-only", "fingerprint":
-		fmt.Fprintf(w, "; %s plaintext and would have been deferred.\n", wasWere(r.Plaintext))
-	case "verify", "secure":
+	// What the level defers is what store.DryRun counted.
+	switch {
+	case policyd.Authenticates(level):
 		fmt.Fprintf(w, "; %s plaintext and %s used an unverified certificate: %s would have been deferred.\n",
 			wasWere(r.Plaintext), Num(r.Unverified), Num(r.WouldDefer))
+	case policyd.RequiresTLS(level):
+		fmt.Fprintf(w, "; %s plaintext and would have been deferred.\n", wasWere(r.Plaintext))
 	default:
 		fmt.Fprintf(w, "; %s would not defer any of them.\n", level)
 	}

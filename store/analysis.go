@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/mailtls/mailtls/policyd"
 )
 
 // Downgrade is a destination that had encrypted deliveries and later, in
@@ -382,20 +384,13 @@ func (s *Store) DryRun(ctx context.Context, key, level string, since time.Time) 
 	if err != nil {
 		return DryRunResult{}, err
 	}
-	var lv string
-	if f := strings.Fields(strings.ToLower(level)); len(f) > 0 {
-		lv = f[0]
-	}
-	var strict, auth bool
-	switch lv {
-	case "none", "may", "dane":
-	case "encrypt":
-		strict = true
-	case "verify", "secure", "dane-only", "fingerprint":
-		strict, auth = true, true
-	default:
+	lv := policyd.LevelOf(level)
+	if !policyd.IsLevel(lv) {
 		return DryRunResult{}, fmt.Errorf("%w: TLS level %q; accepted: none, may, encrypt, dane, dane-only, fingerprint, verify, secure", ErrBadInput, level)
 	}
+	// Mandatory levels defer plaintext, authenticating ones also an
+	// anonymous or untrusted peer.
+	strict, auth := policyd.RequiresTLS(lv), policyd.Authenticates(lv)
 	kr, kra := km.rollWhere()
 	kd, kda := km.rawWhere()
 	var res DryRunResult

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/logparse"
+	"github.com/mailtls/mailtls/policyd"
 )
 
 // The answer log keeps what the daemon's published-policy cache answered
@@ -268,7 +269,7 @@ func policyRows(ctx context.Context, tx *sql.Tx, p plan) ([]Row, error) {
 		if feature.Valid {
 			level = logparse.TLSFeatureLevel(feature.String)
 		}
-		fits := func(policy string) bool { return level == "" || policyLevel(policy) == level }
+		fits := func(policy string) bool { return level == "" || policyd.LevelOf(policy) == level }
 		switch {
 		case haveOverride && fits(overrideWith):
 			key = "override"
@@ -321,15 +322,6 @@ func policyCandidates(nodes map[string]*keyNode, hi int64) (string, []any) {
 		args = append(args, a...)
 	}
 	return "(" + strings.Join(parts, " OR ") + ")", args
-}
-
-// policyLevel is the level (first word, lower case) of a policy.
-func policyLevel(policy string) string {
-	f := strings.Fields(strings.ToLower(policy))
-	if len(f) == 0 {
-		return ""
-	}
-	return f[0]
 }
 
 // DeliveriesTo calls fn for each delivery in [since, until) (zero =

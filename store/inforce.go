@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mailtls/mailtls/delivery"
+	"github.com/mailtls/mailtls/policyd"
 )
 
 // An override counts the deliveries it governed: those made while it was
@@ -28,21 +29,6 @@ import (
 // next-hop, which the log does not record; it is matched by the relay the
 // delivery went to (host and port as logged), and it neither shadows nor is
 // shadowed by domain keys.
-
-// MandatoryLevel reports whether policy (its first word) makes Postfix
-// defer rather than send in plaintext: encrypt, dane-only, fingerprint,
-// verify, secure. dane is not: without TLSA records it falls back to may.
-func MandatoryLevel(policy string) bool {
-	f := strings.Fields(strings.ToLower(policy))
-	if len(f) == 0 {
-		return false
-	}
-	switch f[0] {
-	case "encrypt", "dane-only", "fingerprint", "verify", "secure":
-		return true
-	}
-	return false
-}
 
 // span of time in unix microseconds, [lo, hi).
 type tspan struct{ lo, hi int64 }
@@ -341,7 +327,7 @@ func (s *Store) ForcedPlaintextIn(ctx context.Context, w Window) ([]ForcedPlaint
 			n := nodes[k]
 			var forced []tspan
 			for _, f := range n.forced {
-				if MandatoryLevel(f.policy) {
+				if policyd.RequiresTLS(f.policy) {
 					forced = append(forced, intersect([]tspan{f.tspan}, tspan{lo, hi})...)
 				}
 			}
@@ -405,7 +391,7 @@ func forcedPlaintext(ctx context.Context, tx *sql.Tx, n *keyNode, forced []tspan
 			err := streamDeliveries(ctx, tx, q, cat([]any{t.lo, t.hi}, kda, da), func(d delivery.Delivery) error {
 				rh, rp := splitRelay(d.Relay)
 				governing(nodes, relays, strings.ToLower(d.Domain), relayAt{rh, rp}, micros(d.Time), func(g *keyNode, policy string) {
-					if g != n || !MandatoryLevel(policy) {
+					if g != n || !policyd.RequiresTLS(policy) {
 						return
 					}
 					if fp.Count == 0 {

@@ -162,12 +162,3 @@ func TestOverridesInForce(t *testing.T) {
 		t.Errorf("warnings in the window: %+v; want forced.example once", warns)
 	}
 }
-
-func TestMandatoryLevel(t *testing.T) {
-	for p, want := range map[string]bool{"encrypt": true, "dane-only": true, "fingerprint match=ab:cd": true, "verify": true,
-		"secure match=nexthop": true, "dane": false, "may": false, "none": false, "": false, "ENCRYPT protocols=>=TLSv1.2": true} {
-		if MandatoryLevel(p) != want {
-			t.Errorf("MandatoryLevel(%q) = %v", p, !want)
-		}
-	}
-}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/mailtls/mailtls/dnsname"
+	"github.com/mailtls/mailtls/policyd"
 )
 
 // matcher selects deliveries by destination. It renders constant SQL
@@ -90,33 +91,36 @@ func (m matcher) withFleet(q string, args []any) (string, []any) {
 	return "(" + q + " AND " + hostSQL + ")", cat(args, []any{m.fleet})
 }
 
-// parseOverrideKey parses a policy table key: "example.com" (exact),
-// ".example.com" (subdomains only) or "[host]:port" / "[host]" (port 25),
-// which matches deliveries whose logged relay is host[addr]:port.
+// parseOverrideKey parses a policy table key (policyd.ParseKey):
+// "example.com" (exact), ".example.com" (subdomains only) or
+// "[host]:port" / "[host]" (port 25), which matches deliveries whose
+// logged relay is host[addr]:port. A domain with a port, or a port given
+// by service name, is a transport next-hop the log cannot tell apart.
 func parseOverrideKey(key string) (matcher, error) {
-	k := strings.ToLower(strings.TrimSpace(key))
-	if strings.HasPrefix(k, "[") {
-		end := strings.IndexByte(k, ']')
-		if end > 1 {
-			host, rest := k[1:end], k[end+1:]
-			host = strings.TrimPrefix(host, "ipv6:")
-			port := 25
-			ok := rest == ""
-			if strings.HasPrefix(rest, ":") {
-				p, err := strconv.Atoi(rest[1:])
-				ok = err == nil && p > 0 && p < 65536
-				port = p
-			}
-			if ok && host != "" && !strings.ContainsAny(host, " \t[]*?") {
-				return matcher{kind: matchRelay, host: host, port: port}, nil
-			}
-		}
-	} else if !strings.HasPrefix(k, "*") {
-		if m, err := parseDomainFilter(k); err == nil && m.kind != matchAll {
-			return m, nil
-		}
+	bad := fmt.Errorf("%w: override key %q; accepted: example.com, .example.com, [host]:port", ErrBadInput, key)
+	k, err := policyd.ParseKey(key)
+	if err != nil {
+		return matcher{}, bad
 	}
-	return matcher{}, fmt.Errorf("%w: override key %q; accepted: example.com, .example.com, [host]:port", ErrBadInput, key)
+	switch {
+	case k.Bracketed:
+		port := 25
+		if k.Port != "" {
+			if port, err = strconv.Atoi(k.Port); err != nil {
+				return matcher{}, bad
+			}
+		}
+		return matcher{kind: matchRelay, host: strings.TrimPrefix(k.Host, "ipv6:"), port: port}, nil
+	case k.Port != "":
+		return matcher{}, bad
+	}
+	// example.com or .example.com, in normal form: the domain filter's
+	// matcher (with the U-label spelling of an A-label domain).
+	m, err := parseDomainFilter(k.Text)
+	if err != nil {
+		return matcher{}, bad
+	}
+	return m, nil
 }
 
 // likeEscape quotes LIKE metacharacters, for ESCAPE '\'.
