@@ -4,7 +4,10 @@
 // I/O: the parsers, the store and the reports import it.
 package delivery
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Delivery is one outbound delivery attempt as logged by a Postfix smtp(8)
 // or lmtp(8) client ("to=<...>, relay=..., status=..." line), joined with the
@@ -137,4 +140,17 @@ func (d *Delivery) Outcome() Outcome {
 		return Encrypted
 	}
 	return Plaintext
+}
+
+// RelayHost returns the host of a relay as Postfix logs it,
+// "host[addr]:port": the part before the bracket, in lower case and
+// without a trailing dot. A relay without a host before a bracket, or
+// whose host is "unknown", is returned whole, so that two unknown hosts
+// still differ by their addresses; so is one without brackets ("none").
+func RelayHost(relay string) string {
+	i := strings.IndexByte(relay, '[')
+	if i <= 0 || relay[:i] == "unknown" {
+		return relay
+	}
+	return strings.ToLower(strings.TrimSuffix(relay[:i], "."))
 }

@@ -40,3 +40,17 @@ func TestOutcome(t *testing.T) {
 		seen[o.String()] = true
 	}
 }
+
+func TestRelayHost(t *testing.T) {
+	for in, want := range map[string]string{
+		"MX.Example.COM[192.0.2.1]:25":  "mx.example.com",
+		"mx.example.com.[192.0.2.1]:25": "mx.example.com",
+		"[2001:db8::99]:2525":           "[2001:db8::99]:2525",
+		"unknown[192.0.2.1]:25":         "unknown[192.0.2.1]:25",
+		"none":                          "none",
+	} {
+		if got := RelayHost(in); got != want {
+			t.Errorf("RelayHost(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -305,7 +305,7 @@ func (c *Correlator) feed(line []byte) []delivery.Delivery {
 		if qid, ok := parseHandshakeFailure(msg); ok {
 			if p := c.proc(h, false); p != nil && p.FailRelay != "" {
 				p.FailQID = string(qid)
-				c.failedPut(p.FailQID, relayHost(p.FailRelay))
+				c.failedPut(p.FailQID, delivery.RelayHost(p.FailRelay))
 			}
 		} else if bytes.Contains(msg, []byte(": to=<")) {
 			// A delivery line we cannot read (truncated, mangled):
@@ -398,7 +398,7 @@ func (c *Correlator) onTLS(h *header, t *tlsLine) {
 	if p.RPT != "" && (p.RPTQID != "" || p.RPTMX != relayMX(p.Relay)) {
 		p.RPT, p.RPTMX, p.RPTQID = "", "", ""
 	}
-	if p.FailRelay != "" && relayHost(p.FailRelay) == relayHost(p.Relay) {
+	if p.FailRelay != "" && delivery.RelayHost(p.FailRelay) == delivery.RelayHost(p.Relay) {
 		// The retry with TLS succeeded.
 		p.FailRelay, p.FailQID = "", ""
 	}
@@ -433,16 +433,16 @@ func (c *Correlator) onDelivery(line []byte, h *header, d *deliveryLine, status 
 	failed := false
 	failHost := ""
 	if p.FailRelay != "" {
-		if (p.FailQID == "" || p.FailQID == qid) && (relay == "none" || relayHost(p.FailRelay) == relayHost(relay)) {
+		if (p.FailQID == "" || p.FailQID == qid) && (relay == "none" || delivery.RelayHost(p.FailRelay) == delivery.RelayHost(relay)) {
 			p.FailQID = qid
 			failed = true
-			failHost = relayHost(p.FailRelay)
+			failHost = delivery.RelayHost(p.FailRelay)
 		} else {
 			p.FailRelay, p.FailQID = "", ""
 		}
 	}
 	if relay != "none" {
-		failHost = relayHost(relay)
+		failHost = delivery.RelayHost(relay)
 		if c.failedHas(qid, failHost) {
 			failed = true
 		}

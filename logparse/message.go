@@ -710,20 +710,6 @@ func reasonNoTLS(reason []byte) bool {
 	return bytes.Contains(reason, reasonCannotStartTLS) || bytes.Contains(reason, reasonTLSRequired)
 }
 
-// relayHost returns the host part of "host[addr]:port", lowercased, or
-// the whole relay when it has no brackets or the host is "unknown".
-func relayHost(relay string) string {
-	for i := 0; i < len(relay); i++ {
-		if relay[i] == '[' {
-			if i == 0 || relay[:i] == "unknown" {
-				return relay
-			}
-			return lowerASCII(relay[:i])
-		}
-	}
-	return relay
-}
-
 // lowerASCII lowercases ASCII letters, allocating only when needed.
 func lowerASCII(s string) string {
 	for i := 0; i < len(s); i++ {

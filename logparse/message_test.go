@@ -292,8 +292,8 @@ func TestRelayHostAndDomain(t *testing.T) {
 		"unknown[192.0.2.1]:25":        "unknown[192.0.2.1]:25",
 		"none":                         "none",
 	} {
-		if got := relayHost(in); got != want {
-			t.Errorf("relayHost(%q) = %q, want %q", in, got, want)
+		if got := delivery.RelayHost(in); got != want {
+			t.Errorf("delivery.RelayHost(%q) = %q, want %q", in, got, want)
 		}
 	}
 	for in, want := range map[string]string{

@@ -135,7 +135,7 @@ func LoadPolicies(ctx context.Context, src PolicySource, w store.Window) (Polici
 		if t == nil || d.Internal || strings.EqualFold(d.Relay, "none") || (d.Status != delivery.Sent && !d.TLSFailure) {
 			return nil
 		}
-		host := relayHost(d.Relay)
+		host := delivery.RelayHost(d.Relay)
 		t.check.Deliveries++
 		var why string
 		if t.sts != nil {
@@ -183,12 +183,6 @@ func LoadPolicies(ctx context.Context, src PolicySource, w store.Window) (Polici
 		}
 	}
 	return out, nil
-}
-
-// relayHost is the host of a relay as logged, "mx.example[192.0.2.1]:25".
-func relayHost(relay string) string {
-	h, _, _ := strings.Cut(relay, "[")
-	return strings.ToLower(strings.TrimSuffix(h, "."))
 }
 
 func stsFailure(p *mtasts.Policy, host string, d delivery.Delivery) string {

@@ -50,11 +50,7 @@ func lookup(c *cli.Context, e env) error {
 	if c.Bool("resolve") && !srcs.published() {
 		return usageErrorf("--resolve looks up DANE and MTA-STS: add dane or mta-sts to --sources (e.g. --sources override,dane,mta-sts)")
 	}
-	key, err := policyd.NormalizeKey(c.Args().First())
-	if err != nil {
-		return usageErrorf("%v", err)
-	}
-	st, err := openStore(c)
+	key, st, err := keyAndStore(c)
 	if err != nil {
 		return err
 	}

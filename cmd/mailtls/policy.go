@@ -67,11 +67,7 @@ func policyRm(c *cli.Context, e env) error {
 	if c.NArg() != 1 {
 		return usageErrorf("policy rm takes exactly one KEY (e.g. mailtls policy rm example.com)")
 	}
-	key, err := policyd.NormalizeKey(c.Args().First())
-	if err != nil {
-		return usageErrorf("%v", err)
-	}
-	st, err := openStore(c)
+	key, st, err := keyAndStore(c)
 	if err != nil {
 		return err
 	}
@@ -84,6 +80,20 @@ func policyRm(c *cli.Context, e env) error {
 	}
 	fmt.Fprintf(e.stdout, "removed %s\n", key)
 	return nil
+}
+
+// keyAndStore reads the one KEY argument in normal form and opens the
+// store, for the commands about one key.
+func keyAndStore(c *cli.Context) (string, *store.Store, error) {
+	key, err := policyd.NormalizeKey(c.Args().First())
+	if err != nil {
+		return "", nil, usageErrorf("%v", err)
+	}
+	st, err := openStore(c)
+	if err != nil {
+		return "", nil, err
+	}
+	return key, st, nil
 }
 
 // overrideJSON is one override in `policy list --format json`.
