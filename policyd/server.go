@@ -319,6 +319,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
+// IsLoopbackHost reports whether host (of a HOST:PORT listen address) is
+// "localhost" or a loopback IP address: the listeners that need no remote
+// access, which is all Postfix needs.
+func IsLoopbackHost(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
+}
+
 // Listen opens a listener for ServeSocketmap or ServeTCPTable. network is
 // "tcp", "tcp4", "tcp6" or "unix".
 //

@@ -405,16 +405,10 @@ func checkLoopback(flag, addr string) error {
 	if err != nil {
 		return usageErrorf("--%s %q: %v (want HOST:PORT, e.g. 127.0.0.1:8470)", flag, addr, err)
 	}
-	if !isLoopbackHost(host) {
+	if !policyd.IsLoopbackHost(host) {
 		return usageErrorf("--%s %q is not a loopback address; Postfix policy needs no remote access (pass --allow-remote to override)", flag, addr)
 	}
 	return nil
-}
-
-// isLoopbackHost reports whether host is "localhost" or a loopback IP.
-func isLoopbackHost(host string) bool {
-	ip := net.ParseIP(host)
-	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
 func parseMode(s string) (uint32, error) {

@@ -49,7 +49,7 @@ func newMetrics(c *cli.Context, daemon, follower bool) (*metrics.Metrics, error)
 	if err != nil {
 		return nil, usageErrorf("--http %q: %v (want HOST:PORT, e.g. %s, or '' to disable)", addr, err, defaultHTTP)
 	}
-	if !c.Bool("allow-remote") && !isLoopbackHost(host) {
+	if !c.Bool("allow-remote") && !policyd.IsLoopbackHost(host) {
 		return nil, usageErrorf("--http %q is not a loopback address; the metrics and the report need no remote access (pass --allow-remote to override, behind a firewall or a reverse proxy)", addr)
 	}
 	n := c.Int("metrics-domains")

@@ -121,7 +121,7 @@ func echo(ctx context.Context, fs *flag.FlagSet, args []string, stderr io.Writer
 	if err != nil {
 		return fmt.Errorf("invalid --addr %q: %v (want HOST:PORT on loopback, e.g. 127.0.0.1:8479)", *addr, err)
 	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+	if !policyd.IsLoopbackHost(host) {
 		return fmt.Errorf("--addr %q is not a loopback address (the echo server listens on loopback only)", *addr)
 	}
 	ln, err := policyd.Listen(ctx, "tcp", *addr, 0)
