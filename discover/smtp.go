@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mailtls/mailtls/internal/clip"
 )
 
 // Timeouts are the limits of the individual steps of a check. The whole
@@ -203,9 +205,9 @@ func (p *Prober) probe(ctx context.Context, mx string, addrs []string) (res Prob
 		return fail(StepGreeting, "%s", describeIOErr(ctx, err,
 			fmt.Sprintf("no SMTP greeting within %s: the server accepted the connection but sent nothing (black hole, tarpit or firewall)", p.Timeouts.Greeting)))
 	}
-	res.Banner = shorten(lines[0], 200)
+	res.Banner = clip.Text(lines[0], 200)
 	if code != 220 {
-		return fail(StepGreeting, "greeting %d %s: the server refuses service", code, shorten(lines[0], 200))
+		return fail(StepGreeting, "greeting %d %s: the server refuses service", code, clip.Text(lines[0], 200))
 	}
 
 	code, lines, err = s.cmd("EHLO "+p.HELO, p.Timeouts.Command)
@@ -215,7 +217,7 @@ func (p *Prober) probe(ctx context.Context, mx string, addrs []string) (res Prob
 	if code != 250 {
 		// Postfix would fall back to HELO, which has no STARTTLS.
 		s.quit(p.Timeouts.Command)
-		return fail(StepEHLO, "EHLO rejected: %d %s (without EHLO there is no STARTTLS)", code, shorten(lines[0], 200))
+		return fail(StepEHLO, "EHLO rejected: %d %s (without EHLO there is no STARTTLS)", code, clip.Text(lines[0], 200))
 	}
 	for _, l := range lines[1:] {
 		kw, _, _ := strings.Cut(strings.TrimSpace(l), " ")
@@ -239,7 +241,7 @@ func (p *Prober) probe(ctx context.Context, mx string, addrs []string) (res Prob
 	}
 	if code != 220 {
 		s.quit(p.Timeouts.Command)
-		return fail(StepSTARTTLS, "STARTTLS rejected: %d %s", code, shorten(lines[0], 200))
+		return fail(StepSTARTTLS, "STARTTLS rejected: %d %s", code, clip.Text(lines[0], 200))
 	}
 	if s.br.Buffered() > 0 {
 		// Data after the 220 before the handshake is an injection attempt
@@ -377,11 +379,11 @@ func readReply(br *bufio.Reader) (int, []string, error) {
 		}
 		l := strings.TrimRight(string(raw), "\r\n")
 		if len(l) < 3 {
-			return 0, nil, fmt.Errorf("%w: %q", errBadReply, shorten(l, 80))
+			return 0, nil, fmt.Errorf("%w: %q", errBadReply, clip.Text(l, 80))
 		}
 		c, err := strconv.Atoi(l[:3])
 		if err != nil || c < 200 || c > 599 {
-			return 0, nil, fmt.Errorf("%w: %q", errBadReply, shorten(l, 80))
+			return 0, nil, fmt.Errorf("%w: %q", errBadReply, clip.Text(l, 80))
 		}
 		if code != 0 && c != code {
 			return 0, nil, fmt.Errorf("%w: code %d after %d in one reply", errBadReply, c, code)
@@ -389,7 +391,7 @@ func readReply(br *bufio.Reader) (int, []string, error) {
 		code = c
 		last := len(l) == 3 || l[3] == ' '
 		if !last && l[3] != '-' {
-			return 0, nil, fmt.Errorf("%w: %q", errBadReply, shorten(l, 80))
+			return 0, nil, fmt.Errorf("%w: %q", errBadReply, clip.Text(l, 80))
 		}
 		text := ""
 		if len(l) > 4 {

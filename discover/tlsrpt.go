@@ -9,6 +9,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/mailtls/mailtls/internal/clip"
 	"github.com/mailtls/mailtls/mtasts"
 )
 
@@ -30,7 +31,7 @@ type TLSRPTRecord struct {
 func ParseTLSRPTRecord(txt string) (TLSRPTRecord, error) {
 	bad := func(format string, args ...any) (TLSRPTRecord, error) {
 		return TLSRPTRecord{}, fmt.Errorf("%w: %s (record %q; want e.g. \"v=TLSRPTv1; rua=mailto:tlsrpt@example.com\")",
-			ErrTLSRPTSyntax, fmt.Sprintf(format, args...), shorten(txt, 100))
+			ErrTLSRPTSyntax, fmt.Sprintf(format, args...), clip.Text(txt, 100))
 	}
 	rec := TLSRPTRecord{Version: "TLSRPTv1"}
 	seenRUA := false
@@ -69,24 +70,24 @@ func checkRUA(u string) error {
 	}
 	for i := 0; i < len(u); i++ {
 		if u[i] <= ' ' || u[i] >= 0x7f || u[i] == '!' {
-			return fmt.Errorf("rua URI %q has a space, \"!\" or a non-printable character", shorten(u, 60))
+			return fmt.Errorf("rua URI %q has a space, \"!\" or a non-printable character", clip.Text(u, 60))
 		}
 	}
 	p, err := url.Parse(u)
 	if err != nil {
-		return fmt.Errorf("rua URI %q: %v", shorten(u, 60), err)
+		return fmt.Errorf("rua URI %q: %v", clip.Text(u, 60), err)
 	}
 	switch strings.ToLower(p.Scheme) {
 	case "mailto":
 		if p.Opaque == "" || !strings.Contains(p.Opaque, "@") {
-			return fmt.Errorf("rua URI %q has no mail address", shorten(u, 60))
+			return fmt.Errorf("rua URI %q has no mail address", clip.Text(u, 60))
 		}
 	case "https":
 		if p.Host == "" {
-			return fmt.Errorf("rua URI %q has no host", shorten(u, 60))
+			return fmt.Errorf("rua URI %q has no host", clip.Text(u, 60))
 		}
 	default:
-		return fmt.Errorf("rua URI %q: scheme must be mailto or https", shorten(u, 60))
+		return fmt.Errorf("rua URI %q: scheme must be mailto or https", clip.Text(u, 60))
 	}
 	return nil
 }

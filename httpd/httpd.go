@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/net/netutil"
+
+	"github.com/mailtls/mailtls/internal/clip"
 )
 
 // Limits of the listener.
@@ -119,7 +121,7 @@ func Handler(o Options) http.Handler {
 		if o.Health != nil {
 			if err := o.Health(); err != nil {
 				w.WriteHeader(http.StatusServiceUnavailable)
-				fmt.Fprintln(w, oneLine(err.Error()))
+				fmt.Fprintln(w, clip.Line(err.Error(), 200))
 				return
 			}
 		}
@@ -138,7 +140,7 @@ func only(params []string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method "+oneLine(r.Method)+" not allowed (this listener is read-only: GET or HEAD)", http.StatusMethodNotAllowed)
+			http.Error(w, "method "+clip.Line(r.Method, 200)+" not allowed (this listener is read-only: GET or HEAD)", http.StatusMethodNotAllowed)
 			return
 		}
 		if r.ContentLength > 0 {
@@ -170,19 +172,5 @@ func only(params []string, h http.Handler) http.Handler {
 }
 
 func badRequest(w http.ResponseWriter, msg string) {
-	http.Error(w, oneLine(msg), http.StatusBadRequest)
-}
-
-// oneLine keeps a message on one short line, whatever a client sent.
-func oneLine(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) > 200 {
-		s = s[:200] + "..."
-	}
-	return s
+	http.Error(w, clip.Line(msg, 200), http.StatusBadRequest)
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mailtls/mailtls/delivery"
+	"github.com/mailtls/mailtls/internal/clip"
 )
 
 // ErrJournalctl wraps a failure to start journalctl.
@@ -315,7 +316,7 @@ func readLines(rd io.Reader, maxLine int, lines chan<- []byte, stop <-chan struc
 func (r *journalRun) entry(line []byte) bool {
 	cursor, ok := journalField(line, "__CURSOR")
 	if !ok || cursor == "" {
-		r.log.Debug("journalctl line without __CURSOR ignored", "line", truncateForLog(line))
+		r.log.Debug("journalctl line without __CURSOR ignored", "line", clip.Text(string(line), 200))
 		return false
 	}
 	if v := r.j.Trust.Check(line); v != JournalBelieved {
@@ -460,13 +461,6 @@ func skipSpace(b []byte, i int) int {
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
-
-func truncateForLog(b []byte) string {
-	if len(b) > 200 {
-		return string(b[:200]) + "..."
-	}
-	return string(b)
-}
 
 // tailBuffer keeps the last max bytes written to it.
 type tailBuffer struct {

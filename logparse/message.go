@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/mailtls/mailtls/delivery"
+	"github.com/mailtls/mailtls/internal/clip"
 	"github.com/mailtls/mailtls/policyd"
 )
 
@@ -325,7 +326,7 @@ func ParseTLSRPTStatus(s string) (TLSRPTStatus, error) {
 	var st TLSRPTStatus
 	orig := s
 	bad := func(why string) (TLSRPTStatus, error) {
-		return TLSRPTStatus{}, fmt.Errorf("logparse: TLSRPT status %q: %s (want \"status=success|failure, domain=D, receiving_mx=HOST[ADDR][, failure_type=T[, failure_reason=R]]\")", shorten(orig, 80), why)
+		return TLSRPTStatus{}, fmt.Errorf("logparse: TLSRPT status %q: %s (want \"status=success|failure, domain=D, receiving_mx=HOST[ADDR][, failure_type=T[, failure_reason=R]]\")", clip.Text(orig, 80), why)
 	}
 	if len(s) > maxTLSRPTLen {
 		return bad("too long")
@@ -414,14 +415,6 @@ func relayMX(relay string) string {
 		return ""
 	}
 	return lowerASCII(relay[:i+1])
-}
-
-// shorten truncates s for error messages.
-func shorten(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 // deliveryLine is a delivery status record (log_adhoc.c):

@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/mailtls/mailtls/internal/clip"
 )
 
 // Fetcher fetches MTA-STS policies over HTTPS (RFC 8461 §3.3): from
@@ -95,14 +97,14 @@ func (f *Fetcher) Fetch(ctx context.Context, domain string) (*Policy, error) {
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 		return nil, fmt.Errorf("%w: GET %s: HTTP %d redirect to %q; MTA-STS forbids redirects (RFC 8461 §3.3)",
-			ErrPolicyFetch, url, resp.StatusCode, shorten(resp.Header.Get("Location"), 100))
+			ErrPolicyFetch, url, resp.StatusCode, clip.Text(resp.Header.Get("Location"), 100))
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("%w: GET %s: HTTP %s (want 200)", ErrPolicyFetch, url, resp.Status)
 	}
 	ct := resp.Header.Get("Content-Type")
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "text/plain" {
-		return nil, fmt.Errorf("%w: GET %s: media type %q (want text/plain, RFC 8461 §3.2)", ErrPolicyFetch, url, shorten(ct, 60))
+		return nil, fmt.Errorf("%w: GET %s: media type %q (want text/plain, RFC 8461 §3.2)", ErrPolicyFetch, url, clip.Text(ct, 60))
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxPolicySize+1))
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mailtls/mailtls/dnsname"
+	"github.com/mailtls/mailtls/internal/clip"
 )
 
 // Sentinel errors of the MTA-STS parsers and fetcher.
@@ -119,7 +120,7 @@ func splitTXTFields(s string) ([]string, error) {
 func ParseRecord(txt string) (Record, error) {
 	bad := func(format string, args ...any) (Record, error) {
 		return Record{}, fmt.Errorf("%w: %s (record %q; want e.g. \"v=STSv1; id=20240101T000000;\")",
-			ErrRecordSyntax, fmt.Sprintf(format, args...), shorten(txt, 100))
+			ErrRecordSyntax, fmt.Sprintf(format, args...), clip.Text(txt, 100))
 	}
 	rec := Record{Version: "STSv1"}
 	ext, err := ParseTagRecord(txt, "STSv1", func(k, v string) (bool, error) {
@@ -127,7 +128,7 @@ func ParseRecord(txt string) (Record, error) {
 			return false, nil
 		}
 		if len(v) < 1 || len(v) > 32 || strings.IndexFunc(v, func(r rune) bool { return r > 0x7f || !isAlnum(byte(r)) }) >= 0 {
-			return true, fmt.Errorf("id %q must be 1 to 32 letters and digits", shorten(v, 40))
+			return true, fmt.Errorf("id %q must be 1 to 32 letters and digits", clip.Text(v, 40))
 		}
 		if rec.ID != "" {
 			return true, errors.New("more than one id")
@@ -162,7 +163,7 @@ func ParseTagRecord(txt, version string, field func(k, v string) (bool, error)) 
 	for _, f := range fields[1:] {
 		k, v, ok := strings.Cut(f, "=")
 		if !ok || !validExtName(k) {
-			return nil, fmt.Errorf("field %q is not key=value", shorten(f, 40))
+			return nil, fmt.Errorf("field %q is not key=value", clip.Text(f, 40))
 		}
 		if k == "v" {
 			return nil, errors.New("v= must come first and only once")
@@ -237,10 +238,10 @@ func ParsePolicy(body string) (*Policy, error) {
 		}
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {
-			return bad(n, "%q is not key: value", shorten(line, 40))
+			return bad(n, "%q is not key: value", clip.Text(line, 40))
 		}
 		if !validExtName(k) {
-			return bad(n, "invalid key %q", shorten(k, 40))
+			return bad(n, "invalid key %q", clip.Text(k, 40))
 		}
 		v = strings.Trim(v, " \t")
 		dup := seen[k]
@@ -248,13 +249,13 @@ func ParsePolicy(body string) (*Policy, error) {
 		switch k {
 		case "version":
 			if v != "STSv1" {
-				return bad(n, "version %q (want STSv1)", shorten(v, 40))
+				return bad(n, "version %q (want STSv1)", clip.Text(v, 40))
 			}
 			p.Version = v
 		case "mode":
 			m := Mode(v)
 			if m != ModeEnforce && m != ModeTesting && m != ModeNone {
-				return bad(n, "mode %q (want enforce, testing or none)", shorten(v, 40))
+				return bad(n, "mode %q (want enforce, testing or none)", clip.Text(v, 40))
 			}
 			if !dup {
 				p.Mode = m
@@ -295,7 +296,7 @@ func ParsePolicy(body string) (*Policy, error) {
 // MaxPolicyAge.
 func parseMaxAge(v string) (int, error) {
 	if v == "" || len(v) > 10 || strings.Trim(v, "0123456789") != "" {
-		return 0, fmt.Errorf("max_age %q must be 1 to 10 digits", shorten(v, 40))
+		return 0, fmt.Errorf("max_age %q must be 1 to 10 digits", clip.Text(v, 40))
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n > MaxPolicyAge {
@@ -326,7 +327,7 @@ func validPolicyExtValue(v string) bool {
 func parseMXPattern(v string) (string, error) {
 	name := strings.TrimPrefix(v, "*.")
 	if err := checkHostname(name); err != nil {
-		return "", fmt.Errorf("mx %q: %v (want a host name, or *.domain for one leftmost label)", shorten(v, 60), err)
+		return "", fmt.Errorf("mx %q: %v (want a host name, or *.domain for one leftmost label)", clip.Text(v, 60), err)
 	}
 	return strings.ToLower(v), nil
 }
@@ -393,14 +394,6 @@ func (p *Policy) PostfixPolicy() string {
 		return ""
 	}
 	return "secure match=" + p.PostfixMatch() + " servername=hostname"
-}
-
-// shorten truncates s for error messages.
-func shorten(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 // String renders p as a policy file (RFC 8461 §3.2, CRLF line ends) that

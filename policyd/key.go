@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mailtls/mailtls/dnsname"
+	"github.com/mailtls/mailtls/internal/clip"
 )
 
 // ErrBadKey is wrapped by every key validation error.
@@ -57,7 +58,7 @@ func NormalizeKey(key string) (string, error) {
 		}
 	}
 	if len(k) > 300 {
-		return "", badKey("key %q is %d bytes long (%s)", shorten(k), len(k), keyHelp)
+		return "", badKey("key %q is %d bytes long (%s)", clip.Text(k, 40), len(k), keyHelp)
 	}
 	switch {
 	case k[0] == '[':
@@ -226,13 +227,6 @@ func normDomain(orig, d string) (string, error) {
 		return "", badKey("key %q: %v (%s)", orig, err, keyHelp)
 	}
 	return d, nil
-}
-
-func shorten(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "..."
-	}
-	return s
 }
 
 // maxLookupKey bounds the keys the daemon looks up. Postfix asks for next-hop

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailtls/mailtls/internal/clip"
 	"github.com/mailtls/mailtls/store"
 )
 
@@ -98,7 +99,7 @@ func ParseURLQuery(raw string, now time.Time) (store.Window, error) {
 		case "domain":
 			dst = &q.Domain
 		default:
-			return store.Window{}, inputErrorf("unknown parameter %q (want since, until or domain)", oneLine(k))
+			return store.Window{}, inputErrorf("unknown parameter %q (want since, until or domain)", clip.Line(k, 0))
 		}
 		if len(vs) > 1 {
 			return store.Window{}, inputErrorf("parameter %s given %d times (want it once)", k, len(vs))
@@ -114,15 +115,5 @@ func plain(w http.ResponseWriter, code int, msg string) {
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	fmt.Fprintln(w, oneLine(msg))
-}
-
-// oneLine keeps an answer on one line whatever the input held.
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
+	fmt.Fprintln(w, clip.Line(msg, 0))
 }

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/mailtls/mailtls/delivery"
+	"github.com/mailtls/mailtls/internal/clip"
 	"github.com/mailtls/mailtls/store"
 )
 
@@ -290,7 +291,7 @@ func FuzzParseURLQuery(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string) {
 		w, err := ParseURLQuery(raw, now)
 		if err != nil {
-			if strings.ContainsAny(oneLine(err.Error()), "\n\r") {
+			if strings.ContainsAny(clip.Line(err.Error(), 0), "\n\r") {
 				t.Fatalf("multi-line error %q", err)
 			}
 			return
