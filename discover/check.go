@@ -260,15 +260,66 @@ func (r *run) mxPath(ctx context.Context, rep *Report) {
 	wg.Wait()
 }
 
-type mxHost struct {
-	name string
-	pref uint16
+// MXHost is one MX host: its name (lower case, no trailing dot) and
+// preference.
+type MXHost struct {
+	Name string
+	Pref uint16
+}
+
+// MXSet is an MX answer taken apart.
+type MXSet struct {
+	Hosts     []MXHost // distinct, by preference, then name; the implicit MX when Implicit
+	Null      bool     // a null MX alone (RFC 7505): the domain accepts no mail; no Hosts
+	NullMixed bool     // a null MX next to other MX records, ignored (RFC 7505 §3 forbids it)
+	Implicit  bool     // no MX records: the domain itself, at preference 0 (RFC 5321 §5.1)
+}
+
+// ParseMX takes apart the MX records of domain (records of other types
+// are skipped): the one reading of an MX answer, for the checks and the
+// published resolver.
+func ParseMX(domain string, rrs []dns.RR) MXSet {
+	var set MXSet
+	seen := map[string]bool{}
+	null := false
+	for _, rr := range rrs {
+		mx, ok := rr.(*dns.MX)
+		if !ok {
+			continue
+		}
+		name := strings.ToLower(strings.TrimSuffix(mx.Mx, "."))
+		if name == "" {
+			null = true
+			continue
+		}
+		if !seen[name] {
+			seen[name] = true
+			set.Hosts = append(set.Hosts, MXHost{name, mx.Preference})
+		}
+	}
+	switch {
+	case null && len(set.Hosts) == 0:
+		set.Null = true
+		return set
+	case len(set.Hosts) == 0:
+		set.Implicit = true
+		set.Hosts = []MXHost{{domain, 0}}
+		return set
+	}
+	set.NullMixed = null
+	slices.SortStableFunc(set.Hosts, func(x, y MXHost) int {
+		if x.Pref != y.Pref {
+			return int(x.Pref) - int(y.Pref)
+		}
+		return strings.Compare(x.Name, y.Name)
+	})
+	return set
 }
 
 // mxHosts looks up the MX records: sorted by preference, the null MX
 // recognised (RFC 7505), the implicit MX used when there are none
 // (RFC 5321 §5.1).
-func (r *run) mxHosts(ctx context.Context, rep *Report) ([]mxHost, error) {
+func (r *run) mxHosts(ctx context.Context, rep *Report) ([]MXHost, error) {
 	d := rep.Domain
 	a, err := r.res.Lookup(ctx, d, dns.TypeMX)
 	if err != nil {
@@ -278,38 +329,16 @@ func (r *run) mxHosts(ctx context.Context, rep *Report) ([]mxHost, error) {
 	if a.NXDomain {
 		return nil, fmt.Errorf("%s does not exist (NXDOMAIN)", d)
 	}
-	var hosts []mxHost
-	seen := map[string]bool{}
-	null := false
-	for _, rr := range a.Records {
-		mx := rr.(*dns.MX)
-		name := strings.ToLower(strings.TrimSuffix(mx.Mx, "."))
-		if name == "" {
-			null = true
-			continue
-		}
-		if !seen[name] {
-			seen[name] = true
-			hosts = append(hosts, mxHost{name, mx.Preference})
-		}
-	}
-	if null && len(hosts) == 0 {
+	set := ParseMX(d, a.Records)
+	if set.Null {
 		rep.NullMX = true
 		return nil, nil
 	}
-	if null {
+	if set.NullMixed {
 		rep.Errors = append(rep.Errors, "a null MX (\"MX 0 .\") is published next to other MX records; RFC 7505 §3 forbids that and it was ignored")
 	}
-	if len(hosts) == 0 {
-		rep.ImplicitMX = true
-		return []mxHost{{d, 0}}, nil
-	}
-	slices.SortStableFunc(hosts, func(x, y mxHost) int {
-		if x.pref != y.pref {
-			return int(x.pref) - int(y.pref)
-		}
-		return strings.Compare(x.name, y.name)
-	})
+	rep.ImplicitMX = set.Implicit
+	hosts := set.Hosts
 	if len(hosts) > maxMX {
 		rep.Errors = append(rep.Errors, fmt.Sprintf("%d MX hosts; only the first %d were examined", len(hosts), maxMX))
 		hosts = hosts[:maxMX]
@@ -319,8 +348,8 @@ func (r *run) mxHosts(ctx context.Context, rep *Report) ([]mxHost, error) {
 
 // examine looks up one MX host's addresses and TLSA records, then probes
 // it.
-func (r *run) examine(ctx context.Context, h mxHost) MXReport {
-	m := MXReport{Host: h.name, Preference: h.pref, Addresses: []string{}, TLSA: []TLSARecord{}}
+func (r *run) examine(ctx context.Context, h MXHost) MXReport {
+	m := MXReport{Host: h.Name, Preference: h.Pref, Addresses: []string{}, TLSA: []TLSARecord{}}
 	var (
 		wg      sync.WaitGroup
 		a4, a6  Answer
@@ -328,9 +357,9 @@ func (r *run) examine(ctx context.Context, h mxHost) MXReport {
 		tlsa    Answer
 		tlsaErr error
 	)
-	wg.Go(func() { a4, e4 = r.res.Lookup(ctx, h.name, dns.TypeA) })
-	wg.Go(func() { a6, e6 = r.res.Lookup(ctx, h.name, dns.TypeAAAA) })
-	wg.Go(func() { tlsa, tlsaErr = r.res.Lookup(ctx, "_25._tcp."+h.name, dns.TypeTLSA) })
+	wg.Go(func() { a4, e4 = r.res.Lookup(ctx, h.Name, dns.TypeA) })
+	wg.Go(func() { a6, e6 = r.res.Lookup(ctx, h.Name, dns.TypeAAAA) })
+	wg.Go(func() { tlsa, tlsaErr = r.res.Lookup(ctx, "_25._tcp."+h.Name, dns.TypeTLSA) })
 	wg.Wait()
 
 	var addrs []string
@@ -352,7 +381,7 @@ func (r *run) examine(ctx context.Context, h mxHost) MXReport {
 	if len(addrs) == 0 && m.AddressError == "" {
 		m.AddressError = "no A or AAAA records"
 		if a4.NXDomain {
-			m.AddressError = h.name + " does not exist (NXDOMAIN)"
+			m.AddressError = h.Name + " does not exist (NXDOMAIN)"
 		}
 	}
 	if tlsaErr != nil {
@@ -375,7 +404,7 @@ func (r *run) examine(ctx context.Context, h mxHost) MXReport {
 	}
 	if len(addrs) > 0 && len(probe) == 0 {
 		m.Probe = Probe{FailedStep: StepAddress, Error: notPublicError(m.NotProbed)}
-		r.log.Debug("mx not probed", "mx", h.name, "error", m.Probe.Error)
+		r.log.Debug("mx not probed", "mx", h.Name, "error", m.Probe.Error)
 		return m
 	}
 	hostports := make([]string, len(probe))
@@ -383,11 +412,11 @@ func (r *run) examine(ctx context.Context, h mxHost) MXReport {
 		hostports[i] = net.JoinHostPort(ip, strconv.Itoa(r.port))
 	}
 	p := Prober{HELO: r.helo, Timeouts: r.steps, Dial: r.c.DialSMTP, RootCAs: r.c.RootCAs, Now: r.c.Now}
-	m.Probe = p.Probe(ctx, h.name, hostports)
+	m.Probe = p.Probe(ctx, h.Name, hostports)
 	if m.Probe.TLS != nil {
-		m.DANEMatch = daneMatch(m.TLSA, m.Probe.TLS, h.name, r.c.now())
+		m.DANEMatch = daneMatch(m.TLSA, m.Probe.TLS, h.Name, r.c.now())
 	}
-	r.log.Debug("mx probed", "mx", h.name, "address", m.Probe.Address, "starttls", m.Probe.STARTTLS,
+	r.log.Debug("mx probed", "mx", h.Name, "address", m.Probe.Address, "starttls", m.Probe.STARTTLS,
 		"tls", m.Probe.TLS != nil, "step", m.Probe.FailedStep, "error", m.Probe.Error)
 	return m
 }

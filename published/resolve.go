@@ -12,6 +12,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/mailtls/mailtls/discover"
 	"github.com/mailtls/mailtls/mtasts"
 	"github.com/mailtls/mailtls/policyd"
 	"github.com/mailtls/mailtls/tlsrpt"
@@ -164,16 +165,10 @@ func (r *Resolver) resolve(ctx context.Context, d string, prev *state, force boo
 	return st
 }
 
-// mxHost is one MX host in preference order.
-type mxHost struct {
-	name string
-	pref uint16
-}
-
-// mxHosts looks up the MX hosts (RFC 5321 §5.1: the implicit MX when there
-// are none; RFC 7505: a null MX means no mail) and whether the MX answer
-// was validated.
-func (x *resolution) mxHosts(ctx context.Context) ([]mxHost, bool) {
+// mxHosts looks up the MX hosts (discover.ParseMX: RFC 5321 §5.1, the
+// implicit MX when there are none; RFC 7505, a null MX means no mail) and
+// whether the MX answer was validated.
+func (x *resolution) mxHosts(ctx context.Context) ([]discover.MXHost, bool) {
 	a, err := x.lookup(ctx, x.d, dns.TypeMX)
 	if err != nil {
 		x.note("MX lookup failed: %v", err)
@@ -183,37 +178,12 @@ func (x *resolution) mxHosts(ctx context.Context) ([]mxHost, bool) {
 		x.note("%s does not exist (NXDOMAIN)", x.d)
 		return nil, a.ad
 	}
-	var hosts []mxHost
-	seen := map[string]bool{}
-	null := false
-	for _, rr := range a.records {
-		mx, ok := rr.(*dns.MX)
-		if !ok {
-			continue
-		}
-		name := strings.ToLower(strings.TrimSuffix(mx.Mx, "."))
-		if name == "" {
-			null = true
-			continue
-		}
-		if !seen[name] {
-			seen[name] = true
-			hosts = append(hosts, mxHost{name, mx.Preference})
-		}
-	}
-	if null && len(hosts) == 0 {
+	set := discover.ParseMX(x.d, a.records)
+	if set.Null {
 		x.note("%s publishes a null MX (RFC 7505): it accepts no mail", x.d)
 		return nil, a.ad
 	}
-	if len(hosts) == 0 {
-		return []mxHost{{x.d, 0}}, a.ad
-	}
-	slices.SortStableFunc(hosts, func(p, q mxHost) int {
-		if p.pref != q.pref {
-			return int(p.pref) - int(q.pref)
-		}
-		return strings.Compare(p.name, q.name)
-	})
+	hosts := set.Hosts
 	if len(hosts) > maxMX {
 		x.note("%d MX hosts; only the first %d were examined", len(hosts), maxMX)
 		hosts = hosts[:maxMX]
@@ -224,7 +194,7 @@ func (x *resolution) mxHosts(ctx context.Context) ([]mxHost, bool) {
 // dane examines the MX hosts' TLSA records (RFC 7672 §2.2) and returns
 // "dane-only" when every host has usable, validated records, "dane" when
 // some have, or "" when DANE does not apply.
-func (x *resolution) dane(ctx context.Context, hosts []mxHost, mxAD bool) string {
+func (x *resolution) dane(ctx context.Context, hosts []discover.MXHost, mxAD bool) string {
 	switch {
 	case len(hosts) == 0:
 		return ""
@@ -250,7 +220,7 @@ func (x *resolution) dane(ctx context.Context, hosts []mxHost, mxAD bool) string
 			// Each goroutine has its own resolution for the lookups, so
 			// that expiries and failures are merged under the lock.
 			sub := &resolution{r: x.r, d: x.d, now: x.now, next: next}
-			ev[i] = sub.host(ctx, h.name)
+			ev[i] = sub.host(ctx, h.Name)
 			mu.Lock()
 			x.until(sub.next)
 			failed = failed || sub.failed
@@ -372,7 +342,7 @@ func (x *resolution) mtasts(ctx context.Context, cached *stsPolicy, force bool) 
 
 // matchMX notes the MX hosts that match no mx pattern of the policy: Postfix
 // defers mail routed to them under the secure answer (RFC 8461 §4.1).
-func (x *resolution) matchMX(hosts []mxHost, p *mtasts.Policy) {
+func (x *resolution) matchMX(hosts []discover.MXHost, p *mtasts.Policy) {
 	if p.Mode == mtasts.ModeNone {
 		return
 	}
@@ -381,15 +351,15 @@ func (x *resolution) matchMX(hosts []mxHost, p *mtasts.Policy) {
 		byHost[x.ev.MX[i].Host] = &x.ev.MX[i]
 	}
 	for _, h := range hosts {
-		ok := p.MatchMX(h.name)
-		m := byHost[h.name]
+		ok := p.MatchMX(h.Name)
+		m := byHost[h.Name]
 		if m == nil {
-			x.ev.MX = append(x.ev.MX, MXEvidence{Host: h.name})
+			x.ev.MX = append(x.ev.MX, MXEvidence{Host: h.Name})
 			m = &x.ev.MX[len(x.ev.MX)-1]
 		}
 		m.STSMatch = &ok
 		if !ok {
-			x.note("MX %s matches no MTA-STS mx pattern (%s): under mode %s mail routed to it is deferred", h.name, strings.Join(p.MX, ", "), p.Mode)
+			x.note("MX %s matches no MTA-STS mx pattern (%s): under mode %s mail routed to it is deferred", h.Name, strings.Join(p.MX, ", "), p.Mode)
 		}
 	}
 }
