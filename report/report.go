@@ -172,10 +172,10 @@ func RFC3339(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
-// Override is one row of `report overrides --format json`: the traffic
+// OverrideRow is one row of `report overrides --format json`: the traffic
 // under an override in the window, counted only while it was in force
 // (store.OverridesInForce).
-type Override struct {
+type OverrideRow struct {
 	Key          string `json:"key"`
 	Policy       string `json:"policy"`
 	InForceSince string `json:"in_force_since"` // "" when it has expired
@@ -189,14 +189,14 @@ type Override struct {
 
 // LoadOverrides counts the deliveries under each override in w while it
 // was in force, up to now.
-func LoadOverrides(ctx context.Context, src Source, w store.Window, now time.Time) ([]Override, error) {
+func LoadOverrides(ctx context.Context, src Source, w store.Window, now time.Time) ([]OverrideRow, error) {
 	rows, err := src.OverridesInForce(ctx, w, now)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Override, 0, len(rows))
+	out := make([]OverrideRow, 0, len(rows))
 	for _, r := range rows {
-		out = append(out, Override{r.Key, r.Policy, RFC3339(r.InForceSince), r.Sent, r.Encrypted, r.Plaintext, r.Deferred, r.TLSDeferred, r.Bounced})
+		out = append(out, OverrideRow{r.Key, r.Policy, RFC3339(r.InForceSince), r.Sent, r.Encrypted, r.Plaintext, r.Deferred, r.TLSDeferred, r.Bounced})
 	}
 	return out, nil
 }
@@ -219,7 +219,7 @@ type Data struct {
 	Days         []Row
 	Plaintext    []Row
 	Downgrades   []Downgrade
-	Overrides    []Override
+	Overrides    []OverrideRow
 	// Warnings is plaintext sent to destinations while they were forced
 	// (the warnings of `report overrides --format json`).
 	Warnings []Warning
@@ -289,8 +289,8 @@ func Load(ctx context.Context, src Source, w store.Window) (*Data, error) {
 
 // Overrides is the `report overrides --format json` document.
 type Overrides struct {
-	Rows     []Override `json:"rows"`
-	Warnings []Warning  `json:"warnings"`
+	Rows     []OverrideRow `json:"rows"`
+	Warnings []Warning     `json:"warnings"`
 }
 
 // Warning is plaintext sent to a destination while an override forced it

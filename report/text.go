@@ -244,7 +244,7 @@ func WriteDowngrades(w io.Writer, format string, win store.Window, ds []store.Do
 // WriteOverrides renders `report overrides` as "json" (with the
 // warnings), "csv" or a text table (the warnings are the caller's, for
 // stderr).
-func WriteOverrides(w io.Writer, format string, rows []Override, warns []store.ForcedPlaintext) error {
+func WriteOverrides(w io.Writer, format string, rows []OverrideRow, warns []store.ForcedPlaintext) error {
 	if format == "json" {
 		return output.JSON(w, Overrides{Rows: rows, Warnings: NewWarnings(warns)})
 	}

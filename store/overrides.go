@@ -14,7 +14,9 @@ import (
 	"github.com/mailtls/mailtls/policyd"
 )
 
-// Override is a TLS policy for one next-hop key. The store refuses an
+// Override is the stored row of an override: what the daemon looks up,
+// a policyd.Override (Key, Policy as its Value, Expires), with the note
+// and times the store keeps about it. The store refuses an
 // override whose key is not in policyd's normal form (policyd.NormalizeKey)
 // or whose policy policyd does not accept (policyd.ParsePolicy), so that no
 // write path can hand Postfix a value it would defer mail for.
