@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailtls/mailtls/internal/servetest"
 )
 
 // testOverrides is the table most server tests use.
@@ -40,48 +42,11 @@ func newTestServer(t testing.TB, def string) *Server {
 // in a temporary directory) and shuts it down at the end of the test.
 func listen(t testing.TB, srv *Server, network string, proto protocol) (string, string) {
 	t.Helper()
-	addr := "127.0.0.1:0"
-	if network == "unix" {
-		addr = filepath.Join(shortTempDir(t), "p.sock")
-	}
-	ln, err := Listen(context.Background(), network, addr, 0)
+	ln, err := Listen(context.Background(), network, servetest.Addr(t, network), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	errc := make(chan error, 1)
-	go func() {
-		if proto == protoTCPTable {
-			errc <- srv.ServeTCPTable(context.Background(), ln)
-		} else {
-			errc <- srv.ServeSocketmap(context.Background(), ln)
-		}
-	}()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-errc; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return network, ln.Addr().String()
-}
-
-// shortTempDir returns a temporary directory with a path short enough for
-// a UNIX-domain socket (108 bytes on Linux).
-func shortTempDir(t testing.TB) string {
-	dir := t.TempDir()
-	if len(dir) < 80 {
-		return dir
-	}
-	d, err := os.MkdirTemp("", "pd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
+	return network, servetest.Serve(t, srv, ln, proto == protoTCPTable)
 }
 
 // client is a test client holding one persistent connection.
@@ -528,7 +493,7 @@ func TestServeContextCancel(t *testing.T) {
 }
 
 func TestListenUnix(t *testing.T) {
-	dir := shortTempDir(t)
+	dir := servetest.ShortTempDir(t)
 	path := filepath.Join(dir, "policy.sock")
 
 	// A stale socket (nobody listening) is replaced.

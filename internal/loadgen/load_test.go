@@ -8,12 +8,11 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/internal/servetest"
 	"github.com/mailtls/mailtls/policyd"
 )
 
@@ -209,36 +208,9 @@ func newTestServer(t testing.TB, def string) *policyd.Server {
 // in a temporary directory) until the end of the test.
 func listen(t testing.TB, srv *policyd.Server, network string, tcpTable bool) (string, string) {
 	t.Helper()
-	addr := "127.0.0.1:0"
-	if network == "unix" {
-		dir, err := os.MkdirTemp("", "lg")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
-		addr = filepath.Join(dir, "p.sock")
-	}
-	ln, err := policyd.Listen(context.Background(), network, addr, 0)
+	ln, err := policyd.Listen(context.Background(), network, servetest.Addr(t, network), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	errc := make(chan error, 1)
-	go func() {
-		if tcpTable {
-			errc <- srv.ServeTCPTable(context.Background(), ln)
-		} else {
-			errc <- srv.ServeSocketmap(context.Background(), ln)
-		}
-	}()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-errc; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return network, ln.Addr().String()
+	return network, servetest.Serve(t, srv, ln, tcpTable)
 }
