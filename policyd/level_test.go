@@ -64,3 +64,16 @@ func TestParseKey(t *testing.T) {
 		}
 	}
 }
+
+func TestParseDefault(t *testing.T) {
+	for in, want := range map[string]string{"may": "may", " NotFound ": "", "ENCRYPT  protocols=>=TLSv1.2": "encrypt protocols=>=TLSv1.2"} {
+		if got, err := ParseDefault(in); err != nil || got != want {
+			t.Errorf("ParseDefault(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "sometimes", "not found"} {
+		if _, err := ParseDefault(bad); err == nil {
+			t.Errorf("ParseDefault(%q) accepted", bad)
+		}
+	}
+}

@@ -109,6 +109,21 @@ func ParsePolicy(s string) (Policy, error) {
 	return parseTokens(strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == '\t' }))
 }
 
+// ParseDefault validates the daemon's default answer, for destinations
+// without an override: a policy value in normal form (ParsePolicy), or ""
+// for "notfound" (in any case), which answers NOTFOUND so that main.cf's
+// smtp_tls_security_level applies.
+func ParseDefault(s string) (string, error) {
+	if strings.EqualFold(strings.TrimSpace(s), "notfound") {
+		return "", nil
+	}
+	p, err := ParsePolicy(s)
+	if err != nil {
+		return "", err
+	}
+	return p.String(), nil
+}
+
 // ParsePolicyFields is ParsePolicy for a policy already split into fields,
 // as command-line arguments are. A field may itself hold several
 // space-separated tokens.

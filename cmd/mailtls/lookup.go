@@ -47,7 +47,7 @@ func lookup(c *cli.Context, e env) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("resolve") && !srcs.published() {
+	if c.Bool("resolve") && !srcs.Published() {
 		return usageErrorf("--resolve looks up DANE and MTA-STS: add dane or mta-sts to --sources (e.g. --sources override,dane,mta-sts)")
 	}
 	key, st, err := keyAndStore(c)
@@ -56,7 +56,7 @@ func lookup(c *cli.Context, e env) error {
 	}
 	defer st.Close()
 	b := policyd.NewBuilder(def, 0)
-	if srcs.override {
+	if srcs.Override {
 		if err := (storeSource{st}).Overrides(c.Context, b.Add); err != nil {
 			return err
 		}
@@ -65,7 +65,7 @@ func lookup(c *cli.Context, e env) error {
 	// The published sources, as the daemon consults them: after an
 	// override miss, from its cache (or resolved now).
 	var pub *published.Result
-	if (r.Rule == policyd.RuleDefault || r.Rule == policyd.RuleNotFound) && srcs.published() {
+	if (r.Rule == policyd.RuleDefault || r.Rule == policyd.RuleNotFound) && srcs.Published() {
 		if pub, err = lookupPublished(c, e, srcs, st, key); err != nil {
 			return err
 		}
@@ -73,7 +73,7 @@ func lookup(c *cli.Context, e env) error {
 			r = policyd.WithPublished(key, r, policyd.Published{Value: pub.Policy, Source: string(pub.Source)})
 		}
 	}
-	ans := published.Answer{Key: key, Result: r, Published: pub, Consulted: srcs.published()}
+	ans := published.Answer{Key: key, Result: r, Published: pub, Consulted: srcs.Published()}
 	if c.String("format") == "json" {
 		return writeJSON(e.stdout, ans.JSON())
 	}
@@ -85,7 +85,7 @@ func lookup(c *cli.Context, e env) error {
 
 // lookupPublished reads the daemon's cached answer for key (nil: none),
 // or with --resolve resolves it now, storing nothing.
-func lookupPublished(c *cli.Context, e env, srcs sourceSet, st published.Store, key string) (*published.Result, error) {
+func lookupPublished(c *cli.Context, e env, srcs published.Sources, st published.Store, key string) (*published.Result, error) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	res, err := newPublished(c, srcs, published.ReadOnly(st), nil, quiet)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/mailtls/mailtls/metrics"
 	"github.com/mailtls/mailtls/policyd"
 	"github.com/mailtls/mailtls/postconf"
+	"github.com/mailtls/mailtls/published"
 	"github.com/mailtls/mailtls/store"
 )
 
@@ -115,14 +116,11 @@ func (s storeSource) OverridesFor(ctx context.Context, keys []string, add func(p
 
 // parseDefault validates --default: a policy value or "notfound" ("").
 func parseDefault(s string) (string, error) {
-	if strings.EqualFold(strings.TrimSpace(s), "notfound") {
-		return "", nil
-	}
-	p, err := policyd.ParsePolicy(s)
+	def, err := policyd.ParseDefault(s)
 	if err != nil {
 		return "", usageErrorf("--default: %v (or notfound)", err)
 	}
-	return p.String(), nil
+	return def, nil
 }
 
 type daemon struct {
@@ -202,7 +200,7 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 		cancel()
 		return nil, err
 	}
-	d.warmUp(ctx, c.Duration("reload-every"), func() <-chan struct{} { return changes(ctx, st, srcs.override) }, ovDone, restoreGC, log)
+	d.warmUp(ctx, c.Duration("reload-every"), func() <-chan struct{} { return changes(ctx, st, srcs.Override) }, ovDone, restoreGC, log)
 	serving = true
 	return d, nil
 }
@@ -210,10 +208,10 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 // newDaemon builds the daemon's table over the store's overrides (none
 // when --sources leaves them out), watched by the metrics when there are
 // any, and checks that the store answers.
-func newDaemon(c *cli.Context, st *store.Store) (*daemon, sourceSet, error) {
+func newDaemon(c *cli.Context, st *store.Store) (*daemon, published.Sources, error) {
 	def, err := parseDefault(c.String("default"))
 	if err != nil {
-		return nil, sourceSet{}, err
+		return nil, published.Sources{}, err
 	}
 	srcs, err := parseSources(c.String("sources"))
 	if err != nil {
@@ -225,7 +223,7 @@ func newDaemon(c *cli.Context, st *store.Store) (*daemon, sourceSet, error) {
 	}
 	var src policyd.Source = storeSource{st}
 	var keys policyd.KeySource = storeSource{st}
-	if !srcs.override {
+	if !srcs.Override {
 		src, keys = noOverrides{}, noOverrides{}
 	}
 	table := policyd.NewTable(def)
