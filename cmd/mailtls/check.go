@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -117,7 +116,7 @@ func check(c *cli.Context, e env) error {
 		defer st.Close()
 		out.History, stErr = report.DomainHistory(c.Context, st, domain, time.Now())
 		if stErr == nil {
-			out.CurrentOverride, stErr = currentOverride(c.Context, st, key)
+			out.CurrentOverride, stErr = report.CurrentOverride(c.Context, st, key)
 		}
 	}
 	if stErr != nil {
@@ -129,7 +128,7 @@ func check(c *cli.Context, e env) error {
 	var applyErr error
 	lowered := false
 	if c.Bool("apply") {
-		out.Applied, lowered, applyErr = applyRecommendation(c.Context, st, store.Actor(e.getenv), key, rep.Recommendation, out.CurrentOverride, c.Bool("force"))
+		out.Applied, lowered, applyErr = report.ApplyRecommendation(c.Context, st, store.Actor(e.getenv), key, rep.Recommendation, out.CurrentOverride, c.Bool("force"), time.Now())
 	}
 	if c.String("format") == "json" {
 		if err := writeJSON(e.stdout, out); err != nil {
@@ -154,36 +153,6 @@ func checkTable(w io.Writer, header []string, rows [][]string) error {
 		t.add(r...)
 	}
 	return t.writeText(w)
-}
-
-// currentOverride returns the policy of the exact override for key, if any.
-func currentOverride(ctx context.Context, st overrideWriter, key string) (*string, error) {
-	ovs, err := st.Overrides(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, o := range ovs {
-		if o.Key == key {
-			p := o.Policy
-			return &p, nil
-		}
-	}
-	return nil, nil
-}
-
-// applyRecommendation sets the recommended policy as the override for
-// key, as rec.Apply decides; lowered tells that force was needed.
-func applyRecommendation(ctx context.Context, st overrideWriter, actor, key string, rec discover.Recommendation, cur *string, force bool) (applied, lowered bool, err error) {
-	a, err := rec.Apply(key, cur, force)
-	if err != nil || !a.Set {
-		return false, a.Lowered, err
-	}
-	o := store.Override{Key: key, Policy: a.Policy.String(),
-		Note: fmt.Sprintf("set by mailtls check on %s: %s", time.Now().UTC().Format("2006-01-02"), rec.Level)}
-	if err := st.SetOverride(ctx, o, actor); err != nil {
-		return false, a.Lowered, err
-	}
-	return true, a.Lowered, nil
 }
 
 // historySummary is the History line of the text report.
