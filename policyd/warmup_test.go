@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -145,5 +146,23 @@ func TestWarmupQueryFails(t *testing.T) {
 		if got := cl.query("tlspolicy example.com"); got != "TEMP policy table not loaded yet" {
 			t.Errorf("failed point query: %q, want TEMP", got)
 		}
+	}
+}
+
+func TestWarmupGC(t *testing.T) {
+	old := debug.SetGCPercent(200)
+	defer debug.SetGCPercent(old)
+	restore := WarmupGC()
+	if got := debug.SetGCPercent(warmupGCPercent); got != warmupGCPercent {
+		t.Errorf("GOGC during the warm-up = %d, want %d", got, warmupGCPercent)
+	}
+	restore()
+	if got := debug.SetGCPercent(200); got != 200 {
+		t.Errorf("GOGC after the warm-up = %d, want 200", got)
+	}
+	debug.SetGCPercent(-1) // GOGC=off stays off
+	WarmupGC()
+	if got := debug.SetGCPercent(-1); got != -1 {
+		t.Errorf("GOGC=off became %d", got)
 	}
 }

@@ -168,7 +168,7 @@ func startDaemon(c *cli.Context, st *store.Store, log *slog.Logger) (*daemon, er
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(c.Context))
 	d.cancel, d.t0 = cancel, time.Now()
-	restoreGC := warmupGC()
+	restoreGC := policyd.WarmupGC()
 	serving := false
 	defer func() {
 		if !serving {
@@ -260,18 +260,6 @@ func listenSpecs(c *cli.Context) ([]listenSpec, error) {
 	return specs, nil
 }
 
-// warmupGC lowers GOGC for the start-up loads and returns what restores
-// it. The garbage of the loads would otherwise let the heap grow to twice
-// what they keep (GOGC=100), and the process keep that peak.
-func warmupGC() (restore func()) {
-	gcPercent := debug.SetGCPercent(-1)
-	debug.SetGCPercent(min(gcPercent, warmupGCPercent))
-	if gcPercent < 0 {
-		debug.SetGCPercent(gcPercent) // GOGC=off stays off
-	}
-	return func() { debug.SetGCPercent(gcPercent) }
-}
-
 // listen opens every listener and serves it; on an error, those opened
 // are closed.
 func (d *daemon) listen(ctx context.Context, c *cli.Context, specs []listenSpec, mode fs.FileMode, log *slog.Logger) error {
@@ -346,11 +334,6 @@ func (d *daemon) warmUp(ctx context.Context, every time.Duration, wake func() <-
 		log.Info("start-up loads done: answering from memory", args...)
 	})
 }
-
-// warmupGCPercent is the GOGC of the start-up loads: a million overrides
-// and a hundred thousand cached policies then peak at about 1.25 times
-// what they keep, at some CPU cost while the warm-up answers.
-const warmupGCPercent = 25
 
 // loading says what the daemon is still loading at start-up, or "".
 func (d *daemon) loading() string {
