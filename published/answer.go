@@ -18,6 +18,24 @@ type Answer struct {
 	Consulted bool
 }
 
+// NewAnswer is the answer for key whose override lookup is r, as the
+// daemon gives it: after an override miss, and only when the published
+// sources are consulted, the published answer that pub returns (nil: not
+// known) is applied.
+func NewAnswer(key string, r policyd.Result, consulted bool, pub func() (*Result, error)) (Answer, error) {
+	var p *Result
+	if consulted && (r.Rule == policyd.RuleDefault || r.Rule == policyd.RuleNotFound) {
+		var err error
+		if p, err = pub(); err != nil {
+			return Answer{}, err
+		}
+		if p != nil && p.Policy != "" {
+			r = policyd.WithPublished(key, r, policyd.Published{Value: p.Policy, Source: string(p.Source)})
+		}
+	}
+	return Answer{Key: key, Result: r, Published: p, Consulted: consulted}, nil
+}
+
 // JSON is the answer as `mailtls lookup --format json` writes it.
 func (a Answer) JSON() map[string]any {
 	r := a.Result

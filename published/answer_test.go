@@ -1,6 +1,7 @@
 package published
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -52,5 +53,27 @@ func TestAnswer(t *testing.T) {
 				t.Errorf("%s: JSON[%q] = %v, want %v", tt.name, k, j[k], want)
 			}
 		}
+	}
+}
+
+func TestNewAnswer(t *testing.T) {
+	now := time.Now()
+	snap := policyd.NewSnapshot([]policyd.Override{{Key: "pinned.example", Value: "encrypt"}}, "may")
+	pub := &Result{Source: SourceDANE, Policy: "dane-only"}
+	asked := 0
+	get := func() (*Result, error) { asked++; return pub, nil }
+	a, err := NewAnswer("dane.example", snap.Lookup("dane.example", now), true, get)
+	want := policyd.WithPublished("dane.example", snap.Lookup("dane.example", now), policyd.Published{Value: "dane-only", Source: "dane"})
+	if err != nil || asked != 1 || a.Published != pub || a.Result.Value != want.Value || a.Result.Rule != policyd.RulePublished || !a.Consulted {
+		t.Errorf("after a miss: %+v, %v (asked %d)", a, err, asked)
+	}
+	if a, _ := NewAnswer("pinned.example", snap.Lookup("pinned.example", now), true, get); asked != 1 || a.Published != nil || a.Result.Value != "encrypt" {
+		t.Errorf("an override hit consulted the published sources: %+v (asked %d)", a, asked)
+	}
+	if a, _ := NewAnswer("dane.example", snap.Lookup("dane.example", now), false, get); asked != 1 || a.Published != nil || a.Result.Value != "may" {
+		t.Errorf("sources off, yet consulted: %+v (asked %d)", a, asked)
+	}
+	if _, err := NewAnswer("dane.example", snap.Lookup("dane.example", now), true, func() (*Result, error) { return nil, errors.New("boom") }); err == nil {
+		t.Error("the published sources' error was dropped")
 	}
 }

@@ -64,16 +64,12 @@ func lookup(c *cli.Context, e env) error {
 	r := b.Snapshot().Lookup(key, time.Now())
 	// The published sources, as the daemon consults them: after an
 	// override miss, from its cache (or resolved now).
-	var pub *published.Result
-	if (r.Rule == policyd.RuleDefault || r.Rule == policyd.RuleNotFound) && srcs.Published() {
-		if pub, err = lookupPublished(c, e, srcs, st, key); err != nil {
-			return err
-		}
-		if pub != nil && pub.Policy != "" {
-			r = policyd.WithPublished(key, r, policyd.Published{Value: pub.Policy, Source: string(pub.Source)})
-		}
+	ans, err := published.NewAnswer(key, r, srcs.Published(), func() (*published.Result, error) {
+		return lookupPublished(c, e, srcs, st, key)
+	})
+	if err != nil {
+		return err
 	}
-	ans := published.Answer{Key: key, Result: r, Published: pub, Consulted: srcs.Published()}
 	if c.String("format") == "json" {
 		return writeJSON(e.stdout, ans.JSON())
 	}
