@@ -277,11 +277,15 @@ func (r *Resolver) run(ctx context.Context, j *job) {
 			release()
 			return
 		}
-		defer func() {
+		// The claim ends before the waiters are released: when they see the
+		// answer, the next resolution of d is free to start anywhere.
+		unwait := release
+		release = func() {
 			if err := sh.ReleaseRefresh(context.WithoutCancel(ctx), j.domain, r.holder); err != nil {
 				r.log.Warn("published policy: releasing the refresh claim failed (it lapses by itself)", "domain", j.domain, "error", err)
 			}
-		}()
+			unwait()
+		}
 	}
 	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 	st := r.resolve(rctx, j.domain, prev, j.force)

@@ -21,6 +21,7 @@
 //	BENCH_PG_FOLLOW      postgres: how long the writers write (30s)
 //	BENCH_PG_ROWS        postgres: stored deliveries for report timing (10000000)
 //	BENCH_PG_PROPAGATIONS postgres: override changes timed (20)
+//	BENCH_PG_PARTS       postgres: which parts ("import follow propagation reports")
 //	BENCH_LOOKUP_ONLY    http: in the lookup section, only mailtls serve without and with --http
 //	BENCH_OUT            output file (BENCHMARKS.md)
 //	BENCH_BIN            mailtls binary (bin/mailtls)

@@ -147,10 +147,21 @@ func runPostgres(ctx context.Context, cfg config) *pgResult {
 	if rows, err := c.Query(ctx, "postgres", "SHOW server_version"); err == nil && len(rows) == 1 {
 		res.version = rows[0][0]
 	}
-	pgImports(ctx, cfg, c, res)
-	pgFollow(ctx, cfg, c, res)
-	pgPropagation(ctx, cfg, c, res)
-	pgReports(ctx, cfg, c, res)
+	parts := strings.Fields(env("BENCH_PG_PARTS", "import follow propagation reports"))
+	for _, p := range parts {
+		switch p {
+		case "import":
+			pgImports(ctx, cfg, c, res)
+		case "follow":
+			pgFollow(ctx, cfg, c, res)
+		case "propagation":
+			pgPropagation(ctx, cfg, c, res)
+		case "reports":
+			pgReports(ctx, cfg, c, res)
+		default:
+			fatalf("BENCH_PG_PARTS: unknown part %q; accepted: import follow propagation reports", p)
+		}
+	}
 	return res
 }
 
@@ -248,22 +259,25 @@ type mark struct {
 	n  int64
 }
 
-// writeAtRate appends fl's lines to path so that rate deliveries a second
-// are written, in steps of 50 ms, for d or until the lines run out, and
-// returns its marks.
-func writeAtRate(path string, fl *followLog, rate int, d time.Duration) ([]mark, error) {
+// writeAtRate appends fl's lines from line i on to path so that rate
+// deliveries a second are written, in steps of 50 ms, for d or until the
+// lines run out, and returns its marks.
+func writeAtRate(path string, fl *followLog, i, rate int, d time.Duration) ([]mark, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	var base int64
+	if i > 0 {
+		base = fl.cum[i-1]
+	}
 	start := time.Now()
 	var marks []mark
-	i := 0
 	var buf []byte
 	for time.Since(start) < d && i < len(fl.lines) {
 		time.Sleep(50 * time.Millisecond)
-		want := int64(time.Since(start).Seconds() * float64(rate))
+		want := base + int64(time.Since(start).Seconds()*float64(rate))
 		buf = buf[:0]
 		for i < len(fl.lines) && (i == 0 || fl.cum[i-1] < want) {
 			buf = append(buf, fl.lines[i]...)
@@ -279,6 +293,10 @@ func writeAtRate(path string, fl *followLog, rate int, d time.Duration) ([]mark,
 	}
 	return marks, nil
 }
+
+// warmLines is how many lines of each log are written, and stored, before
+// the timed writing starts: the followers are then up and registered.
+const warmLines = 500
 
 // lagAt is how long the first delivery not stored at t (stored of them)
 // had been written; 0 when all written by t are stored.
@@ -338,6 +356,9 @@ func pgFollow(ctx context.Context, cfg config, c *pgtest.Cluster, res *pgResult)
 		if err := os.WriteFile(h.log, nil, 0o644); err != nil {
 			fatalf("%v", err)
 		}
+		if len(h.fl.lines) <= warmLines {
+			fatalf("postgres: the follow log has only %d lines", len(h.fl.lines))
+		}
 		p, err := harness.Start(cfg.logs, "follow-"+h.fh.name, cfg.bin, "--db", dsn, "follow", "--host", h.fh.name, "--log", h.log, "--log-level", "warn")
 		if err != nil {
 			fatalf("%v", err)
@@ -346,14 +367,25 @@ func pgFollow(ctx context.Context, cfg config, c *pgtest.Cluster, res *pgResult)
 		hosts = append(hosts, h)
 		res.hosts = append(res.hosts, h.fh)
 	}
-	// The followers are up when each has registered its host.
+	// The followers are up when each has stored the first lines of its log.
+	for _, h := range hosts {
+		if err := os.WriteFile(h.log, bytes.Join(h.fl.lines[:warmLines], nil), 0o644); err != nil {
+			fatalf("%v", err)
+		}
+	}
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
 		m, _ := storedByHost(ctx, c, "fleet")
-		if len(m) >= len(hosts) {
+		up := 0
+		for _, h := range hosts {
+			if m[h.fh.name] >= h.fl.cum[warmLines-1] {
+				up++
+			}
+		}
+		if up == len(hosts) {
 			break
 		}
 		if time.Now().After(deadline) {
-			fatalf("postgres: followers not registered after a minute (see %s)", cfg.logs)
+			fatalf("postgres: followers have not stored the first %d lines of their logs after a minute (see %s)", warmLines, cfg.logs)
 		}
 	}
 	settle()
@@ -365,7 +397,7 @@ func pgFollow(ctx context.Context, cfg config, c *pgtest.Cluster, res *pgResult)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			m, err := writeAtRate(h.log, h.fl, cfg.pgRate, cfg.pgFollow)
+			m, err := writeAtRate(h.log, h.fl, warmLines, cfg.pgRate, cfg.pgFollow)
 			if err != nil {
 				fatalf("write %s: %v", h.log, err)
 			}
@@ -548,8 +580,23 @@ func (r *report) postgresSection(b *strings.Builder) {
 	w("PostgreSQL %s on the same 2 cores as mailtls, in a cluster of the suite's own (`internal/pgtest`,\n", p.version)
 	w("on a unix socket), set up as a production server is: `%s`. Reproduce: `BENCH_SECTIONS=postgres make bench`.\n\n", strings.Join(p.settings, " "))
 
+	if len(p.imports) > 0 {
+		p.importSection(w, r.cfg.runs)
+	}
+	if len(p.hosts) > 0 {
+		p.followSection(w)
+	}
+	if len(p.propSet) > 0 {
+		p.propagationSection(w)
+	}
+	if len(p.reports) > 0 {
+		p.reportsSection(w, r.cfg.runs)
+	}
+}
+
+func (p *pgResult) importSection(w func(string, ...any), runs int) {
 	w("### Import\n\n")
-	w("The same log of %s lines and %s deliveries (gen-log), imported with `mailtls import` into a new database, %d runs each, alternating.\n", harness.Int(int64(p.lines)), harness.Int(int64(p.deliveries)), r.cfg.runs)
+	w("The same log of %s lines and %s deliveries (gen-log), imported with `mailtls import` into a new database, %d runs each, alternating.\n", harness.Int(int64(p.lines)), harness.Int(int64(p.deliveries)), runs)
 	w("mailtls CPU is user+system time of the import process; server CPU is that of every PostgreSQL process (the backends included).\n\n")
 	t := harness.Table{Head: []string{"store", "wall s", "deliveries/s", "mailtls CPU s", "server CPU s", "server µs/delivery", "summary"}}
 	for _, im := range p.imports {
@@ -564,12 +611,14 @@ func (r *report) postgresSection(b *strings.Builder) {
 		t.Add(im.engine, harness.F(wall, 2), harness.Int(int64(float64(p.deliveries)/wall)), harness.F(harness.Median(im.client), 2), sv, per, im.summary)
 	}
 	w("%s\n", t.String())
+}
 
+func (p *pgResult) followSection(w func(string, ...any)) {
 	w("### Four hosts following at once\n\n")
 	w("%d `mailtls follow --host hN` processes, one log each, which a writer appends to at %s deliveries/s each for %s\n", len(p.hosts), harness.Int(int64(p.rate)), p.followDur)
 	w("(every 50 ms). The lag of a host at an instant is how long ago the oldest delivery not yet stored was written, sampled every\n")
 	w("100 ms from the hour rollups (a follower's batch updates them in the transaction that stores it), until every host has caught up.\n\n")
-	t = harness.Table{Head: []string{"host", "written", "stored", "lag p50 s", "lag p99 s", "lag max s", "follower CPU s", "follower peak RSS MB"}}
+	t := harness.Table{Head: []string{"host", "written", "stored", "lag p50 s", "lag p99 s", "lag max s", "follower CPU s", "follower peak RSS MB"}}
 	for _, h := range p.hosts {
 		p50, p99, mx := pctl(h.lags, 0.5), pctl(h.lags, 0.99), pctl(h.lags, 1)
 		t.Add(h.name, harness.Int(h.written), harness.Int(h.stored), harness.F(p50, 2), harness.F(p99, 2), harness.F(mx, 2), harness.F(h.clientCPU, 1), harness.F(float64(h.rss)/1024, 0))
@@ -579,17 +628,22 @@ func (r *report) postgresSection(b *strings.Builder) {
 		w("Server CPU during the test: %.1f s for %s deliveries, %.1f µs a delivery in batches as a follower commits them.\n\n", p.followCPU, harness.Int(p.followTotal), p.followCPU*1e6/float64(p.followTotal))
 	}
 
+}
+
+func (p *pgResult) propagationSection(w func(string, ...any)) {
 	w("### Override propagation\n\n")
 	w("Two daemons (`mailtls serve`, a and b, as on two hosts) on one database; `mailtls policy set KEY encrypt` %d times, 200 ms apart;\n", len(p.propSet))
 	w("the time until daemon b answers `OK encrypt` for KEY over socketmap (polled every millisecond on one connection).\n\n")
-	t = harness.Table{Head: []string{"measured from", "median ms", "max ms"}}
+	t := harness.Table{Head: []string{"measured from", "median ms", "max ms"}}
 	t.Add("`policy set` exits (its change committed)", harness.F(harness.Median(p.propSet), 1), harness.F(pctl(p.propSet, 1), 1))
 	t.Add("`policy set` starts", harness.F(harness.Median(p.propStart), 1), harness.F(pctl(p.propStart, 1), 1))
 	w("%s\n", t.String())
+}
 
+func (p *pgResult) reportsSection(w func(string, ...any), runs int) {
 	w("### Reports over %s stored deliveries\n\n", harness.Int(int64(p.rows)))
-	w("Deliveries over 90 days (filldb: %s). Median of %d runs after one warm-up.\n\n", p.fill, r.cfg.runs)
-	t = harness.Table{Head: []string{"report", "wall s", "peak RSS MB", "result"}}
+	w("Deliveries over 90 days (filldb: %s). Median of %d runs after one warm-up.\n\n", p.fill, runs)
+	t := harness.Table{Head: []string{"report", "wall s", "peak RSS MB", "result"}}
 	for _, rr := range p.reports {
 		t.Add("`"+strings.Join(append([]string{"report"}, rr.args...), " ")+"`", harness.F(harness.Median(rr.wall), 3), harness.F(harness.Median(rr.rss)/1024, 0), rr.result)
 	}
