@@ -70,7 +70,7 @@ func Import(ctx context.Context, bk Bulk, files []string, opts ImportOptions) (R
 	opts.Relays = orBuiltIn(opts.Relays)
 	var res Result
 	w := startWriter(ctx, bk)
-	p := &parser{ctx: ctx, opts: opts, out: w.batches, untrusted: &res.Untrusted,
+	p := &parser{ctx: ctx, opts: opts, out: w.batches, untrusted: &res.Untrusted, prepare: bk.PrepareBatch,
 		corr: logparse.NewCorrelator(logparse.Options{RefTime: time.Now()})}
 	stopBar := func() {}
 	if opts.Progress != nil {
@@ -156,6 +156,7 @@ type parser struct {
 	read      atomic.Int64 // bytes read, for the progress bar
 	untrusted *logparse.JournalSkips
 	batch     []delivery.Delivery
+	prepare   func([]delivery.Delivery) (*store.Batch, error) // Bulk.PrepareBatch
 }
 
 func (p *parser) run(files []string) error {
@@ -219,7 +220,7 @@ func (p *parser) send() error {
 		return err
 	}
 	p.opts.Relays.Mark(p.batch)
-	b, err := store.PrepareBatch(p.batch)
+	b, err := p.prepare(p.batch)
 	if err != nil {
 		return err
 	}

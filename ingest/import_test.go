@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailtls/mailtls/delivery"
 	"github.com/mailtls/mailtls/logparse"
 	"github.com/mailtls/mailtls/store"
 )
@@ -29,6 +30,10 @@ type fakeBulk struct {
 	addErr              error
 	committed, closed   bool
 	commitErr, closeErr error
+}
+
+func (b *fakeBulk) PrepareBatch(ds []delivery.Delivery) (*store.Batch, error) {
+	return store.PrepareBatch(ds)
 }
 
 func (b *fakeBulk) Add(_ context.Context, batch *store.Batch) (int, error) {
@@ -96,7 +101,7 @@ func TestImportMarksInternal(t *testing.T) {
 		relays   *logparse.InternalRelays
 		internal int
 	}{{nil, 1}, {relays, 2}} {
-		p := &parser{opts: ImportOptions{Relays: orBuiltIn(tc.relays)}, ctx: context.Background(), out: make(chan *store.Batch, 1),
+		p := &parser{opts: ImportOptions{Relays: orBuiltIn(tc.relays)}, ctx: context.Background(), out: make(chan *store.Batch, 1), prepare: store.PrepareBatch,
 			corr: logparse.NewCorrelator(logparse.Options{})}
 		p.line([]byte(strings.TrimSuffix(sentLine, "\n")), false)
 		p.line([]byte(strings.TrimSuffix(localOne, "\n")), false)

@@ -51,11 +51,13 @@ type FollowStore interface {
 	Pruner
 }
 
-// Bulk is the writer of an import (*store.Bulk): Add inserts the rows of
+// Bulk is the writer of an import (*store.Bulk): PrepareBatch checks and
+// converts deliveries for it (on the parser's goroutine), Add inserts the rows of
 // a batch not already stored, committing when a transaction is due;
 // Committed and Old count the rows committed and those left out as older
 // than the pruning horizon.
 type Bulk interface {
+	PrepareBatch(ds []delivery.Delivery) (*store.Batch, error)
 	Add(ctx context.Context, b *store.Batch) (int, error)
 	Commit(ctx context.Context) error
 	Close() error

@@ -39,7 +39,7 @@ func insertReturning(ctx context.Context, t *wtx, b *Batch) (skipped []bool, add
 		n := 1 << k
 		chunk := rows[i : i+n]
 		args = args[:0]
-		for _, v := range b.vals[i*insertCols : (i+n)*insertCols] {
+		for _, v := range b.args()[i*insertCols : (i+n)*insertCols] {
 			args = append(args, v.Value)
 		}
 		inserted, err := returnedKeys(ctx, t, pgInsertStmts[k], args)
@@ -173,7 +173,7 @@ func (r *stagingRows) Next() bool {
 
 func (r *stagingRows) Values() ([]any, error) {
 	r.row[0] = int64(r.i)
-	for j, v := range r.b.vals[r.i*insertCols : (r.i+1)*insertCols] {
+	for j, v := range r.b.args()[r.i*insertCols : (r.i+1)*insertCols] {
 		if x, ok := v.Value.(bool); ok {
 			r.row[j+1] = boolInt(x)
 		} else {

@@ -50,7 +50,7 @@ func main() {
 func fill(ctx context.Context, st *store.Store, n, days int, seed int64) error {
 	bk := st.Bulk()
 	err := gen.Deliveries(n, days, seed, time.Now(), 100_000, func(ds []delivery.Delivery) error {
-		b, err := store.PrepareBatch(ds)
+		b, err := bk.PrepareBatch(ds)
 		if err != nil {
 			return err
 		}
