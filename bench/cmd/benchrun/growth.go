@@ -246,19 +246,27 @@ func growthReports(_ context.Context, cfg config, n int, res *growthResult) []*r
 	if fi, err := os.Stat(db); err == nil {
 		res.dbSizes[n] = fi.Size()
 	}
-	windows := []struct {
-		name string
-		args []string
-	}{
+	return timeReports(cfg, "growth", db, n, []reportWindow{
 		{"default (7d)", nil},
 		{"--since 7d", []string{"--since", "7d"}},
 		{"--since 90d", []string{"--since", "90d"}},
-	}
+	})
+}
+
+// reportWindow is a report's arguments and how the tables name them.
+type reportWindow struct {
+	name string
+	args []string
+}
+
+// timeReports times `mailtls report` over db (n stored deliveries) with
+// each window's arguments: one warm-up pass (page cache), which gives the
+// result column, then cfg.runs counted passes. label prefixes the log.
+func timeReports(cfg config, label, db string, n int, windows []reportWindow) []*reportRow {
 	var rows []*reportRow
 	for _, w := range windows {
 		rows = append(rows, &reportRow{rows: n, window: w.name, args: w.args})
 	}
-	// One warm-up pass (page cache), not counted.
 	for run := -1; run < cfg.runs; run++ {
 		for _, rr := range rows {
 			argv := append([]string{cfg.bin, "--db", db, "report", "--format", "json"}, rr.args...)
@@ -272,7 +280,7 @@ func growthReports(_ context.Context, cfg config, n int, res *growthResult) []*r
 			}
 			rr.wall = append(rr.wall, r.Wall.Seconds())
 			rr.rss = append(rr.rss, float64(r.MaxRSS))
-			logf("growth: report %s over %d rows: %.3fs", rr.window, n, r.Wall.Seconds())
+			logf("%s: report %s over %d rows: %.3fs", label, rr.window, n, r.Wall.Seconds())
 		}
 	}
 	return rows

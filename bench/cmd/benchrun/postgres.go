@@ -109,22 +109,6 @@ func pgCPU(c *pgtest.Cluster) float64 {
 	return float64(ticks) / 100
 }
 
-// procCPU returns the CPU seconds of a running process.
-func procCPU(pid int) float64 {
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(st)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	k, _ := strconv.ParseInt(f[12], 10, 64)
-	return float64(u+k) / 100
-}
-
 // recreate drops and creates database name.
 func recreate(ctx context.Context, c *pgtest.Cluster, name string) {
 	if err := c.Recreate(ctx, name); err != nil {
@@ -462,7 +446,7 @@ func pgFollow(ctx context.Context, cfg config, c *pgtest.Cluster, res *pgResult)
 				h.fh.caughtUp = sm.at.Sub(last).Seconds()
 			}
 		}
-		h.fh.clientCPU = procCPU(h.p.Pid())
+		h.fh.clientCPU = cpuSeconds(h.p.Pid())
 		h.fh.rss = harness.ProcStatus(h.p.Pid(), "VmHWM")
 		if err := h.p.Stop(10 * time.Second); err != nil {
 			logf("postgres: stop follower %s: %v", h.fh.name, err)
@@ -548,33 +532,11 @@ func pgReports(ctx context.Context, cfg config, c *pgtest.Cluster, res *pgResult
 		}
 		res.fill = fmt.Sprintf("filled in this run by filldb in %.0f s (%s deliveries/s)", r.Wall.Seconds(), harness.Int(int64(float64(cfg.pgRows)/r.Wall.Seconds())))
 	}
-	windows := []struct {
-		name string
-		args []string
-	}{
+	res.reports = timeReports(cfg, "postgres", dsn, cfg.pgRows, []reportWindow{
 		{"--since 7d", []string{"--since", "7d"}},
 		{"--since 90d", []string{"--since", "90d"}},
 		{"--since 90d --by host", []string{"--since", "90d", "--by", "host"}},
-	}
-	for _, w := range windows {
-		res.reports = append(res.reports, &reportRow{rows: cfg.pgRows, window: w.name, args: w.args})
-	}
-	for run := -1; run < cfg.runs; run++ { // one warm-up pass, not counted
-		for _, rr := range res.reports {
-			argv := append([]string{cfg.bin, "--db", dsn, "report", "--format", "json"}, rr.args...)
-			r, err := harness.Run(time.Hour, false, argv...)
-			if err != nil {
-				fatalf("report: %v", err)
-			}
-			if run < 0 {
-				rr.result = summarizeReport(r.Stdout)
-				continue
-			}
-			rr.wall = append(rr.wall, r.Wall.Seconds())
-			rr.rss = append(rr.rss, float64(r.MaxRSS))
-			logf("postgres: report %s over %d rows: %.3fs", rr.window, cfg.pgRows, r.Wall.Seconds())
-		}
-	}
+	})
 }
 
 func (r *report) postgresSection(b *strings.Builder) {
