@@ -342,10 +342,15 @@ func TestFirstContactBudget(t *testing.T) {
 	// Not blocked: answered within the budget, no timer fires.
 	wantAnswer(t, r.Lookup(context.Background(), "cached.example"), SourceDANE, "dane-only")
 
+	// The lookup above left its budget timer behind (its resolution won
+	// the race), so wait for one more than that: waiting for "one timer"
+	// could return before the slow lookup's own timer exists, and then
+	// the Advance below would move the clock past it unseen.
+	timers := clock.timerCount()
 	got := make(chan Result, 1)
 	go func() { got <- r.Lookup(context.Background(), "slow.burst.example") }()
 	<-f.blocked
-	clock.waitTimers(t, 1)
+	clock.waitTimers(t, timers+1)
 	clock.Advance(DefaultBudget - time.Millisecond)
 	select {
 	case res := <-got:

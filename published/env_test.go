@@ -72,6 +72,15 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.timers = kept
 }
 
+// timerCount is how many timers wait now. A timer whose wait ended
+// another way (its lookup's resolution finished first) still counts: its
+// channel is buffered and nobody reads it.
+func (c *fakeClock) timerCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.timers)
+}
+
 // waitTimers blocks until at least n timers wait, or the test times out.
 func (c *fakeClock) waitTimers(t *testing.T, n int) {
 	t.Helper()
