@@ -252,6 +252,9 @@ var (
 	straceLine      = regexp.MustCompile(`^\d+ +(?:<\.\.\. ([a-z0-9_]+|\?\?\?) resumed>|([a-z0-9_]+)\()(.*)$`)
 	straceUndecoded = regexp.MustCompile(`^(\d+) +\?\?\?\( <unfinished \.\.\.>$`)
 	straceExit      = regexp.MustCompile(`^(\d+) +\+\+\+ (?:exited|killed) `)
+	// strace may also print the undecoded call's end, with no result ("= ?"):
+	// it never returned either.
+	straceUndecodedEnd = regexp.MustCompile(`^(\d+) +<\.\.\. \?\?\? resumed> *\)? *= \?$`)
 )
 
 func readStrace(t *testing.T, path string) []straceCall {
@@ -286,6 +289,9 @@ func parseStrace(r io.Reader) (calls []straceCall, problems []string, err error)
 		if m := straceUndecoded.FindStringSubmatch(line); m != nil {
 			undecoded[m[1]] = line
 			continue
+		}
+		if m := straceUndecodedEnd.FindStringSubmatch(line); m != nil && undecoded[m[1]] != "" {
+			continue // still torn down: its exit comes next
 		}
 		if m := straceExit.FindStringSubmatch(line); m != nil {
 			delete(undecoded, m[1])
@@ -691,6 +697,8 @@ func TestParseStrace(t *testing.T) {
 		{"calls", "10 openat(AT_FDCWD, \"/x\", O_RDONLY) = 3\n10 read(3 <unfinished ...>\n11 futex(0x1, FUTEX_WAKE) = 1\n10 <... read resumed>\"a\", 1) = 1\n", []string{"openat", "read", "futex"}, 0},
 		{"torn down in a call", "10 read(3, \"a\", 1) = 1\n11 ???( <unfinished ...>\n10 exit_group(0) = ?\n11 +++ exited with 0 +++\n10 +++ exited with 0 +++\n", []string{"read", "exit_group"}, 0},
 		{"undecoded, then went on", "11 ???( <unfinished ...>\n11 <... ??? resumed>) = 0\n11 +++ exited with 0 +++\n", nil, 1},
+		{"torn down, end printed", "11 ???( <unfinished ...>\n11 <... ??? resumed> = ?\n11 +++ exited with 0 +++\n", nil, 0},
+		{"torn down, end printed, went on", "11 ???( <unfinished ...>\n11 <... ??? resumed> = ?\n11 read(3, \"a\", 1) = 1\n", []string{"read"}, 1},
 		{"undecoded, never exited", "11 ???( <unfinished ...>\n", nil, 1},
 		{"garbage", "11 ???(x) = 0\n", nil, 1},
 	} {
