@@ -31,13 +31,9 @@ const (
 )
 
 // usageError marks errors caused by bad input; they exit with exitUsage.
-type usageError struct{ msg string }
+type usageError = cliargs.UsageError
 
-func (e *usageError) Error() string { return e.msg }
-
-func usageErrorf(format string, args ...any) error {
-	return &usageError{msg: fmt.Sprintf(format, args...)}
-}
+var usageErrorf = cliargs.Usagef
 
 // env is what a command sees of the outside world, so tests can drive the
 // whole CLI in-process.
@@ -117,7 +113,7 @@ func newApp(e env) *cli.App {
 }
 
 func onUsageError(_ *cli.Context, err error, _ bool) error {
-	return &usageError{msg: err.Error() + " (see --help)"}
+	return &usageError{Msg: err.Error() + " (see --help)"}
 }
 
 // subcommandHelp is the action of a command that has only subcommands.
