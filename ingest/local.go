@@ -6,10 +6,14 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mailtls/mailtls/logparse"
 )
 
 // CheckFiles fails early on log files that cannot be opened, before
@@ -72,4 +76,66 @@ func PostfixUID(name string) (uint32, error) {
 		return 0, fmt.Errorf("uid %q is not a number", u.Uid)
 	}
 	return uint32(n), nil
+}
+
+// PostfixTrust is the rule for journal entries: the uid of Postfix's
+// mail_owner user (by name or uid) and root. When strict is false and the
+// user was not given, a missing user is not an error: only root is
+// trusted (an import of a file that may hold no journal entry at all).
+// The errors start with the quoted user, for the caller to prefix with
+// the option's name.
+func PostfixTrust(user string, given, strict bool) (logparse.JournalTrust, error) {
+	uid, err := PostfixUID(user)
+	switch {
+	case err == nil:
+		return logparse.JournalTrust{UIDs: []uint32{uid}}, nil
+	case !errors.Is(err, ErrNoUser):
+		return logparse.JournalTrust{}, fmt.Errorf("%q: %v", user, err)
+	case !strict && !given:
+		return logparse.JournalTrust{}, nil
+	}
+	return logparse.JournalTrust{}, fmt.Errorf("%q: no such user (want Postfix's mail_owner, see postconf -h mail_owner, by name or uid)", user)
+}
+
+// DescribeTrust names the trusted non-root uid of t, made by PostfixTrust
+// from user, for messages.
+func DescribeTrust(user string, t logparse.JournalTrust) string {
+	if len(t.UIDs) == 0 {
+		return fmt.Sprintf("--postfix-user's (user %q not found)", user)
+	}
+	if user != strconv.Itoa(int(t.UIDs[0])) {
+		return fmt.Sprintf("--postfix-user's (%s, uid %d)", user, t.UIDs[0])
+	}
+	return fmt.Sprintf("--postfix-user's (uid %d)", t.UIDs[0])
+}
+
+// CheckJournalUnit checks a unit name to read the journal of: journalctl
+// would add ".service" to a bare name, but the trust rule compares
+// _SYSTEMD_UNIT with the name as given, so the name must be whole.
+func CheckJournalUnit(u string) error {
+	if !strings.Contains(u, ".") || strings.ContainsAny(u, " \t\n/") {
+		return fmt.Errorf("%q: want a full unit name such as postfix.service or postfix@-.service", u)
+	}
+	return nil
+}
+
+// JournalDir checks a directory of journal files and makes it absolute.
+// The errors are to follow the option's name: `is empty (…)`, `"DIR": …`.
+func JournalDir(dir string) (string, error) {
+	const want = "want the directory that holds the *.journal files, e.g. /var/log/journal"
+	if dir == "" {
+		return "", fmt.Errorf("is empty (%s)", want)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("%q: %v", dir, err)
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return "", fmt.Errorf("%q: %v (%s)", dir, errors.Unwrap(err), want)
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("%q is not a directory (%s)", dir, want)
+	}
+	return abs, nil
 }

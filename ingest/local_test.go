@@ -52,3 +52,36 @@ func TestResultSummary(t *testing.T) {
 		t.Fatalf("no old: %q", got)
 	}
 }
+
+func TestJournalOptions(t *testing.T) {
+	for u, ok := range map[string]bool{"postfix.service": true, "postfix@-.service": true, "postfix": false, "a b.service": false, "x/y.service": false} {
+		if err := CheckJournalUnit(u); (err == nil) != ok {
+			t.Errorf("CheckJournalUnit(%q) = %v, want ok %v", u, err, ok)
+		}
+	}
+	dir := t.TempDir()
+	if abs, err := JournalDir(dir); err != nil || abs != dir {
+		t.Errorf("JournalDir(%q) = %q, %v", dir, abs, err)
+	}
+	file := filepath.Join(dir, "f")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for d, want := range map[string]string{"": "is empty", file: "is not a directory", filepath.Join(dir, "none"): "no such file"} {
+		if _, err := JournalDir(d); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("JournalDir(%q) = %v, want an error with %q", d, err, want)
+		}
+	}
+	if tr, err := PostfixTrust("0", true, true); err != nil || len(tr.UIDs) != 1 || tr.UIDs[0] != 0 {
+		t.Errorf("PostfixTrust(0) = %+v, %v", tr, err)
+	}
+	if tr, err := PostfixTrust("no-such-user-mailtls", false, false); err != nil || len(tr.UIDs) != 0 {
+		t.Errorf("lenient PostfixTrust of a missing default user = %+v, %v; want only root trusted", tr, err)
+	}
+	if _, err := PostfixTrust("no-such-user-mailtls", true, false); err == nil || !strings.Contains(err.Error(), "no such user") {
+		t.Errorf("PostfixTrust of a missing given user: %v", err)
+	}
+	if got := DescribeTrust("0", logparse.JournalTrust{UIDs: []uint32{0}}); got != "--postfix-user's (uid 0)" {
+		t.Errorf("DescribeTrust = %q", got)
+	}
+}

@@ -1,13 +1,8 @@
 package main
 
 import (
-	"errors"
-	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -106,17 +101,15 @@ func journalSource(c *cli.Context, log *slog.Logger) (ingest.Source, string, err
 		return nil, "", err
 	}
 	for _, u := range c.StringSlice("journal-unit") {
-		// journalctl would add ".service" to a bare name; the trust
-		// rule compares _SYSTEMD_UNIT with the name as given.
-		if !strings.Contains(u, ".") || strings.ContainsAny(u, " \t\n/") {
-			return nil, "", usageErrorf("--journal-unit %q: want a full unit name such as postfix.service or postfix@-.service", u)
+		if err := ingest.CheckJournalUnit(u); err != nil {
+			return nil, "", usageErrorf("--journal-unit %v", err)
 		}
 		trust.Units = append(trust.Units, u)
 	}
 	dir := c.String("journal-dir")
 	if c.IsSet("journal-dir") {
-		if dir, err = journalDir(dir); err != nil {
-			return nil, "", err
+		if dir, err = ingest.JournalDir(dir); err != nil {
+			return nil, "", usageErrorf("--journal-dir %v", err)
 		}
 	}
 	src, name := ingest.JournalSource(c.String("journalctl"), dir, trust, log)
@@ -157,50 +150,12 @@ func postfixUserFlag() cli.Flag {
 		Usage: "Postfix's mail_owner, by `NAME` or uid: journal entries that claim to be Postfix's smtp or lmtp are believed only from this uid or root"}
 }
 
-// journalTrust is the rule for journal entries: --postfix-user's uid and
-// root. When strict is false and --postfix-user was not given, a missing
-// user is not an error: only root is trusted (import of a file that may
-// have no journal entries at all).
+// journalTrust is --postfix-user (ingest.PostfixTrust); strict: a missing
+// user is an error even when the flag was not given.
 func journalTrust(c *cli.Context, strict bool) (logparse.JournalTrust, error) {
-	name := c.String("postfix-user")
-	uid, err := ingest.PostfixUID(name)
-	switch {
-	case err == nil:
-		return logparse.JournalTrust{UIDs: []uint32{uid}}, nil
-	case !errors.Is(err, ingest.ErrNoUser):
-		return logparse.JournalTrust{}, usageErrorf("--postfix-user %q: %v", name, err)
-	case !strict && !c.IsSet("postfix-user"):
-		return logparse.JournalTrust{}, nil
-	}
-	return logparse.JournalTrust{}, usageErrorf("--postfix-user %q: no such user (want Postfix's mail_owner, see postconf -h mail_owner, by name or uid)", name)
-}
-
-// describeTrust names the trusted non-root uid for messages.
-func describeTrust(c *cli.Context, t logparse.JournalTrust) string {
-	if len(t.UIDs) == 0 {
-		return fmt.Sprintf("--postfix-user's (user %q not found)", c.String("postfix-user"))
-	}
-	if name := c.String("postfix-user"); name != strconv.Itoa(int(t.UIDs[0])) {
-		return fmt.Sprintf("--postfix-user's (%s, uid %d)", name, t.UIDs[0])
-	}
-	return fmt.Sprintf("--postfix-user's (uid %d)", t.UIDs[0])
-}
-
-// journalDir checks --journal-dir and makes it absolute.
-func journalDir(dir string) (string, error) {
-	if dir == "" {
-		return "", usageErrorf("--journal-dir is empty (want the directory that holds the *.journal files, e.g. /var/log/journal)")
-	}
-	abs, err := filepath.Abs(dir)
+	t, err := ingest.PostfixTrust(c.String("postfix-user"), c.IsSet("postfix-user"), strict)
 	if err != nil {
-		return "", usageErrorf("--journal-dir %q: %v", dir, err)
+		return t, usageErrorf("--postfix-user %v", err)
 	}
-	fi, err := os.Stat(abs)
-	if err != nil {
-		return "", usageErrorf("--journal-dir %q: %v (want the directory that holds the *.journal files, e.g. /var/log/journal)", dir, errors.Unwrap(err))
-	}
-	if !fi.IsDir() {
-		return "", usageErrorf("--journal-dir %q is not a directory (want the directory that holds the *.journal files, e.g. /var/log/journal)", dir)
-	}
-	return abs, nil
+	return t, nil
 }
