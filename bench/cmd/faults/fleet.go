@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -56,61 +55,15 @@ func runFleet(cfg config) *fleetResult {
 	}()
 	dsn := pg.DSN()
 	logf("fleet: PostgreSQL on %s", pg.SocketDir())
-	if _, err := cfg.cli(time.Minute, "--db", dsn, "policy", "set", "known.example", "encrypt"); err != nil {
-		fatalf("fleet: %v", err)
-	}
-
-	// The log: generated, written in chunks through the whole case.
-	genPath := filepath.Join(dir, "gen.log")
-	lines := int(60_000 * cfg.scale)
-	r, err := harness.Run(2*time.Minute, false, cfg.tool, "gen-log", "-lines", fmt.Sprint(lines), "-days", "2", "-seed", "71")
-	if err != nil {
-		fatalf("fleet: gen-log: %v", err)
-	}
-	must(os.WriteFile(genPath, r.Stdout, 0o644))
-	all := bytes.SplitAfter(r.Stdout, []byte("\n"))
-	logPath := filepath.Join(dir, "mail.log")
-	must(os.WriteFile(logPath, nil, 0o644))
-
-	addr := fmt.Sprintf("127.0.0.1:%d", harness.MustFreePort())
-	args := []string{"run", "--db", dsn, "--host", "fa", "--log", logPath, "--socketmap", addr, "--tcp", "", "--http", "",
-		"--sources", "override", "--poll", "100ms", "--log-level", "info", "--config", "/dev/null"}
-	res.cmd = shellJoin(append([]string{"mailtls"}, args...)...)
-	run, err := harness.Start(cfg.logs, "fleet-run", cfg.as(append([]string{cfg.bin}, args...)...)...)
-	must(err)
-	if _, err := visible(addr, "known.example", "OK encrypt", 30*time.Second); err != nil {
-		fatalf("fleet: %v", err)
-	}
+	h := startFleetHost(cfg, "fleet", dir, "fa", dsn, int(60_000*cfg.scale), 71)
+	res.cmd, res.client = h.cmd, h.client
 	// G3. A second follower under the same host name and log.
-	res.second, res.secondOK = secondFollower(cfg, dsn, logPath)
-	c := newClient(addr, map[string][]string{"known.example": {"OK encrypt"}, "other.example": {"OK may"}}, time.Millisecond)
-	res.client = c
-	c.phase("baseline")
-	c.run(16)
-
-	writer := make(chan int, 1)
+	res.second, res.secondOK = secondFollower(cfg, dsn, h.logPath)
 	stopWriting := make(chan struct{})
-	go func() { // appends the log in 50 chunks, one every 900 ms (about 45 s)
-		f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			writer <- 0
-			return
-		}
-		defer f.Close()
-		n, step := 0, max(1, len(all)/50)
-		for i := 0; i < len(all); i += step {
-			_, _ = f.Write(bytes.Join(all[i:min(i+step, len(all))], nil))
-			n++
-			select {
-			case <-stopWriting:
-			case <-time.After(900 * time.Millisecond):
-			}
-		}
-		writer <- n
-	}()
+	writer := h.write(50, stopWriting) // about 45 s
 
 	time.Sleep(3 * time.Second) // the baseline window
-	c.phase("G1. PostgreSQL restarted")
+	h.client.phase("G1. PostgreSQL restarted")
 	if err := pg.Stop(); err != nil {
 		fatalf("fleet: %v", err)
 	}
@@ -118,7 +71,7 @@ func runFleet(cfg config) *fleetResult {
 		fatalf("fleet: %v", err)
 	}
 	time.Sleep(5 * time.Second) // the window after the restart
-	c.phase(fmt.Sprintf("G2. PostgreSQL stopped for %s", fleetOutage))
+	h.client.phase(fmt.Sprintf("G2. PostgreSQL stopped for %s", fleetOutage))
 	if err := pg.Stop(); err != nil {
 		fatalf("fleet: %v", err)
 	}
@@ -127,44 +80,19 @@ func runFleet(cfg config) *fleetResult {
 		fatalf("fleet: %v", err)
 	}
 	back := time.Now()
-	c.phase("after")
+	h.client.phase("after")
 	close(stopWriting)
 	<-writer
-	// Caught up: the stored deliveries stop changing at the reference's count.
-	refDB := filepath.Join(dir, "ref", "ref.db")
-	cfg.mkdirFor(filepath.Dir(refDB))
-	if _, err := cfg.cli(5*time.Minute, "--db", refDB, "import", "--quiet", "--host", "fa", genPath); err != nil {
-		fatalf("fleet: reference import: %v", err)
-	}
-	want := deliveries(cfg, refDB)
-	res.expected = total(want)
-	var got map[string]int
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		got = deliveries(cfg, dsn)
-		if total(got) >= res.expected || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond) // polling interval
-	}
-	res.catchUp = time.Since(back)
-	time.Sleep(2 * time.Second) // the "after" window
-	c.halt()
-	res.windows = c.all
-	res.lost, res.dup = multisetDiff(want, deliveries(cfg, dsn))
+	// Caught up: the stored deliveries reach the reference's count.
+	res.expected, res.lost, res.dup, res.catchUp = h.settle(cfg, back)
+	res.windows = h.client.all
 
 	// G3b. The same after the restarts.
-	res.secondAfter, res.secondAfterOK = secondFollower(cfg, dsn, logPath)
-
-	t0 := time.Now()
-	if err := run.Stop(15 * time.Second); err != nil {
-		res.exit = fmt.Sprintf("stop: %v", err)
-	} else {
-		res.exit = fmt.Sprintf("exited 0 %d ms after SIGTERM", time.Since(t0).Milliseconds())
-	}
+	res.secondAfter, res.secondAfterOK = secondFollower(cfg, dsn, h.logPath)
+	res.exit = h.stop()
 
 	// G4. A migrate killed half-way, run again.
-	res.migrateCase(cfg, dir, genPath, dsn)
+	res.migrateCase(cfg, dir, h.genPath, dsn)
 	logf("fleet: %d lost, %d duplicated of %d; migrate: %s", res.lost, res.dup, res.expected, res.migrate)
 	return res
 }

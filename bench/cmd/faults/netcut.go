@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -74,87 +72,22 @@ func runNetcut(cfg config) *netcutResult {
 	defer fwd.Close()
 	dsn, _ := forwardedDSN(pg.DSN(), fwd.Addr())
 	logf("netcut: PostgreSQL on %s, through %s", pg.SocketDir(), fwd.Addr())
-	if _, err := cfg.cli(time.Minute, "--db", dsn, "policy", "set", "known.example", "encrypt"); err != nil {
-		fatalf("netcut: %v", err)
-	}
-
-	genPath := filepath.Join(dir, "gen.log")
-	lines := int(40_000 * cfg.scale)
-	r, err := harness.Run(2*time.Minute, false, cfg.tool, "gen-log", "-lines", fmt.Sprint(lines), "-days", "2", "-seed", "73")
-	if err != nil {
-		fatalf("netcut: gen-log: %v", err)
-	}
-	must(os.WriteFile(genPath, r.Stdout, 0o644))
-	all := bytes.SplitAfter(r.Stdout, []byte("\n"))
-	logPath := filepath.Join(dir, "mail.log")
-	must(os.WriteFile(logPath, nil, 0o644))
-
-	addr := fmt.Sprintf("127.0.0.1:%d", harness.MustFreePort())
-	args := []string{"run", "--db", dsn, "--host", "fn", "--log", logPath, "--socketmap", addr, "--tcp", "", "--http", "",
-		"--sources", "override", "--poll", "100ms", "--log-level", "info", "--config", "/dev/null"}
-	res.cmd = shellJoin(append([]string{"mailtls"}, args...)...)
-	run, err := harness.Start(cfg.logs, "netcut-run", cfg.as(append([]string{cfg.bin}, args...)...)...)
-	must(err)
-	if _, err := visible(addr, "known.example", "OK encrypt", 30*time.Second); err != nil {
-		fatalf("netcut: %v", err)
-	}
-	c := newClient(addr, map[string][]string{"known.example": {"OK encrypt"}, "other.example": {"OK may"}}, time.Millisecond)
-	c.phase("baseline")
-	c.run(16)
-
-	writer := make(chan int, 1)
-	go func() { // appends the log in 40 chunks, one every 900 ms (about 36 s)
-		f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			writer <- 0
-			return
-		}
-		defer f.Close()
-		n, step := 0, max(1, len(all)/40)
-		for i := 0; i < len(all); i += step {
-			_, _ = f.Write(bytes.Join(all[i:min(i+step, len(all))], nil))
-			n++
-			time.Sleep(900 * time.Millisecond) // the writer's pace
-		}
-		writer <- n
-	}()
+	h := startFleetHost(cfg, "netcut", dir, "fn", dsn, int(40_000*cfg.scale), 73)
+	res.cmd = h.cmd
+	writer := h.write(40, nil) // about 36 s
 
 	time.Sleep(5 * time.Second) // the baseline window
-	c.phase(fmt.Sprintf("G5. network to PostgreSQL cut for %s", netcutOutage))
+	h.client.phase(fmt.Sprintf("G5. network to PostgreSQL cut for %s", netcutOutage))
 	fwd.Cut()
 	time.Sleep(netcutOutage) // the cut itself
 	res.closed = fwd.Restore()
 	back := time.Now()
-	c.phase("after")
+	h.client.phase("after")
 	<-writer
 
-	refDB := filepath.Join(dir, "ref", "ref.db")
-	cfg.mkdirFor(filepath.Dir(refDB))
-	if _, err := cfg.cli(5*time.Minute, "--db", refDB, "import", "--quiet", "--host", "fn", genPath); err != nil {
-		fatalf("netcut: reference import: %v", err)
-	}
-	want := deliveries(cfg, refDB)
-	res.expected = total(want)
-	var got map[string]int
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		got = deliveries(cfg, dsn)
-		if total(got) >= res.expected || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond) // polling interval
-	}
-	res.catchUp = time.Since(back)
-	time.Sleep(2 * time.Second) // the "after" window
-	c.halt()
-	res.windows = c.all
-	res.lost, res.dup = multisetDiff(want, deliveries(cfg, dsn))
-	t0 := time.Now()
-	if err := run.Stop(15 * time.Second); err != nil {
-		res.exit = fmt.Sprintf("stop: %v", err)
-	} else {
-		res.exit = fmt.Sprintf("exited 0 %d ms after SIGTERM", time.Since(t0).Milliseconds())
-	}
+	res.expected, res.lost, res.dup, res.catchUp = h.settle(cfg, back)
+	res.windows = h.client.all
+	res.exit = h.stop()
 	logf("netcut: %d lost, %d duplicated of %d; %d connections cut", res.lost, res.dup, res.expected, res.closed)
 	return res
 }
