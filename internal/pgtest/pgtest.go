@@ -169,32 +169,11 @@ var Durable = []string{
 // Shutdown stops it and keeps its files, so that a benchmark reuses a
 // filled database; Close removes them.
 func StartClusterAt(dir string, settings ...string) (*Cluster, error) {
-	bin, err := binDir()
-	if err != nil {
-		return nil, err
-	}
-	cred, uid, gid, err := credential()
-	if err != nil {
-		return nil, err
-	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	if err := os.Chown(dir, uid, gid); err != nil {
-		return nil, err
-	}
-	c := &cluster{dir: dir, bin: bin, cred: cred, settings: settings}
-	data := filepath.Join(dir, "data")
-	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err != nil {
-		_ = os.RemoveAll(data)
-		if out, err := c.run("initdb", "-D", data, "-U", superuser, "--auth=trust", "-E", "UTF8", "--locale=C"); err != nil {
-			return nil, fmt.Errorf("initdb: %v: %s", err, out)
-		}
-	}
-	if _, err := os.Stat(filepath.Join(data, "postmaster.pid")); err == nil {
-		_, _ = c.run("pg_ctl", "-D", data, "-m", "fast", "-w", "stop") // left running by a killed run
-	}
-	if err := c.startServer(); err != nil {
+	c, err := open(dir, settings)
+	if err != nil {
 		return nil, err
 	}
 	return &Cluster{c: c}, nil
@@ -280,7 +259,25 @@ func credential() (*syscall.Credential, int, int, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, uid, gid, nil
 }
 
+// start makes and starts a throwaway cluster in a new temporary
+// directory, with the tests' settings and no fsync even at initdb.
 func start() (*cluster, error) {
+	dir, err := os.MkdirTemp("", "mailtls-pg-")
+	if err != nil {
+		return nil, err
+	}
+	c, err := open(dir, nil, "--no-sync")
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return c, nil
+}
+
+// open starts the cluster kept in dir with the server settings given,
+// making it first (initdb with the flags given) if dir holds none, and
+// stopping first a server a killed run left running in it.
+func open(dir string, settings []string, initdbFlags ...string) (*cluster, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -289,22 +286,22 @@ func start() (*cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "mailtls-pg-")
-	if err != nil {
-		return nil, err
-	}
 	if err := os.Chown(dir, uid, gid); err != nil {
-		os.RemoveAll(dir)
 		return nil, err
 	}
-	c := &cluster{dir: dir, bin: bin, cred: cred}
+	c := &cluster{dir: dir, bin: bin, cred: cred, settings: settings}
 	data := filepath.Join(dir, "data")
-	if out, err := c.run("initdb", "-D", data, "-U", superuser, "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("initdb: %v: %s", err, out)
+	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err != nil {
+		_ = os.RemoveAll(data)
+		args := append([]string{"-D", data, "-U", superuser, "--auth=trust", "-E", "UTF8", "--locale=C"}, initdbFlags...)
+		if out, err := c.run("initdb", args...); err != nil {
+			return nil, fmt.Errorf("initdb: %v: %s", err, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(data, "postmaster.pid")); err == nil {
+		_, _ = c.run("pg_ctl", "-D", data, "-m", "fast", "-w", "stop") // left running by a killed run
 	}
 	if err := c.startServer(); err != nil {
-		os.RemoveAll(dir)
 		return nil, err
 	}
 	return c, nil
