@@ -469,29 +469,28 @@ type Batch struct {
 // ds itself is not changed. ds must not change until the transaction that
 // stores the batch has ended (a Bulk counts the rows into the rollups after
 // Add returns).
-func PrepareBatch(ds []delivery.Delivery) (*Batch, error) {
-	rows, err := prepare(ds)
-	if err != nil {
-		return nil, err
-	}
-	b := &Batch{rows: rows}
-	b.args() // here, on the preparing goroutine: see Batch
-	return b, nil
-}
+func PrepareBatch(ds []delivery.Delivery) (*Batch, error) { return prepareBatch(ds, true) }
 
 // PrepareBatch is the package function of the same name for s's engine:
 // on PostgreSQL the insert arguments of the batch are computed only if it
 // needs them (a batch that goes in with the direct COPY does not, and for
 // an import they were a tenth of mailtls's CPU and much of its garbage).
 func (bk *Bulk) PrepareBatch(ds []delivery.Delivery) (*Batch, error) {
-	if bk.s.eng != engPostgres {
-		return PrepareBatch(ds)
-	}
+	return prepareBatch(ds, bk.s.eng != engPostgres)
+}
+
+// prepareBatch is PrepareBatch; with args, the insert arguments are
+// computed here, on the preparing goroutine (see Batch).
+func prepareBatch(ds []delivery.Delivery, args bool) (*Batch, error) {
 	rows, err := prepare(ds)
 	if err != nil {
 		return nil, err
 	}
-	return &Batch{rows: rows}, nil
+	b := &Batch{rows: rows}
+	if args {
+		b.args()
+	}
+	return b, nil
 }
 
 // args returns the insert arguments of b's rows, computing them on first
