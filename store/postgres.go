@@ -252,7 +252,7 @@ func openPostgres(ctx context.Context, target string) (*Store, error) {
 // pgError wraps an error of the engine for the caller: redacted, and
 // ErrUnavailable when the server could not be reached.
 func (s *Store) pgError(what string, err error) error {
-	msg := RedactDSN(err.Error())
+	msg := oneLine(RedactDSN(err.Error()))
 	if errors.Is(err, ErrSchemaTooNew) {
 		return fmt.Errorf("store: %s %s: %w", what, s.path, err)
 	}
@@ -261,6 +261,29 @@ func (s *Store) pgError(what string, err error) error {
 		return fmt.Errorf("%w: %s %s: %s", ErrUnavailable, what, s.path, msg)
 	}
 	return fmt.Errorf("store: %s %s: %s", what, s.path, msg)
+}
+
+// oneLine joins the lines of an engine's error with "; ", each once: pgx
+// puts every host of a multi-host DSN, and every attempt at one (TLS,
+// then plain with sslmode=prefer), on a line of its own.
+func oneLine(msg string) string {
+	var seen []string
+	var b strings.Builder
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimSpace(l); l == "" || slices.Contains(seen, l) {
+			continue
+		}
+		if len(seen) > 0 {
+			if strings.HasSuffix(seen[len(seen)-1], ":") {
+				b.WriteString(" ")
+			} else {
+				b.WriteString("; ")
+			}
+		}
+		seen = append(seen, l)
+		b.WriteString(l)
+	}
+	return b.String()
 }
 
 // migratePG applies the migrations holding a session advisory lock, on one

@@ -47,3 +47,14 @@ func TestPGDialSetsTimeouts(t *testing.T) {
 		t.Errorf("TCP_USER_TIMEOUT %d ms, SO_KEEPALIVE %d; want %d ms and 1", ut, ka, pgUserTimeout/time.Millisecond)
 	}
 }
+
+func TestOneLine(t *testing.T) {
+	in := "failed to connect to `user=u database=x`:\n\t127.0.0.1:1 (127.0.0.1): dial error: refused\n\t127.0.0.1:1 (127.0.0.1): dial error: refused\n\t127.0.0.2:2 (127.0.0.2): dial error: refused\n"
+	want := "failed to connect to `user=u database=x`: 127.0.0.1:1 (127.0.0.1): dial error: refused; 127.0.0.2:2 (127.0.0.2): dial error: refused"
+	if got := oneLine(in); got != want {
+		t.Errorf("oneLine:\n got %q\nwant %q", got, want)
+	}
+	if got := oneLine("plain"); got != "plain" {
+		t.Errorf("oneLine(plain) = %q", got)
+	}
+}

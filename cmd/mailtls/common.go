@@ -23,8 +23,11 @@ func openStore(c *cli.Context) (*store.Store, error) {
 	if errors.Is(err, store.ErrBadInput) {
 		return nil, usageErrorf("--db: %v", err)
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, store.ErrUnavailable) { // that one names the database already
 		return nil, fmt.Errorf("open database %s: %w", dbName(c), err)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return st, nil
 }
