@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mailtls/mailtls/daemon"
 	"github.com/mailtls/mailtls/policyd"
 	"github.com/mailtls/mailtls/published"
 )
@@ -57,7 +58,7 @@ func lookup(c *cli.Context, e env) error {
 	defer st.Close()
 	b := policyd.NewBuilder(def, 0)
 	if srcs.Override {
-		if err := (storeSource{st}).Overrides(c.Context, b.Add); err != nil {
+		if err := (daemon.StoreSource{Store: st}).Overrides(c.Context, b.Add); err != nil {
 			return err
 		}
 	}

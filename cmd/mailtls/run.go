@@ -6,15 +6,11 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
-	"os"
-	"os/signal"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/mailtls/mailtls/ingest"
+	"github.com/mailtls/mailtls/daemon"
 )
 
 func runCommand(e env) *cli.Command {
@@ -53,21 +49,15 @@ func runAction(c *cli.Context, e env) error {
 		return err
 	}
 	defer release()
-	d, err := startDaemon(c, st, log)
+	d, err := startDaemon(c, st, log, fol)
 	if err != nil {
 		return err
 	}
-	defer d.stop()
-	warnIfWeaker(c, log)
-	w, err := startWeb(c, st, log, d, fol)
-	if err != nil {
-		return err
-	}
-	defer w.stop()
-	log.Info("mailtls run started", "listeners", strings.Join(d.addrs, " "), "db", dbName(c),
+	defer d.Stop()
+	log.Info("mailtls run started", "listeners", d.Listeners(), "db", dbName(c),
 		"host", fol.Host(), "log", fol.SourceName(), "default", c.String("default"))
 	defer startTLSRPTLoop(c.Context, job)()
-	return runLoop(c, fol, d, level, log)
+	return d.RunFollower(c.Context, fol, func() { reloadConfig(c, d, level, log) })
 }
 
 // startTLSRPTLoop runs job's daily loop, when there is a job, until the
@@ -82,41 +72,11 @@ func startTLSRPTLoop(ctx context.Context, job *tlsrptJob) (stop func()) {
 	return func() { cancel(); <-stopped }
 }
 
-// runLoop runs the follower until it stops, reopening the log and
-// reloading the configuration on SIGHUP, and then stops the daemon.
-func runLoop(c *cli.Context, fol *ingest.Follower, d *daemon, level *slogLevelVar, log *slog.Logger) error {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	done := make(chan error, 1)
-	go func() { done <- fol.Run(c.Context) }()
-	for {
-		select {
-		case <-hup:
-			log.Info("SIGHUP: reopening log and reloading configuration")
-			fol.Reopen()
-			reloadConfig(c, d, level, log)
-		case err := <-done:
-			log.Info("shutting down")
-			serr := d.stop()
-			if err != nil {
-				return err
-			}
-			return serr
-		}
-	}
-}
-
 // reloadConfig re-reads the config file and applies the settings that can
 // change live: default and log-level. Other settings need a restart, which
 // is logged. A bad config file is logged and ignored: the running settings
-// stay. The overrides are reloaded in any case.
-func reloadConfig(c *cli.Context, d *daemon, level *slogLevelVar, log *slog.Logger) {
-	defer func() {
-		if _, err := d.table.Reload(c.Context, d.src); err != nil {
-			log.Error("reload overrides failed; serving the last good snapshot", "err", err)
-		}
-	}()
+// stay. (The daemon then reloads the overrides in any case.)
+func reloadConfig(c *cli.Context, d *daemon.Daemon, level *slogLevelVar, log *slog.Logger) {
 	_, known := configNames(c)
 	path, vals, err := configFile(c, known)
 	if err != nil {
@@ -130,7 +90,7 @@ func reloadConfig(c *cli.Context, d *daemon, level *slogLevelVar, log *slog.Logg
 		if err != nil {
 			log.Error("config reload: bad default; keeping current", "err", err)
 		} else {
-			d.table.SetDefault(def)
+			d.SetDefault(def)
 			log.Info("default answer updated", "default", v)
 		}
 	}

@@ -1,12 +1,15 @@
-package main
+package daemon
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,7 +60,7 @@ func TestWarmupFromStore(t *testing.T) {
 
 	r := newResolver(testnet.StartDNS(t, testnet.NewZone())) // Load not called: the load has not reached anything
 	table := policyd.NewTable("may")
-	table.SetWarmup(storeSource{st})
+	table.SetWarmup(StoreSource{st})
 	table.SetPublisher(r)
 	srv := &policyd.Server{Table: table, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ln, err := policyd.Listen(ctx, "tcp", "127.0.0.1:0", 0)
@@ -95,7 +98,7 @@ func TestWarmupFromStore(t *testing.T) {
 	if table.Load() != nil || r.Loaded() {
 		t.Fatal("something was loaded: the lookups did not come before the loads")
 	}
-	if _, err := table.Reload(ctx, storeSource{st}); err != nil {
+	if _, err := table.Reload(ctx, StoreSource{st}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.Load(ctx); err != nil {
@@ -111,7 +114,7 @@ func TestHealthWhileLoading(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{table: policyd.NewTable("may"), pub: &publishedDaemon{r: r}}
+	d := &Daemon{table: policyd.NewTable("may"), pub: &publishedDaemon{r: r}}
 	if err := health(d, nil); err == nil || err.Error() != "still loading the overrides and published cache" {
 		t.Errorf("nothing loaded: health = %v", err)
 	}
@@ -125,4 +128,30 @@ func TestHealthWhileLoading(t *testing.T) {
 	if err := health(d, nil); err != nil {
 		t.Errorf("all loaded: health = %v", err)
 	}
+}
+
+// testTLSA is a DANE-EE SPKI SHA-256 record; the tests' DNS signs it.
+const testTLSA = "3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+// postmapQ asks the real Postfix client (postmap -q) for key in mapSpec,
+// returning its answer and exit code (1: not found).
+func postmapQ(t *testing.T, key, mapSpec string) (string, int) {
+	t.Helper()
+	if _, err := exec.LookPath("postmap"); err != nil {
+		t.Fatal("postmap not installed: run `bash .ci/deps` (installs the Debian postfix package)")
+	}
+	cmd := exec.Command("postmap", "-q", key, mapSpec)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("postmap: %v", err)
+	}
+	if code > 1 {
+		t.Fatalf("postmap -q %s %s: exit %d: %s", key, mapSpec, code, errb.String())
+	}
+	return strings.TrimSpace(out.String()), code
 }
