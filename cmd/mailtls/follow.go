@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mailtls/mailtls/daemon"
 	"github.com/mailtls/mailtls/ingest"
 	"github.com/mailtls/mailtls/logparse"
 )
@@ -60,12 +61,12 @@ func followAction(c *cli.Context, e env) error {
 		return err
 	}
 	defer release()
-	w, err := startWeb(c, st, log, nil, f)
+	w, err := daemon.StartWeb(c.Context, st, httpConfig(c), nil, f, log)
 	if err != nil {
-		return err
+		return usageOf(err)
 	}
-	defer w.stop()
-	log.Info("mailtls follow started", "host", f.Host(), "source", f.SourceName(), "db", dbName(c), "http", w.addr())
+	defer w.Stop()
+	log.Info("mailtls follow started", "host", f.Host(), "source", f.SourceName(), "db", dbName(c), "http", w.Addr())
 	return f.Run(c.Context)
 }
 

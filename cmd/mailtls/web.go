@@ -1,13 +1,9 @@
 package main
 
 import (
-	"log/slog"
-
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailtls/mailtls/daemon"
-	"github.com/mailtls/mailtls/ingest"
-	"github.com/mailtls/mailtls/store"
 )
 
 func httpFlag(def string) cli.Flag {
@@ -24,17 +20,3 @@ func metricsDomainsFlag() cli.Flag {
 func httpConfig(c *cli.Context) daemon.HTTP {
 	return daemon.HTTP{Addr: c.String("http"), AllowRemote: c.Bool("allow-remote"), Domains: c.Int("metrics-domains")}
 }
-
-// startWeb opens the --http listener of `follow` (fol; d is nil: the
-// daemon of run and serve opens its own).
-func startWeb(c *cli.Context, st *store.Store, log *slog.Logger, d *daemon.Daemon, fol *ingest.Follower) (web, error) {
-	w, err := daemon.StartWeb(c.Context, st, httpConfig(c), d, fol, log)
-	return web{w}, usageOf(err)
-}
-
-// web is follow's listener, as follow.go stops it and names its address.
-type web struct{ w *daemon.Web }
-
-func (w web) addr() string { return w.w.Addr() }
-
-func (w web) stop() { w.w.Stop() }
