@@ -11,6 +11,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailtls/mailtls/daemon"
+	"github.com/mailtls/mailtls/tlsrpt"
+	"github.com/mailtls/mailtls/tlsrpt/daily"
 )
 
 func runCommand(e env) *cli.Command {
@@ -37,12 +39,12 @@ func runAction(c *cli.Context, e env) error {
 		return err
 	}
 	defer st.Close()
-	var job *tlsrptJob
+	var job *daily.Job
 	if c.Bool("tlsrpt") {
 		if job, err = newTLSRPTJob(c, log, false); err != nil {
 			return err
 		}
-		job.st = st
+		job.St = st
 	}
 	fol, release, err := startFollower(c, st, log)
 	if err != nil {
@@ -62,13 +64,13 @@ func runAction(c *cli.Context, e env) error {
 
 // startTLSRPTLoop runs job's daily loop, when there is a job, until the
 // returned stop is called.
-func startTLSRPTLoop(ctx context.Context, job *tlsrptJob) (stop func()) {
+func startTLSRPTLoop(ctx context.Context, job *daily.Job) (stop func()) {
 	if job == nil {
 		return func() {}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	stopped := make(chan struct{})
-	go func() { defer close(stopped); job.loop(ctx, func() time.Duration { return rand.N(tlsrptMaxDelay) }) }()
+	go func() { defer close(stopped); job.Loop(ctx, func() time.Duration { return rand.N(tlsrpt.MaxDelay) }) }()
 	return func() { cancel(); <-stopped }
 }
 
