@@ -118,6 +118,46 @@ func (st *Status) JSON() StatusJSON {
 	}
 }
 
+// WriteStatus loads the status q asks for and writes it as "json" or
+// text. Its error is why `status` exits 1: --host names no stored host,
+// a follower is stale, or a destination forced to a mandatory level got
+// plaintext.
+func WriteStatus(ctx context.Context, src StatusSource, w io.Writer, format string, q StatusQuery) error {
+	s, err := LoadStatus(ctx, src, q)
+	if err != nil {
+		return err
+	}
+	if q.Host != "" && len(s.Hosts) == 0 {
+		return fmt.Errorf("no fleet host %q in %s (it has stored nothing)", q.Host, s.Store.Path)
+	}
+	if format == "json" {
+		err = output.JSON(w, s.JSON())
+	} else {
+		err = s.WriteText(w)
+	}
+	if err != nil {
+		return err
+	}
+	return s.problem(q)
+}
+
+// problem is the error of a status that calls for exit 1, or nil.
+func (st *Status) problem(q StatusQuery) error {
+	if f := st.StaleFollower(); f != nil {
+		return fmt.Errorf("follower %s of host %s is stale: %s behind, nothing recorded since %s (more than --stale %s)",
+			output.Escape(f.Source), f.Host, output.Bytes(f.Behind), RFC3339(f.Updated), q.Stale)
+	}
+	if n := len(st.Forced); n > 0 {
+		what := "1 destination"
+		if n != 1 {
+			what = fmt.Sprintf("%d destinations", n)
+		}
+		return fmt.Errorf("%s got plaintext while forced to a mandatory TLS level since %s: Postfix is not asking mailtls for it",
+			what, RFC3339(q.Since))
+	}
+	return nil
+}
+
 // StaleFollower is the first stale follower, or nil.
 func (st *Status) StaleFollower() *FollowerStatus {
 	for i := range st.Followers {

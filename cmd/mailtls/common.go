@@ -40,15 +40,8 @@ func dbName(c *cli.Context) string { return store.RedactDSN(c.String("db")) }
 var (
 	parseDuration = report.ParseDuration
 	parseWhen     = report.ParseWhen
-	rfc           = report.RFC3339
 	num           = report.Num // thousands separators, as on the HTML page
 )
-
-// window resolves --since/--until into [since, until).
-func window(c *cli.Context, defSince string) (since, until time.Time, err error) {
-	q := report.Query{Since: c.String("since"), Until: c.String("until")}
-	return q.Span(time.Now(), defSince, "--")
-}
 
 func fmtTime(t time.Time) string {
 	if t.IsZero() {

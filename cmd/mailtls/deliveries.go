@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"time"
-
 	"github.com/urfave/cli/v2"
 
-	"github.com/mailtls/mailtls/output"
-	"github.com/mailtls/mailtls/store"
+	"github.com/mailtls/mailtls/report"
 )
 
 func windowFlags(defSince string) []cli.Flag {
@@ -26,46 +22,7 @@ func deliveriesCommand(e env) *cli.Command {
 			"mailtls deliveries --domain '*.example.com' --format csv > example.csv\n" +
 			"mailtls deliveries --since 7d | jq 'select(.tls == false)'\n" +
 			"mailtls deliveries --host mx2 --since 1h",
-		Flags: append(windowFlags("all time"), hostFilterFlag(), formatFlag("jsonl", "jsonl|csv")),
-		Action: func(c *cli.Context) error {
-			format := c.String("format")
-			if err := checkFormat(format, "jsonl", "csv"); err != nil {
-				return err
-			}
-			var since, until time.Time
-			if c.String("since") != "" || c.String("until") != "" {
-				var err error
-				if since, until, err = window(c, "100000d"); err != nil {
-					return err
-				}
-			}
-			dom, err := domainFilter(c.String("domain"))
-			if err != nil {
-				return err
-			}
-			host, err := hostFilter(c)
-			if err != nil {
-				return err
-			}
-			st, err := openStore(c)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			if _, err := fitToHorizon(c.Context, e, st, store.Window{Since: since, Until: until}, true); err != nil {
-				return err
-			}
-			bw := bufio.NewWriterSize(e.stdout, 64<<10)
-			defer bw.Flush()
-			dw, err := output.NewDeliveryWriter(bw, format)
-			if err != nil {
-				return err
-			}
-			err = st.Deliveries(c.Context, store.Filter{Since: since, Until: until, Domain: dom, Host: host}, dw.Write)
-			if ferr := dw.Flush(); err == nil {
-				err = ferr
-			}
-			return err
-		},
+		Flags:  append(windowFlags("all time"), hostFilterFlag(), formatFlag("jsonl", "jsonl|csv")),
+		Action: func(c *cli.Context) error { return runView(c, e, report.CheckDeliveries, "jsonl", "csv") },
 	}
 }

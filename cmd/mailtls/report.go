@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -12,24 +11,6 @@ import (
 	"github.com/mailtls/mailtls/report"
 	"github.com/mailtls/mailtls/store"
 )
-
-// domainFilter validates --domain: example.com or *.example.com.
-func domainFilter(s string) (string, error) {
-	return report.Query{Domain: s}.DomainFilter("--")
-}
-
-func reportWindow(c *cli.Context) (store.Window, error) {
-	q := report.Query{Since: c.String("since"), Until: c.String("until"), Domain: c.String("domain")}
-	w, err := q.Window(time.Now(), "7d", "--")
-	if err != nil {
-		return w, err
-	}
-	w.IncludeInternal = c.Bool("include-internal")
-	if c.Command.Name == "report" { // its subcommands take no --host
-		w.Host, err = hostFilter(c)
-	}
-	return w, err
-}
 
 // includeInternalFlag is --include-internal, for the reports.
 func includeInternalFlag() cli.Flag {
@@ -54,50 +35,29 @@ func reportCommand(e env) *cli.Command {
 			&cli.StringFlag{Name: "sort", Value: "sent", Usage: "order the rows of --by (not day or hour) by `ORDER`: sent, plaintext (most first), coverage (worst first) or key"},
 			formatFlag("table", "table|json|csv|html")),
 		Subcommands: []*cli.Command{downgradesCommand(e), overridesReportCommand(e), policiesReportCommand(e)},
-		Action:      func(c *cli.Context) error { return runReport(c, e) },
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return usageErrorf("unknown report %q (want downgrades or overrides, or flags only)", c.Args().First())
+			}
+			return runView(c, e, report.CheckReport, "table", "json", "csv", "html")
+		},
 	}
 }
 
-// checkReportFlags refuses the combinations of report's flags that make no
-// sense; it returns --by.
-func checkReportFlags(c *cli.Context, format string, w store.Window) (string, error) {
-	if format == "html" && (c.IsSet("by") || c.IsSet("top") || c.IsSet("sort")) {
-		return "", usageErrorf("--format html is the whole report on one page; drop --by, --top and --sort")
-	}
-	if format == "html" && w.Host != "" {
-		return "", usageErrorf("--format html covers the whole fleet; drop --host (or use --format table, json or csv)")
-	}
-	if c.Int("top") < 0 {
-		return "", usageErrorf("--top must be 0 or more")
-	}
-	by := c.String("by")
-	if by != "" && !slices.Contains(store.ReportDimensions, by) {
-		return "", usageErrorf("invalid --by %q (want one of %s)", by, strings.Join(store.ReportDimensions, ", "))
-	}
-	switch order := c.String("sort"); {
-	case !slices.Contains(report.SortOrders, order):
-		return "", usageErrorf("invalid --sort %q (want sent, plaintext, coverage or key)", order)
-	case c.IsSet("sort") && by == "":
-		return "", usageErrorf("--sort orders the rows of --by; add e.g. --by domain")
-	case order != "sent" && (by == "day" || by == "hour"):
-		return "", usageErrorf("--sort does not apply to --by %s: its rows are in time order", by)
-	}
-	return by, nil
-}
-
-func runReport(c *cli.Context, e env) error {
-	if c.Args().Present() {
-		return usageErrorf("unknown report %q (want downgrades or overrides, or flags only)", c.Args().First())
-	}
-	format := c.String("format")
-	if err := checkFormat(format, "table", "json", "csv", "html"); err != nil {
+// runView runs a reading command: --format checked against formats, the
+// rest of its flags by check, then the view on the store, its window
+// fitted to the horizon of pruned deliveries.
+func runView(c *cli.Context, e env, check func(report.Flags) (report.Run, error), formats ...string) error {
+	if err := checkFormat(c.String("format"), formats...); err != nil {
 		return err
 	}
-	w, err := reportWindow(c)
-	if err != nil {
-		return err
+	f := report.Flags{Format: c.String("format"), Since: c.String("since"), Until: c.String("until"), Domain: c.String("domain"),
+		IncludeInternal: c.Bool("include-internal"), By: c.String("by"), Sort: c.String("sort"), Top: c.Int("top"),
+		MinDeliveries: c.Int("min-deliveries"), MinDays: c.Int("min-days"), Apply: c.Bool("apply"), Getenv: e.getenv, IsSet: c.IsSet, Now: time.Now()}
+	if slices.ContainsFunc(c.Command.Flags, func(fl cli.Flag) bool { return slices.Contains(fl.Names(), "host") }) {
+		f.Host, f.HostErr = hostFilter(c)
 	}
-	by, err := checkReportFlags(c, format, w)
+	run, err := check(f)
 	if err != nil {
 		return err
 	}
@@ -106,37 +66,9 @@ func runReport(c *cli.Context, e env) error {
 		return err
 	}
 	defer st.Close()
-	asked := w
-	if w, err = fitToHorizon(c.Context, e, st, w, by == "hour" && w.Domain != ""); err != nil {
-		return err
-	}
-	switch {
-	case by != "":
-		rows, err := report.LoadRows(c.Context, st, w, by, c.String("sort"), c.Int("top"))
-		if err != nil {
-			return err
-		}
-		return report.WriteRows(e.stdout, format, by, w, rows)
-	case format == "html":
-		d, err := report.Load(c.Context, st, asked) // narrows it as fitToHorizon did, and says so on the page
-		if err != nil {
-			return err
-		}
-		return report.WriteHTML(e.stdout, d)
-	}
-	s, err := st.Summary(c.Context, w)
-	if err != nil {
-		return err
-	}
-	warns, err := st.ForcedPlaintextIn(c.Context, w)
-	if err != nil {
-		return err
-	}
-	if err := report.WriteSummary(e.stdout, format, w, s); err != nil {
-		return err
-	}
-	report.WriteWarnings(e.stderr, warns)
-	return nil
+	return run(c.Context, st, func(w store.Window, listing bool) (store.Window, error) {
+		return fitToHorizon(c.Context, e, st, w, listing)
+	}, e.stdout, e.stderr)
 }
 
 func downgradesCommand(e env) *cli.Command {
@@ -145,30 +77,8 @@ func downgradesCommand(e env) *cli.Command {
 		Usage: "destinations that had TLS before and then got plaintext or failed TLS",
 		UsageText: "mailtls report downgrades --since 30d\n\n" +
 			"A downgrade can mean STARTTLS stripping on the path, or a broken receiver.",
-		Flags: append(windowFlags("7d"), includeInternalFlag(), formatFlag("table", "table|json|csv")),
-		Action: func(c *cli.Context) error {
-			format := c.String("format")
-			if err := checkFormat(format, "table", "json", "csv"); err != nil {
-				return err
-			}
-			w, err := reportWindow(c)
-			if err != nil {
-				return err
-			}
-			st, err := openStore(c)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			if w, err = fitToHorizon(c.Context, e, st, w, true); err != nil {
-				return err
-			}
-			ds, err := st.Downgrades(c.Context, w)
-			if err != nil {
-				return err
-			}
-			return report.WriteDowngrades(e.stdout, format, w, ds)
-		},
+		Flags:  append(windowFlags("7d"), includeInternalFlag(), formatFlag("table", "table|json|csv")),
+		Action: func(c *cli.Context) error { return runView(c, e, report.CheckDowngrades, "table", "json", "csv") },
 	}
 }
 
@@ -182,38 +92,8 @@ func overridesReportCommand(e env) *cli.Command {
 			"nearest .parent key. [host]:port keys are matched by the relay the log names.\n" +
 			"Plaintext sent under encrypt, dane-only, fingerprint, verify or secure means\n" +
 			"Postfix did not ask mailtls; it is printed as a warning.",
-		Flags: append(windowFlags("7d"), includeInternalFlag(), formatFlag("table", "table|json|csv")),
-		Action: func(c *cli.Context) error {
-			format := c.String("format")
-			if err := checkFormat(format, "table", "json", "csv"); err != nil {
-				return err
-			}
-			w, err := reportWindow(c)
-			if err != nil {
-				return err
-			}
-			st, err := openStore(c)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			if w, err = fitToHorizon(c.Context, e, st, w, false); err != nil {
-				return err
-			}
-			rows, err := report.LoadOverrides(c.Context, st, w, time.Now())
-			if err != nil {
-				return err
-			}
-			warns, err := st.ForcedPlaintextIn(c.Context, w)
-			if err != nil {
-				return err
-			}
-			if err := report.WriteOverrides(e.stdout, format, rows, warns); err != nil || format == "json" {
-				return err
-			}
-			report.WriteWarnings(e.stderr, warns)
-			return nil
-		},
+		Flags:  append(windowFlags("7d"), includeInternalFlag(), formatFlag("table", "table|json|csv")),
+		Action: func(c *cli.Context) error { return runView(c, e, report.CheckOverrides, "table", "json", "csv") },
 	}
 }
 
@@ -234,42 +114,7 @@ func suggestCommand(e env) *cli.Command {
 			includeInternalFlag(),
 			formatFlag("table", "table|json|csv"),
 		},
-		Action: func(c *cli.Context) error {
-			format := c.String("format")
-			if err := checkFormat(format, "table", "json", "csv"); err != nil {
-				return err
-			}
-			if c.Int("min-deliveries") < 1 || c.Int("min-days") < 1 {
-				return usageErrorf("--min-deliveries and --min-days must be at least 1")
-			}
-			q := report.SuggestQuery{MinDeliveries: c.Int("min-deliveries"), MinDays: c.Int("min-days"), IncludeInternal: c.Bool("include-internal")}
-			st, err := openStore(c)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			todo, err := report.Suggestions(c.Context, st, q, time.Now())
-			if err != nil {
-				return err
-			}
-			if format == "json" && !c.Bool("apply") {
-				return report.WriteSuggestionsJSON(e.stdout, todo)
-			}
-			if err := report.WriteSuggestions(e.stdout, format, q, todo); err != nil || len(todo) == 0 {
-				return err
-			}
-			if !c.Bool("apply") {
-				if format == "table" {
-					fmt.Fprintln(e.stdout, "\nNothing changed. Re-run with --apply to set these overrides.")
-				}
-				return nil
-			}
-			if err := report.ApplySuggestions(c.Context, st, todo, store.Actor(e.getenv)); err != nil {
-				return err
-			}
-			fmt.Fprintf(e.stdout, "\nApplied %d overrides.\n", len(todo))
-			return nil
-		},
+		Action: func(c *cli.Context) error { return runView(c, e, report.CheckSuggest, "table", "json", "csv") },
 	}
 }
 
@@ -299,29 +144,7 @@ func policiesReportCommand(e env) *cli.Command {
 			"certificate, a failed certificate verification at an MX with DANE TLSA records.\n" +
 			"For testing policies: what enforce would have deferred. The cache is filled by\n" +
 			"the daemon (`mailtls serve` with --sources dane or mta-sts).",
-		Flags: append(windowFlags("7d"), formatFlag("table", "table|json|csv")),
-		Action: func(c *cli.Context) error {
-			format := c.String("format")
-			if err := checkFormat(format, "table", "json", "csv"); err != nil {
-				return err
-			}
-			w, err := reportWindow(c)
-			if err != nil {
-				return err
-			}
-			if w.Domain != "" {
-				return usageErrorf("report policies checks every cached destination; drop --domain")
-			}
-			st, err := openStore(c)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			ps, err := report.LoadPolicies(c.Context, st, w)
-			if err != nil {
-				return err
-			}
-			return report.WritePolicies(e.stdout, format, ps)
-		},
+		Flags:  append(windowFlags("7d"), formatFlag("table", "table|json|csv")),
+		Action: func(c *cli.Context) error { return runView(c, e, report.CheckPolicies, "table", "json", "csv") },
 	}
 }

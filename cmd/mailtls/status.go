@@ -1,12 +1,10 @@
 package main
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/mailtls/mailtls/output"
 	"github.com/mailtls/mailtls/report"
 )
 
@@ -59,36 +57,5 @@ func runStatus(c *cli.Context, e env) error {
 	if err != nil {
 		return usageErrorf("--since: %v", err)
 	}
-	stale := c.Duration("stale")
-	s, err := report.LoadStatus(c.Context, st, report.StatusQuery{Now: now, Since: since, Stale: stale, Host: host})
-	if err != nil {
-		return err
-	}
-	if host != "" && len(s.Hosts) == 0 {
-		return fmt.Errorf("no fleet host %q in %s (it has stored nothing)", host, s.Store.Path)
-	}
-	if format == "json" {
-		err = output.JSON(e.stdout, s.JSON())
-	} else {
-		err = s.WriteText(e.stdout)
-	}
-	if err != nil {
-		return err
-	}
-	if f := s.StaleFollower(); f != nil {
-		return fmt.Errorf("follower %s of host %s is stale: %s behind, nothing recorded since %s (more than --stale %s)",
-			output.Escape(f.Source), f.Host, output.Bytes(f.Behind), rfc(f.Updated), stale)
-	}
-	if len(s.Forced) > 0 {
-		return fmt.Errorf("%s got plaintext while forced to a mandatory TLS level since %s: Postfix is not asking mailtls for it",
-			plural(len(s.Forced), "destination"), rfc(since))
-	}
-	return nil
-}
-
-func plural(n int, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return fmt.Sprintf("%d %ss", n, what)
+	return report.WriteStatus(c.Context, st, e.stdout, format, report.StatusQuery{Now: now, Since: since, Stale: c.Duration("stale"), Host: host})
 }
