@@ -1,8 +1,13 @@
 package published
 
 import (
+	"context"
+	"fmt"
+	"io"
 	"strings"
+	"time"
 
+	"github.com/mailtls/mailtls/output"
 	"github.com/mailtls/mailtls/policyd"
 )
 
@@ -34,6 +39,55 @@ func NewAnswer(key string, r policyd.Result, consulted bool, pub func() (*Result
 		}
 	}
 	return Answer{Key: key, Result: r, Published: p, Consulted: consulted}, nil
+}
+
+// Lookup is `mailtls lookup`'s answer for key at now: the overrides of
+// src (nil: not in force) under the default def, then, as NewAnswer
+// consults them, the published sources (pub).
+func Lookup(ctx context.Context, key, def string, src policyd.Source, now time.Time, consulted bool, pub func() (*Result, error)) (Answer, error) {
+	b := policyd.NewBuilder(def, 0)
+	if src != nil {
+		if err := src.Overrides(ctx, b.Add); err != nil {
+			return Answer{}, err
+		}
+	}
+	return NewAnswer(key, b.Snapshot().Lookup(key, now), consulted, pub)
+}
+
+// Show is the published result of key as `mailtls lookup` shows it: the
+// daemon's cached answer, loaded from r's store (nil: not cached), or
+// with resolve resolved now. A failed load is only a warning (warn).
+func (r *Resolver) Show(ctx context.Context, key string, resolve bool, warn func(error)) (*Result, error) {
+	if _, err := r.Load(ctx); err != nil {
+		warn(err)
+	}
+	if !resolve {
+		got, ok := r.Cached(key)
+		if !ok {
+			return nil, nil
+		}
+		return &got, nil
+	}
+	r.Start()
+	got, err := r.Resolve(ctx, key)
+	r.Close()
+	if err != nil {
+		return nil, err
+	}
+	return &got, nil
+}
+
+// Write writes the answer as JSON (JSON) or as text (Lines).
+func (a Answer) Write(w io.Writer, json bool) error {
+	if json {
+		return output.JSON(w, a.JSON())
+	}
+	for _, l := range a.Lines() {
+		if _, err := fmt.Fprintln(w, l); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // JSON is the answer as `mailtls lookup --format json` writes it.

@@ -19,6 +19,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailtls/mailtls/internal/cliargs"
+	"github.com/mailtls/mailtls/overrides"
 	"github.com/mailtls/mailtls/report"
 	"github.com/mailtls/mailtls/store"
 )
@@ -67,7 +68,7 @@ func Run(ctx context.Context, args []string, e env) int {
 	}
 	fmt.Fprintf(e.stderr, "mailtls: %s\n", msg)
 	var ue *usageError
-	if errors.As(err, &ue) || errors.Is(err, store.ErrBadInput) || errors.Is(err, report.ErrBadInput) {
+	if errors.As(err, &ue) || errors.Is(err, store.ErrBadInput) || errors.Is(err, report.ErrBadInput) || errors.Is(err, overrides.ErrBadInput) {
 		return exitUsage
 	}
 	var ec cli.ExitCoder

@@ -9,8 +9,10 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailtls/mailtls/daemon"
+	"github.com/mailtls/mailtls/overrides"
 	"github.com/mailtls/mailtls/policyd"
 	"github.com/mailtls/mailtls/published"
+	"github.com/mailtls/mailtls/store"
 )
 
 func lookupCommand(e env) *cli.Command {
@@ -51,58 +53,25 @@ func lookup(c *cli.Context, e env) error {
 	if c.Bool("resolve") && !srcs.Published() {
 		return usageErrorf("--resolve looks up DANE and MTA-STS: add dane or mta-sts to --sources (e.g. --sources override,dane,mta-sts)")
 	}
-	key, st, err := keyAndStore(c)
+	key, err := overrides.Key(c.Args().Slice(), false, "")
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	b := policyd.NewBuilder(def, 0)
-	if srcs.Override {
-		if err := (daemon.StoreSource{Store: st}).Overrides(c.Context, b.Add); err != nil {
+	return withStore(c, func(st *store.Store) error {
+		var src policyd.Source
+		if srcs.Override {
+			src = daemon.StoreSource{Store: st}
+		}
+		ans, err := published.Lookup(c.Context, key, def, src, time.Now(), srcs.Published(), func() (*published.Result, error) {
+			res, err := newPublished(c, srcs, published.ReadOnly(st), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				return nil, err
+			}
+			return res.Show(c.Context, key, c.Bool("resolve"), func(err error) { fmt.Fprintf(e.stderr, "mailtls: warning: %v\n", err) })
+		})
+		if err != nil {
 			return err
 		}
-	}
-	r := b.Snapshot().Lookup(key, time.Now())
-	// The published sources, as the daemon consults them: after an
-	// override miss, from its cache (or resolved now).
-	ans, err := published.NewAnswer(key, r, srcs.Published(), func() (*published.Result, error) {
-		return lookupPublished(c, e, srcs, st, key)
+		return ans.Write(e.stdout, c.String("format") == "json")
 	})
-	if err != nil {
-		return err
-	}
-	if c.String("format") == "json" {
-		return writeJSON(e.stdout, ans.JSON())
-	}
-	for _, l := range ans.Lines() {
-		fmt.Fprintln(e.stdout, l)
-	}
-	return nil
-}
-
-// lookupPublished reads the daemon's cached answer for key (nil: none),
-// or with --resolve resolves it now, storing nothing.
-func lookupPublished(c *cli.Context, e env, srcs published.Sources, st published.Store, key string) (*published.Result, error) {
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	res, err := newPublished(c, srcs, published.ReadOnly(st), nil, quiet)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := res.Load(c.Context); err != nil {
-		fmt.Fprintf(e.stderr, "mailtls: warning: %v\n", err)
-	}
-	if !c.Bool("resolve") {
-		got, ok := res.Cached(key)
-		if !ok {
-			return nil, nil
-		}
-		return &got, nil
-	}
-	res.Start()
-	got, err := res.Resolve(c.Context, key)
-	res.Close()
-	if err != nil {
-		return nil, err
-	}
-	return &got, nil
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/mailtls/mailtls/policyd"
 	"github.com/mailtls/mailtls/report"
 	"github.com/mailtls/mailtls/store"
 )
@@ -116,20 +115,6 @@ func suggestCommand(e env) *cli.Command {
 		},
 		Action: func(c *cli.Context) error { return runView(c, e, report.CheckSuggest, "table", "json", "csv") },
 	}
-}
-
-// policyDryRun answers "what would this override have done?" from history.
-func policyDryRun(c *cli.Context, e env, st *store.Store, key string, p policyd.Policy) error {
-	since, err := parseWhen(c.String("since"), time.Now())
-	if err != nil {
-		return usageErrorf("--since: %v", err)
-	}
-	r, err := st.DryRun(c.Context, key, p.Level, since)
-	if err != nil {
-		return err
-	}
-	report.WriteDryRun(e.stdout, key, p.Level, int(time.Since(since).Hours()/24+0.5), r)
-	return nil
 }
 
 func policiesReportCommand(e env) *cli.Command {

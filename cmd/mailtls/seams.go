@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
-
 	"github.com/mailtls/mailtls/ingest"
-	"github.com/mailtls/mailtls/store"
+	"github.com/mailtls/mailtls/overrides"
 )
 
 // The storage seam of the commands (ARCHITECTURE.md, "Add a store
@@ -21,12 +19,7 @@ type (
 	hostSetter = ingest.HostSetter
 )
 
-// overrideWriter changes the overrides (policy set/rm/import, check
-// --apply), each change recorded in the history with who made it and when.
-type overrideWriter interface {
-	SetOverride(ctx context.Context, o store.Override, actor string) error
-	RemoveOverride(ctx context.Context, key, actor string) error
-	ImportOverrides(ctx context.Context, ovs []store.Override, actor string) (int, error)
-	Overrides(ctx context.Context) ([]store.Override, error)
-	History(ctx context.Context, key string) ([]store.Change, error)
-}
+// overrideWriter is overrides.Store: what policy set/rm/import and check
+// --apply change the overrides through, each change recorded in the
+// history with who made it and when.
+type overrideWriter = overrides.Store
