@@ -2,8 +2,10 @@
 // parameters it reads through postconf(1) (the TLS level in force, legacy
 // parameters resolved; the log level; the policy map list), the plan of
 // changes that wires mailtls in without making any destination weaker
-// than Postfix alone would, and the checks of a running daemon's default
-// answer against main.cf.
+// than Postfix alone would, `mailtls postfix-config` itself (Configure:
+// the plan printed one line per decision, and applied through postconf -e
+// and the mailtls config file), and the checks of a running daemon's
+// default answer against main.cf.
 package postconf
 
 import (

@@ -1,12 +1,8 @@
 package main
 
 import (
-	"fmt"
-	"io"
-
 	"github.com/urfave/cli/v2"
 
-	"github.com/mailtls/mailtls/conffile"
 	"github.com/mailtls/mailtls/postconf"
 )
 
@@ -45,77 +41,5 @@ func postfixConfig(c *cli.Context, e env) error {
 	default:
 		return usageErrorf("invalid --via %q (want socketmap or tcp)", c.String("via"))
 	}
-	pc := postconf.Postconf{Bin: c.String("postconf"), Dir: c.String("config-dir")}
-	st, available := pc.State(c.Context)
-	if !available {
-		fmt.Fprintln(e.stderr, "warning: postconf not available: printing the lines without checking the running configuration")
-	}
-	w := postconf.Plan(st, ours)
-	for _, msg := range w.Warnings {
-		fmt.Fprintf(e.stderr, "warning: %s\n", msg)
-	}
-	confPath := c.String("config")
-	curDef, set, err := conffile.Value(confPath, "default")
-	if err != nil {
-		return fmt.Errorf("read %s: %w", confPath, err)
-	}
-	if !set {
-		curDef = "may" // the flag's default
-	}
-	w.PlanDefault(confPath, curDef)
-	if !printWiring(e.stdout, w, confPath, ours) || !c.Bool("apply") {
-		return nil
-	}
-	if !available {
-		return fmt.Errorf("cannot --apply: postconf is not available")
-	}
-	return applyWiring(e.stdout, pc, w, confPath)
-}
-
-// printWiring prints the plan; false when there is nothing to change.
-func printWiring(out io.Writer, w postconf.Wiring, confPath, ours string) bool {
-	for _, d := range w.Decisions {
-		fmt.Fprintf(out, "# %s\n", d)
-	}
-	if len(w.Settings) == 0 && !w.SetDefault {
-		fmt.Fprintln(out, "# main.cf is already wired to mailtls; nothing to add.")
-		return false
-	}
-	if len(w.Settings) > 0 {
-		fmt.Fprintln(out, "# Add to main.cf, then run: postfix reload")
-		for _, s := range w.Settings {
-			fmt.Fprintf(out, "%s = %s\n", s.Name, s.Value)
-		}
-	}
-	if w.SetDefault {
-		fmt.Fprintf(out, "# Set in %s, then reload mailtls (systemctl reload mailtls) before postfix reload:\n", confPath)
-		fmt.Fprintln(out, "default = notfound")
-	}
-	fmt.Fprintf(out, "# Check: postmap -q example.com %s\n", ours)
-	fmt.Fprintln(out, "# If mailtls is down, Postfix defers outbound mail (it does not send without policy).")
-	return true
-}
-
-// applyWiring writes the plan: mailtls's answer first, since main.cf must
-// not put mailtls before the other tables while it still answers may for
-// every key.
-func applyWiring(out io.Writer, pc postconf.Postconf, w postconf.Wiring, confPath string) error {
-	if w.SetDefault {
-		if err := conffile.Set(confPath, "default", "notfound"); err != nil {
-			return fmt.Errorf("write %s: %w", confPath, err)
-		}
-		fmt.Fprintf(out, "# wrote default = notfound to %s\n", confPath)
-	}
-	if len(w.Settings) > 0 {
-		if err := pc.Edit(w.Settings); err != nil {
-			return err
-		}
-		fmt.Fprintln(out, "# applied to main.cf with postconf -e")
-	}
-	if w.SetDefault {
-		fmt.Fprintln(out, "# now run: systemctl reload mailtls && postfix reload")
-	} else {
-		fmt.Fprintln(out, "# now run: postfix reload")
-	}
-	return nil
+	return postconf.Configure(c.Context, postconf.Postconf{Bin: c.String("postconf"), Dir: c.String("config-dir")}, ours, c.String("config"), c.Bool("apply"), e.stdout, e.stderr)
 }
