@@ -237,8 +237,8 @@ func Load(ctx context.Context, src Source, w store.Window) (*Data, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s, u := store.FitWindow(w.Since, w.Until, h); s.Before(u) && (!s.Equal(w.Since) || !u.Equal(w.Until)) {
-		w.Since, w.Until = s, u
+	if fw, moved := Fitted(w, h, false); moved {
+		w = fw
 		d.Window, d.PrunedBefore = w, h
 	}
 	s, err := src.Summary(ctx, w)

@@ -24,6 +24,19 @@ func inputErrorf(format string, args ...any) error {
 	return &inputError{msg: fmt.Sprintf(format, args...)}
 }
 
+// ParseRetention parses an age to keep deliveries for (flag names it in
+// errors): a duration of at least one day, since whole days are pruned.
+func ParseRetention(s, flag string) (time.Duration, error) {
+	d, err := ParseDuration(s)
+	if err != nil {
+		return 0, inputErrorf("%s: %v", flag, err)
+	}
+	if d < 24*time.Hour {
+		return 0, inputErrorf("%s %s is less than one day (want e.g. 400d or 52w: whole days are deleted)", flag, s)
+	}
+	return d, nil
+}
+
 // ParseDuration accepts Go durations ("36h", "90m") plus days and weeks
 // ("7d", "2w", "1d12h").
 func ParseDuration(s string) (time.Duration, error) {

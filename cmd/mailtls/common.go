@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -38,17 +37,9 @@ func dbName(c *cli.Context) string { return store.RedactDSN(c.String("db")) }
 // The window and duration syntax is the report package's, shared with the
 // HTML report's URL parameters.
 var (
-	parseDuration = report.ParseDuration
-	parseWhen     = report.ParseWhen
-	num           = report.Num // thousands separators, as on the HTML page
+	parseWhen = report.ParseWhen
+	num       = report.Num // thousands separators, as on the HTML page
 )
-
-func fmtTime(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.Local().Format("2006-01-02 15:04")
-}
 
 // hostFlag is --host on the commands that write deliveries (run, follow,
 // import): the fleet host they write as.

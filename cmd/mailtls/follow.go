@@ -10,6 +10,7 @@ import (
 	"github.com/mailtls/mailtls/daemon"
 	"github.com/mailtls/mailtls/ingest"
 	"github.com/mailtls/mailtls/logparse"
+	"github.com/mailtls/mailtls/report"
 )
 
 func followFlags() []cli.Flag {
@@ -79,7 +80,7 @@ func newFollower(c *cli.Context, st ingest.FollowStore, log *slog.Logger) (*inge
 		return nil, err
 	}
 	if k := c.String("keep"); k != "" {
-		if opts.Keep, err = parseRetention(k, "--keep"); err != nil {
+		if opts.Keep, err = report.ParseRetention(k, "--keep"); err != nil {
 			return nil, err
 		}
 	}

@@ -66,7 +66,7 @@ func runView(c *cli.Context, e env, check func(report.Flags) (report.Run, error)
 	}
 	defer st.Close()
 	return run(c.Context, st, func(w store.Window, listing bool) (store.Window, error) {
-		return fitToHorizon(c.Context, e, st, w, listing)
+		return report.FitToHorizon(c.Context, st, w, listing, e.stderr)
 	}, e.stdout, e.stderr)
 }
 

@@ -12,12 +12,8 @@ import (
 // pipeline's part is in package ingest (ingest/seams.go), the daemon's
 // in package daemon (daemon.OverrideSource).
 
-// pruner and hostSetter are ingest's, for the commands that prune or
-// write deliveries.
-type (
-	pruner     = ingest.Pruner
-	hostSetter = ingest.HostSetter
-)
+// hostSetter is ingest's, for the commands that write deliveries.
+type hostSetter = ingest.HostSetter
 
 // overrideWriter is overrides.Store: what policy set/rm/import and check
 // --apply change the overrides through, each change recorded in the
