@@ -1,9 +1,7 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"os"
 
 	"github.com/urfave/cli/v2"
 
@@ -30,64 +28,19 @@ func migrateCommand(e env) *cli.Command {
 	}
 }
 
-// migrateAction is `mailtls migrate`: store.Copy from --from into --to.
+// migrateAction is `mailtls migrate`: store.Migrate from --from into --to.
 func migrateAction(c *cli.Context, e env) error {
-	from, to := c.String("from"), c.String("to")
-	opt, err := migrateOptions(c, e, from, to)
-	if err != nil {
-		return err
+	q := store.MigrateRequest{From: c.String("from"), To: c.String("to"), Prefer: c.String("prefer"), Host: c.String("host")}
+	if !c.Bool("quiet") {
+		q.Progress = func(stage string, done, total int64) {
+			fmt.Fprintf(e.stderr, "migrate: %s %s of %s\n", stage, num(done), num(total))
+		}
 	}
-	src, err := store.Open(c.Context, from)
-	if err != nil {
-		return fmt.Errorf("open --from %s: %w", from, err)
-	}
-	defer src.Close()
-	dst, err := store.Open(c.Context, to)
-	if errors.Is(err, store.ErrBadInput) {
-		return usageErrorf("--to: %s", badInputText(err))
-	}
-	if err != nil {
-		return fmt.Errorf("open --to %s: %w", store.RedactDSN(to), err)
-	}
-	defer dst.Close()
-	res, err := store.Copy(c.Context, src, dst, opt)
-	if errors.Is(err, store.ErrConflict) {
-		return usageErrorf("%s", err.Error())
-	}
+	res, target, err := store.Migrate(c.Context, q)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "migrated %s into %s: %d overrides (%d conflicting), %d history entries, %s deliveries (%s already present), %d checkpoints, %s rollup rows of pruned days\n",
-		from, dst.Path(), res.Overrides, res.Conflicts, res.History, num(res.Deliveries), num(res.Skipped), res.Checkpoints, num(res.Rollups))
+		q.From, target, res.Overrides, res.Conflicts, res.History, num(res.Deliveries), num(res.Skipped), res.Checkpoints, num(res.Rollups))
 	return nil
-}
-
-// migrateOptions checks migrate's flags and turns them into store.Copy's
-// options.
-func migrateOptions(c *cli.Context, e env, from, to string) (store.CopyOptions, error) {
-	var opt store.CopyOptions
-	if from == "" || to == "" {
-		return opt, usageErrorf("migrate needs --from PATH.db and --to postgres://... (both)")
-	}
-	if fi, err := os.Stat(from); err != nil || !fi.Mode().IsRegular() {
-		return opt, usageErrorf("--from %q: not an existing SQLite database file", from)
-	}
-	if store.RedactDSN(from) == store.RedactDSN(to) {
-		return opt, usageErrorf("--from and --to are the same database")
-	}
-	switch opt.Prefer = c.String("prefer"); opt.Prefer {
-	case "", store.PreferSource, store.PreferTarget:
-	default:
-		return opt, usageErrorf("--prefer %q; accepted: source, target", opt.Prefer)
-	}
-	var err error
-	if opt.Host, err = hostFilter(c); err != nil {
-		return opt, err
-	}
-	if !c.Bool("quiet") {
-		opt.Progress = func(stage string, done, total int64) {
-			fmt.Fprintf(e.stderr, "migrate: %s %s of %s\n", stage, num(done), num(total))
-		}
-	}
-	return opt, nil
 }
