@@ -9,7 +9,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailtls/mailtls/daemon"
-	"github.com/mailtls/mailtls/overrides"
 	"github.com/mailtls/mailtls/policyd"
 	"github.com/mailtls/mailtls/published"
 	"github.com/mailtls/mailtls/store"
@@ -53,9 +52,9 @@ func lookup(c *cli.Context, e env) error {
 	if c.Bool("resolve") && !srcs.Published() {
 		return usageErrorf("--resolve looks up DANE and MTA-STS: add dane or mta-sts to --sources (e.g. --sources override,dane,mta-sts)")
 	}
-	key, err := overrides.Key(c.Args().Slice(), false, "")
+	key, err := policyd.NormalizeKey(c.Args().First())
 	if err != nil {
-		return err
+		return usageErrorf("%v", err)
 	}
 	return withStore(c, func(st *store.Store) error {
 		var src policyd.Source
