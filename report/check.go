@@ -54,18 +54,18 @@ func ApplyRecommendation(ctx context.Context, st OverrideStore, actor, key strin
 	return true, a.Lowered, nil
 }
 
-// CheckRequest is `mailtls check DOMAIN` as the command reads it: the
-// domain and the flags, unchecked.
-type CheckRequest struct {
+// DomainCheck is `mailtls check DOMAIN` as the command reads it: the
+// domain and the flags, unchecked (Checker checks them).
+type DomainCheck struct {
 	Domain, Resolver, Timeout, HELO  string
 	Port                             int
 	JSON, Apply, Force, AllowPrivate bool
 	Actor                            string // who --apply writes as
 }
 
-// CheckStore is what check reads our records through and, with --apply,
+// DomainCheckStore is what check reads our records through and, with --apply,
 // sets the override through; the check closes it.
-type CheckStore interface {
+type DomainCheckStore interface {
 	HistoryStore
 	OverrideStore
 	Close() error
@@ -73,7 +73,7 @@ type CheckStore interface {
 
 // Checker validates the request into the domain, its override key and
 // the checker that probes it.
-func (q CheckRequest) Checker() (domain, key string, chk *discover.Checker, err error) {
+func (q DomainCheck) Checker() (domain, key string, chk *discover.Checker, err error) {
 	domain, err = discover.NormalizeDomain(q.Domain)
 	if err != nil {
 		return "", "", nil, inputErrorf("%v", err)
@@ -102,12 +102,12 @@ func (q CheckRequest) Checker() (domain, key string, chk *discover.Checker, err 
 	return domain, key, &discover.Checker{Resolver: res, Timeout: timeout, Port: q.Port, HELO: q.HELO, AllowPrivate: q.AllowPrivate}, nil
 }
 
-// Check is `mailtls check`: the probe of the request's domain, what our
+// Run is `mailtls check`: the probe of the domain, what our
 // records (opened by open, after the probe) say of it, the override in
 // force and, with Apply, the recommendation set as the override; written
 // to w as JSON or text. Without Apply a store that cannot be read is
 // reported in the output instead of failing the check.
-func Check(ctx context.Context, q CheckRequest, open func() (CheckStore, error), w io.Writer) error {
+func (q DomainCheck) Run(ctx context.Context, open func() (DomainCheckStore, error), w io.Writer) error {
 	domain, key, chk, err := q.Checker()
 	if err != nil {
 		return err

@@ -53,8 +53,8 @@ func check(c *cli.Context, e env) error {
 	if err := checkFormat(c.String("format"), "table", "json"); err != nil {
 		return err
 	}
-	q := report.CheckRequest{Domain: c.Args().First(), Resolver: c.String("resolver"), Timeout: c.String("timeout"), HELO: c.String("helo"),
+	q := report.DomainCheck{Domain: c.Args().First(), Resolver: c.String("resolver"), Timeout: c.String("timeout"), HELO: c.String("helo"),
 		Port: c.Int("port"), JSON: c.String("format") == "json", Apply: c.Bool("apply"), Force: c.Bool("force"),
 		AllowPrivate: c.Bool("allow-private"), Actor: store.Actor(e.getenv)}
-	return report.Check(c.Context, q, func() (report.CheckStore, error) { return openStore(c) }, e.stdout)
+	return q.Run(c.Context, func() (report.DomainCheckStore, error) { return openStore(c) }, e.stdout)
 }
