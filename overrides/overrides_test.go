@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mailtls/mailtls/store"
+	"github.com/mailtls/mailtls/store/storetest"
 )
 
 // fakeStore keeps overrides in memory and records the actor of each change.
@@ -43,7 +44,12 @@ func (f *fakeStore) History(context.Context, string) ([]store.Change, error) {
 	return []store.Change{{Key: "example.com", New: "encrypt", Actor: "ops", At: time.Unix(0, 0)}}, nil
 }
 
-var _ Store = (*store.Store)(nil)
+// The SQLite store, and any backend that passes store/storetest, is an
+// overrides Store.
+var (
+	_ Store = (*store.Store)(nil)
+	_ Store = storetest.Backend(nil)
+)
 
 func TestBadInputIsUsage(t *testing.T) {
 	now := time.Now()

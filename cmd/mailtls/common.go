@@ -7,7 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/mailtls/mailtls/report"
+	"github.com/mailtls/mailtls/ingest"
 	"github.com/mailtls/mailtls/store"
 )
 
@@ -34,13 +34,6 @@ func openStore(c *cli.Context) (*store.Store, error) {
 // dbName is --db as it may be shown: without the password of a DSN.
 func dbName(c *cli.Context) string { return store.RedactDSN(c.String("db")) }
 
-// The window and duration syntax is the report package's, shared with the
-// HTML report's URL parameters.
-var (
-	parseWhen = report.ParseWhen
-	num       = report.Num // thousands separators, as on the HTML page
-)
-
 // hostFlag is --host on the commands that write deliveries (run, follow,
 // import): the fleet host they write as.
 func hostFlag() cli.Flag {
@@ -55,7 +48,7 @@ func hostFilterFlag() cli.Flag {
 
 // setWriteHost makes st write as --host, or as this machine's host name,
 // and returns the name.
-func setWriteHost(c *cli.Context, st hostSetter) (string, error) {
+func setWriteHost(c *cli.Context, st ingest.HostSetter) (string, error) {
 	name, err := hostFilter(c)
 	if err != nil {
 		return "", err

@@ -55,7 +55,7 @@ func importAction(c *cli.Context, e env) error {
 		return usageErrorf("import needs at least one FILE (or - for stdin)")
 	}
 	for _, name := range []string{"internal-relays", "host"} {
-		if err := loadConfigSetting(c, name); err != nil {
+		if err := conf.ApplySetting(c, name); err != nil {
 			return err
 		}
 	}

@@ -8,8 +8,6 @@ import (
 	"github.com/mailtls/mailtls/store"
 )
 
-type slogLevelVar = slog.LevelVar
-
 func newLeveledLogger(c *cli.Context, e env, lv *slog.LevelVar) (*slog.Logger, error) {
 	if err := lv.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		return nil, usageErrorf("invalid --log-level %q (want debug, info, warn or error)", c.String("log-level"))
@@ -21,7 +19,7 @@ func newLeveledLogger(c *cli.Context, e env, lv *slog.LevelVar) (*slog.Logger, e
 // logger at --log-level (which level then changes live) and the
 // database, which the caller closes.
 func startLong(c *cli.Context, e env, level *slog.LevelVar) (*slog.Logger, *store.Store, error) {
-	if err := loadConfig(c); err != nil {
+	if err := conf.Apply(c); err != nil {
 		return nil, nil, err
 	}
 	log, err := newLeveledLogger(c, e, level)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mailtls/mailtls/report"
 	"github.com/mailtls/mailtls/store"
 )
 
@@ -33,7 +34,7 @@ func migrateAction(c *cli.Context, e env) error {
 	q := store.MigrateRequest{From: c.String("from"), To: c.String("to"), Prefer: c.String("prefer"), Host: c.String("host")}
 	if !c.Bool("quiet") {
 		q.Progress = func(stage string, done, total int64) {
-			fmt.Fprintf(e.stderr, "migrate: %s %s of %s\n", stage, num(done), num(total))
+			fmt.Fprintf(e.stderr, "migrate: %s %s of %s\n", stage, report.Num(done), report.Num(total))
 		}
 	}
 	res, target, err := store.Migrate(c.Context, q)
@@ -41,6 +42,6 @@ func migrateAction(c *cli.Context, e env) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "migrated %s into %s: %d overrides (%d conflicting), %d history entries, %s deliveries (%s already present), %d checkpoints, %s rollup rows of pruned days\n",
-		q.From, target, res.Overrides, res.Conflicts, res.History, num(res.Deliveries), num(res.Skipped), res.Checkpoints, num(res.Rollups))
+		q.From, target, res.Overrides, res.Conflicts, res.History, report.Num(res.Deliveries), report.Num(res.Skipped), res.Checkpoints, report.Num(res.Rollups))
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/urfave/cli/v2"
 
+	"github.com/mailtls/mailtls/conffile"
 	"github.com/mailtls/mailtls/postconf"
 )
 
@@ -24,7 +25,7 @@ func postfixConfigCommand(e env) *cli.Command {
 			&cli.StringFlag{Name: "map", Value: "tlspolicy", Usage: "socketmap map `NAME`"},
 			&cli.StringFlag{Name: "postconf", Value: "postconf", Usage: "postconf `PROGRAM`"},
 			&cli.StringFlag{Name: "config-dir", Usage: "Postfix configuration `DIR` (postconf -c)"},
-			&cli.StringFlag{Name: "config", Value: defaultConfig, Usage: "mailtls config `FILE` that --apply sets default in"},
+			&cli.StringFlag{Name: "config", Value: conffile.Default, Usage: "mailtls config `FILE` that --apply sets default in"},
 			&cli.BoolFlag{Name: "apply", Usage: "write the mailtls config file and run postconf -e with the merged values after printing them"},
 		},
 		Action: func(c *cli.Context) error { return postfixConfig(c, e) },

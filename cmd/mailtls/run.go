@@ -33,7 +33,7 @@ func runCommand(e env) *cli.Command {
 // runAction is `mailtls run`: the daemon, the follower, the web listener
 // and, with --tlsrpt, the TLSRPT job, until the follower stops.
 func runAction(c *cli.Context, e env) error {
-	level := new(slogLevelVar)
+	level := new(slog.LevelVar)
 	log, st, err := startLong(c, e, level)
 	if err != nil {
 		return err
@@ -78,9 +78,9 @@ func startTLSRPTLoop(ctx context.Context, job *daily.Job) (stop func()) {
 // change live: default and log-level. Other settings need a restart, which
 // is logged. A bad config file is logged and ignored: the running settings
 // stay. (The daemon then reloads the overrides in any case.)
-func reloadConfig(c *cli.Context, d *daemon.Daemon, level *slogLevelVar, log *slog.Logger) {
-	_, known := configNames(c)
-	path, vals, err := configFile(c, known)
+func reloadConfig(c *cli.Context, d *daemon.Daemon, level *slog.LevelVar, log *slog.Logger) {
+	_, known := conf.Names(c)
+	path, vals, err := conf.File(c, known)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			log.Error("config reload failed; keeping current settings", "file", path, "err", err)

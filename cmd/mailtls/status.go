@@ -53,7 +53,7 @@ func runStatus(c *cli.Context, e env) error {
 	}
 	defer st.Close()
 	now := time.Now()
-	since, err := parseWhen(c.String("since"), now)
+	since, err := report.ParseWhen(c.String("since"), now)
 	if err != nil {
 		return usageErrorf("--since: %v", err)
 	}

@@ -89,7 +89,7 @@ func loadTLSRPTSettings(c *cli.Context) error {
 		if c.Command.HasName("show") && (n == "resolver" || n == "sendmail" || n == "tlsrpt-timeout") || n == "tlsrpt" {
 			continue
 		}
-		if err := loadConfigSetting(c, n); err != nil {
+		if err := conf.ApplySetting(c, n); err != nil {
 			return err
 		}
 	}
