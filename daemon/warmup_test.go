@@ -1,19 +1,17 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/mailtls/mailtls/discover"
+	"github.com/mailtls/mailtls/internal/servetest"
 	"github.com/mailtls/mailtls/internal/testnet"
 	"github.com/mailtls/mailtls/policyd"
 	"github.com/mailtls/mailtls/published"
@@ -89,7 +87,7 @@ func TestWarmupFromStore(t *testing.T) {
 	check := func(when string) {
 		t.Helper()
 		for key, w := range want {
-			if got, code := postmapQ(t, key, m); code != 0 || got != w {
+			if got, code := servetest.PostmapQ(t, key, m); code != 0 || got != w {
 				t.Errorf("%s: postmap -q %s = %q (exit %d), want %q", when, key, got, code, w)
 			}
 		}
@@ -132,26 +130,3 @@ func TestHealthWhileLoading(t *testing.T) {
 
 // testTLSA is a DANE-EE SPKI SHA-256 record; the tests' DNS signs it.
 const testTLSA = "3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-
-// postmapQ asks the real Postfix client (postmap -q) for key in mapSpec,
-// returning its answer and exit code (1: not found).
-func postmapQ(t *testing.T, key, mapSpec string) (string, int) {
-	t.Helper()
-	if _, err := exec.LookPath("postmap"); err != nil {
-		t.Fatal("postmap not installed: run `bash .ci/deps` (installs the Debian postfix package)")
-	}
-	cmd := exec.Command("postmap", "-q", key, mapSpec)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("postmap: %v", err)
-	}
-	if code > 1 {
-		t.Fatalf("postmap -q %s %s: exit %d: %s", key, mapSpec, code, errb.String())
-	}
-	return strings.TrimSpace(out.String()), code
-}

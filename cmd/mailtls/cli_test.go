@@ -21,6 +21,7 @@ import (
 
 	"github.com/mailtls/mailtls/internal/cliargs"
 	"github.com/mailtls/mailtls/internal/pgtest"
+	"github.com/mailtls/mailtls/internal/servetest"
 	"github.com/mailtls/mailtls/internal/testnet"
 )
 
@@ -302,28 +303,6 @@ func startServe(t *testing.T, c *cliT, extra ...string) *daemonProc {
 	return d
 }
 
-// postmapQ runs the real Postfix client: postmap -q KEY MAP.
-func postmapQ(t *testing.T, key, mapSpec string) (string, int) {
-	t.Helper()
-	if _, err := exec.LookPath("postmap"); err != nil {
-		t.Fatal("postmap not installed: run `bash .ci/deps` (installs the Debian postfix package)")
-	}
-	cmd := exec.Command("postmap", "-q", key, mapSpec)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("postmap: %v", err)
-	}
-	if code > 1 {
-		t.Fatalf("postmap -q %s %s: exit %d: %s", key, mapSpec, code, errb.String())
-	}
-	return strings.TrimSpace(out.String()), code
-}
-
 // eventually polls the real state until it matches or the deadline passes.
 func eventually(t *testing.T, within time.Duration, what string, f func() (bool, string)) {
 	t.Helper()
@@ -365,7 +344,7 @@ func TestServeWithPostmap(t *testing.T) {
 				"xn--bcher-kva.example":     "encrypt",
 				"sub.xn--bcher-kva.example": "may",
 			} {
-				got, code := postmapQ(t, key, m)
+				got, code := servetest.PostmapQ(t, key, m)
 				if code != 0 || got != want {
 					t.Errorf("postmap -q %s: %q (exit %d), want %q", key, got, code, want)
 				}
@@ -377,12 +356,12 @@ func TestServeWithPostmap(t *testing.T) {
 	start := time.Now()
 	for _, m := range maps {
 		eventually(t, 2*time.Second-time.Since(start), "encrypt served", func() (bool, string) {
-			got, _ := postmapQ(t, "example.com", m)
+			got, _ := servetest.PostmapQ(t, "example.com", m)
 			return got == "encrypt", got
 		})
 	}
 	// Uppercase key hits the same override.
-	if got, _ := postmapQ(t, "EXAMPLE.COM", maps["socketmap"]); got != "encrypt" {
+	if got, _ := servetest.PostmapQ(t, "EXAMPLE.COM", maps["socketmap"]); got != "encrypt" {
 		t.Errorf("uppercase key: %q", got)
 	}
 	// Unknown map name: Postfix gets PERM, which postmap reports as an error.
@@ -397,19 +376,19 @@ func TestServeExpiredAndNotfound(t *testing.T) {
 	c.ok("policy", "set", "kept.example", "encrypt")
 	d := startServe(t, c, "--default", "notfound")
 	m := "socketmap:inet:" + d.socketmap + ":tlspolicy"
-	if got, code := postmapQ(t, "kept.example", m); code != 0 || got != "encrypt" {
+	if got, code := servetest.PostmapQ(t, "kept.example", m); code != 0 || got != "encrypt" {
 		t.Fatalf("kept.example: %q %d", got, code)
 	}
 	// With --default notfound, a key without override is NOTFOUND: postmap exits 1.
-	if got, code := postmapQ(t, "other.example", m); code != 1 || got != "" {
+	if got, code := servetest.PostmapQ(t, "other.example", m); code != 1 || got != "" {
 		t.Fatalf("notfound: %q exit %d, want exit 1", got, code)
 	}
-	if got, code := postmapQ(t, "other.example", "tcp:"+d.tcp); code != 1 || got != "" {
+	if got, code := servetest.PostmapQ(t, "other.example", "tcp:"+d.tcp); code != 1 || got != "" {
 		t.Fatalf("notfound over tcp: %q exit %d, want exit 1", got, code)
 	}
 	// The 1 s override expires without any change to the database.
 	eventually(t, 5*time.Second, "override expires", func() (bool, string) {
-		got, code := postmapQ(t, "soon.example", m)
+		got, code := servetest.PostmapQ(t, "soon.example", m)
 		return code == 1, got
 	})
 	out := c.ok("lookup", "soon.example")
@@ -437,7 +416,7 @@ func TestServeUnixSocket(t *testing.T) {
 	if gid := fmt.Sprint(fi.Sys().(*syscall.Stat_t).Gid); gid != g.Gid {
 		t.Errorf("socket group %s, want postfix (%s)", gid, g.Gid)
 	}
-	if got, code := postmapQ(t, "Example.com", "socketmap:unix:"+sock+":tlspolicy"); code != 0 || got != "encrypt" {
+	if got, code := servetest.PostmapQ(t, "Example.com", "socketmap:unix:"+sock+":tlspolicy"); code != 0 || got != "encrypt" {
 		t.Errorf("postmap over unix socket: %q exit %d", got, code)
 	}
 }

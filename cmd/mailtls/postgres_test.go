@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mailtls/mailtls/internal/pgtest"
+	"github.com/mailtls/mailtls/internal/servetest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -130,21 +131,21 @@ func TestPostgresServeNotify(t *testing.T) {
 	c.ok("policy", "set", "example.com", "encrypt")
 	d := startServe(t, c, "--reload-every", "1h", "--sources", "override")
 	m := "socketmap:inet:" + d.socketmap + ":tlspolicy"
-	if got, code := postmapQ(t, "example.com", m); code != 0 || got != "encrypt" {
+	if got, code := servetest.PostmapQ(t, "example.com", m); code != 0 || got != "encrypt" {
 		t.Fatalf("postmap -q example.com: %q exit %d, want encrypt", got, code)
 	}
 	for i, want := range []string{"secure", "dane-only", "verify"} {
 		c.ok("policy", "set", "example.com", want)
 		start := time.Now()
 		eventually(t, 10*time.Second, "change "+want+" served", func() (bool, string) {
-			got, _ := postmapQ(t, "example.com", m)
+			got, _ := servetest.PostmapQ(t, "example.com", m)
 			return got == want, got
 		})
 		t.Logf("change %d served after %s", i+1, time.Since(start).Round(time.Millisecond))
 	}
 	c.ok("policy", "rm", "example.com")
 	eventually(t, 10*time.Second, "removal served", func() (bool, string) {
-		got, _ := postmapQ(t, "example.com", m)
+		got, _ := servetest.PostmapQ(t, "example.com", m)
 		return got == "may", got
 	})
 }

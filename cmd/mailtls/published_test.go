@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/internal/servetest"
 	"github.com/mailtls/mailtls/internal/testnet"
 )
 
@@ -42,7 +43,7 @@ func TestServePublishedDANE(t *testing.T) {
 			// First contact may outlast the 2 s budget on a loaded machine:
 			// then the default answers and the next lookup has the result.
 			eventually(t, 20*time.Second, "postmap -q "+key+" "+m, func() (bool, string) {
-				got, code := postmapQ(t, key, m)
+				got, code := servetest.PostmapQ(t, key, m)
 				return code == 0 && got == want, got
 			})
 		}
@@ -89,14 +90,14 @@ func TestServeDefaultSources(t *testing.T) {
 	d := startServe(t, c, "--resolver", dnsAddr)
 	m := "socketmap:inet:" + d.socketmap + ":tlspolicy"
 	eventually(t, 20*time.Second, "postmap -q all.example "+m, func() (bool, string) {
-		got, code := postmapQ(t, "all.example", m)
+		got, code := servetest.PostmapQ(t, "all.example", m)
 		return code == 0 && got == "dane-only", got
 	})
-	if got, code := postmapQ(t, "forced.example", m); code != 0 || got != "encrypt" {
+	if got, code := servetest.PostmapQ(t, "forced.example", m); code != 0 || got != "encrypt" {
 		t.Errorf("forced.example: %q (exit %d), want the override encrypt", got, code)
 	}
 	off := startServe(t, c, "--resolver", dnsAddr, "--sources", "override")
-	if got, code := postmapQ(t, "all.example", "socketmap:inet:"+off.socketmap+":tlspolicy"); code != 0 || got != "may" {
+	if got, code := servetest.PostmapQ(t, "all.example", "socketmap:inet:"+off.socketmap+":tlspolicy"); code != 0 || got != "may" {
 		t.Errorf("--sources override: all.example %q (exit %d), want the default may", got, code)
 	}
 }
@@ -115,7 +116,7 @@ func TestServeResolverSilent(t *testing.T) {
 	d := startServe(t, c, "--resolver", pc.LocalAddr().String(), "--resolve-timeout", "300ms")
 	for i, m := range []string{"socketmap:inet:" + d.socketmap + ":tlspolicy", "tcp:" + d.tcp} {
 		key := fmt.Sprintf("silent%d.example", i)
-		if got, code := postmapQ(t, key, m); code != 0 || got != "may" {
+		if got, code := servetest.PostmapQ(t, key, m); code != 0 || got != "may" {
 			t.Errorf("%s %s: %q (exit %d), want the default may", key, m, got, code)
 		}
 	}
@@ -138,16 +139,16 @@ func TestServeTLSRPT(t *testing.T) {
 	d := startServe(t, c, "--resolver", dnsAddr)
 	rpt := "socketmap:inet:" + d.socketmap + ":tlspolicy-tlsrpt"
 	eventually(t, 20*time.Second, "postmap -q all.example "+rpt, func() (bool, string) {
-		got, code := postmapQ(t, "all.example", rpt)
+		got, code := servetest.PostmapQ(t, "all.example", rpt)
 		return code == 0 && got == attrs, got
 	})
 	for key, want := range map[string]string{"forced.example": "encrypt", "plain.example": "may"} {
-		if got, code := postmapQ(t, key, rpt); code != 0 || got != want {
+		if got, code := servetest.PostmapQ(t, key, rpt); code != 0 || got != want {
 			t.Errorf("%s %s: %q (exit %d), want %q", rpt, key, got, code, want)
 		}
 	}
 	for _, m := range []string{"socketmap:inet:" + d.socketmap + ":tlspolicy", "tcp:" + d.tcp} {
-		if got, code := postmapQ(t, "all.example", m); code != 0 || got != "dane-only" {
+		if got, code := servetest.PostmapQ(t, "all.example", m); code != 0 || got != "dane-only" {
 			t.Errorf("%s all.example: %q (exit %d), want dane-only without attributes", m, got, code)
 		}
 	}
@@ -158,10 +159,10 @@ func TestServeTLSRPT(t *testing.T) {
 	}
 	all := startServe(t, c, "--resolver", dnsAddr, "--config", conf)
 	eventually(t, 20*time.Second, "postmap -q all.example tcp:"+all.tcp, func() (bool, string) {
-		got, code := postmapQ(t, "all.example", "tcp:"+all.tcp)
+		got, code := servetest.PostmapQ(t, "all.example", "tcp:"+all.tcp)
 		return code == 0 && got == attrs, got
 	})
-	if got, code := postmapQ(t, "forced.example", "tcp:"+all.tcp); code != 0 || got != "encrypt" {
+	if got, code := servetest.PostmapQ(t, "forced.example", "tcp:"+all.tcp); code != 0 || got != "encrypt" {
 		t.Errorf("tlsrpt-attributes = yes: forced.example %q (exit %d), want the bare override", got, code)
 	}
 }

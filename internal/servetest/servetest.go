@@ -1,7 +1,9 @@
 // Package servetest serves a policy server (policyd.Server) on a real
 // listener for the length of a test: the one copy of the helper that the
-// tests of policyd and internal/loadgen share. It does not import policyd,
-// so that policyd's own tests can use it.
+// tests of policyd and internal/loadgen share; and asks a policy map
+// through the real Postfix client (PostmapQ), for the tests of daemon and
+// cmd/mailtls. It does not import policyd, so that policyd's own tests can
+// use it.
 package servetest
 
 import (
