@@ -491,6 +491,12 @@ func (s *Store) lockPrune(ctx context.Context) (release func(), _ error) {
 		conn.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("%w (%s, advisory lock %d held): nothing deleted; try again once it has finished", ErrPruneRunning, s.path, int64(pgPruneLock))
 	}
-	// Closing the session releases the lock.
-	return func() { conn.Close(context.WithoutCancel(ctx)) }, nil
+	// Unlocked on the session before it is closed: closing alone frees the
+	// lock only once the server has ended the backend, which a Prune
+	// started right after could beat (TestPostgresPruneAlone failed so).
+	return func() {
+		bg := context.WithoutCancel(ctx)
+		_, _ = conn.Exec(bg, `SELECT pg_advisory_unlock($1)`, int64(pgPruneLock))
+		conn.Close(bg)
+	}, nil
 }
