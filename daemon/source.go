@@ -28,7 +28,7 @@ func (s StoreSource) Version(ctx context.Context) (uint64, error) {
 
 func (s StoreSource) Overrides(ctx context.Context, add func(policyd.Override)) error {
 	return s.Store.OverridePolicies(ctx, func(key, policy string, expires time.Time) {
-		add(policyd.Override{Key: key, Value: policy, Expires: expires})
+		add(policyd.Override{Key: key, Policy: policy, Expires: expires})
 	})
 }
 
@@ -36,7 +36,7 @@ func (s StoreSource) Overrides(ctx context.Context, add func(policyd.Override)) 
 // the warm-up.
 func (s StoreSource) OverridesFor(ctx context.Context, keys []string, add func(policyd.Override)) error {
 	return s.Store.OverridesFor(ctx, keys, func(key, policy string, expires time.Time) {
-		add(policyd.Override{Key: key, Value: policy, Expires: expires})
+		add(policyd.Override{Key: key, Policy: policy, Expires: expires})
 	})
 }
 

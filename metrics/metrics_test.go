@@ -106,7 +106,7 @@ func (f *fakeSource) Overrides(_ context.Context, add func(policyd.Override)) er
 func TestPolicyWatch(t *testing.T) {
 	m := New(Options{Daemon: true})
 	tab := policyd.NewTable("may")
-	fs := &fakeSource{v: 7, ovs: []policyd.Override{{Key: "a.example", Value: "encrypt"}, {Key: "b.example", Value: "may"}}}
+	fs := &fakeSource{v: 7, ovs: []policyd.Override{{Key: "a.example", Policy: "encrypt"}, {Key: "b.example", Policy: "may"}}}
 	src := m.Policy.Watch(tab, fs)
 	ctx := context.Background()
 	if _, err := tab.Reload(ctx, src); err != nil {
@@ -171,11 +171,11 @@ func TestForcedBy(t *testing.T) {
 	now := time.Now()
 	tab := policyd.NewTable("may")
 	tab.Store(policyd.NewSnapshot([]policyd.Override{
-		{Key: "forced.example", Value: "encrypt"},
-		{Key: ".corp.example", Value: "verify match=hostname"},
-		{Key: "dane.example", Value: "dane"},
-		{Key: "[smarthost.example]:587", Value: "secure"},
-		{Key: "gone.example", Value: "encrypt", Expires: now.Add(-time.Hour)},
+		{Key: "forced.example", Policy: "encrypt"},
+		{Key: ".corp.example", Policy: "verify match=hostname"},
+		{Key: "dane.example", Policy: "dane"},
+		{Key: "[smarthost.example]:587", Policy: "secure"},
+		{Key: "gone.example", Policy: "encrypt", Expires: now.Add(-time.Hour)},
 	}, "may"))
 	forced := ForcedBy(tab)
 	for _, tc := range []struct {

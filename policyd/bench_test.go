@@ -21,7 +21,7 @@ func benchOverrides(n int) []Override {
 		default:
 			key = fmt.Sprintf("[mx%d.example]:587", i)
 		}
-		ovs[i] = Override{Key: key, Value: values[i%len(values)]}
+		ovs[i] = Override{Key: key, Policy: values[i%len(values)]}
 	}
 	return ovs
 }

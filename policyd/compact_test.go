@@ -45,7 +45,7 @@ func newMapSnapshot(ovs []Override, def string) *mapSnapshot {
 		if !o.Expires.IsZero() {
 			exp = o.Expires.UnixNano()
 		}
-		s.m[k] = mapEntry{k, norm(o.Value), exp}
+		s.m[k] = mapEntry{k, norm(o.Policy), exp}
 	}
 	return s
 }
@@ -168,7 +168,7 @@ func TestCompactSnapshotMatchesMap(t *testing.T) {
 		}
 		ovs := make([]Override, n)
 		for i := range ovs {
-			ovs[i] = Override{Key: propKey(r), Value: propValues[r.IntN(len(propValues))]}
+			ovs[i] = Override{Key: propKey(r), Policy: propValues[r.IntN(len(propValues))]}
 			switch r.IntN(4) {
 			case 0:
 				ovs[i].Expires = base.Add(time.Duration(r.IntN(3)-1) * time.Hour)
@@ -211,7 +211,7 @@ func FuzzCompactSnapshot(f *testing.F) {
 			}
 			k, v, _ := cut(line, ' ')
 			keys = append(keys, k)
-			o := Override{Key: k, Value: v}
+			o := Override{Key: k, Policy: v}
 			if i%3 == 1 {
 				o.Expires = base
 			}
@@ -245,11 +245,11 @@ func cut(s string, sep byte) (string, string, bool) {
 // they arrive in.
 func TestReloadCollisionsIndependentOfOrder(t *testing.T) {
 	ovs := []Override{
-		{Key: "example.com", Value: "encrypt"}, // sorts after "Example.com" and "EXAMPLE.COM."
-		{Key: "Example.com", Value: "may"},
-		{Key: "EXAMPLE.COM.", Value: "dane"},
-		{Key: ".Example.net", Value: "none"},
-		{Key: ".example.net", Value: "verify"}, // sorts last
+		{Key: "example.com", Policy: "encrypt"}, // sorts after "Example.com" and "EXAMPLE.COM."
+		{Key: "Example.com", Policy: "may"},
+		{Key: "EXAMPLE.COM.", Policy: "dane"},
+		{Key: ".Example.net", Policy: "none"},
+		{Key: ".example.net", Policy: "verify"}, // sorts last
 	}
 	for _, order := range [][]int{{0, 1, 2, 3, 4}, {1, 2, 0, 4, 3}, {2, 1, 0, 3, 4}, {4, 3, 2, 1, 0}} {
 		var in []Override

@@ -9,9 +9,9 @@ import (
 func TestExplain(t *testing.T) {
 	now := time.Now()
 	s := NewSnapshot([]Override{
-		{Key: "exact.example", Value: "encrypt"},
-		{Key: ".corp.example", Value: "verify"},
-		{Key: "old.example", Value: "secure", Expires: now.Add(-time.Hour)},
+		{Key: "exact.example", Policy: "encrypt"},
+		{Key: ".corp.example", Policy: "verify"},
+		{Key: "old.example", Policy: "secure", Expires: now.Add(-time.Hour)},
 	}, "may")
 	for _, tt := range []struct {
 		key, rule, source, why string
@@ -58,7 +58,7 @@ func TestWithPublished(t *testing.T) {
 		{"dane-only", "example.com", Published{Unavailable: true}, RuleDefault},
 		{"may", "example.com", Published{Unavailable: true}, RuleUnavailable},
 	} {
-		s := NewSnapshot([]Override{{Key: "pinned.example", Value: "encrypt"}}, tt.def)
+		s := NewSnapshot([]Override{{Key: "pinned.example", Policy: "encrypt"}}, tt.def)
 		if got := WithPublished(tt.key, s.Lookup(tt.key, now), tt.p); got.Rule != tt.want {
 			t.Errorf("default %q, %s, published %+v: rule %q, want %q", tt.def, tt.key, tt.p, got.Rule, tt.want)
 		}

@@ -183,7 +183,7 @@ func FuzzNormalizeKey(f *testing.F) {
 				t.Fatalf("NormalizeKey(%q) = %q, %v; want %q", dotted, k2, err, k)
 			}
 		}
-		snap := NewSnapshot([]Override{{Key: k, Value: "secure"}}, "may")
+		snap := NewSnapshot([]Override{{Key: k, Policy: "secure"}}, "may")
 		if r := snap.Lookup(dotted, time.Time{}); r.Value != "secure" || r.Rule != RuleExact {
 			t.Fatalf("Lookup(%q) with override %q = %+v", dotted, k, r)
 		}

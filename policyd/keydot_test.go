@@ -12,12 +12,12 @@ import (
 // "bank.example." gets bank.example's override and not the default.
 func TestLookupTrailingDot(t *testing.T) {
 	snap := NewSnapshot([]Override{
-		{Key: "bank.example", Value: "secure"},
-		{Key: ".corp.example", Value: "verify"},
-		{Key: "[bank.example]:25", Value: "encrypt"},
-		{Key: "[mx.bank.example]", Value: "dane-only"},
-		{Key: "relay.example:2525", Value: "encrypt"},
-		{Key: "bücher.example", Value: "dane"},
+		{Key: "bank.example", Policy: "secure"},
+		{Key: ".corp.example", Policy: "verify"},
+		{Key: "[bank.example]:25", Policy: "encrypt"},
+		{Key: "[mx.bank.example]", Policy: "dane-only"},
+		{Key: "relay.example:2525", Policy: "encrypt"},
+		{Key: "bücher.example", Policy: "dane"},
 	}, "may")
 	tests := []struct{ key, want, rule string }{
 		{"bank.example.", "secure", RuleExact},

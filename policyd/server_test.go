@@ -21,10 +21,10 @@ import (
 
 // testOverrides is the table most server tests use.
 var testOverrides = []Override{
-	{Key: "example.com", Value: "encrypt protocols=>=TLSv1.2"},
-	{Key: ".corp.example", Value: "verify match=hostname"},
-	{Key: "[mx.example.net]:587", Value: "secure"},
-	{Key: "bücher.example", Value: "dane"},
+	{Key: "example.com", Policy: "encrypt protocols=>=TLSv1.2"},
+	{Key: ".corp.example", Policy: "verify match=hostname"},
+	{Key: "[mx.example.net]:587", Policy: "secure"},
+	{Key: "bücher.example", Policy: "dane"},
 }
 
 func newTestServer(t testing.TB, def string) *Server {

@@ -13,10 +13,19 @@ import (
 	"time"
 )
 
-// Override is one operator-set policy for a key.
+// Override is one operator-set policy for a key: what the daemon looks
+// up (Key, Policy, Expires), and what the store keeps with it (the note,
+// when it was created and last changed), which the daemon ignores. It is
+// the one override type: store.Override is this type, and the store
+// refuses one whose key is not in normal form (NormalizeKey) or whose
+// policy ParsePolicy does not accept.
 type Override struct {
-	Key, Value string
-	Expires    time.Time // zero: never
+	Key     string    // "example.com", ".example.com", "[host]:port"
+	Policy  string    // normalised policy text, e.g. "encrypt protocols=>=TLSv1.2"
+	Note    string    // the operator's note
+	Created time.Time // set by the store
+	Updated time.Time // set by the store
+	Expires time.Time // zero: never
 }
 
 // Result is the outcome of a lookup.
@@ -181,7 +190,7 @@ func (b *Builder) Add(o Override) {
 		b.s.invalid = append(b.s.invalid, err.Error())
 		return
 	}
-	v, err := b.value(o.Value)
+	v, err := b.value(o.Policy)
 	if err != nil {
 		b.s.invalid = append(b.s.invalid, fmt.Sprintf("key %s: %v", k, err))
 	}

@@ -17,15 +17,15 @@ var t0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 
 func TestLookup(t *testing.T) {
 	snap := NewSnapshot([]Override{
-		{Key: "example.com", Value: "encrypt"},
-		{Key: ".corp.example", Value: "verify match=hostname"},
-		{Key: "b.corp.example", Value: "secure"},
-		{Key: ".example.org", Value: "dane"},
-		{Key: "[mx.example.net]:587", Value: "encrypt protocols=>=TLSv1.2"},
-		{Key: "[mx.example.net]", Value: "fingerprint match=3D:95:34:51:24:66:33:B9:D2:40:99:C0:C1:17:0B:D1"},
-		{Key: "bücher.example", Value: "encrypt"},
-		{Key: "relay.example:2525", Value: "none"},
-		{Key: "Upper.Example", Value: "ENCRYPT  ciphers=HIGH"},
+		{Key: "example.com", Policy: "encrypt"},
+		{Key: ".corp.example", Policy: "verify match=hostname"},
+		{Key: "b.corp.example", Policy: "secure"},
+		{Key: ".example.org", Policy: "dane"},
+		{Key: "[mx.example.net]:587", Policy: "encrypt protocols=>=TLSv1.2"},
+		{Key: "[mx.example.net]", Policy: "fingerprint match=3D:95:34:51:24:66:33:B9:D2:40:99:C0:C1:17:0B:D1"},
+		{Key: "bücher.example", Policy: "encrypt"},
+		{Key: "relay.example:2525", Policy: "none"},
+		{Key: "Upper.Example", Policy: "ENCRYPT  ciphers=HIGH"},
 	}, "may")
 	tests := []struct {
 		key        string
@@ -69,7 +69,7 @@ func TestLookup(t *testing.T) {
 }
 
 func TestLookupNoDefault(t *testing.T) {
-	snap := NewSnapshot([]Override{{Key: ".example.com", Value: "encrypt"}}, "")
+	snap := NewSnapshot([]Override{{Key: ".example.com", Policy: "encrypt"}}, "")
 	if r := snap.Lookup("example.com", t0); r.Found || r.Rule != RuleNotFound || r.Value != "" {
 		t.Errorf("Lookup(example.com) = %+v, want notfound", r)
 	}
@@ -84,13 +84,13 @@ func TestLookupNoDefault(t *testing.T) {
 
 func TestLookupExpired(t *testing.T) {
 	snap := NewSnapshot([]Override{
-		{Key: "a.corp.example", Value: "secure", Expires: t0},                       // expires exactly now
-		{Key: ".corp.example", Value: "encrypt", Expires: t0.Add(time.Hour)},        // still valid
-		{Key: "old.example", Value: "encrypt", Expires: t0.Add(-time.Hour)},         // expired
-		{Key: ".old.example", Value: "verify", Expires: t0.Add(-time.Minute)},       // expired
-		{Key: "keep.example", Value: "dane", Expires: t0.Add(time.Nanosecond)},      // still valid
-		{Key: "never.example", Value: "dane-only", Expires: time.Time{}},            // never
-		{Key: "[mx.old.example]:25", Value: "encrypt", Expires: t0.Add(-time.Hour)}, // expired
+		{Key: "a.corp.example", Policy: "secure", Expires: t0},                       // expires exactly now
+		{Key: ".corp.example", Policy: "encrypt", Expires: t0.Add(time.Hour)},        // still valid
+		{Key: "old.example", Policy: "encrypt", Expires: t0.Add(-time.Hour)},         // expired
+		{Key: ".old.example", Policy: "verify", Expires: t0.Add(-time.Minute)},       // expired
+		{Key: "keep.example", Policy: "dane", Expires: t0.Add(time.Nanosecond)},      // still valid
+		{Key: "never.example", Policy: "dane-only", Expires: time.Time{}},            // never
+		{Key: "[mx.old.example]:25", Policy: "encrypt", Expires: t0.Add(-time.Hour)}, // expired
 	}, "may")
 	tests := []struct {
 		key, value, rule string
@@ -114,7 +114,7 @@ func TestLookupExpired(t *testing.T) {
 	if r := snap.Lookup("old.example", t0.Add(-2*time.Hour)); r.Value != "encrypt" || r.Expired != nil {
 		t.Errorf("before expiry: %+v", r)
 	}
-	snap2 := NewSnapshot([]Override{{Key: "gone.example", Value: "encrypt", Expires: t0}}, "")
+	snap2 := NewSnapshot([]Override{{Key: "gone.example", Policy: "encrypt", Expires: t0}}, "")
 	if r := snap2.Lookup("gone.example", t0); r.Found || r.Rule != RuleNotFound || len(r.Expired) != 1 {
 		t.Errorf("expired without default: %+v", r)
 	}
@@ -122,10 +122,10 @@ func TestLookupExpired(t *testing.T) {
 
 func TestNewSnapshotNormalises(t *testing.T) {
 	snap := NewSnapshot([]Override{
-		{Key: "Example.COM", Value: "encrypt"},
-		{Key: "example.com", Value: "Secure   match=nexthop"}, // same key, later wins
-		{Key: "bad key", Value: "encrypt"},
-		{Key: "ok.example", Value: "encrypt protocols=TLSv9"}, // kept verbatim, reported
+		{Key: "Example.COM", Policy: "encrypt"},
+		{Key: "example.com", Policy: "Secure   match=nexthop"}, // same key, later wins
+		{Key: "bad key", Policy: "encrypt"},
+		{Key: "ok.example", Policy: "encrypt protocols=TLSv9"}, // kept verbatim, reported
 	}, "MAY")
 	if snap.Len() != 2 {
 		t.Errorf("Len = %d, want 2", snap.Len())
@@ -147,8 +147,8 @@ func TestNewSnapshotNormalises(t *testing.T) {
 
 func TestLookupAllocs(t *testing.T) {
 	snap := NewSnapshot([]Override{
-		{Key: ".corp.example", Value: "encrypt"},
-		{Key: "example.com", Value: "verify"},
+		{Key: ".corp.example", Policy: "encrypt"},
+		{Key: "example.com", Policy: "verify"},
 	}, "may")
 	for _, key := range []string{"example.com", "A.B.Corp.Example", "miss.example.net", "[mx.example.com]:25"} {
 		allocs := testing.AllocsPerRun(100, func() {
@@ -239,7 +239,7 @@ func stepWatch(tab *Table) (step, wait func()) {
 
 func TestTableWatch(t *testing.T) {
 	src := &fakeSource{}
-	src.set(1, []Override{{Key: "example.com", Value: "encrypt"}}, nil)
+	src.set(1, []Override{{Key: "example.com", Policy: "encrypt"}}, nil)
 	tab := NewTable("may")
 	if tab.Load() != nil {
 		t.Fatal("new table has a snapshot")
@@ -265,21 +265,21 @@ func TestTableWatch(t *testing.T) {
 		t.Errorf("Overrides called %d times, want 1", loads)
 	}
 
-	src.set(2, []Override{{Key: "example.com", Value: "secure"}}, nil)
+	src.set(2, []Override{{Key: "example.com", Policy: "secure"}}, nil)
 	poll()
 	if got := value("example.com"); got != "secure" {
 		t.Errorf("after version change: %q", got)
 	}
 
 	// The store breaks: keep serving the last snapshot.
-	src.set(3, []Override{{Key: "example.com", Value: "none"}}, errors.New("database is locked"))
+	src.set(3, []Override{{Key: "example.com", Policy: "none"}}, errors.New("database is locked"))
 	poll()
 	poll()
 	poll()
 	if got := value("example.com"); got != "secure" {
 		t.Errorf("during outage: %q, want last good value", got)
 	}
-	src.set(3, []Override{{Key: "example.com", Value: "dane"}}, nil)
+	src.set(3, []Override{{Key: "example.com", Policy: "dane"}}, nil)
 	poll()
 	if got := value("example.com"); got != "dane" {
 		t.Errorf("after recovery: %q", got)
@@ -303,7 +303,7 @@ func TestTableWatch(t *testing.T) {
 // firing (an hour), and the ticker still polls (the fallback).
 func TestTableWatchWake(t *testing.T) {
 	src := &fakeSource{}
-	src.set(1, []Override{{Key: "example.com", Value: "encrypt"}}, nil)
+	src.set(1, []Override{{Key: "example.com", Policy: "encrypt"}}, nil)
 	tab := NewTable("may")
 	poll, polled := stepWatch(tab) // polled waits for the end of a poll
 	wake := make(chan struct{})
@@ -312,7 +312,7 @@ func TestTableWatchWake(t *testing.T) {
 	go func() { done <- tab.WatchWake(ctx, src, time.Hour, wake, nil) }()
 	polled() // the initial load
 	value := func() string { return tab.Load().Lookup("example.com", t0).Value }
-	src.set(2, []Override{{Key: "example.com", Value: "secure"}}, nil)
+	src.set(2, []Override{{Key: "example.com", Policy: "secure"}}, nil)
 	select {
 	case wake <- struct{}{}:
 	case <-time.After(10 * time.Second):
@@ -322,7 +322,7 @@ func TestTableWatchWake(t *testing.T) {
 	if got := value(); got != "secure" {
 		t.Errorf("after a wake-up: %q, want secure", got)
 	}
-	src.set(3, []Override{{Key: "example.com", Value: "dane"}}, nil)
+	src.set(3, []Override{{Key: "example.com", Policy: "dane"}}, nil)
 	poll()
 	if got := value(); got != "dane" {
 		t.Errorf("after a tick: %q, want dane", got)
@@ -346,7 +346,7 @@ func TestTableWatchStartsBroken(t *testing.T) {
 	if tab.Load() != nil {
 		t.Error("a snapshot appeared although loading failed")
 	}
-	src.set(1, []Override{{Key: "a.example", Value: "encrypt"}}, nil)
+	src.set(1, []Override{{Key: "a.example", Policy: "encrypt"}}, nil)
 	poll()
 	if r := tab.Load().Lookup("a.example", t0); r.Value != "encrypt" {
 		t.Errorf("after recovery: %+v", r)
@@ -363,13 +363,13 @@ func TestTableWatchStartsBroken(t *testing.T) {
 // a fixed time.
 func TestTableWatchRealTicker(t *testing.T) {
 	src := &fakeSource{}
-	src.set(1, []Override{{Key: "a.example", Value: "encrypt"}}, nil)
+	src.set(1, []Override{{Key: "a.example", Policy: "encrypt"}}, nil)
 	tab := NewTable("")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go tab.Watch(ctx, src, time.Millisecond, nil)
 	waitFor(t, func() bool { return tab.Load().Lookup("a.example", t0).Value == "encrypt" })
-	src.set(2, []Override{{Key: "a.example", Value: "secure"}}, nil)
+	src.set(2, []Override{{Key: "a.example", Policy: "secure"}}, nil)
 	waitFor(t, func() bool { return tab.Load().Lookup("a.example", t0).Value == "secure" })
 }
 
@@ -412,7 +412,7 @@ func TestSnapshotConcurrentReload(t *testing.T) {
 		}()
 	}
 	for i := 0; i < 200; i++ {
-		tab.Store(NewSnapshot([]Override{{Key: ".example.com", Value: fmt.Sprintf("encrypt ciphers=%s", []string{"high", "medium"}[i%2])}}, "may"))
+		tab.Store(NewSnapshot([]Override{{Key: ".example.com", Policy: fmt.Sprintf("encrypt ciphers=%s", []string{"high", "medium"}[i%2])}}, "may"))
 	}
 	close(stop)
 	wg.Wait()
@@ -423,7 +423,7 @@ func TestSnapshotConcurrentReload(t *testing.T) {
 // changes; after Store, Watch loads at once.
 func TestTableWatchAfterReload(t *testing.T) {
 	src := &fakeSource{}
-	src.set(7, []Override{{Key: "example.com", Value: "encrypt"}}, nil)
+	src.set(7, []Override{{Key: "example.com", Policy: "encrypt"}}, nil)
 	tab := NewTable("may")
 	if v, err := tab.Reload(context.Background(), src); err != nil || v != 7 {
 		t.Fatalf("Reload: %d, %v", v, err)
@@ -437,7 +437,7 @@ func TestTableWatchAfterReload(t *testing.T) {
 	if _, loads := src.counts(); loads != 1 {
 		t.Errorf("Overrides called %d times after Reload and two polls of Watch, want 1", loads)
 	}
-	src.set(8, []Override{{Key: "example.com", Value: "secure"}}, nil)
+	src.set(8, []Override{{Key: "example.com", Policy: "secure"}}, nil)
 	poll()
 	if got := tab.Load().Lookup("example.com", t0).Value; got != "secure" {
 		t.Errorf("after a change: %q", got)

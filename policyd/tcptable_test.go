@@ -182,7 +182,7 @@ func TestTCPTableReplyTooLong(t *testing.T) {
 	// A (invalid, kept verbatim) value that encodes to more than 4096 bytes.
 	long := "encrypt" + strings.Repeat(" x", 1500)
 	tab := NewTable("")
-	tab.Store(NewSnapshot([]Override{{Key: "big.example", Value: long}}, ""))
+	tab.Store(NewSnapshot([]Override{{Key: "big.example", Policy: long}}, ""))
 	srv := &Server{Table: tab}
 	s, c := net.Pipe()
 	defer c.Close()

@@ -55,14 +55,14 @@ func (s *pointSource) OverridesFor(_ context.Context, keys []string, add func(Ov
 // warmupOverrides: exact, wildcard, bracketed, IDN and expired overrides,
 // and one for a parent (.example) that an exact one below it beats.
 var warmupOverrides = []Override{
-	{Key: "other.example", Value: "may"}, // the one the load passes before it stops
-	{Key: "example.com", Value: "encrypt protocols=>=TLSv1.2"},
-	{Key: ".corp.example", Value: "verify match=hostname"},
-	{Key: "[mx.example.net]:587", Value: "secure"},
-	{Key: "xn--bcher-kva.example", Value: "dane"},
-	{Key: "old.example", Value: "secure", Expires: time.Unix(1, 0)},
-	{Key: ".example", Value: "encrypt"},
-	{Key: "exact.example", Value: "dane-only"},
+	{Key: "other.example", Policy: "may"}, // the one the load passes before it stops
+	{Key: "example.com", Policy: "encrypt protocols=>=TLSv1.2"},
+	{Key: ".corp.example", Policy: "verify match=hostname"},
+	{Key: "[mx.example.net]:587", Policy: "secure"},
+	{Key: "xn--bcher-kva.example", Policy: "dane"},
+	{Key: "old.example", Policy: "secure", Expires: time.Unix(1, 0)},
+	{Key: ".example", Policy: "encrypt"},
+	{Key: "exact.example", Policy: "dane-only"},
 }
 
 // warmupQueries and what the whole table answers (default may).

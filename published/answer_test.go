@@ -11,7 +11,7 @@ import (
 
 func TestAnswer(t *testing.T) {
 	now := time.Now()
-	snap := policyd.NewSnapshot([]policyd.Override{{Key: "pinned.example", Value: "encrypt"}}, "may")
+	snap := policyd.NewSnapshot([]policyd.Override{{Key: "pinned.example", Policy: "encrypt"}}, "may")
 	pub := &Result{Source: SourceDANE, Policy: "dane-only", CacheAge: 5 * time.Second}
 	applied := policyd.WithPublished("dane.example", snap.Lookup("dane.example", now), policyd.Published{Value: pub.Policy, Source: string(pub.Source)})
 	for _, tt := range []struct {
@@ -58,7 +58,7 @@ func TestAnswer(t *testing.T) {
 
 func TestNewAnswer(t *testing.T) {
 	now := time.Now()
-	snap := policyd.NewSnapshot([]policyd.Override{{Key: "pinned.example", Value: "encrypt"}}, "may")
+	snap := policyd.NewSnapshot([]policyd.Override{{Key: "pinned.example", Policy: "encrypt"}}, "may")
 	pub := &Result{Source: SourceDANE, Policy: "dane-only"}
 	asked := 0
 	get := func() (*Result, error) { asked++; return pub, nil }

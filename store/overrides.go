@@ -14,20 +14,12 @@ import (
 	"github.com/mailtls/mailtls/policyd"
 )
 
-// Override is the stored row of an override: what the daemon looks up,
-// a policyd.Override (Key, Policy as its Value, Expires), with the note
-// and times the store keeps about it. The store refuses an
+// Override is policyd's: the override as the daemon looks it up, with
+// the note and times the store keeps about it. The store refuses an
 // override whose key is not in policyd's normal form (policyd.NormalizeKey)
 // or whose policy policyd does not accept (policyd.ParsePolicy), so that no
 // write path can hand Postfix a value it would defer mail for.
-type Override struct {
-	Key     string // "example.com", ".example.com", "[host]:port"
-	Policy  string // normalised policy text, e.g. "encrypt protocols=>=TLSv1.2"
-	Note    string
-	Created time.Time // set by the store
-	Updated time.Time // set by the store
-	Expires time.Time // zero = never
-}
+type Override = policyd.Override
 
 // Change is one entry of the override history.
 type Change struct {

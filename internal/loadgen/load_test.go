@@ -198,8 +198,8 @@ func newTestServer(t testing.TB, def string) *policyd.Server {
 	t.Helper()
 	tab := policyd.NewTable(def)
 	tab.Store(policyd.NewSnapshot([]policyd.Override{
-		{Key: "example.com", Value: "encrypt protocols=>=TLSv1.2"},
-		{Key: ".corp.example", Value: "verify match=hostname"},
+		{Key: "example.com", Policy: "encrypt protocols=>=TLSv1.2"},
+		{Key: ".corp.example", Policy: "verify match=hostname"},
 	}, def))
 	return &policyd.Server{Table: tab, IdleTimeout: 10 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }
