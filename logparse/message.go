@@ -22,10 +22,10 @@ import (
 // syslog_name is: it becomes a key of the correlator state.
 func isClientTag(tag []byte) bool {
 	n := len(tag)
-	if n < 6 || tag[n-5] != '/' || !stateSafe(tag, maxTagLen) {
+	if n < 6 || tag[n-5] != '/' || string(tag[n-4:]) != "smtp" && string(tag[n-4:]) != "lmtp" {
 		return false
 	}
-	return string(tag[n-4:]) == "smtp" || string(tag[n-4:]) == "lmtp"
+	return stateSafe(tag, maxTagLen) // last: it reads the whole tag
 }
 
 // isErrorTag reports whether a syslog tag names error(8), which runs as
@@ -34,11 +34,8 @@ func isClientTag(tag []byte) bool {
 // messages to a suspended destination or an error: transport without
 // connecting.
 func isErrorTag(tag []byte) bool {
-	if !stateSafe(tag, maxTagLen) {
-		return false
-	}
 	i := bytes.LastIndexByte(tag, '/')
-	return i > 0 && (string(tag[i+1:]) == "error" || string(tag[i+1:]) == "retry")
+	return i > 0 && (string(tag[i+1:]) == "error" || string(tag[i+1:]) == "retry") && stateSafe(tag, maxTagLen)
 }
 
 // Caps on what the correlator keeps in its state (and so in every
