@@ -10,7 +10,7 @@ func windowFlags(defSince string) []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "since", Usage: "start of the window: a duration back from now (24h, 7d), a date or an RFC 3339 `TIME` (default " + defSince + ")"},
 		&cli.StringFlag{Name: "until", Usage: "end of the window: same forms as --since, or `TIME` (default now)"},
-		&cli.StringFlag{Name: "domain", Usage: "only this recipient `DOMAIN`; *.example.com means example.com and all its subdomains"},
+		&cli.StringFlag{Name: "domain", Usage: "only this recipient `DOMAIN` (an IDN in either form: bücher.example or xn--bcher-kva.example); *.example.com means example.com and all its subdomains"},
 	}
 }
 

@@ -65,7 +65,7 @@ func tlsrptCommand(e env) *cli.Command {
 				Usage:     "print the reports that would be sent for a day: one per destination with recorded TLS sessions",
 				UsageText: "mailtls tlsrpt show [--date YYYY-MM-DD] [--domain D] [--format table|json]",
 				Flags: append(tlsrptFlags(),
-					&cli.StringFlag{Name: "domain", Usage: "only this policy `DOMAIN`"},
+					&cli.StringFlag{Name: "domain", Usage: "only this policy `DOMAIN` (an IDN in either form)"},
 					formatFlag("table", "table|json (one RFC 8460 report object per domain)")),
 				Action: func(c *cli.Context) error { return tlsrptShow(c, e) },
 			},
