@@ -44,18 +44,15 @@ type Store interface {
 	Source
 	PolicySource
 	SuggestSource
+	HorizonSource
 	Deliveries(ctx context.Context, f store.Filter, fn func(delivery.Delivery) error) error
 }
 
 var _ Store = (*store.Store)(nil)
 
-// Fit narrows w to what the store holds after mailtls prune, and tells
-// the user how (the command's note on stderr): a listing starts at the
-// horizon, a report keeps the whole days before it.
-type Fit func(w store.Window, listing bool) (store.Window, error)
-
-// Run writes a checked view from st to out, and its warnings to errw.
-type Run func(ctx context.Context, st Store, fit Fit, out, errw io.Writer) error
+// Run writes a checked view from st to out, and its warnings to errw,
+// with the notes of FitToHorizon where mailtls prune narrowed its window.
+type Run func(ctx context.Context, st Store, out, errw io.Writer) error
 
 // view is a command's flags with its window resolved.
 type view struct {
@@ -100,8 +97,8 @@ func CheckReport(f Flags) (Run, error) {
 	return v.report, nil
 }
 
-func (v view) report(ctx context.Context, st Store, fit Fit, out, errw io.Writer) error {
-	w, err := fit(v.w, v.By == "hour" && v.w.Domain != "")
+func (v view) report(ctx context.Context, st Store, out, errw io.Writer) error {
+	w, err := FitToHorizon(ctx, st, v.w, v.By == "hour" && v.w.Domain != "", errw)
 	if err != nil {
 		return err
 	}
@@ -140,8 +137,8 @@ func CheckDowngrades(f Flags) (Run, error) {
 	return v.downgrades, err
 }
 
-func (v view) downgrades(ctx context.Context, st Store, fit Fit, out, _ io.Writer) error {
-	w, err := fit(v.w, true)
+func (v view) downgrades(ctx context.Context, st Store, out, errw io.Writer) error {
+	w, err := FitToHorizon(ctx, st, v.w, true, errw)
 	if err != nil {
 		return err
 	}
@@ -158,8 +155,8 @@ func CheckOverrides(f Flags) (Run, error) {
 	return v.overrides, err
 }
 
-func (v view) overrides(ctx context.Context, st Store, fit Fit, out, errw io.Writer) error {
-	w, err := fit(v.w, false)
+func (v view) overrides(ctx context.Context, st Store, out, errw io.Writer) error {
+	w, err := FitToHorizon(ctx, st, v.w, false, errw)
 	if err != nil {
 		return err
 	}
@@ -188,7 +185,7 @@ func CheckPolicies(f Flags) (Run, error) {
 	return v.policies, err
 }
 
-func (v view) policies(ctx context.Context, st Store, _ Fit, out, _ io.Writer) error {
+func (v view) policies(ctx context.Context, st Store, out, _ io.Writer) error {
 	ps, err := LoadPolicies(ctx, st, v.w)
 	if err != nil {
 		return err
@@ -204,7 +201,7 @@ func CheckSuggest(f Flags) (Run, error) {
 	return view{Flags: f}.suggest, nil
 }
 
-func (v view) suggest(ctx context.Context, st Store, _ Fit, out, _ io.Writer) error {
+func (v view) suggest(ctx context.Context, st Store, out, _ io.Writer) error {
 	q := SuggestQuery{MinDeliveries: v.MinDeliveries, MinDays: v.MinDays, IncludeInternal: v.IncludeInternal}
 	todo, err := Suggestions(ctx, st, q, time.Now())
 	if err != nil {
@@ -247,8 +244,8 @@ func CheckDeliveries(f Flags) (Run, error) {
 	return v.deliveries, f.HostErr
 }
 
-func (v view) deliveries(ctx context.Context, st Store, fit Fit, out, _ io.Writer) error {
-	if _, err := fit(store.Window{Since: v.w.Since, Until: v.w.Until}, true); err != nil {
+func (v view) deliveries(ctx context.Context, st Store, out, errw io.Writer) error {
+	if _, err := FitToHorizon(ctx, st, store.Window{Since: v.w.Since, Until: v.w.Until}, true, errw); err != nil {
 		return err
 	}
 	bw := bufio.NewWriterSize(out, 64<<10)

@@ -65,9 +65,7 @@ func runView(c *cli.Context, e env, check func(report.Flags) (report.Run, error)
 		return err
 	}
 	defer st.Close()
-	return run(c.Context, st, func(w store.Window, listing bool) (store.Window, error) {
-		return report.FitToHorizon(c.Context, st, w, listing, e.stderr)
-	}, e.stdout, e.stderr)
+	return run(c.Context, st, e.stdout, e.stderr)
 }
 
 func downgradesCommand(e env) *cli.Command {
