@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/mailtls/mailtls/internal/clip"
@@ -68,7 +67,7 @@ func Handler(src Source, now func() time.Time, log *slog.Logger) http.Handler {
 		}
 		switch {
 		case errors.Is(err, store.ErrBadInput):
-			plain(w, http.StatusBadRequest, strings.TrimPrefix(err.Error(), store.ErrBadInput.Error()+": "))
+			plain(w, http.StatusBadRequest, store.BadInputText(err))
 		case errors.Is(err, context.Canceled):
 			// the client went away
 		default:

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 )
 
 // MigrateRequest is `mailtls migrate` as given: the SQLite file From, the
@@ -26,11 +25,6 @@ func flagErrorf(format string, args ...any) error {
 	return &flagError{msg: fmt.Sprintf(format, args...)}
 }
 
-// badInputText is the message of an ErrBadInput error without its prefix.
-func badInputText(err error) string {
-	return strings.TrimPrefix(err.Error(), ErrBadInput.Error()+": ")
-}
-
 // Migrate is `mailtls migrate`: it checks the request, opens both
 // databases and copies From into To (Copy). target is To as it may be
 // shown (Path).
@@ -46,7 +40,7 @@ func Migrate(ctx context.Context, q MigrateRequest) (res CopyResult, target stri
 	defer src.Close()
 	dst, err := Open(ctx, q.To)
 	if errors.Is(err, ErrBadInput) {
-		return res, "", flagErrorf("--to: %s", badInputText(err))
+		return res, "", flagErrorf("--to: %s", BadInputText(err))
 	}
 	if err != nil {
 		return res, "", fmt.Errorf("open --to %s: %w", RedactDSN(q.To), err)
@@ -79,7 +73,7 @@ func (q MigrateRequest) options() (CopyOptions, error) {
 	if q.Host != "" {
 		h, err := CheckHost(q.Host)
 		if err != nil {
-			return opt, flagErrorf("--host: %s", badInputText(err))
+			return opt, flagErrorf("--host: %s", BadInputText(err))
 		}
 		opt.Host = h
 	}

@@ -65,6 +65,12 @@ var (
 	ErrPruneRunning = errors.New("store: another prune is running on this database")
 )
 
+// BadInputText is the message of an ErrBadInput error without the
+// store's prefix, for a caller that names the flag or parameter itself.
+func BadInputText(err error) string {
+	return strings.TrimPrefix(err.Error(), ErrBadInput.Error()+": ")
+}
+
 const (
 	dirMode  = 0o750
 	fileMode = 0o640

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -55,7 +54,7 @@ func setWriteHost(c *cli.Context, st ingest.HostSetter) (string, error) {
 	}
 	if name == "" {
 		if name, err = store.DefaultHost(); err != nil {
-			return "", usageErrorf("%s", badInputText(err))
+			return "", usageErrorf("%s", store.BadInputText(err))
 		}
 	}
 	if err := st.SetHost(c.Context, name); err != nil {
@@ -73,13 +72,7 @@ func hostFilter(c *cli.Context) (string, error) {
 	}
 	h, err := store.CheckHost(name)
 	if err != nil {
-		return "", usageErrorf("--host: %s", badInputText(err))
+		return "", usageErrorf("--host: %s", store.BadInputText(err))
 	}
 	return h, nil
-}
-
-// badInputText is the message of a store.ErrBadInput error without the
-// store's prefix.
-func badInputText(err error) string {
-	return strings.TrimPrefix(err.Error(), store.ErrBadInput.Error()+": ")
 }
