@@ -186,7 +186,7 @@ func Export(ctx context.Context, st Store, now time.Time, w io.Writer) error {
 	}
 	var entries []policyd.TableEntry
 	for _, o := range ovs {
-		if !o.Expires.IsZero() && !o.Expires.After(now) {
+		if o.Expired(now) {
 			continue
 		}
 		entries = append(entries, policyd.TableEntry{Key: o.Key, Value: o.Policy})

@@ -33,7 +33,7 @@ func List(ctx context.Context, st Store, format string, now time.Time, w io.Writ
 			j := overrideJSON{Key: o.Key, Policy: o.Policy, Note: o.Note, Created: o.Created.UTC().Format(time.RFC3339), Updated: o.Updated.UTC().Format(time.RFC3339)}
 			if !o.Expires.IsZero() {
 				s := o.Expires.UTC().Format(time.RFC3339)
-				j.Expires, j.Expired = &s, !o.Expires.After(now)
+				j.Expires, j.Expired = &s, o.Expired(now)
 			}
 			out = append(out, j)
 		}
@@ -48,7 +48,7 @@ func List(ctx context.Context, st Store, format string, now time.Time, w io.Writ
 		exp := "-"
 		if !o.Expires.IsZero() {
 			exp = output.Time(o.Expires)
-			if !o.Expires.After(now) {
+			if o.Expired(now) {
 				exp += " (expired)"
 			}
 		}

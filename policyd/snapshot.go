@@ -28,6 +28,12 @@ type Override struct {
 	Expires time.Time // zero: never
 }
 
+// Expired reports whether o has expired at now: an override is in force
+// until, not at, its expiry.
+func (o Override) Expired(now time.Time) bool {
+	return !o.Expires.IsZero() && !o.Expires.After(now)
+}
+
 // Result is the outcome of a lookup.
 type Result struct {
 	Value   string   // the policy to answer with; empty when !Found

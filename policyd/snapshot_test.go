@@ -456,3 +456,15 @@ func TestTableWatchAfterReload(t *testing.T) {
 	cancel()
 	<-done
 }
+
+func TestOverrideExpired(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		exp  time.Time
+		want bool
+	}{{time.Time{}, false}, {now.Add(time.Second), false}, {now, true}, {now.Add(-time.Second), true}} {
+		if got := (Override{Key: "a.example", Policy: "encrypt", Expires: c.exp}).Expired(now); got != c.want {
+			t.Errorf("Expires %v: Expired = %v, want %v", c.exp, got, c.want)
+		}
+	}
+}
