@@ -101,15 +101,16 @@ func PostfixTrust(user string, given, strict bool) (logparse.JournalTrust, error
 }
 
 // DescribeTrust names the trusted non-root uid of t, made by PostfixTrust
-// from user, for messages.
+// from user, for messages: "(NAME, uid N)", "(uid N)", or "(user NAME not
+// found)"; the caller says which option gave it.
 func DescribeTrust(user string, t logparse.JournalTrust) string {
 	if len(t.UIDs) == 0 {
-		return fmt.Sprintf("--postfix-user's (user %q not found)", user)
+		return fmt.Sprintf("(user %q not found)", user)
 	}
 	if user != strconv.Itoa(int(t.UIDs[0])) {
-		return fmt.Sprintf("--postfix-user's (%s, uid %d)", user, t.UIDs[0])
+		return fmt.Sprintf("(%s, uid %d)", user, t.UIDs[0])
 	}
-	return fmt.Sprintf("--postfix-user's (uid %d)", t.UIDs[0])
+	return fmt.Sprintf("(uid %d)", t.UIDs[0])
 }
 
 // CheckJournalUnit checks a unit name to read the journal of: journalctl

@@ -81,7 +81,7 @@ func TestJournalOptions(t *testing.T) {
 	if _, err := PostfixTrust("no-such-user-mailtls", true, false); err == nil || !strings.Contains(err.Error(), "no such user") {
 		t.Errorf("PostfixTrust of a missing given user: %v", err)
 	}
-	if got := DescribeTrust("0", logparse.JournalTrust{UIDs: []uint32{0}}); got != "--postfix-user's (uid 0)" {
+	if got := DescribeTrust("0", logparse.JournalTrust{UIDs: []uint32{0}}); got != "(uid 0)" {
 		t.Errorf("DescribeTrust = %q", got)
 	}
 }

@@ -109,7 +109,7 @@ func printImportSummary(c *cli.Context, e env, st ingest.Pruner, res ingest.Resu
 		fmt.Fprintln(e.stderr, "mailtls: note: "+ingest.TLSLoggingHint)
 	}
 	if n := res.Untrusted.Count(logparse.JournalBadUID); n > 0 {
-		fmt.Fprintf(e.stderr, "mailtls: note: %d smtp/lmtp journal entries came from a _UID other than root's and %s; "+
+		fmt.Fprintf(e.stderr, "mailtls: note: %d smtp/lmtp journal entries came from a _UID other than root's and --postfix-user's %s; "+
 			"if Postfix runs as another user (here or where the journal was written), give it with --postfix-user NAME|UID\n", n, ingest.DescribeTrust(c.String("postfix-user"), trust))
 	}
 }
