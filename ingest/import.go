@@ -69,14 +69,18 @@ func Import(ctx context.Context, bk Bulk, files []string, opts ImportOptions) (R
 	opts.Relays = orBuiltIn(opts.Relays)
 	var res Result
 	w := startWriter(ctx, bk)
-	p := &parser{ctx: ctx, opts: opts, out: w.batches, untrusted: &res.Untrusted, prepare: bk.PrepareBatch,
+	pr := startPreparer(opts.Relays, bk.PrepareBatch, w.batches)
+	p := &parser{ctx: ctx, opts: opts, out: pr.in, failed: &pr.failed, untrusted: &res.Untrusted,
 		corr: logparse.NewCorrelator(logparse.Options{RefTime: time.Now()})}
 	stopBar := func() {}
 	if opts.Progress != nil {
 		stopBar = startProgress(opts.Progress, &p.read, totalSize(files))
 	}
 	perr := p.run(files)
-	close(w.batches)
+	close(pr.in)
+	if err := <-pr.done; err != nil {
+		perr = err // the parser stopped for it (errPrepare), or finished
+	}
 	err := <-w.done
 	stopBar()
 	res.Stats = p.corr.Stats()
@@ -145,17 +149,49 @@ func (w *writer) run(ctx context.Context, bk Bulk) {
 	w.done <- err
 }
 
+// preparer marks the internal hops of each batch of deliveries and
+// prepares it for storage (Bulk.PrepareBatch), on a goroutine of its own
+// between the parser and the writer: the parser, one goroutine through
+// one correlator, is what bounds an import, so it does nothing else.
+type preparer struct {
+	in     chan []delivery.Delivery
+	failed atomic.Bool // set when a batch could not be prepared
+	done   chan error  // its error, once in is closed; out is closed before
+}
+
+func startPreparer(relays *logparse.InternalRelays, prepare func([]delivery.Delivery) (*store.Batch, error), out chan<- *store.Batch) *preparer {
+	pr := &preparer{in: make(chan []delivery.Delivery, 1), done: make(chan error, 1)}
+	go func() {
+		var err error
+		for ds := range pr.in {
+			if err != nil {
+				continue // drain, so the parser never blocks
+			}
+			relays.Mark(ds)
+			var b *store.Batch
+			if b, err = prepare(ds); err != nil {
+				pr.failed.Store(true)
+				continue
+			}
+			out <- b
+		}
+		close(out)
+		pr.done <- err
+	}()
+	return pr
+}
+
 // parser reads the files of an import through one correlator and sends
-// the deliveries, prepared for storage, to the writer.
+// the deliveries, in batches, to the preparer.
 type parser struct {
 	ctx       context.Context
 	opts      ImportOptions
 	corr      *logparse.Correlator
-	out       chan<- *store.Batch
+	out       chan<- []delivery.Delivery
+	failed    *atomic.Bool // the preparer's: stop reading
 	read      atomic.Int64 // bytes read, for the progress bar
 	untrusted *logparse.JournalSkips
 	batch     []delivery.Delivery
-	prepare   func([]delivery.Delivery) (*store.Batch, error) // Bulk.PrepareBatch
 }
 
 func (p *parser) run(files []string) error {
@@ -212,21 +248,21 @@ func (p *parser) line(line []byte, tooLong bool) {
 	}
 }
 
-// send prepares the pending deliveries for storage and hands them to the
-// writer.
+// send hands the pending deliveries to the preparer.
 func (p *parser) send() error {
 	if err := p.ctx.Err(); err != nil {
 		return err
 	}
-	p.opts.Relays.Mark(p.batch)
-	b, err := p.prepare(p.batch)
-	if err != nil {
-		return err
+	if p.failed.Load() {
+		return errPrepare // the preparer's error is the one returned
 	}
-	p.out <- b
-	p.batch = make([]delivery.Delivery, 0, importBatch) // b points into the last one
+	p.out <- p.batch
+	p.batch = make([]delivery.Delivery, 0, importBatch) // the preparer has the last one
 	return nil
 }
+
+// errPrepare stops the parser when the preparer has failed.
+var errPrepare = errors.New("ingest: a batch could not be prepared")
 
 // checkJournalLine applies trust to a journalctl -o json line; other lines
 // (syslog, postlog) are believed: a file has no journald fields to check.

@@ -101,13 +101,22 @@ func TestImportMarksInternal(t *testing.T) {
 		relays   *logparse.InternalRelays
 		internal int
 	}{{nil, 1}, {relays, 2}} {
-		p := &parser{opts: ImportOptions{Relays: orBuiltIn(tc.relays)}, ctx: context.Background(), out: make(chan *store.Batch, 1), prepare: store.PrepareBatch,
+		out := make(chan *store.Batch, 1)
+		pr := startPreparer(orBuiltIn(tc.relays), store.PrepareBatch, out)
+		p := &parser{opts: ImportOptions{}, ctx: context.Background(), out: pr.in, failed: &pr.failed,
 			corr: logparse.NewCorrelator(logparse.Options{})}
 		p.line([]byte(strings.TrimSuffix(sentLine, "\n")), false)
 		p.line([]byte(strings.TrimSuffix(localOne, "\n")), false)
 		batch := p.batch
 		if err := p.send(); err != nil {
 			t.Fatal(err)
+		}
+		close(pr.in)
+		if err := <-pr.done; err != nil {
+			t.Fatal(err)
+		}
+		if b := <-out; b == nil || b.Len() != len(batch) {
+			t.Fatalf("the preparer passed on %v, want a batch of %d", b, len(batch))
 		}
 		n := 0
 		for _, d := range batch {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,7 +26,9 @@ import (
 // otherwise do itself inside a commit, and one has the kernel write the
 // files out as they grow (see writeback).
 //
-// A Bulk is not safe for concurrent use. Call Close when done.
+// A Bulk is not safe for concurrent use, but for PrepareBatch, which may
+// run on another goroutine than the rest (an import prepares the next
+// batch while the writer adds this one). Call Close when done.
 type Bulk struct {
 	s     *Store
 	t     *wtx
@@ -35,6 +38,9 @@ type Bulk struct {
 	rows  int           // rows offered in the open transaction
 	began time.Time
 	host  int64 // the host the open transaction writes as (see hosts.go)
+	// knownHost is host+1 once a transaction has begun, for PrepareBatch,
+	// which may run on another goroutine; 0 before.
+	knownHost atomic.Int64
 
 	pending, committed int // rows inserted: in the open transaction, and committed
 	old                int // rows left out as older than the pruning horizon
@@ -76,6 +82,7 @@ func (bk *Bulk) Add(ctx context.Context, b *Batch) (int, error) {
 			return 0, errors.Join(err, t.rollback())
 		}
 		bk.t, bk.rows, bk.began, bk.host = t, 0, time.Now(), host
+		bk.knownHost.Store(host + 1)
 		if bk.wb == nil && bk.s.eng == engSQLite {
 			bk.wb = newWriteback(bk.s.path)
 		}

@@ -457,9 +457,10 @@ const (
 // one does not touch the database, so a bulk import prepares the next batch
 // on one core while another writes the current one.
 type Batch struct {
-	rows []row
-	vals []driver.NamedValue // insert arguments, insertCols per row; nil until args
-	host int64               // the host id the keys and vals are for (forHost)
+	rows   []row
+	vals   []driver.NamedValue // insert arguments, insertCols per row; nil until args
+	copied []byte              // the rows for PostgreSQL's COPY; nil until copyData
+	host   int64               // the host id the keys, vals and copied are for (forHost)
 }
 
 // PrepareBatch validates ds and prepares it for storage. It fails, naming
@@ -475,8 +476,18 @@ func PrepareBatch(ds []delivery.Delivery) (*Batch, error) { return prepareBatch(
 // on PostgreSQL the insert arguments of the batch are computed only if it
 // needs them (a batch that goes in with the direct COPY does not, and for
 // an import they were a tenth of mailtls's CPU and much of its garbage).
+// There the COPY data is encoded here, on the preparing goroutine, once
+// the host the Bulk writes as is known (after its first Add): the writing
+// goroutine, which waits on the server, then only sends it.
 func (bk *Bulk) PrepareBatch(ds []delivery.Delivery) (*Batch, error) {
-	return prepareBatch(ds, bk.s.eng != engPostgres)
+	b, err := prepareBatch(ds, bk.s.eng != engPostgres)
+	if err == nil && bk.s.eng == engPostgres && len(b.rows) >= copyMinRows {
+		if h := bk.knownHost.Load(); h > 0 {
+			b.forHost(h - 1)
+			b.copyData()
+		}
+	}
+	return b, err
 }
 
 // prepareBatch is PrepareBatch; with args, the insert arguments are
@@ -524,7 +535,7 @@ func (b *Batch) forHost(id int64) {
 			b.vals[i*insertCols+hostCol].Value = id
 		}
 	}
-	b.host = id
+	b.host, b.copied = id, nil
 }
 
 // since returns b without the rows before h (unix microseconds) and how
@@ -575,7 +586,13 @@ func insertBatch(ctx context.Context, t *wtx, b *Batch, hostID int64) (rows []ro
 	// cancellable context the driver starts a watcher per statement.
 	// Cancellation is checked between chunks instead.
 	ectx := context.WithoutCancel(ctx)
-	h, err := horizon(ectx, t.Tx)
+	var h int64
+	var err error
+	if t.eng == engPostgres && len(b.rows) >= copyMinRows {
+		h, err = copyStart(ectx, t)
+	} else {
+		h, err = horizon(ectx, t.Tx)
+	}
 	if err != nil {
 		return nil, nil, 0, 0, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mailtls/mailtls/delivery"
 	"net"
 	"net/url"
 	"strconv"
@@ -420,4 +421,70 @@ func TestPostgresMultiHost(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPostgresBulkPrepared: once a Bulk knows the host it writes as, its
+// PrepareBatch encodes the COPY data for that host (off the writing
+// goroutine); those batches store the same rows, with the same keys, as
+// batches encoded when added, for a host other than 0 too.
+func TestPostgresBulkPrepared(t *testing.T) {
+	withCopy(t)
+	ctx := context.Background()
+	s, dsn := openPG(t)
+	if err := s.SetHost(ctx, "mx1"); err != nil {
+		t.Fatal(err)
+	}
+	ds := randomDeliveries(11, 900, t0.Add(-48*time.Hour), 48*time.Hour)
+	// mx1 claims host 0 with a checkpoint and no deliveries, so that the
+	// rollups are mx2's alone (checkRollups compares them to all raw rows).
+	if _, err := s.CommitBatch(ctx, "/var/log/mail.log", nil, []byte("ck")); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	s2.now = s.now
+	if err := s2.SetHost(ctx, "mx2"); err != nil {
+		t.Fatal(err)
+	}
+	bk := s2.Bulk()
+	first, err := bk.PrepareBatch(ds[:300])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.copied != nil {
+		t.Fatal("a batch prepared before the Bulk's first Add was encoded: its host is not known yet")
+	}
+	if n, err := bk.Add(ctx, first); err != nil || n != 300 {
+		t.Fatalf("first batch: added %d, %v; want 300", n, err)
+	}
+	for i, part := range [][]delivery.Delivery{ds[300:600], ds[250:900]} { // the second overlaps the first batch
+		b, err := bk.PrepareBatch(part)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.copied == nil || b.host == 0 {
+			t.Fatalf("batch %d prepared after the first Add: encoded %v for host %d; want encoded for mx2's id", i+2, b.copied != nil, b.host)
+		}
+		want := []int{300, 300}[i]
+		if n, err := bk.Add(ctx, b); err != nil || n != want {
+			t.Fatalf("batch %d: added %d, %v; want %d", i+2, n, err, want)
+		}
+	}
+	if err := bk.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := bk.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(allDeliveries(t, s2, Filter{Host: "mx2"})); n != 900 {
+		t.Errorf("deliveries of mx2: %d, want 900", n)
+	}
+	// Stored with mx2's keys: committing the same deliveries as mx2 adds none.
+	if n, err := s2.AddDeliveries(ctx, ds); err != nil || n != 0 {
+		t.Errorf("mx2 storing the same deliveries again added %d, %v; want 0", n, err)
+	}
+	checkRollups(t, s2)
 }

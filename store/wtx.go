@@ -21,6 +21,8 @@ type wtx struct {
 	// ckpt is the connection's automatic checkpoint interval (pages),
 	// when begin turned it off for a bulk transaction; 0 otherwise.
 	ckpt int
+	// copySavepoint: the savepoint of copyStart is set (PostgreSQL).
+	copySavepoint bool
 }
 
 // begin starts a write transaction. With bulk, the connection does not
