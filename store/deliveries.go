@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mailtls/mailtls/delivery"
@@ -508,13 +509,38 @@ func prepareBatch(ds []delivery.Delivery, args bool) (*Batch, error) {
 // use for b's host.
 func (b *Batch) args() []driver.NamedValue {
 	if b.vals == nil && len(b.rows) > 0 {
-		b.vals = make([]driver.NamedValue, 0, len(b.rows)*insertCols)
+		b.vals = getVals(len(b.rows) * insertCols)
 		for i := range b.rows {
 			b.vals = b.rows[i].values(b.vals)
 			b.vals[i*insertCols+hostCol].Value = b.host
 		}
 	}
 	return b.vals
+}
+
+// valsPool holds the insert arguments of batches stored already, for the
+// next batches: an import's arguments were a third of the garbage that its
+// collections, bound by the soft heap limit (see ingest.SetImportMemory),
+// had to keep up with.
+var valsPool sync.Pool // of *[]driver.NamedValue
+
+func getVals(n int) []driver.NamedValue {
+	if p, ok := valsPool.Get().(*[]driver.NamedValue); ok && cap(*p) >= n {
+		return (*p)[:0]
+	}
+	return make([]driver.NamedValue, 0, n)
+}
+
+// releaseVals gives b's insert arguments back to valsPool, once they have
+// been bound; args computes them again if b is stored again.
+func (b *Batch) releaseVals() {
+	if b.vals == nil {
+		return
+	}
+	clear(b.vals[:cap(b.vals)]) // drop the references to the rows' text
+	v := b.vals[:0]
+	b.vals = nil
+	valsPool.Put(&v)
 }
 
 // Len returns the number of deliveries in the batch.
@@ -640,6 +666,7 @@ func insertBatch(ctx context.Context, t *wtx, b *Batch, hostID int64) (rows []ro
 		added += int(ins)
 		i += n
 	}
+	b.releaseVals()
 	return rows, skipped, added, old, nil
 }
 
