@@ -302,10 +302,10 @@ func (ru *rollups) writeDays(ctx context.Context, t *wtx, internal bool, hostID 
 	if internal {
 		table = "rollup_day_internal"
 	}
-	if err := t.execChunked(ctx, `INSERT INTO `+table+`(rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port, n, first_time, last_time, host_id) VALUES `,
+	if err := t.upsert(ctx, table, `rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port, n, first_time, last_time, host_id`,
 		` ON CONFLICT(rdomain, day, status, tls, trust, protocol, cipher, fallback, tls_failure, relay_host, relay_port, host_id) DO UPDATE
 			SET n = `+table+`.n + excluded.n, first_time = min(`+table+`.first_time, excluded.first_time), last_time = max(`+table+`.last_time, excluded.last_time)`,
-		15, vals); err != nil {
+		vals); err != nil {
 		return fmt.Errorf("store: update %s: %w", table, err)
 	}
 	return nil
@@ -336,9 +336,9 @@ func (ru *rollups) writeHours(ctx context.Context, t *wtx, internal bool, hostID
 	if internal {
 		table = "rollup_hour_internal"
 	}
-	if err := t.execChunked(ctx, `INSERT INTO `+table+`(hour, status, tls, trust, protocol, cipher, fallback, tls_failure, n, host_id) VALUES `,
+	if err := t.upsert(ctx, table, `hour, status, tls, trust, protocol, cipher, fallback, tls_failure, n, host_id`,
 		` ON CONFLICT(hour, status, tls, trust, protocol, cipher, fallback, tls_failure, host_id) DO UPDATE SET n = `+table+`.n + excluded.n`,
-		10, vals); err != nil {
+		vals); err != nil {
 		return fmt.Errorf("store: update %s: %w", table, err)
 	}
 	return nil
