@@ -612,13 +612,7 @@ func insertBatch(ctx context.Context, t *wtx, b *Batch, hostID int64) (rows []ro
 	// cancellable context the driver starts a watcher per statement.
 	// Cancellation is checked between chunks instead.
 	ectx := context.WithoutCancel(ctx)
-	var h int64
-	var err error
-	if t.eng == engPostgres && len(b.rows) >= copyMinRows {
-		h, err = copyStart(ectx, t)
-	} else {
-		h, err = horizon(ectx, t.Tx)
-	}
+	h, err := t.horizon(ectx)
 	if err != nil {
 		return nil, nil, 0, 0, err
 	}

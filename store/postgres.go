@@ -35,6 +35,13 @@ const (
 	pgTLSRPTLock    = pgMigrateLock + 2
 	// pgPruneLock is the session advisory lock a Prune holds (lockPrune).
 	pgPruneLock = pgMigrateLock + 3
+	// pgHorizonLock orders the pruning horizon against the transactions
+	// that store deliveries: each holds it shared from the time it reads
+	// the horizon (wtx.horizon) to its end, and Prune's change of the
+	// horizon holds it exclusively, so that it waits for them and they
+	// for it. A transaction thus reads the horizon once, and no delivery
+	// before a horizon is stored after it was set.
+	pgHorizonLock = pgMigrateLock + 4
 )
 
 // serialize makes tx wait for, and then hold until it ends, the advisory

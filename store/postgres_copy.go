@@ -31,18 +31,10 @@ const pgCopyDeliveries = `COPY deliveries (time, domain, relay, status, tls, tls
 // pgUniqueViolation is SQLSTATE unique_violation.
 const pgUniqueViolation = "23505"
 
-// copyStart begins a batch that may go in with copyDirect: it sets the
-// savepoint copyDirect needs and reads the pruning horizon (see horizon),
-// in one round trip to the server, which also releases the savepoint of
-// the transaction's batch before, if any (the savepoint a COPY succeeded
-// under is left in place until then: releasing it on its own would cost
-// a round trip a batch, and round trips to a server busy on the same
-// cores were a tenth of an import's time).
-func copyStart(ctx context.Context, t *wtx) (int64, error) {
-	q := `SAVEPOINT mailtls_copy; SELECT value FROM meta WHERE name = '` + horizonName + `'`
-	if t.copySavepoint {
-		q = `RELEASE SAVEPOINT mailtls_copy; ` + q
-	}
+// pgHorizonShared takes pgHorizonLock shared for t's transaction and
+// reads the pruning horizon, in one round trip.
+func pgHorizonShared(ctx context.Context, t *wtx) (int64, error) {
+	q := fmt.Sprintf(`SELECT pg_advisory_xact_lock_shared(%d); SELECT value FROM meta WHERE name = '%s'`, int64(pgHorizonLock), horizonName)
 	h := int64(horizonNone)
 	err := t.conn.Raw(func(dc any) error {
 		pc, ok := dc.(*pgConn)
@@ -61,16 +53,20 @@ func copyStart(ctx context.Context, t *wtx) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("store: read pruning horizon: %w", err)
 	}
-	t.copySavepoint = true
 	return h, nil
 }
 
 // copyDirect stores every row of b with one COPY, or, when one of its
 // keys is stored already, stores the rows not stored yet the slower way.
-// copyStart has set the savepoint it returns to for that.
+// The savepoint it returns to for that is set by the query that starts
+// the COPY, which also releases the one of the transaction's batch before,
+// if any (the savepoint a COPY succeeded under stays until then): a
+// statement of its own would cost a round trip a batch, and round trips to
+// a server busy on the same cores were a tenth of an import's time.
 func copyDirect(ctx context.Context, t *wtx, b *Batch) (skipped []bool, added int, _ error) {
-	if !t.copySavepoint {
-		return nil, 0, errors.New("store: copy deliveries: no savepoint (copyStart)")
+	q := `SAVEPOINT mailtls_copy; ` + pgCopyDeliveries
+	if t.copySavepoint {
+		q = `RELEASE SAVEPOINT mailtls_copy; ` + q
 	}
 	data := b.copyData()
 	err := t.conn.Raw(func(dc any) error {
@@ -78,9 +74,10 @@ func copyDirect(ctx context.Context, t *wtx, b *Batch) (skipped []bool, added in
 		if !ok {
 			return errors.New("not a PostgreSQL connection")
 		}
-		_, err := pc.Conn.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), pgCopyDeliveries)
+		_, err := pc.Conn.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), q)
 		return err
 	})
+	t.copySavepoint = true // set by q before the COPY, if q got that far
 	if err == nil {
 		return nil, len(b.rows), nil
 	}

@@ -57,6 +57,9 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (PruneResult, error
 	defer release()
 	pruneLocked()
 	err = s.withTx(ctx, func(tx *sql.Tx) error {
+		if err := s.serialize(ctx, tx, pgHorizonLock); err != nil {
+			return err
+		}
 		old, err := horizon(ctx, tx)
 		if err != nil {
 			return err

@@ -76,3 +76,85 @@ func TestPostgresPruneAlone(t *testing.T) {
 		t.Errorf("%d deliveries left, want %d", n, len(ds)-48-36)
 	}
 }
+
+// TestPostgresPruneWaitsForWriters: a transaction that stores deliveries
+// reads the pruning horizon once; a Prune that would move it waits until
+// that transaction has ended (pgHorizonLock), and the transactions after
+// it leave out the deliveries before the new horizon. No delivery before a
+// horizon is left stored once the Prune has finished.
+func TestPostgresPruneWaitsForWriters(t *testing.T) {
+	withCopy(t)
+	ctx := context.Background()
+	a, dsn := openPG(t)
+	b, err := Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	b.now = a.now
+	batch := func(from time.Time, n, seq int) *Batch {
+		var ds []delivery.Delivery
+		for i := range n {
+			ds = append(ds, testDelivery(seq+i, from.Add(time.Duration(i)*time.Minute), "example.com"))
+		}
+		return mustBatch(t, ds)
+	}
+	old := t0.Add(-4 * 24 * time.Hour)
+	bk := a.Bulk()
+	if n, err := bk.Add(ctx, batch(t0.Add(-time.Hour), 10, 0)); err != nil || n != 10 {
+		t.Fatalf("recent rows: %d, %v", n, err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Prune(ctx, t0.Add(-2*24*time.Hour))
+		done <- err
+	}()
+	// The Prune waits for the open transaction's shared lock.
+	r, _ := a.reader()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var waiting int
+		if err := r.QueryRowContext(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = $1`, int64(pgHorizonLock)).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Prune finished (%v) while a transaction that read the horizon was open", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the Prune never waited for the horizon lock")
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition, not a synchronisation by time
+	}
+	// The open transaction goes on with the horizon it read.
+	if n, err := bk.Add(ctx, batch(old, 10, 100)); err != nil || n != 10 {
+		t.Fatalf("old rows in the open transaction: %d, %v; want 10 (its horizon is the one before the Prune)", n, err)
+	}
+	if err := bk.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Prune after the transaction ended: %v", err)
+	}
+	// The next transaction reads the new horizon.
+	if n, err := bk.Add(ctx, batch(old.Add(time.Hour), 10, 200)); err != nil || n != 0 || bk.Old() != 10 {
+		t.Fatalf("old rows after the Prune: added %d (%v), %d left out; want 0 and 10", n, err, bk.Old())
+	}
+	if err := bk.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := bk.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var below int
+	if err := r.QueryRowContext(ctx, `SELECT count(*) FROM deliveries WHERE time < $1`, t0.Add(-2*24*time.Hour).Truncate(24*time.Hour).UnixMicro()).Scan(&below); err != nil {
+		t.Fatal(err)
+	}
+	if below != 0 {
+		t.Errorf("%d deliveries before the horizon are stored after the Prune", below)
+	}
+}

@@ -21,8 +21,34 @@ type wtx struct {
 	// ckpt is the connection's automatic checkpoint interval (pages),
 	// when begin turned it off for a bulk transaction; 0 otherwise.
 	ckpt int
-	// copySavepoint: the savepoint of copyStart is set (PostgreSQL).
+	// copySavepoint: the savepoint of copyDirect is set (PostgreSQL).
 	copySavepoint bool
+	// horizonRead: the pruning horizon was read, and is horizonValue.
+	horizonRead  bool
+	horizonValue int64
+}
+
+// horizon returns the pruning horizon (see Prune), which a transaction
+// reads once: on SQLite no other writer can change it until the
+// transaction ends, and on PostgreSQL the transaction holds pgHorizonLock
+// shared from this read on, which Prune's change waits for. Reading it
+// once rather than per batch spares an import a round trip a batch.
+func (t *wtx) horizon(ctx context.Context) (int64, error) {
+	if t.horizonRead {
+		return t.horizonValue, nil
+	}
+	var h int64
+	var err error
+	if t.eng == engPostgres {
+		h, err = pgHorizonShared(ctx, t)
+	} else {
+		h, err = horizon(ctx, t.Tx)
+	}
+	if err != nil {
+		return 0, err
+	}
+	t.horizonRead, t.horizonValue = true, h
+	return h, nil
 }
 
 // begin starts a write transaction. With bulk, the connection does not
