@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -83,5 +84,31 @@ func TestJournalOptions(t *testing.T) {
 	}
 	if got := DescribeTrust("0", logparse.JournalTrust{UIDs: []uint32{0}}); got != "(uid 0)" {
 		t.Errorf("DescribeTrust = %q", got)
+	}
+}
+
+// TestSetImportMemory: the heap gets the import's memory less what the
+// store keeps outside it, unless GOMEMLIMIT is set.
+func TestSetImportMemory(t *testing.T) {
+	limit, gc := debug.SetMemoryLimit(-1), debug.SetGCPercent(-1)
+	defer func() { debug.SetMemoryLimit(limit); debug.SetGCPercent(gc) }()
+	none := func(string) string { return "" }
+	for _, tc := range []struct {
+		cache, want int64
+	}{{8 << 20, 48 << 20}, {0, 56 << 20}} {
+		SetImportMemory(none, tc.cache)
+		if got := debug.SetMemoryLimit(-1); got != tc.want {
+			t.Errorf("store cache %d: heap limit %d, want %d", tc.cache, got, tc.want)
+		}
+	}
+	debug.SetMemoryLimit(1 << 40)
+	SetImportMemory(func(k string) string {
+		if k == "GOMEMLIMIT" {
+			return "1TiB"
+		}
+		return ""
+	}, 0)
+	if got := debug.SetMemoryLimit(-1); got != 1<<40 {
+		t.Errorf("with GOMEMLIMIT set the limit became %d", got)
 	}
 }

@@ -495,3 +495,12 @@ func Actor(getenv func(string) string) string {
 	}
 	return fmt.Sprintf("uid %d", os.Getuid())
 }
+
+// CacheBytes is the memory the store keeps in this process outside the Go
+// heap when writing: SQLite's writer page cache; none on PostgreSQL.
+func (s *Store) CacheBytes() int64 {
+	if s.eng == engPostgres {
+		return 0
+	}
+	return writerCacheKiB << 10
+}

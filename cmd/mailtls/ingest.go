@@ -67,7 +67,6 @@ func importAction(c *cli.Context, e env) error {
 	if err := ingest.CheckFiles(files); err != nil {
 		return usageErrorf("%v", err)
 	}
-	ingest.SetImportMemory(e.getenv)
 	trust, err := journalTrust(c, false)
 	if err != nil {
 		return err
@@ -77,6 +76,7 @@ func importAction(c *cli.Context, e env) error {
 		return err
 	}
 	defer st.Close()
+	ingest.SetImportMemory(e.getenv, st.CacheBytes())
 	if _, err := setWriteHost(c, st); err != nil {
 		return err
 	}
