@@ -34,15 +34,15 @@ func CheckFiles(files []string) error {
 }
 
 // importMemory is what a bulk import may keep in memory besides the
-// binary's own pages (about 21 MB): the Go heap and the store's own cache
+// binary's own pages (about 21 MB): the Go heap and the store's own memory
 // in the process (store.Store.CacheBytes). It keeps an import of millions
 // of lines under 100 MB: 79 MB peak RSS for 1M lines into SQLite, whose
-// writer keeps an 8 MiB page cache (so the heap gets 48 MiB; 48 rather
-// than 56: the same import time, 5 interleaved runs, 1.13 against
-// 1.12 s, for 8 MB less RSS), and 72 MB into PostgreSQL, where the whole
-// of it is heap (56 MiB: a 4.9M-line import took 15-20% less CPU than
-// with 48, for 8 MB more RSS).
-const importMemory = 56 << 20
+// page cache and C heap take 16 MiB of it (so the Go heap gets 48 MiB; 48
+// rather than 56: the same import time, 5 interleaved runs, 1.13 against
+// 1.12 s, for 8 MB less RSS), and 81 MB for 4.9M lines into PostgreSQL,
+// where all of it is Go heap (64 MiB: 20-25% less CPU for the import than
+// with 48, which ran 121 collections).
+const importMemory = 64 << 20
 
 // SetImportMemory sets a soft heap limit of importMemory less storeCache
 // (the bytes the store keeps in the process outside the Go heap); within

@@ -95,7 +95,7 @@ func TestSetImportMemory(t *testing.T) {
 	none := func(string) string { return "" }
 	for _, tc := range []struct {
 		cache, want int64
-	}{{8 << 20, 48 << 20}, {0, 56 << 20}} {
+	}{{16 << 20, 48 << 20}, {0, 64 << 20}} {
 		SetImportMemory(none, tc.cache)
 		if got := debug.SetMemoryLimit(-1); got != tc.want {
 			t.Errorf("store cache %d: heap limit %d, want %d", tc.cache, got, tc.want)

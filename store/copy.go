@@ -448,6 +448,9 @@ func copyPrunedRollups(ctx context.Context, src, dst *Store, names map[int64]str
 		}
 	}
 	return total, dst.withTx(ctx, func(tx *sql.Tx) error {
+		if err := dst.serialize(ctx, tx, pgHorizonLock); err != nil { // as Prune's change of it
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO meta(name, value) VALUES (?, ?)
 			ON CONFLICT(name) DO UPDATE SET value = max(meta.value, excluded.value)`, horizonName, h); err != nil {
 			return fmt.Errorf("store: copy the pruning horizon: %w", err)
