@@ -16,13 +16,7 @@ import (
 // prune runs again.
 func TestPostgresPruneAlone(t *testing.T) {
 	ctx := context.Background()
-	a, dsn := openPG(t)
-	b, err := Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	b.now = a.now
+	a, b := openPGHosts(t)
 	var ds []delivery.Delivery
 	for i := range 96 {
 		ds = append(ds, testDelivery(i, t0.Add(-4*24*time.Hour+time.Duration(i)*time.Hour), "example.com"))
@@ -85,13 +79,7 @@ func TestPostgresPruneAlone(t *testing.T) {
 func TestPostgresPruneWaitsForWriters(t *testing.T) {
 	withCopy(t)
 	ctx := context.Background()
-	a, dsn := openPG(t)
-	b, err := Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	b.now = a.now
+	a, b := openPGHosts(t)
 	batch := func(from time.Time, n, seq int) *Batch {
 		var ds []delivery.Delivery
 		for i := range n {
@@ -157,4 +145,18 @@ func TestPostgresPruneWaitsForWriters(t *testing.T) {
 	if below != 0 {
 		t.Errorf("%d deliveries before the horizon are stored after the Prune", below)
 	}
+}
+
+// openPGHosts opens one new PostgreSQL database twice, as two hosts would,
+// with the same clock.
+func openPGHosts(t *testing.T) (a, b *Store) {
+	t.Helper()
+	a, dsn := openPG(t)
+	b, err := Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	b.now = a.now
+	return a, b
 }
