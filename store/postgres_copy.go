@@ -32,7 +32,9 @@ const pgCopyDeliveries = `COPY deliveries (time, domain, relay, status, tls, tls
 const pgUniqueViolation = "23505"
 
 // pgHorizonShared takes pgHorizonLock shared for t's transaction and
-// reads the pruning horizon, in one round trip.
+// reads the pruning horizon, in one round trip: two statements in one
+// simple query, which takes no parameters, so the lock's key and the
+// horizon's name (both constants) are spelt into it.
 func pgHorizonShared(ctx context.Context, t *wtx) (int64, error) {
 	q := fmt.Sprintf(`SELECT pg_advisory_xact_lock_shared(%d); SELECT value FROM meta WHERE name = '%s'`, int64(pgHorizonLock), horizonName)
 	h := int64(horizonNone)
