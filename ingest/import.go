@@ -60,8 +60,9 @@ const importBatch = 2500
 // a rotation) and stores deliveries in batches through bk, which it
 // commits and closes. Each file is plain or gzip-compressed (detected by
 // its magic bytes; a truncated .gz ends at its last complete data), or "-"
-// for opts.Stdin. Parsing (with the preparation of each batch for storage)
-// and writing run concurrently, on different cores; bk groups batches into
+// for opts.Stdin. Parsing, the preparation of each batch for storage (see
+// preparer) and writing run concurrently, each on a goroutine of its own;
+// bk groups batches into
 // large transactions, so an interrupted import keeps what was committed
 // and a rerun adds the rest. Journal entries that opts.Trust does not
 // believe are counted and not fed, as by the journal follower.
