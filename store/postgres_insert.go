@@ -174,17 +174,23 @@ func (r *stagingRows) Next() bool {
 
 func (r *stagingRows) Values() ([]any, error) {
 	r.row[0] = int64(r.i)
-	for j, v := range r.b.args()[r.i*insertCols : (r.i+1)*insertCols] {
-		if x, ok := v.Value.(bool); ok {
-			r.row[j+1] = boolInt(x)
-		} else {
-			r.row[j+1] = v.Value
-		}
-	}
+	copyRow(r.row[1:], r.b.args()[r.i*insertCols:(r.i+1)*insertCols])
 	return r.row, nil
 }
 
 func (r *stagingRows) Err() error { return nil }
+
+// copyRow sets dst to the values of vals, booleans as integers (boolInt),
+// for pgx's CopyFrom, which does not go through pgConn's conversion.
+func copyRow(dst []any, vals []driver.NamedValue) {
+	for j, v := range vals {
+		if x, ok := v.Value.(bool); ok {
+			dst[j] = boolInt(x)
+		} else {
+			dst[j] = v.Value
+		}
+	}
+}
 
 // upsert inserts vals (the values of cols, a comma-separated list, row
 // after row) into table, with tail (ON CONFLICT ...) deciding what a row
@@ -237,17 +243,7 @@ type valueRows struct {
 func (v *valueRows) Next() bool { v.i++; return (v.i+1)*v.cols <= len(v.vals) }
 
 func (v *valueRows) Values() ([]any, error) {
-	for j, nv := range v.vals[v.i*v.cols : (v.i+1)*v.cols] {
-		if b, ok := nv.Value.(bool); ok {
-			var x int64
-			if b {
-				x = 1
-			}
-			v.row[j] = x
-		} else {
-			v.row[j] = nv.Value
-		}
-	}
+	copyRow(v.row, v.vals[v.i*v.cols:(v.i+1)*v.cols])
 	return v.row, nil
 }
 
