@@ -507,3 +507,16 @@ func (s *Store) lockPrune(ctx context.Context) (release func(), _ error) {
 		conn.Close(bg)
 	}, nil
 }
+
+// withPgx runs f on the pgx connection of t's transaction (PostgreSQL),
+// for what database/sql cannot say: COPY, and several statements in one
+// simple query.
+func (t *wtx) withPgx(f func(*pgx.Conn) error) error {
+	return t.conn.Raw(func(dc any) error {
+		pc, ok := dc.(*pgConn)
+		if !ok {
+			return errors.New("not a PostgreSQL connection")
+		}
+		return f(pc.Conn.Conn())
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -38,12 +39,8 @@ const pgUniqueViolation = "23505"
 func pgHorizonShared(ctx context.Context, t *wtx) (int64, error) {
 	q := fmt.Sprintf(`SELECT pg_advisory_xact_lock_shared(%d); SELECT value FROM meta WHERE name = '%s'`, int64(pgHorizonLock), horizonName)
 	h := int64(horizonNone)
-	err := t.conn.Raw(func(dc any) error {
-		pc, ok := dc.(*pgConn)
-		if !ok {
-			return errors.New("not a PostgreSQL connection")
-		}
-		rs, err := pc.Conn.Conn().PgConn().Exec(ctx, q).ReadAll()
+	err := t.withPgx(func(c *pgx.Conn) error {
+		rs, err := c.PgConn().Exec(ctx, q).ReadAll()
 		if err != nil {
 			return err
 		}
@@ -71,12 +68,8 @@ func copyDirect(ctx context.Context, t *wtx, b *Batch) (skipped []bool, added in
 		q = `RELEASE SAVEPOINT mailtls_copy; ` + q
 	}
 	data := b.copyData()
-	err := t.conn.Raw(func(dc any) error {
-		pc, ok := dc.(*pgConn)
-		if !ok {
-			return errors.New("not a PostgreSQL connection")
-		}
-		_, err := pc.Conn.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), q)
+	err := t.withPgx(func(c *pgx.Conn) error {
+		_, err := c.PgConn().CopyFrom(ctx, bytes.NewReader(data), q)
 		return err
 	})
 	t.copySavepoint = true // set by q before the COPY, if q got that far

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql/driver"
-	"errors"
 	"fmt"
 	"math/bits"
 	"strings"
@@ -129,12 +128,8 @@ func copyReturning(ctx context.Context, t *wtx, b *Batch) (skipped []bool, added
 		return nil, 0, fmt.Errorf("store: staging table: %w", err)
 	}
 	src := &stagingRows{b: b, i: -1, row: make([]any, insertCols+1)}
-	err := t.conn.Raw(func(dc any) error {
-		pc, ok := dc.(*pgConn)
-		if !ok {
-			return errors.New("not a PostgreSQL connection")
-		}
-		_, err := pc.Conn.Conn().CopyFrom(ctx, pgx.Identifier{"mailtls_staging"}, pgStagingCols, src)
+	err := t.withPgx(func(c *pgx.Conn) error {
+		_, err := c.CopyFrom(ctx, pgx.Identifier{"mailtls_staging"}, pgStagingCols, src)
 		return err
 	})
 	if err != nil {
@@ -216,12 +211,8 @@ func (t *wtx) upsert(ctx context.Context, table, cols, tail string, vals []drive
 		return err
 	}
 	src := &valueRows{vals: vals, cols: len(names), i: -1, row: make([]any, len(names))}
-	err := t.conn.Raw(func(dc any) error {
-		pc, ok := dc.(*pgConn)
-		if !ok {
-			return errors.New("not a PostgreSQL connection")
-		}
-		_, err := pc.Conn.Conn().CopyFrom(ctx, pgx.Identifier{tmp}, names, src)
+	err := t.withPgx(func(c *pgx.Conn) error {
+		_, err := c.CopyFrom(ctx, pgx.Identifier{tmp}, names, src)
 		return err
 	})
 	if err != nil {
