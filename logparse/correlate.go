@@ -132,10 +132,12 @@ type Correlator struct {
 	haveSkipped      bool
 	firstSkippedLong bool
 
-	hdr     header
-	scratch []byte
-	keyBuf  []byte
-	out     [1]delivery.Delivery // Feed's result
+	hdr      header
+	scratch  []byte
+	keyBuf   []byte
+	strBuf   []byte               // fieldStrings' buffer
+	interned map[string]string    // setInterned
+	out      [1]delivery.Delivery // Feed's result
 }
 
 // failID is a message's handshake failure with a relay host.
@@ -382,9 +384,9 @@ func (c *Correlator) onTLS(h *header, t *tlsLine) {
 	c.tlsSeen = true
 	p := c.proc(h, true)
 	p.Open = true
-	setString(&p.Relay, t.relay)
-	setString(&p.Proto, t.proto)
-	setString(&p.Cipher, t.cipher)
+	c.setInterned(&p.Relay, t.relay)
+	c.setInterned(&p.Proto, t.proto)
+	c.setInterned(&p.Cipher, t.cipher)
 	p.Trust = t.trust
 	p.QID = ""
 	// The verification failure logged during this handshake, if any.
@@ -406,23 +408,23 @@ func (c *Correlator) onTLS(h *header, t *tlsLine) {
 
 func (c *Correlator) onDelivery(line []byte, h *header, d *deliveryLine, status delivery.Status) delivery.Delivery {
 	p := c.proc(h, true)
-	relay := toString(d.relay)
-	qid := string(d.qid)
-	rcpt := toString(d.rcpt)
+	var f [deliveryFields]string
+	c.fieldStrings(&f, line, d.relay, d.qid, d.rcpt, h.host, h.tag, d.origTo, d.dsn, d.reason, d.tls)
+	relay, qid, rcpt := f[0], f[1], f[2]
 	del := delivery.Delivery{
 		Time:      h.time(c.loc),
-		LogHost:   toString(h.host),
-		Process:   toString(h.tag),
+		LogHost:   f[3],
+		Process:   f[4],
 		PID:       h.pid,
 		QueueID:   qid,
 		Recipient: rcpt,
-		OrigTo:    toString(d.origTo),
+		OrigTo:    f[5],
 		Domain:    addrDomain(rcpt, d.rcpt, d.rcptAt),
 		Relay:     relay,
 		Status:    status,
-		DSN:       toString(d.dsn),
-		Reason:    toString(d.reason),
-		Key:       lineKey(line),
+		DSN:       f[6],
+		Reason:    f[7],
+		Key:       f[9],
 	}
 	var feat tlsFeature
 	if len(d.tls) > 0 {
@@ -434,7 +436,7 @@ func (c *Correlator) onDelivery(line []byte, h *header, d *deliveryLine, status 
 	failHost := ""
 	if p.FailRelay != "" {
 		if (p.FailQID == "" || p.FailQID == qid) && (relay == "none" || delivery.RelayHost(p.FailRelay) == delivery.RelayHost(relay)) {
-			p.FailQID = qid
+			setOwned(&p.FailQID, qid)
 			failed = true
 			failHost = delivery.RelayHost(p.FailRelay)
 		} else {
@@ -454,7 +456,7 @@ func (c *Correlator) onDelivery(line []byte, h *header, d *deliveryLine, status 
 	// of one message to its MX.
 	if p.RPT != "" {
 		if (p.RPTQID == "" || p.RPTQID == qid) && relay != "none" && p.RPTMX == relayMX(relay) {
-			p.RPTQID = qid
+			setOwned(&p.RPTQID, qid)
 			del.TLSRPT = p.RPT
 		} else if relay != "none" {
 			p.RPT, p.RPTMX, p.RPTQID = "", "", ""
@@ -468,7 +470,7 @@ func (c *Correlator) onDelivery(line []byte, h *header, d *deliveryLine, status 
 		p.Open = false
 		p.SessVerify = ""
 	case p.Open && p.Relay == relay && (p.QID == "" || p.QID == qid):
-		p.QID = qid
+		setOwned(&p.QID, qid)
 		del.TLS = &yes
 		del.TLSTrust, del.TLSProtocol, del.TLSCipher = p.Trust, p.Proto, p.Cipher
 		del.TLSVerify = p.SessVerify
@@ -487,9 +489,7 @@ func (c *Correlator) onDelivery(line []byte, h *header, d *deliveryLine, status 
 	}
 	// Postfix >= 3.11: the tls= field, where it says so, is the truth
 	// (see tlsFeature).
-	if len(d.tls) > 0 {
-		del.TLSFeature = toString(d.tls)
-	}
+	del.TLSFeature = f[8]
 	if feat.present && !feat.undecided && relay != "none" {
 		switch {
 		case feat.final == "none":
@@ -581,17 +581,21 @@ func (c *Correlator) dropIfIdle(h *header, p *procState) {
 func (c *Correlator) failedHas(qid, host string) bool {
 	k := failID{qid, host}
 	if _, ok := c.failed[k]; ok {
-		c.failed[k] = c.seq
+		c.failed[k.owned()] = c.seq // a map assignment stores its key again
 		return true
 	}
 	return false
 }
 
+// owned is k with strings of its own (see fieldStrings), as the keys of
+// c.failed must be: the map keeps them after the line's delivery is gone.
+func (k failID) owned() failID { return failID{strings.Clone(k.qid), strings.Clone(k.host)} }
+
 func (c *Correlator) failedPut(qid, host string) {
 	if !stateSafe(host, maxRelayLen) {
 		return // not from Postfix; never kept (see stateSafe)
 	}
-	k := failID{qid, host}
+	k := failID{qid, host}.owned()
 	if _, ok := c.failed[k]; !ok {
 		c.failBytes += k.cost()
 	}
@@ -704,10 +708,69 @@ func (c *Correlator) inferYear(h *header) {
 	h.year = c.year
 }
 
-// setString updates *dst to b, allocating only when it changed.
-func setString(dst *string, b []byte) {
-	if *dst != string(b) {
-		*dst = toString(b)
+// setInterned updates *dst to b, allocating only when it changed and b
+// is not in c.interned: the relays, protocols and ciphers of TLS lines
+// repeat, and a new process would take three strings for each handshake.
+// The table holds up to maxInterned short strings; it starts again when
+// full, so it follows the log.
+func (c *Correlator) setInterned(dst *string, b []byte) {
+	if *dst == string(b) {
+		return
+	}
+	if s, ok := c.interned[string(b)]; ok {
+		*dst = s
+		return
+	}
+	s := toString(b)
+	if len(s) <= maxInternedLen {
+		if len(c.interned) >= maxInterned || c.interned == nil {
+			c.interned = make(map[string]string, maxInterned)
+		}
+		c.interned[s] = s
+	}
+	*dst = s
+}
+
+const (
+	maxInterned    = 1024
+	maxInternedLen = 128
+)
+
+// deliveryFields is the number of strings onDelivery takes from a line.
+const deliveryFields = 10
+
+// fieldStrings sets f to fields converted as by toString, then the line's
+// key (the hex SHA-256 of the raw line), all in one allocation: a delivery took ten before, a
+// tenth of an import's garbage. The strings share their memory, so what
+// outlives the delivery (the correlator's state) keeps its own copy
+// (setOwned, failedPut), which its memory budget counts.
+func (c *Correlator) fieldStrings(f *[deliveryFields]string, line []byte, fields ...[]byte) {
+	buf := c.strBuf[:0]
+	var ends [deliveryFields]int
+	for i, b := range fields {
+		if utf8.Valid(b) {
+			buf = append(buf, b...)
+		} else {
+			buf = append(buf, bytes.ToValidUTF8(b, []byte("\uFFFD"))...)
+		}
+		ends[i] = len(buf)
+	}
+	sum := sha256.Sum256(line)
+	buf = hex.AppendEncode(buf, sum[:])
+	ends[len(fields)] = len(buf)
+	all := string(buf)
+	start := 0
+	for i, end := range ends {
+		f[i] = all[start:end]
+		start = end
+	}
+	c.strBuf = buf
+}
+
+// setOwned sets *dst to a copy of s when it differs (see fieldStrings).
+func setOwned(dst *string, s string) {
+	if *dst != s {
+		*dst = strings.Clone(s)
 	}
 }
 
@@ -738,12 +801,6 @@ func addrDomain(s string, raw []byte, at int) string {
 		}
 	}
 	return lowerASCII(d)
-}
-
-// lineKey is the hex SHA-256 of the raw line.
-func lineKey(line []byte) string {
-	sum := sha256.Sum256(line)
-	return hex.EncodeToString(sum[:])
 }
 
 // savedState is the MarshalState format.

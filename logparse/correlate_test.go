@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/mailtls/mailtls/bench/gen"
 	"github.com/mailtls/mailtls/delivery"
@@ -540,5 +541,66 @@ func TestTLSAUnusable(t *testing.T) {
 		if len(got) != 1 || got[0] != tc.want {
 			t.Errorf("%s: TLSVerify %q, want [%q]", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestStateOwnsItsStrings: a delivery's strings share one allocation
+// (fieldStrings); what the correlator keeps after the line (a session's
+// queue id, handshake failures) must be copies, or each would keep the
+// whole line's worth of memory that its budget does not count.
+func TestStateOwnsItsStrings(t *testing.T) {
+	c := NewCorrelator(goldenOptions(""))
+	ds := feedStrings(c,
+		"Nov 28 18:40:00 sender postfix/smtp[300]: Trusted TLS connection established to mx.a.example[192.0.2.5]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)",
+		"Nov 28 18:40:01 sender postfix/smtp[300]: A79CE985DD3: to=<u@a.example>, relay=mx.a.example[192.0.2.5]:25, delay=1.2, delays=1.2/0.01/0/0.01, dsn=2.0.0, status=sent (250 2.0.0 Ok)",
+		"Nov 28 18:43:04 sender postfix/smtp[100]: SSL_connect error to tls1.test[127.0.1.4]:25: -1",
+		"Nov 28 18:43:04 sender postfix/smtp[100]: C79CE985DD3: Cannot start TLS: handshake failure",
+		"Nov 28 18:43:05 sender postfix/smtp[100]: C79CE985DD3: to=<v@tls1.test>, relay=tls1.test[127.0.1.4]:25, delay=1.2, delays=1.2/0.01/0/0.01, dsn=2.0.0, status=sent (250 2.0.0 Ok)",
+	)
+	if len(ds) != 2 || ds[0].TLS == nil || !*ds[0].TLS || !ds[1].Fallback {
+		t.Fatalf("deliveries %+v: want one encrypted, one fallback", ds)
+	}
+	// The memory of every string of the deliveries.
+	type span struct{ lo, hi uintptr }
+	var spans []span
+	for _, d := range ds {
+		for _, s := range []string{d.QueueID, d.Recipient, d.Relay, d.Key, d.LogHost, d.Process, d.DSN, d.Reason} {
+			if s != "" {
+				p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+				spans = append(spans, span{p, p + uintptr(len(s))})
+			}
+		}
+	}
+	shared := func(s string) bool {
+		if s == "" {
+			return false
+		}
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		for _, sp := range spans {
+			if p >= sp.lo && p < sp.hi {
+				return true
+			}
+		}
+		return false
+	}
+	kept := 0
+	for key, p := range c.procs {
+		for name, s := range map[string]string{"QID": p.QID, "FailQID": p.FailQID, "RPTQID": p.RPTQID} {
+			if s != "" {
+				kept++
+			}
+			if shared(s) {
+				t.Errorf("process %s: %s %q shares a delivery's memory", key, name, s)
+			}
+		}
+	}
+	for k := range c.failed {
+		kept++
+		if shared(k.qid) || shared(k.host) {
+			t.Errorf("handshake failure %+v shares a delivery's memory", k)
+		}
+	}
+	if kept < 2 {
+		t.Fatalf("the correlator kept %d strings of the deliveries; the test needs a session's queue id and a failure", kept)
 	}
 }

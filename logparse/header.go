@@ -75,9 +75,15 @@ func parseHeader(line []byte, h *header, scratch *[]byte) bool {
 	if line[0] == '{' {
 		return parseJournal(line, h, scratch)
 	}
-	rest, ok := parseStamp(cutServicePrefix(line), h)
+	// A line that starts with a stamp has no container prefix, which
+	// starts with a service name and never reads as a stamp: the prefix is
+	// looked for only when there is none.
+	rest, ok := parseStamp(line, h)
 	if !ok {
-		return false
+		*h = header{}
+		if rest, ok = parseStamp(cutServicePrefix(line), h); !ok {
+			return false
+		}
 	}
 	if h.kind == stampISO {
 		// A container runtime's stamp ("docker logs --timestamps",

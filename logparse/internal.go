@@ -157,6 +157,11 @@ func (r *InternalRelays) Internal(relay string) bool {
 	if strings.Contains(addr, "/") {
 		return true // a unix socket
 	}
+	if (r == nil || len(r.entries) == 0) && strings.IndexByte(addr, ':') < 0 {
+		// Without a list, an IPv4 address is internal only as loopback,
+		// which netip spells in one way only: no parse needed.
+		return addr == "127.0.0.1"
+	}
 	a, err := netip.ParseAddr(strings.TrimPrefix(strings.ToLower(addr), "ipv6:"))
 	ok := err == nil && a.Zone() == ""
 	if ok {

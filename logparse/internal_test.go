@@ -2,6 +2,7 @@ package logparse
 
 import (
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -100,8 +101,30 @@ func FuzzInternalRelays(f *testing.F) {
 			return
 		}
 		got := r.Internal(relay)
-		if (*InternalRelays)(nil).Internal(relay) && !got {
+		builtIn := (*InternalRelays)(nil).Internal(relay)
+		if builtIn && !got {
 			t.Fatalf("a list made %q less internal", relay)
 		}
+		if want := builtInReference(relay); builtIn != want {
+			t.Fatalf("built-in rule: %q internal %v, want %v", relay, builtIn, want)
+		}
 	})
+}
+
+// builtInReference is the built-in rule spelt without Internal's short
+// cuts: a socket path, or an address that parses as 127.0.0.1 or ::1.
+func builtInReference(relay string) bool {
+	if relay == "" || relay == "none" {
+		return false
+	}
+	_, addr, _ := splitLoggedRelay(relay)
+	if strings.Contains(addr, "/") {
+		return true
+	}
+	a, err := netip.ParseAddr(strings.TrimPrefix(strings.ToLower(addr), "ipv6:"))
+	if err != nil || a.Zone() != "" {
+		return false
+	}
+	a = a.Unmap()
+	return a == netip.AddrFrom4([4]byte{127, 0, 0, 1}) || a == netip.IPv6Loopback()
 }
