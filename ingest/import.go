@@ -71,7 +71,7 @@ func Import(ctx context.Context, bk Bulk, files []string, opts ImportOptions) (R
 	var res Result
 	w := startWriter(ctx, bk)
 	pr := startPreparer(opts.Relays, bk.PrepareBatch, w.batches)
-	p := &parser{ctx: ctx, opts: opts, out: pr.in, failed: &pr.failed, untrusted: &res.Untrusted,
+	p := &parser{ctx: ctx, opts: opts, out: pr.in, free: pr.free, failed: &pr.failed, untrusted: &res.Untrusted,
 		corr: logparse.NewCorrelator(logparse.Options{RefTime: time.Now()})}
 	stopBar := func() {}
 	if opts.Progress != nil {
@@ -155,13 +155,17 @@ func (w *writer) run(ctx context.Context, bk Bulk) {
 // between the parser and the writer: the parser, one goroutine through
 // one correlator, is what bounds an import, so it does nothing else.
 type preparer struct {
-	in     chan []delivery.Delivery
+	in chan []delivery.Delivery
+	// free holds the deliveries' slices that the store has released
+	// (Batch.SetRelease), for the parser's next batches: a new slice a
+	// batch was a sixth of an import's garbage.
+	free   chan []delivery.Delivery
 	failed atomic.Bool // set when a batch could not be prepared
 	done   chan error  // its error, once in is closed; out is closed before
 }
 
 func startPreparer(relays *logparse.InternalRelays, prepare func([]delivery.Delivery) (*store.Batch, error), out chan<- *store.Batch) *preparer {
-	pr := &preparer{in: make(chan []delivery.Delivery, 1), done: make(chan error, 1)}
+	pr := &preparer{in: make(chan []delivery.Delivery, 1), free: make(chan []delivery.Delivery, 4), done: make(chan error, 1)}
 	go func() {
 		var err error
 		for ds := range pr.in {
@@ -174,6 +178,12 @@ func startPreparer(relays *logparse.InternalRelays, prepare func([]delivery.Deli
 				pr.failed.Store(true)
 				continue
 			}
+			b.SetRelease(func() {
+				select {
+				case pr.free <- ds[:0]:
+				default: // enough in hand already
+				}
+			})
 			out <- b
 		}
 		close(out)
@@ -189,8 +199,9 @@ type parser struct {
 	opts      ImportOptions
 	corr      *logparse.Correlator
 	out       chan<- []delivery.Delivery
-	failed    *atomic.Bool // the preparer's: stop reading
-	read      atomic.Int64 // bytes read, for the progress bar
+	free      <-chan []delivery.Delivery // the preparer's free slices
+	failed    *atomic.Bool               // the preparer's: stop reading
+	read      atomic.Int64               // bytes read, for the progress bar
 	untrusted *logparse.JournalSkips
 	batch     []delivery.Delivery
 }
@@ -258,7 +269,11 @@ func (p *parser) send() error {
 		return errPrepare // the preparer's error is the one returned
 	}
 	p.out <- p.batch
-	p.batch = make([]delivery.Delivery, 0, importBatch) // the preparer has the last one
+	select { // the preparer has the last one
+	case p.batch = <-p.free:
+	default:
+		p.batch = make([]delivery.Delivery, 0, importBatch)
+	}
 	return nil
 }
 

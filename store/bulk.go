@@ -54,6 +54,7 @@ type Bulk struct {
 type counted struct {
 	rows    []row
 	skipped []bool
+	release func() // the batch's (Batch.SetRelease), or nil
 }
 
 const (
@@ -90,6 +91,9 @@ func (bk *Bulk) Add(ctx context.Context, b *Batch) (int, error) {
 		go func(ru *rollups, in <-chan counted, done chan<- struct{}) {
 			for c := range in {
 				ru.countInserted(c.rows, c.skipped)
+				if c.release != nil {
+					c.release()
+				}
 			}
 			close(done)
 		}(bk.ru, bk.count, bk.done)
@@ -98,7 +102,7 @@ func (bk *Bulk) Add(ctx context.Context, b *Batch) (int, error) {
 	if err != nil {
 		return 0, errors.Join(err, bk.Rollback())
 	}
-	bk.count <- counted{rows, skipped}
+	bk.count <- counted{rows, skipped, b.release}
 	if bk.wb != nil {
 		bk.wb.poke()
 	}

@@ -201,3 +201,35 @@ func TestBulkCommitsWhenDue(t *testing.T) {
 	}
 	checkRollups(t, s)
 }
+
+// TestBulkReleaseAfterCounting: a batch's release (Batch.SetRelease) comes
+// once its rows are counted into the rollups, so that the caller may then
+// overwrite the deliveries (an import reuses them) without changing what
+// the rollups count.
+func TestBulkReleaseAfterCounting(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	ds := randomDeliveries(9, 600, t0.Add(-48*time.Hour), 48*time.Hour)
+	b := mustBatch(t, ds)
+	released := 0
+	b.SetRelease(func() {
+		released++
+		for i := range ds {
+			ds[i].Domain, ds[i].Relay, ds[i].Status, ds[i].TLSProtocol = "released.invalid", "x.invalid[192.0.2.99]:25", delivery.Bounced, "garbage"
+		}
+	})
+	bk := s.Bulk()
+	if n, err := bk.Add(ctx, b); err != nil || n != len(ds) {
+		t.Fatalf("add: %d, %v", n, err)
+	}
+	if err := bk.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := bk.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if released != 1 {
+		t.Fatalf("released %d times, want once", released)
+	}
+	checkRollups(t, s) // against the stored rows, written before the release
+}

@@ -81,15 +81,22 @@ type row struct {
 	relayP  int
 	tlsNull any    // nil (unknown), or int64 0 or 1
 	detail  string // see detail.go
+	// detailEnd is where detail ends in the batch's details (prepare).
+	detailEnd int
 }
 
 func prepare(ds []delivery.Delivery) ([]row, error) {
+	// One allocation for the keys and one for the details of the batch,
+	// not one of each per row: with the row slice itself, these were most
+	// of an import's garbage after the deliveries'.
 	rows := make([]row, len(ds))
-	var buf []byte
+	keys := make([]byte, 0, len(ds)*storedKeyLen)
+	details := getScratch()
+	defer putScratch(details)
 	for i := range ds {
 		d := safeDelivery(&ds[i]) // see text.go
-		k, err := hex.DecodeString(d.Key)
-		if err != nil || len(k) != 32 {
+		var sum [32]byte
+		if !decodeHexKey(sum[:], d.Key) {
 			return nil, fmt.Errorf("%w: delivery %d (queue id %s): key %q is not 64 hex digits (sha256)", ErrBadInput, i, d.QueueID, d.Key)
 		}
 		st, ok := delivery.ParseStatus(strings.ToLower(string(d.Status)))
@@ -100,7 +107,9 @@ func prepare(ds []delivery.Delivery) ([]row, error) {
 			return nil, fmt.Errorf("%w: delivery %d (queue id %s): zero time", ErrBadInput, i, d.QueueID)
 		}
 		us := micros(d.Time)
-		r := row{d: d, us: us, key: storedKey(us, k), domain: strings.ToLower(d.Domain), status: string(st),
+		start := len(keys)
+		keys = appendStoredKey(keys, us, sum[:])
+		r := row{d: d, us: us, key: keys[start:len(keys):len(keys)], domain: strings.ToLower(d.Domain), status: string(st),
 			tls: tlsUnknown, trust: strings.ToLower(string(d.TLSTrust))}
 		if d.TLS != nil {
 			if *d.TLS {
@@ -110,11 +119,62 @@ func prepare(ds []delivery.Delivery) ([]row, error) {
 			}
 		}
 		r.relayH, r.relayP = splitRelay(d.Relay)
-		buf = appendDetail(buf[:0], d)
-		r.detail = string(buf)
+		*details = appendDetail(*details, d)
+		r.detailEnd = len(*details)
 		rows[i] = r
 	}
+	all, start := string(*details), 0
+	for i := range rows {
+		rows[i].detail = all[start:rows[i].detailEnd]
+		start = rows[i].detailEnd
+	}
 	return rows, nil
+}
+
+// scratchPool holds prepare's buffers for the details of a batch, which
+// it copies into one string at the end: grown anew for every batch, they
+// were a fifth of an import's garbage.
+var scratchPool = sync.Pool{New: func() any { return new([]byte) }}
+
+func getScratch() *[]byte {
+	b := scratchPool.Get().(*[]byte)
+	*b = (*b)[:0]
+	return b
+}
+
+func putScratch(b *[]byte) {
+	if cap(*b) <= 4<<20 { // not one from a batch of huge hostile texts
+		scratchPool.Put(b)
+	}
+}
+
+// decodeHexKey decodes the 64 hex digits of a delivery's key into dst (32
+// bytes), without the allocation of hex.DecodeString.
+func decodeHexKey(dst []byte, s string) bool {
+	if len(s) != 2*len(dst) {
+		return false
+	}
+	for i := range dst {
+		hi, ok1 := fromHex(s[2*i])
+		lo, ok2 := fromHex(s[2*i+1])
+		if !ok1 || !ok2 {
+			return false
+		}
+		dst[i] = hi<<4 | lo
+	}
+	return true
+}
+
+func fromHex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 // splitRelay takes Postfix's relay field, "host[addr]:port", "host[addr]",
@@ -442,8 +502,54 @@ var insertStmts = func() []string {
 // until forHost.
 func (r *row) values(dst []driver.NamedValue) []driver.NamedValue {
 	d := r.d
-	return appendValues(dst, r.us, r.domain, d.Relay, r.status, r.tlsNull, r.trust, d.TLSProtocol, d.TLSCipher,
-		d.Fallback, d.TLSFailure, r.key, r.detail, d.Internal, int64(0))
+	return appendValues(dst, r.us, r.domain, d.Relay, boxText(r.status), r.tlsNull, boxText(r.trust), boxText(d.TLSProtocol),
+		boxText(d.TLSCipher), d.Fallback, d.TLSFailure, r.key, r.detail, d.Internal, int64(0))
+}
+
+// boxText returns s as an interface value, for the texts most rows repeat
+// without an allocation: a string put in an interface is copied to the
+// heap, a constant's is not. These are the statuses, the trust levels, the
+// TLS protocol versions and the cipher suites of TLS 1.3 (RFC 8446, B.4).
+func boxText(s string) any {
+	switch s {
+	case "":
+		return ""
+	case "sent":
+		return "sent"
+	case "deferred":
+		return "deferred"
+	case "bounced":
+		return "bounced"
+	case "expired":
+		return "expired"
+	case "anonymous":
+		return "anonymous"
+	case "untrusted":
+		return "untrusted"
+	case "trusted":
+		return "trusted"
+	case "verified":
+		return "verified"
+	case "TLSv1.3":
+		return "TLSv1.3"
+	case "TLSv1.2":
+		return "TLSv1.2"
+	case "TLSv1.1":
+		return "TLSv1.1"
+	case "TLSv1":
+		return "TLSv1"
+	case "TLS_AES_256_GCM_SHA384":
+		return "TLS_AES_256_GCM_SHA384"
+	case "TLS_AES_128_GCM_SHA256":
+		return "TLS_AES_128_GCM_SHA256"
+	case "TLS_CHACHA20_POLY1305_SHA256":
+		return "TLS_CHACHA20_POLY1305_SHA256"
+	case "TLS_AES_128_CCM_SHA256":
+		return "TLS_AES_128_CCM_SHA256"
+	case "TLS_AES_128_CCM_8_SHA256":
+		return "TLS_AES_128_CCM_8_SHA256"
+	}
+	return s
 }
 
 // insertCols is the number of arguments row.values appends; keyCol and
@@ -462,7 +568,17 @@ type Batch struct {
 	vals   []driver.NamedValue // insert arguments, insertCols per row; nil until args
 	copied []byte              // the rows for PostgreSQL's COPY; nil until copyData
 	host   int64               // the host id the keys, vals and copied are for (forHost)
+	// release is called once a Bulk no longer reads the deliveries (see
+	// SetRelease).
+	release func()
 }
+
+// SetRelease has f called once a Bulk that stored b no longer reads the
+// deliveries b was prepared from: when their rows have been counted into
+// the rollups, before the transaction commits. An import reuses their
+// memory for the next batches. f is not called for a batch whose Add
+// failed, nor by the other ways of storing a batch.
+func (b *Batch) SetRelease(f func()) { b.release = f }
 
 // PrepareBatch validates ds and prepares it for storage. It fails, naming
 // the first bad delivery, if any has a malformed key, an unknown status or
@@ -945,18 +1061,15 @@ func dayRanges(ctx context.Context, tx *sql.Tx, m matcher, lo, hi int64, interna
 	return out, err
 }
 
-// storedKeyLen is the length of a stored key of host 0: storedKey with
-// a SHA-256.
+// storedKeyLen is the length of a stored key of host 0 (appendStoredKey).
 const storedKeyLen = 8 + 32
 
-// storedKey is the identity stored for a delivery line: its time stamp
-// (unix microseconds, big-endian) followed by the line's SHA-256. The same
-// line always gives the same key, so re-reading is idempotent; and since
-// logs are written in time order, new keys land at the right edge of the
-// unique index instead of at random places, which keeps bulk imports fast
-// as the table grows.
-func storedKey(us int64, sum []byte) []byte {
-	k := make([]byte, 8, storedKeyLen)
-	binary.BigEndian.PutUint64(k, uint64(us))
-	return append(k, sum...)
+// appendStoredKey appends the identity stored for a delivery line, its
+// stored key: its time stamp us (unix microseconds, big-endian) followed
+// by the line's SHA-256, sum. The same line always gives the same key, so
+// re-reading is idempotent; and since logs are written in time order, new
+// keys land at the right edge of the unique index instead of at random
+// places, which keeps bulk imports fast as the table grows.
+func appendStoredKey(dst []byte, us int64, sum []byte) []byte {
+	return append(binary.BigEndian.AppendUint64(dst, uint64(us)), sum...)
 }

@@ -23,7 +23,7 @@ import (
 // deliveries, checkpoints and rollups carry the number (host_id).
 //
 // Exactly once per host: a delivery's stored key is the time and SHA-256
-// of its log line (storedKey), followed, for every host but host 0, by the
+// of its log line (appendStoredKey), followed, for every host but host 0, by the
 // host's number (4 bytes, big-endian). The key column is unique, so a line
 // is stored once per host, and the same line (the same queue ID) on two
 // hosts is two deliveries. Host 0 keeps the keys of schema version 7, so a
