@@ -165,7 +165,7 @@ type preparer struct {
 }
 
 func startPreparer(relays *logparse.InternalRelays, prepare func([]delivery.Delivery) (*store.Batch, error), out chan<- *store.Batch) *preparer {
-	pr := &preparer{in: make(chan []delivery.Delivery, 1), free: make(chan []delivery.Delivery, 4), done: make(chan error, 1)}
+	pr := &preparer{in: make(chan []delivery.Delivery, 1), free: make(chan []delivery.Delivery, 2), done: make(chan error, 1)}
 	go func() {
 		var err error
 		for ds := range pr.in {
@@ -179,9 +179,13 @@ func startPreparer(relays *logparse.InternalRelays, prepare func([]delivery.Deli
 				continue
 			}
 			b.SetRelease(func() {
+				if len(pr.free) == cap(pr.free) {
+					return // enough in hand already
+				}
+				clear(ds) // their texts are garbage now, not live heap
 				select {
 				case pr.free <- ds[:0]:
-				default: // enough in hand already
+				default:
 				}
 			})
 			out <- b

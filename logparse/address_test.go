@@ -166,3 +166,18 @@ func domainChars(s string) string {
 	}
 	return b.String()
 }
+
+// FuzzCutAddr: cutAddr's short cut for addresses without quotes gives what
+// the byte-by-byte reading (cutQuotedAddr) gives, for any input.
+func FuzzCutAddr(f *testing.F) {
+	for _, s := range []string{"<a@b>, relay=x", `<"a>b"@c>, x`, "<a@b@c>", "<a@b>x", "<>", "<a", `<a\"@b>, `, `<"a\"@b>, `, "<a>"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		addr, at, rest, ok := cutAddr([]byte(s))
+		wAddr, wAt, wRest, wOK := cutQuotedAddr([]byte(s))
+		if ok != wOK || at != wAt || !bytes.Equal(addr, wAddr) || !bytes.Equal(rest, wRest) {
+			t.Fatalf("cutAddr(%q) = %q %d %q %v; byte by byte: %q %d %q %v", s, addr, at, rest, ok, wAddr, wAt, wRest, wOK)
+		}
+	})
+}

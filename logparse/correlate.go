@@ -174,7 +174,8 @@ type procState struct {
 
 	Used uint64 `json:"used"`
 
-	key string // its key in Correlator.procs
+	key     string // its key in Correlator.procs
+	counted int    // its cost as counted in Correlator.procBytes (settle)
 }
 
 func (p *procState) idle() bool { return !p.Open && p.FailRelay == "" && p.Verify == "" && p.RPT == "" }
@@ -522,7 +523,7 @@ func (c *Correlator) proc(h *header, create bool) *procState {
 	}
 	if p, ok := c.procs[string(key)]; ok {
 		p.Used = c.seq
-		c.touched, c.touchedCost = p, p.cost()
+		c.touched, c.touchedCost = p, p.counted
 		return p
 	}
 	if !create {
@@ -544,7 +545,9 @@ func (c *Correlator) settle() {
 	if c.touched == nil {
 		return
 	}
-	c.procBytes += c.touched.cost() - c.touchedCost
+	n := c.touched.cost()
+	c.procBytes += n - c.touchedCost
+	c.touched.counted = n
 	c.touched = nil
 	if c.procBytes > procBudget {
 		evict(c.procs, 0, procBudget/2, func(p *procState) (uint64, int) { return p.Used, p.cost() })
@@ -557,7 +560,8 @@ func (c *Correlator) settle() {
 func (c *Correlator) recountProcs() {
 	c.procBytes = 0
 	for _, p := range c.procs {
-		c.procBytes += p.cost()
+		p.counted = p.cost()
+		c.procBytes += p.counted
 	}
 	if c.touched != nil {
 		c.procBytes -= c.touched.cost() - c.touchedCost
@@ -868,8 +872,9 @@ func (c *Correlator) UnmarshalState(b []byte) error {
 	for _, sp := range s.Procs {
 		p := sp.procState
 		p.key = sp.Key
+		p.counted = p.cost()
 		procs[sp.Key] = &p
-		c.procBytes += p.cost()
+		c.procBytes += p.counted
 	}
 	failed := make(map[failID]uint64, len(s.Failed))
 	for _, f := range s.Failed {

@@ -330,8 +330,11 @@ func FuzzFeed(f *testing.F) {
 func checkStateCost(t *testing.T, c *Correlator) {
 	t.Helper()
 	pb, fb := 0, 0
-	for _, p := range c.procs {
+	for key, p := range c.procs {
 		pb += p.cost()
+		if p.counted != p.cost() {
+			t.Fatalf("process %s: cost %d, counted as %d", key, p.cost(), p.counted)
+		}
 	}
 	for k := range c.failed {
 		fb += k.cost()

@@ -540,6 +540,29 @@ func cutAddr(b []byte) (addr []byte, at int, rest []byte, ok bool) {
 	if len(b) == 0 || b[0] != '<' {
 		return nil, -1, nil, false
 	}
+	// Most addresses have no quoted part: then the address ends at the
+	// first '>', its domain after the last '@'.
+	if end := bytes.IndexByte(b, '>'); end > 0 && bytes.IndexByte(b[1:end], '"') < 0 {
+		return addrAt(b, end, bytes.LastIndexByte(b[1:end], '@'))
+	}
+	return cutQuotedAddr(b)
+}
+
+// addrAt is cutAddr's result for the address of b that ends at b[end]:
+// what follows must end the line or start with ", ".
+func addrAt(b []byte, end, at int) ([]byte, int, []byte, bool) {
+	rest := b[end+1:]
+	if len(rest) > 0 && !bytes.HasPrefix(rest, []byte(", ")) {
+		return nil, -1, nil, false
+	}
+	return b[1:end], at, rest, true
+}
+
+// cutQuotedAddr is cutAddr, byte by byte: any address, quoted or not.
+func cutQuotedAddr(b []byte) (addr []byte, at int, rest []byte, ok bool) {
+	if len(b) == 0 || b[0] != '<' {
+		return nil, -1, nil, false
+	}
 	at = -1
 	quoted := false
 	for i := 1; i < len(b); i++ {
@@ -552,11 +575,7 @@ func cutAddr(b []byte) (addr []byte, at int, rest []byte, ok bool) {
 		case c == '@':
 			at = i - 1
 		case c == '>':
-			rest = b[i+1:]
-			if len(rest) > 0 && !bytes.HasPrefix(rest, []byte(", ")) {
-				return nil, -1, nil, false
-			}
-			return b[1:i], at, rest, true
+			return addrAt(b, i, at)
 		}
 	}
 	return nil, -1, nil, false
