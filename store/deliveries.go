@@ -550,11 +550,10 @@ func boxText(s string) any {
 	return s
 }
 
-// insertCols is the number of arguments row.values appends; keyCol and
-// hostCol are the places of the key and host_id among them.
+// insertCols is the number of arguments row.values appends; hostCol is
+// the place of host_id among them.
 const (
 	insertCols = 14
-	keyCol     = 10
 	hostCol    = 13
 )
 
@@ -563,9 +562,8 @@ const (
 // on one core while another writes the current one.
 type Batch struct {
 	rows   []row
-	vals   []driver.NamedValue // insert arguments, insertCols per row; nil until args
-	copied []byte              // the rows for PostgreSQL's COPY; nil until copyData
-	host   int64               // the host id the keys, vals and copied are for (forHost)
+	copied []byte // the rows for PostgreSQL's COPY; nil until copyData
+	host   int64  // the host id the keys and copied are for (forHost)
 	// release is called once a Bulk no longer reads the deliveries (see
 	// SetRelease).
 	release func()
@@ -585,17 +583,20 @@ func (b *Batch) SetRelease(f func()) { b.release = f }
 // ds itself is not changed. ds must not change until the transaction that
 // stores the batch has ended (a Bulk counts the rows into the rollups after
 // Add returns).
-func PrepareBatch(ds []delivery.Delivery) (*Batch, error) { return prepareBatch(ds, true) }
+func PrepareBatch(ds []delivery.Delivery) (*Batch, error) {
+	rows, err := prepare(ds)
+	if err != nil {
+		return nil, err
+	}
+	return &Batch{rows: rows}, nil
+}
 
-// PrepareBatch is the package function of the same name for s's engine:
-// on PostgreSQL the insert arguments of the batch are computed only if it
-// needs them (a batch that goes in with the direct COPY does not, and for
-// an import they were a tenth of mailtls's CPU and much of its garbage).
-// There the COPY data is encoded here, on the preparing goroutine, once
-// the host the Bulk writes as is known (after its first Add): the writing
-// goroutine, which waits on the server, then only sends it.
+// PrepareBatch is the package function of the same name for s's engine.
+// On PostgreSQL the COPY data is encoded here, on the preparing goroutine,
+// once the host the Bulk writes as is known (after its first Add): the
+// writing goroutine, which waits on the server, then only sends it.
 func (bk *Bulk) PrepareBatch(ds []delivery.Delivery) (*Batch, error) {
-	b, err := prepareBatch(ds, bk.s.eng != engPostgres)
+	b, err := PrepareBatch(ds)
 	if err == nil && bk.s.eng == engPostgres && len(b.rows) >= copyMinRows {
 		if h := bk.knownHost.Load(); h > 0 {
 			b.forHost(h - 1)
@@ -605,56 +606,17 @@ func (bk *Bulk) PrepareBatch(ds []delivery.Delivery) (*Batch, error) {
 	return b, err
 }
 
-// prepareBatch is PrepareBatch; with args, the insert arguments are
-// computed here, on the preparing goroutine (see Batch).
-func prepareBatch(ds []delivery.Delivery, args bool) (*Batch, error) {
-	rows, err := prepare(ds)
-	if err != nil {
-		return nil, err
+// appendArgs appends the insert arguments of rows [from, to) of b, for
+// b's host. They are computed for each statement, by the writer, into a
+// buffer it reuses: computed for a whole batch when it was prepared, they
+// were 560 bytes a row of pointers that every collection of an import
+// had to scan, for two or three batches at a time.
+func (b *Batch) appendArgs(dst []driver.NamedValue, from, to int) []driver.NamedValue {
+	for i := from; i < to; i++ {
+		dst = b.rows[i].values(dst)
+		dst[len(dst)-insertCols+hostCol].Value = b.host
 	}
-	b := &Batch{rows: rows}
-	if args {
-		b.args()
-	}
-	return b, nil
-}
-
-// args returns the insert arguments of b's rows, computing them on first
-// use for b's host.
-func (b *Batch) args() []driver.NamedValue {
-	if b.vals == nil && len(b.rows) > 0 {
-		b.vals = getVals(len(b.rows) * insertCols)
-		for i := range b.rows {
-			b.vals = b.rows[i].values(b.vals)
-			b.vals[i*insertCols+hostCol].Value = b.host
-		}
-	}
-	return b.vals
-}
-
-// valsPool holds the insert arguments of batches stored already, for the
-// next batches: an import's arguments were a third of the garbage that its
-// collections, bound by the soft heap limit (see ingest.SetImportMemory),
-// had to keep up with.
-var valsPool sync.Pool // of *[]driver.NamedValue
-
-func getVals(n int) []driver.NamedValue {
-	if p, ok := valsPool.Get().(*[]driver.NamedValue); ok && cap(*p) >= n {
-		return (*p)[:0]
-	}
-	return make([]driver.NamedValue, 0, n)
-}
-
-// releaseVals gives b's insert arguments back to valsPool, once they have
-// been bound; args computes them again if b is stored again.
-func (b *Batch) releaseVals() {
-	if b.vals == nil {
-		return
-	}
-	clear(b.vals[:cap(b.vals)]) // drop the references to the rows' text
-	v := b.vals[:0]
-	b.vals = nil
-	valsPool.Put(&v)
+	return dst
 }
 
 // Len returns the number of deliveries in the batch.
@@ -670,10 +632,6 @@ func (b *Batch) forHost(id int64) {
 	for i := range b.rows {
 		r := &b.rows[i]
 		r.key = appendKeySuffix(r.key[:storedKeyLen:storedKeyLen], id)
-		if b.vals != nil {
-			b.vals[i*insertCols+keyCol].Value = r.key
-			b.vals[i*insertCols+hostCol].Value = id
-		}
 	}
 	b.host, b.copied = id, nil
 }
@@ -698,9 +656,6 @@ func (b *Batch) since(h int64) (*Batch, int) {
 		}
 	}
 	nb := &Batch{rows: kept, host: b.host} // the rows' keys are b.host's already
-	if b.vals != nil {
-		nb.args()
-	}
 	return nb, old
 }
 
@@ -750,7 +705,8 @@ func insertBatch(ctx context.Context, t *wtx, b *Batch, hostID int64) (rows []ro
 		k := bits.Len(uint(min(insertChunk, len(rows)-i))) - 1
 		n, q := 1<<k, insertStmts[k]
 		chunk := rows[i : i+n]
-		res, err := t.exec(ectx, q, b.args()[i*insertCols:(i+n)*insertCols])
+		t.args = b.appendArgs(t.args[:0], i, i+n)
+		res, err := t.exec(ectx, q, t.args)
 		if err != nil {
 			return nil, nil, 0, 0, fmt.Errorf("store: insert deliveries (queue id %s...): %w", chunk[0].d.QueueID, err)
 		}
@@ -774,7 +730,7 @@ func insertBatch(ctx context.Context, t *wtx, b *Batch, hostID int64) (rows []ro
 		added += int(ins)
 		i += n
 	}
-	b.releaseVals()
+	clear(t.args) // no texts kept alive by the buffer
 	return rows, skipped, added, old, nil
 }
 

@@ -31,6 +31,7 @@ func insertReturning(ctx context.Context, t *wtx, b *Batch) (skipped []bool, add
 		return copyDirect(ctx, t, b)
 	}
 	args := make([]any, 0, insertChunk*insertCols)
+	var vals []driver.NamedValue
 	for i := 0; i < len(rows); {
 		if err := ctx.Err(); err != nil {
 			return nil, 0, err
@@ -38,8 +39,8 @@ func insertReturning(ctx context.Context, t *wtx, b *Batch) (skipped []bool, add
 		k := bits.Len(uint(min(insertChunk, len(rows)-i))) - 1
 		n := 1 << k
 		chunk := rows[i : i+n]
-		args = args[:0]
-		for _, v := range b.args()[i*insertCols : (i+n)*insertCols] {
+		args, vals = args[:0], b.appendArgs(vals[:0], i, i+n)
+		for _, v := range vals {
 			args = append(args, v.Value)
 		}
 		inserted, err := returnedKeys(ctx, t, pgInsertStmts[k], args)
@@ -157,9 +158,10 @@ func copyReturning(ctx context.Context, t *wtx, b *Batch) (skipped []bool, added
 // stagingRows is b as a pgx.CopyFromSource: each row's insert arguments
 // after its sequence number, booleans as integers.
 type stagingRows struct {
-	b   *Batch
-	i   int
-	row []any
+	b    *Batch
+	i    int
+	row  []any
+	vals []driver.NamedValue
 }
 
 func (r *stagingRows) Next() bool {
@@ -169,7 +171,8 @@ func (r *stagingRows) Next() bool {
 
 func (r *stagingRows) Values() ([]any, error) {
 	r.row[0] = int64(r.i)
-	copyRow(r.row[1:], r.b.args()[r.i*insertCols:(r.i+1)*insertCols])
+	r.vals = r.b.appendArgs(r.vals[:0], r.i, r.i+1)
+	copyRow(r.row[1:], r.vals)
 	return r.row, nil
 }
 

@@ -26,6 +26,8 @@ type wtx struct {
 	// horizonRead: the pruning horizon was read, and is horizonValue.
 	horizonRead  bool
 	horizonValue int64
+	// args is insertBatch's buffer of insert arguments (SQLite).
+	args []driver.NamedValue
 }
 
 // horizon returns the pruning horizon (see Prune), which a transaction
