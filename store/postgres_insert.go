@@ -196,14 +196,18 @@ func copyRow(dst []any, vals []driver.NamedValue) {
 // where each statement is a round trip to a server that may be busy on
 // the same cores, the rows go with one COPY into a temporary table of
 // those columns, then into table with one INSERT ... SELECT: three round
-// trips for a commit's rollup rows, not one per rowsPerStmt (the rollups
+// trips for a commit's rollup rows, not one per 64 (the rollups
 // of a 5-second import transaction were about 400 statements and a tenth
 // of the import's time). vals must hold no key twice (ON CONFLICT DO
 // UPDATE cannot update a row twice in one statement), as a rollup's rows
 // do not.
+// upsertCopyMin is the fewest rows upsert sends through COPY on
+// PostgreSQL; fewer go in one statement.
+const upsertCopyMin = 64
+
 func (t *wtx) upsert(ctx context.Context, table, cols, tail string, vals []driver.NamedValue) error {
 	names := strings.Split(cols, ", ")
-	if t.eng != engPostgres || len(vals) < rowsPerStmt*len(names) {
+	if t.eng != engPostgres || len(vals) < upsertCopyMin*len(names) {
 		return t.execChunked(ctx, `INSERT INTO `+table+`(`+cols+`) VALUES `, tail, len(names), vals)
 	}
 	tmp := "mailtls_up_" + table

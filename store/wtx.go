@@ -129,8 +129,14 @@ func (t *wtx) exec(ctx context.Context, query string, args []driver.NamedValue) 
 	return res, err
 }
 
-// rowsPerStmt is how many rows execChunked puts in a statement.
-const rowsPerStmt = 64
+// rowsPerStmt is how many rows execChunked puts in a statement: up to
+// 15 columns, 7,680 values, within SQLite's 32,766 and PostgreSQL's 65,535.
+// On SQLite, every page a statement changes that the transaction had
+// changed before is copied to the statement journal once per statement,
+// so a commit's rollup rows (spread over the secondary indexes) cost a
+// page copy per row in statements of 64: a 100k-line import into a new
+// database took 6% less time with 512.
+const rowsPerStmt = 512
 
 // execChunked runs head + "(?, ...), (?, ...)" + tail over vals, cols
 // values per row, up to rowsPerStmt rows per statement (a statement costs
