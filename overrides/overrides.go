@@ -160,8 +160,9 @@ func ReadImport(args []string, stdin io.Reader) (Import, error) {
 		return Import{}, inputErrorf("%s: %v; nothing imported", name, err)
 	}
 	imp := Import{Name: name, Overrides: make([]store.Override, 0, len(entries))}
+	note := "imported from " + name // one string for all: a table can hold millions
 	for _, en := range entries {
-		imp.Overrides = append(imp.Overrides, store.Override{Key: en.Key, Policy: en.Value, Note: "imported from " + name})
+		imp.Overrides = append(imp.Overrides, store.Override{Key: en.Key, Policy: en.Value, Note: note})
 	}
 	return imp, nil
 }

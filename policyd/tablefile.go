@@ -25,18 +25,19 @@ const maxTableLine = 64 << 10
 // (postmap(1), "INPUT FILE FORMAT"): one `key whitespace value` entry per
 // logical line; blank lines and lines whose first non-blank character is '#'
 // are ignored; a line that starts with whitespace continues the previous
-// logical line. Every key and value is validated; all errors are collected
-// and returned together, each naming its line, so that a file is accepted
-// whole or not at all.
+// logical line (at most maxTableLine bytes with its continuations). Every
+// key and value is validated; the errors are returned together, the first
+// maxTableErrors each naming its line and the others counted, so that a
+// file is accepted whole or not at all.
 func ReadTable(r io.Reader) ([]TableEntry, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), maxTableLine)
-	type logical struct {
-		line int
-		text string
-	}
-	var lines []logical
-	n := 0
+	t := tableReader{seen: map[string]int{}}
+	var (
+		pending      string // the logical line being read
+		pendingStart int    // its first line; 0: none
+		n            int
+	)
 	for sc.Scan() {
 		n++
 		raw := strings.TrimRight(sc.Text(), "\r")
@@ -45,13 +46,19 @@ func ReadTable(r io.Reader) ([]TableEntry, error) {
 			continue
 		}
 		if raw[0] == ' ' || raw[0] == '\t' {
-			if len(lines) == 0 {
+			if pendingStart == 0 {
 				return nil, fmt.Errorf("%w: line %d: continuation line with nothing to continue", ErrBadTable, n)
 			}
-			lines[len(lines)-1].text += " " + trimmed
+			if len(pending)+1+len(trimmed) > maxTableLine {
+				return nil, fmt.Errorf("%w: line %d: the entry on line %d and its continuation lines are longer than %d bytes", ErrBadTable, n, pendingStart, maxTableLine)
+			}
+			pending += " " + trimmed
 			continue
 		}
-		lines = append(lines, logical{line: n, text: trimmed})
+		if pendingStart != 0 {
+			t.entry(pendingStart, pending)
+		}
+		pending, pendingStart = trimmed, n
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
@@ -59,41 +66,66 @@ func ReadTable(r io.Reader) ([]TableEntry, error) {
 		}
 		return nil, err
 	}
-	var (
-		out  []TableEntry
-		errs []string
-		seen = map[string]int{}
-	)
-	for _, l := range lines {
-		key, value, ok := strings.Cut(l.text, " ")
-		if k, v, ok2 := strings.Cut(l.text, "\t"); ok2 && (!ok || len(k) < len(key)) {
-			key, value, ok = k, v, true
-		}
-		if !ok || strings.TrimSpace(value) == "" {
-			errs = append(errs, fmt.Sprintf("line %d: %q has no policy value (want `key level [attr=value ...]`)", l.line, key))
-			continue
-		}
-		nk, err := NormalizeKey(key)
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("line %d: %v", l.line, err))
-			continue
-		}
-		p, err := ParsePolicy(strings.TrimSpace(value))
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("line %d: %v", l.line, err))
-			continue
-		}
-		if prev, dup := seen[nk]; dup {
-			errs = append(errs, fmt.Sprintf("line %d: duplicate key %q (first on line %d)", l.line, nk, prev))
-			continue
-		}
-		seen[nk] = l.line
-		out = append(out, TableEntry{Line: l.line, Key: nk, Value: p.String()})
+	if pendingStart != 0 {
+		t.entry(pendingStart, pending)
 	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("%w: %s", ErrBadTable, strings.Join(errs, "; "))
+	if len(t.errs) > 0 {
+		msg := strings.Join(t.errs, "; ")
+		if t.more > 0 {
+			msg += fmt.Sprintf("; and %d more bad lines", t.more)
+		}
+		return nil, fmt.Errorf("%w: %s", ErrBadTable, msg)
 	}
-	return out, nil
+	return t.out, nil
+}
+
+// maxTableErrors bounds the errors ReadTable reports one by one; the
+// others are counted.
+const maxTableErrors = 10
+
+// tableReader validates the logical lines of a table file as they are
+// read, so that a large file is held once, as its entries.
+type tableReader struct {
+	out  []TableEntry
+	errs []string
+	more int
+	seen map[string]int // key → its line
+}
+
+func (t *tableReader) fail(format string, args ...any) {
+	if len(t.errs) == maxTableErrors {
+		t.more++
+		return
+	}
+	t.errs = append(t.errs, fmt.Sprintf(format, args...))
+}
+
+// entry validates the logical line text that starts on line.
+func (t *tableReader) entry(line int, text string) {
+	key, value, ok := strings.Cut(text, " ")
+	if k, v, ok2 := strings.Cut(text, "\t"); ok2 && (!ok || len(k) < len(key)) {
+		key, value, ok = k, v, true
+	}
+	if !ok || strings.TrimSpace(value) == "" {
+		t.fail("line %d: %q has no policy value (want `key level [attr=value ...]`)", line, key)
+		return
+	}
+	nk, err := NormalizeKey(key)
+	if err != nil {
+		t.fail("line %d: %v", line, err)
+		return
+	}
+	p, err := ParsePolicy(strings.TrimSpace(value))
+	if err != nil {
+		t.fail("line %d: %v", line, err)
+		return
+	}
+	if prev, dup := t.seen[nk]; dup {
+		t.fail("line %d: duplicate key %q (first on line %d)", line, nk, prev)
+		return
+	}
+	t.seen[nk] = line
+	t.out = append(t.out, TableEntry{Line: line, Key: nk, Value: p.String()})
 }
 
 // WriteTable writes entries in the same source format that ReadTable reads.

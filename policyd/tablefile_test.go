@@ -3,6 +3,7 @@ package policyd
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -50,6 +51,8 @@ func TestReadTableErrors(t *testing.T) {
 		{"a b.example encrypt\n", "line 1"},
 		{"x.example encrypt protocols=TLSv1.2,ciphers=high\n", "line 1"},
 		{strings.Repeat("x", maxTableLine+10) + " may\n", "longer than"},
+		// Continuation lines, each under the bound, make an entry over it.
+		{"a.example encrypt\n" + strings.Repeat(" "+strings.Repeat("x", 1000)+"\n", maxTableLine/1000+1), "entry on line 1 and its continuation lines"},
 	} {
 		_, err := ReadTable(strings.NewReader(tc.in))
 		if err == nil || !errors.Is(err, ErrBadTable) || !strings.Contains(err.Error(), tc.want) {
@@ -58,6 +61,26 @@ func TestReadTableErrors(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "\n") {
 			t.Errorf("multi-line error: %q", err)
 		}
+	}
+}
+
+// TestReadTableErrorCount: a file of many bad lines gets a bounded error
+// that names the first ones and counts the rest.
+func TestReadTableErrorCount(t *testing.T) {
+	var in strings.Builder
+	for i := range 500 {
+		fmt.Fprintf(&in, "bad%d.example encrpyt\n", i)
+	}
+	_, err := ReadTable(strings.NewReader(in.String()))
+	if err == nil || !errors.Is(err, ErrBadTable) {
+		t.Fatalf("err %v, want ErrBadTable", err)
+	}
+	msg := err.Error()
+	if n := strings.Count(msg, "line "); n != maxTableErrors {
+		t.Errorf("%d lines named, want %d: %.300s", n, maxTableErrors, msg)
+	}
+	if !strings.Contains(msg, "line 1:") || !strings.Contains(msg, fmt.Sprintf("and %d more bad lines", 500-maxTableErrors)) {
+		t.Errorf("error %.300s... does not name line 1 and count the rest", msg)
 	}
 }
 
