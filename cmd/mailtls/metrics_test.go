@@ -122,16 +122,6 @@ next:
 	return total
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 type reportCounts struct {
 	report.Summary
 	expired, toForced int64
@@ -232,9 +222,9 @@ func (r reportCounts) minus(o reportCounts) reportCounts {
 // committed the whole file, and returns the last scrape.
 func followScrape(t *testing.T, c *cliT, logPath string, extra ...string) map[string]*dto.MetricFamily {
 	t.Helper()
-	addr := freeAddr(t)
-	stop := c.background(append([]string{"follow", "--log", logPath, "--poll", "20ms", "--http", addr}, extra...)...)
+	stop, addrs := c.backgroundListening(append([]string{"follow", "--log", logPath, "--poll", "20ms", "--http", "127.0.0.1:0"}, extra...)...)
 	defer stop()
+	addr := addrs["http"]
 	var fams map[string]*dto.MetricFamily
 	eventually(t, 30*time.Second, "the follower commits the whole log", func() (bool, string) {
 		var err error
@@ -341,16 +331,14 @@ func TestRunMetrics(t *testing.T) {
 	if err := os.WriteFile(logPath, []byte(deliveryKinds(time.Now().Add(-time.Hour), &seq, n)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	smap, web := freeAddr(t), freeAddr(t)
-	stop := c.background("run", "--log", logPath, "--poll", "20ms", "--socketmap", smap, "--tcp", "", "--http", web, "--default", "encrypt",
+	stop, addrs := c.backgroundListening("run", "--log", logPath, "--poll", "20ms", "--socketmap", "127.0.0.1:0", "--tcp", "", "--http", "127.0.0.1:0", "--default", "encrypt",
 		"--resolver", testnet.StartDNS(t, testnet.NewZone())) // default sources, an empty loopback zone
 	defer stop()
-	var conn net.Conn
-	eventually(t, 20*time.Second, "run listens", func() (bool, string) {
-		var err error
-		conn, err = net.Dial("tcp", smap)
-		return err == nil, fmt.Sprint(err)
-	})
+	web := addrs["http"]
+	conn, err := net.Dial("tcp", addrs["socketmap"])
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer conn.Close()
 	br := bufio.NewReader(conn)
 	ask := func(q string, times int) {

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -181,24 +184,82 @@ func TestStatusStale(t *testing.T) {
 }
 
 // background runs mailtls with args until the returned function is
-// called, which stops it and fails the test unless it exited 0. Only one
-// in-process Run may parse its flags at a time (urfave/cli's globals), so
-// the test watches the database meanwhile, not the CLI.
+// called, which stops it and fails the test unless it exited 0 (quoting
+// the end of its log). Only one in-process Run may parse its flags at a
+// time (urfave/cli's globals), so the test watches the database
+// meanwhile, not the CLI.
 func (c *cliT) background(args ...string) (stop func()) {
+	stop, _ = c.backgroundLog(args...)
+	return stop
+}
+
+// backgroundLog is background, and also returns what the process has
+// logged so far.
+func (c *cliT) backgroundLog(args ...string) (stop func(), logged func() string) {
 	t := c.t
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel) // if the test fails before calling stop
 	done := make(chan int, 1)
+	var errs lockedBuffer
 	go func() {
 		done <- Run(ctx, append([]string{"mailtls"}, args...),
-			env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: c.getenv})
+			env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &errs, getenv: c.getenv})
 	}()
 	return func() {
 		t.Helper()
 		cancel()
 		if code := <-done; code != 0 {
-			t.Fatalf("%s exited %d", args[0], code)
+			log := errs.String()
+			t.Fatalf("%s exited %d; its log ends: %s", args[0], code, log[max(0, len(log)-2000):])
 		}
-	}
+	}, errs.String
+}
+
+// backgroundListening is background for run, serve or follow given
+// listen addresses of port 0: it waits until the process has logged the
+// start line that names the addresses it listens on and returns them by
+// listener (socketmap, tcp_table, unix, http). A port chosen by the test
+// and closed before the process takes it can meanwhile be taken by any
+// other test on the machine.
+func (c *cliT) backgroundListening(args ...string) (stop func(), addrs map[string]string) {
+	t := c.t
+	t.Helper()
+	stop, logged := c.backgroundLog(args...)
+	eventually(t, 20*time.Second, args[0]+" logs its listeners", func() (bool, string) {
+		log := logged()
+		for _, line := range strings.Split(log, "\n") {
+			if strings.Contains(line, `started"`) {
+				addrs = map[string]string{}
+				for _, m := range listenerRE.FindAllStringSubmatch(line, -1) {
+					addrs[m[1]] = m[2]
+				}
+				return true, ""
+			}
+		}
+		return false, log
+	})
+	return stop, addrs
+}
+
+// listenerRE is one listener of a start line: socketmap=tcp:127.0.0.1:8470.
+var listenerRE = regexp.MustCompile(`(\w+)=tcp:(\S+?:\d+)\b`)
+
+// lockedBuffer is a bytes.Buffer that a process writes and a test reads
+// at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
