@@ -36,8 +36,14 @@ func ReadTable(r io.Reader) ([]TableEntry, error) {
 	var (
 		pending      string // the logical line being read
 		pendingStart int    // its first line; 0: none
+		tooLong      bool   // pending has grown over maxTableLine: dropped
 		n            int
 	)
+	flush := func() {
+		if pendingStart != 0 && !tooLong {
+			t.entry(pendingStart, pending)
+		}
+	}
 	for sc.Scan() {
 		n++
 		raw := strings.TrimRight(sc.Text(), "\r")
@@ -49,16 +55,17 @@ func ReadTable(r io.Reader) ([]TableEntry, error) {
 			if pendingStart == 0 {
 				return nil, fmt.Errorf("%w: line %d: continuation line with nothing to continue", ErrBadTable, n)
 			}
-			if len(pending)+1+len(trimmed) > maxTableLine {
-				return nil, fmt.Errorf("%w: line %d: the entry on line %d and its continuation lines are longer than %d bytes", ErrBadTable, n, pendingStart, maxTableLine)
+			if !tooLong && len(pending)+1+len(trimmed) > maxTableLine {
+				t.fail("line %d: the entry on line %d and its continuation lines are longer than %d bytes", n, pendingStart, maxTableLine)
+				tooLong, pending = true, ""
 			}
-			pending += " " + trimmed
+			if !tooLong {
+				pending += " " + trimmed
+			}
 			continue
 		}
-		if pendingStart != 0 {
-			t.entry(pendingStart, pending)
-		}
-		pending, pendingStart = trimmed, n
+		flush()
+		pending, pendingStart, tooLong = trimmed, n, false
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
@@ -66,9 +73,7 @@ func ReadTable(r io.Reader) ([]TableEntry, error) {
 		}
 		return nil, err
 	}
-	if pendingStart != 0 {
-		t.entry(pendingStart, pending)
-	}
+	flush()
 	if len(t.errs) > 0 {
 		msg := strings.Join(t.errs, "; ")
 		if t.more > 0 {

@@ -82,6 +82,13 @@ func TestReadTableErrorCount(t *testing.T) {
 	if !strings.Contains(msg, "line 1:") || !strings.Contains(msg, fmt.Sprintf("and %d more bad lines", 500-maxTableErrors)) {
 		t.Errorf("error %.300s... does not name line 1 and count the rest", msg)
 	}
+	// An entry too long with its continuation lines is one bad line among
+	// the others, and the lines after it are still read.
+	long := "bad.example encrpyt\nlong.example encrypt\n" + strings.Repeat(" "+strings.Repeat("x", 1000)+"\n", maxTableLine/1000+5) + "after.example encrpyt\n"
+	_, err = ReadTable(strings.NewReader(long))
+	if err == nil || strings.Count(err.Error(), "; ") != 2 || !strings.Contains(err.Error(), "line 1:") || !strings.Contains(err.Error(), "entry on line 2 and its continuation lines") || !strings.Contains(err.Error(), "encrpyt") {
+		t.Errorf("a long entry among bad lines: %v", err)
+	}
 }
 
 func FuzzReadTable(f *testing.F) {
