@@ -34,13 +34,19 @@ func ReadTable(r io.Reader) ([]TableEntry, error) {
 	sc.Buffer(make([]byte, 0, 4096), maxTableLine)
 	t := tableReader{seen: map[string]int{}}
 	var (
-		pending      string // the logical line being read
+		pending      string // the logical line being read, when on one line
+		joined       []byte // the logical line being read, when continued
+		continued    bool   // it is in joined
 		pendingStart int    // its first line; 0: none
-		tooLong      bool   // pending has grown over maxTableLine: dropped
+		tooLong      bool   // it has grown over maxTableLine: dropped
 		n            int
 	)
 	flush := func() {
-		if pendingStart != 0 && !tooLong {
+		switch {
+		case pendingStart == 0 || tooLong:
+		case continued:
+			t.entry(pendingStart, string(joined))
+		default:
 			t.entry(pendingStart, pending)
 		}
 	}
@@ -55,17 +61,22 @@ func ReadTable(r io.Reader) ([]TableEntry, error) {
 			if pendingStart == 0 {
 				return nil, fmt.Errorf("%w: line %d: continuation line with nothing to continue", ErrBadTable, n)
 			}
-			if !tooLong && len(pending)+1+len(trimmed) > maxTableLine {
+			if tooLong {
+				continue
+			}
+			if !continued {
+				joined, continued = append(joined[:0], pending...), true
+			}
+			if len(joined)+1+len(trimmed) > maxTableLine {
 				t.fail("line %d: the entry on line %d and its continuation lines are longer than %d bytes", n, pendingStart, maxTableLine)
-				tooLong, pending = true, ""
+				tooLong = true
+				continue
 			}
-			if !tooLong {
-				pending += " " + trimmed
-			}
+			joined = append(append(joined, ' '), trimmed...)
 			continue
 		}
 		flush()
-		pending, pendingStart, tooLong = trimmed, n, false
+		pending, pendingStart, tooLong, continued = trimmed, n, false, false
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
