@@ -19,8 +19,10 @@ type migration struct {
 	fn  func(context.Context, *sql.Tx, engine) error
 }
 
-// migrations are applied in order, each in its own transaction, and recorded
-// in schema_migrations. Never edit a released migration; append a new one.
+// migrations are applied in order, the pending ones in one transaction,
+// and recorded in schema_migrations. Never edit a released migration;
+// append a new one, then write the snapshot of new SQLite databases again
+// (`go test ./store -run TestSQLiteSnapshot -update`, see snapshot.go).
 var migrations = []migration{
 	// 1: initial schema; on PostgreSQL with the trigger that notifies
 	// override changes.
