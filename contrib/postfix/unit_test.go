@@ -438,12 +438,14 @@ func checkUnitRun(t *testing.T, u unit, journal bool, allowed func(string) bool,
 			paths[a] = args[i]
 		}
 	}
-	// Loopback ports of our own instead of the fixed 8470/8471.
+	// Loopback ports of our own instead of the fixed 8470/8471/8472 (the
+	// HTTP listener stays on, so its syscalls are checked too: a mailtls
+	// running on the machine had 8472 and failed this test).
 	// The unit's default sources query DNS: a loopback resolver of the
 	// test's own (destinations publish nothing), so that the sandbox is
 	// checked with the DNS sockets the daemon opens, and no query leaves
 	// the machine.
-	args = append(args, "--socketmap", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--config", os.DevNull, "--log-level", "debug",
+	args = append(args, "--socketmap", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--config", os.DevNull, "--log-level", "debug",
 		"--resolver", testnet.StartDNS(t, testnet.NewZone()))
 	for _, d := range []string{"/var/log", "/run", "/var/lib"} {
 		if err := os.MkdirAll(under(d), 0o755); err != nil {
@@ -507,7 +509,7 @@ func checkUnitRun(t *testing.T, u unit, journal bool, allowed func(string) bool,
 	}
 	sm := regexp.MustCompile(`socketmap=tcp:(127\.0\.0\.1:\d+)`).FindStringSubmatch(started)
 	tt := regexp.MustCompile(`tcp_table=tcp:(127\.0\.0\.1:\d+)`).FindStringSubmatch(started)
-	if sm == nil || tt == nil || !strings.Contains(started, "socketmap=unix:"+sockPath) {
+	if sm == nil || tt == nil || !strings.Contains(started, "socketmap=unix:"+sockPath) || !regexp.MustCompile(`http=tcp:127\.0\.0\.1:\d+`).MatchString(started) {
 		t.Fatalf("listeners not in %q", started)
 	}
 	var st syscall.Stat_t
