@@ -16,6 +16,7 @@ import (
 
 	"github.com/mailtls/mailtls/bench/gen"
 	"github.com/mailtls/mailtls/delivery"
+	"github.com/mailtls/mailtls/internal/servetest"
 )
 
 // fleetCLI runs the real binary against one database.
@@ -184,12 +185,12 @@ func TestFleetHostsImport(t *testing.T) {
 type followProc struct {
 	cmd  *exec.Cmd
 	done chan error
-	log  *syncBuffer
+	log  *servetest.SyncBuffer
 }
 
 func (f fleetCLI) follow(host, logPath string) *followProc {
 	f.t.Helper()
-	p := &followProc{log: &syncBuffer{}, done: make(chan error, 1)}
+	p := &followProc{log: &servetest.SyncBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(f.bin, "follow", "--db", f.db, "--log", logPath, "--host", host, "--poll", "50ms", "--config", "/dev/null", "--http", "")
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/internal/servetest"
 	"github.com/mailtls/mailtls/internal/testnet"
 )
 
@@ -82,7 +83,7 @@ type mailtlsRun struct {
 	env  []string // nil: this process's environment
 	cmd  *exec.Cmd
 	done chan error
-	log  *syncBuffer
+	log  *servetest.SyncBuffer
 	db   string
 	smap string
 	tcp  string
@@ -90,26 +91,9 @@ type mailtlsRun struct {
 	emptyDNS string
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func newMailtlsRun(t *testing.T, logPath string) *mailtlsRun {
 	m := &mailtlsRun{
-		t: t, bin: mailtlsBin(t), log: &syncBuffer{},
+		t: t, bin: mailtlsBin(t), log: &servetest.SyncBuffer{},
 		db:   filepath.Join(t.TempDir(), "mailtls.db"),
 		smap: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		tcp:  fmt.Sprintf("127.0.0.1:%d", freePort(t)),

@@ -1,7 +1,6 @@
 package policyd
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailtls/mailtls/internal/servetest"
 )
 
 var t0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
@@ -208,24 +209,6 @@ func (f *fakeSource) counts() (int, int) {
 	return f.versions, f.loads
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // stepWatch makes tab's Watch poll only when the returned step is called,
 // and step return only once that poll has finished; wait returns once
 // Watch's initial poll has finished. No sleeping.
@@ -245,7 +228,7 @@ func TestTableWatch(t *testing.T) {
 		t.Fatal("new table has a snapshot")
 	}
 	poll, initial := stepWatch(tab)
-	var logs syncBuffer
+	var logs servetest.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

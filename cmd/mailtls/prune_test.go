@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,11 +9,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mailtls/mailtls/delivery"
+	"github.com/mailtls/mailtls/internal/servetest"
 	"github.com/mailtls/mailtls/store"
 )
 
@@ -201,7 +200,7 @@ func (c *cliT) backgroundLog(args ...string) (stop func(), logged func() string)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel) // if the test fails before calling stop
 	done := make(chan int, 1)
-	var errs lockedBuffer
+	var errs servetest.SyncBuffer
 	go func() {
 		done <- Run(ctx, append([]string{"mailtls"}, args...),
 			env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &errs, getenv: c.getenv})
@@ -244,22 +243,3 @@ func (c *cliT) backgroundListening(args ...string) (stop func(), addrs map[strin
 
 // listenerRE is one listener of a start line: socketmap=tcp:127.0.0.1:8470.
 var listenerRE = regexp.MustCompile(`(\w+)=tcp:(\S+?:\d+)\b`)
-
-// lockedBuffer is a bytes.Buffer that a process writes and a test reads
-// at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}

@@ -2,8 +2,8 @@
 // listener for the length of a test: the one copy of the helper that the
 // tests of policyd and internal/loadgen share; and asks a policy map
 // through the real Postfix client (PostmapQ), for the tests of daemon and
-// cmd/mailtls. It does not import policyd, so that policyd's own tests can
-// use it.
+// cmd/mailtls; and holds the log of a process under test (SyncBuffer). It
+// does not import policyd, so that policyd's own tests can use it.
 package servetest
 
 import (
