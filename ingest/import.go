@@ -34,9 +34,13 @@ type ImportOptions struct {
 	// Relays marks the deliveries to internal hops; nil applies only the
 	// built-in rule (loopback addresses and unix sockets).
 	Relays *logparse.InternalRelays
-	// Trust decides which journal entries (journalctl -o json lines) are
-	// believed; the others are counted in Result.Untrusted and not fed.
-	Trust logparse.JournalTrust
+	// Trust gives the rule that decides which journal entries (journalctl
+	// -o json lines) are believed; the others are counted in
+	// Result.Untrusted and not fed. It is called at the first journal
+	// entry, if any, so that an import of syslog files never looks up the
+	// Postfix user (see PostfixTrust); its error ends the import. Nil
+	// believes root alone.
+	Trust func() (logparse.JournalTrust, error)
 }
 
 // Result is what an Import read and stored, also when it failed or was
@@ -208,6 +212,7 @@ type parser struct {
 	read      atomic.Int64               // bytes read, for the progress bar
 	untrusted *logparse.JournalSkips
 	batch     []delivery.Delivery
+	trust     *logparse.JournalTrust // opts.Trust's, once called
 }
 
 func (p *parser) run(files []string) error {
@@ -243,7 +248,9 @@ func (p *parser) file(name string) error {
 		if err != nil {
 			return fmt.Errorf("read %s: %w", name, err)
 		}
-		p.line(line, tooLong)
+		if err := p.line(line, tooLong); err != nil {
+			return err
+		}
 		if len(p.batch) >= importBatch {
 			if err := p.send(); err != nil {
 				return err
@@ -254,14 +261,29 @@ func (p *parser) file(name string) error {
 
 // line feeds one line to the correlator, unless it is too long (skipped)
 // or a journal entry not believed (counted).
-func (p *parser) line(line []byte, tooLong bool) {
+func (p *parser) line(line []byte, tooLong bool) error {
 	if tooLong {
 		p.corr.SkipLine(line)
-	} else if v := checkJournalLine(p.opts.Trust, line); v != logparse.JournalBelieved {
-		p.untrusted.Add(v)
-	} else {
-		p.batch = append(p.batch, p.corr.Feed(line)...)
+		return nil
 	}
+	if isJournalEntry(line) {
+		if p.trust == nil {
+			t := logparse.JournalTrust{}
+			if p.opts.Trust != nil {
+				var err error
+				if t, err = p.opts.Trust(); err != nil {
+					return err
+				}
+			}
+			p.trust = &t
+		}
+		if v := p.trust.Check(line); v != logparse.JournalBelieved {
+			p.untrusted.Add(v)
+			return nil
+		}
+	}
+	p.batch = append(p.batch, p.corr.Feed(line)...)
+	return nil
 }
 
 // send hands the pending deliveries to the preparer.
@@ -284,17 +306,15 @@ func (p *parser) send() error {
 // errPrepare stops the parser when the preparer has failed.
 var errPrepare = errors.New("ingest: a batch could not be prepared")
 
-// checkJournalLine applies trust to a journalctl -o json line; other lines
-// (syslog, postlog) are believed: a file has no journald fields to check.
-func checkJournalLine(trust logparse.JournalTrust, line []byte) logparse.JournalVerdict {
+// isJournalEntry reports whether line is a journalctl -o json line, to
+// which the trust rule applies; other lines (syslog, postlog) are
+// believed: a file has no journald fields to check.
+func isJournalEntry(line []byte) bool {
 	i := 0
 	for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
 		i++ // not bytes.TrimLeft: its cutset costs more than the loop, on every line
 	}
-	if i == len(line) || line[i] != '{' {
-		return logparse.JournalBelieved
-	}
-	return trust.Check(line)
+	return i < len(line) && line[i] == '{'
 }
 
 // Summary is the line that says what an import read and stored;

@@ -202,28 +202,70 @@ func TestImportCanceled(t *testing.T) {
 func TestImportJournalTrust(t *testing.T) {
 	fixture := filepath.Join("..", "logparse", "testdata", "journal", "forged.json")
 	var bk fakeBulk
-	res, err := Import(context.Background(), &bk, []string{fixture}, ImportOptions{Trust: logparse.JournalTrust{UIDs: []uint32{100}}})
+	calls := 0
+	trust := func() (logparse.JournalTrust, error) {
+		calls++
+		return logparse.JournalTrust{UIDs: []uint32{100}}, nil
+	}
+	res, err := Import(context.Background(), &bk, []string{fixture}, ImportOptions{Trust: trust})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Lines() != 14 || res.Added != 5 || res.Untrusted.Total() != 5 || res.Untrusted.String() != "no_uid=1 uid=2 comm=1 ambiguous=1" {
 		t.Errorf("lines %d, added %d, untrusted %d (%s)", res.Lines(), res.Added, res.Untrusted.Total(), res.Untrusted)
 	}
+	if calls != 1 {
+		t.Errorf("the trust rule was asked for %d times, want once", calls)
+	}
 }
 
-func TestCheckJournalLine(t *testing.T) {
+// TestImportTrustAtFirstJournalEntry: the trust rule is asked for only
+// when a journal entry comes (an import of syslog files never looks up the
+// Postfix user), and its error ends the import; nil believes root alone.
+func TestImportTrustAtFirstJournalEntry(t *testing.T) {
+	syslog := writeFile(t, "mail.log", []byte(tlsLine+sentLine))
+	var bk fakeBulk
+	res, err := Import(context.Background(), &bk, []string{syslog}, ImportOptions{Trust: func() (logparse.JournalTrust, error) {
+		t.Error("the trust rule was asked for in an import of a syslog file")
+		return logparse.JournalTrust{}, nil
+	}})
+	if err != nil || res.Added == 0 {
+		t.Fatalf("syslog import: %+v, %v", res, err)
+	}
+	journal := filepath.Join("..", "logparse", "testdata", "journal", "forged.json")
+	lookupFailed := errors.New("--postfix-user \"postfix\": lookup failed")
+	bk = fakeBulk{}
+	_, err = Import(context.Background(), &bk, []string{syslog, journal}, ImportOptions{Trust: func() (logparse.JournalTrust, error) {
+		return logparse.JournalTrust{}, lookupFailed
+	}})
+	if !errors.Is(err, lookupFailed) || !bk.closed {
+		t.Errorf("import with a failing trust rule: err %v, bulk closed %v; want the rule's error", err, bk.closed)
+	}
+	bk = fakeBulk{}
+	res, err = Import(context.Background(), &bk, []string{journal}, ImportOptions{})
+	if err != nil || res.Untrusted.Count(logparse.JournalBadUID) <= 2 {
+		t.Errorf("import with no trust rule: %v, untrusted %s; want more uid refusals than the 2 with uid 100 believed", err, res.Untrusted)
+	}
+}
+
+func TestIsJournalEntry(t *testing.T) {
 	trust := logparse.JournalTrust{UIDs: []uint32{100}}
 	for _, tc := range []struct {
-		line string
-		want logparse.JournalVerdict
+		line    string
+		journal bool
+		want    logparse.JournalVerdict
 	}{
-		{strings.TrimSuffix(sentLine, "\n"), logparse.JournalBelieved},
-		{"", logparse.JournalBelieved},
-		{`{"MESSAGE":"1A2B3C4D5E: to=<u@a.example>, relay=mx.a.example[192.0.2.10]:25, status=sent (250 ok)","SYSLOG_IDENTIFIER":"postfix/smtp","_COMM":"smtp","_PID":"7"}`, logparse.JournalNoUID},
-		{`  {"MESSAGE":"x","SYSLOG_IDENTIFIER":"postfix/smtp","_COMM":"smtp","_UID":"4242","_PID":"7"}`, logparse.JournalBadUID},
+		{strings.TrimSuffix(sentLine, "\n"), false, 0},
+		{"", false, 0},
+		{" \t", false, 0},
+		{`{"MESSAGE":"1A2B3C4D5E: to=<u@a.example>, relay=mx.a.example[192.0.2.10]:25, status=sent (250 ok)","SYSLOG_IDENTIFIER":"postfix/smtp","_COMM":"smtp","_PID":"7"}`, true, logparse.JournalNoUID},
+		{`  {"MESSAGE":"x","SYSLOG_IDENTIFIER":"postfix/smtp","_COMM":"smtp","_UID":"4242","_PID":"7"}`, true, logparse.JournalBadUID},
 	} {
-		if got := checkJournalLine(trust, []byte(tc.line)); got != tc.want {
-			t.Errorf("checkJournalLine(%.40q) = %v, want %v", tc.line, got, tc.want)
+		line := []byte(tc.line)
+		if got := isJournalEntry(line); got != tc.journal {
+			t.Errorf("isJournalEntry(%.40q) = %v", tc.line, got)
+		} else if got && trust.Check(line) != tc.want {
+			t.Errorf("Check(%.40q) = %v, want %v", tc.line, trust.Check(line), tc.want)
 		}
 	}
 }

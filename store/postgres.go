@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -84,18 +85,28 @@ var pgKeywords = map[string]bool{
 	"connect_timeout": true, "application_name": true, "target_session_attrs": true, "service": true,
 }
 
-var (
-	schemeRE = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*)://`)
-	kvRE     = regexp.MustCompile(`^\s*([A-Za-z_]+)\s*=`)
+// dsnPatterns read and redact DSNs; compiled at first use (dsnRE), not in
+// every process's start.
+type dsnPatterns struct {
+	scheme, kv *regexp.Regexp
 	// redaction: the password of a URL's userinfo, and password= in a
 	// query string or key=value DSN, quoted or not. The userinfo ends at the first '@' before any '/', as libpq reads
 	// it, and the password at that '@' (so that p?w@h hides all of p?w).
-	urlPassRE = regexp.MustCompile(`(://[^/@:]*:)[^/@]*@`)
+	urlPass *regexp.Regexp
 	// A password parameter of a URL's query ends at '&'; a key=value one
 	// only at a space (or its closing quote), as libpq reads it.
-	qPassRE  = regexp.MustCompile(`(?i)([?&]password=)[^&#\s]*`)
-	kvPassRE = regexp.MustCompile(`(?i)((?:^|[^?&\w])password\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)`)
-)
+	qPass, kvPass *regexp.Regexp
+}
+
+var dsnRE = sync.OnceValue(func() *dsnPatterns {
+	return &dsnPatterns{
+		scheme:  regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*)://`),
+		kv:      regexp.MustCompile(`^\s*([A-Za-z_]+)\s*=`),
+		urlPass: regexp.MustCompile(`(://[^/@:]*:)[^/@]*@`),
+		qPass:   regexp.MustCompile(`(?i)([?&]password=)[^&#\s]*`),
+		kvPass:  regexp.MustCompile(`(?i)((?:^|[^?&\w])password\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)`),
+	}
+})
 
 // sslModes are the sslmode values pgx accepts.
 var sslModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
@@ -104,19 +115,31 @@ var sslModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "v
 // file: any scheme:// URL (so that a mistyped scheme is an error, not a
 // file name), or a libpq key=value string.
 func isDSN(target string) bool {
-	if schemeRE.MatchString(target) {
+	re := dsnRE()
+	if re.scheme.MatchString(target) {
 		return true
 	}
-	m := kvRE.FindStringSubmatch(target)
+	m := re.kv.FindStringSubmatch(target)
 	return m != nil && pgKeywords[strings.ToLower(m[1])]
 }
 
 // RedactDSN returns s with any password in it replaced by xxxxx. It is
 // meant for DSNs and for error texts that may quote one.
 func RedactDSN(s string) string {
-	s = urlPassRE.ReplaceAllString(s, "${1}xxxxx@")
-	s = qPassRE.ReplaceAllString(s, "${1}xxxxx")
-	return kvPassRE.ReplaceAllString(s, "${1}xxxxx")
+	// Every pattern needs an '@' or the word password, whose 'p' has no
+	// case-folded form but 'P': most texts (a file name) need no more.
+	if !strings.ContainsAny(s, "@pP") {
+		return s
+	}
+	return redactPasswords(s)
+}
+
+// redactPasswords is RedactDSN without its shortcut.
+func redactPasswords(s string) string {
+	re := dsnRE()
+	s = re.urlPass.ReplaceAllString(s, "${1}xxxxx@")
+	s = re.qPass.ReplaceAllString(s, "${1}xxxxx")
+	return re.kvPass.ReplaceAllString(s, "${1}xxxxx")
 }
 
 // parseDSN checks a PostgreSQL DSN and returns pgx's configuration for
@@ -128,7 +151,7 @@ func parseDSN(target string) (*pgx.ConnConfig, string, error) {
 		return fmt.Errorf("%w: database %q: %s", ErrBadInput, red, strings.ReplaceAll(RedactDSN(fmt.Sprintf(format, args...)), "\n", " "))
 	}
 	var sslmode, port string
-	if m := schemeRE.FindStringSubmatch(target); m != nil {
+	if m := dsnRE().scheme.FindStringSubmatch(target); m != nil {
 		if !slices.Contains(pgSchemes, strings.ToLower(m[1])) {
 			return nil, "", bad("unknown scheme %q; accepted: postgres://, postgresql:// (or a file path for SQLite)", m[1])
 		}

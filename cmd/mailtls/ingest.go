@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -67,7 +68,7 @@ func importAction(c *cli.Context, e env) error {
 	if err := ingest.CheckFiles(files); err != nil {
 		return usageErrorf("%v", err)
 	}
-	trust, err := journalTrust(c, false)
+	trust, err := importTrust(c)
 	if err != nil {
 		return err
 	}
@@ -97,9 +98,24 @@ func importAction(c *cli.Context, e env) error {
 	return nil
 }
 
+// importTrust is --postfix-user for import: the user is looked up at the
+// import's first journal entry (ingest.ImportOptions.Trust), so an import
+// of syslog files never asks NSS, unless the flag was given, which is
+// checked at once.
+func importTrust(c *cli.Context) (func() (logparse.JournalTrust, error), error) {
+	if c.IsSet("postfix-user") {
+		t, err := journalTrust(c, false)
+		if err != nil {
+			return nil, err
+		}
+		return func() (logparse.JournalTrust, error) { return t, nil }, nil
+	}
+	return sync.OnceValues(func() (logparse.JournalTrust, error) { return journalTrust(c, false) }), nil
+}
+
 // printImportSummary prints what an import read and stored, and notes on
 // stderr what looks like missing TLS logging or a wrong --postfix-user.
-func printImportSummary(c *cli.Context, e env, st ingest.Pruner, res ingest.Result, trust logparse.JournalTrust) {
+func printImportSummary(c *cli.Context, e env, st ingest.Pruner, res ingest.Result, trust func() (logparse.JournalTrust, error)) {
 	var horizon time.Time
 	if res.Old > 0 {
 		horizon, _ = st.Horizon(c.Context)
@@ -109,7 +125,8 @@ func printImportSummary(c *cli.Context, e env, st ingest.Pruner, res ingest.Resu
 		fmt.Fprintln(e.stderr, "mailtls: note: "+ingest.TLSLoggingHint)
 	}
 	if n := res.Untrusted.Count(logparse.JournalBadUID); n > 0 {
+		t, _ := trust() // asked for by the import, which counted n
 		fmt.Fprintf(e.stderr, "mailtls: note: %d smtp/lmtp journal entries came from a _UID other than root's and --postfix-user's %s; "+
-			"if Postfix runs as another user (here or where the journal was written), give it with --postfix-user NAME|UID\n", n, ingest.DescribeTrust(c.String("postfix-user"), trust))
+			"if Postfix runs as another user (here or where the journal was written), give it with --postfix-user NAME|UID\n", n, ingest.DescribeTrust(c.String("postfix-user"), t))
 	}
 }
