@@ -63,6 +63,8 @@ func NormalizeKey(key string) (string, error) {
 	switch {
 	case k[0] == '[':
 		return normBracketed(key, k)
+	case strings.HasPrefix(k, "*.") && len(k) > 2:
+		return "", badKey("key %q: the subdomains of %s are the key %q, as in Postfix's tables (%s for %s itself)", key, k[2:], k[1:], k[2:], k[2:])
 	case k[0] == '.':
 		d, err := normDomain(key, k[1:])
 		if err != nil {

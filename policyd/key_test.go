@@ -84,6 +84,8 @@ func TestNormalizeKeyInvalid(t *testing.T) {
 		{"[mx.example.com]:", "empty port"},
 		{"[mx.example.com]:99999", "bad port"},
 		{"[.example.com]", "wildcard"},
+		{"*.example.com", `subdomains of example.com are the key ".example.com"`},
+		{"*.", "character"},
 		{"[300.1.2.3]", "not an IPv4"},
 		{"[1.2.3]", "not an IPv4"},
 		{"[ipv6:1.2.3.4]", "not an IPv6"},
