@@ -97,23 +97,26 @@ func newFollower(c *cli.Context, st ingest.FollowStore, log *slog.Logger) (*inge
 
 // journalSource is --journal, --journal-dir, --journalctl, --journal-unit
 // and --postfix-user.
+// The flags are checked before the Postfix user is looked up (NSS).
 func journalSource(c *cli.Context, log *slog.Logger) (ingest.Source, string, error) {
-	trust, err := journalTrust(c, true)
-	if err != nil {
-		return nil, "", err
-	}
-	for _, u := range c.StringSlice("journal-unit") {
+	units := c.StringSlice("journal-unit")
+	for _, u := range units {
 		if err := ingest.CheckJournalUnit(u); err != nil {
 			return nil, "", usageErrorf("--journal-unit %v", err)
 		}
-		trust.Units = append(trust.Units, u)
 	}
 	dir := c.String("journal-dir")
 	if c.IsSet("journal-dir") {
+		var err error
 		if dir, err = ingest.JournalDir(dir); err != nil {
 			return nil, "", usageErrorf("--journal-dir %v", err)
 		}
 	}
+	trust, err := journalTrust(c, true)
+	if err != nil {
+		return nil, "", err
+	}
+	trust.Units = append(trust.Units, units...)
 	src, name := ingest.JournalSource(c.String("journalctl"), dir, trust, log)
 	return src, name, nil
 }

@@ -61,6 +61,9 @@ func TestJournalFlagErrors(t *testing.T) {
 		{[]string{"run", "--journal-dir", "/nonexistent/journal"}, "--journal-dir"},
 		{[]string{"follow", "--journal", "--journal-unit", "postfix"}, `--journal-unit "postfix": want a full unit name`},
 		{[]string{"follow", "--journal", "--postfix-user", "no-such-user-here"}, `--postfix-user "no-such-user-here": no such user`},
+		// the flags' own errors before the user's (a lookup through NSS)
+		{[]string{"follow", "--journal-dir", "/nonexistent/journal", "--postfix-user", "no-such-user-here"}, `--journal-dir "/nonexistent/journal"`},
+		{[]string{"follow", "--journal", "--journal-unit", "postfix", "--postfix-user", "no-such-user-here"}, `--journal-unit "postfix"`},
 		{[]string{"import", "--postfix-user", "no-such-user-here", file}, `--postfix-user "no-such-user-here": no such user`},
 	} {
 		args := tc.args
