@@ -85,27 +85,27 @@ var pgKeywords = map[string]bool{
 	"connect_timeout": true, "application_name": true, "target_session_attrs": true, "service": true,
 }
 
-// dsnPatterns read and redact DSNs; compiled at first use (dsnRE), not in
-// every process's start.
-type dsnPatterns struct {
-	scheme, kv *regexp.Regexp
-	// redaction: the password of a URL's userinfo, and password= in a
-	// query string or key=value DSN, quoted or not. The userinfo ends at the first '@' before any '/', as libpq reads
-	// it, and the password at that '@' (so that p?w@h hides all of p?w).
-	urlPass *regexp.Regexp
+// dsnRE are the patterns that tell a DSN from a file name (isDSN, which
+// every opening of a store asks) and read its scheme; passRE are those
+// that redact passwords (RedactDSN, rarely past its shortcut). Each set
+// is compiled at its first use, not in every process's start.
+var dsnRE = sync.OnceValue(func() (re struct{ scheme, kv *regexp.Regexp }) {
+	re.scheme = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*)://`)
+	re.kv = regexp.MustCompile(`^\s*([A-Za-z_]+)\s*=`)
+	return re
+})
+
+var passRE = sync.OnceValue(func() (re struct{ urlPass, qPass, kvPass *regexp.Regexp }) {
+	// The password of a URL's userinfo, and password= in a query string
+	// or key=value DSN, quoted or not. The userinfo ends at the first '@'
+	// before any '/', as libpq reads it, and the password at that '@' (so
+	// that p?w@h hides all of p?w).
+	re.urlPass = regexp.MustCompile(`(://[^/@:]*:)[^/@]*@`)
 	// A password parameter of a URL's query ends at '&'; a key=value one
 	// only at a space (or its closing quote), as libpq reads it.
-	qPass, kvPass *regexp.Regexp
-}
-
-var dsnRE = sync.OnceValue(func() *dsnPatterns {
-	return &dsnPatterns{
-		scheme:  regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*)://`),
-		kv:      regexp.MustCompile(`^\s*([A-Za-z_]+)\s*=`),
-		urlPass: regexp.MustCompile(`(://[^/@:]*:)[^/@]*@`),
-		qPass:   regexp.MustCompile(`(?i)([?&]password=)[^&#\s]*`),
-		kvPass:  regexp.MustCompile(`(?i)((?:^|[^?&\w])password\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)`),
-	}
+	re.qPass = regexp.MustCompile(`(?i)([?&]password=)[^&#\s]*`)
+	re.kvPass = regexp.MustCompile(`(?i)((?:^|[^?&\w])password\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)`)
+	return re
 })
 
 // sslModes are the sslmode values pgx accepts.
@@ -136,7 +136,7 @@ func RedactDSN(s string) string {
 
 // redactPasswords is RedactDSN without its shortcut.
 func redactPasswords(s string) string {
-	re := dsnRE()
+	re := passRE()
 	s = re.urlPass.ReplaceAllString(s, "${1}xxxxx@")
 	s = re.qPass.ReplaceAllString(s, "${1}xxxxx")
 	return re.kvPass.ReplaceAllString(s, "${1}xxxxx")
