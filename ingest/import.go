@@ -49,6 +49,7 @@ type Result struct {
 	Stats        logparse.Stats
 	FirstSkipped string                // Correlator.FirstSkipped, or ""
 	Untrusted    logparse.JournalSkips // journal entries not fed: see logparse.JournalTrust
+	Trust        logparse.JournalTrust // the rule they were judged by (opts.Trust's); zero if none came
 	Added        int
 	Committed    int // of Added, how many were committed (all, unless interrupted)
 	Old          int // left out as older than the pruning horizon
@@ -75,7 +76,7 @@ func Import(ctx context.Context, bk Bulk, files []string, opts ImportOptions) (R
 	var res Result
 	w := startWriter(ctx, bk)
 	pr := startPreparer(opts.Relays, bk.PrepareBatch, w.batches)
-	p := &parser{ctx: ctx, opts: opts, out: pr.in, free: pr.free, failed: &pr.failed, untrusted: &res.Untrusted,
+	p := &parser{ctx: ctx, opts: opts, out: pr.in, free: pr.free, failed: &pr.failed, untrusted: &res.Untrusted, trust: &res.Trust,
 		corr: logparse.NewCorrelator(logparse.Options{RefTime: time.Now()})}
 	stopBar := func() {}
 	if opts.Progress != nil {
@@ -212,7 +213,8 @@ type parser struct {
 	read      atomic.Int64               // bytes read, for the progress bar
 	untrusted *logparse.JournalSkips
 	batch     []delivery.Delivery
-	trust     *logparse.JournalTrust // opts.Trust's, once called
+	trust     *logparse.JournalTrust // opts.Trust's, once asked for (hasTrust)
+	hasTrust  bool
 }
 
 func (p *parser) run(files []string) error {
@@ -267,16 +269,14 @@ func (p *parser) line(line []byte, tooLong bool) error {
 		return nil
 	}
 	if isJournalEntry(line) {
-		if p.trust == nil {
-			t := logparse.JournalTrust{}
-			if p.opts.Trust != nil {
-				var err error
-				if t, err = p.opts.Trust(); err != nil {
-					return err
-				}
+		if !p.hasTrust && p.opts.Trust != nil {
+			t, err := p.opts.Trust()
+			if err != nil {
+				return err
 			}
-			p.trust = &t
+			*p.trust = t
 		}
+		p.hasTrust = true
 		if v := p.trust.Check(line); v != logparse.JournalBelieved {
 			p.untrusted.Add(v)
 			return nil

@@ -214,8 +214,8 @@ func TestImportJournalTrust(t *testing.T) {
 	if res.Lines() != 14 || res.Added != 5 || res.Untrusted.Total() != 5 || res.Untrusted.String() != "no_uid=1 uid=2 comm=1 ambiguous=1" {
 		t.Errorf("lines %d, added %d, untrusted %d (%s)", res.Lines(), res.Added, res.Untrusted.Total(), res.Untrusted)
 	}
-	if calls != 1 {
-		t.Errorf("the trust rule was asked for %d times, want once", calls)
+	if calls != 1 || len(res.Trust.UIDs) != 1 || res.Trust.UIDs[0] != 100 {
+		t.Errorf("the trust rule was asked for %d times (want once); result's rule %+v", calls, res.Trust)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -93,7 +92,7 @@ func importAction(c *cli.Context, e env) error {
 		return err
 	}
 	if !c.Bool("quiet") {
-		printImportSummary(c, e, st, res, trust)
+		printImportSummary(c, e, st, res)
 	}
 	return nil
 }
@@ -110,12 +109,12 @@ func importTrust(c *cli.Context) (func() (logparse.JournalTrust, error), error) 
 		}
 		return func() (logparse.JournalTrust, error) { return t, nil }, nil
 	}
-	return sync.OnceValues(func() (logparse.JournalTrust, error) { return journalTrust(c, false) }), nil
+	return func() (logparse.JournalTrust, error) { return journalTrust(c, false) }, nil
 }
 
 // printImportSummary prints what an import read and stored, and notes on
 // stderr what looks like missing TLS logging or a wrong --postfix-user.
-func printImportSummary(c *cli.Context, e env, st ingest.Pruner, res ingest.Result, trust func() (logparse.JournalTrust, error)) {
+func printImportSummary(c *cli.Context, e env, st ingest.Pruner, res ingest.Result) {
 	var horizon time.Time
 	if res.Old > 0 {
 		horizon, _ = st.Horizon(c.Context)
@@ -125,8 +124,7 @@ func printImportSummary(c *cli.Context, e env, st ingest.Pruner, res ingest.Resu
 		fmt.Fprintln(e.stderr, "mailtls: note: "+ingest.TLSLoggingHint)
 	}
 	if n := res.Untrusted.Count(logparse.JournalBadUID); n > 0 {
-		t, _ := trust() // asked for by the import, which counted n
 		fmt.Fprintf(e.stderr, "mailtls: note: %d smtp/lmtp journal entries came from a _UID other than root's and --postfix-user's %s; "+
-			"if Postfix runs as another user (here or where the journal was written), give it with --postfix-user NAME|UID\n", n, ingest.DescribeTrust(c.String("postfix-user"), t))
+			"if Postfix runs as another user (here or where the journal was written), give it with --postfix-user NAME|UID\n", n, ingest.DescribeTrust(c.String("postfix-user"), res.Trust))
 	}
 }
