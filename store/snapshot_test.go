@@ -58,37 +58,38 @@ func dumpSQLite(t *testing.T, db *sql.DB) string {
 	}
 	rows.Close()
 	for _, table := range tables {
-		var cols []string
-		crows, err := db.Query(`SELECT name FROM pragma_table_info(?) ORDER BY cid`, table)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for crows.Next() {
-			var c string
-			if err := crows.Scan(&c); err != nil {
-				t.Fatal(err)
-			}
-			cols = append(cols, c)
-		}
-		crows.Close()
+		cols := queryStrings(t, db, `SELECT name FROM pragma_table_info(?) ORDER BY cid`, table)
 		quoted := make([]string, len(cols))
 		for i, c := range cols {
 			quoted[i] = "quote(" + quoteIdent(c) + ")"
 		}
-		vrows, err := db.Query(`SELECT ` + strings.Join(quoted, ` || ', ' || `) + ` FROM ` + quoteIdent(table) + ` ORDER BY 1`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for vrows.Next() {
-			var vals string
-			if err := vrows.Scan(&vals); err != nil {
-				t.Fatal(err)
-			}
+		for _, vals := range queryStrings(t, db, `SELECT `+strings.Join(quoted, ` || ', ' || `)+` FROM `+quoteIdent(table)+` ORDER BY 1`) {
 			fmt.Fprintf(&b, "INSERT INTO %s VALUES (%s);\n", table, vals)
 		}
-		vrows.Close()
 	}
 	return b.String()
+}
+
+// queryStrings returns the one text column of a query's rows.
+func queryStrings(t *testing.T, db *sql.DB, query string, args ...any) []string {
+	t.Helper()
+	rows, err := db.Query(query, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // creationOrder lists the types of a database's objects in the order
