@@ -249,8 +249,11 @@ type straceCall struct {
 // A resumed call is counted at its start; strace writes "???" for the name
 // of one resumed after its thread was killed at exit.
 var (
-	straceLine      = regexp.MustCompile(`^\d+ +(?:<\.\.\. ([a-z0-9_]+|\?\?\?) resumed>|([a-z0-9_]+)\()(.*)$`)
-	straceUndecoded = regexp.MustCompile(`^(\d+) +\?\?\?\( <unfinished \.\.\.>$`)
+	straceLine = regexp.MustCompile(`^\d+ +(?:<\.\.\. ([a-z0-9_]+|\?\?\?) resumed>|([a-z0-9_]+)\()(.*)$`)
+	// A call strace could not name, of a thread torn down in it:
+	// "???( <unfinished ...>", or, when no other thread's line came
+	// between, the whole call at once with no result, "???()   = ?".
+	straceUndecoded = regexp.MustCompile(`^(\d+) +\?\?\?\((?: <unfinished \.\.\.>|\) *= \?)$`)
 	straceExit      = regexp.MustCompile(`^(\d+) +\+\+\+ (?:exited|killed) `)
 	// strace may also print the undecoded call's end, with no result ("= ?"):
 	// it never returned either.
@@ -278,7 +281,7 @@ func readStrace(t *testing.T, path string) []straceCall {
 // be checked against the sandbox.
 func parseStrace(r io.Reader) (calls []straceCall, problems []string, err error) {
 	// undecoded holds the threads whose system call strace could not name
-	// ("???( <unfinished ...>"): that happens when exit_group tears the
+	// ("???( <unfinished ...>", or "???() = ?"): that happens when exit_group tears the
 	// thread down while it is in a call, so the thread's next line must be
 	// its exit, and the call never completed.
 	undecoded := map[string]string{}
@@ -702,6 +705,9 @@ func TestParseStrace(t *testing.T) {
 		{"torn down, end printed", "11 ???( <unfinished ...>\n11 <... ??? resumed> = ?\n11 +++ exited with 0 +++\n", nil, 0},
 		{"torn down, end printed, went on", "11 ???( <unfinished ...>\n11 <... ??? resumed> = ?\n11 read(3, \"a\", 1) = 1\n", []string{"read"}, 1},
 		{"undecoded, never exited", "11 ???( <unfinished ...>\n", nil, 1},
+		{"torn down, whole call printed", "10 read(3, \"a\", 1) = 1\n11 ???()                             = ?\n11 +++ exited with 0 +++\n", []string{"read"}, 0},
+		{"whole undecoded call printed, went on", "11 ???() = ?\n11 read(3, \"a\", 1) = 1\n", []string{"read"}, 1},
+		{"whole undecoded call printed, never exited", "11 ???() = ?\n", nil, 1},
 		{"garbage", "11 ???(x) = 0\n", nil, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
