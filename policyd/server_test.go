@@ -396,7 +396,16 @@ func TestShutdown(t *testing.T) {
 	ps, pc := net.Pipe()
 	pipeDone := make(chan struct{})
 	go func() { srv.serveConn(context.Background(), ps, protoSocketmap); close(pipeDone) }()
-	go io.WriteString(pc, netstring("tlspolicy x.corp.example"))
+	written := make(chan struct{})
+	go func() { io.WriteString(pc, netstring("tlspolicy x.corp.example")); close(written) }()
+	// A pipe is unbuffered: once the write returns, the server has read
+	// the request, so it is past its idle state (a new connection starts
+	// active, and Shutdown would let it end at its first idle instead).
+	select {
+	case <-written:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server did not read the request")
+	}
 	waitFor(t, func() bool {
 		srv.mu.Lock()
 		defer srv.mu.Unlock()
